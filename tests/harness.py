@@ -598,23 +598,53 @@ service stats {{
         port = self.pop3_port if proto == "pop3" else self.imap_port
         return f"{proto}://{self.host}:{port}"
 
+    def pop3_block(self, user, mode="tls", password=None, **extra):
+        """The `pop3 = { ... }` group of an account for `user` here."""
+        b = {"url": self.url("pop3", mode), "user": user,
+             "password": self.users[user] if password is None else password,
+             "ca_file": self.ca_file}
+        if mode == "plain":
+            b["tls"] = "none"
+        b.update(extra)
+        return b
+
+    def imap_block(self, user, mode="tls", mailbox="INBOX", password=None, **extra):
+        """The `imap = { ... }` group of an account for `user` here."""
+        b = {"url": self.url("imap", mode), "user": user,
+             "password": self.users[user] if password is None else password,
+             "ca_file": self.ca_file, "mailbox": mailbox}
+        if mode == "plain":
+            b["tls"] = "none"
+        b.update(extra)
+        return b
+
     def account(self, name, src, dst, mode="tls", keep=True, flags=(),
                 mailbox="INBOX", pop3_extra=None, imap_extra=None, **extra):
-        """An account dict for write_config() bridging src (POP3) to dst (IMAP)."""
-        pop3 = {"url": self.url("pop3", mode), "user": src,
-                "password": self.users[src], "ca_file": self.ca_file}
-        imap = {"url": self.url("imap", mode), "user": dst,
-                "password": self.users[dst], "ca_file": self.ca_file,
-                "mailbox": mailbox}
-        if mode == "plain":
-            pop3["tls"] = "none"
-            imap["tls"] = "none"
-        pop3.update(pop3_extra or {})
-        imap.update(imap_extra or {})
-        acct = {"name": name, "pop3": pop3, "imap": imap, "keep": keep,
-                "flags": list(flags)}
-        acct.update(extra)
-        return acct
+        """An account dict for write_config() bridging src (POP3) to dst (IMAP)
+        on this instance.  mode: "tls" (pop3s/imaps), "starttls" (pop3://,
+        imap://) or "plain" (pop3://, imap:// with tls = "none")."""
+        return make_account(name, self.pop3_block(src, mode, **(pop3_extra or {})),
+                            self.imap_block(dst, mode, mailbox, **(imap_extra or {})),
+                            keep=keep, flags=flags, **extra)
+
+    # ----------------------------------------------------------- log reading
+    def logins(self, user):
+        """Log lines of successful logins of `user` (IMAP or POP3)."""
+        return [line for line in self.log_text().splitlines()
+                if "Login: " in line and f"user=<{user}>" in line]
+
+    def auth_attempts(self, user):
+        """Every log line showing that a client tried to log in as `user`
+        (a successful login, a failed one, or an aborted one naming it)."""
+        return [line for line in self.log_text().splitlines()
+                if f"user=<{user}>" in line or f"passwd-file({user}," in line]
+
+
+def make_account(name, pop3, imap, keep=True, flags=(), **extra):
+    acct = {"name": name, "pop3": pop3, "imap": imap, "keep": keep,
+            "flags": list(flags)}
+    acct.update(extra)
+    return acct
 
 
 def _pid_alive(pid):
@@ -768,15 +798,18 @@ class TestContext:
         self.runs.append(res)
         return res
 
-    def popen(self, *args):
-        """Start popbridge without waiting (for the kill tests)."""
+    def popen(self, *args, stderr_path=None):
+        """Start popbridge without waiting (for the kill tests); its stderr
+        goes to stderr_path (default TMP/popen-N.stderr)."""
         exe = popbridge_path()
         if os.sep in exe and not os.access(exe, os.X_OK):
             raise AssertionError(f"popbridge binary not found at {exe} "
                                  "(build it with `make`, or set POPBRIDGE)")
-        return subprocess.Popen([exe, *map(str, args)], stdin=subprocess.DEVNULL,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                cwd=self.tmp)
+        if stderr_path is None:
+            stderr_path = self.tmp / f"popen-{len(self.runs)}.stderr"
+        with open(stderr_path, "wb") as err:
+            return subprocess.Popen([exe, *map(str, args)], stdin=subprocess.DEVNULL,
+                                    stdout=subprocess.DEVNULL, stderr=err, cwd=self.tmp)
 
     def report(self, max_runs=4, max_chars=4000):
         """Text for a failure: popbridge outputs and Dovecot log tails."""
@@ -798,3 +831,141 @@ def _text(b):
     if b is None:
         return ""
     return b.decode("utf-8", errors="replace") if isinstance(b, bytes) else b
+
+
+# --------------------------------------------------------------- test messages
+def varied_messages(tag):
+    """Messages that exercise popbridge's normalisation, as (label, raw).
+
+    `tag` goes into every Message-ID and Subject so messages of different
+    tests never look alike."""
+    msgs = []
+    msgs.append(("lf-only", (
+        f"Date: Mon, 15 Jan 2024 09:30:00 +0000\n"
+        f"From: Alice Example <alice@example.org>\n"
+        f"To: bob@example.net\n"
+        f"Subject: [{tag}] plain LF-only message\n"
+        f"Message-ID: <lf.{tag}@example.org>\n"
+        f"\n"
+        f"Hello Bob,\n"
+        f".a line that starts with a dot\n"
+        f"..two dots\n"
+        f".\n"
+        f"the line above is a lone dot, and this line is long: "
+        + "x" * 1200 + "\n"
+        f"From the desk of Alice (a From line inside the body stays)\n"
+        f">From quoted\n").encode()))
+    msgs.append(("mbox-from-line", (
+        f"From alice@example.org Tue Feb 20 11:00:00 2024\n"
+        f"Date: Tue, 20 Feb 2024 11:00:00 -0800\n"
+        f"From: alice@example.org\n"
+        f"Subject: [{tag}] starts with an mbox From line\n"
+        f"Message-ID: <mbox.{tag}@example.org>\n"
+        f"\n"
+        f"The first line of this file is an mbox separator.\n").encode()))
+    msgs.append(("no-final-newline", (
+        f"Date: Wed, 13 Mar 2024 23:59:59 +0000\r\n"
+        f"From: carol@example.com\r\n"
+        f"Subject: [{tag}] no final newline\r\n"
+        f"Message-ID: <nofinal.{tag}@example.com>\r\n"
+        f"\r\n"
+        f"CRLF line endings, but the last line has no line ending").encode()))
+    msgs.append(("date-plus-0200", (
+        f"Received: from mx.example.de by mx.example.net; Thu, 4 Apr 2024 10:20:30 +0200\n"
+        f"Date: Thu, 4 Apr 2024 10:15:00 +0200\n"
+        f"From: Dieter <dieter@example.de>\n"
+        f"Subject: [{tag}] Date header in +0200\n"
+        f"Message-ID: <plus2.{tag}@example.de>\n"
+        f"\n"
+        f"Guten Tag.\n").encode()))
+    msgs.append(("received-only", (
+        f"Received: from relay.example.net by mx.example.net with ESMTP id 42;\n"
+        f"\tSun, 5 May 2024 18:45:10 +0100\n"
+        f"Received: from client.example.com by relay.example.net;\n"
+        f"\tSun, 5 May 2024 17:40:00 +0000\n"
+        f"From: erin@example.com\n"
+        f"Subject: [{tag}] no Date header, two Received headers\n"
+        f"Message-ID: <recv.{tag}@example.com>\n"
+        f"\n"
+        f"No Date: header here.\n").encode()))
+    msgs.append(("utf8-8bit", (
+        f"Date: Sat, 8 Jun 2024 07:00:00 -0500\n"
+        f"From: =?UTF-8?Q?Fran=C3=A7ois?= <francois@example.fr>\n"
+        f"Subject: [{tag}] 8-bit UTF-8 body\n"
+        f"Message-ID: <utf8.{tag}@example.fr>\n"
+        f"MIME-Version: 1.0\n"
+        f"Content-Type: text/plain; charset=utf-8\n"
+        f"Content-Transfer-Encoding: 8bit\n"
+        f"\n"
+        f"Bonjour, ça va ? Grüße aus Köln. Ελληνικά. 日本語のテキスト. 🙂\n").encode("utf-8")))
+    return msgs
+
+
+def expected_internaldate(raw):
+    """The INTERNALDATE popbridge must set: the Date header, else the newest
+    Received date, else None (fetch time, not predictable)."""
+    d = header_date(raw)
+    if d is None:
+        d = newest_received_date(raw)
+    return d
+
+
+def small_message(i, rng, tag):
+    """A small message numbered i with a unique X-Harness-Seq header; line
+    endings, mbox From lines, sizes and a missing final newline vary."""
+    kind = rng.randrange(5)
+    nl = "\r\n" if kind == 1 else "\n"
+    day = 1 + i % 28
+    lines = [f"Date: Fri, {day} Nov 2024 {i % 24:02d}:{i % 60:02d}:{(i * 7) % 60:02d} +0{i % 10}00",
+             f"From: sender{i % 17}@example.org",
+             f"Subject: [{tag}] message {i}",
+             f"Message-ID: <m{i}.{tag}@example.org>",
+             f"X-Harness-Seq: {i}",
+             ""]
+    body_lines = rng.randrange(1, 120)
+    for j in range(body_lines):
+        word = rng.choice(["alpha", "beta", ".dot", "gamma", "From x", "ünïcode", "z" * 90])
+        lines.append(f"{i}-{j} {word}")
+    text = nl.join(lines)
+    if kind != 2:
+        text += nl
+    if kind == 3:
+        text = f"From sender@example.org Fri Nov  1 00:00:00 2024{nl}" + text
+    return text.encode("utf-8")
+
+
+def describe(raw):
+    """Short label of a message for assertion messages."""
+    m = re.search(rb"^(?:X-Harness-Seq|Subject): ?(.*)$", raw, re.M)
+    return (m.group(1).decode("utf-8", "replace").strip() if m else repr(raw[:40]))
+
+
+def assert_exactly_once(raws, msgs, what="INBOX"):
+    """Every raw message (normalised) is in msgs exactly once, nothing else is."""
+    want = {}
+    for raw in raws:
+        want.setdefault(normalise(raw), []).append(raw)
+    got = {}
+    for m in msgs:
+        got[m["body"]] = got.get(m["body"], 0) + 1
+    missing = [describe(v[0]) for k, v in want.items() if got.get(k, 0) < len(v)]
+    extra = [describe(k) for k, n in got.items() if n > len(want.get(k, []))]
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} missing or changed (e.g. {missing[:5]})")
+    if extra:
+        problems.append(f"{len(extra)} duplicated or unexpected (e.g. {extra[:5]})")
+    if problems:
+        raise AssertionError(f"{what}: {len(msgs)} messages for {len(raws)} expected: "
+                             + "; ".join(problems))
+
+
+def assert_bytes_equal(raw, body):
+    """Fail with the first differing offset between normalise(raw) and body."""
+    exp = normalise(raw)
+    if exp == body:
+        return
+    n = next((i for i, (a, b) in enumerate(zip(exp, body)) if a != b), min(len(exp), len(body)))
+    raise AssertionError(
+        f"{describe(raw)}: bytes differ at offset {n} (expected {len(exp)} bytes, got "
+        f"{len(body)}): expected {exp[max(0, n - 20):n + 20]!r}, got {body[max(0, n - 20):n + 20]!r}")

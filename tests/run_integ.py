@@ -1,0 +1,166 @@
+#!/usr/bin/python3
+"""Run popbridge's integration tests.
+
+    python3 tests/run_integ.py [-k PATTERN] [-x] [--keep-tmp] [-l]
+
+Discovers tests/integ/test_*.py and runs every function named test_* in
+file order.  Each test gets a TestContext (tests/harness.py) with a fresh
+temp dir; the Dovecot instances a file asks for are shared by its tests and
+stopped after the file.  Prints "PASS name" or "FAIL name: reason" (with
+popbridge's output and the Dovecot log tail) and ends with one line
+"N passed, N failed"; exits 1 if anything failed.
+
+The binary comes from $POPBRIDGE (default bridge/popbridge in the repo).
+"""
+
+import argparse
+import fnmatch
+import importlib.util
+import inspect
+import os
+import shutil
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import harness  # noqa: E402
+
+
+def discover(pattern):
+    tests = []
+    for path in sorted((HERE / "integ").glob("test_*.py")):
+        spec = importlib.util.spec_from_file_location(f"integ_{path.stem}", path)
+        mod = importlib.util.module_from_spec(spec)
+        try:
+            spec.loader.exec_module(mod)
+        except Exception:
+            tests.append((path.stem, None, traceback.format_exc()))
+            continue
+        funcs = [f for n, f in vars(mod).items()
+                 if n.startswith("test_") and inspect.isfunction(f)
+                 and f.__module__ == mod.__name__]
+        funcs.sort(key=lambda f: f.__code__.co_firstlineno)
+        for f in funcs:
+            name = f"{path.stem}.{f.__name__}"
+            if pattern and not _matches(pattern, name):
+                continue
+            tests.append((path.stem, name, f))
+    return tests
+
+
+def _matches(pattern, name):
+    if any(c in pattern for c in "*?["):
+        return fnmatch.fnmatch(name, pattern) or fnmatch.fnmatch(name, f"*{pattern}*")
+    return pattern in name
+
+
+def reason_of(exc):
+    """One line: the exception and where in a test file it was raised."""
+    msg = str(exc).strip().splitlines()
+    first = msg[0] if msg else ""
+    kind = type(exc).__name__
+    text = first if isinstance(exc, AssertionError) and first else f"{kind}: {first}"
+    where = ""
+    for fs in reversed(traceback.extract_tb(exc.__traceback__)):
+        if "/integ/" in fs.filename:
+            where = f" [{Path(fs.filename).name}:{fs.lineno}]"
+            break
+    return (text or kind) + where
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("-k", metavar="PATTERN",
+                    help="run only tests whose name (file.function) contains "
+                         "PATTERN (or matches it as a glob)")
+    ap.add_argument("-x", "--exitfirst", action="store_true", help="stop at the first failure")
+    ap.add_argument("-l", "--list", action="store_true", help="list the tests and exit")
+    ap.add_argument("--keep-tmp", action="store_true",
+                    help="keep the temp dirs of failed tests")
+    args = ap.parse_args()
+
+    tests = discover(args.k)
+    if args.list:
+        for _, name, f in tests:
+            print(name if name else f"(import error in {_})")
+        return 0
+
+    exe = harness.popbridge_path()
+    print(f"popbridge binary: {exe}"
+          + ("" if os.access(exe, os.X_OK) else "  (MISSING: tests that run it will fail)"))
+    sys.stdout.flush()
+    root = Path(os.environ.get("POPBRIDGE_TEST_TMP") or tempfile.mkdtemp(prefix="popbridge-integ-"))
+    root.mkdir(parents=True, exist_ok=True)
+    os.chmod(root, 0o755)
+    os.environ["POPBRIDGE_TEST_TMP"] = str(root)
+
+    passed = failed = 0
+    t_start = time.monotonic()
+    instances = {}
+    current_file = None
+    keep_root = False
+
+    def close_file_instances():
+        for dc in instances.values():
+            dc.cleanup()
+        instances.clear()
+
+    try:
+        for stem, name, f in tests:
+            if stem != current_file:
+                close_file_instances()
+                current_file = stem
+            if name is None:
+                failed += 1
+                print(f"FAIL {stem}: import error\n{f}")
+                continue
+            tmp = Path(tempfile.mkdtemp(prefix=f"{name.split('.')[-1][:40]}-", dir=root))
+            os.chmod(tmp, 0o755)
+            ctx = harness.TestContext(name, tmp, instances)
+            t0 = time.monotonic()
+            try:
+                f(ctx)
+            except Exception as exc:
+                failed += 1
+                dt = time.monotonic() - t0
+                print(f"FAIL {name}: {reason_of(exc)} ({dt:.1f}s)")
+                if not isinstance(exc, AssertionError):
+                    print("".join("  tb| " + line + "\n" for line in
+                                  "".join(traceback.format_exception(exc)).splitlines()[-12:]), end="")
+                print(ctx.report(), end="")
+                if args.keep_tmp:
+                    keep_root = True
+                    print(f"  kept: {tmp}")
+                else:
+                    shutil.rmtree(tmp, ignore_errors=True)
+                sys.stdout.flush()
+                if args.exitfirst:
+                    break
+            else:
+                passed += 1
+                dt = time.monotonic() - t0
+                print(f"PASS {name} ({dt:.1f}s)")
+                for n in ctx.notes:
+                    print(f"  note: {n}")
+                shutil.rmtree(tmp, ignore_errors=True)
+                sys.stdout.flush()
+    except KeyboardInterrupt:
+        print("interrupted")
+        failed += 1
+    finally:
+        close_file_instances()
+        if not keep_root and "POPBRIDGE_TEST_TMP_KEEP" not in os.environ:
+            shutil.rmtree(root, ignore_errors=True)
+
+    print(f"total time {time.monotonic() - t_start:.1f}s")
+    print(f"{passed} passed, {failed} failed")
+    return 1 if failed or not tests else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
