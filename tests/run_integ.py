@@ -94,8 +94,11 @@ def main():
     print(f"popbridge binary: {exe}"
           + ("" if os.access(exe, os.X_OK) else "  (MISSING: tests that run it will fail)"))
     sys.stdout.flush()
-    root = Path(os.environ.get("POPBRIDGE_TEST_TMP") or tempfile.mkdtemp(prefix="popbridge-integ-"))
-    root.mkdir(parents=True, exist_ok=True)
+    parent = os.environ.get("POPBRIDGE_TEST_TMP") or None
+    if parent:
+        os.makedirs(parent, exist_ok=True)
+    root = Path(tempfile.mkdtemp(prefix="popbridge-integ-", dir=parent))
+    # Dovecot's mail processes (uid 5000) must traverse it.
     os.chmod(root, 0o755)
     os.environ["POPBRIDGE_TEST_TMP"] = str(root)
 
@@ -154,9 +157,13 @@ def main():
         failed += 1
     finally:
         close_file_instances()
-        if not keep_root and "POPBRIDGE_TEST_TMP_KEEP" not in os.environ:
+        if keep_root:
+            print(f"temp dirs of failed tests kept under {root}")
+        else:
             shutil.rmtree(root, ignore_errors=True)
 
+    if not tests:
+        print("no tests matched")
     print(f"total time {time.monotonic() - t_start:.1f}s")
     print(f"{passed} passed, {failed} failed")
     return 1 if failed or not tests else 0

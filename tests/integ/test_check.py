@@ -1,0 +1,57 @@
+"""`popbridge check` against live servers."""
+
+import re
+
+from harness import make_account, varied_messages
+
+
+def test_check_reports_and_changes_nothing(t):
+    dc = t.dovecot()
+    src, dst = t.user(dc, "s"), t.user(dc, "d")
+    raws = [raw for _, raw in varied_messages(t.name)[:3]]
+    for raw in raws:
+        dc.deliver(src, raw)
+    cfg = t.config([dc.account("chk", src, dst, keep=False)])
+
+    r = t.bridge("-c", cfg, "check")
+    out = r.output
+    assert r.rc == 0, f"check exited {r.rc}"
+    assert "chk" in out, "check output does not name the account"
+    assert re.search(r"TLSv1\.[23]", out), "check output does not show the TLS version"
+    assert "UIDL" in out, "check output does not list the POP3 capabilities (UIDL)"
+    assert "MULTIAPPEND" in out, "check output does not list the IMAP capabilities (MULTIAPPEND)"
+    assert re.search(r"\b3\b", out), "check output does not show the 3 waiting messages"
+    assert re.search(r"localhost", out), "check output does not show the certificate subject/host"
+    # check changes nothing
+    assert dc.pop3_count(src) == len(raws), "check deleted POP3 messages"
+    assert dc.imap_count(dst) == 0, "check imported messages"
+    r = t.bridge("-c", cfg, "-v", "run")
+    assert r.rc == 0 and dc.imap_count(dst) == len(raws), "check left state that hides messages"
+
+
+def test_check_starttls(t):
+    dc = t.dovecot()
+    src, dst = t.user(dc, "s"), t.user(dc, "d")
+    cfg = t.config([dc.account("chk2", src, dst, mode="starttls")])
+    r = t.bridge("-c", cfg, "check")
+    assert r.rc == 0, f"check exited {r.rc}"
+    assert re.search(r"TLSv1\.[23]", r.output), "check output does not show the TLS version"
+
+
+def test_check_wrong_password_fails(t):
+    dc = t.dovecot()
+    src, dst = t.user(dc, "s"), t.user(dc, "d")
+    acct = make_account("chkbad", dc.pop3_block(src), dc.imap_block(dst, password="not-it-31337"))
+    cfg = t.config([acct])
+    r = t.bridge("-c", cfg, "check")
+    assert r.rc != 0, "check with a wrong IMAP password exited 0"
+    assert "chkbad" in r.output
+    assert "not-it-31337" not in r.output, "check shows the password"
+
+
+def test_check_missing_mailbox_reported(t):
+    dc = t.dovecot()
+    src, dst = t.user(dc, "s"), t.user(dc, "d")
+    cfg = t.config([dc.account("chkmb", src, dst, mailbox="NoSuchFolder")])
+    r = t.bridge("-c", cfg, "check")
+    assert "NoSuchFolder" in r.output, "check does not say whether the target mailbox exists"
