@@ -1,0 +1,587 @@
+/*
+ * One account run: the ordered steps from the POP3 listing to QUIT.
+ *
+ * The order of operations is the design (it is what makes "nothing lost,
+ * nothing twice" hold when the process is killed at any instant):
+ *
+ *   1. lock the ledger; list the POP3 messages (UIDL, sizes);
+ *   2. settle every PENDING intent left by an earlier run: look for the
+ *      message in the IMAP mailbox (UIDs from the recorded lower bound,
+ *      same size, same hash of the first 8 KiB); found -> IMPORTED, not
+ *      found -> forgotten, so it is imported again below;
+ *   3. for each new message: RETR and normalise into a spool; record the
+ *      intent durably; APPEND; record IMPORTED durably; only then DELE
+ *      (keep = false);
+ *   4. QUIT, which is when the POP3 server commits the DELEs.
+ *
+ * A message is deleted only if the ledger says IMPORTED, which is written
+ * only after the IMAP server's OK.  A crash between APPEND OK and the
+ * ledger write leaves a PENDING row, which step 2 resolves.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bridge.h"
+
+#define PREFIX_LEN	8192		/* bytes hashed to recognise a message */
+#define SPOOL_MEM	(1024 * 1024)	/* bytes of a message kept in memory */
+
+struct run {
+	const struct config	*cf;
+	const struct account	*ac;
+	struct ledger		*l;
+	struct pop3		*p;
+	struct imap		*im;
+	struct imap_mbox	 mb;
+	struct run_stats	*st;
+	struct spool		 sp;
+	struct msg_norm		 norm;
+	uint32_t		 lo_uid;	/* next APPEND gets a UID >= */
+	unsigned int		*dele;		/* DELE sent, awaiting QUIT */
+	size_t			 ndele;
+	struct pop3_msg		*msgs;
+	unsigned int		 nmsgs;
+};
+
+static double
+now_seconds(void)
+{
+	struct timespec	 ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static enum result
+spool_sink(void *arg, const char *p, size_t n, char **cause)
+{
+	return spool_write(arg, p, n, cause);
+}
+
+static enum result
+norm_sink(void *arg, const char *p, size_t n, char **cause)
+{
+	struct run	*rn = arg;
+
+	return msg_norm_feed(&rn->norm, p, n, spool_sink, &rn->sp, cause);
+}
+
+/* ---- step 2: settle intents left by an interrupted run ---- */
+
+struct settle {
+	struct ledger_pending	*pend;
+	size_t			 npend;
+	uint32_t		*match;		/* UID found for pend[i], or 0 */
+	uint32_t		 uidvalidity;
+	struct ledger		*l;
+};
+
+static void
+settle_candidate(void *arg, uint32_t uid, uint64_t size, const char *prefix,
+    size_t plen)
+{
+	struct settle	*se = arg;
+	char		 hex[65];
+	bool		 hashed = false, claimed;
+	size_t		 i, j;
+	char		*cause = NULL;
+
+	for (i = 0; i < se->npend; i++) {
+		struct ledger_pending *p = &se->pend[i];
+
+		if (se->match[i] != 0 || p->size != size ||
+		    (p->uidvalidity == se->uidvalidity && uid < p->lo_uid))
+			continue;
+		if (!hashed) {
+			hash_hex(prefix, plen, hex);
+			hashed = true;
+			/* A UID already owned by an imported message is out. */
+			if (ledger_uid_claimed(se->l, se->uidvalidity, uid,
+			    &claimed, &cause) != RES_OK || claimed) {
+				free(cause);
+				return;
+			}
+			for (j = 0; j < se->npend; j++)
+				if (se->match[j] == uid)
+					return;
+		}
+		if (strcmp(hex, p->hash) == 0) {
+			se->match[i] = uid;
+			return;
+		}
+	}
+}
+
+static enum result
+settle_intents(struct run *rn, char **cause)
+{
+	struct settle	 se;
+	uint32_t	 lo = UINT32_MAX;
+	size_t		 i, found = 0;
+	enum result	 r;
+
+	memset(&se, 0, sizeof se);
+	if ((r = ledger_pending_list(rn->l, &se.pend, &se.npend, cause)) !=
+	    RES_OK || se.npend == 0)
+		return r;
+	se.match = xcalloc(se.npend, sizeof *se.match);
+	se.uidvalidity = rn->mb.uidvalidity;
+	se.l = rn->l;
+	for (i = 0; i < se.npend; i++) {
+		/* A changed UIDVALIDITY voids the bound: search it all. */
+		uint32_t b = se.pend[i].uidvalidity == rn->mb.uidvalidity ?
+		    se.pend[i].lo_uid : 1;
+
+		if (b < lo)
+			lo = b;
+	}
+	if (rn->mb.messages > 0)
+		r = imap_fetch_prefix(rn->im, lo, PREFIX_LEN, settle_candidate,
+		    &se, cause);
+	for (i = 0; i < se.npend && r == RES_OK; i++) {
+		if (se.match[i] != 0) {
+			found++;
+			r = ledger_imported(rn->l, se.pend[i].uidl,
+			    rn->mb.uidvalidity, se.match[i], cause);
+		} else
+			r = ledger_forget(rn->l, se.pend[i].uidl, cause);
+	}
+	if (r == RES_OK)
+		log_info("%s: settled %zu interrupted import%s: %zu already in "
+		    "%s, %zu to import again", rn->ac->name, se.npend,
+		    se.npend == 1 ? "" : "s", found, rn->ac->imap.mailbox,
+		    se.npend - found);
+	free(se.match);
+	free(se.pend);
+	return r;
+}
+
+/* ---- step 3: one message ---- */
+
+static void
+local_now(time_t *t, int *tz)
+{
+	struct tm	 tm;
+
+	*t = time(NULL);
+	localtime_r(t, &tm);
+	*tz = (int)(tm.tm_gmtoff / 60);
+}
+
+static enum result
+fetch_message(struct run *rn, const struct pop3_msg *m, char **cause)
+{
+	enum result	 r;
+
+	spool_reset(&rn->sp);
+	msg_norm_init(&rn->norm);
+	if ((r = pop3_retr(rn->p, m->num, m->size, norm_sink, rn, cause)) !=
+	    RES_OK)
+		return r;
+	return msg_norm_finish(&rn->norm, spool_sink, &rn->sp, cause);
+}
+
+static enum result
+message_failed(struct run *rn, const struct pop3_msg *m, const char *why,
+    char **cause)
+{
+	rn->st->failed++;
+	log_warn("%s: message %u (UIDL %s, %llu bytes) not imported: %s",
+	    rn->ac->name, m->num, m->uidl, (unsigned long long)m->size, why);
+	return ledger_failed(rn->l, m->uidl, why, cause);
+}
+
+static enum result
+append_once(struct run *rn, const struct pop3_msg *m, time_t date, int tz,
+    struct append_result *ar, char **cause)
+{
+	return imap_append(rn->im, rn->ac->imap.mailbox, rn->ac->flags, date,
+	    tz, &rn->sp, ar, cause);
+}
+
+static enum result
+import_message(struct run *rn, const struct pop3_msg *m, char **cause)
+{
+	struct ledger_pending	 intent;
+	struct append_result	 ar;
+	const struct imap_caps	*caps = imap_caps(rn->im);
+	size_t			 hlen;
+	time_t			 date;
+	int			 tz;
+	char			*why = NULL;
+	enum result		 r;
+
+	if ((r = fetch_message(rn, m, &why)) != RES_OK) {
+		if (r != RES_MSG) {
+			free(*cause);
+			*cause = why;
+			return r;
+		}
+		/* -ERR to RETR: this message only; it stays on the server. */
+		r = message_failed(rn, m, why, cause);
+		free(why);
+		return r;
+	}
+	if ((hlen = msg_header_end(rn->sp.mem, rn->sp.memlen)) == 0)
+		hlen = rn->sp.memlen;
+	if (!msg_date(rn->sp.mem, hlen, &date, &tz))
+		local_now(&date, &tz);
+	if (caps->appendlimit != 0 && rn->sp.size > caps->appendlimit) {
+		why = xprintf("%llu bytes is over the IMAP server's APPENDLIMIT "
+		    "of %llu", (unsigned long long)rn->sp.size,
+		    (unsigned long long)caps->appendlimit);
+		r = message_failed(rn, m, why, cause);
+		free(why);
+		return r;
+	}
+
+	/* Record the intent durably before the APPEND (see the top). */
+	memset(&intent, 0, sizeof intent);
+	snprintf(intent.uidl, sizeof intent.uidl, "%s", m->uidl);
+	intent.size = rn->sp.size;
+	hash_hex(rn->sp.mem, rn->sp.memlen < PREFIX_LEN ? rn->sp.memlen :
+	    PREFIX_LEN, intent.hash);
+	intent.uidvalidity = rn->mb.uidvalidity;
+	intent.lo_uid = rn->lo_uid;
+	if ((r = ledger_intent(rn->l, &intent, cause)) != RES_OK)
+		return r;
+
+	if ((r = append_once(rn, m, date, tz, &ar, &why)) == RES_OK &&
+	    ar.outcome == APPEND_TRYCREATE) {
+		free(why);
+		why = NULL;
+		if ((r = imap_create(rn->im, rn->ac->imap.mailbox, &why)) ==
+		    RES_OK)
+			r = append_once(rn, m, date, tz, &ar, &why);
+	}
+	if (r != RES_OK) {
+		/* The outcome is unknown: the intent stays for next time. */
+		free(*cause);
+		*cause = why;
+		return r;
+	}
+	switch (ar.outcome) {
+	case APPEND_STORED:
+		break;
+	case APPEND_OVERQUOTA:
+		/* The server said NO: nothing was stored. */
+		(void)ledger_forget(rn->l, m->uidl, NULL);
+		free(*cause);
+		*cause = why;
+		return RES_TEMP;
+	default:
+		r = message_failed(rn, m, why, cause);
+		free(why);
+		return r;
+	}
+	free(why);
+
+	if (ar.uid != 0) {
+		if (ar.uidvalidity != 0)
+			rn->mb.uidvalidity = ar.uidvalidity;
+		rn->lo_uid = ar.uid + 1;
+	}
+	if ((r = ledger_imported(rn->l, m->uidl, rn->mb.uidvalidity, ar.uid,
+	    cause)) != RES_OK)
+		return r;
+	rn->st->imported++;
+	rn->st->bytes += rn->sp.size;
+	log_debug("%s: message %u (UIDL %s) imported, %llu bytes%s",
+	    rn->ac->name, m->num, m->uidl, (unsigned long long)rn->sp.size,
+	    ar.uid != 0 ? "" : " (no UIDPLUS)");
+	return RES_OK;
+}
+
+/* DELE: the ledger already says IMPORTED; QUIT will commit it. */
+static enum result
+delete_message(struct run *rn, const struct pop3_msg *m, char **cause)
+{
+	char		*why = NULL;
+	enum result	 r;
+
+	r = pop3_dele(rn->p, m->num, &why);
+	if (r == RES_MSG) {
+		log_warn("%s: %s", rn->ac->name, why);
+		free(why);
+		return RES_OK;
+	}
+	if (r != RES_OK) {
+		free(*cause);
+		*cause = why;
+		return r;
+	}
+	rn->dele = xrealloc(rn->dele, (rn->ndele + 1) * sizeof *rn->dele);
+	rn->dele[rn->ndele++] = m->num;
+	return RES_OK;
+}
+
+static enum result
+open_mailbox(struct run *rn, char **cause)
+{
+	enum result	 r;
+
+	if ((r = imap_open(&rn->ac->imap, rn->ac->name, rn->cf->timeout,
+	    &rn->im, cause)) != RES_OK)
+		return r;
+	if ((r = imap_select(rn->im, rn->ac->imap.mailbox, &rn->mb, cause)) !=
+	    RES_OK)
+		return r;
+	if (!rn->mb.exists) {
+		if ((r = imap_create(rn->im, rn->ac->imap.mailbox, cause)) !=
+		    RES_OK ||
+		    (r = imap_select(rn->im, rn->ac->imap.mailbox, &rn->mb,
+		    cause)) != RES_OK)
+			return r;
+		if (!rn->mb.exists)
+			return fail(cause, RES_TEMP, "imap: cannot open mailbox "
+			    "%s", rn->ac->imap.mailbox);
+	}
+	rn->lo_uid = rn->mb.uidnext;
+	return RES_OK;
+}
+
+/* Does any message need the IMAP side (new, failed or pending)? */
+static enum result
+need_imap(struct run *rn, bool *need, char **cause)
+{
+	enum ledger_state st;
+	bool		 deleted;
+	unsigned int	 i;
+	enum result	 r;
+
+	*need = false;
+	for (i = 0; i < rn->nmsgs; i++) {
+		if ((r = ledger_state(rn->l, rn->msgs[i].uidl, &st, &deleted,
+		    cause)) != RES_OK)
+			return r;
+		if (st != LEDGER_IMPORTED) {
+			rn->st->fresh++;
+			*need = true;
+		}
+	}
+	if (!*need) {
+		struct ledger_pending *pend;
+		size_t npend;
+
+		if ((r = ledger_pending_list(rn->l, &pend, &npend, cause)) !=
+		    RES_OK)
+			return r;
+		free(pend);
+		*need = npend > 0;
+	}
+	return RES_OK;
+}
+
+static enum result
+run_messages(struct run *rn, char **cause)
+{
+	enum ledger_state st;
+	bool		 deleted, need;
+	unsigned int	 i;
+	enum result	 r, worst = RES_OK;
+
+	if ((r = need_imap(rn, &need, cause)) != RES_OK)
+		return r;
+	if (need) {
+		if ((r = open_mailbox(rn, cause)) != RES_OK ||
+		    (r = settle_intents(rn, cause)) != RES_OK)
+			return r;
+	}
+	for (i = 0; i < rn->nmsgs; i++) {
+		const struct pop3_msg *m = &rn->msgs[i];
+
+		if ((r = ledger_state(rn->l, m->uidl, &st, &deleted, cause)) !=
+		    RES_OK)
+			return r;
+		if (st == LEDGER_NONE || st == LEDGER_FAILED) {
+			r = import_message(rn, m, cause);
+			if (r != RES_OK)
+				return r;
+			if ((r = ledger_state(rn->l, m->uidl, &st, &deleted,
+			    cause)) != RES_OK)
+				return r;
+			if (st == LEDGER_FAILED)
+				worst = RES_MSG;
+		}
+		if (st == LEDGER_IMPORTED && !rn->ac->keep &&
+		    (r = delete_message(rn, m, cause)) != RES_OK)
+			return r;
+	}
+	if (worst != RES_OK)
+		fail(cause, worst, "%u message%s not imported (kept on the "
+		    "POP3 server, tried again next run)", rn->st->failed,
+		    rn->st->failed == 1 ? "" : "s");
+	return worst;
+}
+
+static void
+finish_pop3(struct run *rn)
+{
+	char	*why = NULL;
+	size_t	 i;
+
+	if (rn->p == NULL)
+		return;
+	if (pop3_quit(rn->p, &why) != RES_OK) {
+		if (rn->ndele > 0)
+			log_warn("%s: %s (the %zu deletions will be made next "
+			    "run)", rn->ac->name, why, rn->ndele);
+		free(why);
+		rn->p = NULL;
+		return;
+	}
+	rn->p = NULL;
+	/* QUIT succeeded: the server has committed the deletions. */
+	for (i = 0; i < rn->ndele; i++) {
+		const struct pop3_msg *m = &rn->msgs[rn->dele[i] - 1];
+
+		if (ledger_deleted(rn->l, m->uidl, &why) != RES_OK) {
+			log_warn("%s: %s", rn->ac->name, why);
+			free(why);
+			why = NULL;
+			break;
+		}
+		rn->st->deleted++;
+	}
+}
+
+enum result
+account_run(const struct config *cf, const struct account *ac,
+    struct run_stats *st, char **cause)
+{
+	struct run	 rn;
+	char		*path, *source, *why = NULL;
+	time_t		 started = time(NULL);
+	double		 t0 = now_seconds();
+	bool		 standin;
+	enum result	 r;
+
+	memset(&rn, 0, sizeof rn);
+	memset(st, 0, sizeof *st);
+	rn.cf = cf;
+	rn.ac = ac;
+	rn.st = st;
+	spool_init(&rn.sp, SPOOL_MEM, cf->state_dir);
+
+	if (ac->pop3.tls == TLS_NONE || ac->imap.tls == TLS_NONE)
+		log_warn("%s: %s without TLS: the password and mail cross the "
+		    "network in clear", ac->name, ac->pop3.tls == TLS_NONE ?
+		    (ac->imap.tls == TLS_NONE ? "POP3 and IMAP" : "POP3") :
+		    "IMAP");
+	path = ledger_path(cf->state_dir, ac);
+	source = xprintf("%s@%s:%d", ac->pop3.user, ac->pop3.host,
+	    ac->pop3.port);
+	r = ledger_open(cf->state_dir, path, source, &rn.l, cause);
+	free(path);
+	free(source);
+	if (r != RES_OK)
+		goto done;
+	if ((r = pop3_open(&ac->pop3, ac->name, cf->timeout, &rn.p, cause)) !=
+	    RES_OK ||
+	    (r = pop3_scan(rn.p, &rn.msgs, &rn.nmsgs, &standin, cause)) != RES_OK)
+		goto done;
+	st->waiting = rn.nmsgs;
+	if (standin)
+		log_debug("%s: pop3: no UIDL; messages are known by header "
+		    "hashes", ac->name);
+	r = run_messages(&rn, cause);
+	/*
+	 * QUIT only when nothing went wrong with the link; after a failure
+	 * mid-way the DELEs sent so far still stand for imported messages,
+	 * so QUIT is safe then too, unless the connection is gone.
+	 */
+	if (r == RES_OK || r == RES_MSG || r == RES_TEMP)
+		finish_pop3(&rn);
+done:
+	pop3_free(rn.p);
+	imap_logout(rn.im);
+	st->seconds = now_seconds() - t0;
+	if (rn.l != NULL) {
+		if (ledger_run_record(rn.l, ac->name, started, r, st,
+		    r == RES_OK ? NULL : *cause, &why) != RES_OK) {
+			log_warn("%s: %s", ac->name, why);
+			free(why);
+		}
+		ledger_close(rn.l);
+	}
+	spool_free(&rn.sp);
+	free(rn.dele);
+	free(rn.msgs);
+	return r;
+}
+
+enum result
+account_check(const struct config *cf, const struct account *ac,
+    char **cause)
+{
+	struct pop3		*p = NULL;
+	struct imap		*im = NULL;
+	struct imap_mbox	 mb;
+	const struct pop3_caps	*pc;
+	const struct imap_caps	*ic;
+	unsigned int		 count;
+	uint64_t		 size;
+	char			*why = NULL;
+	enum result		 r, worst = RES_OK;
+
+	r = pop3_open(&ac->pop3, ac->name, cf->timeout, &p, &why);
+	if (r == RES_OK)
+		r = pop3_stat(p, &count, &size, &why);
+	if (r != RES_OK) {
+		printf("%s: pop3 %s:%d: FAILED: %s\n", ac->name, ac->pop3.host,
+		    ac->pop3.port, why);
+		worst = r;
+		free(*cause);
+		*cause = why;
+		why = NULL;
+	} else {
+		pc = pop3_caps(p);
+		printf("%s: pop3 %s:%d: %s%s%s; UIDL %s, PIPELINING %s; "
+		    "%u message%s, %.1f kB waiting\n", ac->name, ac->pop3.host,
+		    ac->pop3.port, conn_tls_version(pop3_conn(p)),
+		    conn_cert_subject(pop3_conn(p))[0] != '\0' ?
+		    ", certificate " : "", conn_cert_subject(pop3_conn(p)),
+		    pc->uidl ? "yes" : "no (header hashes stand in)",
+		    pc->pipelining ? "yes" : "no", count, count == 1 ? "" : "s",
+		    (double)size / 1000.0);
+		(void)pop3_quit(p, &why);
+		p = NULL;
+		free(why);
+		why = NULL;
+	}
+	pop3_free(p);
+
+	r = imap_open(&ac->imap, ac->name, cf->timeout, &im, &why);
+	if (r == RES_OK)
+		r = imap_status(im, ac->imap.mailbox, &mb, &why);
+	if (r != RES_OK) {
+		printf("%s: imap %s:%d: FAILED: %s\n", ac->name, ac->imap.host,
+		    ac->imap.port, why);
+		worst = result_worst(worst, r);
+		free(*cause);
+		*cause = why;
+		why = NULL;
+	} else {
+		char limit[32];
+
+		ic = imap_caps(im);
+		if (ic->appendlimit != 0)
+			snprintf(limit, sizeof limit, "%llu",
+			    (unsigned long long)ic->appendlimit);
+		else
+			strcpy(limit, "none");
+		printf("%s: imap %s:%d: %s%s%s; LITERAL+ %s, MULTIAPPEND %s, "
+		    "UIDPLUS %s, APPENDLIMIT %s; mailbox %s %s\n", ac->name,
+		    ac->imap.host, ac->imap.port, conn_tls_version(imap_conn(im)),
+		    conn_cert_subject(imap_conn(im))[0] != '\0' ?
+		    ", certificate " : "", conn_cert_subject(imap_conn(im)),
+		    ic->literal_plus ? "yes" : "no",
+		    ic->multiappend ? "yes" : "no", ic->uidplus ? "yes" : "no",
+		    limit, ac->imap.mailbox, mb.exists ?
+		    "exists" : "does not exist (it will be created)");
+	}
+	imap_logout(im);
+	free(why);
+	return worst;
+}

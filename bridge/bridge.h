@@ -1,0 +1,364 @@
+/*
+ * popbridge: poll POP3 mailboxes and APPEND every new message, exactly once,
+ * into an IMAP mailbox.
+ *
+ * This header holds what more than one file needs: result classes, the
+ * configuration structs, and the prototypes of each module grouped by file.
+ * Library types (libcurl, SQLite, libconfig, OpenSSL) stay inside the files
+ * that use them; other files see opaque handles only.
+ */
+#ifndef BRIDGE_H
+#define BRIDGE_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <time.h>
+
+#define POPBRIDGE_VERSION	"0.1.0"
+#define DEFAULT_CONFIG		"/etc/popbridge.conf"
+
+#define PRINTFLIKE(a, b)	__attribute__((format(printf, a, b)))
+#define NORETURN		__attribute__((noreturn))
+
+/*
+ * Result classes decide what happens next (STYLE.md, 5).  Every fallible
+ * function returns one of these and, when not RES_OK, sets *cause to a
+ * malloc'd sentence without the account name; the caller at the account
+ * boundary logs it once.
+ */
+enum result {
+	RES_OK = 0,
+	RES_MSG,		/* this message failed: keep it on the server, go on */
+	RES_TEMP,		/* temporary: network, server, quota; retry later */
+	RES_AUTH,		/* authentication refused or unsafe permissions */
+	RES_CONFIG,	/* configuration error: stop until it changes */
+};
+
+/* main.c */
+int		 result_exit_code(enum result);
+enum result	 result_worst(enum result, enum result);
+
+/* xmalloc.c: allocators that die on out-of-memory, nothing else. */
+void		*xmalloc(size_t);
+void		*xcalloc(size_t, size_t);
+void		*xrealloc(void *, size_t);
+char		*xstrdup(const char *);
+char		*xstrndup(const char *, size_t);
+char		*xprintf(const char *, ...) PRINTFLIKE(1, 2);
+char		*xvprintf(const char *, va_list) PRINTFLIKE(1, 0);
+void		 fatal(const char *, ...) PRINTFLIKE(1, 2) NORETURN;
+/* Overwrite a secret with zeros before freeing it; NULL is fine. */
+void		 secret_free(char *);
+/* Set *cause (if cause is not NULL) and return r. */
+enum result	 fail(char **cause, enum result r, const char *, ...)
+		     PRINTFLIKE(3, 4);
+
+/* log.c */
+enum log_level {
+	LOG_LVL_WARN = 0,
+	LOG_LVL_INFO,		/* one summary line per account run */
+	LOG_LVL_DEBUG,		/* one line per message */
+	LOG_LVL_TRACE,		/* protocol trace, secrets never included */
+};
+void		 log_open(bool to_stderr, int verbosity);
+bool		 log_enabled(enum log_level);
+void		 log_warn(const char *, ...) PRINTFLIKE(1, 2);
+void		 log_info(const char *, ...) PRINTFLIKE(1, 2);
+void		 log_debug(const char *, ...) PRINTFLIKE(1, 2);
+void		 log_trace(const char *, ...) PRINTFLIKE(1, 2);
+/* Copy untrusted text into dst, replacing control and 8-bit bytes. */
+char		*log_clean(char *dst, size_t dstsz, const char *src, size_t len);
+
+/* config.c */
+enum tls_mode {
+	TLS_IMPLICIT,		/* pop3s://, imaps:// */
+	TLS_STARTTLS,		/* pop3://, imap://: STARTTLS required */
+	TLS_NONE,		/* tls = "none": plaintext, warned */
+};
+
+struct endpoint {
+	char		*url;		/* as configured */
+	bool		 imap;		/* an IMAP block, else POP3 */
+	char		*host;
+	int		 port;
+	enum tls_mode	 tls;
+	char		*user;
+	char		*password;	/* exactly one of these three */
+	char		*password_file;
+	char		*password_command;
+	char		*ca_file;
+	char		*auth;		/* NULL: automatic */
+	char		*mailbox;	/* IMAP only */
+	int		 line;		/* in the config file */
+};
+
+struct account {
+	char		*name;
+	struct endpoint	 pop3;
+	struct endpoint	 imap;
+	bool		 keep;		/* leave messages on the POP3 server */
+	char		*flags;		/* "\\Seen \\Flagged", "" for none */
+	int		 line;
+};
+
+struct config {
+	char		*path;
+	char		*state_dir;
+	long		 timeout;	/* seconds, for every network wait */
+	struct account	*accounts;
+	size_t		 naccounts;
+};
+
+enum result	 config_load(const char *, struct config **, char **);
+void		 config_free(struct config *);
+const struct account *config_find(const struct config *, const char *);
+/* Resolve an endpoint's secret; the caller wipes it with secret_free. */
+enum result	 config_secret(const struct endpoint *, char **, char **);
+
+/* spool.c: a message held in memory up to a bound, then in a temp file. */
+struct spool {
+	char		*mem;
+	size_t		 memlen;
+	size_t		 memmax;	/* bytes kept in memory at most */
+	int		 fd;		/* overflow, unlinked; -1 if none */
+	uint64_t	 size;		/* total bytes written */
+	const char	*tmpdir;
+};
+void		 spool_init(struct spool *, size_t, const char *);
+enum result	 spool_write(struct spool *, const void *, size_t, char **);
+/* Read up to n bytes at offset off; returns bytes read, -1 on error. */
+ssize_t		 spool_pread(struct spool *, void *, size_t, uint64_t);
+void		 spool_reset(struct spool *);
+void		 spool_free(struct spool *);
+
+/* msg.c: pure message normalisation and header facts. */
+struct msg_norm {
+	int		 state;
+	char		 hold[8];	/* bytes held while deciding "From " */
+	size_t		 nhold;
+	bool		 wrote_any;
+	bool		 last_lf;	/* output so far ends with CRLF */
+	uint64_t	 nuls;		/* NUL bytes seen */
+};
+typedef enum result (*msg_sink)(void *, const char *, size_t, char **);
+void		 msg_norm_init(struct msg_norm *);
+enum result	 msg_norm_feed(struct msg_norm *, const char *, size_t,
+		     msg_sink, void *, char **);
+enum result	 msg_norm_finish(struct msg_norm *, msg_sink, void *, char **);
+/* Find the end of the header section (after the blank line) or 0. */
+size_t		 msg_header_end(const char *, size_t);
+/* Find header field name in hdr; calls cb for each unfolded value. */
+void		 msg_header_each(const char *, size_t, const char *,
+		     void (*)(void *, const char *, size_t), void *);
+/* The date for INTERNALDATE: Date, else newest Received; false if none. */
+bool		 msg_date(const char *, size_t, time_t *, int *);
+
+/* date.c: pure RFC 5322 date parsing and IMAP date-time formatting. */
+bool		 date_parse(const char *, size_t, time_t *, int *);
+/* "dd-Mon-yyyy hh:mm:ss +zzzz" into buf (at least 27 bytes). */
+void		 date_imap(time_t, int, char *, size_t);
+
+/* pop3_parse.c: pure parsers for POP3 replies. */
+struct dot_decoder {
+	int		 state;
+};
+void		 dot_init(struct dot_decoder *);
+/*
+ * Decode n dot-stuffed bytes into out, which has room for n + 2 (bytes held
+ * back from an earlier call may come out now).  Returns the number of output
+ * bytes; *used is set to the input bytes consumed; *done when the
+ * terminating ".CRLF" was consumed (bytes after it are not consumed).
+ */
+size_t		 dot_decode(struct dot_decoder *, const char *, size_t, char *,
+		     size_t *, bool *);
+#define UIDL_MAX	70
+struct pop3_msg {
+	unsigned int	 num;
+	uint64_t	 size;
+	char		 uidl[UIDL_MAX + 1];
+};
+bool		 pop3_parse_uidl(const char *, unsigned int *, char *);
+bool		 pop3_parse_list(const char *, unsigned int *, uint64_t *);
+bool		 pop3_parse_stat(const char *, unsigned int *, uint64_t *);
+bool		 uidl_valid(const char *, size_t);
+/* Check a filled list: numbers 1..n each once, UIDLs unique. */
+bool		 pop3_list_check(const struct pop3_msg *, unsigned int,
+		     char **);
+
+/* imap_parse.c: pure parsers for IMAP replies. */
+enum imap_status { IMAP_OK, IMAP_NO, IMAP_BAD, IMAP_BYE, IMAP_PREAUTH,
+	IMAP_UNKNOWN };
+struct imap_reply {
+	enum imap_status status;
+	char		 code[64];	/* response code name, upper case */
+	char		 code_arg[192];	/* its arguments, raw */
+	const char	*text;		/* human text after the code */
+};
+bool		 imap_parse_status(const char *, struct imap_reply *);
+bool		 imap_parse_appenduid(const char *, uint32_t *, uint32_t *);
+bool		 imap_has_cap(const char *, const char *);
+bool		 imap_parse_number(const char *, size_t, uint64_t *);
+struct imap_fetch {
+	uint32_t	 uid;
+	uint64_t	 size;
+	bool		 have_size, have_body;
+	const char	*body;
+	size_t		 bodylen;
+};
+bool		 imap_parse_fetch(const char *, size_t, struct imap_fetch *);
+/* Quote a mailbox name as an IMAP string, or NULL if it cannot be. */
+char		*imap_quote(const char *);
+
+/* net.c: connection, TLS and login through libcurl CONNECT_ONLY. */
+struct conn;
+enum result	 conn_open(const struct endpoint *, const char *, long,
+		     struct conn **, char **);
+enum result	 conn_write(struct conn *, const void *, size_t, char **);
+/* A line without its CRLF, bounded by max; valid until the next call. */
+enum result	 conn_getline(struct conn *, char **, size_t *, size_t,
+		     char **);
+/* Buffered bytes (at least one, reading if none); conn_consume drops some. */
+enum result	 conn_peek(struct conn *, const char **, size_t *, char **);
+void		 conn_consume(struct conn *, size_t);
+/* The server lines libcurl saw during login (greeting, capabilities). */
+const char	*conn_login_lines(struct conn *);
+const char	*conn_tls_version(struct conn *);
+const char	*conn_cert_subject(struct conn *);
+void		 conn_close(struct conn *);
+void		 net_init(void);
+void		 net_cleanup(void);
+
+/* hash.c: SHA-256 in hex, through OpenSSL. */
+struct hash;
+struct hash	*hash_new(void);
+void		 hash_update(struct hash *, const void *, size_t);
+/* Finish into out (65 bytes) and free the context. */
+void		 hash_final(struct hash *, char *);
+void		 hash_hex(const void *, size_t, char *);
+
+/* pop3.c */
+struct pop3;
+struct pop3_caps {
+	bool		 uidl, pipelining, top;
+};
+enum result	 pop3_open(const struct endpoint *, const char *, long,
+		     struct pop3 **, char **);
+const struct pop3_caps *pop3_caps(struct pop3 *);
+struct conn	*pop3_conn(struct pop3 *);
+enum result	 pop3_stat(struct pop3 *, unsigned int *, uint64_t *,
+		     char **);
+/* List every message with its size and UIDL (or a stand-in). */
+enum result	 pop3_scan(struct pop3 *, struct pop3_msg **,
+		     unsigned int *, bool *, char **);
+/* Fetch message n (announced size given), dot-decoded, into sink. */
+enum result	 pop3_retr(struct pop3 *, unsigned int, uint64_t, msg_sink,
+		     void *, char **);
+enum result	 pop3_dele(struct pop3 *, unsigned int, char **);
+/* QUIT: the server commits DELEs only now. */
+enum result	 pop3_quit(struct pop3 *, char **);
+/* Drop the connection without QUIT: nothing is committed. */
+void		 pop3_free(struct pop3 *);
+
+/* imap.c */
+struct imap;
+struct imap_caps {
+	bool		 literal_plus, literal_minus, multiappend, uidplus;
+	bool		 binary;
+	uint64_t	 appendlimit;	/* 0: none announced */
+};
+struct imap_mbox {
+	bool		 exists;
+	uint32_t	 uidvalidity;
+	uint32_t	 uidnext;
+	uint32_t	 messages;
+};
+enum append_outcome {
+	APPEND_STORED,
+	APPEND_REFUSED,		/* this message; reason in cause */
+	APPEND_TRYCREATE,
+	APPEND_OVERQUOTA,
+};
+struct append_result {
+	enum append_outcome outcome;
+	uint32_t	 uidvalidity;	/* from APPENDUID, 0 if absent */
+	uint32_t	 uid;
+};
+enum result	 imap_open(const struct endpoint *, const char *, long,
+		     struct imap **, char **);
+const struct imap_caps *imap_caps(struct imap *);
+struct conn	*imap_conn(struct imap *);
+enum result	 imap_status(struct imap *, const char *, struct imap_mbox *,
+		     char **);
+enum result	 imap_select(struct imap *, const char *, struct imap_mbox *,
+		     char **);
+enum result	 imap_create(struct imap *, const char *, char **);
+/* APPEND one message; RES_OK with ar->outcome unless the link failed. */
+enum result	 imap_append(struct imap *, const char *, const char *,
+		     time_t, int, struct spool *, struct append_result *,
+		     char **);
+/* For every message with UID >= lo: cb(uid, size, prefix, prefix_len). */
+typedef void	(*imap_fetch_cb)(void *, uint32_t, uint64_t, const char *,
+		     size_t);
+enum result	 imap_fetch_prefix(struct imap *, uint32_t, size_t,
+		     imap_fetch_cb, void *, char **);
+void		 imap_logout(struct imap *);
+
+/* ledger.c: the per-account SQLite ledger. */
+struct ledger;
+enum ledger_state {
+	LEDGER_NONE = 0,	/* never seen */
+	LEDGER_PENDING,		/* intent recorded, APPEND not confirmed */
+	LEDGER_IMPORTED,	/* stored in IMAP, durable */
+	LEDGER_FAILED,		/* refused; retried on later runs */
+};
+struct ledger_pending {
+	char		 uidl[UIDL_MAX + 1];
+	uint64_t	 size;
+	char		 hash[65];	/* hex SHA-256 of the first bytes */
+	uint32_t	 uidvalidity;
+	uint32_t	 lo_uid;	/* the message's UID is at least this */
+};
+struct run_stats {
+	unsigned int	 waiting;	/* messages on the server */
+	unsigned int	 fresh;		/* not yet imported */
+	unsigned int	 imported;
+	unsigned int	 failed;
+	unsigned int	 deleted;
+	uint64_t	 bytes;
+	double		 seconds;
+};
+/* Open (creating) the ledger (state_dir, path, source id); a second
+ * holder of the same ledger gets RES_TEMP. */
+enum result	 ledger_open(const char *, const char *, const char *,
+		     struct ledger **, char **);
+char		*ledger_path(const char *, const struct account *);
+enum result	 ledger_state(struct ledger *, const char *,
+		     enum ledger_state *, bool *, char **);
+enum result	 ledger_intent(struct ledger *, const struct ledger_pending *,
+		     char **);
+enum result	 ledger_imported(struct ledger *, const char *, uint32_t,
+		     uint32_t, char **);
+enum result	 ledger_failed(struct ledger *, const char *, const char *,
+		     char **);
+enum result	 ledger_forget(struct ledger *, const char *, char **);
+enum result	 ledger_deleted(struct ledger *, const char *, char **);
+enum result	 ledger_pending_list(struct ledger *,
+		     struct ledger_pending **, size_t *, char **);
+/* Is this IMAP UID already claimed by an imported message? */
+enum result	 ledger_uid_claimed(struct ledger *, uint32_t, uint32_t,
+		     bool *, char **);
+enum result	 ledger_run_record(struct ledger *, const char *, time_t,
+		     enum result, const struct run_stats *, const char *,
+		     char **);
+void		 ledger_close(struct ledger *);
+
+/* account.c */
+enum result	 account_run(const struct config *, const struct account *,
+		     struct run_stats *, char **);
+enum result	 account_check(const struct config *, const struct account *,
+		     char **);
+
+#endif

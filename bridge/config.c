@@ -1,0 +1,624 @@
+/*
+ * The configuration file (libconfig syntax), validated strictly against a
+ * table of keys: unknown keys, wrong types, missing required keys and bad
+ * values are errors reported as "file:line: message".  Secrets are read
+ * only when a connection needs them (config_secret), never at load time,
+ * and a file that holds a password must not be readable by others.
+ */
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <libconfig.h>
+
+#include "bridge.h"
+
+#define SECRET_MAX	4096
+
+enum ktype { K_STRING, K_INT, K_BOOL, K_GROUP, K_LIST, K_ARRAY };
+
+struct key {
+	const char	*name;
+	enum ktype	 type;
+	bool		 required;
+};
+
+static const struct key top_keys[] = {
+	{ "state_dir", K_STRING, false },
+	{ "timeout", K_INT, false },
+	{ "accounts", K_LIST, true },
+	{ NULL, 0, false }
+};
+static const struct key account_keys[] = {
+	{ "name", K_STRING, true },
+	{ "pop3", K_GROUP, true },
+	{ "imap", K_GROUP, true },
+	{ "keep", K_BOOL, false },
+	{ "flags", K_ARRAY, false },
+	{ NULL, 0, false }
+};
+static const struct key pop3_keys[] = {
+	{ "url", K_STRING, true },
+	{ "user", K_STRING, true },
+	{ "password", K_STRING, false },
+	{ "password_file", K_STRING, false },
+	{ "password_command", K_STRING, false },
+	{ "ca_file", K_STRING, false },
+	{ "tls", K_STRING, false },
+	{ "auth", K_STRING, false },
+	{ NULL, 0, false }
+};
+static const struct key imap_keys[] = {
+	{ "url", K_STRING, true },
+	{ "user", K_STRING, true },
+	{ "password", K_STRING, false },
+	{ "password_file", K_STRING, false },
+	{ "password_command", K_STRING, false },
+	{ "ca_file", K_STRING, false },
+	{ "tls", K_STRING, false },
+	{ "auth", K_STRING, false },
+	{ "mailbox", K_STRING, false },
+	{ NULL, 0, false }
+};
+
+static const char *const ktype_names[] = { "a string", "an integer",
+	"true or false", "a group { ... }", "a list ( ... )",
+	"an array [ ... ]" };
+
+struct loader {
+	const char	*file;
+	char		*dir;		/* relative paths start here */
+	char		*cause;
+	bool		 has_password;
+};
+
+static enum result
+cfail(struct loader *ld, const config_setting_t *s, const char *fmt, ...)
+    PRINTFLIKE(3, 4);
+
+static enum result
+cfail(struct loader *ld, const config_setting_t *s, const char *fmt, ...)
+{
+	va_list	 ap;
+	char	*msg;
+
+	va_start(ap, fmt);
+	msg = xvprintf(fmt, ap);
+	va_end(ap);
+	free(ld->cause);
+	ld->cause = xprintf("%s:%d: %s", ld->file,
+	    s != NULL ? config_setting_source_line(s) : 0, msg);
+	free(msg);
+	return RES_CONFIG;
+}
+
+static bool
+type_matches(const config_setting_t *s, enum ktype t)
+{
+	switch (config_setting_type(s)) {
+	case CONFIG_TYPE_STRING:
+		return t == K_STRING;
+	case CONFIG_TYPE_INT:
+	case CONFIG_TYPE_INT64:
+		return t == K_INT;
+	case CONFIG_TYPE_BOOL:
+		return t == K_BOOL;
+	case CONFIG_TYPE_GROUP:
+		return t == K_GROUP;
+	case CONFIG_TYPE_LIST:
+		return t == K_LIST;
+	case CONFIG_TYPE_ARRAY:
+		/* An empty list "( )" and an array "[ ]" are alike. */
+		return t == K_ARRAY || t == K_LIST;
+	default:
+		return false;
+	}
+}
+
+/* Every member of group is in keys with the right type; required ones are
+ * there. */
+static enum result
+check_keys(struct loader *ld, const config_setting_t *group,
+    const struct key *keys, const char *where)
+{
+	const config_setting_t	*s;
+	const struct key	*k;
+	int			 i, n = config_setting_length(group);
+
+	for (i = 0; i < n; i++) {
+		s = config_setting_get_elem(group, (unsigned int)i);
+		for (k = keys; k->name != NULL; k++)
+			if (strcmp(k->name, config_setting_name(s)) == 0)
+				break;
+		if (k->name == NULL)
+			return cfail(ld, s, "%sunknown key \"%s\"", where,
+			    config_setting_name(s));
+		if (!type_matches(s, k->type))
+			return cfail(ld, s, "%s\"%s\" must be %s", where, k->name,
+			    ktype_names[k->type]);
+	}
+	for (k = keys; k->name != NULL; k++)
+		if (k->required && config_setting_get_member(group, k->name) ==
+		    NULL)
+			return cfail(ld, group, "%smissing \"%s\"", where,
+			    k->name);
+	return RES_OK;
+}
+
+static char *
+get_string(const config_setting_t *group, const char *name)
+{
+	const char	*v;
+
+	if (config_setting_lookup_string(group, name, &v) == CONFIG_TRUE)
+		return xstrdup(v);
+	return NULL;
+}
+
+/* A path relative to the config file's folder. */
+static char *
+get_path(struct loader *ld, const config_setting_t *group, const char *name)
+{
+	char	*v = get_string(group, name), *p;
+
+	if (v == NULL || v[0] == '/')
+		return v;
+	p = xprintf("%s/%s", ld->dir, v);
+	free(v);
+	return p;
+}
+
+/* scheme://host[:port][/] with the schemes this block allows. */
+static enum result
+parse_url(struct loader *ld, const config_setting_t *s, struct endpoint *ep,
+    const char *where)
+{
+	const char	*u = ep->url, *host, *end, *p;
+	const char	*plain = ep->imap ? "imap" : "pop3";
+	size_t		 plen = strlen(plain), hlen;
+	long		 port;
+	char		*ep_end;
+
+	if (strncmp(u, plain, plen) == 0 && u[plen] == 's' &&
+	    strncmp(u + plen + 1, "://", 3) == 0) {
+		ep->tls = TLS_IMPLICIT;
+		host = u + plen + 4;
+		ep->port = ep->imap ? 993 : 995;
+	} else if (strncmp(u, plain, plen) == 0 &&
+	    strncmp(u + plen, "://", 3) == 0) {
+		ep->tls = TLS_STARTTLS;
+		host = u + plen + 3;
+		ep->port = ep->imap ? 143 : 110;
+	} else
+		return cfail(ld, s, "%surl \"%s\" must start with %s:// or "
+		    "%ss://", where, u, plain, plain);
+	if (*host == '[') {
+		if ((end = strchr(host, ']')) == NULL)
+			return cfail(ld, s, "%surl \"%s\": unclosed [", where, u);
+		hlen = (size_t)(end - host - 1);
+		host++;
+		end++;
+	} else {
+		end = host + strcspn(host, ":/@?#");
+		hlen = (size_t)(end - host);
+	}
+	if (*end == '@' || memchr(host, '@', hlen) != NULL)
+		return cfail(ld, s, "%surl \"%s\": put the user name in "
+		    "\"user\", not in the url", where, u);
+	if (hlen == 0)
+		return cfail(ld, s, "%surl \"%s\" has no host", where, u);
+	for (p = host; p < host + hlen; p++)
+		if (!isalnum((unsigned char)*p) && strchr(".-_:", *p) == NULL)
+			return cfail(ld, s, "%surl \"%s\": bad character in the "
+			    "host name", where, u);
+	if (*end == ':') {
+		errno = 0;
+		port = strtol(end + 1, &ep_end, 10);
+		if (errno != 0 || ep_end == end + 1 || port < 1 ||
+		    port > 65535)
+			return cfail(ld, s, "%surl \"%s\": bad port", where, u);
+		ep->port = (int)port;
+		end = ep_end;
+	}
+	if (*end == '/')
+		end++;
+	if (*end != '\0')
+		return cfail(ld, s, "%surl \"%s\": nothing may follow the host "
+		    "and port%s", where, u, ep->imap ? " (the folder goes in "
+		    "\"mailbox\")" : "");
+	ep->host = xstrndup(host, hlen);
+	return RES_OK;
+}
+
+static enum result
+load_endpoint(struct loader *ld, const config_setting_t *g,
+    struct endpoint *ep, bool imap, const char *acct)
+{
+	char		 where[160];
+	const char	*tls, *auth;
+	config_setting_t *s;
+	int		 nsecrets;
+	enum result	 r;
+	size_t		 i;
+
+	snprintf(where, sizeof where, "account \"%s\": %s: ", acct,
+	    imap ? "imap" : "pop3");
+	if ((r = check_keys(ld, g, imap ? imap_keys : pop3_keys, where)) !=
+	    RES_OK)
+		return r;
+	ep->imap = imap;
+	ep->line = config_setting_source_line(g);
+	ep->url = get_string(g, "url");
+	ep->user = get_string(g, "user");
+	ep->password = get_string(g, "password");
+	ep->password_file = get_path(ld, g, "password_file");
+	ep->password_command = get_string(g, "password_command");
+	ep->ca_file = get_path(ld, g, "ca_file");
+	ep->auth = get_string(g, "auth");
+	if ((r = parse_url(ld, config_setting_get_member(g, "url"), ep,
+	    where)) != RES_OK)
+		return r;
+	if (ep->user[0] == '\0')
+		return cfail(ld, config_setting_get_member(g, "user"),
+		    "%s\"user\" is empty", where);
+	nsecrets = (ep->password != NULL) + (ep->password_file != NULL) +
+	    (ep->password_command != NULL);
+	if (nsecrets != 1)
+		return cfail(ld, g, "%sgive exactly one of \"password\", "
+		    "\"password_file\" or \"password_command\"", where);
+	if (ep->password != NULL)
+		ld->has_password = true;
+	if (config_setting_lookup_string(g, "tls", &tls) == CONFIG_TRUE) {
+		s = config_setting_get_member(g, "tls");
+		if (strcmp(tls, "none") != 0)
+			return cfail(ld, s, "%s\"tls\" may only be \"none\" "
+			    "(TLS is otherwise always required)", where);
+		if (ep->tls == TLS_IMPLICIT)
+			return cfail(ld, s, "%stls = \"none\" contradicts the "
+			    "url \"%s\"", where, ep->url);
+		ep->tls = TLS_NONE;
+	}
+	if (config_setting_lookup_string(g, "auth", &auth) == CONFIG_TRUE &&
+	    strcmp(auth, "auto") != 0 && strcmp(auth, "plain") != 0 &&
+	    strcmp(auth, "login") != 0 && strcmp(auth, "any") != 0)
+		return cfail(ld, config_setting_get_member(g, "auth"),
+		    "%s\"auth\" must be \"auto\", \"plain\", \"login\" or "
+		    "\"any\"", where);
+	if (imap) {
+		ep->mailbox = get_string(g, "mailbox");
+		if (ep->mailbox == NULL)
+			ep->mailbox = xstrdup("INBOX");
+		s = config_setting_get_member(g, "mailbox");
+		if (ep->mailbox[0] == '\0')
+			return cfail(ld, s, "%s\"mailbox\" is empty", where);
+		for (i = 0; ep->mailbox[i] != '\0'; i++)
+			if ((unsigned char)ep->mailbox[i] < 0x20 ||
+			    (unsigned char)ep->mailbox[i] >= 0x7f)
+				return cfail(ld, s, "%s\"mailbox\": write names "
+				    "with non-ASCII letters in modified UTF-7 "
+				    "(RFC 3501 5.1.3), e.g. \"Entw&APw-rfe\"",
+				    where);
+	}
+	return RES_OK;
+}
+
+/* IMAP system flags, or keywords (atoms). */
+static bool
+flag_valid(const char *f)
+{
+	static const char *const system[] = { "\\Seen", "\\Answered",
+		"\\Flagged", "\\Deleted", "\\Draft" };
+	size_t	 i;
+
+	for (i = 0; i < sizeof system / sizeof system[0]; i++)
+		if (strcasecmp(f, system[i]) == 0)
+			return true;
+	if (*f == '\0' || strlen(f) > 64)
+		return false;
+	for (; *f != '\0'; f++)
+		if ((unsigned char)*f <= 0x20 || (unsigned char)*f >= 0x7f ||
+		    strchr("(){%*\"\\]", *f) != NULL)
+			return false;
+	return true;
+}
+
+static bool
+name_valid(const char *n)
+{
+	if (*n == '\0' || strlen(n) > 64)
+		return false;
+	for (; *n != '\0'; n++)
+		if (!isalnum((unsigned char)*n) && strchr("._-+@", *n) == NULL)
+			return false;
+	return true;
+}
+
+static enum result
+load_account(struct loader *ld, struct config *cf, const config_setting_t *a,
+    struct account *ac)
+{
+	config_setting_t *flags, *f;
+	char		 where[100];
+	const char	*fv;
+	int		 keep, i, n;
+	size_t		 j;
+	enum result	 r;
+
+	ac->line = config_setting_source_line(a);
+	if (config_setting_type(a) != CONFIG_TYPE_GROUP)
+		return cfail(ld, a, "each account must be a group { ... }");
+	if ((r = check_keys(ld, a, account_keys, "account: ")) != RES_OK)
+		return r;
+	ac->name = get_string(a, "name");
+	if (!name_valid(ac->name))
+		return cfail(ld, config_setting_get_member(a, "name"),
+		    "account name \"%s\" may have only letters, digits and "
+		    "._-+@ (at most 64)", ac->name);
+	for (j = 0; j < cf->naccounts; j++)
+		if (strcmp(cf->accounts[j].name, ac->name) == 0)
+			return cfail(ld, a, "account \"%s\" is defined twice",
+			    ac->name);
+	snprintf(where, sizeof where, "account \"%s\": ", ac->name);
+	if ((r = load_endpoint(ld, config_setting_get_member(a, "pop3"),
+	    &ac->pop3, false, ac->name)) != RES_OK ||
+	    (r = load_endpoint(ld, config_setting_get_member(a, "imap"),
+	    &ac->imap, true, ac->name)) != RES_OK)
+		return r;
+	ac->keep = true;
+	if (config_setting_lookup_bool(a, "keep", &keep) == CONFIG_TRUE)
+		ac->keep = keep != 0;
+	ac->flags = xstrdup("");
+	if ((flags = config_setting_get_member(a, "flags")) != NULL) {
+		n = config_setting_length(flags);
+		for (i = 0; i < n; i++) {
+			char *joined;
+
+			f = config_setting_get_elem(flags, (unsigned int)i);
+			if (config_setting_type(f) != CONFIG_TYPE_STRING ||
+			    !flag_valid(fv = config_setting_get_string(f)))
+				return cfail(ld, flags, "%s\"flags\" must be "
+				    "IMAP flags such as \"\\\\Seen\" or "
+				    "keywords", where);
+			joined = xprintf("%s%s%s", ac->flags,
+			    ac->flags[0] != '\0' ? " " : "", fv);
+			free(ac->flags);
+			ac->flags = joined;
+		}
+	}
+	return RES_OK;
+}
+
+static enum result
+check_permissions(struct loader *ld, const char *path)
+{
+	struct stat	 st;
+
+	if (!ld->has_password || stat(path, &st) == -1)
+		return RES_OK;
+	if ((st.st_mode & 077) != 0) {
+		free(ld->cause);
+		ld->cause = xprintf("%s holds a password and others can read "
+		    "it; refusing to use it (fix: chmod 600 %s)", path, path);
+		return RES_AUTH;
+	}
+	return RES_OK;
+}
+
+enum result
+config_load(const char *path, struct config **cfp, char **cause)
+{
+	config_t	 cfg;
+	struct loader	 ld = { path, NULL, NULL, false };
+	struct config	*cf;
+	config_setting_t *root, *accts;
+	const char	*sd;
+	char		*tmp;
+	int		 timeout, i, n;
+	enum result	 r = RES_OK;
+
+	*cfp = NULL;
+	tmp = xstrdup(path);
+	ld.dir = xstrdup(dirname(tmp));
+	free(tmp);
+	config_init(&cfg);
+	if (config_read_file(&cfg, path) != CONFIG_TRUE) {
+		if (config_error_type(&cfg) == CONFIG_ERR_FILE_IO)
+			r = fail(cause, RES_CONFIG, "%s: cannot read: %s", path,
+			    strerror(errno));
+		else
+			r = fail(cause, RES_CONFIG, "%s:%d: %s",
+			    config_error_file(&cfg) != NULL ?
+			    config_error_file(&cfg) : path,
+			    config_error_line(&cfg), config_error_text(&cfg));
+		config_destroy(&cfg);
+		free(ld.dir);
+		return r;
+	}
+	cf = xcalloc(1, sizeof *cf);
+	cf->path = xstrdup(path);
+	cf->timeout = 120;
+	root = config_root_setting(&cfg);
+	if ((r = check_keys(&ld, root, top_keys, "")) != RES_OK)
+		goto out;
+	if (config_lookup_string(&cfg, "state_dir", &sd) == CONFIG_TRUE) {
+		if (sd[0] != '/') {
+			r = cfail(&ld, config_lookup(&cfg, "state_dir"),
+			    "\"state_dir\" must be an absolute path");
+			goto out;
+		}
+		cf->state_dir = xstrdup(sd);
+	} else
+		cf->state_dir = xstrdup("/var/lib/popbridge");
+	if (config_lookup_int(&cfg, "timeout", &timeout) == CONFIG_TRUE) {
+		if (timeout < 5 || timeout > 3600) {
+			r = cfail(&ld, config_lookup(&cfg, "timeout"),
+			    "\"timeout\" must be 5 to 3600 seconds");
+			goto out;
+		}
+		cf->timeout = timeout;
+	}
+	accts = config_lookup(&cfg, "accounts");
+	n = config_setting_length(accts);
+	cf->accounts = xcalloc((size_t)n + 1, sizeof *cf->accounts);
+	for (i = 0; i < n; i++) {
+		cf->naccounts++;
+		r = load_account(&ld, cf, config_setting_get_elem(accts,
+		    (unsigned int)i), &cf->accounts[i]);
+		if (r != RES_OK)
+			goto out;
+	}
+	r = check_permissions(&ld, path);
+out:
+	config_destroy(&cfg);
+	free(ld.dir);
+	if (r != RES_OK) {
+		free(*cause);
+		*cause = ld.cause;
+		config_free(cf);
+		return r;
+	}
+	*cfp = cf;
+	return RES_OK;
+}
+
+static void
+endpoint_free(struct endpoint *ep)
+{
+	free(ep->url);
+	free(ep->host);
+	free(ep->user);
+	secret_free(ep->password);
+	free(ep->password_file);
+	free(ep->password_command);
+	free(ep->ca_file);
+	free(ep->auth);
+	free(ep->mailbox);
+}
+
+void
+config_free(struct config *cf)
+{
+	size_t	 i;
+
+	if (cf == NULL)
+		return;
+	for (i = 0; i < cf->naccounts; i++) {
+		endpoint_free(&cf->accounts[i].pop3);
+		endpoint_free(&cf->accounts[i].imap);
+		free(cf->accounts[i].name);
+		free(cf->accounts[i].flags);
+	}
+	free(cf->accounts);
+	free(cf->state_dir);
+	free(cf->path);
+	free(cf);
+}
+
+const struct account *
+config_find(const struct config *cf, const char *name)
+{
+	size_t	 i;
+
+	for (i = 0; i < cf->naccounts; i++)
+		if (strcmp(cf->accounts[i].name, name) == 0)
+			return &cf->accounts[i];
+	return NULL;
+}
+
+/* The first line of a stream, without its line ending, bounded. */
+static char *
+first_line(FILE *f)
+{
+	char	*buf = xcalloc(1, SECRET_MAX + 1);
+	size_t	 n;
+
+	if (fgets(buf, SECRET_MAX + 1, f) == NULL) {
+		free(buf);
+		return NULL;
+	}
+	n = strcspn(buf, "\r\n");
+	buf[n] = '\0';
+	return buf;
+}
+
+static enum result
+secret_from_file(const struct endpoint *ep, char **secret, char **cause)
+{
+	struct stat	 st;
+	FILE		*f;
+	int		 fd;
+
+	if ((fd = open(ep->password_file, O_RDONLY | O_CLOEXEC)) == -1)
+		return fail(cause, RES_CONFIG, "password_file %s: %s",
+		    ep->password_file, strerror(errno));
+	if (fstat(fd, &st) == -1 || (st.st_mode & 077) != 0) {
+		close(fd);
+		return fail(cause, RES_AUTH, "password_file %s can be read by "
+		    "others; refusing to use it (fix: chmod 600 %s)",
+		    ep->password_file, ep->password_file);
+	}
+	if ((f = fdopen(fd, "r")) == NULL) {
+		close(fd);
+		return fail(cause, RES_TEMP, "password_file %s: %s",
+		    ep->password_file, strerror(errno));
+	}
+	*secret = first_line(f);
+	fclose(f);
+	if (*secret == NULL || **secret == '\0') {
+		secret_free(*secret);
+		*secret = NULL;
+		return fail(cause, RES_CONFIG, "password_file %s is empty",
+		    ep->password_file);
+	}
+	return RES_OK;
+}
+
+static enum result
+secret_from_command(const struct endpoint *ep, char **secret, char **cause)
+{
+	FILE	*f;
+	int	 status;
+
+	fflush(NULL);
+	if ((f = popen(ep->password_command, "r")) == NULL)
+		return fail(cause, RES_TEMP, "password_command: %s",
+		    strerror(errno));
+	*secret = first_line(f);
+	/* Read the rest so the command is not killed by SIGPIPE. */
+	while (fgetc(f) != EOF)
+		;
+	status = pclose(f);
+	if (status == -1 || !WIFEXITED(status) || WEXITSTATUS(status) != 0 ||
+	    *secret == NULL || **secret == '\0') {
+		secret_free(*secret);
+		*secret = NULL;
+		if (status != -1 && WIFEXITED(status) &&
+		    WEXITSTATUS(status) != 0)
+			return fail(cause, RES_TEMP, "password_command failed "
+			    "(exit %d)", WEXITSTATUS(status));
+		return fail(cause, RES_TEMP, "password_command printed no "
+		    "password");
+	}
+	return RES_OK;
+}
+
+enum result
+config_secret(const struct endpoint *ep, char **secret, char **cause)
+{
+	*secret = NULL;
+	if (ep->password != NULL) {
+		*secret = xstrdup(ep->password);
+		return RES_OK;
+	}
+	if (ep->password_file != NULL)
+		return secret_from_file(ep, secret, cause);
+	return secret_from_command(ep, secret, cause);
+}

@@ -1,0 +1,59 @@
+/*
+ * SHA-256 as lower-case hex, for the ledger's message fingerprints and
+ * the stand-in ids of servers without UIDL.  A thin layer over OpenSSL's
+ * EVP interface so that other files need not include it.
+ */
+#include <stdlib.h>
+
+#include <openssl/evp.h>
+
+#include "bridge.h"
+
+struct hash {
+	EVP_MD_CTX	*ctx;
+};
+
+struct hash *
+hash_new(void)
+{
+	struct hash	*h = xmalloc(sizeof *h);
+
+	if ((h->ctx = EVP_MD_CTX_new()) == NULL ||
+	    EVP_DigestInit_ex(h->ctx, EVP_sha256(), NULL) != 1)
+		fatal("OpenSSL cannot make a SHA-256 context");
+	return h;
+}
+
+void
+hash_update(struct hash *h, const void *p, size_t n)
+{
+	if (EVP_DigestUpdate(h->ctx, p, n) != 1)
+		fatal("OpenSSL SHA-256 update failed");
+}
+
+void
+hash_final(struct hash *h, char *out)
+{
+	static const char hex[] = "0123456789abcdef";
+	unsigned char	 md[EVP_MAX_MD_SIZE];
+	unsigned int	 n = 0, i;
+
+	if (EVP_DigestFinal_ex(h->ctx, md, &n) != 1 || n != 32)
+		fatal("OpenSSL SHA-256 final failed");
+	for (i = 0; i < n; i++) {
+		out[2 * i] = hex[md[i] >> 4];
+		out[2 * i + 1] = hex[md[i] & 15];
+	}
+	out[2 * n] = '\0';
+	EVP_MD_CTX_free(h->ctx);
+	free(h);
+}
+
+void
+hash_hex(const void *p, size_t n, char *out)
+{
+	struct hash	*h = hash_new();
+
+	hash_update(h, p, n);
+	hash_final(h, out);
+}

@@ -1,0 +1,565 @@
+/*
+ * The IMAP side (RFC 3501 / 9051): after libcurl has logged in, learn the
+ * capabilities, open the target mailbox, APPEND messages with their flags
+ * and INTERNALDATE, and find messages again after a crash.  Extensions are
+ * used where the server offers them: LITERAL+ / LITERAL- (RFC 7888) to save
+ * a round trip, UIDPLUS (RFC 4315) to learn where a message went,
+ * APPENDLIMIT (RFC 7889) to skip what the server would refuse anyway.
+ *
+ * Replies are read as whole responses with their literals inline, up to a
+ * ceiling: popbridge never asks for anything large.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "bridge.h"
+
+#define IMAP_LINE_MAX	(64 * 1024 - 1)
+#define IMAP_RESP_MAX	(1024 * 1024)
+
+struct imap {
+	struct conn	*c;
+	char		*account;
+	char		*host;
+	unsigned int	 tag;
+	struct imap_caps caps;
+	char		*resp;		/* the current response */
+	size_t		 resplen, respcap;
+	char		 bye[256];	/* the server's BYE text, if any */
+	bool		 dead;		/* the link failed: no LOGOUT */
+};
+
+typedef void	(*untagged_fn)(struct imap *, void *);
+
+/* Append to the current response buffer, within the ceiling. */
+static enum result
+resp_add(struct imap *im, const char *p, size_t n, char **cause)
+{
+	if (im->resplen + n + 1 > IMAP_RESP_MAX)
+		return fail(cause, RES_TEMP, "imap: %s: a reply larger than %d "
+		    "bytes", im->host, IMAP_RESP_MAX);
+	if (im->resplen + n + 1 > im->respcap) {
+		im->respcap = (im->resplen + n + 1) * 2;
+		if (im->respcap > IMAP_RESP_MAX)
+			im->respcap = IMAP_RESP_MAX;
+		im->resp = xrealloc(im->resp, im->respcap);
+	}
+	memcpy(im->resp + im->resplen, p, n);
+	im->resplen += n;
+	im->resp[im->resplen] = '\0';
+	return RES_OK;
+}
+
+/* The literal length announced at the end of a line, or -1. */
+static long long
+line_literal(const char *line, size_t len)
+{
+	size_t		 i;
+	uint64_t	 n;
+
+	if (len < 3 || line[len - 1] != '}')
+		return -1;
+	for (i = len - 1; i > 0 && line[i - 1] != '{'; i--)
+		;
+	if (i == 0 || !imap_parse_number(line + i, len - 1 - i, &n) ||
+	    n > IMAP_RESP_MAX)
+		return -1;
+	return (long long)n;
+}
+
+/* Read one response: a line and the literals it announces, inline. */
+static enum result
+imap_read(struct imap *im, char **cause)
+{
+	char		*line, clean[300];
+	const char	*p;
+	size_t		 len, avail;
+	long long	 lit;
+	enum result	 r;
+
+	im->resplen = 0;
+	for (;;) {
+		if ((r = conn_getline(im->c, &line, &len, IMAP_LINE_MAX,
+		    cause)) != RES_OK) {
+			im->dead = true;
+			return r;
+		}
+		if (im->resplen == 0)
+			log_trace("%s: imap: S: %s", im->account,
+			    log_clean(clean, sizeof clean, line, len));
+		if ((r = resp_add(im, line, len, cause)) != RES_OK)
+			return r;
+		if ((lit = line_literal(line, len)) < 0)
+			return RES_OK;
+		if ((r = resp_add(im, "\r\n", 2, cause)) != RES_OK)
+			return r;
+		while (lit > 0) {
+			if ((r = conn_peek(im->c, &p, &avail, cause)) != RES_OK) {
+				im->dead = true;
+				return r;
+			}
+			if ((long long)avail > lit)
+				avail = (size_t)lit;
+			if ((r = resp_add(im, p, avail, cause)) != RES_OK)
+				return r;
+			conn_consume(im->c, avail);
+			lit -= (long long)avail;
+		}
+	}
+}
+
+static enum result
+imap_send(struct imap *im, const char *cmd, char *tag, size_t tagsz,
+    char **cause)
+{
+	char		*line;
+	enum result	 r;
+
+	snprintf(tag, tagsz, "p%u", ++im->tag);
+	log_trace("%s: imap: C: %s %s", im->account, tag, cmd);
+	line = xprintf("%s %s\r\n", tag, cmd);
+	r = conn_write(im->c, line, strlen(line), cause);
+	free(line);
+	if (r != RES_OK)
+		im->dead = true;
+	return r;
+}
+
+/*
+ * Read responses until the tagged one, handing untagged ones to fn.
+ * Returns RES_OK with the tagged reply in *rep, whatever its status.
+ */
+static enum result
+imap_wait(struct imap *im, const char *tag, untagged_fn fn, void *arg,
+    struct imap_reply *rep, char **cause)
+{
+	size_t		 taglen = strlen(tag);
+	enum result	 r;
+
+	for (;;) {
+		if ((r = imap_read(im, cause)) != RES_OK) {
+			if (im->bye[0] != '\0') {
+				free(*cause);
+				*cause = xprintf("imap: %s: the server ended "
+				    "the session: %s", im->host, im->bye);
+			}
+			return r;
+		}
+		if (strncmp(im->resp, "* ", 2) == 0) {
+			struct imap_reply ur;
+
+			if (imap_parse_status(im->resp + 2, &ur) &&
+			    ur.status == IMAP_BYE)
+				log_clean(im->bye, sizeof im->bye, ur.text,
+				    strlen(ur.text));
+			if (fn != NULL)
+				fn(im, arg);
+			continue;
+		}
+		if (strncmp(im->resp, tag, taglen) == 0 &&
+		    im->resp[taglen] == ' ') {
+			if (!imap_parse_status(im->resp + taglen + 1, rep) ||
+			    rep->status > IMAP_BAD) {
+				char clean[300];
+
+				im->dead = true;
+				return fail(cause, RES_TEMP, "imap: %s: malformed "
+				    "reply: %s", im->host, log_clean(clean,
+				    sizeof clean, im->resp, im->resplen));
+			}
+			return RES_OK;
+		}
+		im->dead = true;
+		if (im->resp[0] == '+')
+			return fail(cause, RES_TEMP, "imap: %s: unexpected "
+			    "continuation request", im->host);
+		/* A reply to a command never sent: the session is confused. */
+		{
+			char clean[300];
+
+			return fail(cause, RES_TEMP, "imap: %s: unexpected reply: "
+			    "%s", im->host, log_clean(clean, sizeof clean,
+			    im->resp, im->resplen));
+		}
+	}
+}
+
+static enum result
+imap_command(struct imap *im, const char *cmd, untagged_fn fn, void *arg,
+    struct imap_reply *rep, char **cause)
+{
+	char		 tag[16];
+	enum result	 r;
+
+	if ((r = imap_send(im, cmd, tag, sizeof tag, cause)) != RES_OK)
+		return r;
+	return imap_wait(im, tag, fn, arg, rep, cause);
+}
+
+/* A reply that is not OK, as a sentence for *cause. */
+static enum result
+imap_refused(struct imap *im, const char *what, struct imap_reply *rep,
+    enum result r, char **cause)
+{
+	char	 clean[300];
+
+	return fail(cause, r, "imap: %s: %s refused: %s%s%s%s", im->host,
+	    what, rep->code[0] != '\0' ? "[" : "", rep->code,
+	    rep->code[0] != '\0' ? "] " : "",
+	    log_clean(clean, sizeof clean, rep->text, strlen(rep->text)));
+}
+
+static void
+caps_set(struct imap *im, const char *caps)
+{
+	const char	*p;
+	uint64_t	 v;
+
+	im->caps.literal_plus = imap_has_cap(caps, "LITERAL+");
+	im->caps.literal_minus = imap_has_cap(caps, "LITERAL-");
+	im->caps.multiappend = imap_has_cap(caps, "MULTIAPPEND");
+	im->caps.uidplus = imap_has_cap(caps, "UIDPLUS");
+	im->caps.binary = imap_has_cap(caps, "BINARY");
+	im->caps.appendlimit = 0;
+	for (p = caps; (p = strcasestr(p, "APPENDLIMIT=")) != NULL; p += 12) {
+		const char *q = p + 12;
+		size_t n = strspn(q, "0123456789");
+
+		if ((p == caps || p[-1] == ' ') && imap_parse_number(q, n, &v))
+			im->caps.appendlimit = v;
+	}
+}
+
+static void
+on_capability(struct imap *im, void *arg)
+{
+	(void)arg;
+	if (strncasecmp(im->resp, "* CAPABILITY ", 13) == 0)
+		caps_set(im, im->resp + 13);
+}
+
+enum result
+imap_open(const struct endpoint *ep, const char *account, long timeout,
+    struct imap **imp, char **cause)
+{
+	struct imap	*im;
+	struct conn	*c;
+	struct imap_reply rep;
+	enum result	 r;
+
+	*imp = NULL;
+	if ((r = conn_open(ep, account, timeout, &c, cause)) != RES_OK)
+		return r;
+	im = xcalloc(1, sizeof *im);
+	im->c = c;
+	im->account = xstrdup(account);
+	im->host = xstrdup(ep->host);
+	/* Capabilities change at login (Dovecot adds UIDPLUS, MULTIAPPEND). */
+	if ((r = imap_command(im, "CAPABILITY", on_capability, NULL, &rep,
+	    cause)) != RES_OK || (rep.status != IMAP_OK &&
+	    (r = imap_refused(im, "CAPABILITY", &rep, RES_TEMP, cause)) != RES_OK)) {
+		imap_logout(im);
+		return r;
+	}
+	*imp = im;
+	return RES_OK;
+}
+
+const struct imap_caps *
+imap_caps(struct imap *im)
+{
+	return &im->caps;
+}
+
+struct conn *
+imap_conn(struct imap *im)
+{
+	return im->c;
+}
+
+/* "* OK [UIDNEXT n]", "* OK [UIDVALIDITY n]", "* n EXISTS" */
+static void
+on_select(struct imap *im, void *arg)
+{
+	struct imap_mbox *st = arg;
+	struct imap_reply ur;
+	uint64_t	 v;
+	const char	*p = im->resp + 2;
+	size_t		 n = strspn(p, "0123456789");
+
+	if (n > 0 && strcasecmp(p + n, " EXISTS") == 0 &&
+	    imap_parse_number(p, n, &v) && v <= UINT32_MAX) {
+		st->messages = (uint32_t)v;
+		return;
+	}
+	if (!imap_parse_status(p, &ur) || ur.status != IMAP_OK ||
+	    !imap_parse_number(ur.code_arg, strlen(ur.code_arg), &v) ||
+	    v > UINT32_MAX)
+		return;
+	if (strcmp(ur.code, "UIDNEXT") == 0)
+		st->uidnext = (uint32_t)v;
+	else if (strcmp(ur.code, "UIDVALIDITY") == 0)
+		st->uidvalidity = (uint32_t)v;
+}
+
+/* EXAMINE: read-only, so nothing (not even \Recent) changes. */
+enum result
+imap_select(struct imap *im, const char *mailbox, struct imap_mbox *st,
+    char **cause)
+{
+	struct imap_reply rep;
+	char		*q, *cmd;
+	enum result	 r;
+
+	memset(st, 0, sizeof *st);
+	if ((q = imap_quote(mailbox)) == NULL)
+		return fail(cause, RES_CONFIG, "imap: mailbox name \"%s\" needs "
+		    "modified UTF-7", mailbox);
+	cmd = xprintf("EXAMINE %s", q);
+	r = imap_command(im, cmd, on_select, st, &rep, cause);
+	free(cmd);
+	free(q);
+	if (r != RES_OK)
+		return r;
+	if (rep.status != IMAP_OK) {
+		st->exists = false;
+		return RES_OK;
+	}
+	st->exists = true;
+	return RES_OK;
+}
+
+/* "* STATUS name (MESSAGES n UIDNEXT n UIDVALIDITY n)" */
+static void
+on_status(struct imap *im, void *arg)
+{
+	struct imap_mbox *st = arg;
+	const char	*p;
+	uint64_t	 v;
+	size_t		 n;
+
+	if (strncasecmp(im->resp, "* STATUS ", 9) != 0 ||
+	    (p = strrchr(im->resp, '(')) == NULL)
+		return;
+	for (p++; *p != '\0' && *p != ')';) {
+		const char *name = p;
+		size_t nlen = strcspn(p, " )");
+
+		p += nlen;
+		if (*p != ' ')
+			break;
+		p++;
+		n = strspn(p, "0123456789");
+		if (imap_parse_number(p, n, &v) && v <= UINT32_MAX) {
+			if (nlen == 8 && strncasecmp(name, "MESSAGES", 8) == 0)
+				st->messages = (uint32_t)v;
+			else if (nlen == 7 &&
+			    strncasecmp(name, "UIDNEXT", 7) == 0)
+				st->uidnext = (uint32_t)v;
+			else if (nlen == 11 &&
+			    strncasecmp(name, "UIDVALIDITY", 11) == 0)
+				st->uidvalidity = (uint32_t)v;
+		}
+		p += n;
+		while (*p == ' ')
+			p++;
+	}
+}
+
+enum result
+imap_status(struct imap *im, const char *mailbox, struct imap_mbox *st,
+    char **cause)
+{
+	struct imap_reply rep;
+	char		*q, *cmd;
+	enum result	 r;
+
+	memset(st, 0, sizeof *st);
+	if ((q = imap_quote(mailbox)) == NULL)
+		return fail(cause, RES_CONFIG, "imap: mailbox name \"%s\" needs "
+		    "modified UTF-7", mailbox);
+	cmd = xprintf("STATUS %s (MESSAGES UIDNEXT UIDVALIDITY)", q);
+	r = imap_command(im, cmd, on_status, st, &rep, cause);
+	free(cmd);
+	free(q);
+	if (r == RES_OK)
+		st->exists = rep.status == IMAP_OK;
+	return r;
+}
+
+enum result
+imap_create(struct imap *im, const char *mailbox, char **cause)
+{
+	struct imap_reply rep;
+	char		*q, *cmd;
+	enum result	 r;
+
+	if ((q = imap_quote(mailbox)) == NULL)
+		return fail(cause, RES_CONFIG, "imap: mailbox name \"%s\" needs "
+		    "modified UTF-7", mailbox);
+	cmd = xprintf("CREATE %s", q);
+	r = imap_command(im, cmd, NULL, NULL, &rep, cause);
+	free(cmd);
+	free(q);
+	if (r != RES_OK)
+		return r;
+	/* [ALREADYEXISTS]: someone else made it in the meantime; fine. */
+	if (rep.status != IMAP_OK && strcmp(rep.code, "ALREADYEXISTS") != 0)
+		return imap_refused(im, "CREATE", &rep, RES_TEMP, cause);
+	log_info("%s: imap: created mailbox %s", im->account, mailbox);
+	return RES_OK;
+}
+
+static enum result
+send_spool(struct imap *im, struct spool *sp, char **cause)
+{
+	char		 buf[65536];
+	uint64_t	 off = 0;
+	ssize_t		 n;
+	enum result	 r;
+
+	while (off < sp->size) {
+		if ((n = spool_pread(sp, buf, sizeof buf, off)) <= 0)
+			return fail(cause, RES_TEMP, "cannot read back a spooled "
+			    "message");
+		if ((r = conn_write(im->c, buf, (size_t)n, cause)) != RES_OK) {
+			im->dead = true;
+			return r;
+		}
+		off += (uint64_t)n;
+	}
+	if ((r = conn_write(im->c, "\r\n", 2, cause)) != RES_OK)
+		im->dead = true;
+	return r;
+}
+
+static bool
+is_quota(const struct imap_reply *rep)
+{
+	return strcmp(rep->code, "OVERQUOTA") == 0 ||
+	    (rep->code[0] == '\0' && strcasestr(rep->text, "quota") != NULL);
+}
+
+enum result
+imap_append(struct imap *im, const char *mailbox, const char *flags,
+    time_t date, int tzoff, struct spool *sp, struct append_result *ar,
+    char **cause)
+{
+	struct imap_reply rep;
+	char		 tag[16], datestr[40], *q, *cmd, clean[300];
+	bool		 nonsync;
+	enum result	 r;
+
+	memset(ar, 0, sizeof *ar);
+	if ((q = imap_quote(mailbox)) == NULL)
+		return fail(cause, RES_CONFIG, "imap: mailbox name \"%s\" needs "
+		    "modified UTF-7", mailbox);
+	date_imap(date, tzoff, datestr, sizeof datestr);
+	/* RFC 7888: LITERAL- allows non-synchronising literals to 4096. */
+	nonsync = im->caps.literal_plus ||
+	    (im->caps.literal_minus && sp->size <= 4096);
+	cmd = xprintf("APPEND %s (%s) \"%s\" {%llu%s}", q, flags, datestr,
+	    (unsigned long long)sp->size, nonsync ? "+" : "");
+	free(q);
+	r = imap_send(im, cmd, tag, sizeof tag, cause);
+	free(cmd);
+	if (r != RES_OK)
+		return r;
+	if (!nonsync) {
+		/* Wait for "+", or a refusal before the data is sent. */
+		if ((r = imap_read(im, cause)) != RES_OK)
+			return r;
+		if (im->resp[0] != '+') {
+			size_t taglen = strlen(tag);
+
+			if (strncmp(im->resp, tag, taglen) != 0 ||
+			    im->resp[taglen] != ' ' ||
+			    !imap_parse_status(im->resp + taglen + 1, &rep))
+				return fail(cause, RES_TEMP, "imap: %s: unexpected "
+				    "reply to APPEND: %s", im->host,
+				    log_clean(clean, sizeof clean, im->resp,
+				    im->resplen));
+			goto refused;
+		}
+	}
+	if ((r = send_spool(im, sp, cause)) != RES_OK ||
+	    (r = imap_wait(im, tag, NULL, NULL, &rep, cause)) != RES_OK)
+		return r;
+	if (rep.status == IMAP_OK) {
+		ar->outcome = APPEND_STORED;
+		if (strcmp(rep.code, "APPENDUID") == 0)
+			(void)imap_parse_appenduid(rep.code_arg,
+			    &ar->uidvalidity, &ar->uid);
+		return RES_OK;
+	}
+refused:
+	if (strcmp(rep.code, "TRYCREATE") == 0)
+		ar->outcome = APPEND_TRYCREATE;
+	else if (is_quota(&rep))
+		ar->outcome = APPEND_OVERQUOTA;
+	else
+		ar->outcome = APPEND_REFUSED;
+	imap_refused(im, "APPEND", &rep, RES_MSG, cause);
+	return RES_OK;
+}
+
+struct fetch_ctx {
+	uint32_t	 lo;
+	imap_fetch_cb	 cb;
+	void		*arg;
+};
+
+static void
+on_fetch(struct imap *im, void *arg)
+{
+	struct fetch_ctx *fc = arg;
+	struct imap_fetch f;
+
+	if (!imap_parse_fetch(im->resp, im->resplen, &f) || f.uid == 0 ||
+	    !f.have_size || f.uid < fc->lo)
+		return;
+	fc->cb(fc->arg, f.uid, f.size, f.have_body ? f.body : "",
+	    f.have_body ? f.bodylen : 0);
+}
+
+enum result
+imap_fetch_prefix(struct imap *im, uint32_t lo, size_t prefix,
+    imap_fetch_cb cb, void *arg, char **cause)
+{
+	struct imap_reply rep;
+	struct fetch_ctx fc = { lo == 0 ? 1 : lo, cb, arg };
+	char		*cmd;
+	enum result	 r;
+
+	/* "lo:*" also names the last message when lo is past it; on_fetch
+	 * drops UIDs below lo. */
+	cmd = xprintf("UID FETCH %u:* (UID RFC822.SIZE BODY.PEEK[]<0.%zu>)",
+	    fc.lo, prefix);
+	r = imap_command(im, cmd, on_fetch, &fc, &rep, cause);
+	free(cmd);
+	if (r != RES_OK)
+		return r;
+	if (rep.status != IMAP_OK)
+		return imap_refused(im, "UID FETCH", &rep, RES_TEMP, cause);
+	return RES_OK;
+}
+
+void
+imap_logout(struct imap *im)
+{
+	struct imap_reply rep;
+	char		*cause = NULL;
+
+	if (im == NULL)
+		return;
+	if (im->c != NULL && !im->dead)
+		(void)imap_command(im, "LOGOUT", NULL, NULL, &rep, &cause);
+	free(cause);
+	conn_close(im->c);
+	free(im->resp);
+	free(im->account);
+	free(im->host);
+	free(im);
+}

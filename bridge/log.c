@@ -1,0 +1,107 @@
+/*
+ * A tiny log: stderr in the foreground or with -v, syslog(LOG_MAIL)
+ * otherwise.  Four levels: warnings, one info line per account run, a
+ * debug line per message, and a protocol trace.  Nothing logged here is
+ * ever a secret: callers pass server text through log_clean() and never
+ * hand a password or token to any of these functions.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+
+#include "bridge.h"
+
+static bool		log_stderr = true;
+static enum log_level	log_max = LOG_LVL_INFO;
+
+void
+log_open(bool to_stderr, int verbosity)
+{
+	log_stderr = to_stderr;
+	if (verbosity >= 2)
+		log_max = LOG_LVL_TRACE;
+	else if (verbosity == 1)
+		log_max = LOG_LVL_DEBUG;
+	else
+		log_max = LOG_LVL_INFO;
+	if (!log_stderr)
+		openlog("popbridge", LOG_PID | LOG_NDELAY, LOG_MAIL);
+}
+
+bool
+log_enabled(enum log_level level)
+{
+	return level <= log_max;
+}
+
+static void
+log_vwrite(enum log_level level, const char *fmt, va_list ap)
+{
+	static const int prio[] = { LOG_WARNING, LOG_INFO, LOG_DEBUG,
+	    LOG_DEBUG };
+	char	 line[2048];
+
+	if (!log_enabled(level))
+		return;
+	vsnprintf(line, sizeof line, fmt, ap);
+	if (log_stderr) {
+		fprintf(stderr, "popbridge: %s\n", line);
+		fflush(stderr);
+	} else
+		syslog(prio[level], "%s", line);
+}
+
+#define LOG_FN(name, level)					\
+void								\
+name(const char *fmt, ...)					\
+{								\
+	va_list	 ap;						\
+								\
+	va_start(ap, fmt);					\
+	log_vwrite(level, fmt, ap);				\
+	va_end(ap);						\
+}
+LOG_FN(log_warn, LOG_LVL_WARN)
+LOG_FN(log_info, LOG_LVL_INFO)
+LOG_FN(log_debug, LOG_LVL_DEBUG)
+LOG_FN(log_trace, LOG_LVL_TRACE)
+
+char *
+log_clean(char *dst, size_t dstsz, const char *src, size_t len)
+{
+	size_t	 i, o = 0;
+
+	if (dstsz < 4) {
+		if (dstsz > 0)
+			dst[0] = '\0';
+		return dst;
+	}
+	/* Keep room for "..." when the text is cut. */
+	for (i = 0; i < len && o + 4 < dstsz; i++) {
+		unsigned char c = (unsigned char)src[i];
+
+		if (c == '\r' || c == '\n')
+			break;
+		dst[o++] = (c < 0x20 || c >= 0x7f) ? '?' : (char)c;
+	}
+	if (i < len && src[i] != '\r' && src[i] != '\n') {
+		memcpy(dst + o, "...", 3);
+		o += 3;
+	}
+	dst[o] = '\0';
+	return dst;
+}
+
+/* Out of memory or a state that cannot happen: nothing a server or a
+ * config can cause. */
+void
+fatal(const char *fmt, ...)
+{
+	va_list	 ap;
+
+	va_start(ap, fmt);
+	log_vwrite(LOG_LVL_WARN, fmt, ap);
+	va_end(ap);
+	exit(70);	/* EX_SOFTWARE */
+}

@@ -1,0 +1,253 @@
+/*
+ * popbridge's command line: global options, a table of subcommands, and
+ * the one place where result classes become sysexits(3) exit codes.
+ */
+#include <sys/stat.h>
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sysexits.h>
+#include <unistd.h>
+
+#include "bridge.h"
+
+struct globals {
+	const char	*config;
+	int		 verbose;
+};
+
+struct command {
+	const char	*name;
+	const char	*usage;
+	int		(*fn)(struct globals *, int, char **);
+};
+
+static int	cmd_run(struct globals *, int, char **);
+static int	cmd_check(struct globals *, int, char **);
+
+static const struct command commands[] = {
+	{ "run", "run [ACCOUNT...]", cmd_run },
+	{ "check", "check [-n] [ACCOUNT...]", cmd_check },
+};
+
+static void
+usage(void)
+{
+	size_t	 i;
+
+	fprintf(stderr, "usage: popbridge [-v] [-c FILE] COMMAND\n");
+	for (i = 0; i < sizeof commands / sizeof commands[0]; i++)
+		fprintf(stderr, "       popbridge [-v] [-c FILE] %s\n",
+		    commands[i].usage);
+	fprintf(stderr, "       popbridge -V\n");
+}
+
+int
+result_exit_code(enum result r)
+{
+	switch (r) {
+	case RES_OK:
+		return EX_OK;
+	case RES_MSG:
+		return EX_DATAERR;
+	case RES_TEMP:
+		return EX_TEMPFAIL;
+	case RES_AUTH:
+		return EX_NOPERM;
+	case RES_CONFIG:
+		return EX_CONFIG;
+	}
+	return EX_SOFTWARE;
+}
+
+/* The more serious of two results; it decides the exit code. */
+enum result
+result_worst(enum result a, enum result b)
+{
+	static const int rank[] = { [RES_OK] = 0, [RES_MSG] = 1, [RES_TEMP] = 2,
+		[RES_AUTH] = 3, [RES_CONFIG] = 4 };
+
+	return rank[a] >= rank[b] ? a : b;
+}
+
+static struct config *
+load_config(struct globals *g, int *exitcode)
+{
+	struct config	*cf;
+	char		*cause = NULL;
+	enum result	 r;
+
+	if ((r = config_load(g->config, &cf, &cause)) != RES_OK) {
+		log_warn("%s", cause);
+		free(cause);
+		*exitcode = result_exit_code(r);
+		return NULL;
+	}
+	return cf;
+}
+
+/* The accounts named on the command line, or all; NULL if one is unknown. */
+static const struct account **
+pick_accounts(const struct config *cf, int argc, char **argv, size_t *n)
+{
+	const struct account	**list;
+	int			  i;
+	size_t			  j;
+
+	list = xcalloc(cf->naccounts + (size_t)argc + 1, sizeof *list);
+	*n = 0;
+	if (argc == 0) {
+		for (j = 0; j < cf->naccounts; j++)
+			list[(*n)++] = &cf->accounts[j];
+		return list;
+	}
+	for (i = 0; i < argc; i++) {
+		if ((list[*n] = config_find(cf, argv[i])) == NULL) {
+			log_warn("%s: no account \"%s\"", cf->path, argv[i]);
+			free(list);
+			return NULL;
+		}
+		(*n)++;
+	}
+	return list;
+}
+
+static void
+log_summary(const struct account *ac, const struct run_stats *st)
+{
+	log_info("%s: %u new, %u imported, %u failed, %u deleted, %.1f MB in "
+	    "%.1f s", ac->name, st->fresh, st->imported, st->failed,
+	    st->deleted, (double)st->bytes / 1e6, st->seconds);
+}
+
+static int
+cmd_run(struct globals *g, int argc, char **argv)
+{
+	struct config		 *cf;
+	const struct account	**list;
+	struct run_stats	  st;
+	enum result		  r, worst = RES_OK;
+	char			 *cause;
+	size_t			  i, n;
+	int			  ch, code;
+
+	while ((ch = getopt(argc, argv, "")) != -1) {
+		usage();
+		return EX_USAGE;
+	}
+	argc -= optind;
+	argv += optind;
+	if ((cf = load_config(g, &code)) == NULL)
+		return code;
+	if ((list = pick_accounts(cf, argc, argv, &n)) == NULL) {
+		config_free(cf);
+		return EX_USAGE;
+	}
+	for (i = 0; i < n; i++) {
+		cause = NULL;
+		r = account_run(cf, list[i], &st, &cause);
+		if (r != RES_OK && cause != NULL)
+			log_warn("%s: %s", list[i]->name, cause);
+		log_summary(list[i], &st);
+		free(cause);
+		worst = result_worst(worst, r);
+	}
+	free(list);
+	config_free(cf);
+	return result_exit_code(worst);
+}
+
+static int
+cmd_check(struct globals *g, int argc, char **argv)
+{
+	struct config		 *cf;
+	const struct account	**list;
+	enum result		  r, worst = RES_OK;
+	bool			  config_only = false;
+	char			 *cause;
+	size_t			  i, n;
+	int			  ch, code;
+
+	while ((ch = getopt(argc, argv, "n")) != -1) {
+		if (ch != 'n') {
+			usage();
+			return EX_USAGE;
+		}
+		config_only = true;
+	}
+	argc -= optind;
+	argv += optind;
+	if ((cf = load_config(g, &code)) == NULL)
+		return code;
+	if ((list = pick_accounts(cf, argc, argv, &n)) == NULL) {
+		config_free(cf);
+		return EX_USAGE;
+	}
+	if (config_only) {
+		printf("configuration OK\n");
+		free(list);
+		config_free(cf);
+		return EX_OK;
+	}
+	for (i = 0; i < n; i++) {
+		cause = NULL;
+		r = account_check(cf, list[i], &cause);
+		free(cause);
+		worst = result_worst(worst, r);
+	}
+	free(list);
+	config_free(cf);
+	return result_exit_code(worst);
+}
+
+int
+main(int argc, char **argv)
+{
+	struct globals	 g = { DEFAULT_CONFIG, 0 };
+	size_t		 i;
+	int		 ch, code;
+
+	/* Files popbridge makes (ledger, spool) are private. */
+	umask(077);
+	signal(SIGPIPE, SIG_IGN);
+	while ((ch = getopt(argc, argv, "+c:vVh")) != -1) {
+		switch (ch) {
+		case 'c':
+			g.config = optarg;
+			break;
+		case 'v':
+			g.verbose++;
+			break;
+		case 'V':
+			printf("popbridge %s\n", POPBRIDGE_VERSION);
+			return EX_OK;
+		case 'h':
+			usage();
+			return EX_OK;
+		default:
+			usage();
+			return EX_USAGE;
+		}
+	}
+	argc -= optind;
+	argv += optind;
+	if (argc == 0) {
+		usage();
+		return EX_USAGE;
+	}
+	log_open(g.verbose > 0 || isatty(STDERR_FILENO), g.verbose);
+	for (i = 0; i < sizeof commands / sizeof commands[0]; i++) {
+		if (strcmp(argv[0], commands[i].name) != 0)
+			continue;
+		optind = 1;
+		net_init();
+		code = commands[i].fn(&g, argc, argv);
+		net_cleanup();
+		return code;
+	}
+	fprintf(stderr, "popbridge: unknown command \"%s\"\n", argv[0]);
+	usage();
+	return EX_USAGE;
+}

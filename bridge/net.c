@@ -1,0 +1,487 @@
+/*
+ * The network side shared by POP3 and IMAP.  libcurl does what it does
+ * well -- TCP, TLS or STARTTLS, certificate checks, SASL login -- in
+ * CONNECT_ONLY mode, and then hands us the logged-in connection; popbridge
+ * speaks the protocol itself over curl_easy_send/recv (see
+ * ../shared/LIBCURL.md for why: curl's own transfers mark every upload
+ * \Seen, cannot set INTERNALDATE and accept truncated RETRs).
+ *
+ * Secrets: the password reaches libcurl and nothing else.  curl's verbose
+ * output is never shown as is; the trace callback below drops every line
+ * the client sends during login, since SASL lines are base64 of the
+ * password.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <curl/curl.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+
+#include "bridge.h"
+
+#define RBUF_SIZE	65536
+#define LOGIN_LINES_MAX	16384
+
+struct conn {
+	CURL		*h;
+	curl_socket_t	 sock;
+	const char	*proto;		/* "pop3" or "imap", for messages */
+	char		*host;
+	char		*account;
+	long		 timeout;	/* seconds */
+	char		 rbuf[RBUF_SIZE];
+	size_t		 rstart, rend;
+	char		 login_lines[LOGIN_LINES_MAX];
+	size_t		 login_len;
+	char		 tls_version[32];
+	char		 cert_subject[512];
+	char		 errbuf[CURL_ERROR_SIZE];
+};
+
+static bool	ssl_is_openssl;
+
+void
+net_init(void)
+{
+	const curl_version_info_data *vi;
+
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+		fatal("libcurl cannot be initialised");
+	vi = curl_version_info(CURLVERSION_NOW);
+	ssl_is_openssl = vi->ssl_version != NULL &&
+	    strstr(vi->ssl_version, "OpenSSL") != NULL;
+}
+
+void
+net_cleanup(void)
+{
+	curl_global_cleanup();
+}
+
+/* Server lines seen while curl logs in: the greeting and capabilities. */
+static size_t
+header_cb(char *data, size_t size, size_t n, void *arg)
+{
+	struct conn	*c = arg;
+	size_t		 len = size * n, take;
+
+	take = len;
+	if (take > LOGIN_LINES_MAX - 1 - c->login_len)
+		take = LOGIN_LINES_MAX - 1 - c->login_len;
+	memcpy(c->login_lines + c->login_len, data, take);
+	c->login_len += take;
+	c->login_lines[c->login_len] = '\0';
+	return len;
+}
+
+/*
+ * The -vv trace of what curl does.  Only curl's own notes and the server's
+ * lines are shown; everything the client sends during login is hidden,
+ * because SASL PLAIN, LOGIN and XOAUTH2 lines are base64 of the secret.
+ */
+static int
+debug_cb(CURL *h, curl_infotype type, char *data, size_t size, void *arg)
+{
+	struct conn	*c = arg;
+	char		 clean[512];
+
+	(void)h;
+	switch (type) {
+	case CURLINFO_TEXT:
+		log_trace("%s: %s: * %s", c->account, c->proto,
+		    log_clean(clean, sizeof clean, data, size));
+		break;
+	case CURLINFO_HEADER_IN:
+		log_trace("%s: %s: S: %s", c->account, c->proto,
+		    log_clean(clean, sizeof clean, data, size));
+		break;
+	case CURLINFO_HEADER_OUT:
+		log_trace("%s: %s: C: (login exchange, not shown)",
+		    c->account, c->proto);
+		break;
+	default:
+		break;
+	}
+	return 0;
+}
+
+/* The last server line curl saw: usually the reason for a refusal. */
+static void
+last_server_line(struct conn *c, char *out, size_t outsz)
+{
+	size_t	 end = c->login_len, start;
+
+	while (end > 0 && (c->login_lines[end - 1] == '\n' ||
+	    c->login_lines[end - 1] == '\r'))
+		end--;
+	start = end;
+	while (start > 0 && c->login_lines[start - 1] != '\n')
+		start--;
+	log_clean(out, outsz, c->login_lines + start, end - start);
+}
+
+static void
+read_tls_info(struct conn *c)
+{
+	struct curl_tlssessioninfo	*ti = NULL;
+	SSL				*ssl;
+	X509				*cert;
+
+	strcpy(c->tls_version, "none");
+	c->cert_subject[0] = '\0';
+	if (!ssl_is_openssl || curl_easy_getinfo(c->h, CURLINFO_TLS_SSL_PTR,
+	    &ti) != CURLE_OK || ti == NULL ||
+	    ti->backend != CURLSSLBACKEND_OPENSSL || ti->internals == NULL)
+		return;
+	ssl = ti->internals;
+	snprintf(c->tls_version, sizeof c->tls_version, "%s",
+	    SSL_get_version(ssl));
+	if ((cert = SSL_get1_peer_certificate(ssl)) != NULL) {
+		X509_NAME_oneline(X509_get_subject_name(cert), c->cert_subject,
+		    sizeof c->cert_subject);
+		X509_free(cert);
+	}
+}
+
+/* "AUTH=..." for CURLOPT_LOGIN_OPTIONS, or NULL for curl's own choice. */
+static const char *
+login_options(const struct endpoint *ep, bool fallback)
+{
+	if (ep->auth == NULL || strcmp(ep->auth, "auto") == 0)
+		return fallback ? NULL : "AUTH=PLAIN";
+	if (strcmp(ep->auth, "plain") == 0)
+		return "AUTH=PLAIN";
+	if (strcmp(ep->auth, "login") == 0)
+		return "AUTH=LOGIN";
+	return NULL;			/* "any" */
+}
+
+static enum result
+conn_error(struct conn *c, CURLcode rc, const struct endpoint *ep,
+    char **cause)
+{
+	char	 line[300];
+
+	last_server_line(c, line, sizeof line);
+	switch (rc) {
+	case CURLE_LOGIN_DENIED:
+		return fail(cause, RES_AUTH, "%s: %s refused the login for %s%s%s",
+		    c->proto, c->host, ep->user, line[0] != '\0' ? ": " : "",
+		    line);
+	case CURLE_USE_SSL_FAILED:
+		return fail(cause, RES_TEMP, "%s: %s does not offer STARTTLS; "
+		    "no credentials were sent (use %ss:// if it offers TLS "
+		    "on its own port, or tls = \"none\" to allow plaintext)",
+		    c->proto, c->host, c->proto);
+	case CURLE_PEER_FAILED_VERIFICATION:
+	case CURLE_SSL_CACERT_BADFILE:
+	case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+		return fail(cause, RES_TEMP, "%s: TLS certificate of %s not "
+		    "accepted: %s (set ca_file to the CA that signed it)",
+		    c->proto, c->host, c->errbuf[0] != '\0' ? c->errbuf :
+		    curl_easy_strerror(rc));
+	case CURLE_OPERATION_TIMEDOUT:
+		return fail(cause, RES_TEMP, "%s: %s: timed out after %ld s",
+		    c->proto, c->host, c->timeout);
+	default:
+		return fail(cause, RES_TEMP, "%s: %s: %s%s%s", c->proto, c->host,
+		    curl_easy_strerror(rc), c->errbuf[0] != '\0' ? ": " : "",
+		    c->errbuf);
+	}
+}
+
+static CURLcode
+conn_login(struct conn *c, const struct endpoint *ep, const char *secret,
+    bool fallback)
+{
+	char	*url;
+	const char *scheme, *opts;
+	CURLcode rc;
+
+	if (ep->imap)
+		scheme = ep->tls == TLS_IMPLICIT ? "imaps" : "imap";
+	else
+		scheme = ep->tls == TLS_IMPLICIT ? "pop3s" : "pop3";
+	url = xprintf("%s://%s:%d/", scheme, ep->host, ep->port);
+
+	if (c->h != NULL)
+		curl_easy_cleanup(c->h);
+	if ((c->h = curl_easy_init()) == NULL)
+		fatal("curl_easy_init failed");
+	c->login_len = 0;
+	c->login_lines[0] = '\0';
+	c->errbuf[0] = '\0';
+	curl_easy_setopt(c->h, CURLOPT_URL, url);
+	curl_easy_setopt(c->h, CURLOPT_PROTOCOLS_STR, scheme);
+	curl_easy_setopt(c->h, CURLOPT_CONNECT_ONLY, 1L);
+	curl_easy_setopt(c->h, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(c->h, CURLOPT_ERRORBUFFER, c->errbuf);
+	curl_easy_setopt(c->h, CURLOPT_USERNAME, ep->user);
+	curl_easy_setopt(c->h, CURLOPT_PASSWORD, secret);
+	if ((opts = login_options(ep, fallback)) != NULL)
+		curl_easy_setopt(c->h, CURLOPT_LOGIN_OPTIONS, opts);
+	/* Never CURLUSESSL_TRY: it logs in in clear when STARTTLS is absent. */
+	curl_easy_setopt(c->h, CURLOPT_USE_SSL, ep->tls == TLS_NONE ?
+	    (long)CURLUSESSL_NONE : (long)CURLUSESSL_ALL);
+	curl_easy_setopt(c->h, CURLOPT_SSL_VERIFYPEER, 1L);
+	curl_easy_setopt(c->h, CURLOPT_SSL_VERIFYHOST, 2L);
+	if (ep->ca_file != NULL)
+		curl_easy_setopt(c->h, CURLOPT_CAINFO, ep->ca_file);
+	curl_easy_setopt(c->h, CURLOPT_CONNECTTIMEOUT, c->timeout);
+	curl_easy_setopt(c->h, CURLOPT_SERVER_RESPONSE_TIMEOUT, c->timeout);
+	curl_easy_setopt(c->h, CURLOPT_HEADERFUNCTION, header_cb);
+	curl_easy_setopt(c->h, CURLOPT_HEADERDATA, c);
+	if (log_enabled(LOG_LVL_TRACE)) {
+		curl_easy_setopt(c->h, CURLOPT_DEBUGFUNCTION, debug_cb);
+		curl_easy_setopt(c->h, CURLOPT_DEBUGDATA, c);
+		curl_easy_setopt(c->h, CURLOPT_VERBOSE, 1L);
+	}
+	rc = curl_easy_perform(c->h);
+	/* Drop curl's copy of the secret as soon as the login is over. */
+	curl_easy_setopt(c->h, CURLOPT_PASSWORD, "");
+	free(url);
+	return rc;
+}
+
+/* Did a POP3 server's CAPA announce SASL PLAIN? */
+static bool
+pop3_offers_plain(const char *lines)
+{
+	const char	*p;
+
+	for (p = lines; (p = strstr(p, "SASL")) != NULL; p += 4)
+		if ((p == lines || p[-1] == '\n')) {
+			const char *e = strchr(p, '\n');
+			size_t n = e != NULL ? (size_t)(e - p) : strlen(p);
+			char line[512];
+
+			snprintf(line, sizeof line, "%.*s", (int)n, p);
+			if (imap_has_cap(line, "PLAIN"))
+				return true;
+		}
+	return false;
+}
+
+enum result
+conn_open(const struct endpoint *ep, const char *account, long timeout,
+    struct conn **cp, char **cause)
+{
+	struct conn	*c;
+	char		*secret = NULL;
+	enum result	 r;
+	CURLcode	 rc;
+	curl_socket_t	 sock;
+
+	*cp = NULL;
+	if ((r = config_secret(ep, &secret, cause)) != RES_OK)
+		return r;
+	c = xcalloc(1, sizeof *c);
+	c->proto = ep->imap ? "imap" : "pop3";
+	c->host = xstrdup(ep->host);
+	c->account = xstrdup(account);
+	c->timeout = timeout;
+	c->sock = CURL_SOCKET_BAD;
+
+	rc = conn_login(c, ep, secret, false);
+	/*
+	 * POP3 servers without SASL PLAIN (old ones know only USER/PASS):
+	 * with AUTH=PLAIN curl would give up, so let curl choose instead.
+	 */
+	if (rc == CURLE_LOGIN_DENIED && !ep->imap && (ep->auth == NULL ||
+	    strcmp(ep->auth, "auto") == 0) &&
+	    !pop3_offers_plain(c->login_lines)) {
+		log_debug("%s: pop3: %s offers no SASL PLAIN; trying the "
+		    "server's other methods", account, c->host);
+		rc = conn_login(c, ep, secret, true);
+	}
+	secret_free(secret);
+	if (rc != CURLE_OK) {
+		r = conn_error(c, rc, ep, cause);
+		conn_close(c);
+		return r;
+	}
+	if (curl_easy_getinfo(c->h, CURLINFO_ACTIVESOCKET, &sock) !=
+	    CURLE_OK || sock == CURL_SOCKET_BAD) {
+		conn_close(c);
+		return fail(cause, RES_TEMP, "%s: %s: no connection after login",
+		    ep->imap ? "imap" : "pop3", ep->host);
+	}
+	c->sock = sock;
+	read_tls_info(c);
+	*cp = c;
+	return RES_OK;
+}
+
+static enum result
+conn_wait(struct conn *c, short events, char **cause)
+{
+	struct pollfd	 pfd;
+	int		 n;
+
+	pfd.fd = c->sock;
+	pfd.events = events;
+	do
+		n = poll(&pfd, 1, (int)(c->timeout * 1000));
+	while (n == -1 && errno == EINTR);
+	if (n == 0)
+		return fail(cause, RES_TEMP, "%s: %s: no answer for %ld s",
+		    c->proto, c->host, c->timeout);
+	if (n == -1)
+		return fail(cause, RES_TEMP, "%s: %s: poll: %s", c->proto,
+		    c->host, strerror(errno));
+	return RES_OK;
+}
+
+enum result
+conn_write(struct conn *c, const void *data, size_t len, char **cause)
+{
+	const char	*p = data;
+	size_t		 sent;
+	CURLcode	 rc;
+	enum result	 r;
+
+	while (len > 0) {
+		rc = curl_easy_send(c->h, p, len, &sent);
+		if (rc == CURLE_AGAIN) {
+			if ((r = conn_wait(c, POLLOUT, cause)) != RES_OK)
+				return r;
+			continue;
+		}
+		if (rc != CURLE_OK)
+			return fail(cause, RES_TEMP, "%s: %s: connection lost "
+			    "while sending: %s", c->proto, c->host,
+			    curl_easy_strerror(rc));
+		p += sent;
+		len -= sent;
+	}
+	return RES_OK;
+}
+
+/* Read more bytes into rbuf after rend; there must be room. */
+static enum result
+conn_fill(struct conn *c, char **cause)
+{
+	size_t		 got;
+	CURLcode	 rc;
+	enum result	 r;
+
+	if (c->rstart == c->rend)
+		c->rstart = c->rend = 0;
+	else if (c->rend == sizeof c->rbuf && c->rstart > 0) {
+		memmove(c->rbuf, c->rbuf + c->rstart, c->rend - c->rstart);
+		c->rend -= c->rstart;
+		c->rstart = 0;
+	}
+	for (;;) {
+		/* Only wait after CURLE_AGAIN: TLS may hold decrypted bytes. */
+		rc = curl_easy_recv(c->h, c->rbuf + c->rend,
+		    sizeof c->rbuf - c->rend, &got);
+		if (rc == CURLE_AGAIN) {
+			if ((r = conn_wait(c, POLLIN, cause)) != RES_OK)
+				return r;
+			continue;
+		}
+		if (rc != CURLE_OK)
+			return fail(cause, RES_TEMP, "%s: %s: connection lost: %s",
+			    c->proto, c->host, curl_easy_strerror(rc));
+		if (got == 0)
+			return fail(cause, RES_TEMP, "%s: %s: connection closed "
+			    "by the server", c->proto, c->host);
+		c->rend += got;
+		return RES_OK;
+	}
+}
+
+enum result
+conn_getline(struct conn *c, char **line, size_t *len, size_t max,
+    char **cause)
+{
+	char		*nl;
+	size_t		 scanned = 0, n;
+	enum result	 r;
+
+	if (max > sizeof c->rbuf - 1)
+		max = sizeof c->rbuf - 1;
+	for (;;) {
+		nl = memchr(c->rbuf + c->rstart + scanned, '\n',
+		    c->rend - c->rstart - scanned);
+		if (nl != NULL)
+			break;
+		scanned = c->rend - c->rstart;
+		if (scanned > max)
+			return fail(cause, RES_TEMP, "%s: %s: a reply line longer "
+			    "than %zu bytes", c->proto, c->host, max);
+		if (c->rend == sizeof c->rbuf) {
+			memmove(c->rbuf, c->rbuf + c->rstart, scanned);
+			c->rend = scanned;
+			c->rstart = 0;
+		}
+		if ((r = conn_fill(c, cause)) != RES_OK)
+			return r;
+	}
+	*line = c->rbuf + c->rstart;
+	n = (size_t)(nl - *line);
+	c->rstart += n + 1;
+	if (n > max)
+		return fail(cause, RES_TEMP, "%s: %s: a reply line longer than "
+		    "%zu bytes", c->proto, c->host, max);
+	if (n > 0 && (*line)[n - 1] == '\r')
+		n--;
+	(*line)[n] = '\0';
+	*len = n;
+	return RES_OK;
+}
+
+enum result
+conn_peek(struct conn *c, const char **p, size_t *n, char **cause)
+{
+	enum result	 r;
+
+	if (c->rstart == c->rend && (r = conn_fill(c, cause)) != RES_OK)
+		return r;
+	*p = c->rbuf + c->rstart;
+	*n = c->rend - c->rstart;
+	return RES_OK;
+}
+
+void
+conn_consume(struct conn *c, size_t n)
+{
+	if (n > c->rend - c->rstart)
+		n = c->rend - c->rstart;
+	c->rstart += n;
+}
+
+const char *
+conn_login_lines(struct conn *c)
+{
+	return c->login_lines;
+}
+
+const char *
+conn_tls_version(struct conn *c)
+{
+	return c->tls_version;
+}
+
+const char *
+conn_cert_subject(struct conn *c)
+{
+	return c->cert_subject;
+}
+
+void
+conn_close(struct conn *c)
+{
+	if (c == NULL)
+		return;
+	if (c->h != NULL)
+		curl_easy_cleanup(c->h);
+	free(c->host);
+	free(c->account);
+	free(c);
+}

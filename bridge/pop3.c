@@ -1,0 +1,415 @@
+/*
+ * The POP3 side (RFC 1939, RFC 2449): after libcurl has logged in, list the
+ * messages with their UIDLs and sizes, fetch them, mark them deleted and
+ * QUIT.  Nothing is committed on the server unless QUIT succeeds, so a
+ * crash or a dropped connection never deletes anything.
+ *
+ * Every reply is checked: a status line must start with +OK or -ERR, a
+ * listing must account for each message exactly once, a message must end
+ * with ".CRLF" and may not run far past its announced size.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "bridge.h"
+
+#define POP3_LINE_MAX	4096
+
+struct pop3 {
+	struct conn	*c;
+	char		*account;
+	char		*host;
+	struct pop3_caps caps;
+};
+
+static void
+read_caps(struct pop3 *p)
+{
+	const char	*s = conn_login_lines(p->c), *e;
+	char		 line[128];
+	size_t		 n;
+
+	/* curl sent CAPA; its reply is among the login lines, one per line. */
+	for (; *s != '\0'; s = *e == '\0' ? e : e + 1) {
+		e = strchr(s, '\n');
+		if (e == NULL)
+			e = s + strlen(s);
+		n = (size_t)(e - s);
+		if (n > 0 && s[n - 1] == '\r')
+			n--;
+		if (n >= sizeof line)
+			continue;
+		memcpy(line, s, n);
+		line[n] = '\0';
+		if (strcasecmp(line, "UIDL") == 0)
+			p->caps.uidl = true;
+		else if (strcasecmp(line, "PIPELINING") == 0)
+			p->caps.pipelining = true;
+		else if (strcasecmp(line, "TOP") == 0)
+			p->caps.top = true;
+	}
+}
+
+enum result
+pop3_open(const struct endpoint *ep, const char *account, long timeout,
+    struct pop3 **pp, char **cause)
+{
+	struct pop3	*p;
+	struct conn	*c;
+	enum result	 r;
+
+	*pp = NULL;
+	if ((r = conn_open(ep, account, timeout, &c, cause)) != RES_OK)
+		return r;
+	p = xcalloc(1, sizeof *p);
+	p->c = c;
+	p->account = xstrdup(account);
+	p->host = xstrdup(ep->host);
+	read_caps(p);
+	*pp = p;
+	return RES_OK;
+}
+
+const struct pop3_caps *
+pop3_caps(struct pop3 *p)
+{
+	return &p->caps;
+}
+
+struct conn *
+pop3_conn(struct pop3 *p)
+{
+	return p->c;
+}
+
+/* Send one command line; the caller's text never holds a secret. */
+static enum result
+pop3_send(struct pop3 *p, const char *cmd, char **cause)
+{
+	char		*line;
+	enum result	 r;
+
+	log_trace("%s: pop3: C: %s", p->account, cmd);
+	line = xprintf("%s\r\n", cmd);
+	r = conn_write(p->c, line, strlen(line), cause);
+	free(line);
+	return r;
+}
+
+/*
+ * Read a status line.  +OK gives RES_OK with *text after "+OK"; -ERR gives
+ * RES_MSG and the server's words in *cause; anything else is a protocol
+ * error.
+ */
+static enum result
+pop3_status(struct pop3 *p, const char *cmd, char **text, char **cause)
+{
+	char		*line, clean[300];
+	size_t		 len;
+	enum result	 r;
+
+	if ((r = conn_getline(p->c, &line, &len, POP3_LINE_MAX, cause)) !=
+	    RES_OK)
+		return r;
+	log_trace("%s: pop3: S: %s", p->account,
+	    log_clean(clean, sizeof clean, line, len));
+	if (strncmp(line, "+OK", 3) == 0 &&
+	    (line[3] == '\0' || line[3] == ' ')) {
+		if (text != NULL)
+			*text = line;
+		return RES_OK;
+	}
+	if (strncmp(line, "-ERR", 4) == 0)
+		return fail(cause, RES_MSG, "pop3: %s: %s refused: %s", p->host,
+		    cmd, log_clean(clean, sizeof clean, line + 4 +
+		    (line[4] == ' '), len - 4 - (line[4] == ' ')));
+	return fail(cause, RES_TEMP, "pop3: %s: unexpected reply to %s: %s",
+	    p->host, cmd, log_clean(clean, sizeof clean, line, len));
+}
+
+static enum result
+pop3_simple(struct pop3 *p, const char *cmd, char **text, char **cause)
+{
+	enum result	 r;
+
+	if ((r = pop3_send(p, cmd, cause)) != RES_OK)
+		return r;
+	return pop3_status(p, cmd, text, cause);
+}
+
+enum result
+pop3_stat(struct pop3 *p, unsigned int *count, uint64_t *size, char **cause)
+{
+	char		*text, clean[200];
+	enum result	 r;
+
+	if ((r = pop3_simple(p, "STAT", &text, cause)) != RES_OK)
+		return r == RES_MSG ? RES_TEMP : r;
+	if (!pop3_parse_stat(text, count, size))
+		return fail(cause, RES_TEMP, "pop3: %s: malformed STAT reply: %s",
+		    p->host, log_clean(clean, sizeof clean, text,
+		    strlen(text)));
+	return RES_OK;
+}
+
+/* One line of a multi-line listing; *end at the terminating ".". */
+static enum result
+pop3_list_line(struct pop3 *p, char **line, bool *end, char **cause)
+{
+	size_t		 len;
+	enum result	 r;
+
+	if ((r = conn_getline(p->c, line, &len, POP3_LINE_MAX, cause)) !=
+	    RES_OK)
+		return r;
+	*end = strcmp(*line, ".") == 0;
+	return RES_OK;
+}
+
+/* UIDL or LIST: fill msgs[num - 1] for every line. */
+static enum result
+pop3_listing(struct pop3 *p, const char *cmd, struct pop3_msg *msgs,
+    unsigned int count, char **cause)
+{
+	char		*line, clean[200];
+	bool		 end, *seen;
+	unsigned int	 num, lines = 0;
+	enum result	 r;
+
+	if ((r = pop3_simple(p, cmd, NULL, cause)) != RES_OK)
+		return r;
+	seen = xcalloc(count + 1, sizeof *seen);
+	for (;;) {
+		if ((r = pop3_list_line(p, &line, &end, cause)) != RES_OK)
+			break;
+		if (end)
+			break;
+		if (strcmp(cmd, "UIDL") == 0) {
+			char uidl[UIDL_MAX + 1];
+
+			if (!pop3_parse_uidl(line, &num, uidl)) {
+				r = fail(cause, RES_TEMP, "pop3: %s: malformed "
+				    "UIDL line: %s", p->host, log_clean(clean,
+				    sizeof clean, line, strlen(line)));
+				break;
+			}
+			if (num >= 1 && num <= count)
+				memcpy(msgs[num - 1].uidl, uidl,
+				    sizeof msgs[num - 1].uidl);
+		} else {
+			uint64_t size;
+
+			if (!pop3_parse_list(line, &num, &size)) {
+				r = fail(cause, RES_TEMP, "pop3: %s: malformed "
+				    "LIST line: %s", p->host, log_clean(clean,
+				    sizeof clean, line, strlen(line)));
+				break;
+			}
+			if (num >= 1 && num <= count)
+				msgs[num - 1].size = size;
+		}
+		if (num < 1 || num > count || seen[num]) {
+			r = fail(cause, RES_TEMP, "pop3: %s: %s lists message "
+			    "%u %s (STAT said %u messages)", p->host, cmd, num,
+			    num >= 1 && num <= count ? "twice" : "that does "
+			    "not exist", count);
+			break;
+		}
+		seen[num] = true;
+		lines++;
+	}
+	free(seen);
+	if (r == RES_OK && lines != count)
+		r = fail(cause, RES_TEMP, "pop3: %s: %s lists %u messages, STAT "
+		    "said %u", p->host, cmd, lines, count);
+	if (r != RES_OK) {
+		/* The rest of the listing is unread: the link is unusable. */
+		return r == RES_MSG ? RES_MSG : RES_TEMP;
+	}
+	return RES_OK;
+}
+
+struct standin {
+	struct hash	*h;
+};
+
+static enum result
+standin_sink(void *arg, const char *p, size_t n, char **cause)
+{
+	struct standin	*s = arg;
+
+	(void)cause;
+	hash_update(s->h, p, n);
+	return RES_OK;
+}
+
+/* Read a dot-stuffed multi-line body into sink, bounded by limit. */
+static enum result
+pop3_body(struct pop3 *p, const char *what, uint64_t limit, msg_sink sink,
+    void *arg, char **cause)
+{
+	struct dot_decoder	 d;
+	const char		*in;
+	char			*out;
+	size_t			 avail, used, n;
+	uint64_t		 total = 0;
+	bool			 done = false;
+	enum result		 r = RES_OK;
+
+	dot_init(&d);
+	out = xmalloc(65536 + 2);
+	while (!done) {
+		if ((r = conn_peek(p->c, &in, &avail, cause)) != RES_OK)
+			break;
+		if (avail > 65536)
+			avail = 65536;
+		n = dot_decode(&d, in, avail, out, &used, &done);
+		conn_consume(p->c, used);
+		total += n;
+		if (total > limit) {
+			r = fail(cause, RES_TEMP, "pop3: %s: %s is larger than "
+			    "the server announced", p->host, what);
+			break;
+		}
+		if (n > 0 && (r = sink(arg, out, n, cause)) != RES_OK)
+			break;
+	}
+	free(out);
+	return r;
+}
+
+/* Stand-in ids for a server without UIDL: a hash of the header (TOP n 0). */
+static enum result
+pop3_standins(struct pop3 *p, struct pop3_msg *msgs, unsigned int count,
+    char **cause)
+{
+	unsigned int	 i, j, dup;
+	char		 cmd[32], hex[65];
+	struct standin	 s;
+	enum result	 r;
+
+	for (i = 0; i < count; i++) {
+		snprintf(cmd, sizeof cmd, "TOP %u 0", i + 1);
+		if ((r = pop3_simple(p, cmd, NULL, cause)) != RES_OK)
+			return r == RES_MSG ? RES_TEMP : r;
+		s.h = hash_new();
+		r = pop3_body(p, cmd, msgs[i].size + (1 << 20), standin_sink,
+		    &s, cause);
+		hash_final(s.h, hex);
+		if (r != RES_OK)
+			return r;
+		/* Identical headers: number them in server order. */
+		dup = 1;
+		for (j = 0; j < i; j++)
+			if (strncmp(msgs[j].uidl + 1, hex, 40) == 0)
+				dup++;
+		if (dup == 1)
+			snprintf(msgs[i].uidl, sizeof msgs[i].uidl, "~%.40s",
+			    hex);
+		else
+			snprintf(msgs[i].uidl, sizeof msgs[i].uidl,
+			    "~%.40s-%u", hex, dup);
+	}
+	return RES_OK;
+}
+
+enum result
+pop3_scan(struct pop3 *p, struct pop3_msg **msgs_r, unsigned int *count_r,
+    bool *standin_r, char **cause)
+{
+	struct pop3_msg	*msgs;
+	unsigned int	 count, i;
+	uint64_t	 size;
+	enum result	 r;
+
+	*msgs_r = NULL;
+	*count_r = 0;
+	*standin_r = false;
+	if ((r = pop3_stat(p, &count, &size, cause)) != RES_OK)
+		return r;
+	if (count > 10000000)
+		return fail(cause, RES_TEMP, "pop3: %s: STAT claims %u messages",
+		    p->host, count);
+	msgs = xcalloc(count + 1, sizeof *msgs);
+	for (i = 0; i < count; i++)
+		msgs[i].num = i + 1;
+	if (count > 0 && (r = pop3_listing(p, "LIST", msgs, count, cause)) !=
+	    RES_OK)
+		goto out;
+	if (count > 0) {
+		r = pop3_listing(p, "UIDL", msgs, count, cause);
+		if (r == RES_MSG) {
+			/* UIDL is optional in RFC 1939. */
+			log_debug("%s: pop3: %s has no UIDL; using header "
+			    "hashes", p->account, p->host);
+			*standin_r = true;
+			r = pop3_standins(p, msgs, count, cause);
+		}
+		if (r != RES_OK)
+			goto out;
+		if (!pop3_list_check(msgs, count, cause)) {
+			char *why = *cause;
+
+			*cause = xprintf("pop3: %s: %s", p->host, why);
+			free(why);
+			r = RES_TEMP;
+			goto out;
+		}
+	} else if (!p->caps.uidl)
+		*standin_r = true;
+out:
+	if (r != RES_OK) {
+		free(msgs);
+		return r == RES_MSG ? RES_TEMP : r;
+	}
+	*msgs_r = msgs;
+	*count_r = count;
+	return RES_OK;
+}
+
+enum result
+pop3_retr(struct pop3 *p, unsigned int num, uint64_t size, msg_sink sink,
+    void *arg, char **cause)
+{
+	char		 cmd[32];
+	enum result	 r;
+
+	snprintf(cmd, sizeof cmd, "RETR %u", num);
+	if ((r = pop3_simple(p, cmd, NULL, cause)) != RES_OK)
+		return r;
+	/* Sizes in LIST may be off a little; far more is a lying server. */
+	return pop3_body(p, cmd, size + size / 4 + (1 << 20), sink, arg,
+	    cause);
+}
+
+enum result
+pop3_dele(struct pop3 *p, unsigned int num, char **cause)
+{
+	char	 cmd[32];
+
+	snprintf(cmd, sizeof cmd, "DELE %u", num);
+	return pop3_simple(p, cmd, NULL, cause);
+}
+
+enum result
+pop3_quit(struct pop3 *p, char **cause)
+{
+	enum result	 r;
+
+	r = pop3_simple(p, "QUIT", NULL, cause);
+	pop3_free(p);
+	return r == RES_MSG ? RES_TEMP : r;
+}
+
+void
+pop3_free(struct pop3 *p)
+{
+	if (p == NULL)
+		return;
+	conn_close(p->c);
+	free(p->account);
+	free(p->host);
+	free(p);
+}
