@@ -1,13 +1,29 @@
-# popbridge: POP3 to IMAP bridge.  `make` builds bridge/popbridge.
+# popbridge: a POP3 to IMAP bridge.
+#
+#   make            build bridge/popbridge
+#   make demo       install what is missing, build, import sample mail in a
+#                   private sandbox (Dovecot on 127.0.0.1) and show it
+#   make check      install what is missing, build, run every test
+#   make install    PREFIX=/usr/local DESTDIR=
+#   make DEBUG=1    build with AddressSanitizer and UBSan
 PREFIX	?= /usr/local
 DESTDIR	?=
+BINDIR	 = $(PREFIX)/bin
+MANDIR	 = $(PREFIX)/share/man
+DOCDIR	 = $(PREFIX)/share/doc/popbridge
+DATADIR	 = $(PREFIX)/share/popbridge
+
 CC	?= cc
 PKGS	 = libcurl openssl libconfig sqlite3
 CFLAGS	?= -O2 -g
 CFLAGS	+= -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wformat=2 -Wshadow \
 	   -Wmissing-prototypes -Wstrict-prototypes -Wno-unused-parameter
-PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+ifdef DEBUG
+CFLAGS	+= -O1 -fno-omit-frame-pointer -fsanitize=address,undefined
+LDFLAGS	+= -fsanitize=address,undefined
+endif
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
 SRCS	= bridge/main.c bridge/account.c bridge/config.c bridge/ledger.c \
 	  bridge/net.c bridge/pop3.c bridge/pop3_parse.c bridge/imap.c \
@@ -23,7 +39,39 @@ bridge/popbridge: $(OBJS)
 bridge/%.o: bridge/%.c bridge/bridge.h
 	$(CC) $(CFLAGS) $(PKG_CFLAGS) -c -o $@ $<
 
+# Install the Debian packages the build and the tests need (idempotent).
+deps:
+	sh scripts/deps.sh
+
+demo: deps
+	$(MAKE) all
+	sh scripts/demo.sh
+
+check: deps
+	$(MAKE) all
+	sh tests/check.sh
+
+install: all
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 \
+	    $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(DOCDIR) $(DESTDIR)$(DATADIR)
+	install -m 755 bridge/popbridge $(DESTDIR)$(BINDIR)/popbridge
+	install -m 644 bridge/popbridge.1 $(DESTDIR)$(MANDIR)/man1/popbridge.1
+	install -m 644 bridge/popbridge.conf.5 \
+	    $(DESTDIR)$(MANDIR)/man5/popbridge.conf.5
+	install -m 644 bridge.conf.sample $(DESTDIR)$(DOCDIR)/bridge.conf.sample
+	install -m 644 README.md $(DESTDIR)$(DOCDIR)/README.md
+	for f in config/*; do \
+	    [ -f "$$f" ] && install -m 644 "$$f" $(DESTDIR)$(DATADIR)/; \
+	done; true
+
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/popbridge \
+	    $(DESTDIR)$(MANDIR)/man1/popbridge.1 \
+	    $(DESTDIR)$(MANDIR)/man5/popbridge.conf.5
+	rm -rf $(DESTDIR)$(DOCDIR) $(DESTDIR)$(DATADIR)
+
 clean:
 	rm -f bridge/*.o bridge/popbridge
+	rm -rf tests/unit/build
 
-.PHONY: all clean
+.PHONY: all deps demo check install uninstall clean

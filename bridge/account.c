@@ -38,6 +38,7 @@ struct run {
 	struct spool		 sp;
 	struct msg_norm		 norm;
 	uint32_t		 lo_uid;	/* next APPEND gets a UID >= */
+	bool			 hold_deletes;	/* end without QUIT */
 	unsigned int		*dele;		/* DELE sent, awaiting QUIT */
 	size_t			 ndele;
 	struct pop3_msg		*msgs;
@@ -265,8 +266,13 @@ import_message(struct run *rn, const struct pop3_msg *m, char **cause)
 	case APPEND_STORED:
 		break;
 	case APPEND_OVERQUOTA:
-		/* The server said NO: nothing was stored. */
+		/*
+		 * The server said NO: nothing was stored.  Delete nothing
+		 * this run either (no QUIT): the user will want to make room
+		 * and may look for the mail where it was.
+		 */
 		(void)ledger_forget(rn->l, m->uidl, NULL);
+		rn->hold_deletes = true;
 		free(*cause);
 		*cause = why;
 		return RES_TEMP;
@@ -491,7 +497,7 @@ account_run(const struct config *cf, const struct account *ac,
 	 * mid-way the DELEs sent so far still stand for imported messages,
 	 * so QUIT is safe then too, unless the connection is gone.
 	 */
-	if (r == RES_OK || r == RES_MSG || r == RES_TEMP)
+	if (!rn.hold_deletes && (r == RES_OK || r == RES_MSG || r == RES_TEMP))
 		finish_pop3(&rn);
 done:
 	pop3_free(rn.p);

@@ -362,7 +362,8 @@ load_account(struct loader *ld, struct config *cf, const config_setting_t *a,
 		return cfail(ld, config_setting_get_member(a, "name"),
 		    "account name \"%s\" may have only letters, digits and "
 		    "._-+@ (at most 64)", ac->name);
-	for (j = 0; j < cf->naccounts; j++)
+	/* ac is the last of the cf->naccounts loaded so far. */
+	for (j = 0; j + 1 < cf->naccounts; j++)
 		if (strcmp(cf->accounts[j].name, ac->name) == 0)
 			return cfail(ld, a, "account \"%s\" is defined twice",
 			    ac->name);

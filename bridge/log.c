@@ -1,6 +1,6 @@
 /*
  * A tiny log: stderr in the foreground or with -v, syslog(LOG_MAIL)
- * otherwise.  Four levels: warnings, one info line per account run, a
+ * otherwise (warnings go to stderr too).  Four levels: warnings, one info line per account run, a
  * debug line per message, and a protocol trace.  Nothing logged here is
  * ever a secret: callers pass server text through log_clean() and never
  * hand a password or token to any of these functions.
@@ -45,11 +45,17 @@ log_vwrite(enum log_level level, const char *fmt, va_list ap)
 	if (!log_enabled(level))
 		return;
 	vsnprintf(line, sizeof line, fmt, ap);
-	if (log_stderr) {
+	if (!log_stderr)
+		syslog(prio[level], "%s", line);
+	/*
+	 * Warnings reach stderr as well even when logging to syslog, so that
+	 * cron mails them and a script sees why it failed.  A detached daemon
+	 * has stderr on /dev/null.
+	 */
+	if (log_stderr || level == LOG_LVL_WARN) {
 		fprintf(stderr, "popbridge: %s\n", line);
 		fflush(stderr);
-	} else
-		syslog(prio[level], "%s", line);
+	}
 }
 
 #define LOG_FN(name, level)					\

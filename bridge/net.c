@@ -43,6 +43,7 @@ struct conn {
 };
 
 static bool	ssl_is_openssl;
+static int	ssl_ex_index = -1;	/* our slot in curl's SSL_CTX */
 
 void
 net_init(void)
@@ -54,6 +55,9 @@ net_init(void)
 	vi = curl_version_info(CURLVERSION_NOW);
 	ssl_is_openssl = vi->ssl_version != NULL &&
 	    strstr(vi->ssl_version, "OpenSSL") != NULL;
+	if (ssl_is_openssl)
+		ssl_ex_index = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL,
+		    NULL);
 }
 
 void
@@ -124,20 +128,23 @@ last_server_line(struct conn *c, char *out, size_t outsz)
 	log_clean(out, outsz, c->login_lines + start, end - start);
 }
 
+/*
+ * TLS facts for `check`.  With CONNECT_ONLY, libcurl 7.88 no longer hands
+ * out the SSL pointer once the login is done (CURLINFO_TLS_SSL_PTR gives
+ * NULL internals), so they are caught when the handshake finishes, through
+ * an info callback on the SSL_CTX that curl lets us adjust.
+ */
 static void
-read_tls_info(struct conn *c)
+tls_info_cb(const SSL *ssl, int where, int ret)
 {
-	struct curl_tlssessioninfo	*ti = NULL;
-	SSL				*ssl;
-	X509				*cert;
+	struct conn	*c;
+	X509		*cert;
 
-	strcpy(c->tls_version, "none");
-	c->cert_subject[0] = '\0';
-	if (!ssl_is_openssl || curl_easy_getinfo(c->h, CURLINFO_TLS_SSL_PTR,
-	    &ti) != CURLE_OK || ti == NULL ||
-	    ti->backend != CURLSSLBACKEND_OPENSSL || ti->internals == NULL)
+	(void)ret;
+	if ((where & SSL_CB_HANDSHAKE_DONE) == 0 ||
+	    (c = SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), ssl_ex_index)) ==
+	    NULL)
 		return;
-	ssl = ti->internals;
 	snprintf(c->tls_version, sizeof c->tls_version, "%s",
 	    SSL_get_version(ssl));
 	if ((cert = SSL_get1_peer_certificate(ssl)) != NULL) {
@@ -145,6 +152,17 @@ read_tls_info(struct conn *c)
 		    sizeof c->cert_subject);
 		X509_free(cert);
 	}
+}
+
+static CURLcode
+ssl_ctx_cb(CURL *h, void *sslctx, void *arg)
+{
+	(void)h;
+	if (ssl_ex_index != -1) {
+		SSL_CTX_set_ex_data(sslctx, ssl_ex_index, arg);
+		SSL_CTX_set_info_callback(sslctx, tls_info_cb);
+	}
+	return CURLE_OK;
 }
 
 /* "AUTH=..." for CURLOPT_LOGIN_OPTIONS, or NULL for curl's own choice. */
@@ -233,6 +251,10 @@ conn_login(struct conn *c, const struct endpoint *ep, const char *secret,
 		curl_easy_setopt(c->h, CURLOPT_CAINFO, ep->ca_file);
 	curl_easy_setopt(c->h, CURLOPT_CONNECTTIMEOUT, c->timeout);
 	curl_easy_setopt(c->h, CURLOPT_SERVER_RESPONSE_TIMEOUT, c->timeout);
+	if (ssl_is_openssl && ep->tls != TLS_NONE) {
+		curl_easy_setopt(c->h, CURLOPT_SSL_CTX_FUNCTION, ssl_ctx_cb);
+		curl_easy_setopt(c->h, CURLOPT_SSL_CTX_DATA, c);
+	}
 	curl_easy_setopt(c->h, CURLOPT_HEADERFUNCTION, header_cb);
 	curl_easy_setopt(c->h, CURLOPT_HEADERDATA, c);
 	if (log_enabled(LOG_LVL_TRACE)) {
@@ -240,9 +262,13 @@ conn_login(struct conn *c, const struct endpoint *ep, const char *secret,
 		curl_easy_setopt(c->h, CURLOPT_DEBUGDATA, c);
 		curl_easy_setopt(c->h, CURLOPT_VERBOSE, 1L);
 	}
+	strcpy(c->tls_version, "none");
+	c->cert_subject[0] = '\0';
 	rc = curl_easy_perform(c->h);
 	/* Drop curl's copy of the secret as soon as the login is over. */
 	curl_easy_setopt(c->h, CURLOPT_PASSWORD, "");
+	/* From here on the trace is popbridge's own, line by line. */
+	curl_easy_setopt(c->h, CURLOPT_VERBOSE, 0L);
 	free(url);
 	return rc;
 }
@@ -311,7 +337,6 @@ conn_open(const struct endpoint *ep, const char *account, long timeout,
 		    ep->imap ? "imap" : "pop3", ep->host);
 	}
 	c->sock = sock;
-	read_tls_info(c);
 	*cp = c;
 	return RES_OK;
 }
