@@ -228,12 +228,15 @@ class Dovecot:
         self.mail_dir = self.dir / "mail"
         self.home_dir = self.dir / "home"
         self.log_path = self.dir / "dovecot.log"
-        self.passwd_path = self.dir / "passwd"
+        # One passwd-file per user (passdb path DIR/passwd.d/%u): Dovecot
+        # re-reads a changed passwd-file at most once a second, so users
+        # added to one shared file right after a login would be unknown for
+        # up to a second; a new file for a new user is read at once.
+        self.passwd_dir = self.dir / "passwd.d"
         self.conf_path = self.dir / "dovecot.conf"
         for d in (self.state_dir, self.mail_dir, self.home_dir):
             d.mkdir(mode=0o755)
-        self.passwd_path.write_text("")
-        os.chmod(self.passwd_path, 0o644)
+        self.passwd_dir.mkdir(mode=0o755)
         self.host = HOST
         self.users: dict[str, str] = {}
         self.proc = None
@@ -295,11 +298,11 @@ auth_cache_size = 0
 auth_failure_delay = 0
 passdb {{
   driver = passwd-file
-  args = scheme=PLAIN username_format=%u {self.passwd_path}
+  args = scheme=PLAIN username_format=%u {self.passwd_dir}/%u
 }}
 userdb {{
   driver = passwd-file
-  args = username_format=%u {self.passwd_path}
+  args = username_format=%u {self.passwd_dir}/%u
 }}
 mail_uid = {MAIL_UID}
 mail_gid = {MAIL_GID}
@@ -447,8 +450,21 @@ service stats {{
         except OSError:
             return ""
 
-    def log_tail(self, lines=40):
-        text = self.log_text().splitlines()[-lines:]
+    def log_size(self):
+        try:
+            return self.log_path.stat().st_size
+        except OSError:
+            return 0
+
+    def log_tail(self, lines=40, since=0):
+        """The last `lines` log lines (written after byte offset `since`)."""
+        try:
+            with open(self.log_path, "rb") as f:
+                f.seek(since)
+                data = f.read().decode("utf-8", "replace")
+        except OSError:
+            data = ""
+        text = data.splitlines()[-lines:]
         return "".join(f"  dovecot| {line}\n" for line in text)
 
     # ----------------------------------------------------------- users and mail
@@ -456,8 +472,9 @@ service stats {{
         return self.mail_dir / user
 
     def add_user(self, name, password):
-        if ":" in name or ":" in password or "\n" in name + password:
-            raise ValueError("user names and passwords may not hold ':' or newlines")
+        if (":" in name + password or "\n" in name + password or "/" in name
+                or name.startswith(".") or not name):
+            raise ValueError("bad user name or password for a passwd-file")
         home = self.home_dir / name
         home.mkdir(exist_ok=True)
         os.chown(home, MAIL_UID, MAIL_GID)
@@ -467,8 +484,11 @@ service stats {{
         for sub in ("cur", "new", "tmp"):
             (md / sub).mkdir(exist_ok=True)
             os.chown(md / sub, MAIL_UID, MAIL_GID)
-        with open(self.passwd_path, "a") as f:
-            f.write(f"{name}:{{PLAIN}}{password}:{MAIL_UID}:{MAIL_GID}::{home}::\n")
+        path = self.passwd_dir / name
+        tmp = path.with_name("." + name + ".tmp")
+        tmp.write_text(f"{name}:{{PLAIN}}{password}:{MAIL_UID}:{MAIL_GID}::{home}::\n")
+        os.chmod(tmp, 0o644)
+        os.rename(tmp, path)
         self.users[name] = password
         return name
 
@@ -745,6 +765,7 @@ class TestContext:
         self.runs: list[BridgeResult] = []
         self.notes: list[str] = []
         self._user_seq = itertools.count(1)
+        self._log_start: dict[int, int] = {}
         self.short = re.sub(r"[^a-z0-9]", "", name.split(".")[-1].lower().replace("test_", ""))[:12]
 
     def note(self, text):
@@ -758,6 +779,7 @@ class TestContext:
             self._instances[key] = dc
         if dc not in self.used:
             self.used.append(dc)
+            self._log_start[id(dc)] = dc.log_size()
         return dc
 
     def user(self, dc: Dovecot, role="u"):
@@ -822,8 +844,8 @@ class TestContext:
             text = (r.stdout + r.stderr)[-max_chars:]
             out.extend(f"  popbridge| {line}\n" for line in text.splitlines())
         for dc in self.used:
-            out.append(f"  dovecot log tail ({dc.dir}):\n")
-            out.append(dc.log_tail(25))
+            out.append(f"  dovecot log of this test, last lines ({dc.dir}):\n")
+            out.append(dc.log_tail(25, since=self._log_start.get(id(dc), 0)))
         return "".join(out)
 
 

@@ -68,7 +68,7 @@ def test_unknown_top_level_key(t):
 
 
 def test_syntax_error(t):
-    text = config_text(t, [dummy_account()]).replace('mailbox = "INBOX";', 'mailbox = "INBOX"')
+    text = config_text(t, [dummy_account()]).replace('mailbox = "INBOX";', 'mailbox = ;')
     cfg = write(t, text)
     r = t.bridge("-c", cfg, "run")
     assert r.rc == EX_CONFIG, f"exit {r.rc}, expected {EX_CONFIG}"
