@@ -471,8 +471,8 @@ account_run(const struct config *cf, const struct account *ac,
 	spool_init(&rn.sp, SPOOL_MEM, cf->state_dir);
 
 	if (ac->pop3.tls == TLS_NONE || ac->imap.tls == TLS_NONE)
-		log_warn("%s: %s without TLS: the password and mail cross the "
-		    "network in clear", ac->name, ac->pop3.tls == TLS_NONE ?
+		log_warn("%s: warning: %s without TLS: the password and mail "
+		    "cross the network in clear", ac->name, ac->pop3.tls == TLS_NONE ?
 		    (ac->imap.tls == TLS_NONE ? "POP3 and IMAP" : "POP3") :
 		    "IMAP");
 	path = ledger_path(cf->state_dir, ac);
