@@ -359,9 +359,28 @@ service stats {{
 
     # ----------------------------------------------------------- lifecycle
     def start(self, timeout=15.0):
+        """Start the instance and wait (at most `timeout` s) until every port
+        accepts connections.  If a port was taken meanwhile by someone else,
+        new ports are picked and the start is tried again (3 times)."""
         if self.proc and self.proc.poll() is None:
             return self
-        self._stderr_file = open(self.dir / "dovecot.stderr", "ab")
+        if os.geteuid() != 0:
+            raise RuntimeError("a private Dovecot needs root (mail runs as uid 5000)")
+        for attempt in range(3):
+            try:
+                return self._start_once(timeout)
+            except _PortInUse:
+                (self.imap_port, self.imaps_port,
+                 self.pop3_port, self.pop3s_port) = free_ports(4)
+                if not self.ssl:
+                    self.imaps_port = self.pop3s_port = None
+                self.write_conf()
+        return self._start_once(timeout)
+
+    def _start_once(self, timeout):
+        out_path = self.dir / "dovecot.stderr"
+        out_start = out_path.stat().st_size if out_path.exists() else 0
+        self._stderr_file = open(out_path, "ab")
         # -F keeps the master in the foreground as our child, so stop() can
         # reap it; it still writes BASE_DIR/master.pid.
         self.proc = subprocess.Popen(
@@ -373,9 +392,13 @@ service stats {{
         pending = list(self.ports)
         while pending:
             if self.proc.poll() is not None:
-                raise RuntimeError(
-                    f"dovecot exited with status {self.proc.returncode} "
-                    f"during start\n{self.startup_output()}{self.log_tail()}")
+                rc = self.proc.returncode
+                out = self.startup_output()[out_start:]
+                self.stop()
+                if "Address already in use" in out:
+                    raise _PortInUse()
+                raise RuntimeError(f"dovecot exited with status {rc} during start\n"
+                                   f"{out}{self.log_tail()}")
             pending = [p for p in pending if not _port_open(p)]
             if not pending:
                 break
@@ -665,6 +688,10 @@ def make_account(name, pop3, imap, keep=True, flags=(), **extra):
             "flags": list(flags)}
     acct.update(extra)
     return acct
+
+
+class _PortInUse(Exception):
+    pass
 
 
 def _pid_alive(pid):

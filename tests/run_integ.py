@@ -19,6 +19,7 @@ import importlib.util
 import inspect
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -83,6 +84,13 @@ def main():
     ap.add_argument("--keep-tmp", action="store_true",
                     help="keep the temp dirs of failed tests")
     args = ap.parse_args()
+
+    # A TERM or HUP (CI timeout, closed terminal) unwinds like ^C, so the
+    # private Dovecot instances are stopped and the temp dirs removed.
+    def _interrupt(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGHUP, _interrupt)
 
     tests = discover(args.k)
     if args.list:
