@@ -70,6 +70,8 @@ def reason_of(exc):
     for fs in reversed(traceback.extract_tb(exc.__traceback__)):
         if "/integ/" in fs.filename:
             where = f" [{Path(fs.filename).name}:{fs.lineno}]"
+            if not first and fs.line:
+                text = f"{kind}: {fs.line.strip()}"
             break
     return (text or kind) + where
 

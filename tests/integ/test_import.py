@@ -166,3 +166,86 @@ def test_other_mailbox(t):
     run_ok(t, cfg)
     assert_exactly_once(raws, dc.imap_messages(dst, "Archive"), "Archive")
     assert dc.imap_count(dst) == 0, "mail went to INBOX instead of Archive"
+
+
+def test_no_date_no_received_uses_fetch_time(t):
+    dc = t.dovecot()
+    src, dst = t.user(dc, "s"), t.user(dc, "d")
+    raw = (f"From: nodate@example.org\nSubject: [{t.name}] neither Date nor Received\n"
+           f"Message-ID: <nodate.{t.name}@example.org>\n\nbody\n").encode()
+    dc.deliver(src, raw)
+    cfg = t.config([dc.account("nd", src, dst)])
+    import datetime as dt
+    before = dt.datetime.now(dt.timezone.utc).replace(microsecond=0) - dt.timedelta(seconds=2)
+    run_ok(t, cfg)
+    after = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=2)
+    (m,) = dc.imap_messages(dst)
+    assert_bytes_equal(raw, m["body"])
+    assert before <= m["internaldate"] <= after, \
+        f"INTERNALDATE {m['internaldate_raw']} is not the fetch time"
+
+
+def test_large_message_and_long_line(t):
+    """A 3 MB message with a 200 KB line arrives byte for byte."""
+    import base64
+    import random
+    dc = t.dovecot()
+    src, dst = t.user(dc, "s"), t.user(dc, "d")
+    rng = random.Random(3)
+    blob = base64.encodebytes(bytes(rng.getrandbits(8) for _ in range(2_200_000)))
+    raw = (f"Date: Tue, 2 Jul 2024 08:00:00 +0000\nFrom: big@example.org\n"
+           f"Subject: [{t.name}] large\nMessage-ID: <large.{t.name}@example.org>\n"
+           f"MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=b1\n\n"
+           f"--b1\nContent-Type: text/plain\n\n" + "L" * 200_000 + "\n"
+           f"--b1\nContent-Type: application/octet-stream\nContent-Transfer-Encoding: base64\n\n"
+           ).encode() + blob + b"--b1--\n"
+    dc.deliver(src, raw)
+    cfg = t.config([dc.account("big", src, dst, keep=False)])
+    run_ok(t, cfg)
+    (m,) = dc.imap_messages(dst)
+    assert_bytes_equal(raw, m["body"])
+    assert dc.pop3_count(src) == 0
+
+
+def test_run_named_account_only(t):
+    dc = t.dovecot()
+    s1, d1, s2, d2 = (t.user(dc, r) for r in ("s", "d", "s", "d"))
+    raw = varied_messages(t.name)[0][1]
+    dc.deliver(s1, raw)
+    dc.deliver(s2, raw)
+    cfg = t.config([dc.account("one", s1, d1), dc.account("two", s2, d2)])
+
+    run_ok(t, cfg, "two")
+    assert dc.imap_count(d2) == 1, "the named account was not run"
+    assert dc.imap_count(d1) == 0, "an account that was not named was run"
+    run_ok(t, cfg)
+    assert dc.imap_count(d1) == 1 and dc.imap_count(d2) == 1
+
+
+def test_empty_mailbox(t):
+    dc = t.dovecot()
+    src, dst = t.user(dc, "s"), t.user(dc, "d")
+    cfg = t.config([dc.account("empty", src, dst, keep=False)])
+    r = run_ok(t, cfg)
+    assert dc.imap_count(dst) == 0
+    assert summary_line(r.stderr, "empty")[:2] == (0, 0)
+
+
+def test_protocol_trace_hides_passwords(t):
+    """-vv traces the protocol but never shows a password."""
+    import base64
+    dc = t.dovecot()
+    for mode, name in (("tls", "trace1"), ("starttls", "trace2")):
+        src, dst = t.user(dc, "s"), t.user(dc, "d")
+        dc.deliver(src, varied_messages(t.name)[1][1])
+        cfg = t.config([dc.account(name, src, dst, mode=mode)], name=f"{name}.conf")
+        r = t.bridge("-c", cfg, "-vv", "run")
+        assert r.rc == 0, f"exit {r.rc}"
+        for user in (src, dst):
+            pw = dc.users[user]
+            forms = [pw, base64.b64encode(pw.encode()).decode(),
+                     base64.b64encode(f"\0{user}\0{pw}".encode()).decode(),
+                     base64.b64encode(f"{user}\0{user}\0{pw}".encode()).decode()]
+            leaked = [f for f in forms if f in r.output]
+            assert not leaked, f"-vv output ({mode}) shows the password of {user}: {leaked[0]!r}"
+        assert dc.imap_count(dst) == 1, f"-vv run ({mode}) did not import the message"
