@@ -1,0 +1,526 @@
+// link: bridge/imap_parse.c
+/*
+ * bridge/imap_parse.c: status responses with response codes, APPENDUID,
+ * capabilities, numbers, mailbox quoting and FETCH responses.  FETCH
+ * responses are parsed from exact-size copies that are not NUL-terminated
+ * (the parser takes a length), so AddressSanitizer sees any read past it.
+ */
+#include "bridge.h"
+#include "unit.h"
+
+#define S(s)	s, sizeof(s) - 1
+
+/* ---- imap_parse_status ---- */
+
+struct scase {
+	const char	*in;
+	bool		 ok;
+	enum imap_status status;
+	const char	*code;
+	const char	*arg;
+	const char	*text;
+};
+
+static const struct scase status_cases[] = {
+	{ "OK done", true, IMAP_OK, "", "", "done" },
+	{ "ok done", true, IMAP_OK, "", "", "done" },
+	{ "Ok done", true, IMAP_OK, "", "", "done" },
+	{ "OK", true, IMAP_OK, "", "", "" },
+	{ "NO", true, IMAP_NO, "", "", "" },
+	{ "OK  two spaces", true, IMAP_OK, "", "", "two spaces" },
+	{ "NO [TRYCREATE] Mailbox doesn't exist: Foo", true, IMAP_NO,
+	    "TRYCREATE", "", "Mailbox doesn't exist: Foo" },
+	{ "no [trycreate] lower", true, IMAP_NO, "TRYCREATE", "", "lower" },
+	{ "NO [OVERQUOTA] Quota exceeded (mailbox for user is full)", true,
+	    IMAP_NO, "OVERQUOTA", "",
+	    "Quota exceeded (mailbox for user is full)" },
+	{ "BAD [PARSE] Invalid arguments.", true, IMAP_BAD, "PARSE", "",
+	    "Invalid arguments." },
+	{ "BAD Error in IMAP command", true, IMAP_BAD, "", "",
+	    "Error in IMAP command" },
+	{ "bad x", true, IMAP_BAD, "", "", "x" },
+	{ "BYE Logging out", true, IMAP_BYE, "", "", "Logging out" },
+	{ "BYE [UNAVAILABLE] Server shutting down", true, IMAP_BYE,
+	    "UNAVAILABLE", "", "Server shutting down" },
+	{ "bye", true, IMAP_BYE, "", "", "" },
+	{ "PREAUTH [CAPABILITY IMAP4rev1] Logged in as x", true,
+	    IMAP_PREAUTH, "CAPABILITY", "IMAP4rev1", "Logged in as x" },
+	{ "OK [APPENDUID 38505 3955] APPEND completed", true, IMAP_OK,
+	    "APPENDUID", "38505 3955", "APPEND completed" },
+	{ "OK [appenduid 1 2:4] Append", true, IMAP_OK, "APPENDUID", "1 2:4",
+	    "Append" },
+	{ "OK [READ-WRITE] Select completed", true, IMAP_OK, "READ-WRITE",
+	    "", "Select completed" },
+	{ "OK [UIDVALIDITY 3857529045] UIDs valid", true, IMAP_OK,
+	    "UIDVALIDITY", "3857529045", "UIDs valid" },
+	{ "OK [PERMANENTFLAGS (\\Deleted \\Seen \\*)] Limited", true, IMAP_OK,
+	    "PERMANENTFLAGS", "(\\Deleted \\Seen \\*)", "Limited" },
+	{ "OK [CAPABILITY IMAP4rev1 LITERAL+ UIDPLUS] ready", true, IMAP_OK,
+	    "CAPABILITY", "IMAP4rev1 LITERAL+ UIDPLUS", "ready" },
+	{ "OK [ALERT] System shutdown in 10 minutes", true, IMAP_OK, "ALERT",
+	    "", "System shutdown in 10 minutes" },
+	{ "OK [ALERT]", true, IMAP_OK, "ALERT", "", "" },
+	{ "OK [ALERT]text", true, IMAP_OK, "ALERT", "", "text" },
+	{ "OK [HIGHESTMODSEQ 1]  x", true, IMAP_OK, "HIGHESTMODSEQ", "1",
+	    "x" },
+	{ "OK [ALERT text", false, IMAP_UNKNOWN, NULL, NULL, NULL },
+	{ "OK [", false, IMAP_UNKNOWN, NULL, NULL, NULL },
+	{ "OK []", false, IMAP_UNKNOWN, NULL, NULL, NULL },
+	{ "OK [ ALERT] x", false, IMAP_UNKNOWN, NULL, NULL, NULL },
+	{ "OK[ALERT] x", false, IMAP_UNKNOWN, NULL, NULL, NULL },
+	{ "OKAY done", false, IMAP_UNKNOWN, NULL, NULL, NULL },
+	{ "OK\tdone", false, IMAP_UNKNOWN, NULL, NULL, NULL },
+	{ "O", false, IMAP_UNKNOWN, NULL, NULL, NULL },
+	{ "NOPE", false, IMAP_UNKNOWN, NULL, NULL, NULL },
+	{ "FOO bar", false, IMAP_UNKNOWN, NULL, NULL, NULL },
+	{ "", false, IMAP_UNKNOWN, NULL, NULL, NULL },
+	{ " OK", false, IMAP_UNKNOWN, NULL, NULL, NULL },
+	{ "* OK", false, IMAP_UNKNOWN, NULL, NULL, NULL },
+	{ "a1 OK done", false, IMAP_UNKNOWN, NULL, NULL, NULL },
+	{ "1 EXISTS", false, IMAP_UNKNOWN, NULL, NULL, NULL },
+	{ "CAPABILITY IMAP4rev1", false, IMAP_UNKNOWN, NULL, NULL, NULL },
+};
+
+static void
+test_status(const void *arg)
+{
+	const struct scase *c;
+	struct imap_reply r;
+	size_t		 i;
+	bool		 ok;
+
+	(void)arg;
+	for (i = 0; i < NELEM(status_cases); i++) {
+		c = &status_cases[i];
+		ok = imap_parse_status(c->in, &r);
+		CHECK(ok == c->ok, "imap_parse_status(%s) returned %d",
+		    unit_sesc(c->in), ok);
+		if (!ok || !c->ok)
+			continue;
+		CHECK(r.status == c->status, "imap_parse_status(%s): status "
+		    "%d, want %d", unit_sesc(c->in), r.status, c->status);
+		CHECK_STR(r.code, c->code, c->in);
+		CHECK_STR(r.code_arg, c->arg, c->in);
+		CHECK_STR(r.text, c->text, c->in);
+	}
+}
+
+/* Response codes fill at most 63 bytes; arguments are cut to 191. */
+static void
+test_status_bounds(const void *arg)
+{
+	struct imap_reply r;
+	char		 code[80], line[600];
+	bool		 ok;
+
+	(void)arg;
+	memset(code, 'C', sizeof code);
+	code[63] = '\0';
+	snprintf(line, sizeof line, "OK [%s] x", code);
+	ok = imap_parse_status(line, &r);
+	CHECK(ok && strcmp(r.code, code) == 0 && strcmp(r.text, "x") == 0,
+	    "63-byte response code: returned %d, code %zu bytes", ok,
+	    strlen(r.code));
+
+	code[63] = 'C';
+	code[64] = '\0';
+	snprintf(line, sizeof line, "OK [%s] x", code);
+	CHECK(!imap_parse_status(line, &r), "64-byte response code accepted");
+
+	memset(line, 'a', sizeof line);
+	memcpy(line, "NO [X ", 6);
+	memcpy(line + 500, "] y", 4);
+	ok = imap_parse_status(line, &r);
+	CHECK(ok && r.status == IMAP_NO && strcmp(r.code, "X") == 0 &&
+	    strlen(r.code_arg) == sizeof r.code_arg - 1 &&
+	    strspn(r.code_arg, "a") == sizeof r.code_arg - 1 &&
+	    strcmp(r.text, "y") == 0, "494-byte code argument: returned %d, "
+	    "argument %zu bytes (want %zu), text %s", ok, strlen(r.code_arg),
+	    sizeof r.code_arg - 1, unit_sesc(r.text));
+}
+
+/* ---- imap_parse_appenduid ---- */
+
+static void
+test_appenduid(const void *arg)
+{
+	static const struct {
+		const char	*in;
+		bool		 ok;
+		uint32_t	 uidvalidity, uid;
+	} cases[] = {
+		{ "1 5", true, 1, 5 },
+		{ "38505 3955", true, 38505, 3955 },
+		{ "1 4:5", true, 1, 4 },
+		{ "1 4,6", true, 1, 4 },
+		{ "4294967295 4294967295", true, 4294967295u, 4294967295u },
+		{ "0 5", false, 0, 0 },
+		{ "1 0", false, 0, 0 },
+		{ "4294967296 5", false, 0, 0 },
+		{ "1 4294967296", false, 0, 0 },
+		{ "1", false, 0, 0 },
+		{ "1 ", false, 0, 0 },
+		{ " 1 5", false, 0, 0 },
+		{ "1  5", false, 0, 0 },
+		{ "1 5 ", false, 0, 0 },
+		{ "1 5x", false, 0, 0 },
+		{ "1 :5", false, 0, 0 },
+		{ "a 5", false, 0, 0 },
+		{ "1 b", false, 0, 0 },
+		{ "-1 5", false, 0, 0 },
+		{ "1 -5", false, 0, 0 },
+		{ "1 *", false, 0, 0 },
+		{ "", false, 0, 0 },
+		{ "99999999999999999999 1", false, 0, 0 },
+	};
+	uint32_t	 v, u;
+	size_t		 i;
+	bool		 ok;
+
+	(void)arg;
+	for (i = 0; i < NELEM(cases); i++) {
+		v = u = 4242;
+		ok = imap_parse_appenduid(cases[i].in, &v, &u);
+		CHECK(ok == cases[i].ok, "imap_parse_appenduid(%s) returned %d",
+		    unit_sesc(cases[i].in), ok);
+		if (ok && cases[i].ok)
+			CHECK(v == cases[i].uidvalidity && u == cases[i].uid,
+			    "imap_parse_appenduid(%s) = %u %u",
+			    unit_sesc(cases[i].in), v, u);
+	}
+}
+
+/* ---- imap_has_cap ---- */
+
+static void
+test_has_cap(const void *arg)
+{
+	static const char caps[] = "IMAP4rev1 SASL-IR LOGIN-REFERRALS ID "
+	    "ENABLE IDLE LITERAL+ AUTH=PLAIN UIDPLUS APPENDLIMIT=10240000";
+	static const struct {
+		const char	*caps;
+		const char	*name;
+		bool		 want;
+	} cases[] = {
+		{ caps, "IMAP4rev1", true },
+		{ caps, "imap4rev1", true },
+		{ caps, "LITERAL+", true },
+		{ caps, "literal+", true },
+		{ caps, "UIDPLUS", true },
+		{ caps, "ID", true },
+		{ caps, "AUTH=PLAIN", true },
+		{ caps, "APPENDLIMIT=10240000", true },
+		{ caps, "LITERAL", false },
+		{ caps, "LITERAL-", false },
+		{ caps, "SASL", false },
+		{ caps, "IMAP4", false },
+		{ caps, "PLAIN", false },
+		{ caps, "AUTH", false },
+		{ caps, "APPENDLIMIT", false },
+		{ caps, "MULTIAPPEND", false },
+		{ caps, "UIDPLUSX", false },
+		{ caps, "IDLE ENABLE", false },
+		{ "[CAPABILITY IMAP4rev1 UIDPLUS] Ready", "UIDPLUS", true },
+		{ "[CAPABILITY IMAP4rev1 UIDPLUS] Ready", "IMAP4rev1", true },
+		{ "[CAPABILITY IMAP4rev1 UIDPLUS] Ready", "Ready", true },
+		{ "  BINARY  ", "BINARY", true },
+		{ "BINARY", "BINARY", true },
+		{ "BINARYX BINAR", "BINARY", false },
+		{ "", "BINARY", false },
+		{ "MULTI APPEND", "MULTIAPPEND", false },
+	};
+	size_t	 i;
+	bool	 got;
+
+	(void)arg;
+	for (i = 0; i < NELEM(cases); i++) {
+		got = imap_has_cap(cases[i].caps, cases[i].name);
+		CHECK(got == cases[i].want, "imap_has_cap(%s, \"%s\") = %d",
+		    unit_sesc(cases[i].caps), cases[i].name, got);
+	}
+}
+
+/* ---- imap_parse_number ---- */
+
+static void
+test_number(const void *arg)
+{
+	static const struct {
+		const char	*in;
+		size_t		 len;
+		bool		 ok;
+		uint64_t	 v;
+	} cases[] = {
+		{ S("0"), true, 0 },
+		{ S("7"), true, 7 },
+		{ S("007"), true, 7 },
+		{ S("4294967296"), true, 4294967296ULL },
+		{ S("9999999999999999999"), true, 9999999999999999999ULL },
+		{ "12345", 3, true, 123 },
+		{ S("18446744073709551615"), false, 0 },
+		{ S("99999999999999999999"), false, 0 },
+		{ S(""), false, 0 },
+		{ S("-1"), false, 0 },
+		{ S("+1"), false, 0 },
+		{ S(" 1"), false, 0 },
+		{ S("1 "), false, 0 },
+		{ S("12a"), false, 0 },
+		{ S("0x10"), false, 0 },
+	};
+	uint64_t v;
+	size_t	 i;
+	bool	 ok;
+	char	*copy;
+
+	(void)arg;
+	for (i = 0; i < NELEM(cases); i++) {
+		copy = xmalloc(cases[i].len + 1);
+		memcpy(copy, cases[i].in, cases[i].len);
+		v = 4242;
+		ok = imap_parse_number(copy, cases[i].len, &v);
+		CHECK(ok == cases[i].ok, "imap_parse_number(%s) returned %d",
+		    unit_esc(cases[i].in, cases[i].len), ok);
+		if (ok && cases[i].ok)
+			CHECK(v == cases[i].v, "imap_parse_number(%s) = %llu",
+			    unit_esc(cases[i].in, cases[i].len),
+			    (unsigned long long)v);
+		free(copy);
+	}
+}
+
+/* ---- imap_quote ---- */
+
+static void
+test_quote(const void *arg)
+{
+	static const struct {
+		const char	*in;
+		const char	*want;	/* NULL: cannot be quoted */
+	} cases[] = {
+		{ "INBOX", "\"INBOX\"" },
+		{ "", "\"\"" },
+		{ "Archive/2024", "\"Archive/2024\"" },
+		{ "Sent Items", "\"Sent Items\"" },
+		{ "a\"b", "\"a\\\"b\"" },
+		{ "a\\b", "\"a\\\\b\"" },
+		{ "\"\\", "\"\\\"\\\\\"" },
+		{ "Entw&APw-rfe", "\"Entw&APw-rfe\"" },
+		{ "(){%*]", "\"(){%*]\"" },
+		{ "~", "\"~\"" },
+		{ "Entw\xc3\xbcrfe", NULL },
+		{ "\x80", NULL },
+		{ "a\x7f", NULL },
+		{ "a\tb", NULL },
+		{ "a\r\nb", NULL },
+		{ "\x1f", NULL },
+	};
+	size_t	 i;
+	char	*q;
+
+	(void)arg;
+	for (i = 0; i < NELEM(cases); i++) {
+		q = imap_quote(cases[i].in);
+		CHECK_STR(q, cases[i].want, unit_sesc(cases[i].in));
+		free(q);
+	}
+}
+
+/* ---- imap_parse_fetch ---- */
+
+struct fcase {
+	const char	*name;
+	const char	*resp;
+	size_t		 len;
+	bool		 ok;
+	uint32_t	 uid;
+	bool		 have_size;
+	uint64_t	 size;
+	bool		 have_body;
+	const char	*body;
+	size_t		 bodylen;
+};
+
+#define NOBODY	false, NULL, 0
+#define BODY(s)	true, s, sizeof(s) - 1
+#define FBAD	false, 0, false, 0, NOBODY
+
+static const struct fcase fetch_cases[] = {
+	{ "usual", S("* 1 FETCH (UID 5 RFC822.SIZE 10 BODY[]<0> {3}\r\nabc)"),
+	    true, 5, true, 10, BODY("abc") },
+	{ "body first", S("* 1 FETCH (BODY[]<0> {3}\r\nabc UID 5 "
+	    "RFC822.SIZE 10)"), true, 5, true, 10, BODY("abc") },
+	{ "size first", S("* 12 FETCH (RFC822.SIZE 10 BODY[]<0> {3}\r\nabc "
+	    "UID 5)"), true, 5, true, 10, BODY("abc") },
+	{ "lower case", S("* 1 fetch (uid 5 rfc822.size 10 body[]<0> "
+	    "{3}\r\nabc)"), true, 5, true, 10, BODY("abc") },
+	{ "BODY[] without origin", S("* 1 FETCH (UID 5 BODY[] {3}\r\nabc)"),
+	    true, 5, false, 0, BODY("abc") },
+	{ "empty literal", S("* 1 FETCH (UID 5 BODY[]<0> {0}\r\n)"), true, 5,
+	    false, 0, BODY("") },
+	{ "literal with IMAP syntax inside", S("* 1 FETCH (UID 5 BODY[]<0> "
+	    "{19}\r\na) UID 6 {9}\r\n\"(\r\n[)"), true, 5, false, 0,
+	    BODY("a) UID 6 {9}\r\n\"(\r\n[") },
+	{ "literal with NUL", S("* 1 FETCH (BODY[]<0> {3}\r\na\0b UID 5)"),
+	    true, 5, false, 0, BODY("a\0b") },
+	{ "NIL body", S("* 1 FETCH (UID 5 RFC822.SIZE 0 BODY[]<0> NIL)"),
+	    true, 5, true, 0, NOBODY },
+	{ "quoted body", S("* 1 FETCH (UID 5 RFC822.SIZE 3 BODY[]<0> "
+	    "\"abc\")"), true, 5, true, 3, BODY("abc") },
+	{ "quoted empty body", S("* 1 FETCH (UID 5 RFC822.SIZE 0 BODY[]<0> "
+	    "\"\")"), true, 5, true, 0, BODY("") },
+	{ "only UID", S("* 3 FETCH (UID 5)"), true, 5, false, 0, NOBODY },
+	{ "no items", S("* 3 FETCH ()"), true, 0, false, 0, NOBODY },
+	{ "FLAGS skipped", S("* 1 FETCH (FLAGS (\\Seen \\Recent) UID 5)"),
+	    true, 5, false, 0, NOBODY },
+	{ "empty FLAGS skipped", S("* 1 FETCH (FLAGS () UID 5)"), true, 5,
+	    false, 0, NOBODY },
+	{ "INTERNALDATE skipped", S("* 1 FETCH (INTERNALDATE "
+	    "\"17-Jul-1996 02:44:25 -0700\" UID 5)"), true, 5, false, 0,
+	    NOBODY },
+	{ "MODSEQ skipped", S("* 1 FETCH (MODSEQ (12345) UID 5)"), true, 5,
+	    false, 0, NOBODY },
+	{ "nested lists and literal skipped", S("* 1 FETCH (X-THING ((a "
+	    "\"b)\" {4}\r\n))((\r\n NIL) (c)) UID 5 RFC822.SIZE 7)"), true, 5,
+	    true, 7, NOBODY },
+	{ "ENVELOPE skipped", S("* 1 FETCH (ENVELOPE (\"Mon, 1 Jan 2024 "
+	    "10:00:00 +0000\" \"subj (x\" ((NIL NIL \"a\" \"b.c\")) NIL NIL "
+	    "NIL NIL NIL NIL \"<id@x>\") UID 5)"), true, 5, false, 0,
+	    NOBODY },
+	{ "escaped quote skipped", S("* 1 FETCH (X \"a\\\"b) (\" UID 5)"),
+	    true, 5, false, 0, NOBODY },
+	{ "BODY[HEADER.FIELDS] skipped", S("* 1 FETCH (BODY[HEADER.FIELDS "
+	    "(DATE FROM)] {6}\r\nDate:) UID 5)"), true, 5, false, 0, NOBODY },
+	{ "BODY[TEXT] is not BODY[]", S("* 1 FETCH (BODY[TEXT] {3}\r\nxyz "
+	    "UID 5)"), true, 5, false, 0, NOBODY },
+	{ "data after the list", S("* 1 FETCH (UID 5) trailing"), true, 5,
+	    false, 0, NOBODY },
+
+	{ "no star", S("1 FETCH (UID 5)"), FBAD },
+	{ "no space after star", S("*1 FETCH (UID 5)"), FBAD },
+	{ "sequence number 0", S("* 0 FETCH (UID 5)"), FBAD },
+	{ "no sequence number", S("* FETCH (UID 5)"), FBAD },
+	{ "not FETCH", S("* 1 FETCHES (UID 5)"), FBAD },
+	{ "EXISTS", S("* 1 EXISTS"), FBAD },
+	{ "no paren", S("* 1 FETCH UID 5"), FBAD },
+	{ "unclosed list", S("* 1 FETCH (UID 5"), FBAD },
+	{ "unclosed list after space", S("* 1 FETCH (UID 5 "), FBAD },
+	{ "UID 0", S("* 1 FETCH (UID 0)"), FBAD },
+	{ "UID too big", S("* 1 FETCH (UID 4294967296)"), FBAD },
+	{ "UID not a number", S("* 1 FETCH (UID x)"), FBAD },
+	{ "UID without value", S("* 1 FETCH (UID)"), FBAD },
+	{ "size not a number", S("* 1 FETCH (RFC822.SIZE NIL)"), FBAD },
+	{ "literal longer than the data", S("* 1 FETCH (UID 5 BODY[]<0> "
+	    "{10}\r\nabc)"), FBAD },
+	{ "huge literal", S("* 1 FETCH (UID 5 BODY[]<0> "
+	    "{18446744073709551615}\r\nabc)"), FBAD },
+	{ "literal cut short", S("* 1 FETCH (UID 5 BODY[]<0> {3}\r\nab"),
+	    FBAD },
+	{ "literal shorter than claimed data", S("* 1 FETCH (UID 5 "
+	    "BODY[]<0> {2}\r\nabc)"), FBAD },
+	{ "literal without CRLF", S("* 1 FETCH (UID 5 BODY[]<0> {3}abc)"),
+	    FBAD },
+	{ "literal with LF only", S("* 1 FETCH (UID 5 BODY[]<0> {3}\nabc)"),
+	    FBAD },
+	{ "literal without digits", S("* 1 FETCH (UID 5 BODY[]<0> {}\r\n)"),
+	    FBAD },
+	{ "literal not closed", S("* 1 FETCH (UID 5 BODY[]<0> {3"), FBAD },
+	{ "literal at the very end", S("* 1 FETCH (UID 5 BODY[]<0> {"),
+	    FBAD },
+	{ "no body value", S("* 1 FETCH (UID 5 BODY[]<0> )"), FBAD },
+	{ "BODY[] at the very end", S("* 1 FETCH (UID 5 BODY[]<0> "), FBAD },
+	{ "unknown item literal lies", S("* 1 FETCH (X {9}\r\nab UID 5)"),
+	    FBAD },
+	{ "unknown item literal cut", S("* 1 FETCH (X {3}\r\n"), FBAD },
+	{ "unknown item unclosed list", S("* 1 FETCH (X (a (b) UID 5)"),
+	    FBAD },
+	{ "unknown item unclosed quote", S("* 1 FETCH (X \"abc UID 5)"),
+	    FBAD },
+	{ "quote ends in backslash", S("* 1 FETCH (X \"abc\\"), FBAD },
+	{ "item name at the end", S("* 1 FETCH (UID"), FBAD },
+	{ "bracket not closed", S("* 1 FETCH (BODY[HEADER UID 5)"), FBAD },
+	{ "empty", S(""), FBAD },
+	{ "star only", S("*"), FBAD },
+};
+
+static void
+fetch_one(const void *arg)
+{
+	const struct fcase *c = arg;
+	struct imap_fetch f;
+	char		*copy;
+	bool		 ok;
+
+	/* Exactly len bytes: no NUL after them to hide an overread. */
+	copy = xmalloc(c->len == 0 ? 1 : c->len);
+	memcpy(copy, c->resp, c->len);
+	ok = imap_parse_fetch(copy, c->len, &f);
+	CHECK(ok == c->ok, "imap_parse_fetch %s: returned %d", c->name, ok);
+	if (ok && c->ok) {
+		CHECK(f.uid == c->uid, "%s: uid %u, want %u", c->name, f.uid,
+		    c->uid);
+		CHECK(f.have_size == c->have_size && (!c->have_size ||
+		    f.size == c->size), "%s: have_size %d size %llu, want %d "
+		    "%llu", c->name, f.have_size, (unsigned long long)f.size,
+		    c->have_size, (unsigned long long)c->size);
+		CHECK(f.have_body == c->have_body, "%s: have_body %d, want %d",
+		    c->name, f.have_body, c->have_body);
+		if (f.have_body && c->have_body) {
+			CHECK_MEM(f.body, f.bodylen, c->body, c->bodylen,
+			    c->name);
+			CHECK(f.body >= copy && f.body + f.bodylen <= copy +
+			    c->len, "%s: body does not point into the response",
+			    c->name);
+		}
+	}
+	free(copy);
+}
+
+static void
+test_fetch(const void *arg)
+{
+	size_t	 i;
+	char	 name[96];
+
+	(void)arg;
+	/* One child each: an overread is that case's failure only. */
+	for (i = 0; i < NELEM(fetch_cases); i++) {
+		snprintf(name, sizeof name, "imap_parse_fetch %s",
+		    fetch_cases[i].name);
+		UNIT_ISOLATED(name, fetch_one, &fetch_cases[i]);
+	}
+}
+
+/*
+ * A quoted body with an escape cannot point into the response as it is:
+ * it must be either refused or decoded, never turned into an empty body.
+ */
+static void
+test_fetch_quoted_escape(const void *arg)
+{
+	static const char resp[] = "* 1 FETCH (UID 5 RFC822.SIZE 3 BODY[]<0> "
+	    "\"a\\\"b\")";
+	struct imap_fetch f;
+	bool		 ok;
+
+	(void)arg;
+	ok = imap_parse_fetch(resp, sizeof resp - 1, &f);
+	CHECK(!ok || (f.have_body && f.bodylen == 3 &&
+	    memcmp(f.body, "a\"b", 3) == 0), "quoted body with an escape: "
+	    "returned %d have_body %d body %s", ok, f.have_body,
+	    f.have_body ? unit_esc(f.body, f.bodylen) : "-");
+}
+
+int
+main(void)
+{
+	UNIT_ISOLATED("imap_parse_status", test_status, NULL);
+	UNIT_ISOLATED("imap_parse_status bounds", test_status_bounds, NULL);
+	UNIT_ISOLATED("imap_parse_appenduid", test_appenduid, NULL);
+	UNIT_ISOLATED("imap_has_cap", test_has_cap, NULL);
+	UNIT_ISOLATED("imap_parse_number", test_number, NULL);
+	UNIT_ISOLATED("imap_quote", test_quote, NULL);
+	test_fetch(NULL);
+	UNIT_ISOLATED("imap_parse_fetch quoted escape",
+	    test_fetch_quoted_escape, NULL);
+	return UNIT_END();
+}
