@@ -26,12 +26,14 @@ def test_kill9_loop_exactly_once(t):
     # the next batch bigger and the next wait shorter (still 0.05..1.0 s).
     pending = list(raws)
     batch, high = 25, 1.0
-    kills = finished = rounds = 0
+    kills = finished = rounds = mid_work = 0
+    delivered = in_inbox = 0
     bad_exits = []
     while kills < MIN_KILLS and rounds < MAX_ROUNDS:
         rounds += 1
         for raw in pending[:batch]:
             dc.deliver(src, raw)
+        delivered += len(pending[:batch])
         pending = pending[batch:]
         p = t.popen("-c", cfg, "run", stderr_path=t.tmp / "kill-run.stderr")
         time.sleep(rng.uniform(0.05, high))
@@ -39,6 +41,11 @@ def test_kill9_loop_exactly_once(t):
             p.kill()
             p.wait()
             kills += 1
+            # Did this kill land while mail was being moved?
+            now_in = dc.imap_count(dst)
+            if in_inbox < now_in < delivered:
+                mid_work += 1
+            in_inbox = now_in
         else:
             finished += 1
             if p.returncode != 0:
@@ -48,7 +55,8 @@ def test_kill9_loop_exactly_once(t):
             high = max(0.06, high * 0.7)
     for raw in pending:
         dc.deliver(src, raw)
-    t.note(f"{kills} SIGKILLs, {finished} runs finished by themselves, {rounds} rounds")
+    t.note(f"{kills} SIGKILLs ({mid_work} after some but before all of the waiting mail "
+           f"was imported), {finished} runs finished by themselves, {rounds} rounds")
 
     r = t.bridge("-c", cfg, "run", timeout=300)
     assert not bad_exits, "runs after a kill failed: " + " | ".join(bad_exits[:3])
