@@ -200,6 +200,11 @@ parse_url(struct loader *ld, const config_setting_t *s, struct endpoint *ep,
 	} else
 		return cfail(ld, s, "%surl \"%s\" must start with %s:// or "
 		    "%ss://", where, u, plain, plain);
+	/* A password in the url must not be echoed in the message. */
+	if (memchr(host, '@', strcspn(host, "/?#")) != NULL)
+		return cfail(ld, s, "%surl: put the user name in \"user\" and "
+		    "the secret in \"password\" (or password_file), not in the "
+		    "url", where);
 	if (*host == '[') {
 		if ((end = strchr(host, ']')) == NULL)
 			return cfail(ld, s, "%surl \"%s\": unclosed [", where, u);
@@ -210,9 +215,6 @@ parse_url(struct loader *ld, const config_setting_t *s, struct endpoint *ep,
 		end = host + strcspn(host, ":/@?#");
 		hlen = (size_t)(end - host);
 	}
-	if (*end == '@' || memchr(host, '@', hlen) != NULL)
-		return cfail(ld, s, "%surl \"%s\": put the user name in "
-		    "\"user\", not in the url", where, u);
 	if (hlen == 0)
 		return cfail(ld, s, "%surl \"%s\" has no host", where, u);
 	for (p = host; p < host + hlen; p++)

@@ -262,6 +262,8 @@ imap_parse_fetch(const char *resp, size_t len, struct imap_fetch *f)
 		} else if ((size_t)(q - p) >= 6 &&
 		    strncasecmp(p, "BODY[]", 6) == 0) {
 			p = q + 1;
+			if (p >= end)
+				return false;
 			if (*p == '{') {
 				const char *r;
 
@@ -276,6 +278,22 @@ imap_parse_fetch(const char *resp, size_t len, struct imap_fetch *f)
 				f->body = r + 3;
 				f->bodylen = (size_t)v;
 				p = r + 3 + v;
+			} else if (*p == '"') {
+				const char *r;
+
+				/*
+				 * A quoted body is taken as it stands; one with
+				 * an escape would need decoding: refused.
+				 */
+				for (r = ++p; r < end && *r != '"'; r++)
+					if (*r == '\\' || *r == '\r' ||
+					    *r == '\n')
+						return false;
+				if (r >= end)
+					return false;
+				f->body = p;
+				f->bodylen = (size_t)(r - p);
+				p = r + 1;
 			} else if ((p = skip_value(p, end)) == NULL)
 				return false;
 			f->have_body = f->body != NULL;
