@@ -352,6 +352,18 @@ static const struct ecase error_cases[] = {
 	{ "user and password in the url", CONF(
 	    WITH_PURL("pop3s://alice:hunter2@pop.example.org"), I_OK, "", ""),
 	    0600, RES_CONFIG, 4, "user name in \"user\"", "hunter2" },
+	{ "user and password before an IPv6 host", CONF(
+	    WITH_PURL("pop3s://alice:hunter2@[::1]:995"), I_OK, "", ""),
+	    0600, RES_CONFIG, 4, "user name in \"user\"", "hunter2" },
+	{ "user and password in an imap url", CONF(P_OK,
+	    WITH_IURL("imaps://alice:hunter2@imap.example.org"), "", ""),
+	    0600, RES_CONFIG, 5, "user name in \"user\"", "hunter2" },
+	{ "user and password with a wrong scheme", CONF(
+	    WITH_PURL("http://alice:hunter2@pop.example.org"), I_OK, "", ""),
+	    0600, RES_CONFIG, 4, NULL, "hunter2" },
+	{ "@ in a path is not a user", CONF(
+	    WITH_PURL("pop3s://pop.example.org/a@b"), I_OK, "", ""),
+	    0600, RES_CONFIG, 4, "nothing may follow", NULL },
 	{ "port 0", CONF(WITH_PURL("pop3s://pop.example.org:0"), I_OK, "", ""),
 	    0600, RES_CONFIG, 4, "bad port", NULL },
 	{ "port 65536", CONF(WITH_PURL("pop3s://pop.example.org:65536"), I_OK,

@@ -368,6 +368,8 @@ static const struct fcase fetch_cases[] = {
 	    "\"abc\")"), true, 5, true, 3, BODY("abc") },
 	{ "quoted empty body", S("* 1 FETCH (UID 5 RFC822.SIZE 0 BODY[]<0> "
 	    "\"\")"), true, 5, true, 0, BODY("") },
+	{ "quoted body with specials", S("* 1 FETCH (BODY[]<0> \"a (b) {1}\" "
+	    "UID 5)"), true, 5, false, 0, BODY("a (b) {1}") },
 	{ "only UID", S("* 3 FETCH (UID 5)"), true, 5, false, 0, NOBODY },
 	{ "no items", S("* 3 FETCH ()"), true, 0, false, 0, NOBODY },
 	{ "FLAGS skipped", S("* 1 FETCH (FLAGS (\\Seen \\Recent) UID 5)"),
@@ -425,6 +427,12 @@ static const struct fcase fetch_cases[] = {
 	    FBAD },
 	{ "literal not closed", S("* 1 FETCH (UID 5 BODY[]<0> {3"), FBAD },
 	{ "literal at the very end", S("* 1 FETCH (UID 5 BODY[]<0> {"),
+	    FBAD },
+	{ "quoted body unterminated", S("* 1 FETCH (UID 5 BODY[]<0> "
+	    "\"abc)"), FBAD },
+	{ "quoted body with CRLF", S("* 1 FETCH (UID 5 BODY[]<0> "
+	    "\"a\r\nb\")"), FBAD },
+	{ "quoted body at the very end", S("* 1 FETCH (UID 5 BODY[]<0> \""),
 	    FBAD },
 	{ "no body value", S("* 1 FETCH (UID 5 BODY[]<0> )"), FBAD },
 	{ "BODY[] at the very end", S("* 1 FETCH (UID 5 BODY[]<0> "), FBAD },
