@@ -38,7 +38,7 @@ run_part() {
 }
 
 
-run_part "unit tests" sh tests/unit/run.sh
+run_part "unit tests" bash tests/unit/run.sh
 run_part "integration tests (private Dovecot on 127.0.0.1)" \
 	/usr/bin/python3 tests/run_integ.py
 
