@@ -476,8 +476,7 @@ account_run(const struct config *cf, const struct account *ac,
 		    (ac->imap.tls == TLS_NONE ? "POP3 and IMAP" : "POP3") :
 		    "IMAP");
 	path = ledger_path(cf->state_dir, ac);
-	source = xprintf("%s@%s:%d", ac->pop3.user, ac->pop3.host,
-	    ac->pop3.port);
+	source = ledger_source(ac);
 	r = ledger_open(cf->state_dir, path, source, &rn.l, cause);
 	free(path);
 	free(source);

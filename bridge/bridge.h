@@ -335,6 +335,7 @@ struct run_stats {
 enum result	 ledger_open(const char *, const char *, const char *,
 		     struct ledger **, char **);
 char		*ledger_path(const char *, const struct account *);
+char		*ledger_source(const struct account *);
 enum result	 ledger_state(struct ledger *, const char *,
 		     enum ledger_state *, bool *, char **);
 enum result	 ledger_intent(struct ledger *, const struct ledger_pending *,

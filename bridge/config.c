@@ -187,6 +187,12 @@ parse_url(struct loader *ld, const config_setting_t *s, struct endpoint *ep,
 	long		 port;
 	char		*ep_end;
 
+	/* A password in the url must never be echoed in a message. */
+	if ((p = strstr(u, "://")) != NULL &&
+	    memchr(p + 3, '@', strcspn(p + 3, "/?#")) != NULL)
+		return cfail(ld, s, "%surl: put the user name in \"user\" and "
+		    "the secret in \"password\" (or password_file), not in the "
+		    "url", where);
 	if (strncmp(u, plain, plen) == 0 && u[plen] == 's' &&
 	    strncmp(u + plen + 1, "://", 3) == 0) {
 		ep->tls = TLS_IMPLICIT;
@@ -200,11 +206,6 @@ parse_url(struct loader *ld, const config_setting_t *s, struct endpoint *ep,
 	} else
 		return cfail(ld, s, "%surl \"%s\" must start with %s:// or "
 		    "%ss://", where, u, plain, plain);
-	/* A password in the url must not be echoed in the message. */
-	if (memchr(host, '@', strcspn(host, "/?#")) != NULL)
-		return cfail(ld, s, "%surl: put the user name in \"user\" and "
-		    "the secret in \"password\" (or password_file), not in the "
-		    "url", where);
 	if (*host == '[') {
 		if ((end = strchr(host, ']')) == NULL)
 			return cfail(ld, s, "%surl \"%s\": unclosed [", where, u);
@@ -424,7 +425,8 @@ config_load(const char *path, struct config **cfp, char **cause)
 	config_setting_t *root, *accts;
 	const char	*sd;
 	char		*tmp;
-	int		 timeout, i, n;
+	long long	 timeout;
+	int		 i, n;
 	enum result	 r = RES_OK;
 
 	*cfp = NULL;
@@ -460,13 +462,13 @@ config_load(const char *path, struct config **cfp, char **cause)
 		cf->state_dir = xstrdup(sd);
 	} else
 		cf->state_dir = xstrdup("/var/lib/popbridge");
-	if (config_lookup_int(&cfg, "timeout", &timeout) == CONFIG_TRUE) {
+	if (config_lookup_int64(&cfg, "timeout", &timeout) == CONFIG_TRUE) {
 		if (timeout < 5 || timeout > 3600) {
 			r = cfail(&ld, config_lookup(&cfg, "timeout"),
 			    "\"timeout\" must be 5 to 3600 seconds");
 			goto out;
 		}
-		cf->timeout = timeout;
+		cf->timeout = (long)timeout;
 	}
 	accts = config_lookup(&cfg, "accounts");
 	n = config_setting_length(accts);

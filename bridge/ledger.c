@@ -17,6 +17,7 @@
 #include <sys/file.h>
 #include <sys/stat.h>
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -55,8 +56,10 @@ static const char *const stmt_sql[ST_COUNT] = {
 	[ST_IMPORTED] = "UPDATE message SET state = 2, uidvalidity = ?3, "
 	    "uid = ?4, error = NULL, updated = ?5 WHERE source = ?1 AND "
 	    "uidl = ?2",
-	[ST_FAILED] = "UPDATE message SET state = 3, error = ?3, updated = ?4 "
-	    "WHERE source = ?1 AND uidl = ?2",
+	[ST_FAILED] = "INSERT INTO message (source, uidl, state, error, "
+	    "attempts, first_seen, updated) VALUES (?1, ?2, 3, ?3, 1, ?4, ?4) "
+	    "ON CONFLICT (source, uidl) DO UPDATE SET state = 3, error = ?3, "
+	    "updated = ?4",
 	[ST_FORGET] = "DELETE FROM message WHERE source = ?1 AND uidl = ?2 "
 	    "AND state = 1",
 	[ST_DELETED] = "UPDATE message SET deleted = 1, updated = ?3 WHERE "
@@ -136,6 +139,22 @@ mkdir_p(const char *dir)
 	return rc;
 }
 
+/*
+ * The POP3 mailbox a ledger belongs to: user@host, the host in lower case
+ * and without the port, so that moving from pop3:// to pop3s:// (another
+ * port, the same mailbox) does not import everything again.
+ */
+char *
+ledger_source(const struct account *ac)
+{
+	char	*id, *p;
+
+	id = xprintf("%s@%s", ac->pop3.user, ac->pop3.host);
+	for (p = strrchr(id, '@'); *p != '\0'; p++)
+		*p = (char)tolower((unsigned char)*p);
+	return id;
+}
+
 char *
 ledger_path(const char *state_dir, const struct account *ac)
 {
@@ -145,7 +164,7 @@ ledger_path(const char *state_dir, const struct account *ac)
 	 * Named after the POP3 mailbox, not the account, so that renaming an
 	 * account does not import everything again.
 	 */
-	id = xprintf("%s@%s:%d", ac->pop3.user, ac->pop3.host, ac->pop3.port);
+	id = ledger_source(ac);
 	hash_hex(id, strlen(id), hex);
 	name = xstrdup(id);
 	for (p = name; *p != '\0'; p++)
