@@ -14,7 +14,7 @@ DOCDIR	 = $(PREFIX)/share/doc/popbridge
 DATADIR	 = $(PREFIX)/share/popbridge
 
 CC	?= cc
-PKGS	 = libcurl openssl libconfig sqlite3
+PKGS	 = libcurl openssl libconfig sqlite3 libxml-2.0
 CFLAGS	?= -O2 -g
 CFLAGS	+= -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wformat=2 -Wshadow \
 	   -Wmissing-prototypes -Wstrict-prototypes -Wno-unused-parameter
@@ -28,7 +28,8 @@ PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 SRCS	= bridge/main.c bridge/account.c bridge/config.c bridge/ledger.c \
 	  bridge/net.c bridge/pop3.c bridge/pop3_parse.c bridge/imap.c \
 	  bridge/imap_parse.c bridge/msg.c bridge/date.c bridge/spool.c \
-	  bridge/hash.c bridge/log.c bridge/xmalloc.c
+	  bridge/hash.c bridge/log.c bridge/xmalloc.c bridge/add.c \
+	  bridge/discover.c
 OBJS	= $(SRCS:.c=.o)
 
 all: bridge/popbridge

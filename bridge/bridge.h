@@ -37,7 +37,11 @@ enum result {
 	RES_CONFIG,	/* configuration error: stop until it changes */
 };
 
-/* main.c */
+/* main.c: what every subcommand gets. */
+struct globals {
+	const char	*config;	/* -c, or DEFAULT_CONFIG */
+	int		 verbose;	/* number of -v */
+};
 int		 result_exit_code(enum result);
 enum result	 result_worst(enum result, enum result);
 
@@ -355,6 +359,9 @@ enum result	 ledger_run_record(struct ledger *, const char *, time_t,
 		     enum result, const struct run_stats *, const char *,
 		     char **);
 void		 ledger_close(struct ledger *);
+
+/* add.c: `popbridge add`, the one-step account set-up. */
+int		 cmd_add(struct globals *, int, char **);
 
 /* account.c */
 enum result	 account_run(const struct config *, const struct account *,

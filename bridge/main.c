@@ -13,11 +13,6 @@
 
 #include "bridge.h"
 
-struct globals {
-	const char	*config;
-	int		 verbose;
-};
-
 struct command {
 	const char	*name;
 	const char	*usage;
@@ -30,6 +25,8 @@ static int	cmd_check(struct globals *, int, char **);
 static const struct command commands[] = {
 	{ "run", "run [ACCOUNT...]", cmd_run },
 	{ "check", "check [-n] [ACCOUNT...]", cmd_check },
+	{ "add", "add ADDRESS [--name NAME] [--to IMAP-URL] [--mailbox M]",
+	    cmd_add },
 };
 
 static void

@@ -1,0 +1,4 @@
+/*
+ * Server discovery for `popbridge add` (issue 3).  Not written yet.
+ */
+#include "bridge.h"
