@@ -18,6 +18,7 @@
  * only after the IMAP server's OK.  A crash between APPEND OK and the
  * ledger write leaves a PENDING row, which step 2 resolves.
  */
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +26,9 @@
 #include "bridge.h"
 
 #define PREFIX_LEN	8192		/* bytes hashed to recognise a message */
+
+/* Set by a signal handler: finish the message in flight, then stop. */
+volatile sig_atomic_t	account_stop;
 #define SPOOL_MEM	(1024 * 1024)	/* bytes of a message kept in memory */
 
 struct run {
@@ -397,6 +401,11 @@ run_messages(struct run *rn, char **cause)
 	for (i = 0; i < rn->nmsgs; i++) {
 		const struct pop3_msg *m = &rn->msgs[i];
 
+		if (account_stop) {
+			log_info("%s: stopping: asked to (%u of %u messages "
+			    "looked at)", rn->ac->name, i, rn->nmsgs);
+			break;
+		}
 		if ((r = ledger_state(rn->l, m->uidl, &st, &deleted, cause)) !=
 		    RES_OK)
 			return r;

@@ -10,6 +10,7 @@
 #ifndef BRIDGE_H
 #define BRIDGE_H
 
+#include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -105,6 +106,7 @@ struct account {
 	struct endpoint	 imap;
 	bool		 keep;		/* leave messages on the POP3 server */
 	char		*flags;		/* "\\Seen \\Flagged", "" for none */
+	long		 interval;	/* seconds between polls (daemon) */
 	int		 line;
 };
 
@@ -112,6 +114,11 @@ struct config {
 	char		*path;
 	char		*state_dir;
 	long		 timeout;	/* seconds, for every network wait */
+	long		 interval;	/* default seconds between polls */
+	long		 jobs;		/* accounts polled at once (daemon) */
+	long		 max_backoff;	/* seconds, longest wait after failures */
+	char		*user;		/* drop to this user (daemon as root) */
+	char		*pid_file;
 	struct account	*accounts;
 	size_t		 naccounts;
 };
@@ -359,11 +366,38 @@ enum result	 ledger_run_record(struct ledger *, const char *, time_t,
 		     enum result, const struct run_stats *, const char *,
 		     char **);
 void		 ledger_close(struct ledger *);
+/* What `status` shows, read without taking the lock. */
+struct ledger_failure {
+	char		 uidl[UIDL_MAX + 1];
+	char		*error;
+};
+struct ledger_status {
+	bool		 ever_run;
+	time_t		 last_poll;	/* when the last run started */
+	int		 last_result;	/* enum result */
+	char		*last_error;
+	unsigned int	 imported_last, on_server, waiting;
+	uint64_t	 imported_total;
+	struct ledger_failure *failures;
+	size_t		 nfailures;
+};
+enum result	 ledger_read_status(const char *, const char *,
+		     struct ledger_status *, char **);
+void		 ledger_status_free(struct ledger_status *);
+
+/* daemon.c, status.c: the household daemon and what it reports. */
+int		 cmd_daemon(struct globals *, int, char **);
+int		 cmd_status(struct globals *, int, char **);
+/* The daemon's state file, next to the ledgers. */
+char		*daemon_state_path(const struct config *);
+/* Is a daemon holding this pid file? */
+bool		 daemon_running(const char *);
 
 /* add.c: `popbridge add`, the one-step account set-up. */
 int		 cmd_add(struct globals *, int, char **);
 
 /* account.c */
+extern volatile sig_atomic_t account_stop;	/* stop after this message */
 enum result	 account_run(const struct config *, const struct account *,
 		     struct run_stats *, char **);
 enum result	 account_check(const struct config *, const struct account *,

@@ -34,6 +34,11 @@ struct key {
 static const struct key top_keys[] = {
 	{ "state_dir", K_STRING, false },
 	{ "timeout", K_INT, false },
+	{ "interval", K_INT, false },
+	{ "jobs", K_INT, false },
+	{ "max_backoff", K_INT, false },
+	{ "user", K_STRING, false },
+	{ "pid_file", K_STRING, false },
 	{ "accounts", K_LIST, true },
 	{ NULL, 0, false }
 };
@@ -43,6 +48,7 @@ static const struct key account_keys[] = {
 	{ "imap", K_GROUP, true },
 	{ "keep", K_BOOL, false },
 	{ "flags", K_ARRAY, false },
+	{ "interval", K_INT, false },
 	{ NULL, 0, false }
 };
 static const struct key pop3_keys[] = {
@@ -150,6 +156,24 @@ check_keys(struct loader *ld, const config_setting_t *group,
 		    NULL)
 			return cfail(ld, group, "%smissing \"%s\"", where,
 			    k->name);
+	return RES_OK;
+}
+
+/* An optional integer member within [lo, hi]; *v keeps its default. */
+static enum result
+get_bounded(struct loader *ld, const config_setting_t *group,
+    const char *name, long lo, long hi, const char *where, long *v)
+{
+	config_setting_t	*s = config_setting_get_member(group, name);
+	long long		 n;
+
+	if (s == NULL)
+		return RES_OK;
+	n = config_setting_get_int64(s);
+	if (n < lo || n > hi)
+		return cfail(ld, s, "%s\"%s\" must be %ld to %ld", where, name,
+		    lo, hi);
+	*v = (long)n;
 	return RES_OK;
 }
 
@@ -376,6 +400,10 @@ load_account(struct loader *ld, struct config *cf, const config_setting_t *a,
 	    (r = load_endpoint(ld, config_setting_get_member(a, "imap"),
 	    &ac->imap, true, ac->name)) != RES_OK)
 		return r;
+	ac->interval = cf->interval;
+	if ((r = get_bounded(ld, a, "interval", 60, 7 * 86400, where,
+	    &ac->interval)) != RES_OK)
+		return r;
 	ac->keep = true;
 	if (config_setting_lookup_bool(a, "keep", &keep) == CONFIG_TRUE)
 		ac->keep = keep != 0;
@@ -425,7 +453,6 @@ config_load(const char *path, struct config **cfp, char **cause)
 	config_setting_t *root, *accts;
 	const char	*sd;
 	char		*tmp;
-	long long	 timeout;
 	int		 i, n;
 	enum result	 r = RES_OK;
 
@@ -462,13 +489,25 @@ config_load(const char *path, struct config **cfp, char **cause)
 		cf->state_dir = xstrdup(sd);
 	} else
 		cf->state_dir = xstrdup("/var/lib/popbridge");
-	if (config_lookup_int64(&cfg, "timeout", &timeout) == CONFIG_TRUE) {
-		if (timeout < 5 || timeout > 3600) {
-			r = cfail(&ld, config_lookup(&cfg, "timeout"),
-			    "\"timeout\" must be 5 to 3600 seconds");
-			goto out;
-		}
-		cf->timeout = (long)timeout;
+	cf->interval = 300;
+	cf->jobs = 4;
+	cf->max_backoff = 3600;
+	if ((r = get_bounded(&ld, root, "timeout", 5, 3600, "",
+	    &cf->timeout)) != RES_OK ||
+	    (r = get_bounded(&ld, root, "interval", 60, 7 * 86400, "",
+	    &cf->interval)) != RES_OK ||
+	    (r = get_bounded(&ld, root, "jobs", 1, 64, "", &cf->jobs)) !=
+	    RES_OK ||
+	    (r = get_bounded(&ld, root, "max_backoff", 60, 7 * 86400, "",
+	    &cf->max_backoff)) != RES_OK)
+		goto out;
+	cf->user = get_string(root, "user");
+	if ((cf->pid_file = get_string(root, "pid_file")) == NULL)
+		cf->pid_file = xprintf("%s/popbridge.pid", cf->state_dir);
+	else if (cf->pid_file[0] != '/') {
+		r = cfail(&ld, config_lookup(&cfg, "pid_file"),
+		    "\"pid_file\" must be an absolute path");
+		goto out;
 	}
 	accts = config_lookup(&cfg, "accounts");
 	n = config_setting_length(accts);
@@ -523,6 +562,8 @@ config_free(struct config *cf)
 	}
 	free(cf->accounts);
 	free(cf->state_dir);
+	free(cf->user);
+	free(cf->pid_file);
 	free(cf->path);
 	free(cf);
 }

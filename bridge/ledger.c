@@ -442,3 +442,97 @@ ledger_close(struct ledger *l)
 	free(l->source);
 	free(l);
 }
+
+/*
+ * For `status`: the last run and the message counts, read-only and
+ * without the lock, so that it works while a daemon or cron run writes
+ * (WAL lets a reader see the last committed state).
+ */
+enum result
+ledger_read_status(const char *path, const char *source,
+    struct ledger_status *ls, char **cause)
+{
+	sqlite3		*db = NULL;
+	sqlite3_stmt	*s = NULL;
+	const unsigned char *t;
+	size_t		 cap = 0;
+	enum result	 r = RES_OK;
+
+	memset(ls, 0, sizeof *ls);
+	if (access(path, F_OK) == -1)
+		return RES_OK;		/* never polled */
+	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) !=
+	    SQLITE_OK) {
+		r = fail(cause, RES_TEMP, "ledger %s: %s", path,
+		    sqlite3_errmsg(db));
+		goto out;
+	}
+	sqlite3_busy_timeout(db, 5000);
+	if (sqlite3_prepare_v2(db, "SELECT started, result, error, imported, "
+	    "waiting, fresh FROM run ORDER BY id DESC LIMIT 1", -1, &s,
+	    NULL) != SQLITE_OK)
+		goto sqlfail;
+	if (sqlite3_step(s) == SQLITE_ROW) {
+		ls->ever_run = true;
+		ls->last_poll = (time_t)sqlite3_column_int64(s, 0);
+		ls->last_result = sqlite3_column_int(s, 1);
+		if ((t = sqlite3_column_text(s, 2)) != NULL)
+			ls->last_error = xstrdup((const char *)t);
+		ls->imported_last = (unsigned int)sqlite3_column_int(s, 3);
+		ls->on_server = (unsigned int)sqlite3_column_int(s, 4);
+		ls->waiting = (unsigned int)(sqlite3_column_int(s, 5) -
+		    sqlite3_column_int(s, 3));
+	}
+	sqlite3_finalize(s);
+	if (sqlite3_prepare_v2(db, "SELECT count(*) FROM message WHERE "
+	    "source = ?1 AND state = 2", -1, &s, NULL) != SQLITE_OK)
+		goto sqlfail;
+	sqlite3_bind_text(s, 1, source, -1, SQLITE_STATIC);
+	if (sqlite3_step(s) == SQLITE_ROW)
+		ls->imported_total = (uint64_t)sqlite3_column_int64(s, 0);
+	sqlite3_finalize(s);
+	if (sqlite3_prepare_v2(db, "SELECT uidl, error FROM message WHERE "
+	    "source = ?1 AND state = 3 ORDER BY updated", -1, &s, NULL) !=
+	    SQLITE_OK)
+		goto sqlfail;
+	sqlite3_bind_text(s, 1, source, -1, SQLITE_STATIC);
+	while (sqlite3_step(s) == SQLITE_ROW) {
+		struct ledger_failure *f;
+
+		if (ls->nfailures == cap) {
+			cap = cap == 0 ? 8 : cap * 2;
+			ls->failures = xrealloc(ls->failures,
+			    cap * sizeof *ls->failures);
+		}
+		f = &ls->failures[ls->nfailures++];
+		t = sqlite3_column_text(s, 0);
+		snprintf(f->uidl, sizeof f->uidl, "%s", t != NULL ?
+		    (const char *)t : "");
+		t = sqlite3_column_text(s, 1);
+		f->error = xstrdup(t != NULL ? (const char *)t : "");
+	}
+	sqlite3_finalize(s);
+	s = NULL;
+	goto out;
+sqlfail:
+	/* A ledger made before any run has no tables yet: not an error. */
+	if (strstr(sqlite3_errmsg(db), "no such table") == NULL)
+		r = fail(cause, RES_TEMP, "ledger %s: %s", path,
+		    sqlite3_errmsg(db));
+out:
+	sqlite3_finalize(s);
+	sqlite3_close(db);
+	return r;
+}
+
+void
+ledger_status_free(struct ledger_status *ls)
+{
+	size_t	 i;
+
+	for (i = 0; i < ls->nfailures; i++)
+		free(ls->failures[i].error);
+	free(ls->failures);
+	free(ls->last_error);
+	memset(ls, 0, sizeof *ls);
+}

@@ -25,6 +25,8 @@ static int	cmd_check(struct globals *, int, char **);
 static const struct command commands[] = {
 	{ "run", "run [ACCOUNT...]", cmd_run },
 	{ "check", "check [-n] [ACCOUNT...]", cmd_check },
+	{ "daemon", "daemon [-f]", cmd_daemon },
+	{ "status", "status [--json] [ACCOUNT...]", cmd_status },
 	{ "add", "add ADDRESS [--name NAME] [--to IMAP-URL] [--mailbox M]",
 	    cmd_add },
 };

@@ -1,0 +1,649 @@
+/*
+ * `popbridge daemon`: poll every account on its own schedule until
+ * stopped.
+ *
+ * Each poll runs in a child process (fork, account_run, exit), up to `jobs`
+ * at once: a slow or dead server delays only its own account, and whatever
+ * a run allocates is gone when it ends, so the daemon stays flat over
+ * thousands of polls.  The child reports its result through a pipe; the
+ * parent keeps the schedule: the next poll after `interval` (a little
+ * earlier, by a random jitter), exponential backoff after failures up to
+ * `max_backoff`, reset by the first success.
+ *
+ * Signals reach the loop through a self-pipe: SIGUSR1 polls everything now,
+ * SIGHUP reloads the config (a broken one is refused and the old one kept),
+ * SIGTERM and SIGINT ask the children to finish the message in flight (they
+ * then QUIT, committing what is durable) and exit.
+ */
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <poll.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sysexits.h>
+#include <unistd.h>
+
+#include "bridge.h"
+
+#define FIRST_POLL_JITTER	5	/* seconds: spread the first polls */
+#define STOP_GRACE		20	/* seconds before children are killed */
+
+struct sched {
+	char		*name;
+	time_t		 next;		/* when to poll next */
+	unsigned int	 failures;	/* in a row */
+	pid_t		 pid;		/* a running poll, or 0 */
+	int		 fd;		/* its report pipe, or -1 */
+	char		*last_error;	/* to log an auth failure once */
+	bool		 present;	/* still in the config */
+};
+
+struct daemon {
+	struct globals	*g;
+	struct config	*cf;
+	struct sched	*s;
+	size_t		 ns;
+	int		 sigpipe[2];
+	int		 pidfd;
+	bool		 stopping;
+};
+
+static int	sig_fd = -1;
+
+static void
+on_signal(int sig)
+{
+	unsigned char	 c = (unsigned char)sig;
+	int		 save = errno;
+
+	if (write(sig_fd, &c, 1) == -1) {
+		/* The pipe is full: the loop wakes up anyway. */
+	}
+	errno = save;
+}
+
+static void
+on_child_term(int sig)
+{
+	(void)sig;
+	account_stop = 1;
+}
+
+char *
+daemon_state_path(const struct config *cf)
+{
+	return xprintf("%s/daemon.state", cf->state_dir);
+}
+
+bool
+daemon_running(const char *pid_file)
+{
+	int	 fd;
+	bool	 running = false;
+
+	if ((fd = open(pid_file, O_RDONLY | O_CLOEXEC)) == -1)
+		return false;
+	if (flock(fd, LOCK_SH | LOCK_NB) == -1 && errno == EWOULDBLOCK)
+		running = true;
+	close(fd);
+	return running;
+}
+
+/* Random in [0, n], good enough to spread polls. */
+static long
+jitter(long n)
+{
+	return n <= 0 ? 0 : random() % (n + 1);
+}
+
+static long
+next_delay(const struct daemon *d, const struct account *ac,
+    const struct sched *s)
+{
+	long	 delay, backoff;
+
+	if (s->failures == 0)
+		return ac->interval - jitter(ac->interval / 20);
+	/* 2, 4, 8 ... minutes, never sooner than the interval. */
+	backoff = s->failures >= 12 ? d->cf->max_backoff :
+	    60L << s->failures;
+	delay = backoff > ac->interval ? backoff : ac->interval;
+	return delay > d->cf->max_backoff ? d->cf->max_backoff : delay;
+}
+
+static struct sched *
+sched_find(struct daemon *d, const char *name)
+{
+	size_t	 i;
+
+	for (i = 0; i < d->ns; i++)
+		if (strcmp(d->s[i].name, name) == 0)
+			return &d->s[i];
+	return NULL;
+}
+
+/* Match the schedule to the config's accounts, keeping known state. */
+static void
+sched_sync(struct daemon *d)
+{
+	struct sched	*s;
+	size_t		 i, j;
+	time_t		 now = time(NULL);
+
+	for (i = 0; i < d->ns; i++)
+		d->s[i].present = false;
+	for (i = 0; i < d->cf->naccounts; i++) {
+		if ((s = sched_find(d, d->cf->accounts[i].name)) == NULL) {
+			d->s = xrealloc(d->s, (d->ns + 1) * sizeof *d->s);
+			s = &d->s[d->ns++];
+			memset(s, 0, sizeof *s);
+			s->name = xstrdup(d->cf->accounts[i].name);
+			s->fd = -1;
+			s->next = now + jitter(FIRST_POLL_JITTER);
+		}
+		s->present = true;
+	}
+	/* Forget removed accounts once their poll is over. */
+	for (i = j = 0; i < d->ns; i++) {
+		if (!d->s[i].present && d->s[i].pid == 0) {
+			free(d->s[i].name);
+			free(d->s[i].last_error);
+			continue;
+		}
+		d->s[j++] = d->s[i];
+	}
+	d->ns = j;
+}
+
+/* The state file `status` reads: name, next poll, failures in a row. */
+static void
+write_state(struct daemon *d)
+{
+	char	*path = daemon_state_path(d->cf), *tmp;
+	FILE	*f;
+	size_t	 i;
+
+	tmp = xprintf("%s.tmp", path);
+	if ((f = fopen(tmp, "w")) != NULL) {
+		for (i = 0; i < d->ns; i++)
+			fprintf(f, "%s\t%lld\t%u\t%d\n", d->s[i].name,
+			    (long long)d->s[i].next, d->s[i].failures,
+			    d->s[i].pid != 0);
+		if (fclose(f) == 0 && rename(tmp, path) == 0) {
+			free(tmp);
+			free(path);
+			return;
+		}
+	}
+	log_debug("cannot write %s: %s", path, strerror(errno));
+	unlink(tmp);
+	free(tmp);
+	free(path);
+}
+
+static void
+child_main(struct daemon *d, const struct account *ac, int fd)
+{
+	struct run_stats st;
+	char		*cause = NULL;
+	enum result	 r;
+	FILE		*f;
+
+	signal(SIGTERM, on_child_term);
+	signal(SIGINT, on_child_term);
+	signal(SIGHUP, SIG_IGN);
+	signal(SIGUSR1, SIG_IGN);
+	signal(SIGCHLD, SIG_DFL);
+	close(d->sigpipe[0]);
+	close(d->sigpipe[1]);
+	r = account_run(d->cf, ac, &st, &cause);
+	if ((f = fdopen(fd, "w")) != NULL) {
+		fprintf(f, "%d %u %u %u %u %llu %.3f\n%s", (int)r, st.fresh,
+		    st.imported, st.failed, st.deleted,
+		    (unsigned long long)st.bytes, st.seconds,
+		    cause != NULL ? cause : "");
+		fclose(f);
+	}
+	_exit(0);
+}
+
+static void
+start_poll(struct daemon *d, const struct account *ac, struct sched *s)
+{
+	int	 p[2];
+	pid_t	 pid;
+
+	if (pipe2(p, O_CLOEXEC) == -1) {
+		log_warn("%s: cannot poll: pipe: %s", ac->name,
+		    strerror(errno));
+		s->next = time(NULL) + 60;
+		return;
+	}
+	fflush(NULL);
+	if ((pid = fork()) == -1) {
+		log_warn("%s: cannot poll: fork: %s", ac->name,
+		    strerror(errno));
+		close(p[0]);
+		close(p[1]);
+		s->next = time(NULL) + 60;
+		return;
+	}
+	if (pid == 0) {
+		close(p[0]);
+		child_main(d, ac, p[1]);
+	}
+	close(p[1]);
+	s->pid = pid;
+	s->fd = p[0];
+	log_debug("%s: polling (pid %ld)", ac->name, (long)pid);
+}
+
+/* Read what a finished child reported, log it, schedule the next poll. */
+static void
+finish_poll(struct daemon *d, struct sched *s, int status)
+{
+	const struct account *ac = config_find(d->cf, s->name);
+	char		 buf[4096], *cause;
+	ssize_t		 n;
+	size_t		 len = 0;
+	unsigned int	 fresh = 0, imported = 0, failed = 0, deleted = 0;
+	unsigned long long bytes = 0;
+	double		 secs = 0;
+	int		 r = RES_TEMP;
+	bool		 quiet;
+
+	while (len < sizeof buf - 1 &&
+	    (n = read(s->fd, buf + len, sizeof buf - 1 - len)) > 0)
+		len += (size_t)n;
+	buf[len] = '\0';
+	close(s->fd);
+	s->fd = -1;
+	s->pid = 0;
+	if (sscanf(buf, "%d %u %u %u %u %llu %lf", &r, &fresh, &imported,
+	    &failed, &deleted, &bytes, &secs) != 7) {
+		r = RES_TEMP;
+		cause = xprintf("the poll ended without a report (%s %d)",
+		    WIFSIGNALED(status) ? "signal" : "exit",
+		    WIFSIGNALED(status) ? WTERMSIG(status) :
+		    WEXITSTATUS(status));
+	} else
+		cause = xstrdup(strchr(buf, '\n') != NULL ?
+		    strchr(buf, '\n') + 1 : "");
+
+	if (r == RES_OK || r == RES_MSG) {
+		s->failures = 0;
+		free(s->last_error);
+		s->last_error = NULL;
+	} else
+		s->failures++;
+	quiet = r == RES_AUTH && s->last_error != NULL &&
+	    strcmp(s->last_error, cause) == 0;
+	if (r != RES_OK && cause[0] != '\0') {
+		/* The same refused login at every poll is said once. */
+		if (quiet)
+			log_debug("%s: %s (unchanged)", s->name, cause);
+		else
+			log_warn("%s: %s", s->name, cause);
+		if (r != RES_MSG) {
+			free(s->last_error);
+			s->last_error = xstrdup(cause);
+		}
+	}
+	if (fresh > 0)
+		log_info("%s: %u new, %u imported, %u failed, %u deleted, "
+		    "%.1f MB in %.1f s", s->name, fresh, imported, failed,
+		    deleted, (double)bytes / 1e6, secs);
+	else
+		log_debug("%s: nothing new (%.1f s)", s->name, secs);
+	free(cause);
+	if (ac != NULL) {
+		s->next = time(NULL) + next_delay(d, ac, s);
+		if (s->failures > 0)
+			(quiet ? log_debug : log_info)("%s: next poll in %ld s "
+			    "(failure %u in a row)", s->name,
+			    (long)(s->next - time(NULL)), s->failures);
+	}
+}
+
+static void
+reap(struct daemon *d)
+{
+	pid_t	 pid;
+	int	 status;
+	size_t	 i;
+
+	while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
+		for (i = 0; i < d->ns; i++)
+			if (d->s[i].pid == pid) {
+				finish_poll(d, &d->s[i], status);
+				break;
+			}
+}
+
+static void
+reload(struct daemon *d)
+{
+	struct config	*cf;
+	char		*cause = NULL;
+	enum result	 r;
+
+	if ((r = config_load(d->g->config, &cf, &cause)) != RES_OK) {
+		log_warn("config reload failed, keeping the old configuration: "
+		    "%s", cause);
+		free(cause);
+		return;
+	}
+	if (strcmp(cf->state_dir, d->cf->state_dir) != 0 ||
+	    strcmp(cf->pid_file, d->cf->pid_file) != 0)
+		log_warn("config reload: state_dir and pid_file take effect "
+		    "only at restart");
+	config_free(d->cf);
+	d->cf = cf;
+	sched_sync(d);
+	log_info("config reloaded: %zu account%s", cf->naccounts,
+	    cf->naccounts == 1 ? "" : "s");
+}
+
+static size_t
+running(const struct daemon *d)
+{
+	size_t	 i, n = 0;
+
+	for (i = 0; i < d->ns; i++)
+		n += d->s[i].pid != 0;
+	return n;
+}
+
+/* Start every due poll within the jobs limit; return seconds to wait. */
+static int
+start_due(struct daemon *d)
+{
+	time_t		 now = time(NULL);
+	long		 wait = 60;
+	size_t		 i;
+
+	for (i = 0; i < d->ns; i++) {
+		struct sched *s = &d->s[i];
+		const struct account *ac;
+
+		if (s->pid != 0 || !s->present ||
+		    (ac = config_find(d->cf, s->name)) == NULL)
+			continue;
+		if (s->next <= now && running(d) < (size_t)d->cf->jobs)
+			start_poll(d, ac, s);
+		else if (s->next > now && s->next - now < wait)
+			wait = s->next - now;
+		else if (s->next <= now)
+			wait = 1;	/* waiting for a free job slot */
+	}
+	return (int)wait;
+}
+
+static void
+handle_signals(struct daemon *d)
+{
+	unsigned char	 c;
+	size_t		 i;
+
+	while (read(d->sigpipe[0], &c, 1) == 1) {
+		switch (c) {
+		case SIGTERM:
+		case SIGINT:
+			if (!d->stopping)
+				log_info("stopping: finishing the messages in "
+				    "flight");
+			d->stopping = true;
+			break;
+		case SIGHUP:
+			reload(d);
+			break;
+		case SIGUSR1:
+			log_info("polling every account now");
+			for (i = 0; i < d->ns; i++)
+				d->s[i].next = 0;
+			break;
+		default:
+			break;		/* SIGCHLD: reaped below */
+		}
+	}
+}
+
+static void
+stop_children(struct daemon *d)
+{
+	time_t	 deadline = time(NULL) + STOP_GRACE;
+	size_t	 i;
+
+	for (i = 0; i < d->ns; i++)
+		if (d->s[i].pid != 0)
+			kill(d->s[i].pid, SIGTERM);
+	while (running(d) > 0 && time(NULL) < deadline) {
+		usleep(50000);
+		reap(d);
+	}
+	for (i = 0; i < d->ns; i++)
+		if (d->s[i].pid != 0) {
+			/* Safe at any instant: the ledger settles it. */
+			log_warn("%s: poll did not stop in %d s; killed",
+			    d->s[i].name, STOP_GRACE);
+			kill(d->s[i].pid, SIGKILL);
+		}
+	while (running(d) > 0 && waitpid(-1, NULL, 0) > 0)
+		reap(d);
+}
+
+static void
+loop(struct daemon *d)
+{
+	struct pollfd	 pfd;
+	int		 wait;
+
+	while (!d->stopping) {
+		reap(d);
+		wait = start_due(d);
+		write_state(d);
+		pfd.fd = d->sigpipe[0];
+		pfd.events = POLLIN;
+		if (poll(&pfd, 1, wait * 1000) > 0)
+			handle_signals(d);
+	}
+	stop_children(d);
+}
+
+/* The pid file, locked for as long as the daemon lives. */
+static int
+lock_pid_file(const char *path)
+{
+	char	 buf[32];
+	ssize_t	 n;
+	int	 fd;
+
+	if ((fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644)) == -1) {
+		log_warn("cannot open %s: %s", path, strerror(errno));
+		return -1;
+	}
+	if (flock(fd, LOCK_EX | LOCK_NB) == -1) {
+		n = read(fd, buf, sizeof buf - 1);
+		buf[n > 0 ? n : 0] = '\0';
+		buf[strcspn(buf, "\n")] = '\0';
+		log_warn("a popbridge daemon is already running (pid %s, %s)",
+		    buf[0] != '\0' ? buf : "?", path);
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+static void
+write_pid(int fd)
+{
+	char	 buf[32];
+	int	 n;
+
+	n = snprintf(buf, sizeof buf, "%ld\n", (long)getpid());
+	if (ftruncate(fd, 0) == -1 || pwrite(fd, buf, (size_t)n, 0) != n)
+		log_warn("cannot write the pid file: %s", strerror(errno));
+}
+
+/*
+ * Drop root for `user`, after the config and any password files have been
+ * read (the secrets stay in memory; password_command runs as the user).
+ */
+static enum result
+drop_privileges(struct config *cf, char **cause)
+{
+	struct passwd	*pw;
+	size_t		 i;
+	enum result	 r;
+
+	if (cf->user == NULL || geteuid() != 0)
+		return RES_OK;
+	if ((pw = getpwnam(cf->user)) == NULL)
+		return fail(cause, RES_CONFIG, "%s: no such user \"%s\"",
+		    cf->path, cf->user);
+	for (i = 0; i < cf->naccounts; i++) {
+		struct endpoint *eps[2] = { &cf->accounts[i].pop3,
+			&cf->accounts[i].imap };
+		size_t j;
+
+		for (j = 0; j < 2; j++) {
+			if (eps[j]->password_file == NULL)
+				continue;
+			if ((r = config_secret(eps[j], &eps[j]->password,
+			    cause)) != RES_OK)
+				return r;
+			free(eps[j]->password_file);
+			eps[j]->password_file = NULL;
+		}
+	}
+	if (mkdir(cf->state_dir, 0700) == -1 && errno != EEXIST)
+		return fail(cause, RES_TEMP, "cannot make %s: %s", cf->state_dir,
+		    strerror(errno));
+	if (chown(cf->state_dir, pw->pw_uid, pw->pw_gid) == -1)
+		return fail(cause, RES_TEMP, "cannot hand %s to %s: %s",
+		    cf->state_dir, cf->user, strerror(errno));
+	if (setgroups(1, &pw->pw_gid) == -1 || setgid(pw->pw_gid) == -1 ||
+	    setuid(pw->pw_uid) == -1)
+		return fail(cause, RES_TEMP, "cannot become %s: %s", cf->user,
+		    strerror(errno));
+	return RES_OK;
+}
+
+static bool
+detach(void)
+{
+	pid_t	 pid;
+	int	 fd;
+
+	if ((pid = fork()) == -1)
+		return false;
+	if (pid > 0)
+		_exit(0);
+	if (setsid() == -1)
+		return false;
+	if ((fd = open("/dev/null", O_RDWR)) != -1) {
+		dup2(fd, STDIN_FILENO);
+		dup2(fd, STDOUT_FILENO);
+		dup2(fd, STDERR_FILENO);
+		if (fd > STDERR_FILENO)
+			close(fd);
+	}
+	return chdir("/") == 0;
+}
+
+int
+cmd_daemon(struct globals *g, int argc, char **argv)
+{
+	struct daemon	 d;
+	struct sigaction sa;
+	bool		 foreground = false;
+	char		*cause = NULL, *state;
+	enum result	 r;
+	size_t		 i;
+	int		 ch;
+
+	while ((ch = getopt(argc, argv, "f")) != -1) {
+		if (ch != 'f') {
+			fprintf(stderr, "usage: popbridge [-c FILE] daemon "
+			    "[-f]\n");
+			return EX_USAGE;
+		}
+		foreground = true;
+	}
+	if (argc != optind) {
+		fprintf(stderr, "usage: popbridge [-c FILE] daemon [-f]\n");
+		return EX_USAGE;
+	}
+	memset(&d, 0, sizeof d);
+	d.g = g;
+	if ((r = config_load(g->config, &d.cf, &cause)) != RES_OK) {
+		log_warn("%s", cause);
+		free(cause);
+		return result_exit_code(r);
+	}
+	if (mkdir(d.cf->state_dir, 0700) == -1 && errno != EEXIST) {
+		log_warn("cannot make state_dir %s: %s", d.cf->state_dir,
+		    strerror(errno));
+		config_free(d.cf);
+		return EX_TEMPFAIL;
+	}
+	if ((d.pidfd = lock_pid_file(d.cf->pid_file)) == -1) {
+		config_free(d.cf);
+		return EX_TEMPFAIL;
+	}
+	if ((r = drop_privileges(d.cf, &cause)) != RES_OK) {
+		log_warn("%s", cause);
+		free(cause);
+		config_free(d.cf);
+		return result_exit_code(r);
+	}
+	if (!foreground) {
+		log_open(false, g->verbose);
+		if (!detach()) {
+			log_warn("cannot detach: %s", strerror(errno));
+			return EX_OSERR;
+		}
+	} else
+		log_open(true, g->verbose);
+	write_pid(d.pidfd);
+	srandom((unsigned int)(getpid() ^ time(NULL)));
+
+	if (pipe2(d.sigpipe, O_CLOEXEC | O_NONBLOCK) == -1)
+		fatal("pipe: %s", strerror(errno));
+	sig_fd = d.sigpipe[1];
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = on_signal;
+	sa.sa_flags = SA_RESTART;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+	sigaction(SIGUSR1, &sa, NULL);
+	sigaction(SIGCHLD, &sa, NULL);
+
+	sched_sync(&d);
+	log_info("daemon started: %zu account%s, pid %ld", d.cf->naccounts,
+	    d.cf->naccounts == 1 ? "" : "s", (long)getpid());
+	loop(&d);
+
+	state = daemon_state_path(d.cf);
+	unlink(state);
+	free(state);
+	unlink(d.cf->pid_file);
+	close(d.pidfd);
+	log_info("daemon stopped");
+	for (i = 0; i < d.ns; i++) {
+		free(d.s[i].name);
+		free(d.s[i].last_error);
+	}
+	free(d.s);
+	config_free(d.cf);
+	return EX_OK;
+}

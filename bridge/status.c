@@ -1,0 +1,237 @@
+/*
+ * `popbridge status [--json] [ACCOUNT...]`: per account, the last poll and
+ * its result, the counts, the messages refused with their reasons and, when
+ * a daemon runs, the next poll.  It reads the ledgers without locking them
+ * and the daemon's state file, so it works while the daemon polls.
+ */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sysexits.h>
+
+#include "bridge.h"
+
+struct daemon_entry {
+	time_t		 next;
+	bool		 found;
+};
+
+static const char *
+result_words(int r)
+{
+	switch (r) {
+	case RES_OK:
+		return "ok";
+	case RES_MSG:
+		return "failed messages";
+	case RES_TEMP:
+		return "temporary failure";
+	case RES_AUTH:
+		return "authentication failure";
+	case RES_CONFIG:
+		return "configuration error";
+	}
+	return "unknown";
+}
+
+static void
+iso_time(time_t t, char *buf, size_t sz)
+{
+	struct tm	 tm;
+
+	gmtime_r(&t, &tm);
+	strftime(buf, sz, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+/* The daemon's next poll for an account, from its state file. */
+static struct daemon_entry
+daemon_next(const struct config *cf, const char *name)
+{
+	struct daemon_entry de = { 0, false };
+	char		*path, line[512], *tab;
+	FILE		*f;
+
+	if (!daemon_running(cf->pid_file))
+		return de;
+	path = daemon_state_path(cf);
+	if ((f = fopen(path, "r")) != NULL) {
+		while (fgets(line, sizeof line, f) != NULL) {
+			if ((tab = strchr(line, '\t')) == NULL)
+				continue;
+			*tab = '\0';
+			if (strcmp(line, name) == 0) {
+				de.next = (time_t)strtoll(tab + 1, NULL, 10);
+				de.found = true;
+			}
+		}
+		fclose(f);
+	}
+	free(path);
+	return de;
+}
+
+/* A JSON string: quotes, backslashes and control bytes escaped. */
+static void
+json_str(const char *s)
+{
+	if (s == NULL) {
+		fputs("null", stdout);
+		return;
+	}
+	putchar('"');
+	for (; *s != '\0'; s++) {
+		unsigned char c = (unsigned char)*s;
+
+		if (c == '"' || c == '\\')
+			printf("\\%c", c);
+		else if (c < 0x20 || c == 0x7f)
+			printf("\\u%04x", c);
+		else
+			putchar(c);
+	}
+	putchar('"');
+}
+
+static void
+json_time(bool have, time_t t)
+{
+	char	 buf[32];
+
+	if (!have) {
+		fputs("null", stdout);
+		return;
+	}
+	iso_time(t, buf, sizeof buf);
+	json_str(buf);
+}
+
+static void
+print_json(const struct account *ac, const struct ledger_status *ls,
+    const struct daemon_entry *de, bool daemon, bool first)
+{
+	size_t	 i;
+
+	printf("%s\n    {\"name\": ", first ? "" : ",");
+	json_str(ac->name);
+	printf(", \"last_poll\": ");
+	json_time(ls->ever_run, ls->last_poll);
+	printf(", \"last_result\": ");
+	json_str(ls->ever_run ? result_words(ls->last_result) : NULL);
+	printf(", \"last_error\": ");
+	json_str(ls->last_error);
+	printf(", \"imported_last_run\": %u, \"imported_total\": %llu, "
+	    "\"on_server\": %u, \"waiting\": %u, \"failed\": %zu, "
+	    "\"failures\": [", ls->imported_last,
+	    (unsigned long long)ls->imported_total, ls->on_server, ls->waiting,
+	    ls->nfailures);
+	for (i = 0; i < ls->nfailures; i++) {
+		printf("%s{\"uidl\": ", i == 0 ? "" : ", ");
+		json_str(ls->failures[i].uidl);
+		printf(", \"error\": ");
+		json_str(ls->failures[i].error);
+		putchar('}');
+	}
+	printf("], \"next_poll\": ");
+	json_time(de->found, de->next);
+	printf(", \"daemon\": %s}", daemon ? "true" : "false");
+}
+
+static void
+print_text(const struct account *ac, const struct ledger_status *ls,
+    const struct daemon_entry *de)
+{
+	char	 when[32];
+	size_t	 i;
+
+	if (!ls->ever_run)
+		printf("%s: never polled\n", ac->name);
+	else {
+		iso_time(ls->last_poll, when, sizeof when);
+		printf("%s: last poll %s: %s; %u imported then, %llu in "
+		    "all; %u on the server, %u waiting, %zu failed\n", ac->name,
+		    when, result_words(ls->last_result), ls->imported_last,
+		    (unsigned long long)ls->imported_total, ls->on_server,
+		    ls->waiting, ls->nfailures);
+		if (ls->last_error != NULL)
+			printf("  last error: %s\n", ls->last_error);
+	}
+	for (i = 0; i < ls->nfailures; i++)
+		printf("  not imported: UIDL %s: %s\n", ls->failures[i].uidl,
+		    ls->failures[i].error);
+	if (de->found) {
+		iso_time(de->next, when, sizeof when);
+		printf("  next poll %s\n", when);
+	}
+}
+
+int
+cmd_status(struct globals *g, int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "json", no_argument, NULL, 'j' },
+		{ NULL, 0, NULL, 0 }
+	};
+	struct config		*cf;
+	struct ledger_status	 ls;
+	struct daemon_entry	 de;
+	const struct account	*ac;
+	bool			 json = false, daemon;
+	char			*cause = NULL, *path, *source;
+	enum result		 r, worst = RES_OK;
+	int			 ch, i, n;
+	size_t			 j, shown = 0;
+
+	while ((ch = getopt_long(argc, argv, "j", longopts, NULL)) != -1) {
+		if (ch != 'j') {
+			fprintf(stderr, "usage: popbridge [-c FILE] status "
+			    "[--json] [ACCOUNT...]\n");
+			return EX_USAGE;
+		}
+		json = true;
+	}
+	argc -= optind;
+	argv += optind;
+	if ((r = config_load(g->config, &cf, &cause)) != RES_OK) {
+		log_warn("%s", cause);
+		free(cause);
+		return result_exit_code(r);
+	}
+	for (i = 0; i < argc; i++)
+		if (config_find(cf, argv[i]) == NULL) {
+			log_warn("%s: no account \"%s\"", cf->path, argv[i]);
+			config_free(cf);
+			return EX_USAGE;
+		}
+	daemon = daemon_running(cf->pid_file);
+	if (json)
+		printf("{\"accounts\": [");
+	n = argc > 0 ? argc : (int)cf->naccounts;
+	for (j = 0; j < (size_t)n; j++) {
+		ac = argc > 0 ? config_find(cf, argv[j]) : &cf->accounts[j];
+		path = ledger_path(cf->state_dir, ac);
+		source = ledger_source(ac);
+		r = ledger_read_status(path, source, &ls, &cause);
+		free(path);
+		free(source);
+		if (r != RES_OK) {
+			log_warn("%s: %s", ac->name, cause);
+			free(cause);
+			cause = NULL;
+			worst = result_worst(worst, r);
+		}
+		de = daemon_next(cf, ac->name);
+		if (json)
+			print_json(ac, &ls, &de, daemon, shown == 0);
+		else
+			print_text(ac, &ls, &de);
+		shown++;
+		ledger_status_free(&ls);
+	}
+	if (json)
+		printf("\n  ]}\n");
+	else if (daemon)
+		printf("a daemon is running (%s)\n", cf->pid_file);
+	config_free(cf);
+	return result_exit_code(worst);
+}
