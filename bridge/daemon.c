@@ -19,6 +19,7 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -492,6 +493,34 @@ write_pid(int fd)
 		log_warn("cannot write the pid file: %s", strerror(errno));
 }
 
+/* Hand state_dir and the ledgers in it (made by root runs) to the user. */
+static int
+chown_state_dir(const char *dir, const struct passwd *pw)
+{
+	DIR		*dp;
+	struct dirent	*de;
+	int		 fd, rc = 0;
+
+	if (chown(dir, pw->pw_uid, pw->pw_gid) == -1 ||
+	    (fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1)
+		return -1;
+	if ((dp = fdopendir(fd)) == NULL) {
+		close(fd);
+		return -1;
+	}
+	while ((de = readdir(dp)) != NULL) {
+		if (de->d_name[0] == '.' && (de->d_name[1] == '\0' ||
+		    (de->d_name[1] == '.' && de->d_name[2] == '\0')))
+			continue;
+		/* Not following links: a link here is not ours to hand. */
+		if (fchownat(fd, de->d_name, pw->pw_uid, pw->pw_gid,
+		    AT_SYMLINK_NOFOLLOW) == -1)
+			rc = -1;
+	}
+	closedir(dp);
+	return rc;
+}
+
 /*
  * Drop root for `user`, after the config and any password files have been
  * read (the secrets stay in memory; password_command runs as the user).
@@ -526,7 +555,7 @@ drop_privileges(struct config *cf, char **cause)
 	if (mkdir(cf->state_dir, 0700) == -1 && errno != EEXIST)
 		return fail(cause, RES_TEMP, "cannot make %s: %s", cf->state_dir,
 		    strerror(errno));
-	if (chown(cf->state_dir, pw->pw_uid, pw->pw_gid) == -1)
+	if (chown_state_dir(cf->state_dir, pw) == -1)
 		return fail(cause, RES_TEMP, "cannot hand %s to %s: %s",
 		    cf->state_dir, cf->user, strerror(errno));
 	if (setgroups(1, &pw->pw_gid) == -1 || setgid(pw->pw_gid) == -1 ||
