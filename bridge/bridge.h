@@ -396,6 +396,33 @@ bool		 daemon_running(const char *);
 /* add.c: `popbridge add`, the one-step account set-up. */
 int		 cmd_add(struct globals *, int, char **);
 
+/* discover.c: where the POP3 server of an address is, for `add`. */
+struct discovery {
+	char		*host;
+	int		 port;
+	enum tls_mode	 tls;		/* TLS_NONE: only plaintext offered */
+	char		*user;		/* the login, placeholders replaced */
+	char		*imap;		/* the provider's IMAP URL, or NULL */
+	char		*source;	/* where it was found, for the user */
+};
+/* local@domain, printable ASCII, bounded, domain a DNS name? */
+bool		 discover_address_valid(const char *);
+/* Presets, autoconfig, ISPDB, DNS SRV in turn; RES_TEMP if none knows. */
+enum result	 discover_pop3(const char *, struct discovery *, char **);
+void		 discover_free(struct discovery *);
+/* pop3[s]:// or imap[s]://HOST[:PORT][/]; *host is malloc'd. */
+bool		 discover_parse_url(const char *, bool, char **, int *,
+		     enum tls_mode *);
+/* Pure parsers (tests/unit/discover_test.c): the preset file (text, its
+ * name, address), an autoconfig document (xml, address), a DNS answer. */
+enum result	 discover_parse_presets(const char *, size_t, const char *,
+		     const char *, struct discovery *, bool *, char **);
+enum result	 discover_parse_autoconfig(const char *, size_t, const char *,
+		     struct discovery *, char **);
+/* The best SRV target and port: 1 found, 0 none, -1 malformed. */
+int		 discover_parse_srv(const unsigned char *, size_t, char *,
+		     size_t, int *);
+
 /* account.c */
 extern volatile sig_atomic_t account_stop;	/* stop after this message */
 enum result	 account_run(const struct config *, const struct account *,
