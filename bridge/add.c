@@ -1,18 +1,1348 @@
 /*
- * `popbridge add`: set up an account in one step (issue 3).  Not written
- * yet; this stub keeps the command table and the build in place.
+ * `popbridge add ADDRESS --to IMAP-URL`: set up an account in one step, as
+ * a mail client's account wizard does.  The order of operations is what
+ * keeps a failed attempt from leaving anything behind:
+ *
+ *   1. check everything that needs no network: the command line, the
+ *      existing config (it must load: we never build on a broken file),
+ *      the account name, where the files will go and that we may write
+ *      there;
+ *   2. find the POP3 server (discover.c) unless --pop3 names it;
+ *   3. get the IMAP user and both passwords (options, environment, or the
+ *      terminal without echo);
+ *   4. log in to both servers as `check` does.  If either refuses, stop:
+ *      nothing has been written;
+ *   5. write each secret to its own 0600 file (temp file, fsync, rename);
+ *   6. insert the account's text into the config, keeping the user's
+ *      comments and layout (libconfig's writer would drop them), write the
+ *      result to a temp file next to it, prove that it loads with
+ *      config_load and holds the new account, and only then rename it over
+ *      the old one.  Any failure from 5 on removes the secret files again.
+ *
+ * Passwords live in memory only as long as needed and are wiped with
+ * secret_free; they are never printed or logged.
  */
+#include <sys/stat.h>
+
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <libgen.h>
+#include <limits.h>
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
 #include <sysexits.h>
+#include <termios.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "bridge.h"
+
+#define SECRET_MAX	4096		/* as config.c reads them back */
+#define VALUE_MAX	255		/* a user name, a mailbox */
+#define CONFIG_MAX	(4 * 1024 * 1024)
+#define LOGIN_TIMEOUT	60		/* seconds, when no config says */
+#define DEFAULT_STATE	"/var/lib/popbridge"
+
+static const char add_usage[] =
+    "usage: popbridge [-c FILE] add ADDRESS --to IMAP-URL [--imap-user U]\n"
+    "           [--mailbox M] [--name NAME] [--pop3 POP3-URL] "
+    "[--pop3-user U]\n"
+    "           [--ca-file F] [--pop3-password-file F] "
+    "[--imap-password-file F]\n"
+    "           [--state-dir D] [--allow-plaintext]\n";
+
+struct add {
+	/* the command line */
+	const char	*address;
+	const char	*name_opt, *to, *mailbox, *imap_user, *pop3_user;
+	const char	*pop3_url, *ca_opt, *pop3_pwfile, *imap_pwfile;
+	const char	*state_dir;
+	bool		 allow_plain;
+	bool		 usage;		/* the failure is the command line's */
+
+	char		*config;	/* the config file, symlinks resolved */
+	bool		 exists;
+	struct stat	 st;		/* of the existing config */
+	struct config	*cf;		/* the existing config, or NULL */
+	char		*text;		/* its bytes */
+	size_t		 textlen;
+	char		*secrets;	/* the folder of the secret files */
+	char		*name;
+	char		*ca;		/* --ca-file, absolute */
+	char		*source;	/* where the POP3 server came from */
+	struct endpoint	 pop3, imap;	/* for the logins, secrets inside */
+	char		*files[2];	/* secret files written so far */
+	bool		 made_dir;
+	char		*group;		/* the account's text in the config */
+};
+
+/* A failure of the command line (exit 64), with its cause. */
+static enum result
+ufail(struct add *a, char **cause, const char *fmt, ...) PRINTFLIKE(3, 4);
+
+static enum result
+ufail(struct add *a, char **cause, const char *fmt, ...)
+{
+	va_list	 ap;
+
+	a->usage = true;
+	free(*cause);
+	va_start(ap, fmt);
+	*cause = xvprintf(fmt, ap);
+	va_end(ap);
+	return RES_CONFIG;
+}
+
+/* Text that can go into a config string and a log line. */
+static bool
+text_ok(const char *s, size_t max)
+{
+	size_t	 n = strlen(s), i;
+
+	if (n == 0 || n > max)
+		return false;
+	for (i = 0; i < n; i++)
+		if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+			return false;
+	return true;
+}
+
+/* The same rule as config.c's account names. */
+static bool
+name_ok(const char *n)
+{
+	if (*n == '\0' || strlen(n) > 64)
+		return false;
+	for (; *n != '\0'; n++)
+		if (!isalnum((unsigned char)*n) && *n != '.' && *n != '_' &&
+		    *n != '-' && *n != '+' && *n != '@')
+			return false;
+	return true;
+}
+
+/* ---- step 1: the command line, the config, names and places ---- */
+
+static int
+add_args(struct add *a, int argc, char **argv)
+{
+	enum { O_NAME = 256, O_TO, O_MAILBOX, O_IMAP_USER, O_POP3_USER,
+		O_POP3, O_CA, O_POP3_PW, O_IMAP_PW, O_STATE, O_PLAIN, O_HELP };
+	static const struct option opts[] = {
+		{ "name", required_argument, NULL, O_NAME },
+		{ "to", required_argument, NULL, O_TO },
+		{ "mailbox", required_argument, NULL, O_MAILBOX },
+		{ "imap-user", required_argument, NULL, O_IMAP_USER },
+		{ "pop3-user", required_argument, NULL, O_POP3_USER },
+		{ "pop3", required_argument, NULL, O_POP3 },
+		{ "ca-file", required_argument, NULL, O_CA },
+		{ "pop3-password-file", required_argument, NULL, O_POP3_PW },
+		{ "imap-password-file", required_argument, NULL, O_IMAP_PW },
+		{ "state-dir", required_argument, NULL, O_STATE },
+		{ "allow-plaintext", no_argument, NULL, O_PLAIN },
+		{ "help", no_argument, NULL, O_HELP },
+		{ NULL, 0, NULL, 0 }
+	};
+	int	 ch;
+
+	/* 0, not 1: GNU getopt then starts afresh and lets options follow
+	 * ADDRESS (main's own getopt stops at the first word). */
+	optind = 0;
+	while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (ch) {
+		case O_NAME: a->name_opt = optarg; break;
+		case O_TO: a->to = optarg; break;
+		case O_MAILBOX: a->mailbox = optarg; break;
+		case O_IMAP_USER: a->imap_user = optarg; break;
+		case O_POP3_USER: a->pop3_user = optarg; break;
+		case O_POP3: a->pop3_url = optarg; break;
+		case O_CA: a->ca_opt = optarg; break;
+		case O_POP3_PW: a->pop3_pwfile = optarg; break;
+		case O_IMAP_PW: a->imap_pwfile = optarg; break;
+		case O_STATE: a->state_dir = optarg; break;
+		case O_PLAIN: a->allow_plain = true; break;
+		case O_HELP:
+			fputs(add_usage, stdout);
+			return -1;
+		default:
+			fputs(add_usage, stderr);
+			return EX_USAGE;
+		}
+	}
+	if (argc - optind != 1) {
+		fprintf(stderr, "popbridge: add: %s\n", argc - optind == 0 ?
+		    "give the ADDRESS of the POP3 mailbox" : "one ADDRESS only");
+		fputs(add_usage, stderr);
+		return EX_USAGE;
+	}
+	a->address = argv[optind];
+	if (a->to == NULL) {
+		fprintf(stderr, "popbridge: add: give the IMAP account the mail "
+		    "goes to: --to imaps://HOST[:PORT]\n");
+		fputs(add_usage, stderr);
+		return EX_USAGE;
+	}
+	if (a->mailbox == NULL)
+		a->mailbox = "INBOX";
+	return 0;
+}
+
+/* A whole file into memory, bounded. */
+static enum result
+read_config_text(struct add *a, char **cause)
+{
+	ssize_t		 n;
+	size_t		 got = 0;
+	int		 fd;
+
+	if ((fd = open(a->config, O_RDONLY | O_CLOEXEC)) == -1 ||
+	    fstat(fd, &a->st) == -1) {
+		if (fd != -1)
+			close(fd);
+		return fail(cause, RES_CONFIG, "%s: %s", a->config,
+		    strerror(errno));
+	}
+	if (!S_ISREG(a->st.st_mode) || a->st.st_size > CONFIG_MAX) {
+		close(fd);
+		return fail(cause, RES_CONFIG, "%s: not a regular file, or "
+		    "bigger than %d bytes", a->config, CONFIG_MAX);
+	}
+	a->text = xmalloc((size_t)a->st.st_size + 1);
+	while (got < (size_t)a->st.st_size &&
+	    (n = read(fd, a->text + got, (size_t)a->st.st_size - got)) > 0)
+		got += (size_t)n;
+	close(fd);
+	a->text[got] = '\0';
+	a->textlen = got;
+	if (memchr(a->text, '\0', got) != NULL)
+		return fail(cause, RES_CONFIG, "%s: not a text file", a->config);
+	return RES_OK;
+}
+
+/*
+ * Which file: -c, symlinks resolved (rename must replace the target, not
+ * the link).  An existing config must load as it is; an empty or missing
+ * one is started from scratch.
+ */
+static enum result
+add_config(struct add *a, const char *path, char **cause)
+{
+	char		 real[PATH_MAX], *tmp, *dir, *base;
+	enum result	 r;
+
+	if (realpath(path, real) != NULL) {
+		a->config = xstrdup(real);
+		a->exists = true;
+	} else if (errno == ENOENT) {
+		tmp = xstrdup(path);
+		dir = dirname(tmp);
+		if (realpath(dir, real) == NULL) {
+			r = fail(cause, RES_CONFIG, "%s: folder %s: %s", path,
+			    dir, strerror(errno));
+			free(tmp);
+			return r;
+		}
+		free(tmp);
+		tmp = xstrdup(path);
+		base = basename(tmp);
+		a->config = xprintf("%s/%s", strcmp(real, "/") == 0 ? "" : real,
+		    base);
+		free(tmp);
+	} else
+		return fail(cause, RES_CONFIG, "%s: %s", path, strerror(errno));
+	if (!a->exists)
+		return RES_OK;
+	if ((r = read_config_text(a, cause)) != RES_OK)
+		return r;
+	if (a->textlen == 0)
+		return RES_OK;
+	if ((r = config_load(a->config, &a->cf, cause)) != RES_OK) {
+		tmp = xprintf("%s (fix it first; nothing was changed)", *cause);
+		free(*cause);
+		*cause = tmp;
+	}
+	return r;
+}
+
+/* Secrets go to CONFIG-without-.conf/ ("/etc/popbridge.conf" ->
+ * "/etc/popbridge/", as in the README), else CONFIG.secrets/. */
+static char *
+secrets_dir(const char *config)
+{
+	size_t	 n = strlen(config);
+	const char *base = strrchr(config, '/') + 1;
+
+	if (n > 5 && strcmp(config + n - 5, ".conf") == 0 &&
+	    strlen(base) > 5)
+		return xstrndup(config, n - 5);
+	return xprintf("%s.secrets", config);
+}
+
+/* May we create files next to the config and in the secrets folder?
+ * Asked now, so a permission problem shows before any login. */
+static enum result
+add_where(struct add *a, char **cause)
+{
+	struct stat	 st;
+	char		*tmp = xstrdup(a->config), *dir = dirname(tmp);
+	enum result	 r = RES_OK;
+
+	a->secrets = secrets_dir(a->config);
+	if (access(dir, W_OK | X_OK) == -1)
+		r = fail(cause, RES_CONFIG, "cannot write in %s: %s", dir,
+		    strerror(errno));
+	else if (stat(a->secrets, &st) == 0 && (!S_ISDIR(st.st_mode) ||
+	    access(a->secrets, W_OK | X_OK) == -1))
+		r = fail(cause, RES_CONFIG, "%s: %s", a->secrets,
+		    S_ISDIR(st.st_mode) ? strerror(errno) :
+		    "exists and is not a folder");
+	else if (!text_ok(a->secrets, PATH_MAX) || !text_ok(a->config,
+	    PATH_MAX))
+		r = fail(cause, RES_CONFIG, "%s: control characters in the "
+		    "path", a->config);
+	free(tmp);
+	return r;
+}
+
+static bool
+secret_exists(const struct add *a, const char *name)
+{
+	char	*p;
+	bool	 yes;
+	int	 i;
+
+	for (i = 0, yes = false; i < 2 && !yes; i++) {
+		p = xprintf("%s/%s.%s", a->secrets, name, i ? "imap" : "pop3");
+		yes = access(p, F_OK) == 0;
+		free(p);
+	}
+	return yes;
+}
+
+/* --name, or the address made valid and unique (among the accounts and
+ * the secret files left in the folder). */
+static enum result
+add_name(struct add *a, char **cause)
+{
+	char		 base[61], *p;
+	int		 i;
+
+	if (a->name_opt != NULL) {
+		if (!name_ok(a->name_opt))
+			return ufail(a, cause, "--name \"%s\": letters, digits "
+			    "and ._-+@ only, at most 64", a->name_opt);
+		if (a->cf != NULL && config_find(a->cf, a->name_opt) != NULL)
+			return ufail(a, cause, "%s already has an account "
+			    "\"%s\"; choose another --name", a->config,
+			    a->name_opt);
+		if (secret_exists(a, a->name_opt))
+			return ufail(a, cause, "%s/%s.pop3 or .imap exists "
+			    "already; remove it or choose another --name",
+			    a->secrets, a->name_opt);
+		a->name = xstrdup(a->name_opt);
+		return RES_OK;
+	}
+	snprintf(base, sizeof base, "%s", a->address);
+	for (p = base; *p != '\0'; p++)
+		if (!isalnum((unsigned char)*p) && strchr("._-+@", *p) == NULL)
+			*p = '_';
+	a->name = xstrdup(base);
+	for (i = 2; (a->cf != NULL && config_find(a->cf, a->name) != NULL) ||
+	    secret_exists(a, a->name); i++) {
+		free(a->name);
+		if (i > 99)
+			return ufail(a, cause, "no free account name for %s; "
+			    "give one with --name", a->address);
+		a->name = xprintf("%s-%d", base, i);
+	}
+	return RES_OK;
+}
+
+/* --to, --mailbox, --imap-user and --ca-file. */
+static enum result
+add_target(struct add *a, char **cause)
+{
+	char		 real[PATH_MAX];
+	struct endpoint	*ep = &a->imap;
+
+	ep->imap = true;
+	if (strstr(a->to, "://") != NULL && strchr(strstr(a->to, "://"),
+	    '@') != NULL)
+		return ufail(a, cause, "--to: give the user with --imap-user, "
+		    "not in the URL");
+	if (!text_ok(a->to, 300) || !discover_parse_url(a->to, true,
+	    &ep->host, &ep->port, &ep->tls))
+		return ufail(a, cause, "--to \"%s\": want imaps://HOST[:PORT] "
+		    "or imap://HOST[:PORT] (STARTTLS)", a->to);
+	ep->url = xstrdup(a->to);
+	if (!text_ok(a->mailbox, VALUE_MAX))
+		return ufail(a, cause, "--mailbox: printable ASCII only (write "
+		    "other letters in modified UTF-7, RFC 3501 5.1.3)");
+	for (const char *p = a->mailbox; *p != '\0'; p++)
+		if ((unsigned char)*p >= 0x7f)
+			return ufail(a, cause, "--mailbox: printable ASCII "
+			    "only (write other letters in modified UTF-7, RFC "
+			    "3501 5.1.3)");
+	ep->mailbox = xstrdup(a->mailbox);
+	if (a->imap_user != NULL && !text_ok(a->imap_user, VALUE_MAX))
+		return ufail(a, cause, "--imap-user: empty, too long or with "
+		    "control characters");
+	if (a->ca_opt != NULL) {
+		if (realpath(a->ca_opt, real) == NULL ||
+		    access(real, R_OK) == -1)
+			return ufail(a, cause, "--ca-file %s: %s", a->ca_opt,
+			    strerror(errno));
+		if (!text_ok(real, PATH_MAX))
+			return ufail(a, cause, "--ca-file: control characters "
+			    "in the path");
+		a->ca = xstrdup(real);
+		ep->ca_file = xstrdup(real);
+		a->pop3.ca_file = xstrdup(real);
+	}
+	if (a->state_dir != NULL && (a->state_dir[0] != '/' ||
+	    !text_ok(a->state_dir, PATH_MAX)))
+		return ufail(a, cause, "--state-dir must be an absolute path");
+	if (a->state_dir != NULL && a->cf != NULL &&
+	    strcmp(a->state_dir, a->cf->state_dir) != 0)
+		log_warn("add: --state-dir is for a new config only; %s keeps "
+		    "state_dir \"%s\"", a->config, a->cf->state_dir);
+	return RES_OK;
+}
+
+/* ---- step 2: the POP3 server ---- */
+
+static char *
+url_of(bool imap, const char *host, int port, enum tls_mode tls)
+{
+	const char	*proto = imap ? "imap" : "pop3";
+	int		 dflt = tls == TLS_IMPLICIT ? (imap ? 993 : 995) :
+			    (imap ? 143 : 110);
+
+	if (port == dflt)
+		return xprintf("%s%s://%s", proto, tls == TLS_IMPLICIT ?
+		    "s" : "", host);
+	return xprintf("%s%s://%s:%d", proto, tls == TLS_IMPLICIT ? "s" : "",
+	    host, port);
+}
+
+static enum result
+add_source(struct add *a, char **cause)
+{
+	struct discovery d;
+	struct endpoint	*ep = &a->pop3;
+	enum result	 r;
+
+	memset(&d, 0, sizeof d);
+	if (a->pop3_url != NULL) {
+		if (!text_ok(a->pop3_url, 300) || strchr(a->pop3_url, '@') ||
+		    !discover_parse_url(a->pop3_url, false, &d.host, &d.port,
+		    &d.tls))
+			return ufail(a, cause, "--pop3 \"%s\": want "
+			    "pop3s://HOST[:PORT] or pop3://HOST[:PORT] "
+			    "(STARTTLS)", a->pop3_url);
+		if (d.tls == TLS_STARTTLS && a->allow_plain)
+			d.tls = TLS_NONE;
+		d.user = xstrdup(a->address);
+		d.source = xstrdup("--pop3");
+	} else {
+		if ((r = discover_pop3(a->address, &d, cause)) != RES_OK)
+			return r;
+		if (d.tls == TLS_NONE && !a->allow_plain) {
+			printf("note: %s lists POP3 only without TLS; trying "
+			    "STARTTLS anyway (--allow-plaintext would log in "
+			    "in clear)\n", d.source);
+			d.tls = TLS_STARTTLS;
+		}
+	}
+	ep->imap = false;
+	ep->host = d.host;
+	ep->port = d.port;
+	ep->tls = d.tls;
+	d.host = NULL;
+	ep->url = url_of(false, ep->host, ep->port, ep->tls);
+	if (a->pop3_user != NULL) {
+		if (!text_ok(a->pop3_user, VALUE_MAX)) {
+			discover_free(&d);
+			return ufail(a, cause, "--pop3-user: empty, too long or "
+			    "with control characters");
+		}
+		ep->user = xstrdup(a->pop3_user);
+	} else {
+		ep->user = d.user;
+		d.user = NULL;
+	}
+	a->source = d.source;
+	d.source = NULL;
+	printf("%s: POP3 server %s, user %s (from %s)\n", a->name, ep->url,
+	    ep->user, a->source);
+	if (d.imap != NULL)
+		printf("%s: the provider's own IMAP server is %s\n", a->name,
+		    d.imap);
+	if (ep->tls == TLS_NONE)
+		printf("%s: warning: POP3 without TLS: the password and mail "
+		    "cross the network in clear\n", a->name);
+	discover_free(&d);
+	return RES_OK;
+}
+
+/* Is this POP3 mailbox fetched by an account already?  Two accounts would
+ * share one ledger (it is keyed by user@host), and the second would see
+ * everything as imported. */
+static enum result
+add_unique_mailbox(struct add *a, char **cause)
+{
+	const struct account *ac;
+	size_t		 i;
+
+	for (i = 0; a->cf != NULL && i < a->cf->naccounts; i++) {
+		ac = &a->cf->accounts[i];
+		if (strcasecmp(ac->pop3.host, a->pop3.host) == 0 &&
+		    strcmp(ac->pop3.user, a->pop3.user) == 0)
+			return ufail(a, cause, "account \"%s\" in %s already "
+			    "fetches %s from %s", ac->name, a->config,
+			    a->pop3.user, a->pop3.host);
+	}
+	return RES_OK;
+}
+
+/* ---- step 3: user name and passwords ---- */
+
+static volatile sig_atomic_t tty_signal;
+
+static void
+tty_catch(int sig)
+{
+	tty_signal = sig;
+}
+
+static bool
+tty_available(void)
+{
+	int	 fd = open("/dev/tty", O_RDWR | O_NOCTTY | O_CLOEXEC);
+
+	if (fd == -1)
+		return false;
+	close(fd);
+	return true;
+}
+
+/* Read one line from the open terminal into buf; false if interrupted. */
+static bool
+tty_line(int fd, char *buf, size_t bufsz, size_t *n)
+{
+	ssize_t		 got;
+	char		 c;
+
+	*n = 0;
+	for (;;) {
+		got = read(fd, &c, 1);
+		if (got == -1 && errno == EINTR && tty_signal == 0)
+			continue;
+		if (got != 1 || c == '\n')
+			break;
+		if (*n + 1 < bufsz)
+			buf[(*n)++] = c;
+	}
+	buf[*n] = '\0';
+	return tty_signal == 0 && got >= 0;
+}
+
+/*
+ * Ask on /dev/tty (not stdin: a script may pipe something else in), with
+ * echo off for passwords.  A signal while echo is off restores the
+ * terminal first, then takes its course.
+ */
+static enum result
+tty_ask(const char *prompt, bool echo, char **answer, char **cause)
+{
+	static const int sigs[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGTSTP };
+	struct sigaction sa, old[sizeof sigs / sizeof sigs[0]];
+	struct termios	 saved, quiet;
+	char		 buf[SECRET_MAX + 2];
+	size_t		 i, n;
+	bool		 ok, restore = false;
+	int		 fd;
+
+	*answer = NULL;
+	if ((fd = open("/dev/tty", O_RDWR | O_NOCTTY | O_CLOEXEC)) == -1)
+		return fail(cause, RES_CONFIG, "no terminal to ask on");
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = tty_catch;	/* no SA_RESTART: read returns */
+	sigemptyset(&sa.sa_mask);
+	tty_signal = 0;
+	for (i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
+		sigaction(sigs[i], &sa, &old[i]);
+	if (!echo && tcgetattr(fd, &saved) == 0) {
+		quiet = saved;
+		quiet.c_lflag &= ~(tcflag_t)(ECHO | ECHOE | ECHOK | ECHONL);
+		restore = tcsetattr(fd, TCSAFLUSH, &quiet) == 0;
+	}
+	if (write(fd, prompt, strlen(prompt)) == -1)
+		(void)0;	/* the answer is still worth reading */
+	ok = tty_line(fd, buf, sizeof buf, &n);
+	if (restore) {
+		tcsetattr(fd, TCSAFLUSH, &saved);
+		if (write(fd, "\n", 1) == -1)
+			(void)0;
+	}
+	close(fd);
+	for (i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
+		sigaction(sigs[i], &old[i], NULL);
+	if (ok && n <= SECRET_MAX)
+		*answer = xstrdup(buf);
+	explicit_bzero(buf, sizeof buf);
+	if (tty_signal != 0)
+		raise(tty_signal);
+	if (*answer == NULL)
+		return fail(cause, RES_CONFIG, "%s", ok ? "answer too long" :
+		    "interrupted");
+	return RES_OK;
+}
+
+/* The first line of a file named on the command line, bounded. */
+static enum result
+secret_from_file(struct add *a, const char *path, char **secret,
+    char **cause)
+{
+	char		 buf[SECRET_MAX + 2];
+	ssize_t		 n;
+	size_t		 got = 0;
+	int		 fd;
+
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1)
+		return ufail(a, cause, "%s: %s", path, strerror(errno));
+	while (got < sizeof buf - 1 &&
+	    (n = read(fd, buf + got, sizeof buf - 1 - got)) > 0)
+		got += (size_t)n;
+	close(fd);
+	buf[got] = '\0';
+	buf[strcspn(buf, "\r\n")] = '\0';
+	*secret = strlen(buf) <= SECRET_MAX ? xstrdup(buf) : NULL;
+	explicit_bzero(buf, sizeof buf);
+	if (*secret == NULL)
+		return ufail(a, cause, "%s: the first line is too long", path);
+	return RES_OK;
+}
+
+/*
+ * One password: --X-password-file, else $POPBRIDGE_X_PASSWORD, else asked
+ * on the terminal.  It must fit on one line (password_file holds one).
+ */
+static enum result
+add_secret(struct add *a, const char *what, const char *file,
+    const char *env, const struct endpoint *ep, char **secret, char **cause)
+{
+	const char	*v = getenv(env);
+	char		*prompt;
+	enum result	 r;
+
+	*secret = NULL;
+	if (file != NULL)
+		r = secret_from_file(a, file, secret, cause);
+	else if (v != NULL) {
+		*secret = xstrdup(v);
+		r = RES_OK;
+	} else {
+		prompt = xprintf("%s password for %s at %s: ", what, ep->user,
+		    ep->host);
+		r = tty_ask(prompt, false, secret, cause);
+		free(prompt);
+	}
+	if (r != RES_OK)
+		return r;
+	if (**secret == '\0' || strlen(*secret) > SECRET_MAX ||
+	    strpbrk(*secret, "\r\n") != NULL) {
+		secret_free(*secret);
+		*secret = NULL;
+		return ufail(a, cause, "the %s password is empty, too long or "
+		    "more than one line", what);
+	}
+	return RES_OK;
+}
+
+/* Can every question be answered?  Asked before any network use. */
+static enum result
+add_can_ask(struct add *a, char **cause)
+{
+	if (tty_available())
+		return RES_OK;
+	if (a->imap_user == NULL)
+		return ufail(a, cause, "give --imap-user (there is no terminal "
+		    "to ask on)");
+	if (a->pop3_pwfile == NULL && getenv("POPBRIDGE_POP3_PASSWORD") ==
+	    NULL)
+		return ufail(a, cause, "give the POP3 password with "
+		    "--pop3-password-file or POPBRIDGE_POP3_PASSWORD (there is "
+		    "no terminal to ask on)");
+	if (a->imap_pwfile == NULL && getenv("POPBRIDGE_IMAP_PASSWORD") ==
+	    NULL)
+		return ufail(a, cause, "give the IMAP password with "
+		    "--imap-password-file or POPBRIDGE_IMAP_PASSWORD (there is "
+		    "no terminal to ask on)");
+	return RES_OK;
+}
+
+static enum result
+add_ask(struct add *a, char **cause)
+{
+	char		*prompt, *user;
+	enum result	 r;
+
+	if (a->imap_user != NULL)
+		a->imap.user = xstrdup(a->imap_user);
+	else {
+		prompt = xprintf("IMAP user name at %s: ", a->imap.host);
+		r = tty_ask(prompt, true, &user, cause);
+		free(prompt);
+		if (r != RES_OK)
+			return r;
+		if (!text_ok(user, VALUE_MAX)) {
+			free(user);
+			return ufail(a, cause, "the IMAP user name is empty or "
+			    "too long");
+		}
+		a->imap.user = user;
+	}
+	if ((r = add_secret(a, "POP3", a->pop3_pwfile,
+	    "POPBRIDGE_POP3_PASSWORD", &a->pop3, &a->pop3.password,
+	    cause)) != RES_OK)
+		return r;
+	return add_secret(a, "IMAP", a->imap_pwfile, "POPBRIDGE_IMAP_PASSWORD",
+	    &a->imap, &a->imap.password, cause);
+}
+
+/* ---- step 4: log in to both, as `check` does ---- */
+
+static enum result
+try_pop3(struct add *a, long timeout, char **cause)
+{
+	struct pop3	*p = NULL;
+	unsigned int	 count;
+	uint64_t	 size;
+	char		*why = NULL;
+	enum result	 r;
+
+	r = pop3_open(&a->pop3, a->name, timeout, &p, cause);
+	if (r == RES_OK)
+		r = pop3_stat(p, &count, &size, cause);
+	if (r != RES_OK) {
+		printf("%s: pop3 %s:%d: FAILED: %s\n", a->name, a->pop3.host,
+		    a->pop3.port, *cause);
+		pop3_free(p);
+		return r;
+	}
+	printf("%s: pop3 %s:%d: %s%s%s; %u message%s, %.1f kB waiting\n",
+	    a->name, a->pop3.host, a->pop3.port, conn_tls_version(pop3_conn(p)),
+	    conn_cert_subject(pop3_conn(p))[0] != '\0' ? ", certificate " : "",
+	    conn_cert_subject(pop3_conn(p)), count, count == 1 ? "" : "s",
+	    (double)size / 1000.0);
+	/* QUIT with no DELE sent commits nothing. */
+	(void)pop3_quit(p, &why);
+	free(why);
+	return RES_OK;
+}
+
+static enum result
+try_imap(struct add *a, long timeout, char **cause)
+{
+	struct imap	*im = NULL;
+	struct imap_mbox mb;
+	enum result	 r;
+
+	r = imap_open(&a->imap, a->name, timeout, &im, cause);
+	if (r == RES_OK)
+		r = imap_status(im, a->imap.mailbox, &mb, cause);
+	if (r != RES_OK) {
+		printf("%s: imap %s:%d: FAILED: %s\n", a->name, a->imap.host,
+		    a->imap.port, *cause);
+		imap_logout(im);
+		return r;
+	}
+	printf("%s: imap %s:%d: %s%s%s; mailbox %s %s\n", a->name,
+	    a->imap.host, a->imap.port, conn_tls_version(imap_conn(im)),
+	    conn_cert_subject(imap_conn(im))[0] != '\0' ? ", certificate " : "",
+	    conn_cert_subject(imap_conn(im)), a->imap.mailbox, mb.exists ?
+	    "exists" : "does not exist (it will be created)");
+	imap_logout(im);
+	return RES_OK;
+}
+
+/* Both, so one attempt shows every problem; the worse result counts. */
+static enum result
+add_logins(struct add *a, char **cause)
+{
+	long		 timeout = a->cf != NULL ? a->cf->timeout : LOGIN_TIMEOUT;
+	char		*c1 = NULL, *c2 = NULL;
+	enum result	 r1, r2;
+
+	r1 = try_pop3(a, timeout, &c1);
+	r2 = try_imap(a, timeout, &c2);
+	if (r1 == RES_OK && r2 == RES_OK)
+		return RES_OK;
+	free(*cause);
+	*cause = xprintf("nothing was written: the %s login failed",
+	    r1 != RES_OK && r2 != RES_OK ? "POP3 and the IMAP" :
+	    r1 != RES_OK ? "POP3" : "IMAP");
+	free(c1);
+	free(c2);
+	return result_worst(r1, r2);
+}
+
+/* ---- step 5: files, written atomically ---- */
+
+static void
+sync_dir_of(const char *path)
+{
+	char	*tmp = xstrdup(path);
+	int	 fd;
+
+	if ((fd = open(dirname(tmp), O_RDONLY | O_DIRECTORY | O_CLOEXEC)) !=
+	    -1) {
+		(void)fsync(fd);
+		close(fd);
+	}
+	free(tmp);
+}
+
+/*
+ * data into a new temporary file next to path, with mode (and, for root,
+ * the owner of *like), on disk before this returns; *tmp_r names it.
+ */
+static enum result
+tmp_write(const char *path, const char *data, size_t len, mode_t mode,
+    const struct stat *like, char **tmp_r, char **cause)
+{
+	char		*tmp = xprintf("%s.add-XXXXXX", path);
+	ssize_t		 n;
+	size_t		 off = 0;
+	int		 fd, e = 0;
+
+	*tmp_r = NULL;
+	if ((fd = mkostemp(tmp, O_CLOEXEC)) == -1) {
+		e = errno;
+		free(tmp);
+		return fail(cause, RES_CONFIG, "cannot create a file next to "
+		    "%s: %s", path, strerror(e));
+	}
+	if (fchmod(fd, mode) == -1 || (like != NULL && geteuid() == 0 &&
+	    fchown(fd, like->st_uid, like->st_gid) == -1))
+		e = errno;
+	while (e == 0 && off < len) {
+		if ((n = write(fd, data + off, len - off)) == -1) {
+			if (errno != EINTR)
+				e = errno;
+		} else
+			off += (size_t)n;
+	}
+	if (e == 0 && fsync(fd) == -1)
+		e = errno;
+	if (close(fd) == -1 && e == 0)
+		e = errno;
+	if (e != 0) {
+		unlink(tmp);
+		free(tmp);
+		return fail(cause, RES_CONFIG, "cannot write %s: %s", path,
+		    strerror(e));
+	}
+	*tmp_r = tmp;
+	return RES_OK;
+}
+
+/* Put the temporary file in place: rename over path, or (exclusive) link
+ * so that a file that appeared meanwhile is never replaced. */
+static enum result
+tmp_commit(char *tmp, const char *path, bool exclusive, char **cause)
+{
+	int	 rc = exclusive ? link(tmp, path) : rename(tmp, path), e = errno;
+
+	if (rc == -1 || exclusive)
+		unlink(tmp);
+	free(tmp);
+	if (rc == -1)
+		return fail(cause, RES_CONFIG, "cannot write %s: %s", path,
+		    strerror(e));
+	sync_dir_of(path);
+	return RES_OK;
+}
+
+static enum result
+write_secret(struct add *a, int i, const char *secret, char **cause)
+{
+	char		*path, *data, *tmp;
+	enum result	 r;
+
+	path = xprintf("%s/%s.%s", a->secrets, a->name, i ? "imap" : "pop3");
+	data = xprintf("%s\n", secret);
+	r = tmp_write(path, data, strlen(data), 0600, NULL, &tmp, cause);
+	secret_free(data);
+	if (r == RES_OK)
+		r = tmp_commit(tmp, path, true, cause);
+	if (r == RES_OK)
+		a->files[i] = path;
+	else
+		free(path);
+	return r;
+}
+
+static enum result
+add_secret_files(struct add *a, char **cause)
+{
+	enum result	 r;
+
+	if (mkdir(a->secrets, 0700) == 0) {
+		a->made_dir = true;
+		sync_dir_of(a->secrets);
+	} else if (errno != EEXIST)
+		return fail(cause, RES_CONFIG, "cannot make %s: %s", a->secrets,
+		    strerror(errno));
+	if ((r = write_secret(a, 0, a->pop3.password, cause)) != RES_OK)
+		return r;
+	return write_secret(a, 1, a->imap.password, cause);
+}
+
+/* Undo step 5 after a later failure. */
+static void
+remove_secret_files(struct add *a)
+{
+	int	 i;
+
+	for (i = 0; i < 2; i++)
+		if (a->files[i] != NULL) {
+			unlink(a->files[i]);
+			free(a->files[i]);
+			a->files[i] = NULL;
+		}
+	if (a->made_dir)
+		rmdir(a->secrets);
+}
+
+/* ---- step 6: the account's text, inserted into the config ---- */
+
+static void
+append(char **buf, const char *fmt, ...) PRINTFLIKE(2, 3);
+
+static void
+append(char **buf, const char *fmt, ...)
+{
+	va_list	 ap;
+	char	*more, *both;
+
+	va_start(ap, fmt);
+	more = xvprintf(fmt, ap);
+	va_end(ap);
+	both = xprintf("%s%s", *buf != NULL ? *buf : "", more);
+	free(more);
+	free(*buf);
+	*buf = both;
+}
+
+/* A libconfig string; s has no control characters (text_ok). */
+static char *
+lc_quote(const char *s)
+{
+	size_t	 n = strlen(s), i, o = 0;
+	char	*q = xmalloc(2 * n + 3);
+
+	q[o++] = '"';
+	for (i = 0; i < n; i++) {
+		if (s[i] == '"' || s[i] == '\\')
+			q[o++] = '\\';
+		q[o++] = s[i];
+	}
+	q[o++] = '"';
+	q[o] = '\0';
+	return q;
+}
+
+static void
+append_key(char **buf, const char *indent, const char *key, const char *v)
+{
+	char	*q = lc_quote(v);
+
+	append(buf, "%s%s = %s;\n", indent, key, q);
+	free(q);
+}
+
+static void
+append_endpoint(char **buf, const struct endpoint *ep, const char *file)
+{
+	append(buf, "    %s = {\n", ep->imap ? "imap" : "pop3");
+	append_key(buf, "      ", "url", ep->url);
+	append_key(buf, "      ", "user", ep->user);
+	append_key(buf, "      ", "password_file", file);
+	if (ep->ca_file != NULL)
+		append_key(buf, "      ", "ca_file", ep->ca_file);
+	if (ep->tls == TLS_NONE)
+		append_key(buf, "      ", "tls", "none");
+	if (ep->imap)
+		append_key(buf, "      ", "mailbox", ep->mailbox);
+	append(buf, "    };\n");
+}
+
+static void
+add_group(struct add *a)
+{
+	char		 day[16], note[200];
+	time_t		 now = time(NULL);
+	struct tm	 tm;
+	size_t		 i;
+
+	localtime_r(&now, &tm);
+	strftime(day, sizeof day, "%Y-%m-%d", &tm);
+	/* A comment runs to the end of the line: no line breaks in it. */
+	snprintf(note, sizeof note, "%s", a->source);
+	for (i = 0; note[i] != '\0'; i++)
+		if ((unsigned char)note[i] < 0x20 || note[i] == 0x7f)
+			note[i] = '?';
+	append(&a->group, "  {\n    # added by \"popbridge add\" on %s; POP3 "
+	    "server from\n    # %s\n", day, note);
+	append_key(&a->group, "    ", "name", a->name);
+	append_endpoint(&a->group, &a->pop3, a->files[0]);
+	append_endpoint(&a->group, &a->imap, a->files[1]);
+	append(&a->group, "    keep = true;	# false: delete from the POP3 "
+	    "server once imported\n  }");
+}
+
+/* Skip blanks and comments (#, //, slash-star) from t[i]. */
+static size_t
+lc_skip(const char *t, size_t n, size_t i)
+{
+	const char	*e;
+
+	while (i < n) {
+		if (isspace((unsigned char)t[i]))
+			i++;
+		else if (t[i] == '#' || (t[i] == '/' && i + 1 < n &&
+		    t[i + 1] == '/'))
+			while (i < n && t[i] != '\n')
+				i++;
+		else if (t[i] == '/' && i + 1 < n && t[i + 1] == '*') {
+			e = memmem(t + i + 2, n - i - 2, "*/", 2);
+			i = e != NULL ? (size_t)(e - t) + 2 : n;
+		} else
+			break;
+	}
+	return i;
+}
+
+/* Just after the string that starts at t[i] == '"'. */
+static size_t
+lc_string(const char *t, size_t n, size_t i)
+{
+	for (i++; i < n && t[i] != '"'; i++)
+		if (t[i] == '\\')
+			i++;
+	return i < n ? i + 1 : n;
+}
+
+struct lc_list {
+	size_t		 open, close;	/* the brackets */
+	size_t		 last;		/* just after the last element */
+	bool		 empty;
+};
+
+/* The end of the list whose bracket is t[open]. */
+static bool
+lc_list_end(const char *t, size_t n, size_t open, struct lc_list *l)
+{
+	size_t	 i = open + 1;
+	int	 depth = 1;
+
+	l->open = open;
+	l->last = open + 1;
+	l->empty = true;
+	while ((i = lc_skip(t, n, i)) < n) {
+		if (t[i] == '"') {
+			i = lc_string(t, n, i);
+		} else {
+			if (t[i] == '{' || t[i] == '(' || t[i] == '[')
+				depth++;
+			else if ((t[i] == '}' || t[i] == ')' || t[i] == ']') &&
+			    --depth == 0) {
+				l->close = i;
+				return true;
+			}
+			i++;
+		}
+		l->last = i;
+		l->empty = false;
+	}
+	return false;
+}
+
+static bool
+lc_ident_char(char c)
+{
+	return isalnum((unsigned char)c) || c == '_' || c == '-' || c == '*';
+}
+
+/*
+ * The top-level "accounts = ( ... )" of a libconfig text: a scanner that
+ * knows strings and the three kinds of comment, so a ")" or "accounts" in
+ * either is not taken for syntax.
+ */
+static bool
+lc_find_accounts(const char *t, size_t n, struct lc_list *l, bool *include)
+{
+	size_t	 i = 0, j, k;
+	int	 depth = 0;
+
+	*include = false;
+	while ((i = lc_skip(t, n, i)) < n) {
+		if (t[i] == '"') {
+			i = lc_string(t, n, i);
+			continue;
+		}
+		if (t[i] == '{' || t[i] == '(' || t[i] == '[')
+			depth++;
+		else if (t[i] == '}' || t[i] == ')' || t[i] == ']')
+			depth--;
+		else if (t[i] == '@' && depth == 0)
+			*include = true;
+		else if (depth == 0 && (isalpha((unsigned char)t[i]) ||
+		    t[i] == '*')) {
+			for (j = i; j < n && lc_ident_char(t[j]); j++)
+				;
+			if (j - i == 8 && memcmp(t + i, "accounts", 8) == 0 &&
+			    (k = lc_skip(t, n, j)) < n &&
+			    (t[k] == '=' || t[k] == ':') &&
+			    (k = lc_skip(t, n, k + 1)) < n &&
+			    (t[k] == '(' || t[k] == '['))
+				return lc_list_end(t, n, k, l);
+			i = j;
+			continue;
+		}
+		i++;
+	}
+	return false;
+}
+
+/* The config text with the group added as the list's last element. */
+static enum result
+lc_insert(const char *t, size_t n, const char *file, const char *group,
+    char **out, size_t *outlen, char **cause)
+{
+	struct lc_list	 l;
+	size_t		 ls, at;
+	bool		 include, own_line;
+	char		*s;
+
+	if (!lc_find_accounts(t, n, &l, &include))
+		return fail(cause, RES_CONFIG, "%s: no \"accounts = ( ... );\" "
+		    "list found%s; add the account by hand", file, include ?
+		    " (is it in an @include file?)" : "");
+	/* An empty "[ ]" passes for a list; a group needs "( )". */
+	if (t[l.open] == '[' && !l.empty)
+		return fail(cause, RES_CONFIG, "%s: \"accounts\" must be a "
+		    "list ( ... )", file);
+	/* Does the closing bracket start its own line?  Insert above it. */
+	for (ls = l.close; ls > l.last && (t[ls - 1] == ' ' ||
+	    t[ls - 1] == '\t'); ls--)
+		;
+	own_line = ls > l.last && t[ls - 1] == '\n';
+	at = own_line ? ls : l.close;
+	/* Up to the last element, a comma, up to "at", the group, the rest. */
+	s = xstrndup(t, l.last);
+	if (t[l.open] == '[')
+		s[l.open] = '(';
+	append(&s, "%s%.*s%s%s\n", l.empty ? "" : ",", (int)(at - l.last),
+	    t + l.last, own_line ? "" : "\n", group);
+	append(&s, "%s%.*s", t[l.close] == ']' ? ")" : "",
+	    (int)(n - l.close - (t[l.close] == ']' ? 1 : 0)),
+	    t + l.close + (t[l.close] == ']' ? 1 : 0));
+	*out = s;
+	*outlen = strlen(s);
+	return RES_OK;
+}
+
+/* The text of a new config file, before the account goes in. */
+static char *
+new_config_text(const struct add *a)
+{
+	char	*sd = lc_quote(a->state_dir != NULL ? a->state_dir :
+		    DEFAULT_STATE), *t;
+
+	t = xprintf("# popbridge configuration (libconfig syntax), started by "
+	    "\"popbridge add\".\n# Every key is in popbridge.conf(5); check "
+	    "the file with \"popbridge check -n\".\n\n# Where the ledgers "
+	    "live (what was imported from each mailbox).\nstate_dir = %s;\n\n"
+	    "accounts = (\n);\n", sd);
+	free(sd);
+	return t;
+}
+
+/* Did the config change since we read it?  Then do not overwrite it. */
+static bool
+config_changed(const struct add *a)
+{
+	struct stat	 st;
+
+	if (!a->exists)
+		return false;
+	return stat(a->config, &st) == -1 || st.st_ino != a->st.st_ino ||
+	    st.st_size != a->st.st_size ||
+	    st.st_mtim.tv_sec != a->st.st_mtim.tv_sec ||
+	    st.st_mtim.tv_nsec != a->st.st_mtim.tv_nsec;
+}
+
+/* Does the file at path load, with the new account and all the old? */
+static enum result
+config_proves(const struct add *a, const char *path, char **cause)
+{
+	struct config	*cf;
+	enum result	 r;
+	size_t		 before = a->cf != NULL ? a->cf->naccounts : 0;
+
+	if ((r = config_load(path, &cf, cause)) != RES_OK)
+		return r;
+	if (config_find(cf, a->name) == NULL || cf->naccounts != before + 1)
+		r = fail(cause, RES_CONFIG, "the account did not land in the "
+		    "accounts list");
+	config_free(cf);
+	return r;
+}
+
+static enum result
+add_to_config(struct add *a, char **cause)
+{
+	char		*base, *text = NULL, *tmp, *why = NULL;
+	size_t		 len = 0;
+	mode_t		 mode = a->exists ? a->st.st_mode & 07777 : 0600;
+	enum result	 r;
+
+	base = a->textlen > 0 ? xstrdup(a->text) : new_config_text(a);
+	r = lc_insert(base, strlen(base), a->config, a->group, &text, &len,
+	    cause);
+	free(base);
+	if (r != RES_OK)
+		return r;
+	r = tmp_write(a->config, text, len, mode, a->exists ? &a->st : NULL,
+	    &tmp, cause);
+	free(text);
+	if (r != RES_OK)
+		return r;
+	if ((r = config_proves(a, tmp, &why)) != RES_OK) {
+		unlink(tmp);
+		free(tmp);
+		r = fail(cause, RES_CONFIG, "the new config would not load, so "
+		    "%s is unchanged: %s", a->config, why);
+		free(why);
+		return r;
+	}
+	if (config_changed(a)) {
+		unlink(tmp);
+		free(tmp);
+		return fail(cause, RES_TEMP, "%s changed while popbridge add "
+		    "ran; it is unchanged, try again", a->config);
+	}
+	if ((r = tmp_commit(tmp, a->config, !a->exists, cause)) != RES_OK)
+		return r;
+	/* Proof in place; should it fail after all, put the old text back. */
+	if ((r = config_proves(a, a->config, &why)) != RES_OK) {
+		if (a->exists && tmp_write(a->config, a->text, a->textlen,
+		    mode, &a->st, &tmp, cause) == RES_OK)
+			(void)tmp_commit(tmp, a->config, false, cause);
+		else if (!a->exists)
+			unlink(a->config);
+		r = fail(cause, r, "%s would not load; the old one is back: %s",
+		    a->config, why);
+		free(why);
+	}
+	return r;
+}
+
+/* ---- the command ---- */
+
+static void
+endpoint_clear(struct endpoint *ep)
+{
+	free(ep->url);
+	free(ep->host);
+	free(ep->user);
+	secret_free(ep->password);
+	free(ep->ca_file);
+	free(ep->mailbox);
+	memset(ep, 0, sizeof *ep);
+}
+
+static void
+add_free(struct add *a)
+{
+	int	 i;
+
+	config_free(a->cf);
+	free(a->config);
+	free(a->text);
+	free(a->secrets);
+	free(a->name);
+	free(a->ca);
+	free(a->source);
+	endpoint_clear(&a->pop3);
+	endpoint_clear(&a->imap);
+	for (i = 0; i < 2; i++)
+		free(a->files[i]);
+	free(a->group);
+}
+
+static void
+add_report(const struct add *a, const struct globals *g)
+{
+	printf("added account \"%s\" to %s:\n%s\n", a->name, a->config,
+	    a->group);
+	printf("passwords in %s and %s (mode 600)\n", a->files[0],
+	    a->files[1]);
+	if (strcmp(g->config, DEFAULT_CONFIG) == 0)
+		printf("next: popbridge check %s\n", a->name);
+	else
+		printf("next: popbridge -c %s check %s\n", a->config, a->name);
+}
 
 int
 cmd_add(struct globals *g, int argc, char **argv)
 {
-	(void)g;
-	(void)argc;
-	(void)argv;
-	fprintf(stderr, "popbridge: add: not implemented yet\n");
-	return EX_SOFTWARE;
+	struct add	 a;
+	char		*cause = NULL;
+	enum result	 r;
+	int		 code;
+
+	memset(&a, 0, sizeof a);
+	if ((code = add_args(&a, argc, argv)) != 0)
+		return code == -1 ? EX_OK : code;
+	if (!discover_address_valid(a.address)) {
+		fprintf(stderr, "popbridge: add: \"%s\" is not a mail address "
+		    "(local@domain, ASCII; write an international domain in "
+		    "its xn-- form)\n", a.address);
+		return EX_USAGE;
+	}
+	if ((r = add_config(&a, g->config, &cause)) == RES_OK &&
+	    (r = add_where(&a, &cause)) == RES_OK &&
+	    (r = add_target(&a, &cause)) == RES_OK &&
+	    (r = add_name(&a, &cause)) == RES_OK &&
+	    (r = add_can_ask(&a, &cause)) == RES_OK &&
+	    (r = add_source(&a, &cause)) == RES_OK &&
+	    (r = add_unique_mailbox(&a, &cause)) == RES_OK &&
+	    (r = add_ask(&a, &cause)) == RES_OK &&
+	    (r = add_logins(&a, &cause)) == RES_OK) {
+		fflush(stdout);
+		if ((r = add_secret_files(&a, &cause)) == RES_OK) {
+			add_group(&a);
+			r = add_to_config(&a, &cause);
+		}
+		if (r != RES_OK)
+			remove_secret_files(&a);
+	}
+	if (r == RES_OK)
+		add_report(&a, g);
+	else {
+		fflush(stdout);
+		log_warn("add: %s", cause);
+	}
+	code = a.usage ? EX_USAGE : result_exit_code(r);
+	free(cause);
+	add_free(&a);
+	return code;
 }

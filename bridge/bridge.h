@@ -234,6 +234,8 @@ enum result	 conn_getline(struct conn *, char **, size_t *, size_t,
 /* Buffered bytes (at least one, reading if none); conn_consume drops some. */
 enum result	 conn_peek(struct conn *, const char **, size_t *, char **);
 void		 conn_consume(struct conn *, size_t);
+/* Has a read or write failed (or timed out)?  Then say no goodbye. */
+bool		 conn_dead(struct conn *);
 /* The server lines libcurl saw during login (greeting, capabilities). */
 const char	*conn_login_lines(struct conn *);
 const char	*conn_tls_version(struct conn *);

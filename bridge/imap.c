@@ -554,7 +554,7 @@ imap_logout(struct imap *im)
 
 	if (im == NULL)
 		return;
-	if (im->c != NULL && !im->dead)
+	if (im->c != NULL && !im->dead && !conn_dead(im->c))
 		(void)imap_command(im, "LOGOUT", NULL, NULL, &rep, &cause);
 	free(cause);
 	conn_close(im->c);

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <curl/curl.h>
 #include <openssl/ssl.h>
@@ -40,6 +41,8 @@ struct conn {
 	char		 tls_version[32];
 	char		 cert_subject[512];
 	char		 errbuf[CURL_ERROR_SIZE];
+	bool		 bad_greeting;	/* the first line was no greeting */
+	bool		 dead;		/* a read or write failed */
 };
 
 static bool	ssl_is_openssl;
@@ -66,6 +69,17 @@ net_cleanup(void)
 	curl_global_cleanup();
 }
 
+static bool
+greeting_ok(const char *proto, const char *line, size_t len)
+{
+	if (strcmp(proto, "pop3") == 0)
+		return (len >= 3 && strncmp(line, "+OK", 3) == 0) ||
+		    (len >= 4 && strncmp(line, "-ERR", 4) == 0);
+	return (len >= 4 && strncasecmp(line, "* OK", 4) == 0) ||
+	    (len >= 9 && strncasecmp(line, "* PREAUTH", 9) == 0) ||
+	    (len >= 5 && strncasecmp(line, "* BYE", 5) == 0);
+}
+
 /* Server lines seen while curl logs in: the greeting and capabilities. */
 static size_t
 header_cb(char *data, size_t size, size_t n, void *arg)
@@ -73,6 +87,17 @@ header_cb(char *data, size_t size, size_t n, void *arg)
 	struct conn	*c = arg;
 	size_t		 len = size * n, take;
 
+	/*
+	 * A first line that is no greeting would leave curl waiting for one
+	 * until its timeout; stop at once instead (returning less than len
+	 * makes curl give up).
+	 */
+	if (c->login_len == 0 && !greeting_ok(c->proto, data, len)) {
+		c->bad_greeting = true;
+		log_clean(c->login_lines, sizeof c->login_lines, data, len);
+		c->login_len = strlen(c->login_lines);
+		return 0;
+	}
 	take = len;
 	if (take > LOGIN_LINES_MAX - 1 - c->login_len)
 		take = LOGIN_LINES_MAX - 1 - c->login_len;
@@ -185,6 +210,10 @@ conn_error(struct conn *c, CURLcode rc, const struct endpoint *ep,
 	char	 line[300];
 
 	last_server_line(c, line, sizeof line);
+	if (c->bad_greeting)
+		return fail(cause, RES_TEMP, "%s: %s does not greet as a %s "
+		    "server: \"%s\"", c->proto, c->host, ep->imap ? "IMAP" :
+		    "POP3", line);
 	switch (rc) {
 	case CURLE_LOGIN_DENIED:
 		return fail(cause, RES_AUTH, "%s: %s refused the login for %s%s%s",
@@ -232,6 +261,7 @@ conn_login(struct conn *c, const struct endpoint *ep, const char *secret,
 		fatal("curl_easy_init failed");
 	c->login_len = 0;
 	c->login_lines[0] = '\0';
+	c->bad_greeting = false;
 	c->errbuf[0] = '\0';
 	curl_easy_setopt(c->h, CURLOPT_URL, url);
 	curl_easy_setopt(c->h, CURLOPT_PROTOCOLS_STR, scheme);
@@ -352,6 +382,8 @@ conn_wait(struct conn *c, short events, char **cause)
 	do
 		n = poll(&pfd, 1, (int)(c->timeout * 1000));
 	while (n == -1 && errno == EINTR);
+	if (n != 1)
+		c->dead = true;
 	if (n == 0)
 		return fail(cause, RES_TEMP, "%s: %s: no answer for %ld s",
 		    c->proto, c->host, c->timeout);
@@ -376,10 +408,12 @@ conn_write(struct conn *c, const void *data, size_t len, char **cause)
 				return r;
 			continue;
 		}
-		if (rc != CURLE_OK)
+		if (rc != CURLE_OK) {
+			c->dead = true;
 			return fail(cause, RES_TEMP, "%s: %s: connection lost "
 			    "while sending: %s", c->proto, c->host,
 			    curl_easy_strerror(rc));
+		}
 		p += sent;
 		len -= sent;
 	}
@@ -410,6 +444,8 @@ conn_fill(struct conn *c, char **cause)
 				return r;
 			continue;
 		}
+		if (rc != CURLE_OK || got == 0)
+			c->dead = true;
 		if (rc != CURLE_OK)
 			return fail(cause, RES_TEMP, "%s: %s: connection lost: %s",
 			    c->proto, c->host, curl_easy_strerror(rc));
@@ -479,6 +515,12 @@ conn_consume(struct conn *c, size_t n)
 	if (n > c->rend - c->rstart)
 		n = c->rend - c->rstart;
 	c->rstart += n;
+}
+
+bool
+conn_dead(struct conn *c)
+{
+	return c->dead;
 }
 
 const char *

@@ -280,37 +280,84 @@ pop3_body(struct pop3 *p, const char *what, uint64_t limit, msg_sink sink,
 	return r;
 }
 
-/* Stand-in ids for a server without UIDL: a hash of the header (TOP n 0). */
+/* Hash a multi-line reply (TOP or RETR) after its +OK. */
+static enum result
+pop3_hash_reply(struct pop3 *p, const char *cmd, uint64_t limit, char *hex,
+    char **cause)
+{
+	struct standin	 s;
+	enum result	 r;
+
+	if ((r = pop3_simple(p, cmd, NULL, cause)) != RES_OK)
+		return r == RES_MSG ? RES_TEMP : r;
+	s.h = hash_new();
+	r = pop3_body(p, cmd, limit, standin_sink, &s, cause);
+	hash_final(s.h, hex);
+	return r;
+}
+
+static unsigned int
+count_id(const struct pop3_msg *msgs, unsigned int n, const char *id)
+{
+	unsigned int	 i, k = 0;
+
+	for (i = 0; i < n; i++)
+		k += strcmp(msgs[i].uidl, id) == 0;
+	return k;
+}
+
+/*
+ * Stand-in ids for a server without UIDL (RFC 1939 makes it optional).
+ * An id must not depend on the other messages on the server, or it would
+ * shift when one is deleted and name an already imported message.  So:
+ * a hash of the header (TOP n 0) and the size; where two messages share
+ * both, a hash of the whole message.  Only byte-identical copies are left
+ * alike; they are numbered in server order.
+ */
 static enum result
 pop3_standins(struct pop3 *p, struct pop3_msg *msgs, unsigned int count,
     char **cause)
 {
 	unsigned int	 i, j, dup;
 	char		 cmd[32], hex[65];
-	struct standin	 s;
 	enum result	 r;
 
 	for (i = 0; i < count; i++) {
 		snprintf(cmd, sizeof cmd, "TOP %u 0", i + 1);
-		if ((r = pop3_simple(p, cmd, NULL, cause)) != RES_OK)
-			return r == RES_MSG ? RES_TEMP : r;
-		s.h = hash_new();
-		r = pop3_body(p, cmd, msgs[i].size + (1 << 20), standin_sink,
-		    &s, cause);
-		hash_final(s.h, hex);
-		if (r != RES_OK)
+		if ((r = pop3_hash_reply(p, cmd, msgs[i].size + (1 << 20), hex,
+		    cause)) != RES_OK)
 			return r;
-		/* Identical headers: number them in server order. */
+		snprintf(msgs[i].uidl, sizeof msgs[i].uidl, "~%.32s.%llu", hex,
+		    (unsigned long long)msgs[i].size);
+	}
+	for (i = 0; i < count; i++) {
+		if (msgs[i].uidl[0] != '~' || msgs[i].uidl[1] == '=' ||
+		    count_id(msgs, count, msgs[i].uidl) < 2)
+			continue;
+		/* Same header, same size: tell them apart by content. */
+		for (j = count; j-- > i;) {
+			char id[UIDL_MAX + 1];
+
+			if (strcmp(msgs[j].uidl, msgs[i].uidl) != 0)
+				continue;
+			snprintf(cmd, sizeof cmd, "RETR %u", j + 1);
+			if ((r = pop3_hash_reply(p, cmd, msgs[j].size +
+			    msgs[j].size / 4 + (1 << 20), hex, cause)) !=
+			    RES_OK)
+				return r;
+			snprintf(id, sizeof id, "~=%.40s", hex);
+			memcpy(msgs[j].uidl, id, sizeof id);
+		}
+	}
+	for (i = 0; i < count; i++) {
+		if (strncmp(msgs[i].uidl, "~=", 2) != 0 ||
+		    strchr(msgs[i].uidl, '-') != NULL)
+			continue;
 		dup = 1;
-		for (j = 0; j < i; j++)
-			if (strncmp(msgs[j].uidl + 1, hex, 40) == 0)
-				dup++;
-		if (dup == 1)
-			snprintf(msgs[i].uidl, sizeof msgs[i].uidl, "~%.40s",
-			    hex);
-		else
-			snprintf(msgs[i].uidl, sizeof msgs[i].uidl,
-			    "~%.40s-%u", hex, dup);
+		for (j = i + 1; j < count; j++)
+			if (strcmp(msgs[j].uidl, msgs[i].uidl) == 0)
+				snprintf(msgs[j].uidl + 42, sizeof msgs[j].uidl -
+				    42, "-%u", ++dup);
 	}
 	return RES_OK;
 }
@@ -398,6 +445,14 @@ pop3_quit(struct pop3 *p, char **cause)
 {
 	enum result	 r;
 
+	/* After a failed read or write the link is unusable: no QUIT, so
+	 * nothing is committed (and no second timeout is waited out). */
+	if (conn_dead(p->c)) {
+		r = fail(cause, RES_TEMP, "pop3: %s: connection lost before "
+		    "QUIT", p->host);
+		pop3_free(p);
+		return r;
+	}
 	r = pop3_simple(p, "QUIT", NULL, cause);
 	pop3_free(p);
 	return r == RES_MSG ? RES_TEMP : r;
