@@ -1003,7 +1003,7 @@ add_group(struct add *a)
 	append_key(&a->group, "    ", "name", a->name);
 	append_endpoint(&a->group, &a->pop3, a->files[0]);
 	append_endpoint(&a->group, &a->imap, a->files[1]);
-	append(&a->group, "    keep = true;	# false: delete from the POP3 "
+	append(&a->group, "    keep = true;    # false: delete from the POP3 "
 	    "server once imported\n  }");
 }
 

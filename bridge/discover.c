@@ -728,7 +728,8 @@ best_server(const xmlNode *root, const char *address, bool imap,
 	bool		 match;
 
 	memset(&s, 0, sizeof s);
-	server_free(best);
+	memset(best, 0, sizeof *best);
+	best->rank = 99;
 	for (prov = root->children; prov != NULL; prov = prov->next) {
 		if (!name_is(prov, "emailProvider"))
 			continue;
