@@ -447,7 +447,7 @@ add_source(struct add *a, char **cause)
 		if (d.tls == TLS_STARTTLS && a->allow_plain)
 			d.tls = TLS_NONE;
 		d.user = xstrdup(a->address);
-		d.source = xstrdup("--pop3");
+		d.source = xstrdup("the command line (--pop3)");
 	} else {
 		if ((r = discover_pop3(a->address, &d, cause)) != RES_OK)
 			return r;

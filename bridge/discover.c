@@ -707,7 +707,7 @@ server_read(const xmlNode *srv, const char *address, bool imap,
 		s->user = xstrdup(address);
 	free(t);
 	if (s->user == NULL) {
-		*why = "a user name with an unknown placeholder";
+		*why = "a bad user name (an unknown placeholder?)";
 		return false;
 	}
 	if (!auth_usable(srv)) {
@@ -817,14 +817,14 @@ from_document(const char *url, const char *what, const char *address,
 	size_t		 len = 0;
 
 	if (!http_get(url, &body, &len, &why)) {
-		*note = xprintf("%s %s", log_clean(clean, sizeof clean, url,
+		*note = xprintf("%s: %s", log_clean(clean, sizeof clean, url,
 		    strlen(url)), why);
 		free(why);
 		return false;
 	}
 	if (discover_parse_autoconfig(body, len, address, d, &why) != RES_OK) {
 		free(body);
-		*note = xprintf("%s %s", log_clean(clean, sizeof clean, url,
+		*note = xprintf("%s: %s", log_clean(clean, sizeof clean, url,
 		    strlen(url)), why);
 		free(why);
 		return false;
