@@ -330,7 +330,7 @@ static char *
 presets_path(bool *explicit)
 {
 	const char	*env = getenv("POPBRIDGE_PROVIDERS");
-	char		 exe[PATH_MAX], *dir, *p;
+	char		 exe[PATH_MAX], real[PATH_MAX], *dir, *p;
 	ssize_t		 n;
 	int		 i;
 
@@ -343,8 +343,10 @@ presets_path(bool *explicit)
 		for (i = 0; i < 2; i++) {
 			p = xprintf("%s/%s/%s", dir, i == 0 ?
 			    "../share/popbridge" : "../config", PRESETS_NAME);
-			if (access(p, R_OK) == 0)
-				return p;
+			if (access(p, R_OK) == 0 && realpath(p, real) != NULL) {
+				free(p);
+				return xstrdup(real);
+			}
 			free(p);
 		}
 	}
@@ -990,6 +992,17 @@ discover_parse_srv(const unsigned char *msg, size_t len, char *host,
 	return found;
 }
 
+/* Is host the domain or under it?  RFC 6186, 6: a target elsewhere needs
+ * the user's confirmation, since plain DNS can be spoofed. */
+static bool
+in_domain(const char *host, const char *domain)
+{
+	size_t	 h = strlen(host), d = strlen(domain);
+
+	return strcasecmp(host, domain) == 0 || (h > d + 1 &&
+	    host[h - d - 1] == '.' && strcasecmp(host + h - d, domain) == 0);
+}
+
 /* One SRV name; true with d filled, else a note. */
 static bool
 srv_query(const char *service, const char *domain, enum tls_mode tls,
@@ -1022,7 +1035,10 @@ srv_query(const char *service, const char *domain, enum tls_mode tls,
 		d->port = port;
 		d->tls = tls;
 		d->user = xstrdup(address);
-		d->source = xprintf("the DNS SRV record %s", name);
+		d->source = xprintf("the DNS SRV record %s%s", name,
+		    in_domain(d->host, domain) ? "" : " (it points outside the "
+		    "domain, and DNS answers are not authenticated: make sure "
+		    "this is your provider's server)");
 	} else
 		*note = xprintf("%s: %s", name, got < 0 ? "malformed answer" :
 		    "no record");
