@@ -112,6 +112,16 @@ text_ok(const char *s, size_t max)
 	return true;
 }
 
+/* No bytes beyond ASCII (mailbox names: RFC 3501 wants UTF-7). */
+static bool
+ascii_only(const char *s)
+{
+	for (; *s != '\0'; s++)
+		if ((unsigned char)*s >= 0x80)
+			return false;
+	return true;
+}
+
 /* The same rule as config.c's account names. */
 static bool
 name_ok(const char *n)
@@ -379,14 +389,10 @@ add_target(struct add *a, char **cause)
 		return ufail(a, cause, "--to \"%s\": want imaps://HOST[:PORT] "
 		    "or imap://HOST[:PORT] (STARTTLS)", a->to);
 	ep->url = xstrdup(a->to);
-	if (!text_ok(a->mailbox, VALUE_MAX))
+	/* As config.c wants it: printable ASCII, other letters in UTF-7. */
+	if (!text_ok(a->mailbox, VALUE_MAX) || !ascii_only(a->mailbox))
 		return ufail(a, cause, "--mailbox: printable ASCII only (write "
 		    "other letters in modified UTF-7, RFC 3501 5.1.3)");
-	for (const char *p = a->mailbox; *p != '\0'; p++)
-		if ((unsigned char)*p >= 0x7f)
-			return ufail(a, cause, "--mailbox: printable ASCII "
-			    "only (write other letters in modified UTF-7, RFC "
-			    "3501 5.1.3)");
 	ep->mailbox = xstrdup(a->mailbox);
 	if (a->imap_user != NULL && !text_ok(a->imap_user, VALUE_MAX))
 		return ufail(a, cause, "--imap-user: empty, too long or with "

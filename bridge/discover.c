@@ -665,8 +665,11 @@ server_read(const xmlNode *srv, const char *address, bool imap,
 
 	server_free(s);
 	s->tls = TLS_NONE;
-	if ((e = child(srv, "socketType")) != NULL && (t = elem_text(e)) !=
-	    NULL) {
+	if ((e = child(srv, "socketType")) != NULL) {
+		if ((t = elem_text(e)) == NULL) {
+			*why = "an unknown socketType";
+			return false;
+		}
 		if (strcasecmp(t, "SSL") == 0)
 			s->tls = TLS_IMPLICIT;
 		else if (strcasecmp(t, "STARTTLS") == 0)
