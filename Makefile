@@ -29,7 +29,7 @@ SRCS	= bridge/main.c bridge/account.c bridge/config.c bridge/ledger.c \
 	  bridge/net.c bridge/pop3.c bridge/pop3_parse.c bridge/imap.c \
 	  bridge/imap_parse.c bridge/msg.c bridge/date.c bridge/spool.c \
 	  bridge/hash.c bridge/log.c bridge/xmalloc.c bridge/add.c \
-	  bridge/discover.c bridge/daemon.c bridge/status.c
+	  bridge/discover.c bridge/daemon.c bridge/status.c bridge/transfer.c
 OBJS	= $(SRCS:.c=.o)
 
 all: bridge/popbridge
@@ -37,7 +37,7 @@ all: bridge/popbridge
 bridge/popbridge: $(OBJS)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(OBJS) $(PKG_LIBS)
 
-bridge/%.o: bridge/%.c bridge/bridge.h
+bridge/%.o: bridge/%.c bridge/bridge.h bridge/run.h
 	$(CC) $(CFLAGS) $(PKG_CFLAGS) -c -o $@ $<
 
 # Install the Debian packages the build and the tests need (idempotent).

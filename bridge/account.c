@@ -9,9 +9,9 @@
  *      message in the IMAP mailbox (UIDs from the recorded lower bound,
  *      same size, same hash of the first 8 KiB); found -> IMPORTED, not
  *      found -> forgotten, so it is imported again below;
- *   3. for each new message: RETR and normalise into a spool; record the
- *      intent durably; APPEND; record IMPORTED durably; only then DELE
- *      (keep = false);
+ *   3. for each batch of new messages (transfer.c): RETR and normalise
+ *      into spools; record the intents durably; APPEND; record IMPORTED
+ *      durably; only then DELE (keep = false);
  *   4. QUIT, which is when the POP3 server commits the DELEs.
  *
  * A message is deleted only if the ledger says IMPORTED, which is written
@@ -25,29 +25,10 @@
 
 #include "bridge.h"
 
-#define PREFIX_LEN	8192		/* bytes hashed to recognise a message */
+#include "run.h"
 
-/* Set by a signal handler: finish the message in flight, then stop. */
+/* Set by a signal handler: finish the batch in flight, then stop. */
 volatile sig_atomic_t	account_stop;
-#define SPOOL_MEM	(1024 * 1024)	/* bytes of a message kept in memory */
-
-struct run {
-	const struct config	*cf;
-	const struct account	*ac;
-	struct ledger		*l;
-	struct pop3		*p;
-	struct imap		*im;
-	struct imap_mbox	 mb;
-	struct run_stats	*st;
-	struct spool		 sp;
-	struct msg_norm		 norm;
-	uint32_t		 lo_uid;	/* next APPEND gets a UID >= */
-	bool			 hold_deletes;	/* end without QUIT */
-	unsigned int		*dele;		/* DELE sent, awaiting QUIT */
-	size_t			 ndele;
-	struct pop3_msg		*msgs;
-	unsigned int		 nmsgs;
-};
 
 static double
 now_seconds(void)
@@ -56,20 +37,6 @@ now_seconds(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static enum result
-spool_sink(void *arg, const char *p, size_t n, char **cause)
-{
-	return spool_write(arg, p, n, cause);
-}
-
-static enum result
-norm_sink(void *arg, const char *p, size_t n, char **cause)
-{
-	struct run	*rn = arg;
-
-	return msg_norm_feed(&rn->norm, p, n, spool_sink, &rn->sp, cause);
 }
 
 /* ---- step 2: settle intents left by an interrupted run ---- */
@@ -162,170 +129,6 @@ settle_intents(struct run *rn, char **cause)
 	return r;
 }
 
-/* ---- step 3: one message ---- */
-
-static void
-local_now(time_t *t, int *tz)
-{
-	struct tm	 tm;
-
-	*t = time(NULL);
-	localtime_r(t, &tm);
-	*tz = (int)(tm.tm_gmtoff / 60);
-}
-
-static enum result
-fetch_message(struct run *rn, const struct pop3_msg *m, char **cause)
-{
-	enum result	 r;
-
-	spool_reset(&rn->sp);
-	msg_norm_init(&rn->norm);
-	if ((r = pop3_retr(rn->p, m->num, m->size, norm_sink, rn, cause)) !=
-	    RES_OK)
-		return r;
-	return msg_norm_finish(&rn->norm, spool_sink, &rn->sp, cause);
-}
-
-static enum result
-message_failed(struct run *rn, const struct pop3_msg *m, const char *why,
-    char **cause)
-{
-	rn->st->failed++;
-	log_warn("%s: message %u (UIDL %s, %llu bytes) not imported: %s",
-	    rn->ac->name, m->num, m->uidl, (unsigned long long)m->size, why);
-	return ledger_failed(rn->l, m->uidl, why, cause);
-}
-
-static enum result
-append_once(struct run *rn, const struct pop3_msg *m, time_t date, int tz,
-    struct append_result *ar, char **cause)
-{
-	return imap_append(rn->im, rn->ac->imap.mailbox, rn->ac->flags, date,
-	    tz, &rn->sp, ar, cause);
-}
-
-static enum result
-import_message(struct run *rn, const struct pop3_msg *m, char **cause)
-{
-	struct ledger_pending	 intent;
-	struct append_result	 ar;
-	const struct imap_caps	*caps = imap_caps(rn->im);
-	size_t			 hlen;
-	time_t			 date;
-	int			 tz;
-	char			*why = NULL;
-	enum result		 r;
-
-	if ((r = fetch_message(rn, m, &why)) != RES_OK) {
-		if (r != RES_MSG) {
-			free(*cause);
-			*cause = why;
-			return r;
-		}
-		/* -ERR to RETR: this message only; it stays on the server. */
-		r = message_failed(rn, m, why, cause);
-		free(why);
-		return r;
-	}
-	if ((hlen = msg_header_end(rn->sp.mem, rn->sp.memlen)) == 0)
-		hlen = rn->sp.memlen;
-	if (!msg_date(rn->sp.mem, hlen, &date, &tz))
-		local_now(&date, &tz);
-	if (caps->appendlimit != 0 && rn->sp.size > caps->appendlimit) {
-		why = xprintf("%llu bytes is over the IMAP server's APPENDLIMIT "
-		    "of %llu", (unsigned long long)rn->sp.size,
-		    (unsigned long long)caps->appendlimit);
-		r = message_failed(rn, m, why, cause);
-		free(why);
-		return r;
-	}
-
-	/* Record the intent durably before the APPEND (see the top). */
-	memset(&intent, 0, sizeof intent);
-	snprintf(intent.uidl, sizeof intent.uidl, "%s", m->uidl);
-	intent.size = rn->sp.size;
-	hash_hex(rn->sp.mem, rn->sp.memlen < PREFIX_LEN ? rn->sp.memlen :
-	    PREFIX_LEN, intent.hash);
-	intent.uidvalidity = rn->mb.uidvalidity;
-	intent.lo_uid = rn->lo_uid;
-	if ((r = ledger_intent(rn->l, &intent, cause)) != RES_OK)
-		return r;
-
-	if ((r = append_once(rn, m, date, tz, &ar, &why)) == RES_OK &&
-	    ar.outcome == APPEND_TRYCREATE) {
-		free(why);
-		why = NULL;
-		if ((r = imap_create(rn->im, rn->ac->imap.mailbox, &why)) ==
-		    RES_OK)
-			r = append_once(rn, m, date, tz, &ar, &why);
-	}
-	if (r != RES_OK) {
-		/* The outcome is unknown: the intent stays for next time. */
-		free(*cause);
-		*cause = why;
-		return r;
-	}
-	switch (ar.outcome) {
-	case APPEND_STORED:
-		break;
-	case APPEND_OVERQUOTA:
-		/*
-		 * The server said NO: nothing was stored.  Delete nothing
-		 * this run either (no QUIT): the user will want to make room
-		 * and may look for the mail where it was.
-		 */
-		(void)ledger_forget(rn->l, m->uidl, NULL);
-		rn->hold_deletes = true;
-		free(*cause);
-		*cause = why;
-		return RES_TEMP;
-	default:
-		r = message_failed(rn, m, why, cause);
-		free(why);
-		return r;
-	}
-	free(why);
-
-	if (ar.uid != 0) {
-		if (ar.uidvalidity != 0)
-			rn->mb.uidvalidity = ar.uidvalidity;
-		rn->lo_uid = ar.uid + 1;
-	}
-	if ((r = ledger_imported(rn->l, m->uidl, rn->mb.uidvalidity, ar.uid,
-	    cause)) != RES_OK)
-		return r;
-	rn->st->imported++;
-	rn->st->bytes += rn->sp.size;
-	log_debug("%s: message %u (UIDL %s) imported, %llu bytes%s",
-	    rn->ac->name, m->num, m->uidl, (unsigned long long)rn->sp.size,
-	    ar.uid != 0 ? "" : " (no UIDPLUS)");
-	return RES_OK;
-}
-
-/* DELE: the ledger already says IMPORTED; QUIT will commit it. */
-static enum result
-delete_message(struct run *rn, const struct pop3_msg *m, char **cause)
-{
-	char		*why = NULL;
-	enum result	 r;
-
-	r = pop3_dele(rn->p, m->num, &why);
-	if (r == RES_MSG) {
-		log_warn("%s: %s", rn->ac->name, why);
-		free(why);
-		return RES_OK;
-	}
-	if (r != RES_OK) {
-		free(*cause);
-		*cause = why;
-		return r;
-	}
-	rn->dele = xrealloc(rn->dele, (rn->ndele + 1) * sizeof *rn->dele);
-	rn->dele[rn->ndele++] = m->num;
-	return RES_OK;
-}
-
 static enum result
 open_mailbox(struct run *rn, char **cause)
 {
@@ -386,48 +189,17 @@ need_imap(struct run *rn, bool *need, char **cause)
 static enum result
 run_messages(struct run *rn, char **cause)
 {
-	enum ledger_state st;
-	bool		 deleted, need;
-	unsigned int	 i;
-	enum result	 r, worst = RES_OK;
+	bool		 need;
+	enum result	 r;
 
 	if ((r = need_imap(rn, &need, cause)) != RES_OK)
 		return r;
-	if (need) {
-		if ((r = open_mailbox(rn, cause)) != RES_OK ||
-		    (r = settle_intents(rn, cause)) != RES_OK)
-			return r;
-	}
-	for (i = 0; i < rn->nmsgs; i++) {
-		const struct pop3_msg *m = &rn->msgs[i];
-
-		if (account_stop) {
-			log_info("%s: stopping: asked to (%u of %u messages "
-			    "looked at)", rn->ac->name, i, rn->nmsgs);
-			break;
-		}
-		if ((r = ledger_state(rn->l, m->uidl, &st, &deleted, cause)) !=
-		    RES_OK)
-			return r;
-		if (st == LEDGER_NONE || st == LEDGER_FAILED) {
-			r = import_message(rn, m, cause);
-			if (r != RES_OK)
-				return r;
-			if ((r = ledger_state(rn->l, m->uidl, &st, &deleted,
-			    cause)) != RES_OK)
-				return r;
-			if (st == LEDGER_FAILED)
-				worst = RES_MSG;
-		}
-		if (st == LEDGER_IMPORTED && !rn->ac->keep &&
-		    (r = delete_message(rn, m, cause)) != RES_OK)
-			return r;
-	}
-	if (worst != RES_OK)
-		fail(cause, worst, "%u message%s not imported (kept on the "
-		    "POP3 server, tried again next run)", rn->st->failed,
-		    rn->st->failed == 1 ? "" : "s");
-	return worst;
+	if (need && ((r = open_mailbox(rn, cause)) != RES_OK ||
+	    (r = settle_intents(rn, cause)) != RES_OK))
+		return r;
+	if (!need && rn->ac->keep)
+		return RES_OK;		/* nothing to import or delete */
+	return transfer_all(rn, cause);
 }
 
 static void
@@ -438,6 +210,12 @@ finish_pop3(struct run *rn)
 
 	if (rn->p == NULL)
 		return;
+	/* Replies to pipelined commands come before QUIT's. */
+	if (!conn_dead(pop3_conn(rn->p)) && transfer_drain(rn, &why) !=
+	    RES_OK) {
+		free(why);
+		why = NULL;
+	}
 	if (pop3_quit(rn->p, &why) != RES_OK) {
 		if (rn->ndele > 0)
 			log_warn("%s: %s (the %zu deletions will be made next "
@@ -477,7 +255,6 @@ account_run(const struct config *cf, const struct account *ac,
 	rn.cf = cf;
 	rn.ac = ac;
 	rn.st = st;
-	spool_init(&rn.sp, SPOOL_MEM, cf->state_dir);
 
 	if (ac->pop3.tls == TLS_NONE || ac->imap.tls == TLS_NONE)
 		log_warn("%s: warning: %s without TLS: the password and mail "
@@ -519,7 +296,7 @@ done:
 		}
 		ledger_close(rn.l);
 	}
-	spool_free(&rn.sp);
+	transfer_free(&rn);
 	free(rn.dele);
 	free(rn.msgs);
 	return r;

@@ -210,6 +210,7 @@ struct imap_reply {
 };
 bool		 imap_parse_status(const char *, struct imap_reply *);
 bool		 imap_parse_appenduid(const char *, uint32_t *, uint32_t *);
+size_t		 imap_parse_uidset(const char *, uint32_t *, size_t);
 bool		 imap_has_cap(const char *, const char *);
 bool		 imap_parse_number(const char *, size_t, uint64_t *);
 struct imap_fetch {
@@ -270,6 +271,12 @@ enum result	 pop3_scan(struct pop3 *, struct pop3_msg **,
 enum result	 pop3_retr(struct pop3 *, unsigned int, uint64_t, msg_sink,
 		     void *, char **);
 enum result	 pop3_dele(struct pop3 *, unsigned int, char **);
+/* The same in two halves, for pipelining: replies come in sending order. */
+enum result	 pop3_retr_send(struct pop3 *, unsigned int, char **);
+enum result	 pop3_retr_read(struct pop3 *, unsigned int, uint64_t, msg_sink,
+		     void *, char **);
+enum result	 pop3_dele_send(struct pop3 *, unsigned int, char **);
+enum result	 pop3_dele_read(struct pop3 *, unsigned int, char **);
 /* QUIT: the server commits DELEs only now. */
 enum result	 pop3_quit(struct pop3 *, char **);
 /* Drop the connection without QUIT: nothing is committed. */
@@ -308,6 +315,20 @@ enum result	 imap_status(struct imap *, const char *, struct imap_mbox *,
 enum result	 imap_select(struct imap *, const char *, struct imap_mbox *,
 		     char **);
 enum result	 imap_create(struct imap *, const char *, char **);
+struct append_item {
+	struct spool	*sp;
+	time_t		 date;
+	int		 tz;
+	struct append_result res;	/* out */
+	char		*why;		/* out: the refusal, malloc'd */
+};
+/*
+ * APPEND n messages: one MULTIAPPEND (RFC 3502) where offered, else
+ * pipelined with LITERAL+, else one at a time.  RES_OK unless the link
+ * failed; each item's res says what became of it.
+ */
+enum result	 imap_append_many(struct imap *, const char *, const char *,
+		     struct append_item *, size_t, char **);
 /* APPEND one message; RES_OK with ar->outcome unless the link failed. */
 enum result	 imap_append(struct imap *, const char *, const char *,
 		     time_t, int, struct spool *, struct append_result *,
@@ -368,6 +389,10 @@ enum result	 ledger_run_record(struct ledger *, const char *, time_t,
 		     enum result, const struct run_stats *, const char *,
 		     char **);
 void		 ledger_close(struct ledger *);
+/* A transaction: the changes in it reach the disk together, at commit. */
+enum result	 ledger_begin(struct ledger *, char **);
+enum result	 ledger_commit(struct ledger *, char **);
+void		 ledger_rollback(struct ledger *);
 /* What `status` shows, read without taking the lock. */
 struct ledger_failure {
 	char		 uidl[UIDL_MAX + 1];

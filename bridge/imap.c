@@ -413,7 +413,7 @@ imap_create(struct imap *im, const char *mailbox, char **cause)
 }
 
 static enum result
-send_spool(struct imap *im, struct spool *sp, char **cause)
+send_spool_bytes(struct imap *im, struct spool *sp, char **cause)
 {
 	char		 buf[65536];
 	uint64_t	 off = 0;
@@ -430,7 +430,17 @@ send_spool(struct imap *im, struct spool *sp, char **cause)
 		}
 		off += (uint64_t)n;
 	}
-	if ((r = conn_write(im->c, "\r\n", 2, cause)) != RES_OK)
+	return RES_OK;
+}
+
+/* A message literal and the CRLF that ends the command. */
+static enum result
+send_spool(struct imap *im, struct spool *sp, char **cause)
+{
+	enum result	 r;
+
+	if ((r = send_spool_bytes(im, sp, cause)) == RES_OK &&
+	    (r = conn_write(im->c, "\r\n", 2, cause)) != RES_OK)
 		im->dead = true;
 	return r;
 }
@@ -503,6 +513,180 @@ refused:
 		ar->outcome = APPEND_REFUSED;
 	imap_refused(im, "APPEND", &rep, RES_MSG, cause);
 	return RES_OK;
+}
+
+static void
+set_outcome(struct imap *im, struct imap_reply *rep,
+    struct append_result *ar, char **why)
+{
+	if (rep->status == IMAP_OK) {
+		ar->outcome = APPEND_STORED;
+		if (strcmp(rep->code, "APPENDUID") == 0)
+			(void)imap_parse_appenduid(rep->code_arg,
+			    &ar->uidvalidity, &ar->uid);
+		return;
+	}
+	if (strcmp(rep->code, "TRYCREATE") == 0)
+		ar->outcome = APPEND_TRYCREATE;
+	else if (is_quota(rep))
+		ar->outcome = APPEND_OVERQUOTA;
+	else
+		ar->outcome = APPEND_REFUSED;
+	imap_refused(im, "APPEND", rep, RES_MSG, why);
+}
+
+/* " (flags) "date" {size+}" + CRLF: one message's part of an APPEND. */
+static char *
+append_part(const char *flags, const struct append_item *it)
+{
+	char	 datestr[40];
+
+	date_imap(it->date, it->tz, datestr, sizeof datestr);
+	return xprintf(" (%s) \"%s\" {%llu+}\r\n", flags, datestr,
+	    (unsigned long long)it->sp->size);
+}
+
+/* MULTIAPPEND: all messages in one command, one transaction. */
+static enum result
+append_multi(struct imap *im, const char *q, const char *flags,
+    struct append_item *items, size_t n, bool *done, char **cause)
+{
+	struct imap_reply rep;
+	uint32_t	*uids;
+	char		 tag[16], *line, *why = NULL;
+	size_t		 i, nuids = 0;
+	enum result	 r;
+
+	*done = false;
+	snprintf(tag, sizeof tag, "p%u", ++im->tag);
+	log_trace("%s: imap: C: %s APPEND %s ... (%zu messages)", im->account,
+	    tag, q, n);
+	line = xprintf("%s APPEND %s", tag, q);
+	r = conn_write(im->c, line, strlen(line), cause);
+	free(line);
+	for (i = 0; i < n && r == RES_OK; i++) {
+		line = append_part(flags, &items[i]);
+		r = conn_write(im->c, line, strlen(line), cause);
+		free(line);
+		/* send_spool ends each literal with CRLF; MULTIAPPEND wants
+		 * the next part on the same line, so only the last gets it. */
+		if (r == RES_OK)
+			r = send_spool_bytes(im, items[i].sp, cause);
+	}
+	if (r == RES_OK && (r = conn_write(im->c, "\r\n", 2, cause)) != RES_OK)
+		im->dead = true;
+	if (r != RES_OK ||
+	    (r = imap_wait(im, tag, NULL, NULL, &rep, cause)) != RES_OK)
+		return r;
+	if (rep.status == IMAP_OK) {
+		uids = xcalloc(n, sizeof *uids);
+		if (strcmp(rep.code, "APPENDUID") == 0) {
+			const char *sp = strchr(rep.code_arg, ' ');
+			uint64_t v;
+
+			if (sp != NULL && imap_parse_number(rep.code_arg,
+			    (size_t)(sp - rep.code_arg), &v) && v > 0 &&
+			    v <= UINT32_MAX &&
+			    (nuids = imap_parse_uidset(sp + 1, uids, n)) == n)
+				for (i = 0; i < n; i++) {
+					items[i].res.uidvalidity = (uint32_t)v;
+					items[i].res.uid = uids[i];
+				}
+		}
+		for (i = 0; i < n; i++)
+			items[i].res.outcome = APPEND_STORED;
+		free(uids);
+		*done = true;
+		return RES_OK;
+	}
+	/* All or nothing (RFC 3502): nothing was stored. */
+	set_outcome(im, &rep, &items[0].res, &why);
+	if (items[0].res.outcome == APPEND_REFUSED) {
+		/* One of them was refused: the caller will try one by one. */
+		log_debug("%s: imap: MULTIAPPEND of %zu refused (%s); one at a "
+		    "time", im->account, n, why);
+		free(why);
+		return RES_OK;
+	}
+	for (i = 0; i < n; i++) {
+		items[i].res.outcome = items[0].res.outcome;
+		items[i].why = xstrdup(why);
+	}
+	free(why);
+	*done = true;
+	return RES_OK;
+}
+
+/* Several APPENDs sent back to back with LITERAL+, replies read after. */
+static enum result
+append_pipelined(struct imap *im, const char *q, const char *flags,
+    struct append_item *items, size_t n, char **cause)
+{
+	struct imap_reply rep;
+	char		(*tags)[16], *line, *part;
+	size_t		 i;
+	enum result	 r = RES_OK;
+
+	tags = xcalloc(n, sizeof *tags);
+	for (i = 0; i < n && r == RES_OK; i++) {
+		snprintf(tags[i], sizeof tags[i], "p%u", ++im->tag);
+		part = append_part(flags, &items[i]);
+		line = xprintf("%s APPEND %s%s", tags[i], q, part);
+		log_trace("%s: imap: C: %.*s", im->account,
+		    (int)strcspn(line, "\r"), line);
+		r = conn_write(im->c, line, strlen(line), cause);
+		free(line);
+		free(part);
+		if (r == RES_OK)
+			r = send_spool_bytes(im, items[i].sp, cause);
+		if (r == RES_OK)
+			r = conn_write(im->c, "\r\n", 2, cause);
+	}
+	if (r != RES_OK)
+		im->dead = true;
+	for (i = 0; i < n && r == RES_OK; i++) {
+		if ((r = imap_wait(im, tags[i], NULL, NULL, &rep, cause)) !=
+		    RES_OK)
+			break;
+		set_outcome(im, &rep, &items[i].res, &items[i].why);
+	}
+	free(tags);
+	return r;
+}
+
+enum result
+imap_append_many(struct imap *im, const char *mailbox, const char *flags,
+    struct append_item *items, size_t n, char **cause)
+{
+	char		*q;
+	bool		 done = false, small = true;
+	size_t		 i;
+	enum result	 r = RES_OK;
+
+	for (i = 0; i < n; i++) {
+		memset(&items[i].res, 0, sizeof items[i].res);
+		free(items[i].why);
+		items[i].why = NULL;
+		small = small && items[i].sp->size <= 4096;
+	}
+	if (n == 0)
+		return RES_OK;
+	if ((q = imap_quote(mailbox)) == NULL)
+		return fail(cause, RES_CONFIG, "imap: mailbox name \"%s\" needs "
+		    "modified UTF-7", mailbox);
+	if (n > 1 && im->caps.multiappend && im->caps.literal_plus)
+		r = append_multi(im, q, flags, items, n, &done, cause);
+	if (r == RES_OK && !done) {
+		if (im->caps.literal_plus || (im->caps.literal_minus && small))
+			r = append_pipelined(im, q, flags, items, n, cause);
+		else
+			for (i = 0; i < n && r == RES_OK; i++)
+				r = imap_append(im, mailbox, flags,
+				    items[i].date, items[i].tz, items[i].sp,
+				    &items[i].res, &items[i].why);
+	}
+	free(q);
+	return r;
 }
 
 struct fetch_ctx {

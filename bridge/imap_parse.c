@@ -112,6 +112,51 @@ imap_parse_appenduid(const char *arg, uint32_t *uidvalidity, uint32_t *uid)
 	return true;
 }
 
+/*
+ * The uid-set of an APPENDUID after a MULTIAPPEND ("4:6,9"), expanded in
+ * order into uids[max].  Returns how many, or 0 if it does not parse or
+ * holds more than max.  RFC 4315 lists the UIDs in the order appended.
+ */
+size_t
+imap_parse_uidset(const char *set, uint32_t *uids, size_t max)
+{
+	const char	*p = set, *q;
+	uint64_t	 a, b, u;
+	size_t		 n = 0;
+
+	for (;;) {
+		for (q = p; isdigit((unsigned char)*q); q++)
+			;
+		if (!imap_parse_number(p, (size_t)(q - p), &a) || a == 0 ||
+		    a > UINT32_MAX)
+			return 0;
+		b = a;
+		if (*q == ':') {
+			p = q + 1;
+			for (q = p; isdigit((unsigned char)*q); q++)
+				;
+			if (!imap_parse_number(p, (size_t)(q - p), &b) ||
+			    b == 0 || b > UINT32_MAX)
+				return 0;
+		}
+		if (b < a) {
+			uint64_t t = a;
+
+			a = b;
+			b = t;
+		}
+		if (b - a >= max - n)
+			return 0;
+		for (u = a; u <= b; u++)
+			uids[n++] = (uint32_t)u;
+		if (*q == '\0')
+			return n;
+		if (*q != ',')
+			return 0;
+		p = q + 1;
+	}
+}
+
 /* Is name one of the space-separated words of caps (case-insensitive)? */
 bool
 imap_has_cap(const char *caps, const char *name)

@@ -536,3 +536,34 @@ ledger_status_free(struct ledger_status *ls)
 	free(ls->last_error);
 	memset(ls, 0, sizeof *ls);
 }
+
+/*
+ * One transaction around many changes: one sync to disk for a whole batch
+ * of intents or outcomes instead of one per message.
+ */
+enum result
+ledger_begin(struct ledger *l, char **cause)
+{
+	if (sqlite3_exec(l->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) !=
+	    SQLITE_OK)
+		return lfail(l, cause, "begin");
+	return RES_OK;
+}
+
+enum result
+ledger_commit(struct ledger *l, char **cause)
+{
+	if (sqlite3_exec(l->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+		enum result r = lfail(l, cause, "commit");
+
+		(void)sqlite3_exec(l->db, "ROLLBACK", NULL, NULL, NULL);
+		return r;
+	}
+	return RES_OK;
+}
+
+void
+ledger_rollback(struct ledger *l)
+{
+	(void)sqlite3_exec(l->db, "ROLLBACK", NULL, NULL, NULL);
+}

@@ -416,15 +416,29 @@ out:
 	return RES_OK;
 }
 
+/*
+ * RETR and DELE in two halves, so that a caller on a PIPELINING server
+ * (RFC 2449) can send many commands and read their replies later, in the
+ * order sent.
+ */
 enum result
-pop3_retr(struct pop3 *p, unsigned int num, uint64_t size, msg_sink sink,
-    void *arg, char **cause)
+pop3_retr_send(struct pop3 *p, unsigned int num, char **cause)
+{
+	char	 cmd[32];
+
+	snprintf(cmd, sizeof cmd, "RETR %u", num);
+	return pop3_send(p, cmd, cause);
+}
+
+enum result
+pop3_retr_read(struct pop3 *p, unsigned int num, uint64_t size,
+    msg_sink sink, void *arg, char **cause)
 {
 	char		 cmd[32];
 	enum result	 r;
 
 	snprintf(cmd, sizeof cmd, "RETR %u", num);
-	if ((r = pop3_simple(p, cmd, NULL, cause)) != RES_OK)
+	if ((r = pop3_status(p, cmd, NULL, cause)) != RES_OK)
 		return r;
 	/* Sizes in LIST may be off a little; far more is a lying server. */
 	return pop3_body(p, cmd, size + size / 4 + (1 << 20), sink, arg,
@@ -432,12 +446,42 @@ pop3_retr(struct pop3 *p, unsigned int num, uint64_t size, msg_sink sink,
 }
 
 enum result
-pop3_dele(struct pop3 *p, unsigned int num, char **cause)
+pop3_retr(struct pop3 *p, unsigned int num, uint64_t size, msg_sink sink,
+    void *arg, char **cause)
+{
+	enum result	 r;
+
+	if ((r = pop3_retr_send(p, num, cause)) != RES_OK)
+		return r;
+	return pop3_retr_read(p, num, size, sink, arg, cause);
+}
+
+enum result
+pop3_dele_send(struct pop3 *p, unsigned int num, char **cause)
 {
 	char	 cmd[32];
 
 	snprintf(cmd, sizeof cmd, "DELE %u", num);
-	return pop3_simple(p, cmd, NULL, cause);
+	return pop3_send(p, cmd, cause);
+}
+
+enum result
+pop3_dele_read(struct pop3 *p, unsigned int num, char **cause)
+{
+	char	 cmd[32];
+
+	snprintf(cmd, sizeof cmd, "DELE %u", num);
+	return pop3_status(p, cmd, NULL, cause);
+}
+
+enum result
+pop3_dele(struct pop3 *p, unsigned int num, char **cause)
+{
+	enum result	 r;
+
+	if ((r = pop3_dele_send(p, num, cause)) != RES_OK)
+		return r;
+	return pop3_dele_read(p, num, cause);
 }
 
 enum result
