@@ -4,6 +4,7 @@
 #   make demo       install what is missing, build, import sample mail in a
 #                   private sandbox (Dovecot on 127.0.0.1) and show it
 #   make check      install what is missing, build, run every test
+#   make bench      speed and memory against other clients (bench/)
 #   make install    PREFIX=/usr/local DESTDIR=
 #   make DEBUG=1    build with AddressSanitizer and UBSan
 PREFIX	?= /usr/local
@@ -52,6 +53,11 @@ check: deps
 	$(MAKE) all
 	sh tests/check.sh
 
+# Speed and memory, measured side by side with other clients; not a test.
+bench: deps
+	$(MAKE) all
+	sh bench/run.sh
+
 install: all
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 \
 	    $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(DOCDIR) $(DESTDIR)$(DATADIR)
@@ -75,4 +81,4 @@ clean:
 	rm -f bridge/*.o bridge/popbridge
 	rm -rf tests/unit/build
 
-.PHONY: all deps demo check install uninstall clean
+.PHONY: all deps demo check bench install uninstall clean
