@@ -30,7 +30,8 @@ SRCS	= bridge/main.c bridge/account.c bridge/config.c bridge/ledger.c \
 	  bridge/net.c bridge/pop3.c bridge/pop3_parse.c bridge/imap.c \
 	  bridge/imap_parse.c bridge/msg.c bridge/date.c bridge/spool.c \
 	  bridge/hash.c bridge/log.c bridge/xmalloc.c bridge/add.c \
-	  bridge/discover.c bridge/daemon.c bridge/status.c bridge/transfer.c
+	  bridge/discover.c bridge/daemon.c bridge/status.c bridge/transfer.c \
+	  bridge/migrate.c bridge/tty.c
 OBJS	= $(SRCS:.c=.o)
 
 all: bridge/popbridge

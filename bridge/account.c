@@ -29,6 +29,7 @@
 
 /* Set by a signal handler: finish the batch in flight, then stop. */
 volatile sig_atomic_t	account_stop;
+void			(*account_progress)(const struct run_stats *);
 
 static double
 now_seconds(void)
@@ -375,4 +376,96 @@ account_check(const struct config *cf, const struct account *ac,
 	imap_logout(im);
 	free(why);
 	return worst;
+}
+
+static int
+cmp_size_desc(const void *a, const void *b)
+{
+	const struct pop3_msg *x = a, *y = b;
+
+	return x->size < y->size ? 1 : x->size > y->size ? -1 : 0;
+}
+
+/* --dry-run: what a run would import, and what the server would refuse. */
+enum result
+account_dry_run(const struct config *cf, const struct account *ac,
+    char **cause)
+{
+	struct pop3		*p = NULL;
+	struct imap		*im = NULL;
+	struct ledger		*l = NULL;
+	struct pop3_msg		*msgs = NULL, *fresh;
+	struct imap_mbox	 mb;
+	enum ledger_state	 st;
+	unsigned int		 n = 0, nfresh = 0, i, over = 0;
+	uint64_t		 total = 0, fresh_bytes = 0, limit;
+	char			*path, *source, s1[32], s2[32];
+	bool			 standin, deleted;
+	enum result		 r;
+
+	path = ledger_path(cf->state_dir, ac);
+	source = ledger_source(ac);
+	r = ledger_open_readonly(path, source, &l, cause);
+	free(path);
+	free(source);
+	if (r != RES_OK)
+		return r;
+	if ((r = pop3_open(&ac->pop3, ac->name, cf->timeout, &p, cause)) !=
+	    RES_OK || (r = pop3_scan(p, &msgs, &n, &standin, cause)) !=
+	    RES_OK || (r = imap_open(&ac->imap, ac->name, cf->timeout, &im,
+	    cause)) != RES_OK || (r = imap_status(im, ac->imap.mailbox, &mb,
+	    cause)) != RES_OK)
+		goto out;
+	fresh = xcalloc(n + 1, sizeof *fresh);
+	for (i = 0; i < n && r == RES_OK; i++) {
+		total += msgs[i].size;
+		st = LEDGER_NONE;
+		if (l != NULL)
+			r = ledger_state(l, msgs[i].uidl, &st, &deleted, cause);
+		if (st != LEDGER_IMPORTED) {
+			fresh[nfresh++] = msgs[i];
+			fresh_bytes += msgs[i].size;
+		}
+	}
+	limit = imap_caps(im)->appendlimit;
+	printf("%s: POP3 %s: %u messages, %s; %u to import, %s\n", ac->name,
+	    ac->pop3.host, n, log_size(total, s1, sizeof s1), nfresh,
+	    log_size(fresh_bytes, s2, sizeof s2));
+	printf("%s: IMAP %s: mailbox %s %s; MULTIAPPEND %s, LITERAL+ %s, "
+	    "APPENDLIMIT %s\n", ac->name, ac->imap.host, ac->imap.mailbox,
+	    mb.exists ? "exists" : "will be created",
+	    imap_caps(im)->multiappend ? "yes" : "no",
+	    imap_caps(im)->literal_plus ? "yes" : "no",
+	    limit != 0 ? log_size(limit, s1, sizeof s1) : "none");
+	qsort(fresh, nfresh, sizeof *fresh, cmp_size_desc);
+	for (i = 0; i < nfresh && i < 5; i++)
+		printf("%s:   largest: message %u (UIDL %s), %s\n", ac->name,
+		    fresh[i].num, fresh[i].uidl, log_size(fresh[i].size, s1,
+		    sizeof s1));
+	for (i = 0; limit != 0 && i < nfresh; i++)
+		if (fresh[i].size > limit) {
+			over++;
+			printf("%s:   over APPENDLIMIT: message %u (UIDL %s), "
+			    "%s\n", ac->name, fresh[i].num, fresh[i].uidl,
+			    log_size(fresh[i].size, s1, sizeof s1));
+		}
+	if (limit != 0)
+		printf("%s: %u message%s over the server's APPENDLIMIT\n",
+		    ac->name, over, over == 1 ? "" : "s");
+	printf("%s: dry run: nothing was changed\n", ac->name);
+	free(fresh);
+out:
+	/* QUIT with no DELE sent: nothing changes on the server. */
+	if (p != NULL && !conn_dead(pop3_conn(p))) {
+		char *why = NULL;
+
+		(void)pop3_quit(p, &why);
+		free(why);
+		p = NULL;
+	}
+	pop3_free(p);
+	imap_logout(im);
+	ledger_close(l);
+	free(msgs);
+	return r;
 }

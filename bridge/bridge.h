@@ -76,6 +76,7 @@ void		 log_debug(const char *, ...) PRINTFLIKE(1, 2);
 void		 log_trace(const char *, ...) PRINTFLIKE(1, 2);
 /* Copy untrusted text into dst, replacing control and 8-bit bytes. */
 char		*log_clean(char *dst, size_t dstsz, const char *src, size_t len);
+char		*log_size(uint64_t, char *, size_t);
 
 /* config.c */
 enum tls_mode {
@@ -126,6 +127,10 @@ struct config {
 enum result	 config_load(const char *, struct config **, char **);
 void		 config_free(struct config *);
 const struct account *config_find(const struct config *, const char *);
+/* Parse ep->url (ep->imap says which schemes): host, port, tls. */
+enum result	 config_parse_url(struct endpoint *, char **);
+bool		 config_flag_valid(const char *);
+void		 config_endpoint_free(struct endpoint *);
 /* Resolve an endpoint's secret; the caller wipes it with secret_free. */
 enum result	 config_secret(const struct endpoint *, char **, char **);
 
@@ -363,10 +368,16 @@ struct run_stats {
 	unsigned int	 deleted;
 	uint64_t	 bytes;
 	double		 seconds;
+	unsigned int	 todo;		/* messages to import this run */
+	uint64_t	 todo_bytes;	/* their sizes as the server listed them */
+	unsigned int	 done;		/* of those, imported or failed */
+	uint64_t	 done_bytes;
 };
 /* Open (creating) the ledger (state_dir, path, source id); a second
  * holder of the same ledger gets RES_TEMP. */
 enum result	 ledger_open(const char *, const char *, const char *,
+		     struct ledger **, char **);
+enum result	 ledger_open_readonly(const char *, const char *,
 		     struct ledger **, char **);
 char		*ledger_path(const char *, const struct account *);
 char		*ledger_source(const struct account *);
@@ -420,6 +431,14 @@ char		*daemon_state_path(const struct config *);
 /* Is a daemon holding this pid file? */
 bool		 daemon_running(const char *);
 
+/* tty.c: questions on the terminal. */
+bool		 tty_available(void);
+/* Ask on /dev/tty (echo off unless echo); *answer is malloc'd. */
+enum result	 tty_ask(const char *, bool, char **, char **);
+
+/* migrate.c: `popbridge migrate`, one mailbox in one go, no config. */
+int		 cmd_migrate(struct globals *, int, char **);
+
 /* add.c: `popbridge add`, the one-step account set-up. */
 int		 cmd_add(struct globals *, int, char **);
 
@@ -451,7 +470,12 @@ int		 discover_parse_srv(const unsigned char *, size_t, char *,
 		     size_t, int *);
 
 /* account.c */
-extern volatile sig_atomic_t account_stop;	/* stop after this message */
+extern volatile sig_atomic_t account_stop;	/* stop after this batch */
+/* Called after each batch, if set (the migration's progress bar). */
+extern void	(*account_progress)(const struct run_stats *);
+/* Log in, list, compare with the ledger and report; change nothing. */
+enum result	 account_dry_run(const struct config *, const struct account *,
+		     char **);
 enum result	 account_run(const struct config *, const struct account *,
 		     struct run_stats *, char **);
 enum result	 account_check(const struct config *, const struct account *,

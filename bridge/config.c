@@ -200,10 +200,13 @@ get_path(struct loader *ld, const config_setting_t *group, const char *name)
 	return p;
 }
 
-/* scheme://host[:port][/] with the schemes this block allows. */
-static enum result
-parse_url(struct loader *ld, const config_setting_t *s, struct endpoint *ep,
-    const char *where)
+/*
+ * scheme://host[:port][/] with the schemes the endpoint allows (ep->url and
+ * ep->imap set): fills host, port and tls.  Shared with `migrate`, which
+ * takes its URLs from the command line.
+ */
+enum result
+config_parse_url(struct endpoint *ep, char **why)
 {
 	const char	*u = ep->url, *host, *end, *p;
 	const char	*plain = ep->imap ? "imap" : "pop3";
@@ -214,9 +217,9 @@ parse_url(struct loader *ld, const config_setting_t *s, struct endpoint *ep,
 	/* A password in the url must never be echoed in a message. */
 	if ((p = strstr(u, "://")) != NULL &&
 	    memchr(p + 3, '@', strcspn(p + 3, "/?#")) != NULL)
-		return cfail(ld, s, "%surl: put the user name in \"user\" and "
-		    "the secret in \"password\" (or password_file), not in the "
-		    "url", where);
+		return fail(why, RES_CONFIG, "url: put the user name in \"user\" "
+		    "and the secret in \"password\" (or password_file), not in "
+		    "the url");
 	if (strncmp(u, plain, plen) == 0 && u[plen] == 's' &&
 	    strncmp(u + plen + 1, "://", 3) == 0) {
 		ep->tls = TLS_IMPLICIT;
@@ -228,11 +231,11 @@ parse_url(struct loader *ld, const config_setting_t *s, struct endpoint *ep,
 		host = u + plen + 3;
 		ep->port = ep->imap ? 143 : 110;
 	} else
-		return cfail(ld, s, "%surl \"%s\" must start with %s:// or "
-		    "%ss://", where, u, plain, plain);
+		return fail(why, RES_CONFIG, "url \"%s\" must start with %s:// "
+		    "or %ss://", u, plain, plain);
 	if (*host == '[') {
 		if ((end = strchr(host, ']')) == NULL)
-			return cfail(ld, s, "%surl \"%s\": unclosed [", where, u);
+			return fail(why, RES_CONFIG, "url \"%s\": unclosed [", u);
 		hlen = (size_t)(end - host - 1);
 		host++;
 		end++;
@@ -241,28 +244,43 @@ parse_url(struct loader *ld, const config_setting_t *s, struct endpoint *ep,
 		hlen = (size_t)(end - host);
 	}
 	if (hlen == 0)
-		return cfail(ld, s, "%surl \"%s\" has no host", where, u);
+		return fail(why, RES_CONFIG, "url \"%s\" has no host", u);
 	for (p = host; p < host + hlen; p++)
 		if (!isalnum((unsigned char)*p) && strchr(".-_:", *p) == NULL)
-			return cfail(ld, s, "%surl \"%s\": bad character in the "
-			    "host name", where, u);
+			return fail(why, RES_CONFIG, "url \"%s\": bad character in "
+			    "the host name", u);
 	if (*end == ':') {
 		errno = 0;
 		port = strtol(end + 1, &ep_end, 10);
 		if (errno != 0 || ep_end == end + 1 || port < 1 ||
 		    port > 65535)
-			return cfail(ld, s, "%surl \"%s\": bad port", where, u);
+			return fail(why, RES_CONFIG, "url \"%s\": bad port", u);
 		ep->port = (int)port;
 		end = ep_end;
 	}
 	if (*end == '/')
 		end++;
 	if (*end != '\0')
-		return cfail(ld, s, "%surl \"%s\": nothing may follow the host "
-		    "and port%s", where, u, ep->imap ? " (the folder goes in "
+		return fail(why, RES_CONFIG, "url \"%s\": nothing may follow the "
+		    "host and port%s", u, ep->imap ? " (the folder goes in "
 		    "\"mailbox\")" : "");
+	free(ep->host);
 	ep->host = xstrndup(host, hlen);
 	return RES_OK;
+}
+
+static enum result
+parse_url(struct loader *ld, const config_setting_t *s, struct endpoint *ep,
+    const char *where)
+{
+	char		*why = NULL;
+	enum result	 r;
+
+	if ((r = config_parse_url(ep, &why)) != RES_OK) {
+		cfail(ld, s, "%s%s", where, why);
+		free(why);
+	}
+	return r;
 }
 
 static enum result
@@ -338,8 +356,8 @@ load_endpoint(struct loader *ld, const config_setting_t *g,
 }
 
 /* IMAP system flags, or keywords (atoms). */
-static bool
-flag_valid(const char *f)
+bool
+config_flag_valid(const char *f)
 {
 	static const char *const system[] = { "\\Seen", "\\Answered",
 		"\\Flagged", "\\Deleted", "\\Draft" };
@@ -415,7 +433,7 @@ load_account(struct loader *ld, struct config *cf, const config_setting_t *a,
 
 			f = config_setting_get_elem(flags, (unsigned int)i);
 			if (config_setting_type(f) != CONFIG_TYPE_STRING ||
-			    !flag_valid(fv = config_setting_get_string(f)))
+			    !config_flag_valid(fv = config_setting_get_string(f)))
 				return cfail(ld, flags, "%s\"flags\" must be "
 				    "IMAP flags such as \"\\\\Seen\" or "
 				    "keywords", where);
@@ -533,8 +551,8 @@ out:
 	return RES_OK;
 }
 
-static void
-endpoint_free(struct endpoint *ep)
+void
+config_endpoint_free(struct endpoint *ep)
 {
 	free(ep->url);
 	free(ep->host);
@@ -555,8 +573,8 @@ config_free(struct config *cf)
 	if (cf == NULL)
 		return;
 	for (i = 0; i < cf->naccounts; i++) {
-		endpoint_free(&cf->accounts[i].pop3);
-		endpoint_free(&cf->accounts[i].imap);
+		config_endpoint_free(&cf->accounts[i].pop3);
+		config_endpoint_free(&cf->accounts[i].imap);
 		free(cf->accounts[i].name);
 		free(cf->accounts[i].flags);
 	}

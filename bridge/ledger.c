@@ -249,6 +249,36 @@ bad:
 	return r;
 }
 
+/*
+ * For a dry run: the ledger as it is, read-only and unlocked, or *lp NULL
+ * if there is none yet.  Only ledger_state works on it.
+ */
+enum result
+ledger_open_readonly(const char *path, const char *source, struct ledger **lp,
+    char **cause)
+{
+	struct ledger	*l;
+
+	*lp = NULL;
+	if (access(path, F_OK) == -1)
+		return RES_OK;
+	l = xcalloc(1, sizeof *l);
+	l->path = xstrdup(path);
+	l->source = xstrdup(source);
+	l->lockfd = -1;
+	if (sqlite3_open_v2(path, &l->db, SQLITE_OPEN_READONLY, NULL) !=
+	    SQLITE_OK || sqlite3_prepare_v2(l->db, stmt_sql[ST_GET], -1,
+	    &l->st[ST_GET], NULL) != SQLITE_OK) {
+		enum result r = lfail(l, cause, "open");
+
+		ledger_close(l);
+		return r;
+	}
+	sqlite3_busy_timeout(l->db, 5000);
+	*lp = l;
+	return RES_OK;
+}
+
 /* Bind source and uidl, the first two parameters of most statements. */
 static sqlite3_stmt *
 stmt(struct ledger *l, int which, const char *uidl)

@@ -111,3 +111,18 @@ fatal(const char *fmt, ...)
 	va_end(ap);
 	exit(70);	/* EX_SOFTWARE */
 }
+
+/* A byte count for people: "512 B", "4.1 kB", "3.2 MB", "1.50 GB". */
+char *
+log_size(uint64_t n, char *buf, size_t bufsz)
+{
+	if (n < 1000)
+		snprintf(buf, bufsz, "%llu B", (unsigned long long)n);
+	else if (n < 1000 * 1000)
+		snprintf(buf, bufsz, "%.1f kB", (double)n / 1e3);
+	else if (n < 1000ULL * 1000 * 1000)
+		snprintf(buf, bufsz, "%.1f MB", (double)n / 1e6);
+	else
+		snprintf(buf, bufsz, "%.2f GB", (double)n / 1e9);
+	return buf;
+}

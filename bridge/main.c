@@ -27,8 +27,10 @@ static const struct command commands[] = {
 	{ "check", "check [-n] [ACCOUNT...]", cmd_check },
 	{ "daemon", "daemon [-f]", cmd_daemon },
 	{ "status", "status [--json] [ACCOUNT...]", cmd_status },
-	{ "add", "add ADDRESS [--name NAME] [--to IMAP-URL] [--mailbox M]",
-	    cmd_add },
+	{ "add", "add ADDRESS --to IMAP-URL [--imap-user U] [--mailbox M] "
+	    "[--name NAME] [...]", cmd_add },
+	{ "migrate", "migrate POP3-URL IMAP-URL[/MAILBOX] --user-pop U "
+	    "--user-imap U [...]", cmd_migrate },
 };
 
 static void
@@ -240,7 +242,9 @@ main(int argc, char **argv)
 	for (i = 0; i < sizeof commands / sizeof commands[0]; i++) {
 		if (strcmp(argv[0], commands[i].name) != 0)
 			continue;
-		optind = 1;
+		/* 0, not 1: glibc then forgets the "+" (stop at the first
+		 * non-option) of the global options and permutes again. */
+		optind = 0;
 		net_init();
 		code = commands[i].fn(&g, argc, argv);
 		net_cleanup();

@@ -253,7 +253,9 @@ conn_login(struct conn *c, const struct endpoint *ep, const char *secret,
 		scheme = ep->tls == TLS_IMPLICIT ? "imaps" : "imap";
 	else
 		scheme = ep->tls == TLS_IMPLICIT ? "pop3s" : "pop3";
-	url = xprintf("%s://%s:%d/", scheme, ep->host, ep->port);
+	/* An IPv6 literal goes back into brackets. */
+	url = xprintf(strchr(ep->host, ':') != NULL ? "%s://[%s]:%d/" :
+	    "%s://%s:%d/", scheme, ep->host, ep->port);
 
 	if (c->h != NULL)
 		curl_easy_cleanup(c->h);

@@ -422,12 +422,15 @@ transfer_all(struct run *rn, char **cause)
 		if ((r = ledger_state(rn->l, rn->msgs[i].uidl, &st, &deleted,
 		    cause)) != RES_OK)
 			break;
-		if (st == LEDGER_NONE || st == LEDGER_FAILED)
+		if (st == LEDGER_NONE || st == LEDGER_FAILED) {
 			todo[ntodo++] = (unsigned int)i;
+			rn->st->todo_bytes += rn->msgs[i].size;
+		}
 		else if (st == LEDGER_IMPORTED && !rn->ac->keep)
 			r = pq_push(rn, PQ_DELE, (unsigned int)i, -1, cause);
 	}
 
+	rn->st->todo = (unsigned int)ntodo;
 	from = 0;
 	to = ntodo > 0 ? batch_end(rn, todo, ntodo, 0) : 0;
 	if (r == RES_OK && ntodo > 0)
@@ -452,6 +455,11 @@ transfer_all(struct run *rn, char **cause)
 			prepare(rn, &b[i]);
 		if ((r = run_batch(rn, b, n, items, cause)) != RES_OK)
 			break;
+		for (i = 0; i < n; i++)
+			rn->st->done_bytes += rn->msgs[b[i].msg].size;
+		rn->st->done += (unsigned int)n;
+		if (account_progress != NULL)
+			account_progress(rn->st);
 		from = to;
 		to = next_to;
 		half = 1 - half;

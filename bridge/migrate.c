@@ -1,0 +1,432 @@
+/*
+ * `popbridge migrate POP3-URL IMAP-URL[/MAILBOX]`: move a whole POP3
+ * mailbox into IMAP in one go, with no config file.
+ *
+ * It builds a one-account configuration from the command line and runs
+ * the same account run as `run`, so the crash safety is the same: its
+ * ledger lives under $XDG_STATE_HOME/popbridge (else
+ * ~/.local/state/popbridge), in a folder named after the IMAP side and
+ * a file named after the POP3 side, so the same command run again resumes
+ * and imports nothing twice.  Ctrl-C stops after the batch in flight.
+ */
+#include <sys/stat.h>
+
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sysexits.h>
+#include <unistd.h>
+
+#include "bridge.h"
+
+#define PROGRESS_EVERY	5.0	/* seconds between lines off a terminal */
+
+static const char migrate_usage[] =
+    "usage: popbridge migrate POP3-URL IMAP-URL[/MAILBOX] --user-pop U "
+    "--user-imap U\n"
+    "           [--keep | --delete] [--flags F] [--dry-run] [--ca-file F]\n"
+    "           [--password-command-pop CMD] [--password-command-imap CMD]\n"
+    "           [--state-dir D] [--timeout S]\n"
+    "Passwords: --password-command-*, else $POPBRIDGE_POP3_PASSWORD and\n"
+    "$POPBRIDGE_IMAP_PASSWORD, else a prompt on the terminal.\n";
+
+struct migrate {
+	struct config	 cf;
+	struct account	 ac;
+	bool		 dry_run;
+	double		 started;
+	double		 last_shown;
+	bool		 tty;
+};
+
+static struct migrate	*progress_of;
+
+static double
+now_seconds(void)
+{
+	struct timespec	 ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void
+on_interrupt(int sig)
+{
+	(void)sig;
+	account_stop = 1;
+	/* A second Ctrl-C ends it at once; the ledger settles that too. */
+	signal(SIGINT, SIG_DFL);
+}
+
+static void
+fmt_eta(double secs, char *buf, size_t sz)
+{
+	long	 s = secs < 0 ? 0 : (long)(secs + 0.5);
+
+	if (s >= 3600)
+		snprintf(buf, sz, "%ld:%02ld:%02ld", s / 3600, s / 60 % 60,
+		    s % 60);
+	else
+		snprintf(buf, sz, "%ld:%02ld", s / 60, s % 60);
+}
+
+/* A bar on a terminal; a line every few seconds elsewhere. */
+static void
+show_progress(const struct run_stats *st)
+{
+	struct migrate	*m = progress_of;
+	double		 now = now_seconds(), el = now - m->started;
+	double		 frac, rate, eta;
+	char		 bar[31], etas[32];
+	size_t		 i, fill;
+
+	if (m == NULL || st->todo == 0)
+		return;
+	if (!m->tty && now - m->last_shown < PROGRESS_EVERY &&
+	    st->done < st->todo)
+		return;
+	m->last_shown = now;
+	frac = st->todo_bytes > 0 ? (double)st->done_bytes /
+	    (double)st->todo_bytes : (double)st->done / st->todo;
+	rate = el > 0 ? st->done / el : 0;
+	eta = frac > 0 ? el / frac - el : 0;
+	fmt_eta(eta, etas, sizeof etas);
+	if (m->tty) {
+		fill = (size_t)(frac * 30 + 0.5);
+		for (i = 0; i < 30; i++)
+			bar[i] = i < fill ? '#' : '.';
+		bar[30] = '\0';
+		fprintf(stderr, "\r[%s] %u/%u messages  %.1f/%.1f MB  %.0f/s  "
+		    "%s left ", bar, st->done, st->todo,
+		    (double)st->done_bytes / 1e6,
+		    (double)st->todo_bytes / 1e6, rate, etas);
+		if (st->done == st->todo)
+			fputc('\n', stderr);
+		fflush(stderr);
+	} else
+		log_info("migrate: %u/%u messages, %.1f/%.1f MB, %.0f "
+		    "messages/s, %s left", st->done, st->todo,
+		    (double)st->done_bytes / 1e6,
+		    (double)st->todo_bytes / 1e6, rate, etas);
+}
+
+/* $XDG_STATE_HOME/popbridge/migrate-IMAPUSER@IMAPHOST[-MAILBOX] */
+static char *
+state_dir_for(const struct account *ac)
+{
+	const char	*xdg = getenv("XDG_STATE_HOME"), *home;
+	char		*base, *id, *dir, *p, hex[65];
+
+	if (xdg != NULL && xdg[0] == '/')
+		base = xprintf("%s/popbridge", xdg);
+	else {
+		if ((home = getenv("HOME")) == NULL || home[0] != '/')
+			home = "/root";
+		base = xprintf("%s/.local/state/popbridge", home);
+	}
+	id = xprintf("%s@%s/%s", ac->imap.user, ac->imap.host,
+	    ac->imap.mailbox);
+	hash_hex(id, strlen(id), hex);
+	id[strcspn(id, "/")] = '\0';
+	for (p = id; *p != '\0'; p++)
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+		    (*p >= '0' && *p <= '9') || strchr("@.-_", *p) != NULL))
+			*p = '_';
+	dir = xprintf("%s/migrate-%.60s-%.8s", base, id, hex);
+	free(base);
+	free(id);
+	return dir;
+}
+
+/* Percent-decoding for the mailbox part of an IMAP URL. */
+static char *
+url_decode(const char *s)
+{
+	char	*out = xmalloc(strlen(s) + 1), *o = out;
+	unsigned int c;
+
+	for (; *s != '\0'; s++) {
+		if (*s == '%' && sscanf(s + 1, "%2x", &c) == 1 &&
+		    s[1] != '\0' && s[2] != '\0') {
+			*o++ = (char)c;
+			s += 2;
+		} else
+			*o++ = *s;
+	}
+	*o = '\0';
+	return out;
+}
+
+/* The secret from a command, the environment, or the terminal. */
+static enum result
+get_secret(struct endpoint *ep, const char *cmd, const char *env,
+    const char *what, char **cause)
+{
+	const char	*v;
+	char		*prompt;
+	enum result	 r;
+
+	if (cmd != NULL) {
+		ep->password_command = xstrdup(cmd);
+		return RES_OK;
+	}
+	if ((v = getenv(env)) != NULL && v[0] != '\0') {
+		ep->password = xstrdup(v);
+		return RES_OK;
+	}
+	if (!tty_available())
+		return fail(cause, RES_CONFIG, "no %s password: set %s, use "
+		    "--password-command-%s, or run on a terminal", what, env,
+		    ep->imap ? "imap" : "pop");
+	prompt = xprintf("%s password for %s at %s: ", what, ep->user,
+	    ep->host);
+	r = tty_ask(prompt, false, &ep->password, cause);
+	free(prompt);
+	return r;
+}
+
+static int
+migrate_fail(struct migrate *m, enum result r, const char *fmt, ...)
+    PRINTFLIKE(3, 4);
+
+static int
+migrate_fail(struct migrate *m, enum result r, const char *fmt, ...)
+{
+	va_list	 ap;
+	char	*msg;
+
+	(void)m;
+	va_start(ap, fmt);
+	msg = xvprintf(fmt, ap);
+	va_end(ap);
+	log_warn("migrate: %s", msg);
+	free(msg);
+	return r == RES_CONFIG ? EX_USAGE : result_exit_code(r);
+}
+
+/* Parse the command line into m; an exit code, or -1 to go on. */
+static int
+migrate_args(struct migrate *m, int argc, char **argv, const char **pcmd,
+    const char **icmd)
+{
+	enum { O_USER_POP = 256, O_USER_IMAP, O_KEEP, O_DELETE, O_FLAGS,
+		O_DRY, O_CA, O_PCMD_POP, O_PCMD_IMAP, O_STATE, O_TIMEOUT };
+	static const struct option opts[] = {
+		{ "user-pop", required_argument, NULL, O_USER_POP },
+		{ "user-imap", required_argument, NULL, O_USER_IMAP },
+		{ "keep", no_argument, NULL, O_KEEP },
+		{ "delete", no_argument, NULL, O_DELETE },
+		{ "flags", required_argument, NULL, O_FLAGS },
+		{ "dry-run", no_argument, NULL, O_DRY },
+		{ "ca-file", required_argument, NULL, O_CA },
+		{ "password-command-pop", required_argument, NULL, O_PCMD_POP },
+		{ "password-command-imap", required_argument, NULL,
+		    O_PCMD_IMAP },
+		{ "state-dir", required_argument, NULL, O_STATE },
+		{ "timeout", required_argument, NULL, O_TIMEOUT },
+		{ NULL, 0, NULL, 0 }
+	};
+	struct account	*ac = &m->ac;
+	char		*why = NULL, *slash, *tok, *save, *copy, *end;
+	enum result	 r;
+	int		 ch, nkeep = 0;
+	long		 t;
+
+	while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (ch) {
+		case O_USER_POP:
+			ac->pop3.user = xstrdup(optarg);
+			break;
+		case O_USER_IMAP:
+			ac->imap.user = xstrdup(optarg);
+			break;
+		case O_KEEP:
+		case O_DELETE:
+			ac->keep = ch == O_KEEP;
+			nkeep++;
+			break;
+		case O_FLAGS:
+			copy = xstrdup(optarg);
+			for (tok = strtok_r(copy, ", ", &save); tok != NULL;
+			    tok = strtok_r(NULL, ", ", &save)) {
+				char *j;
+
+				if (!config_flag_valid(tok)) {
+					free(copy);
+					return migrate_fail(m, RES_CONFIG,
+					    "--flags: \"%s\" is not an IMAP flag "
+					    "or keyword", tok);
+				}
+				j = xprintf("%s%s%s", ac->flags,
+				    ac->flags[0] != '\0' ? " " : "", tok);
+				free(ac->flags);
+				ac->flags = j;
+			}
+			free(copy);
+			break;
+		case O_DRY:
+			m->dry_run = true;
+			break;
+		case O_CA:
+			ac->pop3.ca_file = xstrdup(optarg);
+			ac->imap.ca_file = xstrdup(optarg);
+			break;
+		case O_PCMD_POP:
+			*pcmd = optarg;
+			break;
+		case O_PCMD_IMAP:
+			*icmd = optarg;
+			break;
+		case O_STATE:
+			if (optarg[0] != '/')
+				return migrate_fail(m, RES_CONFIG,
+				    "--state-dir must be an absolute path");
+			m->cf.state_dir = xstrdup(optarg);
+			break;
+		case O_TIMEOUT:
+			t = strtol(optarg, &end, 10);
+			if (*end != '\0' || t < 5 || t > 3600)
+				return migrate_fail(m, RES_CONFIG,
+				    "--timeout must be 5 to 3600 seconds");
+			m->cf.timeout = t;
+			break;
+		default:
+			fputs(migrate_usage, stderr);
+			return EX_USAGE;
+		}
+	}
+	if (argc - optind != 2 || nkeep > 1) {
+		fputs(migrate_usage, stderr);
+		return EX_USAGE;
+	}
+	if (ac->pop3.user == NULL || ac->imap.user == NULL)
+		return migrate_fail(m, RES_CONFIG, "--user-pop and --user-imap "
+		    "name the two logins");
+	ac->pop3.url = xstrdup(argv[optind]);
+	/* IMAP-URL[/MAILBOX]: the part after the host is the mailbox. */
+	ac->imap.url = xstrdup(argv[optind + 1]);
+	ac->imap.imap = true;
+	slash = strstr(ac->imap.url, "://");
+	if (slash != NULL && (slash = strchr(slash + 3, '/')) != NULL &&
+	    slash[1] != '\0') {
+		ac->imap.mailbox = url_decode(slash + 1);
+		slash[1] = '\0';
+	} else
+		ac->imap.mailbox = xstrdup("INBOX");
+	if ((r = config_parse_url(&ac->pop3, &why)) != RES_OK ||
+	    (r = config_parse_url(&ac->imap, &why)) != RES_OK) {
+		int code = migrate_fail(m, RES_CONFIG, "%s", why);
+
+		free(why);
+		return code;
+	}
+	for (slash = ac->imap.mailbox; *slash != '\0'; slash++)
+		if ((unsigned char)*slash < 0x20 || (unsigned char)*slash >= 0x7f)
+			return migrate_fail(m, RES_CONFIG, "mailbox: write "
+			    "non-ASCII names in modified UTF-7 (RFC 3501 5.1.3)");
+	return -1;
+}
+
+/* The closing report: counts, rate and every message not imported. */
+static void
+report(struct migrate *m, const struct run_stats *st, enum result r)
+{
+	struct ledger_status ls;
+	char		*path, *source, *cause = NULL;
+	size_t		 i;
+
+	log_info("migrate: %u to import, %u imported, %u failed, %u deleted, "
+	    "%.1f MB in %.1f s (%.0f messages/s, %.2f MB/s)", st->todo,
+	    st->imported, st->failed, st->deleted, (double)st->bytes / 1e6,
+	    st->seconds, st->seconds > 0 ? st->imported / st->seconds : 0,
+	    st->seconds > 0 ? (double)st->bytes / 1e6 / st->seconds : 0);
+	path = ledger_path(m->cf.state_dir, &m->ac);
+	source = ledger_source(&m->ac);
+	if (ledger_read_status(path, source, &ls, &cause) == RES_OK) {
+		for (i = 0; i < ls.nfailures; i++)
+			log_info("migrate: not imported: UIDL %s: %s",
+			    ls.failures[i].uidl, ls.failures[i].error);
+		ledger_status_free(&ls);
+	}
+	free(cause);
+	free(path);
+	free(source);
+	if (account_stop || (r != RES_OK && r != RES_AUTH &&
+	    r != RES_CONFIG) || st->done < st->todo)
+		log_info("migrate: run the same command again to resume; "
+		    "nothing is imported twice");
+}
+
+int
+cmd_migrate(struct globals *g, int argc, char **argv)
+{
+	struct migrate	 m;
+	struct run_stats st;
+	const char	*pcmd = NULL, *icmd = NULL;
+	char		*cause = NULL;
+	enum result	 r;
+	int		 code;
+
+	/* An interactive tool: progress and the report go to stderr. */
+	log_open(true, g->verbose);
+	memset(&m, 0, sizeof m);
+	m.cf.path = xstrdup("(command line)");
+	m.cf.timeout = 120;
+	m.cf.jobs = 1;
+	m.ac.name = xstrdup("migrate");
+	m.ac.keep = true;
+	m.ac.flags = xstrdup("");
+	if ((code = migrate_args(&m, argc, argv, &pcmd, &icmd)) >= 0)
+		goto out;
+	if (m.cf.state_dir == NULL)
+		m.cf.state_dir = state_dir_for(&m.ac);
+	m.cf.accounts = &m.ac;
+	m.cf.naccounts = 1;
+	if ((r = get_secret(&m.ac.pop3, pcmd, "POPBRIDGE_POP3_PASSWORD",
+	    "POP3", &cause)) != RES_OK ||
+	    (r = get_secret(&m.ac.imap, icmd, "POPBRIDGE_IMAP_PASSWORD",
+	    "IMAP", &cause)) != RES_OK) {
+		code = migrate_fail(&m, r, "%s", cause);
+		goto out;
+	}
+	if (m.dry_run) {
+		r = account_dry_run(&m.cf, &m.ac, &cause);
+		if (r != RES_OK)
+			log_warn("migrate: %s", cause);
+		code = result_exit_code(r);
+		goto out;
+	}
+
+	signal(SIGINT, on_interrupt);
+	signal(SIGTERM, on_interrupt);
+	m.tty = isatty(STDERR_FILENO);
+	m.started = m.last_shown = now_seconds();
+	progress_of = &m;
+	account_progress = show_progress;
+	log_info("migrate: %s@%s -> %s@%s/%s (%s); ledger in %s",
+	    m.ac.pop3.user, m.ac.pop3.host, m.ac.imap.user, m.ac.imap.host,
+	    m.ac.imap.mailbox, m.ac.keep ? "keeping the POP3 copies" :
+	    "deleting each POP3 copy once imported", m.cf.state_dir);
+	r = account_run(&m.cf, &m.ac, &st, &cause);
+	account_progress = NULL;
+	if (m.tty && st.todo > 0 && st.done < st.todo)
+		fputc('\n', stderr);
+	if (r != RES_OK && cause != NULL)
+		log_warn("migrate: %s", cause);
+	report(&m, &st, r);
+	code = result_exit_code(r);
+out:
+	free(cause);
+	m.cf.accounts = NULL;
+	m.cf.naccounts = 0;
+	config_endpoint_free(&m.ac.pop3);
+	config_endpoint_free(&m.ac.imap);
+	free(m.ac.name);
+	free(m.ac.flags);
+	free(m.cf.path);
+	free(m.cf.state_dir);
+	return code;
+}
