@@ -130,6 +130,7 @@ const struct account *config_find(const struct config *, const char *);
 /* Parse ep->url (ep->imap says which schemes): host, port, tls. */
 enum result	 config_parse_url(struct endpoint *, char **);
 bool		 config_flag_valid(const char *);
+bool		 config_flags_add(char **, const char *);
 void		 config_endpoint_free(struct endpoint *);
 /* Resolve an endpoint's secret; the caller wipes it with secret_free. */
 enum result	 config_secret(const struct endpoint *, char **, char **);

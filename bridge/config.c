@@ -355,6 +355,20 @@ load_endpoint(struct loader *ld, const config_setting_t *g,
 	return RES_OK;
 }
 
+/* Append flag f to the space-separated *flags; false if f is no flag. */
+bool
+config_flags_add(char **flags, const char *f)
+{
+	char	*joined;
+
+	if (!config_flag_valid(f))
+		return false;
+	joined = xprintf("%s%s%s", *flags, (*flags)[0] != '\0' ? " " : "", f);
+	free(*flags);
+	*flags = joined;
+	return true;
+}
+
 /* IMAP system flags, or keywords (atoms). */
 bool
 config_flag_valid(const char *f)
@@ -392,7 +406,6 @@ load_account(struct loader *ld, struct config *cf, const config_setting_t *a,
 {
 	config_setting_t *flags, *f;
 	char		 where[100];
-	const char	*fv;
 	int		 keep, i, n;
 	size_t		 j;
 	enum result	 r;
@@ -429,18 +442,13 @@ load_account(struct loader *ld, struct config *cf, const config_setting_t *a,
 	if ((flags = config_setting_get_member(a, "flags")) != NULL) {
 		n = config_setting_length(flags);
 		for (i = 0; i < n; i++) {
-			char *joined;
-
 			f = config_setting_get_elem(flags, (unsigned int)i);
 			if (config_setting_type(f) != CONFIG_TYPE_STRING ||
-			    !config_flag_valid(fv = config_setting_get_string(f)))
+			    !config_flags_add(&ac->flags,
+			    config_setting_get_string(f)))
 				return cfail(ld, flags, "%s\"flags\" must be "
 				    "IMAP flags such as \"\\\\Seen\" or "
 				    "keywords", where);
-			joined = xprintf("%s%s%s", ac->flags,
-			    ac->flags[0] != '\0' ? " " : "", fv);
-			free(ac->flags);
-			ac->flags = joined;
 		}
 	}
 	return RES_OK;

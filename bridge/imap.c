@@ -304,23 +304,36 @@ on_select(struct imap *im, void *arg)
 		st->uidvalidity = (uint32_t)v;
 }
 
+/* "VERB "mailbox"[ rest]": the mailbox quoted, or a config error. */
+static enum result
+imap_mailbox_command(struct imap *im, const char *verb, const char *mailbox,
+    const char *rest, untagged_fn fn, void *arg, struct imap_reply *rep,
+    char **cause)
+{
+	char		*q, *cmd;
+	enum result	 r;
+
+	if ((q = imap_quote(mailbox)) == NULL)
+		return fail(cause, RES_CONFIG, "imap: mailbox name \"%s\" needs "
+		    "modified UTF-7", mailbox);
+	cmd = xprintf("%s %s%s", verb, q, rest);
+	r = imap_command(im, cmd, fn, arg, rep, cause);
+	free(cmd);
+	free(q);
+	return r;
+}
+
 /* EXAMINE: read-only, so nothing (not even \Recent) changes. */
 enum result
 imap_select(struct imap *im, const char *mailbox, struct imap_mbox *st,
     char **cause)
 {
 	struct imap_reply rep;
-	char		*q, *cmd;
 	enum result	 r;
 
 	memset(st, 0, sizeof *st);
-	if ((q = imap_quote(mailbox)) == NULL)
-		return fail(cause, RES_CONFIG, "imap: mailbox name \"%s\" needs "
-		    "modified UTF-7", mailbox);
-	cmd = xprintf("EXAMINE %s", q);
-	r = imap_command(im, cmd, on_select, st, &rep, cause);
-	free(cmd);
-	free(q);
+	r = imap_mailbox_command(im, "EXAMINE", mailbox, "", on_select, st,
+	    &rep, cause);
 	if (r != RES_OK)
 		return r;
 	if (rep.status != IMAP_OK) {
@@ -373,17 +386,11 @@ imap_status(struct imap *im, const char *mailbox, struct imap_mbox *st,
     char **cause)
 {
 	struct imap_reply rep;
-	char		*q, *cmd;
 	enum result	 r;
 
 	memset(st, 0, sizeof *st);
-	if ((q = imap_quote(mailbox)) == NULL)
-		return fail(cause, RES_CONFIG, "imap: mailbox name \"%s\" needs "
-		    "modified UTF-7", mailbox);
-	cmd = xprintf("STATUS %s (MESSAGES UIDNEXT UIDVALIDITY)", q);
-	r = imap_command(im, cmd, on_status, st, &rep, cause);
-	free(cmd);
-	free(q);
+	r = imap_mailbox_command(im, "STATUS", mailbox,
+	    " (MESSAGES UIDNEXT UIDVALIDITY)", on_status, st, &rep, cause);
 	if (r == RES_OK)
 		st->exists = rep.status == IMAP_OK;
 	return r;
@@ -393,17 +400,10 @@ enum result
 imap_create(struct imap *im, const char *mailbox, char **cause)
 {
 	struct imap_reply rep;
-	char		*q, *cmd;
 	enum result	 r;
 
-	if ((q = imap_quote(mailbox)) == NULL)
-		return fail(cause, RES_CONFIG, "imap: mailbox name \"%s\" needs "
-		    "modified UTF-7", mailbox);
-	cmd = xprintf("CREATE %s", q);
-	r = imap_command(im, cmd, NULL, NULL, &rep, cause);
-	free(cmd);
-	free(q);
-	if (r != RES_OK)
+	if ((r = imap_mailbox_command(im, "CREATE", mailbox, "", NULL, NULL,
+	    &rep, cause)) != RES_OK)
 		return r;
 	/* [ALREADYEXISTS]: someone else made it in the meantime; fine. */
 	if (rep.status != IMAP_OK && strcmp(rep.code, "ALREADYEXISTS") != 0)
@@ -452,6 +452,26 @@ is_quota(const struct imap_reply *rep)
 	    (rep->code[0] == '\0' && strcasestr(rep->text, "quota") != NULL);
 }
 
+static void
+set_outcome(struct imap *im, struct imap_reply *rep,
+    struct append_result *ar, char **why)
+{
+	if (rep->status == IMAP_OK) {
+		ar->outcome = APPEND_STORED;
+		if (strcmp(rep->code, "APPENDUID") == 0)
+			(void)imap_parse_appenduid(rep->code_arg,
+			    &ar->uidvalidity, &ar->uid);
+		return;
+	}
+	if (strcmp(rep->code, "TRYCREATE") == 0)
+		ar->outcome = APPEND_TRYCREATE;
+	else if (is_quota(rep))
+		ar->outcome = APPEND_OVERQUOTA;
+	else
+		ar->outcome = APPEND_REFUSED;
+	imap_refused(im, "APPEND", rep, RES_MSG, why);
+}
+
 enum result
 imap_append(struct imap *im, const char *mailbox, const char *flags,
     time_t date, int tzoff, struct spool *sp, struct append_result *ar,
@@ -497,42 +517,9 @@ imap_append(struct imap *im, const char *mailbox, const char *flags,
 	if ((r = send_spool(im, sp, cause)) != RES_OK ||
 	    (r = imap_wait(im, tag, NULL, NULL, &rep, cause)) != RES_OK)
 		return r;
-	if (rep.status == IMAP_OK) {
-		ar->outcome = APPEND_STORED;
-		if (strcmp(rep.code, "APPENDUID") == 0)
-			(void)imap_parse_appenduid(rep.code_arg,
-			    &ar->uidvalidity, &ar->uid);
-		return RES_OK;
-	}
 refused:
-	if (strcmp(rep.code, "TRYCREATE") == 0)
-		ar->outcome = APPEND_TRYCREATE;
-	else if (is_quota(&rep))
-		ar->outcome = APPEND_OVERQUOTA;
-	else
-		ar->outcome = APPEND_REFUSED;
-	imap_refused(im, "APPEND", &rep, RES_MSG, cause);
+	set_outcome(im, &rep, ar, cause);
 	return RES_OK;
-}
-
-static void
-set_outcome(struct imap *im, struct imap_reply *rep,
-    struct append_result *ar, char **why)
-{
-	if (rep->status == IMAP_OK) {
-		ar->outcome = APPEND_STORED;
-		if (strcmp(rep->code, "APPENDUID") == 0)
-			(void)imap_parse_appenduid(rep->code_arg,
-			    &ar->uidvalidity, &ar->uid);
-		return;
-	}
-	if (strcmp(rep->code, "TRYCREATE") == 0)
-		ar->outcome = APPEND_TRYCREATE;
-	else if (is_quota(rep))
-		ar->outcome = APPEND_OVERQUOTA;
-	else
-		ar->outcome = APPEND_REFUSED;
-	imap_refused(im, "APPEND", rep, RES_MSG, why);
 }
 
 /* " (flags) "date" {size+}" + CRLF: one message's part of an APPEND. */
@@ -568,8 +555,8 @@ append_multi(struct imap *im, const char *q, const char *flags,
 		line = append_part(flags, &items[i]);
 		r = conn_write(im->c, line, strlen(line), cause);
 		free(line);
-		/* send_spool ends each literal with CRLF; MULTIAPPEND wants
-		 * the next part on the same line, so only the last gets it. */
+		/* The next message's part follows the literal at once; only
+		 * the command as a whole ends with CRLF. */
 		if (r == RES_OK)
 			r = send_spool_bytes(im, items[i].sp, cause);
 	}

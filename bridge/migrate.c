@@ -251,20 +251,13 @@ migrate_args(struct migrate *m, int argc, char **argv, const char **pcmd,
 		case O_FLAGS:
 			copy = xstrdup(optarg);
 			for (tok = strtok_r(copy, ", ", &save); tok != NULL;
-			    tok = strtok_r(NULL, ", ", &save)) {
-				char *j;
-
-				if (!config_flag_valid(tok)) {
+			    tok = strtok_r(NULL, ", ", &save))
+				if (!config_flags_add(&ac->flags, tok)) {
 					free(copy);
 					return migrate_fail(m, RES_CONFIG,
 					    "--flags: \"%s\" is not an IMAP flag "
 					    "or keyword", tok);
 				}
-				j = xprintf("%s%s%s", ac->flags,
-				    ac->flags[0] != '\0' ? " " : "", tok);
-				free(ac->flags);
-				ac->flags = j;
-			}
 			free(copy);
 			break;
 		case O_DRY:
