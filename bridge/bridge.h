@@ -424,6 +424,22 @@ enum result	 ledger_read_status(const char *, const char *,
 		     struct ledger_status *, char **);
 void		 ledger_status_free(struct ledger_status *);
 
+/* worker.c: one account run in a child process. */
+struct worker {
+	pid_t		 pid;		/* 0 when none runs */
+	int		 fd;		/* the report pipe */
+};
+struct worker_report {
+	enum result	 r;
+	struct run_stats st;
+	char		*cause;		/* malloc'd, "" if none */
+};
+/* Fork a child that runs the account and reports; close_fds in the child. */
+enum result	 worker_start(const struct config *, const struct account *,
+		     const int *, size_t, struct worker *, char **);
+/* After waitpid(): read the child's report. */
+void		 worker_finish(struct worker *, int, struct worker_report *);
+
 /* daemon.c, status.c: the household daemon and what it reports. */
 int		 cmd_daemon(struct globals *, int, char **);
 int		 cmd_status(struct globals *, int, char **);

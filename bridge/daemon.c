@@ -40,8 +40,7 @@ struct sched {
 	char		*name;
 	time_t		 next;		/* when to poll next */
 	unsigned int	 failures;	/* in a row */
-	pid_t		 pid;		/* a running poll, or 0 */
-	int		 fd;		/* its report pipe, or -1 */
+	struct worker	 w;		/* a running poll: w.pid != 0 */
 	char		*last_error;	/* to log an auth failure once */
 	bool		 present;	/* still in the config */
 };
@@ -68,13 +67,6 @@ on_signal(int sig)
 		/* The pipe is full: the loop wakes up anyway. */
 	}
 	errno = save;
-}
-
-static void
-on_child_term(int sig)
-{
-	(void)sig;
-	account_stop = 1;
 }
 
 char *
@@ -146,14 +138,14 @@ sched_sync(struct daemon *d)
 			s = &d->s[d->ns++];
 			memset(s, 0, sizeof *s);
 			s->name = xstrdup(d->cf->accounts[i].name);
-			s->fd = -1;
+			s->w.fd = -1;
 			s->next = now + jitter(FIRST_POLL_JITTER);
 		}
 		s->present = true;
 	}
 	/* Forget removed accounts once their poll is over. */
 	for (i = j = 0; i < d->ns; i++) {
-		if (!d->s[i].present && d->s[i].pid == 0) {
+		if (!d->s[i].present && d->s[i].w.pid == 0) {
 			free(d->s[i].name);
 			free(d->s[i].last_error);
 			continue;
@@ -176,7 +168,7 @@ write_state(struct daemon *d)
 		for (i = 0; i < d->ns; i++)
 			fprintf(f, "%s\t%lld\t%u\t%d\n", d->s[i].name,
 			    (long long)d->s[i].next, d->s[i].failures,
-			    d->s[i].pid != 0);
+			    d->s[i].w.pid != 0);
 		if (fclose(f) == 0 && rename(tmp, path) == 0) {
 			free(tmp);
 			free(path);
@@ -190,60 +182,17 @@ write_state(struct daemon *d)
 }
 
 static void
-child_main(struct daemon *d, const struct account *ac, int fd)
-{
-	struct run_stats st;
-	char		*cause = NULL;
-	enum result	 r;
-	FILE		*f;
-
-	signal(SIGTERM, on_child_term);
-	signal(SIGINT, on_child_term);
-	signal(SIGHUP, SIG_IGN);
-	signal(SIGUSR1, SIG_IGN);
-	signal(SIGCHLD, SIG_DFL);
-	close(d->sigpipe[0]);
-	close(d->sigpipe[1]);
-	r = account_run(d->cf, ac, &st, &cause);
-	if ((f = fdopen(fd, "w")) != NULL) {
-		fprintf(f, "%d %u %u %u %u %llu %.3f\n%s", (int)r, st.fresh,
-		    st.imported, st.failed, st.deleted,
-		    (unsigned long long)st.bytes, st.seconds,
-		    cause != NULL ? cause : "");
-		fclose(f);
-	}
-	_exit(0);
-}
-
-static void
 start_poll(struct daemon *d, const struct account *ac, struct sched *s)
 {
-	int	 p[2];
-	pid_t	 pid;
+	char	*cause = NULL;
 
-	if (pipe2(p, O_CLOEXEC) == -1) {
-		log_warn("%s: cannot poll: pipe: %s", ac->name,
-		    strerror(errno));
+	if (worker_start(d->cf, ac, d->sigpipe, 2, &s->w, &cause) != RES_OK) {
+		log_warn("%s: cannot poll: %s", ac->name, cause);
+		free(cause);
 		s->next = time(NULL) + 60;
 		return;
 	}
-	fflush(NULL);
-	if ((pid = fork()) == -1) {
-		log_warn("%s: cannot poll: fork: %s", ac->name,
-		    strerror(errno));
-		close(p[0]);
-		close(p[1]);
-		s->next = time(NULL) + 60;
-		return;
-	}
-	if (pid == 0) {
-		close(p[0]);
-		child_main(d, ac, p[1]);
-	}
-	close(p[1]);
-	s->pid = pid;
-	s->fd = p[0];
-	log_debug("%s: polling (pid %ld)", ac->name, (long)pid);
+	log_debug("%s: polling (pid %ld)", ac->name, (long)s->w.pid);
 }
 
 /* Read what a finished child reported, log it, schedule the next poll. */
@@ -251,33 +200,22 @@ static void
 finish_poll(struct daemon *d, struct sched *s, int status)
 {
 	const struct account *ac = config_find(d->cf, s->name);
-	char		 buf[4096], *cause;
-	ssize_t		 n;
-	size_t		 len = 0;
-	unsigned int	 fresh = 0, imported = 0, failed = 0, deleted = 0;
-	unsigned long long bytes = 0;
-	double		 secs = 0;
-	int		 r = RES_TEMP;
+	struct worker_report rep;
+	unsigned int	 fresh, imported, failed, deleted;
+	double		 secs, bytes;
+	char		*cause;
+	enum result	 r;
 	bool		 quiet;
 
-	while (len < sizeof buf - 1 &&
-	    (n = read(s->fd, buf + len, sizeof buf - 1 - len)) > 0)
-		len += (size_t)n;
-	buf[len] = '\0';
-	close(s->fd);
-	s->fd = -1;
-	s->pid = 0;
-	if (sscanf(buf, "%d %u %u %u %u %llu %lf", &r, &fresh, &imported,
-	    &failed, &deleted, &bytes, &secs) != 7) {
-		r = RES_TEMP;
-		cause = xprintf("the poll ended without a report (%s %d)",
-		    WIFSIGNALED(status) ? "signal" : "exit",
-		    WIFSIGNALED(status) ? WTERMSIG(status) :
-		    WEXITSTATUS(status));
-	} else
-		cause = xstrdup(strchr(buf, '\n') != NULL ?
-		    strchr(buf, '\n') + 1 : "");
-
+	worker_finish(&s->w, status, &rep);
+	r = rep.r;
+	cause = rep.cause;
+	fresh = rep.st.fresh;
+	imported = rep.st.imported;
+	failed = rep.st.failed;
+	deleted = rep.st.deleted;
+	bytes = (double)rep.st.bytes;
+	secs = rep.st.seconds;
 	if (r == RES_OK || r == RES_MSG) {
 		s->failures = 0;
 		free(s->last_error);
@@ -300,7 +238,7 @@ finish_poll(struct daemon *d, struct sched *s, int status)
 	if (fresh > 0)
 		log_info("%s: %u new, %u imported, %u failed, %u deleted, "
 		    "%.1f MB in %.1f s", s->name, fresh, imported, failed,
-		    deleted, (double)bytes / 1e6, secs);
+		    deleted, bytes / 1e6, secs);
 	else
 		log_debug("%s: nothing new (%.1f s)", s->name, secs);
 	free(cause);
@@ -322,7 +260,7 @@ reap(struct daemon *d)
 
 	while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
 		for (i = 0; i < d->ns; i++)
-			if (d->s[i].pid == pid) {
+			if (d->s[i].w.pid == pid) {
 				finish_poll(d, &d->s[i], status);
 				break;
 			}
@@ -358,7 +296,7 @@ running(const struct daemon *d)
 	size_t	 i, n = 0;
 
 	for (i = 0; i < d->ns; i++)
-		n += d->s[i].pid != 0;
+		n += d->s[i].w.pid != 0;
 	return n;
 }
 
@@ -374,7 +312,7 @@ start_due(struct daemon *d)
 		struct sched *s = &d->s[i];
 		const struct account *ac;
 
-		if (s->pid != 0 || !s->present ||
+		if (s->w.pid != 0 || !s->present ||
 		    (ac = config_find(d->cf, s->name)) == NULL)
 			continue;
 		if (s->next <= now && running(d) < (size_t)d->cf->jobs)
@@ -423,18 +361,18 @@ stop_children(struct daemon *d)
 	size_t	 i;
 
 	for (i = 0; i < d->ns; i++)
-		if (d->s[i].pid != 0)
-			kill(d->s[i].pid, SIGTERM);
+		if (d->s[i].w.pid != 0)
+			kill(d->s[i].w.pid, SIGTERM);
 	while (running(d) > 0 && time(NULL) < deadline) {
 		usleep(50000);
 		reap(d);
 	}
 	for (i = 0; i < d->ns; i++)
-		if (d->s[i].pid != 0) {
+		if (d->s[i].w.pid != 0) {
 			/* Safe at any instant: the ledger settles it. */
 			log_warn("%s: poll did not stop in %d s; killed",
 			    d->s[i].name, STOP_GRACE);
-			kill(d->s[i].pid, SIGKILL);
+			kill(d->s[i].w.pid, SIGKILL);
 		}
 	while (running(d) > 0 && waitpid(-1, NULL, 0) > 0)
 		reap(d);
