@@ -424,6 +424,24 @@ enum result	 ledger_read_status(const char *, const char *,
 		     struct ledger_status *, char **);
 void		 ledger_status_free(struct ledger_status *);
 
+/* csv.c: RFC 4180 rows, pure and bounded. */
+struct csv {
+	const char	*p, *end;
+	int		 line;
+};
+struct csv_row {
+	char		**f;
+	size_t		 n;
+	int		 line;		/* where the row starts */
+};
+void		 csv_init(struct csv *, const char *, size_t);
+/* 1: a row; 0: the end; -1: an error (*why), the row skipped. */
+int		 csv_next(struct csv *, struct csv_row *, const char **);
+void		 csv_row_free(struct csv_row *);
+
+/* batch.c: `popbridge batch`, many accounts from a CSV file. */
+int		 cmd_batch(struct globals *, int, char **);
+
 /* worker.c: one account run in a child process. */
 struct worker {
 	pid_t		 pid;		/* 0 when none runs */

@@ -31,6 +31,8 @@ static const struct command commands[] = {
 	    "[--name NAME] [...]", cmd_add },
 	{ "migrate", "migrate POP3-URL IMAP-URL[/MAILBOX] --user-pop U "
 	    "--user-imap U [...]", cmd_migrate },
+	{ "batch", "batch FILE [--jobs N] [--per-host N] [--report OUT] "
+	    "[--retry-failed] [--dry-run] [--shard K/N] [...]", cmd_batch },
 };
 
 static void

@@ -1,0 +1,920 @@
+/*
+ * `popbridge batch FILE`: import hundreds or thousands of accounts listed
+ * in a CSV file, in parallel, without overloading either server.
+ *
+ * Each valid row becomes an account with its own ledger under the batch's
+ * state directory, so an interrupted batch run again continues where it
+ * stopped and imports nothing twice.  Accounts run as workers (worker.c),
+ * at most --jobs at once and at most --per-host against any one server.  A
+ * server that throttles (NO [LIMIT], "too many connections", [IN-USE],
+ * [SYS/TEMP] ...) slows that host down and the account is tried again; it
+ * is not a failure.  Rows with errors are reported by line and skipped.
+ * --shard K/N takes only the accounts whose stable hash falls into shard K,
+ * so N machines can share one CSV with no coordination and no overlap.
+ */
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sysexits.h>
+#include <unistd.h>
+
+#include "bridge.h"
+
+#define CSV_MAX_BYTES	(64 * 1024 * 1024)
+#define THROTTLE_TRIES	6		/* attempts of a throttled account */
+#define SHOW_EVERY	10.0		/* seconds between lines off a tty */
+
+static const char batch_usage[] =
+    "usage: popbridge batch FILE [--jobs N] [--per-host N] [--report OUT]\n"
+    "           [--retry-failed] [--dry-run] [--shard K/N] [--ca-file F]\n"
+    "           [--state-dir D] [--timeout S]\n"
+    "FILE: CSV with a header row: pop3_url,pop3_user,pop3_password,imap_url,"
+    "\n      imap_user,imap_password,mailbox,keep (optional: pop3_ca_file,\n"
+    "      imap_ca_file, flags).  A password may be file:PATH or env:NAME.\n";
+
+static const char *const columns[] = { "pop3_url", "pop3_user",
+	"pop3_password", "imap_url", "imap_user", "imap_password", "mailbox",
+	"keep", "pop3_ca_file", "imap_ca_file", "flags" };
+enum { C_POP3_URL, C_POP3_USER, C_POP3_PW, C_IMAP_URL, C_IMAP_USER,
+	C_IMAP_PW, C_MAILBOX, C_KEEP, C_POP3_CA, C_IMAP_CA, C_FLAGS,
+	C_COUNT, C_REQUIRED = C_KEEP + 1 };
+
+enum job_state { J_WAITING, J_RUNNING, J_DONE, J_SKIPPED };
+
+struct job {
+	struct account	*ac;		/* in cf.accounts */
+	int		 line;
+	enum job_state	 state;
+	struct worker	 w;
+	unsigned int	 tries;
+	time_t		 not_before;
+	struct worker_report rep;
+	double		 started;
+};
+
+struct host {
+	char		*name;
+	unsigned int	 running;
+	unsigned int	 throttles;	/* in a row */
+	time_t		 not_before;
+};
+
+struct batch {
+	struct config	 cf;
+	const char	*file;
+	long		 per_host;
+	const char	*report;
+	bool		 retry_failed, dry_run, tty;
+	unsigned long	 shard_k, shard_n;
+	char		*ca_file;
+	struct job	*jobs;
+	size_t		 njobs;
+	struct host	*hosts;
+	size_t		 nhosts;
+	unsigned int	 invalid;
+	FILE		*rep;		/* the --report file */
+	double		 started, last_shown;
+	int		 sigpipe[2];
+	bool		 stopping;
+};
+
+static int	batch_sig_fd = -1;
+
+static void
+on_signal(int sig)
+{
+	unsigned char	 c = (unsigned char)sig;
+	int		 save = errno;
+
+	if (write(batch_sig_fd, &c, 1) == -1) {
+		/* full: the loop wakes anyway */
+	}
+	errno = save;
+}
+
+static double
+now_seconds(void)
+{
+	struct timespec	 ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* ---- the report ---- */
+
+/* A CSV field, quoted when it must be. */
+static void
+csv_put(FILE *f, const char *s, bool last)
+{
+	if (s == NULL)
+		s = "";
+	if (strpbrk(s, ",\"\r\n") != NULL) {
+		fputc('"', f);
+		for (; *s != '\0'; s++) {
+			if (*s == '"')
+				fputc('"', f);
+			fputc(*s, f);
+		}
+		fputc('"', f);
+	} else
+		fputs(s, f);
+	fputc(last ? '\n' : ',', f);
+}
+
+static void
+report_header(struct batch *b)
+{
+	if (b->rep == NULL)
+		return;
+	fputs("line,pop3_url,pop3_user,imap_url,imap_user,mailbox,status,"
+	    "imported,bytes,skipped,skipped_reasons,seconds,error\n", b->rep);
+}
+
+static void
+report_row(struct batch *b, int line, const char *const *cols,
+    const char *status, const struct run_stats *st, const char *skipped,
+    double secs, const char *error)
+{
+	char	 num[4][32];
+
+	if (b->rep == NULL)
+		return;
+	snprintf(num[0], sizeof num[0], "%d", line);
+	snprintf(num[1], sizeof num[1], "%u", st != NULL ? st->imported : 0);
+	snprintf(num[2], sizeof num[2], "%llu", st != NULL ?
+	    (unsigned long long)st->bytes : 0ULL);
+	snprintf(num[3], sizeof num[3], "%u", st != NULL ? st->failed : 0);
+	csv_put(b->rep, num[0], false);
+	csv_put(b->rep, cols[0], false);
+	csv_put(b->rep, cols[1], false);
+	csv_put(b->rep, cols[2], false);
+	csv_put(b->rep, cols[3], false);
+	csv_put(b->rep, cols[4], false);
+	csv_put(b->rep, status, false);
+	csv_put(b->rep, num[1], false);
+	csv_put(b->rep, num[2], false);
+	csv_put(b->rep, num[3], false);
+	csv_put(b->rep, skipped, false);
+	snprintf(num[0], sizeof num[0], "%.1f", secs);
+	csv_put(b->rep, num[0], false);
+	csv_put(b->rep, error, true);
+	fflush(b->rep);
+}
+
+/* ---- rows to accounts ---- */
+
+/* "file:PATH", "env:NAME" or the secret itself. */
+static const char *
+row_secret(struct endpoint *ep, const char *v, char *why, size_t whysz)
+{
+	const char	*e;
+
+	if (strncmp(v, "file:", 5) == 0) {
+		if (v[5] == '\0')
+			return "empty file: password";
+		ep->password_file = xstrdup(v + 5);
+		return NULL;
+	}
+	if (strncmp(v, "env:", 4) == 0) {
+		if ((e = getenv(v + 4)) == NULL || e[0] == '\0') {
+			snprintf(why, whysz, "environment variable %s is not "
+			    "set", v + 4);
+			return why;
+		}
+		ep->password = xstrdup(e);
+		return NULL;
+	}
+	if (v[0] == '\0')
+		return "empty password";
+	ep->password = xstrdup(v);
+	return NULL;
+}
+
+static const char *
+row_endpoint(struct batch *b, struct endpoint *ep, bool imap,
+    const char *url, const char *user, const char *pw, const char *ca,
+    char *why, size_t whysz)
+{
+	char		*cause = NULL;
+	const char	*err;
+
+	ep->imap = imap;
+	ep->url = xstrdup(url);
+	if (config_parse_url(ep, &cause) != RES_OK) {
+		snprintf(why, whysz, "%s: %s", imap ? "imap_url" : "pop3_url",
+		    cause);
+		free(cause);
+		return why;
+	}
+	if (user[0] == '\0')
+		return imap ? "empty imap_user" : "empty pop3_user";
+	ep->user = xstrdup(user);
+	if ((err = row_secret(ep, pw, why, whysz)) != NULL)
+		return err;
+	if (ca != NULL && ca[0] != '\0')
+		ep->ca_file = xstrdup(ca);
+	else if (b->ca_file != NULL)
+		ep->ca_file = xstrdup(b->ca_file);
+	return NULL;
+}
+
+/* A name for logs: letters, digits and ._-+@ of user@host. */
+static char *
+row_name(const struct account *ac)
+{
+	char	*n = xprintf("%s@%s", ac->pop3.user, ac->pop3.host), *p;
+
+	for (p = n; *p != '\0'; p++)
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+		    (*p >= '0' && *p <= '9') || strchr("._-+@", *p) != NULL))
+			*p = '_';
+	return n;
+}
+
+/* Fill ac from a row; NULL, or why the row is invalid. */
+static const char *
+row_account(struct batch *b, const int *col, struct csv_row *row,
+    struct account *ac, char *why, size_t whysz)
+{
+	const char	*v[C_COUNT], *err;
+	char		*copy, *tok, *save, *p;
+	size_t		 i;
+
+	for (i = 0; i < C_COUNT; i++)
+		v[i] = col[i] >= 0 && (size_t)col[i] < row->n ?
+		    row->f[col[i]] : NULL;
+	for (i = 0; i < C_REQUIRED; i++)
+		if (v[i] == NULL && i != C_MAILBOX && i != C_KEEP) {
+			snprintf(why, whysz, "no %s", columns[i]);
+			return why;
+		}
+	if ((err = row_endpoint(b, &ac->pop3, false, v[C_POP3_URL],
+	    v[C_POP3_USER], v[C_POP3_PW], v[C_POP3_CA], why, whysz)) != NULL ||
+	    (err = row_endpoint(b, &ac->imap, true, v[C_IMAP_URL],
+	    v[C_IMAP_USER], v[C_IMAP_PW], v[C_IMAP_CA], why, whysz)) != NULL)
+		return err;
+	ac->imap.mailbox = xstrdup(v[C_MAILBOX] != NULL &&
+	    v[C_MAILBOX][0] != '\0' ? v[C_MAILBOX] : "INBOX");
+	for (p = ac->imap.mailbox; *p != '\0'; p++)
+		if ((unsigned char)*p < 0x20 || (unsigned char)*p >= 0x7f)
+			return "mailbox: write non-ASCII names in modified "
+			    "UTF-7";
+	ac->keep = true;
+	if (v[C_KEEP] != NULL && v[C_KEEP][0] != '\0') {
+		if (strcasecmp(v[C_KEEP], "false") == 0 ||
+		    strcasecmp(v[C_KEEP], "no") == 0 ||
+		    strcmp(v[C_KEEP], "0") == 0)
+			ac->keep = false;
+		else if (strcasecmp(v[C_KEEP], "true") != 0 &&
+		    strcasecmp(v[C_KEEP], "yes") != 0 &&
+		    strcmp(v[C_KEEP], "1") != 0)
+			return "keep must be true or false";
+	}
+	ac->flags = xstrdup("");
+	if (v[C_FLAGS] != NULL) {
+		copy = xstrdup(v[C_FLAGS]);
+		for (tok = strtok_r(copy, ", ", &save); tok != NULL;
+		    tok = strtok_r(NULL, ", ", &save))
+			if (!config_flags_add(&ac->flags, tok)) {
+				snprintf(why, whysz, "flags: \"%.64s\" is not an "
+				    "IMAP flag", tok);
+				free(copy);
+				return why;
+			}
+		free(copy);
+	}
+	ac->interval = 300;
+	ac->name = row_name(ac);
+	ac->line = row->line;
+	return NULL;
+}
+
+/* Shard K of N by a stable hash of (pop3_url, pop3_user). */
+static bool
+in_shard(const struct batch *b, const char *url, const char *user)
+{
+	char		*key, hex[65];
+	uint64_t	 h = 0;
+	int		 i;
+
+	if (b->shard_n <= 1)
+		return true;
+	key = xprintf("%s\n%s", url, user);
+	hash_hex(key, strlen(key), hex);
+	free(key);
+	for (i = 0; i < 16; i++)
+		h = h * 16 + (uint64_t)(hex[i] <= '9' ? hex[i] - '0' :
+		    hex[i] - 'a' + 10);
+	return h % b->shard_n == b->shard_k;
+}
+
+/* Did this account's last run finish (everything imported)? */
+static bool
+finished_before(struct batch *b, const struct account *ac)
+{
+	struct ledger_status ls;
+	char		*path = ledger_path(b->cf.state_dir, ac);
+	char		*source = ledger_source(ac), *cause = NULL;
+	bool		 done = false;
+
+	if (ledger_read_status(path, source, &ls, &cause) == RES_OK) {
+		done = ls.ever_run && ls.last_result == RES_OK &&
+		    ls.waiting == 0;
+		ledger_status_free(&ls);
+	}
+	free(cause);
+	free(path);
+	free(source);
+	return done;
+}
+
+static void
+account_free(struct account *ac)
+{
+	config_endpoint_free(&ac->pop3);
+	config_endpoint_free(&ac->imap);
+	free(ac->name);
+	free(ac->flags);
+	memset(ac, 0, sizeof *ac);
+}
+
+/* Read FILE: valid rows become jobs, invalid ones are reported. */
+static enum result
+load_rows(struct batch *b, char **cause)
+{
+	struct csv	 c;
+	struct csv_row	 row;
+	struct stat	 sb;
+	const char	*err;
+	char		*data, why[512];
+	int		 col[C_COUNT], got, fd;
+	size_t		 i, j, cap = 0;
+	ssize_t		 n;
+
+	if ((fd = open(b->file, O_RDONLY | O_CLOEXEC)) == -1 ||
+	    fstat(fd, &sb) == -1) {
+		if (fd != -1)
+			close(fd);
+		return fail(cause, RES_CONFIG, "%s: %s", b->file,
+		    strerror(errno));
+	}
+	if (sb.st_size > CSV_MAX_BYTES) {
+		close(fd);
+		return fail(cause, RES_CONFIG, "%s: larger than %d MB", b->file,
+		    CSV_MAX_BYTES / (1024 * 1024));
+	}
+	data = xmalloc((size_t)sb.st_size + 1);
+	n = read(fd, data, (size_t)sb.st_size);
+	close(fd);
+	if (n != sb.st_size) {
+		free(data);
+		return fail(cause, RES_CONFIG, "%s: short read", b->file);
+	}
+	csv_init(&c, data, (size_t)n);
+	if ((got = csv_next(&c, &row, &err)) != 1) {
+		free(data);
+		return fail(cause, RES_CONFIG, "%s:%d: %s", b->file, row.line,
+		    got == 0 ? "empty file" : err);
+	}
+	for (i = 0; i < C_COUNT; i++)
+		col[i] = -1;
+	for (j = 0; j < row.n; j++) {
+		for (i = 0; i < C_COUNT; i++)
+			if (strcmp(row.f[j], columns[i]) == 0)
+				col[i] = (int)j;
+	}
+	for (i = 0; i < C_REQUIRED; i++)
+		if (col[i] == -1 && i != C_MAILBOX && i != C_KEEP) {
+			csv_row_free(&row);
+			free(data);
+			return fail(cause, RES_CONFIG, "%s:1: the header row has "
+			    "no column %s", b->file, columns[i]);
+		}
+	csv_row_free(&row);
+
+	while ((got = csv_next(&c, &row, &err)) != 0) {
+		struct account	 ac;
+		static const char *none[5] = { "", "", "", "", "" };
+		const char	*cols[5];
+
+		memset(&ac, 0, sizeof ac);
+		if (got == -1) {
+			b->invalid++;
+			log_warn("%s:%d: row skipped: %s", b->file, row.line,
+			    err);
+			report_row(b, row.line, none, "invalid", NULL, "", 0,
+			    err);
+			continue;
+		}
+		/* Two rows for one POP3 mailbox would share a ledger. */
+		if ((err = row_account(b, col, &row, &ac, why, sizeof why)) ==
+		    NULL)
+			for (i = 0; i < b->cf.naccounts && err == NULL; i++)
+				if (strcmp(ac.pop3.user,
+				    b->cf.accounts[i].pop3.user) == 0 &&
+				    strcasecmp(ac.pop3.host,
+				    b->cf.accounts[i].pop3.host) == 0)
+					err = "the same POP3 mailbox as an "
+					    "earlier row";
+		for (i = 0; i < 5; i++) {
+			int k = i == 0 ? C_POP3_URL : i == 1 ? C_POP3_USER :
+			    i == 2 ? C_IMAP_URL : i == 3 ? C_IMAP_USER :
+			    C_MAILBOX;
+
+			cols[i] = col[k] >= 0 && (size_t)col[k] < row.n ?
+			    row.f[col[k]] : "";
+		}
+		if (err != NULL) {
+			b->invalid++;
+			log_warn("%s:%d: row skipped: %s", b->file, row.line,
+			    err);
+			report_row(b, row.line, cols, "invalid", NULL, "", 0,
+			    err);
+			account_free(&ac);
+			csv_row_free(&row);
+			continue;
+		}
+		if (!in_shard(b, cols[0], cols[1]) ||
+		    (b->retry_failed && finished_before(b, &ac))) {
+			account_free(&ac);
+			csv_row_free(&row);
+			continue;
+		}
+		if (b->cf.naccounts == cap) {
+			cap = cap == 0 ? 64 : cap * 2;
+			b->cf.accounts = xrealloc(b->cf.accounts,
+			    cap * sizeof *b->cf.accounts);
+		}
+		b->cf.accounts[b->cf.naccounts++] = ac;
+		csv_row_free(&row);
+	}
+	free(data);
+	b->jobs = xcalloc(b->cf.naccounts + 1, sizeof *b->jobs);
+	b->njobs = b->cf.naccounts;
+	for (i = 0; i < b->njobs; i++) {
+		b->jobs[i].ac = &b->cf.accounts[i];
+		b->jobs[i].line = b->cf.accounts[i].line;
+		b->jobs[i].w.fd = -1;
+	}
+	return RES_OK;
+}
+
+/* ---- scheduling ---- */
+
+static struct host *
+host_of(struct batch *b, const char *name)
+{
+	size_t	 i;
+
+	for (i = 0; i < b->nhosts; i++)
+		if (strcasecmp(b->hosts[i].name, name) == 0)
+			return &b->hosts[i];
+	b->hosts = xrealloc(b->hosts, (b->nhosts + 1) * sizeof *b->hosts);
+	memset(&b->hosts[b->nhosts], 0, sizeof *b->hosts);
+	b->hosts[b->nhosts].name = xstrdup(name);
+	return &b->hosts[b->nhosts++];
+}
+
+/* Server words that mean "slow down", not "failed". */
+static bool
+is_throttle(const char *cause)
+{
+	static const char *const words[] = { "[LIMIT]", "throttl",
+		"too many", "[SYS/TEMP]", "[IN-USE]", "[UNAVAILABLE]",
+		"try again later", "rate limit", "[INUSE]" };
+	size_t	 i;
+
+	for (i = 0; i < sizeof words / sizeof words[0]; i++)
+		if (strcasestr(cause, words[i]) != NULL)
+			return true;
+	return false;
+}
+
+static size_t
+count_state(const struct batch *b, enum job_state st)
+{
+	size_t	 i, n = 0;
+
+	for (i = 0; i < b->njobs; i++)
+		n += b->jobs[i].state == st;
+	return n;
+}
+
+static void
+show(struct batch *b, bool final)
+{
+	double		 now = now_seconds(), el = now - b->started, rate, eta;
+	unsigned long long msgs = 0, bytes = 0;
+	size_t		 i, done = 0, failed = 0, running;
+	long		 left;
+
+	if (!final && now - b->last_shown < (b->tty ? 0.5 : SHOW_EVERY))
+		return;
+	b->last_shown = now;
+	for (i = 0; i < b->njobs; i++) {
+		if (b->jobs[i].state != J_DONE)
+			continue;
+		done++;
+		failed += b->jobs[i].rep.r != RES_OK &&
+		    b->jobs[i].rep.r != RES_MSG;
+		msgs += b->jobs[i].rep.st.imported;
+		bytes += b->jobs[i].rep.st.bytes;
+	}
+	running = count_state(b, J_RUNNING);
+	rate = el > 0 ? msgs / el : 0;
+	eta = done > 0 ? el / done * (b->njobs - done) : 0;
+	left = (long)(eta + 0.5);
+	if (b->tty && !final) {
+		fprintf(stderr, "\rbatch: %zu/%zu done, %zu running, %zu failed; "
+		    "%llu messages, %.1f MB, %.0f/s; %ld:%02ld left  ", done,
+		    b->njobs, running, failed, msgs, bytes / 1e6, rate,
+		    left / 60, left % 60);
+		fflush(stderr);
+		return;
+	}
+	if (b->tty)
+		fputc('\n', stderr);
+	log_info("batch: %zu/%zu accounts done, %zu running, %zu failed; %llu "
+	    "messages, %.1f MB, %.0f messages/s%s", done, b->njobs, running,
+	    failed, msgs, bytes / 1e6, rate, final ? "" : "");
+}
+
+/* The reasons messages of this account were refused, joined. */
+static char *
+skipped_reasons(struct batch *b, const struct account *ac)
+{
+	struct ledger_status ls;
+	char		*path = ledger_path(b->cf.state_dir, ac), *out, *t;
+	char		*source = ledger_source(ac), *cause = NULL;
+	size_t		 i;
+
+	out = xstrdup("");
+	if (ledger_read_status(path, source, &ls, &cause) == RES_OK) {
+		for (i = 0; i < ls.nfailures && i < 20; i++) {
+			t = xprintf("%s%sUIDL %s: %s", out, i > 0 ? "; " : "",
+			    ls.failures[i].uidl, ls.failures[i].error);
+			free(out);
+			out = t;
+		}
+		ledger_status_free(&ls);
+	}
+	free(cause);
+	free(path);
+	free(source);
+	return out;
+}
+
+static void
+job_done(struct batch *b, struct job *j, int status)
+{
+	struct host	*hp = host_of(b, j->ac->pop3.host);
+	struct host	*hi = host_of(b, j->ac->imap.host);
+	const char	*cols[5], *word;
+	char		*skipped;
+
+	worker_finish(&j->w, status, &j->rep);
+	hp->running--;
+	hi->running--;
+	/* A refused message (RES_MSG) is never throttling, even [LIMIT]. */
+	if (j->rep.r == RES_TEMP && is_throttle(j->rep.cause) &&
+	    j->tries < THROTTLE_TRIES && !b->stopping) {
+		/* Slow down on both servers, then try again. */
+		struct host *h = strcasestr(j->rep.cause, "imap:") ==
+		    j->rep.cause ? hi : hp;
+		long delay = 5L << (h->throttles < 6 ? h->throttles : 6);
+
+		h->throttles++;
+		h->not_before = time(NULL) + delay;
+		log_info("%s: throttled by %s; again in %ld s (%s)",
+		    j->ac->name, h->name, delay, j->rep.cause);
+		j->state = J_WAITING;
+		j->not_before = h->not_before;
+		free(j->rep.cause);
+		j->rep.cause = NULL;
+		return;
+	}
+	if (j->rep.r == RES_OK) {
+		hp->throttles = 0;
+		hi->throttles = 0;
+	}
+	j->state = J_DONE;
+	word = j->rep.r == RES_OK ? "ok" : j->rep.r == RES_MSG ? "partial" :
+	    account_stop ? "partial" : "failed";
+	if (j->rep.r != RES_OK && j->rep.cause[0] != '\0')
+		log_warn("%s: %s", j->ac->name, j->rep.cause);
+	cols[0] = j->ac->pop3.url;
+	cols[1] = j->ac->pop3.user;
+	cols[2] = j->ac->imap.url;
+	cols[3] = j->ac->imap.user;
+	cols[4] = j->ac->imap.mailbox;
+	skipped = j->rep.st.failed > 0 ? skipped_reasons(b, j->ac) :
+	    xstrdup("");
+	report_row(b, j->line, cols, word, &j->rep.st, skipped,
+	    now_seconds() - j->started, j->rep.r == RES_OK ? "" :
+	    j->rep.cause);
+	free(skipped);
+}
+
+static void
+reap(struct batch *b)
+{
+	pid_t	 pid;
+	int	 status;
+	size_t	 i;
+
+	while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
+		for (i = 0; i < b->njobs; i++)
+			if (b->jobs[i].state == J_RUNNING &&
+			    b->jobs[i].w.pid == pid) {
+				job_done(b, &b->jobs[i], status);
+				break;
+			}
+}
+
+/* Start what may start; the seconds until something might. */
+static int
+start_jobs(struct batch *b)
+{
+	time_t	 now = time(NULL);
+	size_t	 i, running = count_state(b, J_RUNNING);
+	long	 wait = 1;
+	char	*cause = NULL;
+
+	for (i = 0; i < b->njobs && running < (size_t)b->cf.jobs &&
+	    !b->stopping; i++) {
+		struct job *j = &b->jobs[i];
+		struct host *hp, *hi;
+
+		if (j->state != J_WAITING || j->not_before > now)
+			continue;
+		hp = host_of(b, j->ac->pop3.host);
+		hi = host_of(b, j->ac->imap.host);
+		if (hp->running >= (unsigned long)b->per_host ||
+		    hi->running >= (unsigned long)b->per_host ||
+		    hp->not_before > now || hi->not_before > now)
+			continue;
+		j->tries++;
+		j->started = now_seconds();
+		if (worker_start(&b->cf, j->ac, b->sigpipe, 2, &j->w, &cause) !=
+		    RES_OK) {
+			log_warn("%s: %s", j->ac->name, cause);
+			free(cause);
+			cause = NULL;
+			return 1;
+		}
+		j->state = J_RUNNING;
+		hp->running++;
+		hi->running++;
+		running++;
+	}
+	return (int)wait;
+}
+
+static void
+handle_signals(struct batch *b)
+{
+	unsigned char	 c;
+	size_t		 i;
+
+	while (read(b->sigpipe[0], &c, 1) == 1)
+		if ((c == SIGINT || c == SIGTERM) && !b->stopping) {
+			b->stopping = true;
+			log_info("batch: stopping: the running accounts finish "
+			    "their batch in flight");
+			for (i = 0; i < b->njobs; i++)
+				if (b->jobs[i].state == J_RUNNING)
+					kill(b->jobs[i].w.pid, SIGTERM);
+		}
+}
+
+static void
+run_jobs(struct batch *b)
+{
+	struct pollfd	 pfd;
+	int		 wait;
+
+	for (;;) {
+		reap(b);
+		if (count_state(b, J_RUNNING) == 0 &&
+		    (b->stopping || count_state(b, J_WAITING) == 0))
+			break;
+		wait = start_jobs(b);
+		show(b, false);
+		pfd.fd = b->sigpipe[0];
+		pfd.events = POLLIN;
+		if (poll(&pfd, 1, wait * 1000) > 0)
+			handle_signals(b);
+	}
+	show(b, true);
+}
+
+/* $XDG_STATE_HOME/popbridge/batch, else ~/.local/state/popbridge/batch */
+static char *
+default_state_dir(void)
+{
+	const char	*xdg = getenv("XDG_STATE_HOME"), *home;
+
+	if (xdg != NULL && xdg[0] == '/')
+		return xprintf("%s/popbridge/batch", xdg);
+	if ((home = getenv("HOME")) == NULL || home[0] != '/')
+		home = "/root";
+	return xprintf("%s/.local/state/popbridge/batch", home);
+}
+
+static int
+batch_args(struct batch *b, int argc, char **argv)
+{
+	enum { O_JOBS = 256, O_PER_HOST, O_REPORT, O_RETRY, O_DRY, O_SHARD,
+		O_CA, O_STATE, O_TIMEOUT };
+	static const struct option opts[] = {
+		{ "jobs", required_argument, NULL, O_JOBS },
+		{ "per-host", required_argument, NULL, O_PER_HOST },
+		{ "report", required_argument, NULL, O_REPORT },
+		{ "retry-failed", no_argument, NULL, O_RETRY },
+		{ "dry-run", no_argument, NULL, O_DRY },
+		{ "shard", required_argument, NULL, O_SHARD },
+		{ "ca-file", required_argument, NULL, O_CA },
+		{ "state-dir", required_argument, NULL, O_STATE },
+		{ "timeout", required_argument, NULL, O_TIMEOUT },
+		{ NULL, 0, NULL, 0 }
+	};
+	char	*end;
+	long	 v;
+	int	 ch;
+
+	while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (ch) {
+		case O_JOBS:
+		case O_PER_HOST:
+		case O_TIMEOUT:
+			v = strtol(optarg, &end, 10);
+			if (*end != '\0' || v < 1 || v > (ch == O_TIMEOUT ?
+			    3600 : 256) || (ch == O_TIMEOUT && v < 5)) {
+				fprintf(stderr, "popbridge: batch: bad number "
+				    "\"%s\"\n", optarg);
+				return EX_USAGE;
+			}
+			if (ch == O_JOBS)
+				b->cf.jobs = v;
+			else if (ch == O_PER_HOST)
+				b->per_host = v;
+			else
+				b->cf.timeout = v;
+			break;
+		case O_REPORT:
+			b->report = optarg;
+			break;
+		case O_RETRY:
+			b->retry_failed = true;
+			break;
+		case O_DRY:
+			b->dry_run = true;
+			break;
+		case O_SHARD:
+			if (sscanf(optarg, "%lu/%lu", &b->shard_k,
+			    &b->shard_n) != 2 || b->shard_n == 0 ||
+			    b->shard_k >= b->shard_n ||
+			    strspn(optarg, "0123456789/") != strlen(optarg)) {
+				fprintf(stderr, "popbridge: batch: --shard takes "
+				    "K/N with 0 <= K < N\n");
+				return EX_USAGE;
+			}
+			break;
+		case O_CA:
+			b->ca_file = optarg;
+			break;
+		case O_STATE:
+			if (optarg[0] != '/') {
+				fprintf(stderr, "popbridge: batch: --state-dir "
+				    "must be an absolute path\n");
+				return EX_USAGE;
+			}
+			free(b->cf.state_dir);
+			b->cf.state_dir = xstrdup(optarg);
+			break;
+		default:
+			fputs(batch_usage, stderr);
+			return EX_USAGE;
+		}
+	}
+	if (argc - optind != 1) {
+		fputs(batch_usage, stderr);
+		return EX_USAGE;
+	}
+	b->file = argv[optind];
+	return -1;
+}
+
+static int
+exit_code(struct batch *b)
+{
+	size_t	 i;
+	bool	 failed = false;
+
+	for (i = 0; i < b->njobs; i++)
+		failed = failed || b->jobs[i].state != J_DONE ||
+		    (b->jobs[i].rep.r != RES_OK && b->jobs[i].rep.r != RES_MSG);
+	if (b->invalid > 0)
+		return EX_DATAERR;
+	return failed ? EX_TEMPFAIL : EX_OK;
+}
+
+int
+cmd_batch(struct globals *g, int argc, char **argv)
+{
+	struct batch	 b;
+	struct sigaction sa;
+	char		*cause = NULL;
+	enum result	 r;
+	size_t		 i;
+	int		 code;
+
+	log_open(true, g->verbose);
+	memset(&b, 0, sizeof b);
+	b.cf.path = xstrdup("(batch)");
+	b.cf.timeout = 120;
+	b.cf.jobs = 8;
+	b.per_host = 4;
+	b.sigpipe[0] = b.sigpipe[1] = -1;
+	if ((code = batch_args(&b, argc, argv)) >= 0)
+		goto out;
+	if (b.cf.state_dir == NULL)
+		b.cf.state_dir = default_state_dir();
+	if (b.report != NULL) {
+		if ((b.rep = fopen(b.report, "w")) == NULL) {
+			log_warn("batch: %s: %s", b.report, strerror(errno));
+			code = EX_CANTCREAT;
+			goto out;
+		}
+		report_header(&b);
+	}
+	if ((r = load_rows(&b, &cause)) != RES_OK) {
+		log_warn("batch: %s", cause);
+		code = result_exit_code(r);
+		goto out;
+	}
+	log_info("batch: %zu account%s to run%s, %u invalid row%s; ledgers in "
+	    "%s", b.njobs, b.njobs == 1 ? "" : "s", b.shard_n > 1 ?
+	    " in this shard" : "", b.invalid, b.invalid == 1 ? "" : "s",
+	    b.cf.state_dir);
+	if (b.dry_run) {
+		for (i = 0; i < b.njobs; i++) {
+			r = account_dry_run(&b.cf, b.jobs[i].ac, &cause);
+			if (r != RES_OK) {
+				log_warn("%s: %s", b.jobs[i].ac->name, cause);
+				free(cause);
+				cause = NULL;
+			}
+			b.jobs[i].state = J_DONE;
+			b.jobs[i].rep.r = r;
+		}
+		code = exit_code(&b);
+		goto out;
+	}
+	if (pipe2(b.sigpipe, O_CLOEXEC | O_NONBLOCK) == -1)
+		fatal("pipe: %s", strerror(errno));
+	batch_sig_fd = b.sigpipe[1];
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = on_signal;
+	sa.sa_flags = SA_RESTART;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGCHLD, &sa, NULL);
+	b.tty = isatty(STDERR_FILENO);
+	b.started = now_seconds();
+	run_jobs(&b);
+	code = exit_code(&b);
+	if (count_state(&b, J_DONE) < b.njobs || code == EX_TEMPFAIL)
+		log_info("batch: run it again (with --retry-failed for just the "
+		    "unfinished accounts); nothing is imported twice");
+out:
+	free(cause);
+	if (b.rep != NULL)
+		fclose(b.rep);
+	for (i = 0; i < b.njobs; i++)
+		free(b.jobs[i].rep.cause);
+	for (i = 0; i < b.cf.naccounts; i++)
+		account_free(&b.cf.accounts[i]);
+	for (i = 0; i < b.nhosts; i++)
+		free(b.hosts[i].name);
+	free(b.hosts);
+	free(b.jobs);
+	free(b.cf.accounts);
+	free(b.cf.state_dir);
+	free(b.cf.path);
+	if (b.sigpipe[0] != -1) {
+		close(b.sigpipe[0]);
+		close(b.sigpipe[1]);
+	}
+	return code;
+}
