@@ -97,6 +97,9 @@ struct endpoint {
 	char		*password_command;
 	char		*ca_file;
 	char		*auth;		/* NULL: automatic */
+	bool		 oauth2;	/* auth xoauth2 or oauthbearer */
+	char		*oauth2_token_command;
+	char		*pin;		/* sha256//... public key pins */
 	char		*mailbox;	/* IMAP only */
 	int		 line;		/* in the config file */
 };

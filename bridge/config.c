@@ -60,6 +60,8 @@ static const struct key pop3_keys[] = {
 	{ "ca_file", K_STRING, false },
 	{ "tls", K_STRING, false },
 	{ "auth", K_STRING, false },
+	{ "oauth2_token_command", K_STRING, false },
+	{ "pin", K_STRING, false },
 	{ NULL, 0, false }
 };
 static const struct key imap_keys[] = {
@@ -71,6 +73,8 @@ static const struct key imap_keys[] = {
 	{ "ca_file", K_STRING, false },
 	{ "tls", K_STRING, false },
 	{ "auth", K_STRING, false },
+	{ "oauth2_token_command", K_STRING, false },
+	{ "pin", K_STRING, false },
 	{ "mailbox", K_STRING, false },
 	{ NULL, 0, false }
 };
@@ -283,6 +287,29 @@ parse_url(struct loader *ld, const config_setting_t *s, struct endpoint *ep,
 	return r;
 }
 
+/* sha256//BASE64 of 32 bytes, several joined by ";" (curl's syntax). */
+static bool
+pin_valid(const char *pin)
+{
+	const char	*p = pin;
+	size_t		 n;
+
+	for (;;) {
+		if (strncmp(p, "sha256//", 8) != 0)
+			return false;
+		p += 8;
+		n = strspn(p, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuv"
+		    "wxyz0123456789+/=");
+		if (n != 44)
+			return false;
+		p += n;
+		if (*p == '\0')
+			return true;
+		if (*p++ != ';')
+			return false;
+	}
+}
+
 static enum result
 load_endpoint(struct loader *ld, const config_setting_t *g,
     struct endpoint *ep, bool imap, const char *acct)
@@ -308,6 +335,10 @@ load_endpoint(struct loader *ld, const config_setting_t *g,
 	ep->password_command = get_string(g, "password_command");
 	ep->ca_file = get_path(ld, g, "ca_file");
 	ep->auth = get_string(g, "auth");
+	ep->oauth2_token_command = get_string(g, "oauth2_token_command");
+	ep->pin = get_string(g, "pin");
+	ep->oauth2 = ep->auth != NULL && (strcmp(ep->auth, "xoauth2") == 0 ||
+	    strcmp(ep->auth, "oauthbearer") == 0);
 	if ((r = parse_url(ld, config_setting_get_member(g, "url"), ep,
 	    where)) != RES_OK)
 		return r;
@@ -316,9 +347,26 @@ load_endpoint(struct loader *ld, const config_setting_t *g,
 		    "%s\"user\" is empty", where);
 	nsecrets = (ep->password != NULL) + (ep->password_file != NULL) +
 	    (ep->password_command != NULL);
-	if (nsecrets != 1)
+	if (ep->oauth2) {
+		/* A token is short-lived: it comes fresh from a command. */
+		if (ep->oauth2_token_command == NULL || nsecrets != 0)
+			return cfail(ld, g, "%sauth = \"%s\" takes "
+			    "\"oauth2_token_command\" (a command printing a "
+			    "fresh access token) and no password", where,
+			    ep->auth);
+	} else if (ep->oauth2_token_command != NULL)
+		return cfail(ld, config_setting_get_member(g,
+		    "oauth2_token_command"), "%s\"oauth2_token_command\" goes "
+		    "with auth = \"xoauth2\" or \"oauthbearer\"", where);
+	else if (nsecrets != 1)
 		return cfail(ld, g, "%sgive exactly one of \"password\", "
 		    "\"password_file\" or \"password_command\"", where);
+	if (ep->pin != NULL && !pin_valid(ep->pin))
+		return cfail(ld, config_setting_get_member(g, "pin"),
+		    "%s\"pin\" must be sha256//BASE64 (several joined with "
+		    "\";\"), e.g. from: openssl x509 -pubkey -noout -in "
+		    "cert.pem | openssl pkey -pubin -outform der | openssl "
+		    "dgst -sha256 -binary | base64", where);
 	if (ep->password != NULL)
 		ld->has_password = true;
 	if (config_setting_lookup_string(g, "tls", &tls) == CONFIG_TRUE) {
@@ -333,10 +381,11 @@ load_endpoint(struct loader *ld, const config_setting_t *g,
 	}
 	if (config_setting_lookup_string(g, "auth", &auth) == CONFIG_TRUE &&
 	    strcmp(auth, "auto") != 0 && strcmp(auth, "plain") != 0 &&
-	    strcmp(auth, "login") != 0 && strcmp(auth, "any") != 0)
+	    strcmp(auth, "login") != 0 && strcmp(auth, "any") != 0 &&
+	    !ep->oauth2)
 		return cfail(ld, config_setting_get_member(g, "auth"),
-		    "%s\"auth\" must be \"auto\", \"plain\", \"login\" or "
-		    "\"any\"", where);
+		    "%s\"auth\" must be \"auto\", \"plain\", \"login\", "
+		    "\"any\", \"xoauth2\" or \"oauthbearer\"", where);
 	if (imap) {
 		ep->mailbox = get_string(g, "mailbox");
 		if (ep->mailbox == NULL)
@@ -570,6 +619,8 @@ config_endpoint_free(struct endpoint *ep)
 	free(ep->password_command);
 	free(ep->ca_file);
 	free(ep->auth);
+	free(ep->oauth2_token_command);
+	free(ep->pin);
 	free(ep->mailbox);
 }
 
@@ -654,15 +705,15 @@ secret_from_file(const struct endpoint *ep, char **secret, char **cause)
 }
 
 static enum result
-secret_from_command(const struct endpoint *ep, char **secret, char **cause)
+secret_from_command(const char *cmd, const char *what, char **secret,
+    char **cause)
 {
 	FILE	*f;
 	int	 status;
 
 	fflush(NULL);
-	if ((f = popen(ep->password_command, "r")) == NULL)
-		return fail(cause, RES_TEMP, "password_command: %s",
-		    strerror(errno));
+	if ((f = popen(cmd, "r")) == NULL)
+		return fail(cause, RES_TEMP, "%s: %s", what, strerror(errno));
 	*secret = first_line(f);
 	/* Read the rest so the command is not killed by SIGPIPE. */
 	while (fgetc(f) != EOF)
@@ -674,10 +725,10 @@ secret_from_command(const struct endpoint *ep, char **secret, char **cause)
 		*secret = NULL;
 		if (status != -1 && WIFEXITED(status) &&
 		    WEXITSTATUS(status) != 0)
-			return fail(cause, RES_TEMP, "password_command failed "
-			    "(exit %d)", WEXITSTATUS(status));
-		return fail(cause, RES_TEMP, "password_command printed no "
-		    "password");
+			return fail(cause, RES_TEMP, "%s failed (exit %d)",
+			    what, WEXITSTATUS(status));
+		return fail(cause, RES_TEMP, "%s printed no %s", what,
+		    strncmp(what, "oauth2", 6) == 0 ? "token" : "password");
 	}
 	return RES_OK;
 }
@@ -692,5 +743,9 @@ config_secret(const struct endpoint *ep, char **secret, char **cause)
 	}
 	if (ep->password_file != NULL)
 		return secret_from_file(ep, secret, cause);
-	return secret_from_command(ep, secret, cause);
+	if (ep->oauth2_token_command != NULL)
+		return secret_from_command(ep->oauth2_token_command,
+		    "oauth2_token_command", secret, cause);
+	return secret_from_command(ep->password_command, "password_command",
+	    secret, cause);
 }

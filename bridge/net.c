@@ -200,7 +200,40 @@ login_options(const struct endpoint *ep, bool fallback)
 		return "AUTH=PLAIN";
 	if (strcmp(ep->auth, "login") == 0)
 		return "AUTH=LOGIN";
+	if (strcmp(ep->auth, "xoauth2") == 0)
+		return "AUTH=XOAUTH2";
+	if (strcmp(ep->auth, "oauthbearer") == 0)
+		return "AUTH=OAUTHBEARER";
 	return NULL;			/* "any" */
+}
+
+/* What to do about a certificate curl refused, from OpenSSL's words. */
+static const char *
+cert_hint(const char *err)
+{
+	if (strcasestr(err, "expired") != NULL)
+		return "the server's certificate has expired: it must be "
+		    "renewed on the server";
+	if (strcasestr(err, "not yet valid") != NULL)
+		return "the certificate is not valid yet: check this machine's "
+		    "clock";
+	if (strcasestr(err, "subject name") != NULL ||
+	    strcasestr(err, "does not match") != NULL ||
+	    strcasestr(err, "no alternative") != NULL)
+		return "the certificate is for another host name: use the "
+		    "name the certificate shows in the url";
+	if (strcasestr(err, "self-signed") != NULL ||
+	    strcasestr(err, "self signed") != NULL ||
+	    strcasestr(err, "local issuer") != NULL ||
+	    strcasestr(err, "unknown ca") != NULL)
+		return "it is not signed by a CA this machine trusts: set "
+		    "ca_file to the CA that signed it, or pin its key with "
+		    "pin = \"sha256//...\"";
+	if (strcasestr(err, "ca_file") != NULL ||
+	    strcasestr(err, "CA cert") != NULL)
+		return "ca_file could not be read as a PEM file of CA "
+		    "certificates";
+	return "set ca_file to the CA that signed it";
 }
 
 static enum result
@@ -226,11 +259,15 @@ conn_error(struct conn *c, CURLcode rc, const struct endpoint *ep,
 		    c->proto, c->host, c->proto);
 	case CURLE_PEER_FAILED_VERIFICATION:
 	case CURLE_SSL_CACERT_BADFILE:
-	case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
 		return fail(cause, RES_TEMP, "%s: TLS certificate of %s not "
-		    "accepted: %s (set ca_file to the CA that signed it)",
-		    c->proto, c->host, c->errbuf[0] != '\0' ? c->errbuf :
-		    curl_easy_strerror(rc));
+		    "accepted: %s (%s)", c->proto, c->host, c->errbuf[0] !=
+		    '\0' ? c->errbuf : curl_easy_strerror(rc),
+		    cert_hint(c->errbuf));
+	case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+		return fail(cause, RES_TEMP, "%s: the public key of %s does not "
+		    "match \"pin\" (the server has a new key, or this is not "
+		    "the server you pinned; check, then update the pin)",
+		    c->proto, c->host);
 	case CURLE_OPERATION_TIMEDOUT:
 		return fail(cause, RES_TEMP, "%s: %s: timed out after %ld s",
 		    c->proto, c->host, c->timeout);
@@ -271,7 +308,17 @@ conn_login(struct conn *c, const struct endpoint *ep, const char *secret,
 	curl_easy_setopt(c->h, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(c->h, CURLOPT_ERRORBUFFER, c->errbuf);
 	curl_easy_setopt(c->h, CURLOPT_USERNAME, ep->user);
-	curl_easy_setopt(c->h, CURLOPT_PASSWORD, secret);
+	/*
+	 * A token goes as a bearer, with the mechanism named (with a password
+	 * too, curl would pick another).  SASL-IR stays off: Microsoft's POP3
+	 * wants the two-step AUTH XOAUTH2 exchange.
+	 */
+	if (ep->oauth2)
+		curl_easy_setopt(c->h, CURLOPT_XOAUTH2_BEARER, secret);
+	else
+		curl_easy_setopt(c->h, CURLOPT_PASSWORD, secret);
+	if (ep->pin != NULL)
+		curl_easy_setopt(c->h, CURLOPT_PINNEDPUBLICKEY, ep->pin);
 	if ((opts = login_options(ep, fallback)) != NULL)
 		curl_easy_setopt(c->h, CURLOPT_LOGIN_OPTIONS, opts);
 	/* Never CURLUSESSL_TRY: it logs in in clear when STARTTLS is absent. */
@@ -299,6 +346,7 @@ conn_login(struct conn *c, const struct endpoint *ep, const char *secret,
 	rc = curl_easy_perform(c->h);
 	/* Drop curl's copy of the secret as soon as the login is over. */
 	curl_easy_setopt(c->h, CURLOPT_PASSWORD, "");
+	curl_easy_setopt(c->h, CURLOPT_XOAUTH2_BEARER, "");
 	/* From here on the trace is popbridge's own, line by line. */
 	curl_easy_setopt(c->h, CURLOPT_VERBOSE, 0L);
 	free(url);
