@@ -4,6 +4,8 @@
 #   make demo       install what is missing, build, import sample mail in a
 #                   private sandbox (Dovecot on 127.0.0.1) and show it
 #   make check      install what is missing, build, run every test
+#   make stress     fault injection and kill -9 at length
+#   make fuzz       the libFuzzer targets, FUZZ_SECONDS each
 #   make bench      speed and memory against other clients (bench/)
 #   make install    PREFIX=/usr/local DESTDIR=
 #   make DEBUG=1    build with AddressSanitizer and UBSan
@@ -55,6 +57,16 @@ check: deps
 	$(MAKE) all
 	sh tests/check.sh
 
+# Fault injection and kill -9 at length (500+ trials); not part of check.
+stress: deps
+	$(MAKE) all
+	sh tests/stress.sh
+
+# The libFuzzer targets, FUZZ_SECONDS each (make check runs them briefly).
+FUZZ_SECONDS ?= 300
+fuzz: deps
+	bash tests/fuzz/run.sh $(FUZZ_SECONDS)
+
 # Speed and memory, measured side by side with other clients; not a test.
 bench: deps
 	$(MAKE) all
@@ -83,4 +95,4 @@ clean:
 	rm -f bridge/*.o bridge/popbridge
 	rm -rf tests/unit/build
 
-.PHONY: all deps demo check bench install uninstall clean
+.PHONY: all deps demo check stress fuzz bench install uninstall clean

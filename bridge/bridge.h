@@ -328,6 +328,7 @@ struct append_item {
 	struct spool	*sp;
 	time_t		 date;
 	int		 tz;
+	bool		 binary;	/* has NUL bytes: literal8 (RFC 3516) */
 	struct append_result res;	/* out */
 	char		*why;		/* out: the refusal, malloc'd */
 };

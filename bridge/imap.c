@@ -529,8 +529,8 @@ append_part(const char *flags, const struct append_item *it)
 	char	 datestr[40];
 
 	date_imap(it->date, it->tz, datestr, sizeof datestr);
-	return xprintf(" (%s) \"%s\" {%llu+}\r\n", flags, datestr,
-	    (unsigned long long)it->sp->size);
+	return xprintf(" (%s) \"%s\" %s{%llu+}\r\n", flags, datestr,
+	    it->binary ? "~" : "", (unsigned long long)it->sp->size);
 }
 
 /* MULTIAPPEND: all messages in one command, one transaction. */
@@ -661,6 +661,13 @@ imap_append_many(struct imap *im, const char *mailbox, const char *flags,
 	if ((q = imap_quote(mailbox)) == NULL)
 		return fail(cause, RES_CONFIG, "imap: mailbox name \"%s\" needs "
 		    "modified UTF-7", mailbox);
+	/* literal8 is sent here only as a non-synchronising literal. */
+	for (i = 0; i < n; i++)
+		if (items[i].binary && !im->caps.literal_plus && !small) {
+			free(q);
+			return fail(cause, RES_TEMP, "imap: %s: a message with NUL "
+			    "bytes needs LITERAL+ as well as BINARY", im->host);
+		}
 	if (n > 1 && im->caps.multiappend && im->caps.literal_plus)
 		r = append_multi(im, q, flags, items, n, &done, cause);
 	if (r == RES_OK && !done) {

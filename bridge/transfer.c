@@ -229,6 +229,18 @@ prepare(struct run *rn, struct slot *s)
 		hlen = s->sp.memlen;
 	if (!msg_date(s->sp.mem, hlen, &s->date, &s->tz))
 		local_now(&s->date, &s->tz);
+	/*
+	 * NUL bytes cannot travel in an ordinary IMAP literal; with BINARY
+	 * (RFC 3516) they go as literal8, without it the message stays on
+	 * the POP3 server.
+	 */
+	if (s->norm.nuls > 0 && !caps->binary) {
+		s->state = SL_FAILED;
+		s->why = xprintf("it has %llu NUL bytes and the IMAP server "
+		    "offers no BINARY extension to store them",
+		    (unsigned long long)s->norm.nuls);
+		return;
+	}
 	if (caps->appendlimit != 0 && s->sp.size > caps->appendlimit) {
 		s->state = SL_FAILED;
 		s->why = xprintf("%llu bytes is over the IMAP server's "
@@ -286,6 +298,7 @@ append_batch(struct run *rn, struct slot *b, size_t n,
 		items[k].sp = &b[i].sp;
 		items[k].date = b[i].date;
 		items[k].tz = b[i].tz;
+		items[k].binary = b[i].norm.nuls > 0;
 		k++;
 	}
 	*nitems = k;

@@ -39,6 +39,9 @@ run_part() {
 
 
 run_part "unit tests" bash tests/unit/run.sh
+if [ -f tests/fuzz/run.sh ]; then
+	run_part "fuzz targets (a few seconds each)" bash tests/fuzz/run.sh 5
+fi
 run_part "integration tests (private Dovecot on 127.0.0.1)" \
 	/usr/bin/python3 tests/run_integ.py
 
