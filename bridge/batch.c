@@ -539,10 +539,9 @@ show(struct batch *b, bool final)
 		    b->njobs, running, failed, msgs, bytes / 1e6, rate,
 		    left / 60, left % 60);
 		fflush(stderr);
+		log_bar_drawn(true);
 		return;
 	}
-	if (b->tty)
-		fputc('\n', stderr);
 	log_info("batch: %zu/%zu accounts done, %zu running, %zu failed; %llu "
 	    "messages, %.1f MB, %.0f messages/s%s", done, b->njobs, running,
 	    failed, msgs, bytes / 1e6, rate, final ? "" : "");

@@ -70,6 +70,7 @@ enum log_level {
 };
 void		 log_open(bool to_stderr, int verbosity);
 bool		 log_enabled(enum log_level);
+void		 log_bar_drawn(bool);
 void		 log_warn(const char *, ...) PRINTFLIKE(1, 2);
 void		 log_info(const char *, ...) PRINTFLIKE(1, 2);
 void		 log_debug(const char *, ...) PRINTFLIKE(1, 2);

@@ -13,6 +13,7 @@
 #include "bridge.h"
 
 static bool		log_stderr = true;
+static bool		log_bar;	/* a progress bar ends stderr's line */
 static enum log_level	log_max = LOG_LVL_INFO;
 
 void
@@ -27,6 +28,13 @@ log_open(bool to_stderr, int verbosity)
 		log_max = LOG_LVL_INFO;
 	if (!log_stderr)
 		openlog("popbridge", LOG_PID | LOG_NDELAY, LOG_MAIL);
+}
+
+/* A progress bar was drawn without a newline: the next line starts anew. */
+void
+log_bar_drawn(bool open)
+{
+	log_bar = open;
 }
 
 bool
@@ -53,6 +61,9 @@ log_vwrite(enum log_level level, const char *fmt, va_list ap)
 	 * has stderr on /dev/null.
 	 */
 	if (log_stderr || level == LOG_LVL_WARN) {
+		if (log_bar)
+			fputc('\n', stderr);
+		log_bar = false;
 		fprintf(stderr, "popbridge: %s\n", line);
 		fflush(stderr);
 	}

@@ -11,6 +11,7 @@
  */
 #include <sys/stat.h>
 
+#include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
@@ -106,6 +107,7 @@ show_progress(const struct run_stats *st)
 		if (st->done == st->todo)
 			fputc('\n', stderr);
 		fflush(stderr);
+		log_bar_drawn(st->done < st->todo);
 	} else
 		log_info("migrate: %u/%u messages, %.1f/%.1f MB, %.0f "
 		    "messages/s, %s left", st->done, st->todo,
@@ -118,7 +120,7 @@ static char *
 state_dir_for(const struct account *ac)
 {
 	const char	*xdg = getenv("XDG_STATE_HOME"), *home;
-	char		*base, *id, *dir, *p, hex[65];
+	char		*base, *id, *dir, *p, *host, hex[65];
 
 	if (xdg != NULL && xdg[0] == '/')
 		base = xprintf("%s/popbridge", xdg);
@@ -127,8 +129,12 @@ state_dir_for(const struct account *ac)
 			home = "/root";
 		base = xprintf("%s/.local/state/popbridge", home);
 	}
-	id = xprintf("%s@%s/%s", ac->imap.user, ac->imap.host,
-	    ac->imap.mailbox);
+	/* Host names are case-insensitive: one ledger however written. */
+	host = xstrdup(ac->imap.host);
+	for (p = host; *p != '\0'; p++)
+		*p = (char)tolower((unsigned char)*p);
+	id = xprintf("%s@%s/%s", ac->imap.user, host, ac->imap.mailbox);
+	free(host);
 	hash_hex(id, strlen(id), hex);
 	id[strcspn(id, "/")] = '\0';
 	for (p = id; *p != '\0'; p++)
@@ -149,8 +155,9 @@ url_decode(const char *s)
 	unsigned int c;
 
 	for (; *s != '\0'; s++) {
-		if (*s == '%' && sscanf(s + 1, "%2x", &c) == 1 &&
-		    s[1] != '\0' && s[2] != '\0') {
+		if (*s == '%' && isxdigit((unsigned char)s[1]) &&
+		    isxdigit((unsigned char)s[2]) && sscanf(s + 1, "%2x", &c) ==
+		    1) {
 			*o++ = (char)c;
 			s += 2;
 		} else
@@ -347,8 +354,10 @@ report(struct migrate *m, const struct run_stats *st, enum result r)
 	free(cause);
 	free(path);
 	free(source);
-	if (account_stop || (r != RES_OK && r != RES_AUTH &&
-	    r != RES_CONFIG) || st->done < st->todo)
+	if (r == RES_MSG)
+		log_info("migrate: the messages not imported stay on the POP3 "
+		    "server; the same command tries them again");
+	else if (account_stop || r == RES_TEMP || st->done < st->todo)
 		log_info("migrate: run the same command again to resume; "
 		    "nothing is imported twice");
 }
@@ -410,6 +419,9 @@ cmd_migrate(struct globals *g, int argc, char **argv)
 	if (r != RES_OK && cause != NULL)
 		log_warn("migrate: %s", cause);
 	report(&m, &st, r);
+	/* Stopped before the end: a script must see it did not finish. */
+	if (r == RES_OK && st.done < st.todo)
+		r = RES_TEMP;
 	code = result_exit_code(r);
 out:
 	free(cause);
