@@ -1,0 +1,1025 @@
+#!/usr/bin/python3
+"""popbridge benchmark driver (`make bench` runs it through bench/run.sh).
+
+Starts a private Dovecot on 127.0.0.1 (tests/harness.py), generates the
+corpora (bench/corpus.py), and measures, side by side in one run:
+
+  popbridge   `popbridge -c CONF run`, keep = true, a fresh IMAP user and a
+              fresh state_dir each time
+  naive       bench/naive.py: poplib + imaplib, one command at a time
+  fetchmail   fetchmail over pop3s delivering through dovecot-lda
+  ceiling     bench/ceiling.py: the corpus MULTIAPPENDed through one IMAP
+              connection, no POP3 side (the server's own ceiling)
+
+on loopback and through bench/delayproxy.py (a delay added in each
+direction); then popbridge's peak RSS on a large mailbox and on one large
+message, and a soak of `popbridge daemon -f` polled by SIGUSR1.
+
+It prints a table and the ratios the issue asks for, and writes the same as
+markdown to bench/RESULTS.md (default settings) or bench/RESULTS.local.md
+(any BENCH_* knob changed).  It is a benchmark, not a test: it exits 0
+unless something broke (a client failed, or a mailbox does not hold what was
+imported: a benchmark of a broken import is worthless).
+
+Knobs (environment): see bench/README.md.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+BENCH_DIR = Path(__file__).resolve().parent
+REPO = BENCH_DIR.parent
+sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(BENCH_DIR))
+
+import harness  # noqa: E402
+import corpus  # noqa: E402
+
+PY = "/usr/bin/python3"
+LDA = "/usr/lib/dovecot/dovecot-lda"
+GNU_TIME = "/usr/bin/time"
+RUN_TIMEOUT = 1800
+
+DEFAULTS = {
+    "BENCH_SMALL": 2000,          # messages in the small corpus (about 4 KB each)
+    "BENCH_MIXED": 1000,          # messages in the mixed corpus (about 220 MB at 1000)
+    "BENCH_SLOW_CAP": 200,        # naive and fetchmail at the delay: first N messages
+    "BENCH_DELAY_MS": 10,         # delay added in each direction by the proxy
+    "BENCH_REPEAT": 3,            # popbridge and ceiling runs per cell (median taken)
+    "BENCH_MEM_COUNT": 10000,     # messages in the memory test's mailbox
+    "BENCH_BIG_MB": 100,          # size of the memory test's single message (MiB)
+    "BENCH_POLLS": 2000,          # daemon soak: polls triggered by SIGUSR1
+    "BENCH_DELIVER_EVERY": 50,    # daemon soak: a new message before every Nth poll
+    "BENCH_SAMPLE_EVERY": 100,    # daemon soak: RSS and fds sampled every N polls
+    "BENCH_CEIL_BATCH": 64,       # ceiling: messages per MULTIAPPEND
+    "BENCH_SEED": 1,
+    "BENCH_QUIET_WAIT": 60,       # wait up to N s before each run for other work to calm down
+}
+PARTS = ("small", "mixed", "memory", "soak")
+CLIENTS = ("popbridge", "naive", "fetchmail", "ceiling")
+
+
+def setting(name):
+    v = os.environ.get(name)
+    return DEFAULTS[name] if v in (None, "") else int(v)
+
+
+def log(msg):
+    print(f"bench: {msg}", flush=True)
+
+
+class Broken(Exception):
+    """Something that makes a measurement worthless."""
+
+
+def fmt_rate(x):
+    if x is None:
+        return "-"
+    return f"{x:,.0f}" if x >= 100 else f"{x:.1f}"
+
+
+# ----------------------------------------------------------------- processes
+def _stat_ticks(pid):
+    """(ppid, utime + stime + cutime + cstime) of a process, in clock ticks."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[1]), sum(int(x) for x in fields[11:15])
+
+
+def tree_ticks(root=None):
+    """CPU ticks used by this process and all its descendants (the private
+    Dovecot, the proxy, the clients); children that have exited count in
+    their parent's cutime/cstime once reaped."""
+    root = root or os.getpid()
+    procs = {}
+    for p in os.listdir("/proc"):
+        if p.isdigit():
+            try:
+                procs[int(p)] = _stat_ticks(p)
+            except (OSError, ValueError, IndexError):
+                pass
+    kids: dict[int, list[int]] = {}
+    for pid, (ppid, _) in procs.items():
+        kids.setdefault(ppid, []).append(pid)
+    total, todo = 0, [root]
+    while todo:
+        pid = todo.pop()
+        if pid in procs:
+            total += procs[pid][1]
+        todo.extend(kids.get(pid, ()))
+    return total
+
+
+def machine_ticks():
+    """(busy, total) ticks of the whole machine (/proc/stat), in the same
+    unit as tree_ticks (USER_HZ)."""
+    with open("/proc/stat") as f:
+        vals = [int(x) for x in f.readline().split()[1:8]]
+    idle = vals[3] + vals[4]
+    return sum(vals) - idle, sum(vals)
+
+
+class Load:
+    """How busy the machine was over an interval, and how much of that was
+    not the benchmark's doing (other users of a shared machine)."""
+
+    def __init__(self):
+        self.m0, self.t0 = machine_ticks(), tree_ticks()
+
+    def done(self):
+        m1, t1 = machine_ticks(), tree_ticks()
+        span = max(1, m1[1] - self.m0[1])
+        busy = (m1[0] - self.m0[0]) / span * 100
+        others = max(0.0, (m1[0] - self.m0[0]) - (t1 - self.t0)) / span * 100
+        return busy, others
+
+
+def timed(cmd, env=None, cwd=None, timeout=RUN_TIMEOUT):
+    """Run cmd under GNU time.  Returns a dict: rc, out, err, seconds, rss
+    (peak KiB: the largest of the process and the children it waited for;
+    for fetchmail, fetchmail or one dovecot-lda), cpu (user + system s of
+    the client), busy and others (% of the machine's CPU over the run: all,
+    and not the benchmark's)."""
+    tf = tempfile.NamedTemporaryFile("r", suffix=".time", delete=False)
+    tf.close()
+    full = [GNU_TIME, "-o", tf.name, "-f", "%M %U %S", *map(str, cmd)]
+    load = Load()
+    t0 = time.monotonic()
+    try:
+        p = subprocess.run(full, stdin=subprocess.DEVNULL, capture_output=True,
+                           env=env, cwd=cwd, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.unlink(tf.name)
+        raise Broken(f"{Path(str(cmd[0])).name} did not finish within {timeout} s")
+    secs = time.monotonic() - t0
+    busy, others = load.done()
+    text = Path(tf.name).read_text().strip().splitlines()
+    os.unlink(tf.name)
+    rss = cpu = None
+    if text:
+        parts = text[-1].split()
+        try:
+            rss = int(parts[0])
+            cpu = float(parts[1]) + float(parts[2])
+        except (ValueError, IndexError):
+            pass
+    out = p.stdout.decode("utf-8", "replace")
+    err = p.stderr.decode("utf-8", "replace")
+    if rss is None and p.returncode == 0:
+        raise Broken(f"no GNU time figures for {Path(str(cmd[0])).name}: {text}")
+    return {"rc": p.returncode, "out": out, "err": err, "seconds": secs, "rss": rss,
+            "cpu": cpu, "busy": busy, "others": others}
+
+
+# ----------------------------------------------------------------- the bench
+class Bench:
+    def __init__(self):
+        self.s = {k: setting(k) for k in DEFAULTS}
+        only = os.environ.get("BENCH_ONLY", "").strip()
+        self.parts = [p for p in only.split(",") if p] if only else list(PARTS)
+        for p in self.parts:
+            if p not in PARTS:
+                raise SystemExit(f"bench: BENCH_ONLY: unknown part {p!r} (known: {', '.join(PARTS)})")
+        clients = os.environ.get("BENCH_CLIENTS", "").strip()
+        self.clients = [c for c in clients.split(",") if c] if clients else list(CLIENTS)
+        for c in self.clients:
+            if c not in CLIENTS:
+                raise SystemExit(f"bench: BENCH_CLIENTS: unknown client {c!r}")
+        self.default_settings = (not only and not clients and all(
+            os.environ.get(k) in (None, "", str(v)) for k, v in DEFAULTS.items()))
+        parent = os.environ.get("BENCH_TMP") or None
+        if parent:
+            os.makedirs(parent, exist_ok=True)
+        self.work = Path(tempfile.mkdtemp(prefix="popbridge-bench-", dir=parent))
+        os.chmod(self.work, 0o755)
+        self.rows: list[dict] = []
+        self.failures: list[str] = []
+        self.memory: list[dict] = []
+        self.soak: dict | None = None
+        self.seq = 0
+        self.noisy = 0
+        self.dc = None
+        self.proxy = None
+        self.started = _dt.datetime.now(_dt.timezone.utc)
+        self.t0 = time.monotonic()
+        self.load_all = Load()
+        self.loadavg_start = Path("/proc/loadavg").read_text().split()[0]
+
+    # ------------------------------------------------------------- setup
+    def setup(self):
+        src = REPO / "bridge" / "popbridge"
+        if not os.access(src, os.X_OK):
+            raise SystemExit(f"bench: {src} is not built (run `make`)")
+        # Others may rebuild bridge/popbridge while we run: use a private copy.
+        self.exe = self.work / "popbridge"
+        shutil.copy2(src, self.exe)
+        self.commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+                                     capture_output=True, text=True).stdout.strip() or "?"
+        dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--", "bridge"],
+                               capture_output=True, text=True).stdout.strip()
+        if dirty:
+            self.commit += " (bridge/ has uncommitted changes)"
+        log(f"work folder {self.work}; popbridge copied from {src} ({self.commit})")
+        self.dc = harness.Dovecot(tmp=str(self.work)).start()
+        log(f"private Dovecot on 127.0.0.1: imaps {self.dc.imaps_port}, "
+            f"pop3s {self.dc.pop3s_port}")
+        ppop, pimap = harness.free_ports(2)
+        self.proxy_ports = {"pop3": ppop, "imap": pimap}
+        self.proxy = subprocess.Popen(
+            [PY, str(BENCH_DIR / "delayproxy.py"), "--delay-ms", str(self.s["BENCH_DELAY_MS"]),
+             f"{ppop}:{self.dc.pop3s_port}", f"{pimap}:{self.dc.imaps_port}"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        line = self.proxy.stdout.readline().decode().strip()
+        if line != "ready":
+            raise SystemExit(f"bench: the delay proxy did not start: {line}")
+        log(f"delay proxy: +{self.s['BENCH_DELAY_MS']} ms each way, "
+            f"pop3s {ppop}, imaps {pimap}")
+        self.check_proxy()
+
+    def check_proxy(self):
+        """Measure the round trip through the proxy (a NOOP over IMAP)."""
+        import imaplib
+        c = imaplib.IMAP4_SSL("localhost", self.proxy_ports["imap"],
+                              ssl_context=self.dc.ssl_context(), timeout=30)
+        self.dc.add_user("probe", "probe-pw")
+        c.login("probe", "probe-pw")
+        t = time.monotonic()
+        for _ in range(10):
+            c.noop()
+        self.rtt_ms = (time.monotonic() - t) / 10 * 1000
+        c.logout()
+        log(f"round trip through the proxy: {self.rtt_ms:.1f} ms")
+
+    def teardown(self):
+        if self.proxy and self.proxy.poll() is None:
+            self.proxy.terminate()
+            try:
+                self.proxy.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proxy.kill()
+                self.proxy.wait(5)
+        if self.dc:
+            self.dc.stop()
+        if os.environ.get("BENCH_KEEP_TMP"):
+            log(f"kept {self.work}")
+        else:
+            shutil.rmtree(self.work, ignore_errors=True)
+
+    # ------------------------------------------------------------- helpers
+    def endpoint(self, proto, net):
+        if net == "loopback":
+            port = self.dc.pop3s_port if proto == "pop3" else self.dc.imaps_port
+        else:
+            port = self.proxy_ports[proto]
+        return "localhost", port
+
+    def fresh_user(self, prefix):
+        self.seq += 1
+        name = f"{prefix}{self.seq}"
+        self.dc.add_user(name, "pw-" + os.urandom(6).hex())
+        return name
+
+    def drop_user(self, user):
+        """Free the disk space of a destination mailbox once it is checked."""
+        shutil.rmtree(self.dc.maildir(user), ignore_errors=True)
+        shutil.rmtree(self.dc.home_dir / user, ignore_errors=True)
+
+    def imap_sizes(self, user):
+        """RFC822.SIZE of every message in user's INBOX, in UID order."""
+        c = self.dc.imap(user, timeout=300)
+        try:
+            typ, data = c.select("INBOX", readonly=True)
+            if typ != "OK":
+                raise Broken(f"SELECT INBOX of {user}: {typ} {data}")
+            if int(data[0] or 0) == 0:
+                return []
+            typ, data = c.uid("FETCH", "1:*", "(RFC822.SIZE)")
+            if typ != "OK":
+                raise Broken(f"FETCH of {user}: {typ} {data}")
+            out = []
+            for item in data:
+                line = item[0] if isinstance(item, tuple) else item
+                m = re.search(rb"RFC822\.SIZE (\d+)", line or b"")
+                if m:
+                    out.append(int(m.group(1)))
+            return out
+        finally:
+            try:
+                c.logout()
+            except Exception:
+                pass
+
+    def verify(self, user, count, nbytes, exact=True):
+        """The IMAP mailbox holds `count` messages (of `nbytes` in total when
+        exact: fetchmail adds a Received header, so only the count is
+        checked for it)."""
+        sizes = self.imap_sizes(user)
+        if len(sizes) != count:
+            raise Broken(f"IMAP mailbox {user} holds {len(sizes)} messages, expected {count}")
+        if exact and sum(sizes) != nbytes:
+            raise Broken(f"IMAP mailbox {user} holds {sum(sizes)} bytes, expected {nbytes}")
+        if not exact and sum(sizes) < nbytes:
+            raise Broken(f"IMAP mailbox {user} holds {sum(sizes)} bytes, less than the "
+                         f"{nbytes} imported")
+
+    # ------------------------------------------------------------- corpora
+    def make_corpus(self, name, messages, subset):
+        """Deliver the messages into a POP3 user (and the first `subset` into a
+        second user), write the CRLF copies and manifest for the ceiling
+        client.  Returns a dict describing the corpus."""
+        t = time.monotonic()
+        cdir = self.work / f"corpus-{name}"
+        cdir.mkdir()
+        full = f"{name}src"
+        self.dc.add_user(full, f"pw-{name}-src")
+        sub = None
+        if subset:
+            sub = f"{name}sub"
+            self.dc.add_user(sub, f"pw-{name}-sub")
+        sizes = []
+        with open(cdir / "manifest.tsv", "w") as man:
+            for i, raw in enumerate(messages):
+                stored = corpus.crlf(raw)
+                fn = f"{i:06d}.eml"
+                (cdir / fn).write_bytes(stored)
+                man.write(f"{fn}\t{len(stored)}\t{corpus.imap_date(raw)}\n")
+                sizes.append(len(stored))
+                self.dc.deliver(full, raw)
+                if sub and i < subset:
+                    self.dc.deliver(sub, raw)
+        c = {"name": name, "dir": cdir, "src": full, "sub": sub, "count": len(sizes),
+             "bytes": sum(sizes), "sizes": sizes,
+             "sub_count": min(subset, len(sizes)) if sub else 0,
+             "sub_bytes": sum(sizes[:subset]) if sub else 0}
+        self.warm(full, sizes)
+        if sub:
+            self.warm(sub, sizes[:subset])
+        log(f"corpus {name}: {c['count']} messages, {c['bytes'] / 1e6:.1f} MB, "
+            f"largest {max(sizes) / 1e6:.1f} MB"
+            + (f"; first {c['sub_count']}: {c['sub_bytes'] / 1e6:.1f} MB" if sub else "")
+            + f" ({time.monotonic() - t:.0f} s)")
+        return c
+
+    def warm(self, user, sizes):
+        """Read the POP3 mailbox once: Dovecot indexes it and caches the sizes,
+        and marks every message seen, so that the first measured client does
+        not pay for that.  Checks the mailbox serves exactly the corpus."""
+        p = self.dc.pop3(user, timeout=300)
+        try:
+            n, _ = p.stat()
+            if n != len(sizes):
+                raise Broken(f"POP3 {user}: {n} messages, corpus has {len(sizes)}")
+            listed = [int(x.split()[1]) for x in p.list()[1]]
+            if listed != sizes:
+                raise Broken(f"POP3 {user}: LIST sizes differ from the corpus")
+            p.uidl()
+            for i in range(1, n + 1):
+                p.retr(i)
+        finally:
+            p.quit()
+
+    # ------------------------------------------------------------- clients
+    def popbridge_conf(self, src, dst, net, extra=""):
+        run = self.work / f"pb{self.seq}-{dst}"
+        run.mkdir()
+        state = run / "state"
+        state.mkdir()
+        ph, pp = self.endpoint("pop3", net)
+        ih, ip = self.endpoint("imap", net)
+        acct = self.dc.account("bench", src, dst, keep=True,
+                               pop3_extra={"url": f"pop3s://{ph}:{pp}"},
+                               imap_extra={"url": f"imaps://{ih}:{ip}"})
+        return run, harness.write_config(run / "popbridge.conf", [acct], state, extra)
+
+    def run_popbridge(self, src, count, nbytes, net, again=False):
+        """One `popbridge run` into a fresh user; with again, a second run
+        with the same ledger (nothing new: one poll of a kept mailbox) is
+        timed as well, as r["again"]."""
+        dst = self.fresh_user("pbdst")
+        run, cfg = self.popbridge_conf(src, dst, net)
+        r = timed([self.exe, "-c", cfg, "run"], cwd=run)
+        if r["rc"] != 0:
+            raise Broken(f"popbridge run exited {r['rc']}: {(r['out'] + r['err']).strip()[-800:]}")
+        self.verify(dst, count, nbytes)
+        if again:
+            r2 = timed([self.exe, "-c", cfg, "run"], cwd=run)
+            if r2["rc"] != 0:
+                raise Broken(f"second popbridge run exited {r2['rc']}: "
+                             f"{(r2['out'] + r2['err']).strip()[-800:]}")
+            self.verify(dst, count, nbytes)
+            r["again"] = r2
+        self.drop_user(dst)
+        shutil.rmtree(run, ignore_errors=True)
+        return r
+
+    def run_naive(self, src, count, nbytes, net):
+        dst = self.fresh_user("nvdst")
+        ph, pp = self.endpoint("pop3", net)
+        ih, ip = self.endpoint("imap", net)
+        env = {**os.environ, "NAIVE_POP3_PASSWORD": self.dc.users[src],
+               "NAIVE_IMAP_PASSWORD": self.dc.users[dst]}
+        r = timed(
+            [PY, BENCH_DIR / "naive.py", "--pop3", f"{ph}:{pp}", "--pop3-user", src,
+             "--imap", f"{ih}:{ip}", "--imap-user", dst, "--ca-file", self.dc.ca_file],
+            env=env)
+        if r["rc"] != 0:
+            raise Broken(f"naive.py exited {r['rc']}: {(r['out'] + r['err']).strip()[-800:]}")
+        res = json.loads(r["out"].strip().splitlines()[-1])
+        if res["messages"] != count:
+            raise Broken(f"naive.py copied {res['messages']} messages, expected {count}")
+        self.verify(dst, count, nbytes)
+        self.drop_user(dst)
+        return r
+
+    def run_fetchmail(self, src, count, nbytes, net):
+        dst = self.fresh_user("fmdst")
+        d = self.work / f"fm{self.seq}"
+        d.mkdir()
+        ph, pp = self.endpoint("pop3", net)
+        rc_file = d / "fetchmailrc"
+        rc_file.write_text(
+            "set no syslog\n"
+            f"poll {ph} port {pp} proto pop3 timeout 300\n"
+            f'  user "{src}" there with password "{self.dc.users[src]}" is "root" here\n'
+            f'  ssl sslcertck sslcertfile "{self.dc.ca_file}"\n'
+            "  keep fetchall\n"
+            f'  mda "{LDA} -c {self.dc.conf_path} -d {dst}"\n')
+        os.chmod(rc_file, 0o600)
+        env = {**os.environ, "FETCHMAILHOME": str(d), "HOME": str(d)}
+        r = timed(
+            ["fetchmail", "--nodetach", "--nosyslog", "--silent", "-f", rc_file,
+             "-i", d / "fetchids", "--pidfile", d / "fetchmail.pid"], env=env, cwd=d)
+        # 0: mail was retrieved.
+        if r["rc"] != 0:
+            raise Broken(f"fetchmail exited {r['rc']}: {(r['out'] + r['err']).strip()[-800:]}")
+        self.verify(dst, count, nbytes, exact=False)
+        self.drop_user(dst)
+        shutil.rmtree(d, ignore_errors=True)
+        return r
+
+    def run_ceiling(self, cdir, count, nbytes, net, mode="multiappend"):
+        dst = self.fresh_user("cedst")
+        ih, ip = self.endpoint("imap", net)
+        env = {**os.environ, "CEILING_IMAP_PASSWORD": self.dc.users[dst]}
+        r = timed(
+            [PY, BENCH_DIR / "ceiling.py", "--imap", f"{ih}:{ip}", "--user", dst,
+             "--ca-file", self.dc.ca_file, "--corpus", cdir, "--mode", mode,
+             "--batch", self.s["BENCH_CEIL_BATCH"], "--limit", count], env=env)
+        if r["rc"] != 0:
+            raise Broken(f"ceiling.py exited {r['rc']}: {(r['out'] + r['err']).strip()[-800:]}")
+        res = json.loads(r["out"].strip().splitlines()[-1])
+        if res["mode"] != mode:
+            r["note"] = f"server lacks {mode}: {res['mode']}"
+        self.verify(dst, count, nbytes)
+        self.drop_user(dst)
+        return r
+
+    # ------------------------------------------------------------- measuring
+    def wait_quiet(self, label):
+        """On a shared machine, wait (at most BENCH_QUIET_WAIT s) until work
+        that is not the benchmark's uses under 25% of the CPUs over half a
+        second, so that a run does not start in the middle of someone
+        else's burst.  The `others` column still says what happened."""
+        limit = self.s["BENCH_QUIET_WAIT"]
+        if limit <= 0:
+            return
+        t0 = time.monotonic()
+        while True:
+            load = Load()
+            time.sleep(0.5)
+            _, others = load.done()
+            if others < 25:
+                break
+            if time.monotonic() - t0 > limit:
+                log(f"{label}: other work still uses {others:.0f}% of the CPUs after "
+                    f"{limit} s; measuring anyway")
+                self.noisy += 1
+                break
+        waited = time.monotonic() - t0
+        if waited > 5:
+            log(f"{label}: waited {waited:.0f} s for other work to calm down")
+
+    def measure(self, scenario, net, client, count, nbytes, fn, repeat=1, note=""):
+        """Run fn() `repeat` times, keep the median by time; record a row."""
+        label = f"{scenario}/{net}/{client}"
+        runs = []
+        for i in range(repeat):
+            self.wait_quiet(label)
+            try:
+                r = fn()
+            except Broken as e:
+                log(f"FAILED {label}: {e}")
+                self.failures.append(f"{label}: {e}")
+                return None
+            except Exception as e:  # noqa: BLE001 - a broken client must not hide the rest
+                log(f"FAILED {label}: {type(e).__name__}: {e}")
+                traceback.print_exc()
+                self.failures.append(f"{label}: {type(e).__name__}: {e}")
+                return None
+            runs.append(r)
+            log(f"{label}: {count} messages in {r['seconds']:.2f} s "
+                f"({count / r['seconds']:.1f} msg/s, {nbytes / 1e6 / r['seconds']:.1f} MB/s), "
+                f"peak RSS {r['rss'] / 1024:.1f} MiB, client CPU {r['cpu']:.2f} s, "
+                f"machine busy {r['busy']:.0f}% (others {r['others']:.0f}%)")
+        runs.sort(key=lambda r: r["seconds"])
+        med = runs[len(runs) // 2]
+        row = {"scenario": scenario, "net": net, "client": client, "messages": count,
+               "bytes": nbytes, "seconds": med["seconds"], "rss": max(r["rss"] for r in runs),
+               "cpu": med["cpu"], "busy": med["busy"], "others": med["others"],
+               "note": "; ".join(x for x in (note, med.get("note", "")) if x),
+               "all_seconds": [r["seconds"] for r in runs], "again": med.get("again")}
+        if repeat > 1:
+            row["note"] = (row["note"] + "; " if row["note"] else "") + \
+                f"median of {repeat}: " + "/".join(f"{r['seconds']:.2f}" for r in runs) + " s"
+        row["msg_s"] = count / row["seconds"]
+        row["mb_s"] = nbytes / 1e6 / row["seconds"]
+        self.rows.append(row)
+        return row
+
+    def scenario(self, c):
+        rep = self.s["BENCH_REPEAT"]
+        name = c["name"]
+        for net in ("loopback", "delay"):
+            if "popbridge" in self.clients:
+                self.measure(name, net, "popbridge", c["count"], c["bytes"],
+                             lambda: self.run_popbridge(c["src"], c["count"], c["bytes"], net),
+                             repeat=rep)
+            if "ceiling" in self.clients:
+                self.measure(name, net, "ceiling", c["count"], c["bytes"],
+                             lambda: self.run_ceiling(c["dir"], c["count"], c["bytes"], net),
+                             repeat=rep, note="MULTIAPPEND, no POP3")
+                if net == "loopback":
+                    self.measure(name, net, "ceiling (LITERAL+ APPEND)", c["count"], c["bytes"],
+                                 lambda: self.run_ceiling(c["dir"], c["count"], c["bytes"], net,
+                                                          "append"),
+                                 repeat=1, note="pipelined single APPENDs, for comparison")
+            if net == "loopback":
+                src, cnt, nb, note = c["src"], c["count"], c["bytes"], ""
+            else:
+                src, cnt, nb = c["sub"], c["sub_count"], c["sub_bytes"]
+                note = f"first {cnt} messages only"
+                if "popbridge" in self.clients:
+                    self.measure(name, net, "popbridge (subset)", cnt, nb,
+                                 lambda: self.run_popbridge(src, cnt, nb, net),
+                                 repeat=rep, note=note + ", same messages as the slow clients")
+            if "naive" in self.clients:
+                self.measure(name, net, "naive", cnt, nb,
+                             lambda: self.run_naive(src, cnt, nb, net), note=note)
+            if "fetchmail" in self.clients:
+                self.measure(name, net, "fetchmail+dovecot-lda", cnt, nb,
+                             lambda: self.run_fetchmail(src, cnt, nb, net),
+                             note=(note + "; " if note else "") + "RSS: fetchmail or one dovecot-lda")
+
+    # ------------------------------------------------------------- memory
+    def memory_part(self):
+        n = self.s["BENCH_MEM_COUNT"]
+        t = time.monotonic()
+        user = "memsrc"
+        self.dc.add_user(user, "pw-memsrc")
+        sizes = []
+        for raw in corpus.small_messages(self.s["BENCH_SEED"], n, tag="mem"):
+            sizes.append(len(corpus.crlf(raw)))
+            self.dc.deliver(user, raw)
+        self.warm(user, sizes)
+        log(f"memory mailbox: {n} messages, {sum(sizes) / 1e6:.1f} MB ({time.monotonic() - t:.0f} s)")
+        row = self.measure("memory", "loopback", "popbridge", n, sum(sizes),
+                           lambda: self.run_popbridge(user, n, sum(sizes), "loopback",
+                                                      again=True),
+                           note=f"a {n}-message mailbox")
+        if row:
+            self.memory.append({"what": f"{n:,} messages of about 4 KB", "rss": row["rss"],
+                                "seconds": row["seconds"]})
+            a = row["again"]
+            self.memory.append({"what": f"the same {n:,} kept messages again: nothing new "
+                                        "(one poll)", "rss": a["rss"], "seconds": a["seconds"],
+                                "cpu": a["cpu"]})
+
+        mb = self.s["BENCH_BIG_MB"]
+        user = "bigsrc"
+        self.dc.add_user(user, "pw-bigsrc")
+        raw = corpus.big_message(self.s["BENCH_SEED"], mb * 1024 * 1024)
+        size = len(corpus.crlf(raw))
+        self.dc.deliver(user, raw)
+        del raw
+        self.warm(user, [size])
+        row = self.measure("memory", "loopback", "popbridge", 1, size,
+                           lambda: self.run_popbridge(user, 1, size, "loopback"),
+                           note=f"one message of {size / 1e6:.0f} MB")
+        if row:
+            self.memory.append({"what": f"one message of {size / 1e6:.0f} MB", "rss": row["rss"],
+                                "seconds": row["seconds"]})
+
+    # ------------------------------------------------------------- soak
+    def soak_part(self):
+        polls = self.s["BENCH_POLLS"]
+        every = self.s["BENCH_DELIVER_EVERY"]
+        sample_every = self.s["BENCH_SAMPLE_EVERY"]
+        src = "soaksrc"
+        self.dc.add_user(src, "pw-soaksrc")
+        dst = self.fresh_user("soakdst")
+        run, cfg = self.popbridge_conf(src, dst, "loopback", extra="interval = 3600;\n")
+        logf = run / "daemon.stderr"
+        self.wait_quiet("soak")
+        with open(logf, "wb") as err:
+            proc = subprocess.Popen([self.exe, "-c", cfg, "-v", "daemon", "-f"],
+                                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                    stderr=err, cwd=run)
+        summary = re.compile(r"\bbench: (?:(\d+) new, (\d+) imported, (\d+) failed|nothing new)")
+        known = re.compile(r"\bbench: (?:\d+ new, \d+ imported|nothing new|polling \(pid \d+\)|message \d+ .*imported)"
+                           r"|polling every account now|stopping: finishing|daemon (?:started|stopped)")
+        state = {"pos": 0, "buf": "", "polls": 0, "imported": 0, "failed": 0, "odd": []}
+
+        def read_log():
+            with open(logf, "rb") as f:
+                f.seek(state["pos"])
+                data = f.read()
+            state["pos"] += len(data)
+            state["buf"] += data.decode("utf-8", "replace")
+            *lines, state["buf"] = state["buf"].split("\n")
+            for line in lines:
+                m = summary.search(line)
+                if m:
+                    state["polls"] += 1
+                    if m.group(2):
+                        state["imported"] += int(m.group(2))
+                        state["failed"] += int(m.group(3))
+                elif line.strip() and not known.search(line):
+                    state["odd"].append(line.strip())
+
+        def wait_polls(n, timeout=60):
+            deadline = time.monotonic() + timeout
+            while state["polls"] < n:
+                if proc.poll() is not None:
+                    raise Broken(f"the daemon exited with {proc.returncode}: "
+                                 f"{logf.read_text()[-600:]}")
+                if time.monotonic() > deadline:
+                    raise Broken(f"poll {n} did not finish within {timeout} s")
+                time.sleep(0.002)
+                read_log()
+
+        def sample_once():
+            st = Path(f"/proc/{proc.pid}/status").read_text()
+            rss = int(re.search(r"VmRSS:\s+(\d+)", st).group(1))
+            fds = len(os.listdir(f"/proc/{proc.pid}/fd"))
+            kids = 0
+            for p in os.listdir("/proc"):
+                if p.isdigit():
+                    try:
+                        if _stat_ticks(p)[0] == proc.pid:
+                            kids += 1
+                    except (OSError, ValueError, IndexError):
+                        pass
+            return {"rss": rss, "fds": fds, "children": kids}
+
+        def sample(i):
+            """The daemon's figures once it is idle again: the summary line
+            comes before its last bookkeeping (the state file), so wait a
+            little, and look again if the fd count differs from the first
+            sample's (a file open for a moment is not a leak)."""
+            time.sleep(0.1)
+            x = sample_once()
+            for _ in range(5):
+                if not samples or (x["fds"] == samples[0]["fds"] and x["children"] == 0):
+                    break
+                time.sleep(0.2)
+                x = sample_once()
+            x["poll"] = i
+            return x
+
+        samples = []
+        durations = []
+        delivered = 0
+        t0 = time.monotonic()
+        try:
+            wait_polls(1, timeout=30)           # the first poll, at start
+            samples.append(sample(0))
+            ts = time.monotonic()
+            load = Load()
+            for i in range(1, polls + 1):
+                if i % every == 0:
+                    self.dc.deliver(src, corpus.small_message(self.s["BENCH_SEED"], i, tag="soak"))
+                    delivered += 1
+                tp = time.monotonic()
+                proc.send_signal(signal.SIGUSR1)
+                wait_polls(i + 1)
+                durations.append(time.monotonic() - tp)
+                if i % sample_every == 0 or i == polls:
+                    samples.append(sample(i))
+            loop_secs = time.monotonic() - ts
+            busy, others = load.done()
+        except Broken as e:
+            self.failures.append(f"soak: {e}")
+            log(f"FAILED soak: {e}")
+            return
+        finally:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(5)
+        read_log()
+        count = self.dc.imap_count(dst)
+        if count != delivered or state["imported"] != delivered or state["failed"]:
+            msg = (f"soak: {delivered} delivered, the daemon logged {state['imported']} "
+                   f"imported and {state['failed']} failed, IMAP holds {count}")
+            self.failures.append(msg)
+            log("FAILED " + msg)
+        if proc.returncode not in (0, None):
+            self.failures.append(f"soak: the daemon exited {proc.returncode} on SIGTERM")
+        rss = [s["rss"] for s in samples]
+        fds = [s["fds"] for s in samples]
+        # Flat: the fd count never moves, and the RSS after the first
+        # sample grows by less than 1 MiB (page-cache noise of a few pages
+        # is normal; a leak of even 100 bytes a poll would show as 200 KB).
+        rss_growth = rss[-1] - rss[0]
+        flat = max(fds) == min(fds) and max(rss) - rss[0] < 1024
+        self.soak = {"polls": polls, "delivered": delivered, "imported": state["imported"],
+                     "imap": count, "seconds": time.monotonic() - t0, "loop_secs": loop_secs,
+                     "samples": samples, "rss_first": rss[0], "rss_max": max(rss),
+                     "rss_last": rss[-1], "rss_growth": rss_growth, "fds_first": fds[0],
+                     "fds_max": max(fds), "fds_last": fds[-1], "flat": flat,
+                     "children_max": max(s["children"] for s in samples),
+                     "poll_median": statistics.median(durations),
+                     "poll_p95": sorted(durations)[int(len(durations) * 0.95)],
+                     "busy": busy, "others": others,
+                     "odd": state["odd"][:10], "odd_count": len(state["odd"])}
+        log(f"soak: {polls} polls in {loop_secs:.1f} s (median {self.soak['poll_median'] * 1000:.0f} ms, "
+            f"95th percentile {self.soak['poll_p95'] * 1000:.0f} ms a poll; machine busy "
+            f"{busy:.0f}%, others {others:.0f}%), "
+            f"{delivered} imported; daemon RSS {rss[0]}/{max(rss)}/{rss[-1]} KiB "
+            f"(first/max/last), fds {fds[0]}/{max(fds)}/{fds[-1]}: "
+            f"{'flat' if flat else 'NOT flat'}")
+        if state["odd"]:
+            log(f"soak: {len(state['odd'])} unexpected log lines, e.g. {state['odd'][:3]}")
+
+    # ------------------------------------------------------------- report
+    def find(self, scenario, net, client):
+        for r in self.rows:
+            if (r["scenario"], r["net"], r["client"]) == (scenario, net, client):
+                return r
+        return None
+
+    def ratios(self):
+        out = []
+        d = self.s["BENCH_DELAY_MS"]
+        for sc in ("small", "mixed"):
+            pb_full = self.find(sc, "delay", "popbridge")
+            pb_sub = self.find(sc, "delay", "popbridge (subset)")
+            for peer, target in (("naive", 30.0), ("fetchmail+dovecot-lda", 10.0)):
+                pr = self.find(sc, "delay", peer)
+                if not pr or not pb_full:
+                    continue
+                ratio = pb_full["msg_s"] / pr["msg_s"]
+                like = pb_sub["msg_s"] / pr["msg_s"] if pb_sub else None
+                out.append({"corpus": sc, "what": f"+{d} ms each way: popbridge / {peer}",
+                            "ratio": ratio, "like": like, "target": target,
+                            "kind": "times", "met": ratio >= target})
+            pb = self.find(sc, "loopback", "popbridge")
+            ce = self.find(sc, "loopback", "ceiling")
+            if pb and ce:
+                ratio = pb["msg_s"] / ce["msg_s"]
+                out.append({"corpus": sc, "what": "loopback: popbridge / server ceiling",
+                            "ratio": ratio, "like": None, "target": 0.8, "kind": "share",
+                            "met": ratio >= 0.8})
+        return out
+
+    def table_lines(self, md=False):
+        hdr = ["scenario", "network", "client", "messages", "MB", "seconds", "msg/s", "MB/s",
+               "peak RSS MiB", "client CPU s", "busy (others)", "note"]
+        rows = []
+        for r in self.rows:
+            net = "loopback" if r["net"] == "loopback" else f"+{self.s['BENCH_DELAY_MS']} ms"
+            rows.append([r["scenario"], net, r["client"], f"{r['messages']:,}",
+                         f"{r['bytes'] / 1e6:.1f}", f"{r['seconds']:.2f}", fmt_rate(r["msg_s"]),
+                         f"{r['mb_s']:.1f}", f"{r['rss'] / 1024:.1f}",
+                         f"{r['cpu']:.2f}", f"{r['busy']:.0f}% ({r['others']:.0f}%)", r["note"]])
+        if md:
+            lines = ["| " + " | ".join(hdr) + " |",
+                     "|" + "|".join("---" if i in (0, 1, 2, 11) else "---:"
+                                    for i in range(len(hdr))) + "|"]
+            lines += ["| " + " | ".join(x) + " |" for x in rows]
+            return lines
+        hdr = hdr[:-1]
+        widths = [max(len(h), *(len(x[i]) for x in rows)) if rows else len(h)
+                  for i, h in enumerate(hdr)]
+        lines = ["  ".join(h.ljust(w) if i < 3 else h.rjust(w)
+                           for i, (h, w) in enumerate(zip(hdr, widths)))]
+        for x in rows:
+            lines.append("  ".join(v.ljust(w) if i < 3 else v.rjust(w)
+                                   for i, (v, w) in enumerate(zip(x[:-1], widths)))
+                         + (f"  ({x[-1]})" if x[-1] else ""))
+        return lines
+
+    def ratio_lines(self, md=False):
+        lines = []
+        for q in self.ratios():
+            if q["kind"] == "times":
+                val = f"{q['ratio']:.1f}x (target >= {q['target']:.0f}x)"
+                if q["like"] is not None:
+                    val += f"; on the same {self.s['BENCH_SLOW_CAP']} messages: {q['like']:.1f}x"
+            else:
+                val = f"{q['ratio'] * 100:.0f}% (target >= {q['target'] * 100:.0f}%)"
+            verdict = "met" if q["met"] else "NOT met"
+            lines.append(("- " if md else "  ") + f"{q['corpus']}: {q['what']}: {val}: "
+                         + (f"**{verdict}**" if md else verdict))
+        return lines
+
+    def facts(self):
+        def out(cmd):
+            try:
+                return subprocess.run(cmd, capture_output=True, text=True,
+                                      timeout=30).stdout.strip()
+            except Exception:
+                return "?"
+        cpu = "?"
+        try:
+            for line in open("/proc/cpuinfo"):
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+        except OSError:
+            pass
+        fm = out(["fetchmail", "--version"]).splitlines()
+        fm = next((x for x in fm if "release" in x), "?")
+        m = re.search(r"release (\S+?)\+", fm)
+        return {"nproc": out(["nproc"]), "kernel": platform.release(), "cpu": cpu,
+                "memory": out(["sh", "-c", "free -g | awk '/^Mem:/ {print $2\" GiB\"}'"]),
+                "dovecot": out(["dovecot", "--version"]),
+                "fetchmail": m.group(1) if m else fm,
+                "python": platform.python_version(),
+                "libcurl": out(["sh", "-c", "curl-config --version 2>/dev/null || "
+                                "pkg-config --modversion libcurl"])}
+
+    def report(self):
+        f = self.facts()
+        total = time.monotonic() - self.t0
+        self.busy_all, self.others_all = self.load_all.done()
+        print()
+        print("=" * 78)
+        print(f"popbridge benchmark, {self.started:%Y-%m-%d %H:%M} UTC, {f['nproc']} cores, "
+              f"kernel {f['kernel']}, Dovecot {f['dovecot']}, popbridge {self.commit}")
+        print(f"machine: load average {self.loadavg_start} at the start; over the run the CPUs were "
+              f"{self.busy_all:.0f}% busy, {self.others_all:.0f}% with work not the benchmark's")
+        print(f"delay proxy: +{self.s['BENCH_DELAY_MS']} ms each way, measured round trip "
+              f"{self.rtt_ms:.1f} ms; MB = 10^6 bytes of message data; RSS of the client "
+              "process (GNU time)")
+        print()
+        for line in self.table_lines():
+            print(line)
+        print()
+        if self.rows:
+            print("Ratios (msg/s; at the delay, naive and fetchmail ran on the first "
+                  f"{self.s['BENCH_SLOW_CAP']} messages only):")
+            for line in self.ratio_lines():
+                print(line)
+            print()
+        if self.memory:
+            print("Memory (popbridge run, peak RSS, target < 32 MiB):")
+            for m in self.memory:
+                ok = "met" if m["rss"] < 32 * 1024 else "NOT met"
+                print(f"  {m['what']}: {m['rss'] / 1024:.1f} MiB in {m['seconds']:.2f} s"
+                      + (f" ({m['cpu']:.2f} s CPU)" if "cpu" in m else "") + f": {ok}")
+            print()
+        if self.soak:
+            s = self.soak
+            print(f"Daemon soak: {s['polls']} polls by SIGUSR1 in {s['loop_secs']:.0f} s "
+                  f"(median {s['poll_median'] * 1000:.0f} ms a poll), a message every "
+                  f"{self.s['BENCH_DELIVER_EVERY']} polls ({s['imported']} imported, IMAP holds "
+                  f"{s['imap']})")
+            print(f"  daemon RSS KiB first/max/last: {s['rss_first']}/{s['rss_max']}/"
+                  f"{s['rss_last']}; open fds first/max/last: {s['fds_first']}/{s['fds_max']}/"
+                  f"{s['fds_last']}; children at a sample, max: {s['children_max']}: "
+                  + ("flat" if s["flat"] else "NOT flat"))
+            if s["odd_count"]:
+                print(f"  {s['odd_count']} unexpected daemon log lines, e.g.: {s['odd'][:3]}")
+            print()
+        if self.failures:
+            print("FAILURES (these numbers are not to be trusted):")
+            for x in self.failures:
+                print(f"  {x}")
+            print()
+        print(f"total time {total / 60:.1f} min")
+        self.write_md(f, total)
+
+    def write_md(self, f, total):
+        path = os.environ.get("BENCH_RESULTS") or str(
+            BENCH_DIR / ("RESULTS.md" if self.default_settings else "RESULTS.local.md"))
+        s = self.s
+        L = ["# popbridge benchmark results", "",
+             "Written by `make bench` (bench/bench.py); see bench/README.md for what each "
+             "scenario means.", "",
+             f"- Date: {self.started:%Y-%m-%d %H:%M} UTC; whole run {total / 60:.1f} min",
+             f"- Machine: {f['nproc']} cores ({f['cpu']}), {f['memory']}, kernel {f['kernel']}",
+             f"- Dovecot {f['dovecot']} (private instance on 127.0.0.1, default `mail_fsync`), "
+             f"fetchmail {f['fetchmail']}, libcurl {f['libcurl']}, Python {f['python']}",
+             f"- popbridge {self.commit}",
+             f"- Load: load average {self.loadavg_start} at the start; over the whole run the "
+             f"CPUs were {self.busy_all:.0f}% busy, {self.others_all:.0f}% of it with work that "
+             "was not the benchmark's (the column `busy (others)` gives the same per run; "
+             "a high `others` means a noisy neighbour and a number to take with salt)",
+             f"- Settings: " + ", ".join(f"{k}={v}" for k, v in s.items())
+             + ("" if self.default_settings else " (not the defaults)"),
+             f"- Delay proxy: +{s['BENCH_DELAY_MS']} ms each way, measured IMAP round trip "
+             f"{self.rtt_ms:.1f} ms",
+             "- All clients: pop3s and imaps with certificate checks, keep the POP3 messages, "
+             "a fresh IMAP user each run; every run is checked afterwards (message count, and "
+             "total size except for fetchmail, which adds a Received header).",
+             "- MB = 10^6 bytes of message data; peak RSS of the client process (GNU time "
+             "`%M`), in MiB; client CPU = user + system seconds; machine busy = share of "
+             "both cores in use during the run (/proc/stat).", ""]
+        if self.failures:
+            L += ["## FAILURES", "", "These runs broke; their numbers are missing or not to "
+                  "be trusted:", ""] + [f"- {x}" for x in self.failures] + [""]
+        L += ["## Throughput", ""] + self.table_lines(md=True) + [""]
+        if self.rows:
+            L += ["## Targets (issue 4)", "",
+                  f"Ratios of messages/s. At the delay the naive client and fetchmail ran on "
+                  f"the first {s['BENCH_SLOW_CAP']} messages of each corpus only (they take "
+                  f"minutes for the whole); the primary ratio compares them with popbridge on "
+                  f"the whole corpus, the second with popbridge on those same messages "
+                  f"(a few fixed round trips for the logins weigh more there).", ""]
+            L += self.ratio_lines(md=True) + [""]
+        if self.memory:
+            L += ["## Memory (target: peak RSS under 32 MiB)", "",
+                  "| import | peak RSS MiB | seconds | target |", "|---|---:|---:|---|"]
+            for m in self.memory:
+                L.append(f"| {m['what']} | {m['rss'] / 1024:.1f} | {m['seconds']:.2f} | "
+                         + ("met" if m["rss"] < 32 * 1024 else "**NOT met**") + " |")
+            L.append("")
+        if self.soak:
+            sk = self.soak
+            L += ["## Daemon soak (issue 3: memory and file descriptors stay flat)", "",
+                  f"`popbridge daemon -f`, `interval = 3600`, one account; {sk['polls']} polls "
+                  f"triggered by SIGUSR1, each awaited in the daemon's log; a new message "
+                  f"before every {s['BENCH_DELIVER_EVERY']}th poll ({sk['imported']} imported, "
+                  f"the IMAP mailbox holds {sk['imap']}). {sk['loop_secs']:.0f} s; a poll "
+                  f"(SIGUSR1 to its summary line) took {sk['poll_median'] * 1000:.0f} ms "
+                  f"(median), {sk['poll_p95'] * 1000:.0f} ms (95th percentile); machine busy "
+                  f"{sk['busy']:.0f}%, others {sk['others']:.0f}%.", "",
+                  "| | first | max | last |", "|---|---:|---:|---:|",
+                  f"| daemon VmRSS KiB | {sk['rss_first']} | {sk['rss_max']} | {sk['rss_last']} |",
+                  f"| daemon open fds | {sk['fds_first']} | {sk['fds_max']} | {sk['fds_last']} |",
+                  "",
+                  f"Verdict: **{'flat' if sk['flat'] else 'NOT flat'}** (flat: the fd count "
+                  "never changes and VmRSS never rises more than 1 MiB above the first "
+                  f"sample). Children of the daemon at a sample, at most: {sk['children_max']}.",
+                  "", "Samples (poll: VmRSS KiB / fds): "
+                  + ", ".join(f"{x['poll']}: {x['rss']}/{x['fds']}" for x in sk["samples"]), ""]
+            if sk["odd_count"]:
+                L += [f"{sk['odd_count']} unexpected daemon log lines, for example:", ""]
+                L += [f"    {x}" for x in sk["odd"][:5]] + [""]
+        Path(path).write_text("\n".join(L))
+        log(f"results written to {path}")
+
+
+def main():
+    if os.geteuid() != 0:
+        raise SystemExit("bench: needs root (the private Dovecot delivers as uid 5000)")
+    b = Bench()
+    log("settings: " + ", ".join(f"{k}={v}" for k, v in b.s.items())
+        + f"; parts: {','.join(b.parts)}; clients: {','.join(b.clients)}")
+    try:
+        b.setup()
+        seed = b.s["BENCH_SEED"]
+        cap = b.s["BENCH_SLOW_CAP"]
+        if "small" in b.parts:
+            c = b.make_corpus("small", corpus.small_messages(seed, b.s["BENCH_SMALL"]), cap)
+            b.scenario(c)
+        if "mixed" in b.parts:
+            c = b.make_corpus("mixed", corpus.mixed_messages(seed, b.s["BENCH_MIXED"]), cap)
+            b.scenario(c)
+            shutil.rmtree(c["dir"], ignore_errors=True)
+        if "memory" in b.parts:
+            b.memory_part()
+        if "soak" in b.parts:
+            b.soak_part()
+        b.report()
+    except Broken as e:
+        b.failures.append(str(e))
+        log(f"FAILED: {e}")
+    finally:
+        b.teardown()
+    if b.failures:
+        log(f"{len(b.failures)} failure(s): see above")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
