@@ -309,6 +309,9 @@ imap_parse_fetch(const char *resp, size_t len, struct imap_fetch *f)
 			p = q + 1;
 			if (p >= end)
 				return false;
+			/* literal8 (RFC 3516), for a message with NUL bytes */
+			if (*p == '~' && p + 1 < end && p[1] == '{')
+				p++;
 			if (*p == '{') {
 				const char *r;
 
