@@ -90,6 +90,9 @@ def files_under(*dirs, skip=()):
     out = []
     for d in dirs:
         d = Path(d)
+        if d.is_file():
+            out.append(d)
+            continue
         if not d.exists():
             continue
         for root, _, names in os.walk(d):
@@ -116,3 +119,100 @@ def assert_no_secrets_in_files(paths, secrets, what):
         if found:
             bad.append(f"{p}: {', '.join(found)}")
     assert not bad, f"{what}: a secret is stored in " + "; ".join(bad)
+
+
+# --------------------------------------------------------------- syslog
+class SyslogCapture:
+    """What popbridge sends to syslog while the capture is open.
+
+    If /dev/log does not exist (no syslog daemon, as in this container), a
+    Unix datagram socket is bound there and every message received is kept;
+    on close it is removed again, and only if it is still the socket made
+    here (same inode).  If /dev/log exists, the system's syslog daemon is
+    left alone: the capture then reads what is appended meanwhile to the
+    first readable log file of LOG_FILES, if any.  `.available` says
+    whether anything can be captured at all, `.how` says how."""
+
+    LOG_FILES = ("/var/log/mail.log", "/var/log/syslog", "/var/log/messages")
+    PATH = "/dev/log"
+
+    def __init__(self):
+        import socket
+        import threading
+        self._sock = None
+        self._ino = None
+        self._file = None
+        self._file_start = 0
+        self._msgs: list[bytes] = []
+        self._lock = threading.Lock()
+        self.available = False
+        self.how = "no capture"
+        if not os.path.lexists(self.PATH):
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            try:
+                s.bind(self.PATH)
+            except OSError as e:
+                s.close()
+                self.how = f"cannot bind {self.PATH}: {e}"
+                return
+            os.chmod(self.PATH, 0o666)
+            self._ino = os.stat(self.PATH).st_ino
+            s.settimeout(0.2)
+            self._sock = s
+            self._stop = threading.Event()
+            self._thread = threading.Thread(target=self._loop, daemon=True)
+            self._thread.start()
+            self.available = True
+            self.how = f"a datagram listener on {self.PATH} (there was none)"
+            return
+        for f in self.LOG_FILES:
+            if os.access(f, os.R_OK):
+                self._file = f
+                self._file_start = os.path.getsize(f)
+                self.available = True
+                self.how = f"the system's syslog, read from {f}"
+                return
+        self.how = f"{self.PATH} exists (a system syslog) but no log file is readable"
+
+    def _loop(self):
+        while not self._stop.is_set():
+            try:
+                data = self._sock.recv(65536)
+            except OSError:
+                continue
+            with self._lock:
+                self._msgs.append(data)
+
+    def messages(self) -> list[bytes]:
+        """Every message so far (raw bytes, "<PRI>TIMESTAMP TAG[PID]: text")."""
+        if self._file is not None:
+            with open(self._file, "rb") as f:
+                f.seek(self._file_start)
+                return f.read().splitlines()
+        with self._lock:
+            return list(self._msgs)
+
+    def popbridge_messages(self) -> list[bytes]:
+        return [m for m in self.messages() if b"popbridge[" in m]
+
+    def text(self) -> bytes:
+        return b"\n".join(self.messages())
+
+    def close(self):
+        if self._sock is not None:
+            self._stop.set()
+            self._thread.join(2)
+            self._sock.close()
+            self._sock = None
+            try:
+                if os.stat(self.PATH).st_ino == self._ino:
+                    os.unlink(self.PATH)
+            except OSError:
+                pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
