@@ -62,7 +62,6 @@ import json
 import os
 import re
 import secrets
-import stat
 import threading
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
