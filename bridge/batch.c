@@ -170,6 +170,24 @@ report_row(struct batch *b, int line, const char *const *cols,
 	fflush(b->rep);
 }
 
+/* A URL for the report and the log: no user:password@, no path. */
+static char *
+url_redact(const char *url)
+{
+	const char	*auth = strstr(url, "://"), *end, *at;
+
+	if (auth == NULL)
+		return xstrndup(url, strcspn(url, "@/?#"));
+	auth += 3;
+	end = auth + strcspn(auth, "/?#");
+	for (at = end; at > auth && at[-1] != '@'; at--)
+		;
+	if (at > auth)
+		return xprintf("%.*s***@%.*s", (int)(auth - url), url,
+		    (int)(end - at), at);
+	return xstrndup(url, (size_t)(end - url));
+}
+
 /* ---- rows to accounts ---- */
 
 /* "file:PATH", "env:NAME" or the secret itself. */
@@ -357,7 +375,7 @@ load_rows(struct batch *b, char **cause)
 	const char	*err;
 	char		*data, why[512];
 	int		 col[C_COUNT], got, fd;
-	size_t		 i, j, cap = 0;
+	size_t		 i, j, cap = 0, ncols;
 	ssize_t		 n;
 
 	if ((fd = open(b->file, O_RDONLY | O_CLOEXEC)) == -1 ||
@@ -387,6 +405,7 @@ load_rows(struct batch *b, char **cause)
 	}
 	for (i = 0; i < C_COUNT; i++)
 		col[i] = -1;
+	ncols = row.n;
 	for (j = 0; j < row.n; j++) {
 		for (i = 0; i < C_COUNT; i++)
 			if (strcmp(row.f[j], columns[i]) == 0)
@@ -405,6 +424,7 @@ load_rows(struct batch *b, char **cause)
 		struct account	 ac;
 		static const char *none[5] = { "", "", "", "", "" };
 		const char	*cols[5];
+		char		*url0, *url2;
 
 		memset(&ac, 0, sizeof ac);
 		if (got == -1) {
@@ -433,6 +453,13 @@ load_rows(struct batch *b, char **cause)
 			cols[i] = col[k] >= 0 && (size_t)col[k] < row.n ?
 			    row.f[col[k]] : "";
 		}
+		/* A password typed into a URL must not reach the report. */
+		url0 = url_redact(cols[0]);
+		url2 = url_redact(cols[2]);
+		cols[0] = url0;
+		cols[2] = url2;
+		if (err == NULL && row.n > ncols)
+			err = "more fields than the header row has";
 		if (err != NULL) {
 			b->invalid++;
 			log_warn("%s:%d: row skipped: %s", b->file, row.line,
@@ -441,8 +468,12 @@ load_rows(struct batch *b, char **cause)
 			    err);
 			account_free(&ac);
 			csv_row_free(&row);
+			free(url0);
+			free(url2);
 			continue;
 		}
+		free(url0);
+		free(url2);
 		if (!in_shard(b, cols[0], cols[1]) ||
 		    (b->retry_failed && finished_before(b, &ac))) {
 			account_free(&ac);

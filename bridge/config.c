@@ -265,9 +265,9 @@ config_parse_url(struct endpoint *ep, char **why)
 	if (*end == '/')
 		end++;
 	if (*end != '\0')
-		return fail(why, RES_CONFIG, "url \"%s\": nothing may follow the "
-		    "host and port%s", u, ep->imap ? " (the folder goes in "
-		    "\"mailbox\")" : "");
+		return fail(why, RES_CONFIG, "url \"%.*s...\": nothing may follow "
+		    "the host and port%s", (int)(end - u), u, ep->imap ?
+		    " (the folder goes in \"mailbox\")" : "");
 	free(ep->host);
 	ep->host = xstrndup(host, hlen);
 	return RES_OK;
@@ -287,22 +287,26 @@ parse_url(struct loader *ld, const config_setting_t *s, struct endpoint *ep,
 	return r;
 }
 
-/* sha256//BASE64 of 32 bytes, several joined by ";" (curl's syntax). */
+/*
+ * sha256//BASE64 of exactly 32 bytes, several joined by ";" (curl's
+ * syntax): 43 base64 letters, the last of them with its two low bits
+ * clear, then "=".
+ */
 static bool
 pin_valid(const char *pin)
 {
-	const char	*p = pin;
-	size_t		 n;
+	static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnop"
+	    "qrstuvwxyz0123456789+/";
+	const char	*p = pin, *at;
 
 	for (;;) {
 		if (strncmp(p, "sha256//", 8) != 0)
 			return false;
 		p += 8;
-		n = strspn(p, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuv"
-		    "wxyz0123456789+/=");
-		if (n != 44)
+		if (strspn(p, b64) != 43 || p[43] != '=' ||
+		    (at = strchr(b64, p[42])) == NULL || (at - b64) % 4 != 0)
 			return false;
-		p += n;
+		p += 44;
 		if (*p == '\0')
 			return true;
 		if (*p++ != ';')

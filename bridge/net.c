@@ -21,6 +21,7 @@
 #include <curl/curl.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
+#include <openssl/x509v3.h>
 
 #include "bridge.h"
 
@@ -40,6 +41,7 @@ struct conn {
 	size_t		 login_len;
 	char		 tls_version[32];
 	char		 cert_subject[512];
+	char		 cert_names[512];	/* DNS names it is for */
 	char		 errbuf[CURL_ERROR_SIZE];
 	bool		 bad_greeting;	/* the first line was no greeting */
 	bool		 dead;		/* a read or write failed */
@@ -159,6 +161,38 @@ last_server_line(struct conn *c, char *out, size_t outsz)
  * NULL internals), so they are caught when the handshake finishes, through
  * an info callback on the SSL_CTX that curl lets us adjust.
  */
+/* The certificate's DNS names (subjectAltName), for a mismatch message. */
+static void
+cert_dns_names(X509 *cert, char *out, size_t outsz)
+{
+	GENERAL_NAMES	*names;
+	int		 i, n;
+	size_t		 len = 0;
+
+	out[0] = '\0';
+	if ((names = X509_get_ext_d2i(cert, NID_subject_alt_name, NULL,
+	    NULL)) == NULL)
+		return;
+	n = sk_GENERAL_NAME_num(names);
+	for (i = 0; i < n && len + 4 < outsz; i++) {
+		const GENERAL_NAME *gn = sk_GENERAL_NAME_value(names, i);
+		const unsigned char *d;
+		char clean[128];
+		int dl;
+
+		if (gn->type != GEN_DNS)
+			continue;
+		d = ASN1_STRING_get0_data(gn->d.dNSName);
+		dl = ASN1_STRING_length(gn->d.dNSName);
+		log_clean(clean, sizeof clean, (const char *)d, (size_t)dl);
+		len += (size_t)snprintf(out + len, outsz - len, "%s%s",
+		    len > 0 ? ", " : "", clean);
+	}
+	if (len >= outsz)
+		out[outsz - 1] = '\0';
+	GENERAL_NAMES_free(names);
+}
+
 static void
 tls_info_cb(const SSL *ssl, int where, int ret)
 {
@@ -175,6 +209,7 @@ tls_info_cb(const SSL *ssl, int where, int ret)
 	if ((cert = SSL_get1_peer_certificate(ssl)) != NULL) {
 		X509_NAME_oneline(X509_get_subject_name(cert), c->cert_subject,
 		    sizeof c->cert_subject);
+		cert_dns_names(cert, c->cert_names, sizeof c->cert_names);
 		X509_free(cert);
 	}
 }
@@ -217,22 +252,13 @@ cert_hint(const char *err)
 	if (strcasestr(err, "not yet valid") != NULL)
 		return "the certificate is not valid yet: check this machine's "
 		    "clock";
-	if (strcasestr(err, "subject name") != NULL ||
-	    strcasestr(err, "does not match") != NULL ||
-	    strcasestr(err, "no alternative") != NULL)
-		return "the certificate is for another host name: use the "
-		    "name the certificate shows in the url";
 	if (strcasestr(err, "self-signed") != NULL ||
 	    strcasestr(err, "self signed") != NULL ||
 	    strcasestr(err, "local issuer") != NULL ||
 	    strcasestr(err, "unknown ca") != NULL)
 		return "it is not signed by a CA this machine trusts: set "
-		    "ca_file to the CA that signed it, or pin its key with "
-		    "pin = \"sha256//...\"";
-	if (strcasestr(err, "ca_file") != NULL ||
-	    strcasestr(err, "CA cert") != NULL)
-		return "ca_file could not be read as a PEM file of CA "
-		    "certificates";
+		    "ca_file to the CA that signed it (for a self-signed "
+		    "certificate, to the certificate itself)";
 	return "set ca_file to the CA that signed it";
 }
 
@@ -249,6 +275,10 @@ conn_error(struct conn *c, CURLcode rc, const struct endpoint *ep,
 		    "POP3", line);
 	switch (rc) {
 	case CURLE_LOGIN_DENIED:
+		/* A SASL error challenge ("+ base64") says nothing readable. */
+		if (line[0] == '+')
+			snprintf(line, sizeof line, "%s refused",
+			    ep->oauth2 ? "the token was" : "the credentials were");
 		return fail(cause, RES_AUTH, "%s: %s refused the login for %s%s%s",
 		    c->proto, c->host, ep->user, line[0] != '\0' ? ": " : "",
 		    line);
@@ -258,11 +288,25 @@ conn_error(struct conn *c, CURLcode rc, const struct endpoint *ep,
 		    "on its own port, or tls = \"none\" to allow plaintext)",
 		    c->proto, c->host, c->proto);
 	case CURLE_PEER_FAILED_VERIFICATION:
-	case CURLE_SSL_CACERT_BADFILE:
+		/* The host name check comes after the handshake, so the
+		 * certificate's names are known then. */
+		if (strcasestr(c->errbuf, "subject name") != NULL ||
+		    strcasestr(c->errbuf, "no alternative") != NULL ||
+		    strcasestr(c->errbuf, "does not match") != NULL)
+			return fail(cause, RES_TEMP, "%s: the TLS certificate "
+			    "of %s is for another name%s%s%s: use a name it is "
+			    "for in the url (or fix the server's certificate)",
+			    c->proto, c->host, c->cert_names[0] != '\0' ?
+			    " (" : "", c->cert_names, c->cert_names[0] !=
+			    '\0' ? ")" : "");
 		return fail(cause, RES_TEMP, "%s: TLS certificate of %s not "
 		    "accepted: %s (%s)", c->proto, c->host, c->errbuf[0] !=
 		    '\0' ? c->errbuf : curl_easy_strerror(rc),
 		    cert_hint(c->errbuf));
+	case CURLE_SSL_CACERT_BADFILE:
+		return fail(cause, RES_CONFIG, "%s: ca_file %s cannot be read "
+		    "as a PEM file of CA certificates", c->proto,
+		    ep->ca_file != NULL ? ep->ca_file : "(none)");
 	case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
 		return fail(cause, RES_TEMP, "%s: the public key of %s does not "
 		    "match \"pin\" (the server has a new key, or this is not "
@@ -343,6 +387,7 @@ conn_login(struct conn *c, const struct endpoint *ep, const char *secret,
 	}
 	strcpy(c->tls_version, "none");
 	c->cert_subject[0] = '\0';
+	c->cert_names[0] = '\0';
 	rc = curl_easy_perform(c->h);
 	/* Drop curl's copy of the secret as soon as the login is over. */
 	curl_easy_setopt(c->h, CURLOPT_PASSWORD, "");
