@@ -474,7 +474,7 @@ load_rows(struct batch *b, char **cause)
 		}
 		free(url0);
 		free(url2);
-		if (!in_shard(b, cols[0], cols[1]) ||
+		if (!in_shard(b, ac.pop3.url, ac.pop3.user) ||
 		    (b->retry_failed && finished_before(b, &ac))) {
 			account_free(&ac);
 			csv_row_free(&row);
