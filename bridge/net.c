@@ -294,7 +294,7 @@ conn_error(struct conn *c, CURLcode rc, const struct endpoint *ep,
 		    strcasestr(c->errbuf, "no alternative") != NULL ||
 		    strcasestr(c->errbuf, "does not match") != NULL)
 			return fail(cause, RES_TEMP, "%s: the TLS certificate "
-			    "of %s is for another name%s%s%s: use a name it is "
+			    "of %s is for another host name%s%s%s: use a name it is "
 			    "for in the url (or fix the server's certificate)",
 			    c->proto, c->host, c->cert_names[0] != '\0' ?
 			    " (" : "", c->cert_names, c->cert_names[0] !=
