@@ -428,11 +428,22 @@ load_rows(struct batch *b, char **cause)
 
 		memset(&ac, 0, sizeof ac);
 		if (got == -1) {
+			/* An unreadable row belongs to no shard: shard 0 says. */
+			if (b->shard_n > 1 && b->shard_k != 0)
+				continue;
 			b->invalid++;
 			log_warn("%s:%d: row skipped: %s", b->file, row.line,
 			    err);
 			report_row(b, row.line, none, "invalid", NULL, "", 0,
 			    err);
+			continue;
+		}
+		/* The shard is the raw row's, valid or not: one shard each. */
+		if (b->shard_n > 1 && !in_shard(b, col[C_POP3_URL] >= 0 &&
+		    (size_t)col[C_POP3_URL] < row.n ? row.f[col[C_POP3_URL]] :
+		    "", col[C_POP3_USER] >= 0 && (size_t)col[C_POP3_USER] <
+		    row.n ? row.f[col[C_POP3_USER]] : "")) {
+			csv_row_free(&row);
 			continue;
 		}
 		/* Two rows for one POP3 mailbox would share a ledger. */
@@ -474,8 +485,7 @@ load_rows(struct batch *b, char **cause)
 		}
 		free(url0);
 		free(url2);
-		if (!in_shard(b, ac.pop3.url, ac.pop3.user) ||
-		    (b->retry_failed && finished_before(b, &ac))) {
+		if (b->retry_failed && finished_before(b, &ac)) {
 			account_free(&ac);
 			csv_row_free(&row);
 			continue;
@@ -613,7 +623,8 @@ job_done(struct batch *b, struct job *j, int status)
 
 	worker_finish(&j->w, status, &j->rep);
 	hp->running--;
-	hi->running--;
+	if (hi != hp)
+		hi->running--;
 	/* A refused message (RES_MSG) is never throttling, even [LIMIT]. */
 	if (j->rep.r == RES_TEMP && is_throttle(j->rep.cause) &&
 	    j->tries < THROTTLE_TRIES && !b->stopping) {
@@ -688,8 +699,9 @@ start_jobs(struct batch *b)
 			continue;
 		hp = host_of(b, j->ac->pop3.host);
 		hi = host_of(b, j->ac->imap.host);
+		/* One account is one connection to each server it uses. */
 		if (hp->running >= (unsigned long)b->per_host ||
-		    hi->running >= (unsigned long)b->per_host ||
+		    hi->running + (hi != hp) > (unsigned long)b->per_host ||
 		    hp->not_before > now || hi->not_before > now)
 			continue;
 		j->tries++;
@@ -703,7 +715,8 @@ start_jobs(struct batch *b)
 		}
 		j->state = J_RUNNING;
 		hp->running++;
-		hi->running++;
+		if (hi != hp)
+			hi->running++;
 		running++;
 	}
 	return (int)wait;

@@ -54,6 +54,7 @@ csv_next(struct csv *c, struct csv_row *row, const char **why)
 	char	 buf[CSV_FIELD_MAX];
 	size_t	 n = 0;
 	bool	 quoted = false, was_quoted = false;
+	int	 start;
 
 	memset(row, 0, sizeof *row);
 	/* Blank lines between rows are skipped. */
@@ -64,7 +65,7 @@ csv_next(struct csv *c, struct csv_row *row, const char **why)
 	}
 	if (c->p >= c->end)
 		return 0;
-	row->line = c->line;
+	row->line = start = c->line;
 	for (;;) {
 		char ch;
 
@@ -72,7 +73,7 @@ csv_next(struct csv *c, struct csv_row *row, const char **why)
 			if (quoted) {
 				*why = "a quoted field is not closed";
 				csv_row_free(row);
-				row->line = c->line;
+				row->line = start;
 				return -1;
 			}
 			break;
@@ -96,17 +97,27 @@ csv_next(struct csv *c, struct csv_row *row, const char **why)
 			quoted = was_quoted = true;
 			continue;
 		} else if (ch == ',' || ch == '\n' || ch == '\r') {
-			if (!field_add(row, buf, n)) {
-				*why = "too many fields";
-				goto bad;
-			}
+			bool added = field_add(row, buf, n);
+
 			n = 0;
 			was_quoted = false;
-			if (ch == ',')
+			if (ch == ',') {
+				if (!added) {
+					*why = "too many fields";
+					goto bad;
+				}
 				continue;
+			}
+			/* The row's end is read: nothing more to skip. */
 			if (ch == '\r' && c->p < c->end && *c->p == '\n')
 				c->p++;
 			c->line++;
+			if (!added) {
+				*why = "too many fields";
+				csv_row_free(row);
+				row->line = start;
+				return -1;
+			}
 			return 1;
 		} else if (was_quoted) {
 			*why = "text after a closing quote";
@@ -128,6 +139,6 @@ bad:
 	while (c->p < c->end && *c->p != '\n')
 		c->p++;
 	csv_row_free(row);
-	row->line = c->line;
+	row->line = c->line;	/* where the fault is */
 	return -1;
 }
