@@ -122,7 +122,8 @@ each mailbox it creates), not by files: Cyrus keeps its own spool and index.
 #  I11 8-bit bytes in headers are each replaced by "X" ("Grüße" -> "GrXXXXe")
 #     and the APPEND is answered OK (munge8bit, on by default; reject8bit
 #     off): mail with raw 8-bit headers is changed by the server and no
-#     client can tell.  8-bit bodies, 3000-character lines and a message
+#     client can tell.  With "munge8bit: no" the bytes are stored as sent
+#     (checked by hand).  8-bit bodies, 3000-character lines and a message
 #     without a final CRLF are stored as sent. [T]
 #  I12 INTERNALDATE keeps the instant, not the zone: APPEND "... +0200" is
 #     FETCHed in the server's zone ("+0000" here), like Dovecot. [T]
