@@ -531,7 +531,8 @@ is_throttle(const char *cause)
 {
 	static const char *const words[] = { "[LIMIT]", "throttl",
 		"too many", "[SYS/TEMP]", "[IN-USE]", "[UNAVAILABLE]",
-		"try again later", "rate limit", "[INUSE]" };
+		"try again later", "rate limit", "[INUSE]", "[LOGIN-DELAY]",
+		"cannot take the login" };
 	size_t	 i;
 
 	for (i = 0; i < sizeof words / sizeof words[0]; i++)

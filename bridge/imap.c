@@ -227,7 +227,9 @@ caps_set(struct imap *im, const char *caps)
 		const char *q = p + 12;
 		size_t n = strspn(q, "0123456789");
 
-		if ((p == caps || p[-1] == ' ') && imap_parse_number(q, n, &v))
+		/* Cyrus 3.6 says APPENDLIMIT=4294967295 for "no limit". */
+		if ((p == caps || p[-1] == ' ') && imap_parse_number(q, n, &v) &&
+		    v < UINT32_MAX)
 			im->caps.appendlimit = v;
 	}
 }
@@ -406,8 +408,21 @@ imap_create(struct imap *im, const char *mailbox, char **cause)
 	    &rep, cause)) != RES_OK)
 		return r;
 	/* [ALREADYEXISTS]: someone else made it in the meantime; fine. */
-	if (rep.status != IMAP_OK && strcmp(rep.code, "ALREADYEXISTS") != 0)
+	if (rep.status != IMAP_OK && strcmp(rep.code, "ALREADYEXISTS") != 0) {
+		/* A name the server will never take is the config's fault
+		 * (Cyrus 3.6: "Invalid mailbox name" for the other separator). */
+		if (strcmp(rep.code, "CANNOT") == 0 ||
+		    strcasestr(rep.text, "invalid mailbox name") != NULL) {
+			char *why = NULL;
+
+			imap_refused(im, "CREATE", &rep, RES_CONFIG, &why);
+			r = fail(cause, RES_CONFIG, "%s (check the server's "
+			    "hierarchy separator: \".\" or \"/\")", why);
+			free(why);
+			return r;
+		}
 		return imap_refused(im, "CREATE", &rep, RES_TEMP, cause);
+	}
 	log_info("%s: imap: created mailbox %s", im->account, mailbox);
 	return RES_OK;
 }
@@ -588,8 +603,13 @@ append_multi(struct imap *im, const char *q, const char *flags,
 	}
 	/* All or nothing (RFC 3502): nothing was stored. */
 	set_outcome(im, &rep, &items[0].res, &why);
-	if (items[0].res.outcome == APPEND_REFUSED) {
-		/* One of them was refused: the caller will try one by one. */
+	/*
+	 * One of them was refused, or together they do not fit the quota
+	 * (Cyrus 3.6 refuses the whole MULTIAPPEND): one by one, so that
+	 * what fits is stored and only the culprit stays behind.
+	 */
+	if (items[0].res.outcome == APPEND_REFUSED ||
+	    items[0].res.outcome == APPEND_OVERQUOTA) {
 		log_debug("%s: imap: MULTIAPPEND of %zu refused (%s); one at a "
 		    "time", im->account, n, why);
 		free(why);

@@ -139,18 +139,30 @@ pop3_simple(struct pop3 *p, const char *cmd, char **text, char **cause)
 	return pop3_status(p, cmd, text, cause);
 }
 
-enum result
-pop3_stat(struct pop3 *p, unsigned int *count, uint64_t *size, char **cause)
+static enum result
+pop3_stat_read(struct pop3 *p, unsigned int *count, uint64_t *size,
+    char **cause)
 {
 	char		*text, clean[200];
 	enum result	 r;
 
-	if ((r = pop3_simple(p, "STAT", &text, cause)) != RES_OK)
-		return r == RES_MSG ? RES_TEMP : r;
+	if ((r = pop3_status(p, "STAT", &text, cause)) != RES_OK)
+		return r;
 	if (!pop3_parse_stat(text, count, size))
 		return fail(cause, RES_TEMP, "pop3: %s: malformed STAT reply: %s",
 		    p->host, log_clean(clean, sizeof clean, text,
 		    strlen(text)));
+	return RES_OK;
+}
+
+enum result
+pop3_stat(struct pop3 *p, unsigned int *count, uint64_t *size, char **cause)
+{
+	enum result	 r;
+
+	if ((r = pop3_send(p, "STAT", cause)) != RES_OK ||
+	    (r = pop3_stat_read(p, count, size, cause)) != RES_OK)
+		return r == RES_MSG ? RES_TEMP : r;
 	return RES_OK;
 }
 
@@ -168,9 +180,9 @@ pop3_list_line(struct pop3 *p, char **line, bool *end, char **cause)
 	return RES_OK;
 }
 
-/* UIDL or LIST: fill msgs[num - 1] for every line. */
+/* The reply to UIDL or LIST (already sent): fill msgs[num - 1]. */
 static enum result
-pop3_listing(struct pop3 *p, const char *cmd, struct pop3_msg *msgs,
+pop3_listing_read(struct pop3 *p, const char *cmd, struct pop3_msg *msgs,
     unsigned int count, char **cause)
 {
 	char		*line, clean[200];
@@ -178,7 +190,7 @@ pop3_listing(struct pop3 *p, const char *cmd, struct pop3_msg *msgs,
 	unsigned int	 num, lines = 0;
 	enum result	 r;
 
-	if ((r = pop3_simple(p, cmd, NULL, cause)) != RES_OK)
+	if ((r = pop3_status(p, cmd, NULL, cause)) != RES_OK)
 		return r;
 	seen = xcalloc(count + 1, sizeof *seen);
 	for (;;) {
@@ -229,6 +241,17 @@ pop3_listing(struct pop3 *p, const char *cmd, struct pop3_msg *msgs,
 		return r == RES_MSG ? RES_MSG : RES_TEMP;
 	}
 	return RES_OK;
+}
+
+static enum result
+pop3_listing(struct pop3 *p, const char *cmd, struct pop3_msg *msgs,
+    unsigned int count, char **cause)
+{
+	enum result	 r;
+
+	if ((r = pop3_send(p, cmd, cause)) != RES_OK)
+		return r;
+	return pop3_listing_read(p, cmd, msgs, count, cause);
 }
 
 struct standin {
@@ -369,24 +392,37 @@ pop3_scan(struct pop3 *p, struct pop3_msg **msgs_r, unsigned int *count_r,
 	struct pop3_msg	*msgs;
 	unsigned int	 count, i;
 	uint64_t	 size;
+	bool		 pipelined;
 	enum result	 r;
 
 	*msgs_r = NULL;
 	*count_r = 0;
 	*standin_r = false;
-	if ((r = pop3_stat(p, &count, &size, cause)) != RES_OK)
+	/*
+	 * With PIPELINING, STAT, LIST and UIDL go out together: one round
+	 * trip instead of three.  Their replies are read in order below.
+	 */
+	pipelined = p->caps.pipelining && p->caps.uidl;
+	if (pipelined && ((r = pop3_send(p, "STAT", cause)) != RES_OK ||
+	    (r = pop3_send(p, "LIST", cause)) != RES_OK ||
+	    (r = pop3_send(p, "UIDL", cause)) != RES_OK))
 		return r;
+	if ((r = pipelined ? pop3_stat_read(p, &count, &size, cause) :
+	    pop3_stat(p, &count, &size, cause)) != RES_OK)
+		return r == RES_MSG ? RES_TEMP : r;
 	if (count > 10000000)
 		return fail(cause, RES_TEMP, "pop3: %s: STAT claims %u messages",
 		    p->host, count);
 	msgs = xcalloc(count + 1, sizeof *msgs);
 	for (i = 0; i < count; i++)
 		msgs[i].num = i + 1;
-	if (count > 0 && (r = pop3_listing(p, "LIST", msgs, count, cause)) !=
-	    RES_OK)
+	if ((count > 0 || pipelined) && (r = pipelined ?
+	    pop3_listing_read(p, "LIST", msgs, count, cause) :
+	    pop3_listing(p, "LIST", msgs, count, cause)) != RES_OK)
 		goto out;
-	if (count > 0) {
-		r = pop3_listing(p, "UIDL", msgs, count, cause);
+	if (count > 0 || pipelined) {
+		r = pipelined ? pop3_listing_read(p, "UIDL", msgs, count,
+		    cause) : pop3_listing(p, "UIDL", msgs, count, cause);
 		if (r == RES_MSG) {
 			/* UIDL is optional in RFC 1939. */
 			log_debug("%s: pop3: %s has no UIDL; using header "
