@@ -1,0 +1,520 @@
+"""A scripted TCP fault proxy for popbridge's fault tests.
+
+Python 3 standard library only; one thread per direction per connection;
+listens on 127.0.0.1 on a free port and forwards to a target (the private
+Dovecot's plain IMAP or POP3 port).  Plaintext only: popbridge reaches it
+with tls = "none", so the proxy sees the protocol and can break it where a
+real network or server would.
+
+    px = FaultProxy(dc.imap_port, name="imap").start()
+    px.rules = [Rule("c2s", match=rb"APPEND", nth=2, offset=3000, action="cut")]
+    ...popbridge runs against px.port...
+    px.fired()          # [(session, rule name, position)] of rules that fired
+    px.stop()
+
+Rules act on one direction of the byte stream of a connection: "c2s" (what
+popbridge sends) or "s2c" (what the server answers).  A rule fires
+
+  * at the `nth` match of the regular expression `match` (bytes, searched
+    with re.M in the stream as it passes; a match may span chunks up to
+    `window` bytes), at its start (at="start") or end (at="end", default),
+    plus `offset` bytes; or
+  * without `match`: when the stream of that direction reaches `offset`
+    bytes from the start of the connection.
+
+and then does its `action` at that point of the stream (everything before
+the point is forwarded first):
+
+  "cut"       close both sides at once (the bytes after the point are lost;
+              rst=True sends a TCP RST instead of a FIN to the client)
+  "hold"      forward nothing more in direction `hold` ("s2c" by default:
+              the server's replies; "c2s": the client's commands; "both"),
+              keep the connection open; it is closed after `hold_seconds`
+              or when the client goes away
+  "inject"    send `data` to the client (then carry on, or cut if
+              then_cut=True); with at="start" and drop=True the matched
+              bytes themselves are not forwarded
+  "replace"   forward `data` instead of the matched bytes (the match must
+              lie within one `window`); with nth=0 every match is replaced
+  "call"      call fn(session) (synchronously: the stream waits), then go
+              on; fn may return "cut" or "hold" to do that afterwards
+
+A rule fires once per proxy by default (once=True); once=False makes it
+fire in every connection (each connection counts its own matches).
+`session=K` restricts it to the K-th connection (from 1).
+
+For IMAP, `commands=fn` gives a command-level hook on what the client
+sends: each complete command (its line and every literal it carries, sync
+or LITERAL+, {n} or ~{n}) is passed as an ImapCommand to fn(cmd, session)
+before the byte rules see it.  fn returns None (forward it unchanged),
+bytes (forward these instead; b"" drops it), or calls session.to_client()
+/ session.cut() itself.  A command whose line ends in a synchronising
+literal {n} is forwarded up to there at once (the client waits for "+").
+
+Everything that passed is recorded per session (`c2s`, `s2c` byte counts,
+the first `keep_bytes` bytes of each direction in `transcript`) for
+assertion messages.  Nothing is written to any file.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import struct
+import threading
+import time
+
+LOOPBACK = "127.0.0.1"
+
+ACTIONS = ("cut", "hold", "inject", "replace", "call")
+
+
+class Rule:
+    def __init__(self, direction, match=None, *, nth=1, at="end", offset=0,
+                 action="cut", data=b"", fn=None, hold="s2c", hold_seconds=120.0,
+                 then_cut=False, drop=False, rst=False, once=True, session=None,
+                 window=4096, name=None):
+        if direction not in ("c2s", "s2c"):
+            raise ValueError(f"faultproxy: direction {direction!r}")
+        if action not in ACTIONS:
+            raise ValueError(f"faultproxy: action {action!r}")
+        if action == "replace" and match is None:
+            raise ValueError("faultproxy: replace needs a match")
+        self.direction = direction
+        self.match = re.compile(match, re.M) if isinstance(match, bytes) else match
+        self.nth = nth
+        self.at = at
+        self.offset = offset
+        self.action = action
+        self.data = data
+        self.fn = fn
+        self.hold = hold
+        self.hold_seconds = hold_seconds
+        self.then_cut = then_cut
+        self.drop = drop
+        self.rst = rst
+        self.once = once
+        self.session = session
+        self.window = window
+        self.name = name or f"{direction}:{action}" + (
+            f"@{match!r}" if match is not None else f"@{offset}")
+        self.fired = 0
+
+    def __repr__(self):
+        return f"<Rule {self.name}>"
+
+
+class ImapCommand:
+    """One complete IMAP command as the client sent it."""
+
+    def __init__(self, data: bytes, literals: list):
+        self.data = data
+        self.literals = literals          # the literal payloads, in order
+        first = data.split(b"\r\n", 1)[0]
+        parts = first.split(b" ", 2)
+        self.tag = parts[0].decode("latin-1")
+        self.verb = parts[1].decode("latin-1").upper() if len(parts) > 1 else ""
+        self.line = first
+
+    def __repr__(self):
+        return f"<ImapCommand {self.tag} {self.verb} {len(self.data)} bytes>"
+
+
+_LIT_RE = re.compile(rb"~?\{(\d+)(\+?)\}\r\n$")
+
+
+class _CommandSplitter:
+    """Cuts the client's byte stream into complete IMAP commands."""
+
+    def __init__(self):
+        self.buf = bytearray()
+        self.cur = bytearray()          # the command being assembled
+        self.lits: list = []
+        self.need = 0                   # literal bytes still to come
+        self.sync_flush = 0             # bytes of cur already forwarded
+
+    def feed(self, data: bytes):
+        """Yields ("cmd", ImapCommand) and ("raw", bytes) items: raw items
+        must go to the server now (a line ending in a sync literal)."""
+        self.buf += data
+        out = []
+        while True:
+            if self.need > 0:
+                take = min(self.need, len(self.buf))
+                if take == 0:
+                    break
+                chunk = bytes(self.buf[:take])
+                del self.buf[:take]
+                self.cur += chunk
+                self.lits[-1] += chunk
+                self.need -= take
+                if self.need > 0:
+                    break
+                continue
+            nl = self.buf.find(b"\r\n")
+            if nl < 0:
+                break
+            line = bytes(self.buf[:nl + 2])
+            del self.buf[:nl + 2]
+            self.cur += line
+            m = _LIT_RE.search(line)
+            if m:
+                self.need = int(m.group(1))
+                self.lits.append(bytearray())
+                if not m.group(2):
+                    # Synchronising literal: the client waits for "+".
+                    out.append(("raw", bytes(self.cur[self.sync_flush:])))
+                    self.sync_flush = len(self.cur)
+                if self.need == 0:
+                    continue
+                continue
+            cmd = ImapCommand(bytes(self.cur), [bytes(x) for x in self.lits])
+            cmd.already_sent = self.sync_flush
+            out.append(("cmd", cmd))
+            self.cur = bytearray()
+            self.lits = []
+            self.sync_flush = 0
+        return out
+
+
+class Session:
+    """One proxied connection."""
+
+    def __init__(self, proxy, num, client, server):
+        self.proxy = proxy
+        self.num = num
+        self.client = client
+        self.server = server
+        self.counts = {"c2s": 0, "s2c": 0}       # bytes seen (before rules)
+        self.forwarded = {"c2s": 0, "s2c": 0}    # bytes passed on
+        self.transcript = {"c2s": bytearray(), "s2c": bytearray()}
+        self.holding = {"c2s": False, "s2c": False}
+        self.closed = threading.Event()
+        self.send_lock = {"c2s": threading.Lock(), "s2c": threading.Lock()}
+        self.matches: dict = {}                  # rule id -> matches so far
+        self.scan_tail = {"c2s": b"", "s2c": b""}
+        self.commands: list = []                 # ImapCommand, as received
+        self.splitter = _CommandSplitter() if proxy.commands else None
+        self.events: list = []
+
+    # -------------------------------------------------------- actions
+    def _sock_for(self, direction):
+        return self.server if direction == "c2s" else self.client
+
+    def send(self, direction, data: bytes):
+        if not data or self.closed.is_set():
+            return
+        if self.holding[direction]:
+            return
+        with self.send_lock[direction]:
+            try:
+                self._sock_for(direction).sendall(data)
+            except OSError:
+                self.cut()
+                return
+        self.forwarded[direction] += len(data)
+        keep = self.proxy.keep_bytes
+        t = self.transcript[direction]
+        if len(t) < keep:
+            t += data[:keep - len(t)]
+
+    def to_client(self, data: bytes):
+        """Send bytes to the client (as if the server had said them)."""
+        with self.send_lock["s2c"]:
+            try:
+                self.client.sendall(data)
+            except OSError:
+                pass
+
+    def to_server(self, data: bytes):
+        with self.send_lock["c2s"]:
+            try:
+                self.server.sendall(data)
+            except OSError:
+                pass
+
+    def cut(self, rst=False):
+        if self.closed.is_set():
+            return
+        self.closed.set()
+        if rst:
+            try:
+                self.client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                       struct.pack("ii", 1, 0))
+            except OSError:
+                pass
+        for s in (self.client, self.server):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            try:
+                s.close()
+            except OSError:
+                pass
+
+    def hold_dir(self, which, seconds):
+        dirs = ("c2s", "s2c") if which == "both" else (which,)
+        for d in dirs:
+            self.holding[d] = True
+
+        def later():
+            if not self.closed.wait(seconds):
+                self.cut()
+        threading.Thread(target=later, daemon=True).start()
+
+    # -------------------------------------------------------- rules
+    def _rules(self, direction):
+        out = []
+        for r in self.proxy.rules:
+            if r.direction != direction:
+                continue
+            if r.session is not None and r.session != self.num:
+                continue
+            if r.once and r.fired > 0 and r.action != "replace":
+                continue
+            out.append(r)
+        return out
+
+    def _fire_points(self, direction, chunk: bytes, base: int):
+        """[(position in chunk, end of the match in chunk, rule)] of the
+        rules that fire in this chunk, in stream order."""
+        points = []
+        tail = self.scan_tail[direction]
+        text = tail + chunk
+        start_abs = base - len(tail)
+        for r in self._rules(direction):
+            if r.match is None:
+                pos = r.offset - base
+                if 0 <= pos < len(chunk):
+                    points.append((pos, pos, r))
+                continue
+            state = self.matches.setdefault(id(r), {"n": 0, "last": -1, "armed": None})
+            if state["armed"] is not None:
+                # A match was seen; its offset lies further on.
+                pos = state["armed"] - base
+                if 0 <= pos < len(chunk):
+                    points.append((pos, pos, r))
+                    state["armed"] = None
+                continue
+            for m in r.match.finditer(text):
+                mstart = start_abs + m.start()
+                if mstart <= state["last"]:
+                    continue
+                state["last"] = mstart
+                state["n"] += 1
+                if r.nth not in (0, state["n"]):
+                    continue
+                mend = max(0, m.end() - len(tail))
+                if r.action == "replace":
+                    if m.start() < len(tail):
+                        continue        # began in an earlier chunk: too late
+                    points.append((m.start() - len(tail), mend, r))
+                    continue
+                anchor = (mstart if r.at == "start" else start_abs + m.end()) + r.offset
+                pos = max(0, anchor - base)
+                if pos < len(chunk) or (pos == len(chunk) and r.offset == 0):
+                    points.append((pos, max(pos, mend), r))
+                else:
+                    state["armed"] = anchor
+                if r.nth != 0:
+                    break
+        window = max((r.window for r in self.proxy.rules if r.direction == direction),
+                     default=0)
+        t = text[-window:] if window else b""
+        if len(text) > window:
+            # Start the kept tail at a line start, so "^" means what it says.
+            nl = t.find(b"\n")
+            t = t[nl + 1:] if nl >= 0 else b""
+        self.scan_tail[direction] = t
+        points.sort(key=lambda p: p[0])
+        return points
+
+    def process(self, direction, chunk: bytes):
+        """Apply the rules to a chunk and forward what survives."""
+        base = self.counts[direction]
+        self.counts[direction] += len(chunk)
+        points = self._fire_points(direction, chunk, base)
+        done = 0
+        for pos, end, r in points:
+            if self.closed.is_set():
+                return
+            if pos < done:
+                continue
+            self.send(direction, chunk[done:pos])
+            done = pos
+            with self.proxy.lock:
+                r.fired += 1
+                self.proxy.fired_log.append((self.num, r.name, base + pos))
+            self.events.append((time.monotonic(), r.name, base + pos))
+            act = r.action
+            if act == "cut":
+                self.cut(rst=r.rst)
+                return
+            if act == "hold":
+                self.hold_dir(r.hold, r.hold_seconds)
+                continue
+            if act == "inject":
+                if r.drop:
+                    done = end
+                self.to_client(r.data)
+                if r.then_cut:
+                    self.cut(rst=r.rst)
+                    return
+                continue
+            if act == "replace":
+                self.send(direction, r.data)
+                done = end
+                continue
+            if act == "call":
+                verdict = r.fn(self) if r.fn else None
+                if verdict == "cut":
+                    self.cut(rst=r.rst)
+                    return
+                if verdict == "hold":
+                    self.hold_dir(r.hold, r.hold_seconds)
+                continue
+        self.send(direction, chunk[done:])
+
+    # -------------------------------------------------------- pumps
+    def pump(self, direction):
+        src = self.client if direction == "c2s" else self.server
+        try:
+            while not self.closed.is_set():
+                try:
+                    data = src.recv(65536)
+                except OSError:
+                    break
+                if not data:
+                    break
+                if direction == "c2s" and self.splitter is not None:
+                    for kind, item in self.splitter.feed(data):
+                        if self.closed.is_set():
+                            break
+                        if kind == "raw":
+                            self.process(direction, item)
+                            continue
+                        self.commands.append(item)
+                        out = self.proxy.commands(item, self)
+                        payload = item.data[item.already_sent:] if out is None else out
+                        if payload:
+                            self.process(direction, payload)
+                else:
+                    self.process(direction, data)
+        finally:
+            # The client went away, or the server closed: end the session
+            # (a connection whose replies are held stays open for its time).
+            if direction == "c2s" or not self.holding["s2c"]:
+                self.cut()
+
+
+class FaultProxy:
+    def __init__(self, target_port, target_host=LOOPBACK, rules=(), commands=None,
+                 name="proxy", keep_bytes=65536):
+        self.target = (target_host, target_port)
+        self.rules = list(rules)
+        self.commands = commands
+        self.name = name
+        self.keep_bytes = keep_bytes
+        self.lock = threading.RLock()
+        self.sessions: list[Session] = []
+        self.fired_log: list = []
+        self._listener = None
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self.port = None
+
+    # ------------------------------------------------------------ config
+    def url(self, proto):
+        return f"{proto}://{LOOPBACK}:{self.port}"
+
+    def heal(self):
+        """No more faults: forward everything as it is."""
+        self.rules = []
+        self.commands = None
+
+    def fired(self):
+        with self.lock:
+            return list(self.fired_log)
+
+    def fired_names(self):
+        return [n for _, n, _ in self.fired()]
+
+    def transcript(self, session=None, direction="c2s", limit=3000):
+        with self.lock:
+            ss = [s for s in self.sessions if session is None or s.num == session]
+        out = []
+        for s in ss:
+            text = bytes(s.transcript[direction][:limit]).decode("latin-1")
+            out.append(f"  [{s.num}] {direction}: {text!r}")
+        return "\n".join(out)
+
+    # ------------------------------------------------------------ lifecycle
+    def start(self):
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind((LOOPBACK, 0))
+        s.listen(32)
+        s.settimeout(0.2)
+        self._listener = s
+        self.port = s.getsockname()[1]
+        t = threading.Thread(target=self._accept_loop, daemon=True,
+                             name=f"faultproxy-{self.name}-{self.port}")
+        t.start()
+        self._threads.append(t)
+        return self
+
+    def stop(self):
+        self._stop.set()
+        if self._listener is not None:
+            try:
+                self._listener.close()
+            except OSError:
+                pass
+        with self.lock:
+            sessions = list(self.sessions)
+        for s in sessions:
+            s.cut()
+        for t in self._threads:
+            t.join(5)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+        return False
+
+    def wait_idle(self, timeout=10.0):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.lock:
+                if all(s.closed.is_set() for s in self.sessions):
+                    return True
+            time.sleep(0.02)
+        return False
+
+    def _accept_loop(self):
+        while not self._stop.is_set():
+            try:
+                c, _ = self._listener.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                break
+            try:
+                srv = socket.create_connection(self.target, timeout=10)
+                srv.settimeout(None)
+            except OSError:
+                c.close()
+                continue
+            for sock in (c, srv):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            with self.lock:
+                sess = Session(self, len(self.sessions) + 1, c, srv)
+                self.sessions.append(sess)
+            for d in ("c2s", "s2c"):
+                t = threading.Thread(target=sess.pump, args=(d,), daemon=True,
+                                     name=f"faultproxy-{self.name}-{sess.num}-{d}")
+                t.start()
+                self._threads.append(t)

@@ -1,0 +1,742 @@
+"""Faults: nothing lost, nothing twice (issue 6).
+
+Each test imports a corpus into the private Dovecot while something goes
+wrong -- a connection cut in the middle of a RETR, of an APPEND literal,
+after the APPEND but before its reply, between DELE and QUIT; a stalled
+server; IMAP refusals (OVERQUOTA, TRYCREATE, LIMIT, BAD, BYE); a full or
+read-only state_dir; kill -9 -- and then checks the IMAP mailbox and the
+POP3 mailbox message by message:
+
+  nothing lost    every message is in IMAP or still on POP3 (keep = false:
+                  a message is gone from POP3 only if it is in IMAP);
+  nothing twice   no message is in IMAP twice, none is changed.
+
+Then popbridge runs again on a healthy path (straight to Dovecot, same
+ledger) and every message must be in IMAP exactly once, none left on POP3.
+
+Faults a real server will not make on demand come from tests/faultproxy.py,
+a TCP proxy in front of the real Dovecot (popbridge reaches it in plaintext,
+tls = "none"); quota, LIMIT and TRYCREATE are Dovecot's own answers.
+"""
+
+import os
+import re
+import subprocess
+import time
+
+import faultlib as fl
+from faultlib import EX_DATAERR, EX_OK, EX_TEMPFAIL
+from faultproxy import FaultProxy, Rule
+
+N = 70                 # three batches: 32, 32, 6
+BIG = (5, 44)          # over the 128 KiB in-memory spool
+APPEND_OK = rb"^\S+ OK \[APPENDUID"
+OCTETS = rb"^\+OK \d+ octets\r\n"
+
+
+# ------------------------------------------------------------------ helpers
+class Case:
+    """One fault scenario: a source and a target user with a corpus, proxies
+    in front of Dovecot's POP3 and IMAP, configs for the faulty and the
+    healthy path."""
+
+    def __init__(self, t, dc=None, n=N, big=BIG, keep=False, mailbox="INBOX",
+                 name="flt", deliver=True, imap_commands=None):
+        self.t = t
+        self.dc = dc or t.dovecot()
+        self.src, self.dst = t.user(self.dc, "s"), t.user(self.dc, "d")
+        self.raws = fl.corpus(f"{t.short}{os.getpid() % 1000}", n, big=big)
+        self.keep = keep
+        self.mailbox = mailbox
+        self.name = name
+        if deliver:
+            for raw in self.raws:
+                self.dc.deliver(self.src, raw)
+        self.pp = FaultProxy(self.dc.pop3_port, name="pop3").start()
+        self.ip = FaultProxy(self.dc.imap_port, name="imap", commands=imap_commands).start()
+        self.others = []
+        self.soft = []          # failed expectations that let the test go on
+
+    def expect_rc(self, r, want, what):
+        """Like fl.assert_rc, but the test goes on (to the no-loss checks
+        and the healthy run) and fails at the end."""
+        try:
+            fl.assert_rc(r, want, what)
+        except AssertionError as e:
+            self.soft.append(str(e))
+
+    def expect_error(self, r, name, pattern, what):
+        try:
+            fl.assert_error(r, name, pattern, what)
+        except AssertionError as e:
+            self.soft.append(str(e))
+
+    def note_run(self, r, label):
+        """Note what the run said about the account (its errors, summary)."""
+        errs = fl.account_lines(r.stderr, self.name)
+        self.t.note(f"{label}: exit {r.rc} after {r.seconds:.1f} s; summary "
+                    f"{fl.summary(r.stderr, self.name)}; "
+                    + (f"last error: {errs[-1].split(': ', 1)[-1][:200]}" if errs else "no error"))
+
+    def expect(self, cond, msg):
+        if not cond:
+            self.soft.append(msg)
+
+    def close(self):
+        self.pp.stop()
+        self.ip.stop()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, *exc):
+        self.close()
+        if exc_type is None and self.soft:
+            raise AssertionError("; ".join(self.soft) + " (the no-loss checks and the "
+                                 "healthy run passed)")
+        return False
+
+    def faulty_account(self, **extra):
+        return fl.account(self.name, fl.pop3_block(self.dc, self.src, self.pp.port),
+                          fl.imap_block(self.dc, self.dst, self.ip.port, self.mailbox),
+                          keep=self.keep, **extra)
+
+    def healthy_account(self, **extra):
+        return fl.account(self.name, fl.pop3_block(self.dc, self.src),
+                          fl.imap_block(self.dc, self.dst, mailbox=self.mailbox),
+                          keep=self.keep, **extra)
+
+    def bystander(self, n=5):
+        """A second, healthy account (its own users, no proxy) for the
+        same config: it must import whatever happens to the first."""
+        src, dst = self.t.user(self.dc, "s"), self.t.user(self.dc, "d")
+        raws = fl.corpus(f"{self.t.short}by{len(self.others)}", n)
+        for raw in raws:
+            self.dc.deliver(src, raw)
+        acct = fl.account(f"{self.name}by{len(self.others)}", fl.pop3_block(self.dc, src),
+                          fl.imap_block(self.dc, dst), keep=False)
+        self.others.append((acct, src, dst, raws))
+        return acct
+
+    def run(self, accounts, conf, extra="", verbose="-v", timeout=120):
+        cfg = self.t.config(accounts, extra=extra, name=conf)
+        return fl.run_measured(self.t, "-c", cfg, verbose, "run", timeout=timeout)
+
+    def fault_run(self, extra="", accounts=None, **kw):
+        return self.run(accounts or [self.faulty_account()], "fault.conf", extra=extra, **kw)
+
+    def check_no_loss(self, what="after the fault"):
+        return fl.check_no_loss(self.t, self.raws, fl.imap_bodies(self.dc, self.dst, self.mailbox),
+                                fl.pop3_bodies(self.dc, self.src), self.keep, what)
+
+    def check_others(self):
+        for acct, src, dst, raws in self.others:
+            fl.check_exactly_once(self.t, raws, fl.imap_bodies(self.dc, dst),
+                                  fl.pop3_bodies(self.dc, src),
+                                  what=f"bystander account {acct['name']}")
+
+    def heal_and_check(self, expect_settled=None, extra=""):
+        """The healthy run: exit 0, everything in IMAP exactly once, POP3
+        empty (keep = false).  expect_settled=(n, found) checks the
+        "settled" log line."""
+        self.pp.heal()
+        self.ip.heal()
+        r = self.run([self.healthy_account()], "healthy.conf", extra=extra)
+        fl.assert_rc(r, EX_OK, "healthy run after the fault")
+        if expect_settled is not None:
+            n, found = expect_settled
+            m = re.search(rf"{self.name}: settled (\d+) interrupted imports?: (\d+) already in",
+                          r.stderr)
+            got = (int(m.group(1)), int(m.group(2))) if m else None
+            ok = got is not None and got[0] == n and (
+                got[1] == found if isinstance(found, int) else found[0] <= got[1] <= found[1])
+            assert ok, (f"healthy run: expected to settle {n} interrupted imports, "
+                        f"{found if isinstance(found, int) else '%d..%d' % found} of them "
+                        f"already in IMAP; the log says "
+                        f"{m.group(0) if m else 'nothing about settling'}")
+        fl.check_exactly_once(self.t, self.raws,
+                              fl.imap_bodies(self.dc, self.dst, self.mailbox),
+                              fl.pop3_bodies(self.dc, self.src), self.keep, "healthy run")
+        return r
+
+
+def strip_caps(*caps):
+    """s2c rules that hide capabilities (e.g. MULTIAPPEND, LITERAL+)."""
+    return [Rule("s2c", rb" " + re.escape(c.encode()) + rb"(?=[ \]\r])", nth=0,
+                 action="replace", data=b"", once=False) for c in caps]
+
+
+def pop3_left(c):
+    return len(fl.pop3_bodies(c.dc, c.src))
+
+
+# ------------------------------------------------------------------ 1. POP3 cut mid-RETR
+def test_pop3_cut_mid_retr(t):
+    """The POP3 connection closes 500 bytes into the reply to the 40th RETR
+    (batch 2, after batch 1 was appended and its DELEs sent): exit 75,
+    nothing deleted (no QUIT), batch 1 in IMAP once; the healthy run
+    imports the rest."""
+    with Case(t) as c:
+        c.pp.rules = [Rule("s2c", OCTETS, nth=40, offset=500, action="cut")]
+        r = c.fault_run()
+        c.note_run(r, "fault run")
+        c.expect_rc(r, EX_TEMPFAIL, "POP3 cut mid-RETR")
+        assert c.pp.fired(), "the proxy never cut the connection"
+        c.expect_error(r, c.name, r"pop3.*(clos|lost)", "POP3 cut mid-RETR")
+        in_imap, on_pop = c.check_no_loss()
+        assert pop3_left(c) == N, "messages were deleted although the session ended without QUIT"
+        c.expect(sum(in_imap.values()) == 32,
+                 f"{sum(in_imap.values())} in IMAP, expected batch 1 (32)")
+        c.heal_and_check()
+
+
+def test_pop3_cut_mid_big_message(t):
+    """Cut 150 KB into a 200 KB message (spooled to a file) in batch 1,
+    with a RST: nothing imported, nothing deleted, no partial copy."""
+    with Case(t) as c:
+        c.pp.rules = [Rule("s2c", OCTETS, nth=6, offset=150_000, action="cut", rst=True)]
+        r = c.fault_run()
+        c.note_run(r, "fault run")
+        c.expect_rc(r, EX_TEMPFAIL, "POP3 cut (RST) mid-RETR of a big message")
+        c.check_no_loss()
+        assert fl.imap_bodies(c.dc, c.dst) == [], "messages were imported from a batch that was cut"
+        assert pop3_left(c) == N
+        c.heal_and_check()
+
+
+# ------------------------------------------------------------------ 2. IMAP cut mid-literal
+def test_imap_cut_mid_append_literal(t):
+    """The IMAP connection closes 20 KB into batch 2's MULTIAPPEND: Dovecot
+    stores nothing of it; exit 75; batch 1 imported and (QUIT) deleted;
+    the healthy run settles the 32 interrupted intents as not stored and
+    imports them once."""
+    with Case(t) as c:
+        c.ip.rules = [Rule("c2s", rb"APPEND", nth=2, offset=20_000, action="cut")]
+        r = c.fault_run()
+        c.note_run(r, "fault run")
+        c.expect_rc(r, EX_TEMPFAIL, "IMAP cut mid-literal")
+        c.expect_error(r, c.name, r"imap.*(clos|lost|sending)", "IMAP cut mid-literal")
+        in_imap, _ = c.check_no_loss()
+        c.expect(sum(in_imap.values()) == 32,
+                 f"{sum(in_imap.values())} in IMAP, expected 32")
+        c.heal_and_check(expect_settled=(32, 0))
+
+
+def test_imap_cut_mid_literal_pipelined(t):
+    """Without MULTIAPPEND (hidden by the proxy) popbridge pipelines one
+    LITERAL+ APPEND a message; the cut lands in the 40th literal, after
+    Dovecot stored 33..39: the healthy run finds those 7 and imports the
+    other 25 of the batch, none twice."""
+    with Case(t) as c:
+        c.ip.rules = strip_caps("MULTIAPPEND") + [
+            Rule("c2s", rb"APPEND", nth=40, offset=300, action="cut")]
+        r = c.fault_run()
+        c.note_run(r, "fault run")
+        c.expect_rc(r, EX_TEMPFAIL, "IMAP cut mid-literal (pipelined APPENDs)")
+        c.expect_error(r, c.name, r"imap.*(clos|lost)", "IMAP cut mid-literal (pipelined APPENDs)")
+        in_imap, _ = c.check_no_loss()
+        c.expect(sum(in_imap.values()) == 39,
+                 f"{sum(in_imap.values())} in IMAP, expected 39")
+        c.heal_and_check(expect_settled=(32, 7))
+
+
+# ------------------------------------------------------------------ 3. after APPEND, before reply
+def test_imap_cut_after_append_before_reply(t):
+    """THE key case: batch 2's MULTIAPPEND reaches Dovecot and is stored,
+    and the connection closes before its OK reaches popbridge.  The healthy
+    run must settle all 32 as already imported, not import them twice."""
+    with Case(t) as c:
+        c.ip.rules = [Rule("s2c", APPEND_OK, nth=2, at="start",
+                           action="cut")]
+        r = c.fault_run()
+        c.note_run(r, "fault run")
+        c.expect_rc(r, EX_TEMPFAIL, "IMAP cut before the APPEND reply")
+        c.expect_error(r, c.name, r"imap.*(clos|lost)", "IMAP cut before the APPEND reply")
+        assert c.ip.fired(), "the proxy never saw the second APPEND reply"
+        in_imap, _ = c.check_no_loss()
+        c.expect(sum(in_imap.values()) == 64,
+                 f"{sum(in_imap.values())} in IMAP, expected 64")
+        c.heal_and_check(expect_settled=(32, 32))
+
+
+def test_imap_cut_before_reply_pipelined(t):
+    """The same with pipelined LITERAL+ APPENDs (MULTIAPPEND hidden): the
+    connection closes instead of the 40th OK.  All 32 APPENDs of batch 2
+    were sent; Dovecot stored 33..40 and perhaps more before it saw the
+    close.  The healthy run finds those, imports the others, none twice."""
+    with Case(t) as c:
+        c.ip.rules = strip_caps("MULTIAPPEND") + [
+            Rule("s2c", APPEND_OK, nth=40, at="start", action="cut")]
+        r = c.fault_run()
+        c.note_run(r, "fault run")
+        c.expect_rc(r, EX_TEMPFAIL, "IMAP cut before the 40th APPEND reply")
+        c.expect_error(r, c.name, r"imap.*(clos|lost)", "IMAP cut before the 40th APPEND reply")
+        in_imap, _ = c.check_no_loss()
+        stored = sum(in_imap.values()) - 32
+        c.expect(8 <= stored <= 32, f"{stored} of batch 2 in IMAP, expected 8..32")
+        c.heal_and_check(expect_settled=(32, (stored, stored)))
+
+
+def test_imap_cut_before_reply_sync_literals(t):
+    """Neither MULTIAPPEND nor LITERAL+ (hidden): one APPEND at a time with
+    synchronising literals.  The cut replaces the 40th OK: messages 33..40
+    are stored, 41..64 never sent; the healthy run settles 8 found, 24 to
+    import again."""
+    with Case(t) as c:
+        c.ip.rules = strip_caps("MULTIAPPEND", "LITERAL+") + [
+            Rule("s2c", APPEND_OK, nth=40, at="start", action="cut")]
+        r = c.fault_run()
+        c.note_run(r, "fault run")
+        c.expect_rc(r, EX_TEMPFAIL, "IMAP cut before the 40th APPEND reply (sync literals)")
+        c.expect_error(r, c.name, r"imap.*(clos|lost)",
+                       "IMAP cut before the 40th APPEND reply (sync literals)")
+        in_imap, _ = c.check_no_loss()
+        c.expect(sum(in_imap.values()) == 40,
+                 f"{sum(in_imap.values())} in IMAP, expected 40")
+        c.heal_and_check(expect_settled=(32, 8))
+
+
+# ------------------------------------------------------------------ 4. DELE .. QUIT
+def test_pop3_cut_between_dele_and_quit(t):
+    """Every DELE is sent and answered, then the connection closes instead
+    of QUIT: the server deletes nothing.  The run says the deletions will
+    be made next run; the next run deletes them all and imports nothing."""
+    with Case(t) as c:
+        c.pp.rules = [Rule("c2s", rb"^QUIT\r\n", at="start", action="cut")]
+        r = c.fault_run()
+        c.note_run(r, "fault run")
+        c.expect_rc(r, (EX_OK, EX_TEMPFAIL), "cut before QUIT")
+        t.note(f"cut before QUIT: popbridge exited {r.rc}")
+        sent = bytes(c.pp.sessions[0].transcript["c2s"])
+        assert sent.count(b"DELE ") == N, f"{sent.count(b'DELE ')} DELEs sent, expected {N}"
+        c.expect(re.search(rf"{c.name}: .*deletions will be made next run", r.stderr),
+                 "no warning that the deletions are postponed to the next run")
+        in_imap, _ = c.check_no_loss()
+        assert pop3_left(c) == N, "the server deleted messages without QUIT"
+        assert sum(in_imap.values()) == N
+        r2 = c.heal_and_check()
+        c.expect(fl.summary(r2.stderr, c.name) == (0, 0, 0, N),
+                 f"next run: summary {fl.summary(r2.stderr, c.name)}, expected 0 new, "
+                 f"0 imported, 0 failed, {N} deleted")
+
+
+def test_pop3_cut_after_quit_before_reply(t):
+    """QUIT reaches the server (which commits the deletions) and the
+    connection closes before its +OK: the next run finds the messages gone
+    and imports nothing again."""
+    with Case(t) as c:
+        c.pp.rules = [Rule("s2c", rb"^\+OK Logging out", at="start", action="cut")]
+        r = c.fault_run()
+        c.note_run(r, "fault run")
+        c.expect_rc(r, (EX_OK, EX_TEMPFAIL), "cut before the QUIT reply")
+        t.note(f"cut before the QUIT reply: popbridge exited {r.rc}")
+        c.check_no_loss()
+        c.heal_and_check()
+
+
+# ------------------------------------------------------------------ 5. stalls
+def _stall_case(t, what, imap_rules=(), pop3_rules=(), expect_in_imap=None,
+                expect_settled=None):
+    with Case(t) as c:
+        c.ip.rules = list(imap_rules)
+        c.pp.rules = list(pop3_rules)
+        other = c.bystander()
+        r = c.fault_run(extra="timeout = 5;\n", accounts=[c.faulty_account(), other])
+        c.note_run(r, "fault run")
+        c.expect_rc(r, EX_TEMPFAIL, what)
+        assert r.seconds < 20, f"{what}: the run took {r.seconds:.1f} s with timeout = 5"
+        c.expect_error(r, c.name, r"time|no answer for 5", what)
+        c.check_others()
+        in_imap, _ = c.check_no_loss()
+        if expect_in_imap is not None:
+            c.expect(sum(in_imap.values()) == expect_in_imap,
+                     f"{what}: {sum(in_imap.values())} in IMAP, expected {expect_in_imap}")
+        assert pop3_left(c) == N, f"{what}: messages were deleted"
+        c.heal_and_check(expect_settled=expect_settled)
+
+
+def test_stalled_imap_greeting(t):
+    """The IMAP server accepts and says nothing (the proxy holds every
+    reply from the greeting on): exit 75 within ~15 s with timeout = 5; a
+    second account in the same config imports."""
+    _stall_case(t, "IMAP silent from the start",
+                imap_rules=[Rule("s2c", None, offset=0, action="hold")], expect_in_imap=0)
+
+
+def test_stalled_imap_after_append(t):
+    """The IMAP server stores batch 1 and then answers nothing more: exit
+    75 after the timeout; the healthy run settles the 32 as imported."""
+    _stall_case(t, "IMAP silent after the first APPEND",
+                imap_rules=[Rule("c2s", rb"APPEND", nth=1, action="hold", hold="s2c")],
+                expect_in_imap=32, expect_settled=(32, 32))
+
+
+def test_stalled_pop3_mid_message(t):
+    """The POP3 server stops in the middle of message 10: exit 75 after the
+    timeout, nothing imported, nothing deleted; the other account imports."""
+    _stall_case(t, "POP3 silent mid-message",
+                pop3_rules=[Rule("s2c", OCTETS, nth=10, offset=300, action="hold")],
+                expect_in_imap=0)
+
+
+# ------------------------------------------------------------------ 6. refusals
+def _user_fields(dc, user, fields):
+    """Rewrite user's passwd-file line with userdb extra fields (per-user
+    quota settings); Dovecot notices a changed file within a second."""
+    home = dc.home_dir / user
+    path = dc.passwd_dir / user
+    extra = " ".join(f"userdb_{k}={v}" for k, v in fields.items())
+    tmp = path.with_name("." + user + ".tmp")
+    tmp.write_text(f"{user}:{{PLAIN}}{dc.users[user]}:{5000}:{5000}::{home}::{extra}\n")
+    os.chmod(tmp, 0o644)
+    os.rename(tmp, path)
+    time.sleep(1.1)
+
+
+def test_overquota(t):
+    """NO [OVERQUOTA] in batch 2 (a per-user quota of 150 KB): exit 75, a
+    message naming the quota, and nothing deleted this run (not even batch
+    1); with the quota raised the healthy run imports the rest once."""
+    dc = t.dovecot(quota_storage="1G")
+    with Case(t, dc=dc, big=()) as c:
+        _user_fields(dc, c.dst, {"quota_rule": "*:storage=150K"})
+        r = c.fault_run()
+        c.note_run(r, "fault run")
+        c.expect_rc(r, EX_TEMPFAIL, "over quota")
+        c.expect_error(r, c.name, r"OVERQUOTA|quota", "over quota")
+        in_imap, _ = c.check_no_loss()
+        c.expect(0 < sum(in_imap.values()) < N,
+                 f"{sum(in_imap.values())} in IMAP")
+        assert pop3_left(c) == N, "over quota, yet messages were deleted from POP3"
+        _user_fields(dc, c.dst, {"quota_rule": "*:storage=100M"})
+        c.heal_and_check()
+
+
+def test_append_limit(t):
+    """NO [LIMIT] (Dovecot's quota_max_mail_size, 100 KB for this user) for
+    the two 200 KB messages: exit 65, they are reported and stay on POP3,
+    the other 68 are imported and deleted; with the limit lifted the
+    healthy run imports the two."""
+    dc = t.dovecot(quota_storage="1G")
+    with Case(t, dc=dc) as c:
+        _user_fields(dc, c.dst, {"quota_max_mail_size": "100K"})
+        r = c.fault_run()
+        c.note_run(r, "fault run")
+        c.expect_rc(r, EX_DATAERR, "messages over the size limit")
+        c.expect_error(r, c.name, r"LIMIT|larger than", "messages over the size limit")
+        in_imap, on_pop = c.check_no_loss()
+        c.expect(sum(in_imap.values()) == N - len(BIG),
+                 f"{sum(in_imap.values())} in IMAP")
+        left = sorted(n for (_, n), k in on_pop.items() if k)
+        c.expect(left == sorted(BIG),
+                 f"left on POP3: {left}, expected the big ones {list(BIG)}")
+        c.expect(fl.summary(r.stderr, c.name) == (N, N - 2, 2, N - 2),
+                 f"summary {fl.summary(r.stderr, c.name)}")
+        _user_fields(dc, c.dst, {"quota_rule": "*:storage=1G"})
+        c.heal_and_check()
+
+
+def test_trycreate_then_create(t):
+    """NO [TRYCREATE]: the proxy sends batch 1's APPEND to a mailbox that
+    does not exist; popbridge creates the target (it exists: fine) and
+    appends again: exit 0, all once, nothing in the wrong place."""
+    state = {"done": False}
+
+    def misdirect(cmd, sess):
+        if cmd.verb == "APPEND" and not state["done"]:
+            state["done"] = True
+            return cmd.data.replace(b'APPEND "Target"', b'APPEND "Target.gone"', 1)
+        return None
+    with Case(t, mailbox="Target", imap_commands=misdirect) as c:
+        c.dc.imap(c.dst).create("Target")
+        r = c.fault_run()
+        c.note_run(r, "fault run")
+        c.expect_rc(r, EX_OK, "APPEND answered NO [TRYCREATE]")
+        replies = bytes(c.ip.sessions[0].transcript["s2c"])
+        assert b"[TRYCREATE]" in replies, "Dovecot never answered TRYCREATE"
+        sent = b"\n".join(x.line for x in c.ip.sessions[0].commands)
+        assert b'CREATE "Target"' in sent, "popbridge did not CREATE the mailbox"
+        c.check_no_loss()
+        c.heal_and_check()
+
+
+def test_target_deleted_between_runs(t):
+    """Batch 2 is stored but its reply lost (pending intents), then the
+    user deletes the target mailbox (and the copies with it).  The next run
+    creates the mailbox and imports the pending messages, since they are
+    no longer there; batch 1, deleted by the user, is not imported again."""
+    with Case(t, mailbox="Target") as c:
+        c.ip.rules = [Rule("s2c", APPEND_OK, nth=2, at="start", action="cut")]
+        r = c.fault_run()
+        c.note_run(r, "fault run")
+        c.expect_rc(r, EX_TEMPFAIL, "cut before the APPEND reply")
+        c.check_no_loss()
+        im = c.dc.imap(c.dst)
+        typ, _ = im.delete("Target")
+        im.logout()
+        assert typ == "OK"
+        c.pp.heal()
+        c.ip.heal()
+        r = c.run([c.healthy_account()], "healthy.conf")
+        fl.assert_rc(r, EX_OK, "run after the mailbox was deleted")
+        assert re.search(r"created mailbox Target", r.stderr), "no 'created mailbox' line"
+        rest = c.raws[32:]
+        fl.check_exactly_once(t, rest, fl.imap_bodies(c.dc, c.dst, "Target"),
+                              fl.pop3_bodies(c.dc, c.src), what="after the re-created mailbox")
+
+
+def test_bad_for_one_message(t):
+    """The server answers BAD to the APPEND of one message (the proxy turns
+    that command into one Dovecot rejects as BAD, so nothing is stored).
+    MULTIAPPEND fails as a whole; popbridge goes one by one: exit 65, that
+    message reported and kept, the others imported and deleted."""
+    marker = b"fault corpus message 17\r\n"
+
+    def bad(cmd, sess):
+        if cmd.verb == "APPEND" and any(marker in lit for lit in cmd.literals):
+            return f"{cmd.tag} XBAD-from-faultproxy\r\n".encode()
+        return None
+    with Case(t, imap_commands=bad, big=()) as c:
+        r = c.fault_run()
+        c.note_run(r, "fault run")
+        c.expect_rc(r, EX_DATAERR, "BAD for one message")
+        c.expect_error(r, c.name, r"message 18\b.*(BAD|refused|unknown)", "BAD for one message")
+        in_imap, on_pop = c.check_no_loss()
+        c.expect(sum(in_imap.values()) == N - 1,
+                 f"{sum(in_imap.values())} in IMAP after the run, expected {N - 1}")
+        left = sorted(n for (_, n), k in on_pop.items() if k)
+        c.expect(left == [17],
+                 f"left on POP3: {left}, expected [17]")
+        c.heal_and_check()
+
+
+def test_bye_instead_of_append(t):
+    """'* BYE' in the middle of the run: batch 2's APPEND never reaches the
+    server, popbridge gets a BYE and a closed connection.  Exit 75 with the
+    server's words; the healthy run imports batch 2 and 3 once."""
+    def bye(cmd, sess):
+        if cmd.verb == "APPEND" and sum(1 for x in sess.commands if x.verb == "APPEND") == 2:
+            sess.to_client(b"* BYE Server shutting down for maintenance\r\n")
+            sess.cut()
+            return b""
+        return None
+    with Case(t, imap_commands=bye) as c:
+        r = c.fault_run()
+        c.note_run(r, "fault run")
+        c.expect_rc(r, EX_TEMPFAIL, "BYE mid-run")
+        c.expect_error(r, c.name, r"shutting down for maintenance|BYE|ended the session",
+                        "BYE mid-run")
+        in_imap, _ = c.check_no_loss()
+        c.expect(sum(in_imap.values()) == 32,
+                 f"{sum(in_imap.values())} in IMAP after the run, expected 32")
+        c.heal_and_check(expect_settled=(32, 0))
+
+
+def test_bye_after_append_stored(t):
+    """'* BYE' instead of the OK of batch 2's MULTIAPPEND (which Dovecot
+    stored): exit 75; the healthy run settles the 32 as imported."""
+    with Case(t) as c:
+        c.ip.rules = [Rule("s2c", APPEND_OK, nth=2, at="start", action="inject",
+                           data=b"* BYE Autologged out\r\n", drop=True, then_cut=True)]
+        r = c.fault_run()
+        c.note_run(r, "fault run")
+        c.expect_rc(r, EX_TEMPFAIL, "BYE instead of the APPEND reply")
+        c.expect_error(r, c.name, r"Autologged out|BYE|ended the session|clos",
+                        "BYE instead of the APPEND reply")
+        c.check_no_loss()
+        c.heal_and_check(expect_settled=(32, 32))
+
+
+# ------------------------------------------------------------------ 7. state_dir
+def _mount_tmpfs(path, size):
+    path.mkdir(parents=True, exist_ok=True)
+    p = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs",
+                        str(path)], capture_output=True, text=True)
+    return p.returncode == 0, p.stderr.strip()
+
+
+def _umount(path):
+    subprocess.run(["umount", "-l", str(path)], capture_output=True)
+
+
+def _fill(path):
+    """Fill the file system of path until it is full."""
+    fd = os.open(path / "filler", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        block = b"\0" * 4096
+        while True:
+            try:
+                os.write(fd, block)
+            except OSError:
+                break
+        # The last few bytes of a block too.
+        for n in (1024, 128, 1):
+            try:
+                while True:
+                    os.write(fd, block[:n])
+            except OSError:
+                pass
+    finally:
+        os.close(fd)
+
+
+def test_disk_full_during_run(t):
+    """state_dir on a small tmpfs that fills up when batch 1's APPEND goes
+    out (the 200 KB message of batch 2 can then not be spooled, and the
+    ledger may not grow): exit 75 naming the cause; nothing lost or
+    twice; once there is room again, the healthy run finishes the job."""
+    sd = t.state_dir
+    ok, err = _mount_tmpfs(sd, "2m")
+    if not ok:
+        t.note(f"SKIPPED: cannot mount a tmpfs here ({err})")
+        return
+    try:
+        def fill(sess):
+            _fill(sd)
+        with Case(t) as c:
+            c.ip.rules = [Rule("c2s", rb"APPEND", nth=1, at="start", action="call", fn=fill)]
+            r = c.fault_run()
+            c.note_run(r, "fault run")
+            c.expect_rc(r, EX_TEMPFAIL, "disk full")
+            c.expect_error(r, c.name, r"disk full|no space|full", "disk full")
+            c.check_no_loss()
+            os.unlink(sd / "filler")
+            c.heal_and_check()
+    finally:
+        _umount(sd)
+
+
+def test_disk_full_before_run(t):
+    """A state_dir with no room at all: exit 75 before anything is
+    imported or deleted."""
+    sd = t.state_dir
+    ok, err = _mount_tmpfs(sd, "1m")
+    if not ok:
+        t.note(f"SKIPPED: cannot mount a tmpfs here ({err})")
+        return
+    try:
+        _fill(sd)
+        with Case(t) as c:
+            r = c.fault_run()
+            c.note_run(r, "fault run")
+            c.expect_rc(r, EX_TEMPFAIL, "no room in state_dir")
+            c.expect_error(r, c.name, r"disk full|no space|full|ledger", "no room in state_dir")
+            c.check_no_loss()
+            assert pop3_left(c) == N and fl.imap_bodies(c.dc, c.dst) == []
+            os.unlink(sd / "filler")
+            c.heal_and_check()
+    finally:
+        _umount(sd)
+
+
+def test_state_dir_read_only(t):
+    """A read-only state_dir (a read-only bind mount): exit 75 naming it,
+    nothing imported, nothing deleted."""
+    sd = t.state_dir
+    sd.mkdir(exist_ok=True)
+    p = subprocess.run(["mount", "--bind", str(sd), str(sd)], capture_output=True, text=True)
+    if p.returncode != 0:
+        t.note(f"SKIPPED: cannot bind-mount here ({p.stderr.strip()})")
+        return
+    try:
+        p = subprocess.run(["mount", "-o", "remount,bind,ro", str(sd)], capture_output=True,
+                           text=True)
+        if p.returncode != 0:
+            t.note(f"SKIPPED: cannot remount read-only here ({p.stderr.strip()})")
+            return
+        with Case(t) as c:
+            r = c.fault_run()
+            c.note_run(r, "fault run")
+            c.expect_rc(r, EX_TEMPFAIL, "read-only state_dir")
+            c.expect_error(r, c.name, r"read-only", "read-only state_dir")
+            c.check_no_loss()
+            assert pop3_left(c) == N and fl.imap_bodies(c.dc, c.dst) == []
+            _umount(sd)
+            c.heal_and_check()
+    finally:
+        _umount(sd)
+
+
+def _immutable_works(sd):
+    """Does chattr +i stop writes to an open file under sd?  (On ext4 it
+    does; on tmpfs it does not stop writes through an open descriptor.)"""
+    probe = sd / "probe"
+    probe.write_bytes(b"x")
+    fd = os.open(probe, os.O_WRONLY | os.O_APPEND)
+    p = subprocess.run(["chattr", "+i", str(probe)], capture_output=True, text=True)
+    blocked = False
+    if p.returncode == 0:
+        try:
+            os.write(fd, b"y")
+        except OSError:
+            blocked = True
+        subprocess.run(["chattr", "-i", str(probe)], capture_output=True)
+    os.close(fd)
+    probe.unlink()
+    return blocked, p.stderr.strip() or "writes through an open descriptor still succeed"
+
+
+def _read_only_mid_run(t, with_shm):
+    sd = t.state_dir
+    sd.mkdir(exist_ok=True)
+    ok, why = _immutable_works(sd)
+    if not ok:
+        t.note(f"SKIPPED: the immutable flag does not stop writes on {sd} ({why})")
+        return
+    frozen = []
+
+    def freeze(sess):
+        for f in sorted(sd.iterdir()) + [sd]:
+            if f.name.endswith("-shm") and not with_shm:
+                continue
+            if subprocess.run(["chattr", "+i", str(f)], capture_output=True).returncode == 0:
+                frozen.append(f)
+    try:
+        with Case(t) as c:
+            c.ip.rules = [Rule("c2s", rb"APPEND", nth=2, at="start", action="call", fn=freeze)]
+            r = c.fault_run()
+            c.note_run(r, "fault run")
+            assert frozen, "nothing was made immutable"
+            c.expect_rc(r, EX_TEMPFAIL, "state_dir read-only mid-run")
+            c.expect_error(r, c.name, r"ledger|state|temporary file|permitted|read-only",
+                           "state_dir read-only mid-run")
+            c.check_no_loss()
+            for f in frozen:
+                subprocess.run(["chattr", "-i", str(f)], capture_output=True)
+            frozen.clear()
+            c.heal_and_check()
+    finally:
+        for f in frozen:
+            subprocess.run(["chattr", "-i", str(f)], capture_output=True)
+
+
+def test_state_dir_read_only_mid_run(t):
+    """The ledger becomes unwritable in the middle of the run (chattr +i on
+    state_dir, the ledger and its WAL when batch 2's APPEND goes out; root
+    ignores file modes, not the immutable flag): exit 75 with the cause;
+    nothing lost or twice; once writable again, the healthy run settles
+    and finishes."""
+    _read_only_mid_run(t, with_shm=False)
+
+
+def test_state_dir_read_only_mid_run_shm(t):
+    """The same with the WAL index (the -shm file SQLite maps into memory)
+    unwritable too, as on a file system remounted read-only after an
+    error: a clear exit 75 is expected, not a crash."""
+    _read_only_mid_run(t, with_shm=True)
+
+
+# ------------------------------------------------------------------ 8. kill -9
+def test_kill9_short_loop(t):
+    """kill -9 at random moments (a short loop; `make stress` runs 500+):
+    nothing lost, nothing twice."""
+    kills = int(os.environ.get("POPBRIDGE_FAULT_KILLS", "8"))
+    dc = t.dovecot()
+    res = fl.kill_loop(t, dc, kills=kills)
+    t.note(f"seed {res['seed']}: {res['kills']} kills (landed {res['where']}), "
+           f"{res['finished']} runs finished (about {res['est']:.1f} s each), "
+           f"lost {res['lost']}, duplicated {res['dup']}")
+    assert not res["bad_exits"], "runs after a kill failed: " + " | ".join(res["bad_exits"][:3])
+    assert res["final_rc"] == 0, f"final run exited {res['final_rc']}"
+    fl.check_exactly_once(t, res["raws"], res["bodies"], res["pop"], what="after the kill loop")
+    assert res["kills"] >= max(1, kills // 2), f"only {res['kills']} runs could be killed"
