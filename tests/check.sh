@@ -43,7 +43,7 @@ if [ -f tests/fuzz/run.sh ]; then
 	run_part "fuzz targets (a few seconds each)" bash tests/fuzz/run.sh 5
 fi
 run_part "integration tests (private Dovecot on 127.0.0.1)" \
-	/usr/bin/python3 tests/run_integ.py
+	/usr/bin/python3 tests/run_integ.py -j "${POPBRIDGE_TEST_JOBS:-3}"
 
 echo
 echo "$total_pass passed, $total_fail failed"

@@ -76,6 +76,80 @@ def reason_of(exc):
     return (text or kind) + where
 
 
+# Files that take longest go first, so that the parallel run ends evenly.
+SLOW_FIRST = ["test_batch", "test_fakepop3", "test_daemon", "test_cyrus",
+              "test_faults", "test_hostile", "test_migrate", "test_secrets",
+              "test_tls", "test_oauth2", "test_crash", "test_network"]
+
+
+def run_parallel(args):
+    """Each test file in a child process of this runner, args.jobs at a
+    time; their output is printed whole as each file ends, and the counts
+    are summed into the one closing line."""
+    import subprocess
+    stems = []
+    for stem, _, _ in discover(args.k):
+        if stem not in stems:
+            stems.append(stem)
+    stems.sort(key=lambda s: SLOW_FIRST.index(s) if s in SLOW_FIRST else len(SLOW_FIRST))
+    exe = harness.popbridge_path()
+    print(f"popbridge binary: {exe}; {len(stems)} files, {args.jobs} at a time")
+    sys.stdout.flush()
+    passed = failed = 0
+    t_start = time.monotonic()
+    running = []
+    pending = list(stems)
+    try:
+        while pending or running:
+            while pending and len(running) < args.jobs:
+                stem = pending.pop(0)
+                cmd = [sys.executable, str(Path(__file__).resolve()), "--file", stem]
+                if args.k:
+                    cmd += ["-k", args.k]
+                if args.keep_tmp:
+                    cmd.append("--keep-tmp")
+                out = tempfile.TemporaryFile(mode="w+")
+                p = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL)
+                running.append((stem, p, out))
+            time.sleep(0.2)
+            for item in list(running):
+                stem, p, out = item
+                if p.poll() is None:
+                    continue
+                running.remove(item)
+                out.seek(0)
+                text = out.read()
+                out.close()
+                counts = None
+                for line in text.splitlines():
+                    if line.startswith(("popbridge binary:", "total time ")):
+                        continue
+                    if line.endswith(" failed") and " passed, " in line:
+                        counts = line
+                        continue
+                    print(line)
+                if counts is None:
+                    print(f"FAIL {stem}: the file's runner ended without a summary "
+                          f"(exit {p.returncode})")
+                    failed += 1
+                else:
+                    a, b = counts.split(" passed, ")
+                    passed += int(a)
+                    failed += int(b.split()[0])
+                sys.stdout.flush()
+    except KeyboardInterrupt:
+        for _, p, _ in running:
+            p.terminate()
+        for _, p, _ in running:
+            p.wait()
+        print("interrupted")
+        failed += 1
+    print(f"total time {time.monotonic() - t_start:.1f}s")
+    print(f"{passed} passed, {failed} failed")
+    return 1 if failed or not stems else 0
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("-k", metavar="PATTERN",
@@ -85,7 +159,15 @@ def main():
     ap.add_argument("-l", "--list", action="store_true", help="list the tests and exit")
     ap.add_argument("--keep-tmp", action="store_true",
                     help="keep the temp dirs of failed tests")
+    ap.add_argument("-j", "--jobs", type=int,
+                    default=int(os.environ.get("POPBRIDGE_TEST_JOBS", "1")),
+                    help="run this many test files at once, each in its own "
+                         "process with its own servers (default 1, or "
+                         "$POPBRIDGE_TEST_JOBS)")
+    ap.add_argument("--file", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.jobs > 1 and not args.list and not args.file:
+        return run_parallel(args)
 
     # A TERM or HUP (CI timeout, closed terminal) unwinds like ^C, so the
     # private Dovecot instances are stopped and the temp dirs removed.
@@ -95,6 +177,8 @@ def main():
     signal.signal(signal.SIGHUP, _interrupt)
 
     tests = discover(args.k)
+    if args.file:
+        tests = [t for t in tests if t[0] == args.file]
     if args.list:
         for _, name, f in tests:
             print(name if name else f"(import error in {_})")
