@@ -629,9 +629,9 @@ static enum result
 append_pipelined(struct imap *im, const char *q, const char *flags,
     struct append_item *items, size_t n, char **cause)
 {
-	struct imap_reply rep;
 	char		(*tags)[16], *line, *part;
-	size_t		 i;
+	bool		*done;
+	size_t		 i, left;
 	enum result	 r = RES_OK;
 
 	tags = xcalloc(n, sizeof *tags);
@@ -651,12 +651,40 @@ append_pipelined(struct imap *im, const char *q, const char *flags,
 	}
 	if (r != RES_OK)
 		im->dead = true;
-	for (i = 0; i < n && r == RES_OK; i++) {
-		if ((r = imap_wait(im, tags[i], NULL, NULL, &rep, cause)) !=
-		    RES_OK)
+	/*
+	 * Replies may come in any order (RFC 3501 2.2.2; Dovecot answers a
+	 * BAD before the OKs of earlier commands): match them by tag.
+	 */
+	done = xcalloc(n, sizeof *done);
+	for (left = n; left > 0 && r == RES_OK;) {
+		struct imap_reply rep;
+
+		if ((r = imap_read(im, cause)) != RES_OK)
 			break;
+		if (strncmp(im->resp, "* ", 2) == 0)
+			continue;
+		for (i = 0; i < n; i++) {
+			size_t tl = strlen(tags[i]);
+
+			if (!done[i] && strncmp(im->resp, tags[i], tl) == 0 &&
+			    im->resp[tl] == ' ')
+				break;
+		}
+		if (i == n || !imap_parse_status(im->resp + strlen(tags[i]) + 1,
+		    &rep) || rep.status > IMAP_BAD) {
+			char clean[300];
+
+			im->dead = true;
+			r = fail(cause, RES_TEMP, "imap: %s: unexpected reply: %s",
+			    im->host, log_clean(clean, sizeof clean, im->resp,
+			    im->resplen));
+			break;
+		}
 		set_outcome(im, &rep, &items[i].res, &items[i].why);
+		done[i] = true;
+		left--;
 	}
+	free(done);
 	free(tags);
 	return r;
 }
@@ -694,10 +722,21 @@ imap_append_many(struct imap *im, const char *mailbox, const char *flags,
 		if (im->caps.literal_plus || (im->caps.literal_minus && small))
 			r = append_pipelined(im, q, flags, items, n, cause);
 		else
-			for (i = 0; i < n && r == RES_OK; i++)
+			for (i = 0; i < n && r == RES_OK; i++) {
+				char *why = NULL;
+
+				/* A refusal is the item's; a broken link the
+				 * caller's. */
 				r = imap_append(im, mailbox, flags,
 				    items[i].date, items[i].tz, items[i].sp,
-				    &items[i].res, &items[i].why);
+				    &items[i].res, &why);
+				if (r == RES_OK)
+					items[i].why = why;
+				else {
+					free(*cause);
+					*cause = why;
+				}
+			}
 	}
 	free(q);
 	return r;

@@ -205,6 +205,26 @@ cmd_check(struct globals *g, int argc, char **argv)
 	return result_exit_code(worst);
 }
 
+/*
+ * SQLite keeps the WAL index of a ledger in a shared mapping of its -shm
+ * file; if that file can no longer be written (a file system remounted
+ * read-only, an immutable flag), touching it raises SIGBUS.  End as a
+ * temporary failure with a word, not a silent crash; the ledger settles
+ * it next run, as after kill -9.
+ */
+static void
+on_sigbus(int sig)
+{
+	static const char msg[] = "popbridge: the ledger's shared memory file "
+	    "cannot be written (read-only or full state_dir); stopped\n";
+
+	(void)sig;
+	if (write(STDERR_FILENO, msg, sizeof msg - 1) == -1) {
+		/* nothing more to do */
+	}
+	_exit(EX_TEMPFAIL);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -215,6 +235,7 @@ main(int argc, char **argv)
 	/* Files popbridge makes (ledger, spool) are private. */
 	umask(077);
 	signal(SIGPIPE, SIG_IGN);
+	signal(SIGBUS, on_sigbus);
 	while ((ch = getopt(argc, argv, "+c:vVh")) != -1) {
 		switch (ch) {
 		case 'c':

@@ -269,16 +269,34 @@ standin_sink(void *arg, const char *p, size_t n, char **cause)
 }
 
 /* Read a dot-stuffed multi-line body into sink, bounded by limit. */
+/* Does a message begin with a POP3 status line?  No header field can. */
+static bool
+looks_like_reply(const char *p, size_t n)
+{
+	if (n >= 3 && memcmp(p, "+OK", 3) == 0)
+		return n == 3 || p[3] == ' ' || p[3] == '\r' || p[3] == '\n';
+	if (n >= 4 && memcmp(p, "-ERR", 4) == 0)
+		return n == 4 || p[4] == ' ' || p[4] == '\r' || p[4] == '\n';
+	return false;
+}
+
+/*
+ * Read a dot-stuffed multi-line body into sink, bounded by limit.  A body
+ * that begins with a status line means the replies are out of step with
+ * the commands (a server that answered something never asked): the
+ * message would be stored with that line in front of it, so it is an
+ * error instead.
+ */
 static enum result
 pop3_body(struct pop3 *p, const char *what, uint64_t limit, msg_sink sink,
     void *arg, char **cause)
 {
 	struct dot_decoder	 d;
 	const char		*in;
-	char			*out;
-	size_t			 avail, used, n;
+	char			*out, head[8];
+	size_t			 avail, used, n, nhead = 0, take;
 	uint64_t		 total = 0;
-	bool			 done = false;
+	bool			 done = false, checked = false;
 	enum result		 r = RES_OK;
 
 	dot_init(&d);
@@ -291,6 +309,21 @@ pop3_body(struct pop3 *p, const char *what, uint64_t limit, msg_sink sink,
 		n = dot_decode(&d, in, avail, out, &used, &done);
 		conn_consume(p->c, used);
 		total += n;
+		if (!checked) {
+			take = n < sizeof head - nhead ? n : sizeof head - nhead;
+			memcpy(head + nhead, out, take);
+			nhead += take;
+			if (nhead == sizeof head || done) {
+				checked = true;
+				if (looks_like_reply(head, nhead)) {
+					r = fail(cause, RES_TEMP, "pop3: %s: the "
+					    "reply to %s holds another reply: "
+					    "the server answers out of step",
+					    p->host, what);
+					break;
+				}
+			}
+		}
 		if (total > limit) {
 			r = fail(cause, RES_TEMP, "pop3: %s: %s is larger than "
 			    "the server announced", p->host, what);
