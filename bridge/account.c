@@ -29,6 +29,8 @@
 
 /* Set by a signal handler: finish the batch in flight, then stop. */
 volatile sig_atomic_t	account_stop;
+/* The account being run, for a message from a signal handler. */
+char			account_current[72];
 void			(*account_progress)(const struct run_stats *);
 
 static double
@@ -253,6 +255,7 @@ account_run(const struct config *cf, const struct account *ac,
 
 	memset(&rn, 0, sizeof rn);
 	memset(st, 0, sizeof *st);
+	snprintf(account_current, sizeof account_current, "%s", ac->name);
 	rn.cf = cf;
 	rn.ac = ac;
 	rn.st = st;

@@ -511,6 +511,7 @@ int		 discover_parse_srv(const unsigned char *, size_t, char *,
 
 /* account.c */
 extern volatile sig_atomic_t account_stop;	/* stop after this batch */
+extern char	 account_current[72];		/* the account being run */
 /* Called after each batch, if set (the migration's progress bar). */
 extern void	(*account_progress)(const struct run_stats *);
 /* Log in, list, compare with the ledger and report; change nothing. */

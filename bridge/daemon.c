@@ -184,9 +184,11 @@ write_state(struct daemon *d)
 static void
 start_poll(struct daemon *d, const struct account *ac, struct sched *s)
 {
+	/* The child must not hold the pid file's lock past the daemon. */
+	int	 fds[3] = { d->sigpipe[0], d->sigpipe[1], d->pidfd };
 	char	*cause = NULL;
 
-	if (worker_start(d->cf, ac, d->sigpipe, 2, &s->w, &cause) != RES_OK) {
+	if (worker_start(d->cf, ac, fds, 3, &s->w, &cause) != RES_OK) {
 		log_warn("%s: cannot poll: %s", ac->name, cause);
 		free(cause);
 		s->next = time(NULL) + 60;

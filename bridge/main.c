@@ -3,6 +3,7 @@
  * the one place where result classes become sysexits(3) exit codes.
  */
 #include <sys/stat.h>
+#include <sys/uio.h>
 
 #include <signal.h>
 #include <stdio.h>
@@ -215,11 +216,19 @@ cmd_check(struct globals *g, int argc, char **argv)
 static void
 on_sigbus(int sig)
 {
-	static const char msg[] = "popbridge: the ledger's shared memory file "
-	    "cannot be written (read-only or full state_dir); stopped\n";
+	static const char pre[] = "popbridge: ";
+	static const char msg[] = ": the ledger's shared memory file cannot "
+	    "be written (read-only or full state_dir); stopped\n";
+	struct iovec	 iov[3];
 
 	(void)sig;
-	if (write(STDERR_FILENO, msg, sizeof msg - 1) == -1) {
+	iov[0].iov_base = (void *)pre;
+	iov[0].iov_len = sizeof pre - 1;
+	iov[1].iov_base = account_current;
+	iov[1].iov_len = strnlen(account_current, sizeof account_current);
+	iov[2].iov_base = (void *)msg;
+	iov[2].iov_len = sizeof msg - 1;
+	if (writev(STDERR_FILENO, iov, 3) == -1) {
 		/* nothing more to do */
 	}
 	_exit(EX_TEMPFAIL);

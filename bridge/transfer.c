@@ -23,9 +23,9 @@
 #include "bridge.h"
 #include "run.h"
 
-#define BATCH_MAX	64
+#define BATCH_MAX	32
 #define BATCH_BYTES	(8 * 1024 * 1024)
-#define SLOT_MEM	(64 * 1024)
+#define SLOT_MEM	(128 * 1024)
 #define NSLOTS		(2 * BATCH_MAX)	/* this batch and the next */
 
 enum slot_state { SL_FREE, SL_SENT, SL_FETCHED, SL_FAILED };
