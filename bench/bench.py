@@ -804,6 +804,28 @@ class Bench:
                             "met": ratio >= 0.8})
         return out
 
+    def observations(self):
+        """A few derived figures that say where the time goes."""
+        out = []
+        for sc in ("small", "mixed"):
+            pl, pd = self.find(sc, "loopback", "popbridge"), self.find(sc, "delay", "popbridge")
+            cl, cd = self.find(sc, "loopback", "ceiling"), self.find(sc, "delay", "ceiling")
+            nl, nd = self.find(sc, "loopback", "naive"), self.find(sc, "delay", "naive")
+            if pl and pd:
+                out.append(f"{sc}: popbridge at +{self.s['BENCH_DELAY_MS']} ms runs at "
+                           f"{pd['msg_s'] / pl['msg_s'] * 100:.0f}% of its loopback rate"
+                           + (f" (the ceiling client: {cd['msg_s'] / cl['msg_s'] * 100:.0f}%)"
+                              if cl and cd else "")
+                           + (f"; the naive client at {nd['msg_s'] / nl['msg_s'] * 100:.0f}%"
+                              if nl and nd else ""))
+            if pl and cl:
+                out.append(f"{sc}, loopback: client CPU per MB: popbridge "
+                           f"{pl['cpu'] / (pl['bytes'] / 1e6):.3f} s, ceiling client "
+                           f"{cl['cpu'] / (cl['bytes'] / 1e6):.3f} s (popbridge also reads "
+                           "POP3: TLS both ways, dot-unstuffing, normalising; the ceiling is a "
+                           "Python process, ~0.1 s of it start-up)")
+        return out
+
     def table_lines(self, md=False):
         hdr = ["scenario", "network", "client", "messages", "MB", "seconds", "msg/s", "MB/s",
                "peak RSS MiB", "client CPU s", "busy (others)", "note"]
@@ -869,7 +891,7 @@ class Bench:
                 "fetchmail": m.group(1) if m else fm,
                 "python": platform.python_version(),
                 "libcurl": out(["sh", "-c", "curl-config --version 2>/dev/null || "
-                                "pkg-config --modversion libcurl"])}
+                                "pkg-config --modversion libcurl"]).replace("libcurl ", "")}
 
     def report(self):
         f = self.facts()
@@ -894,6 +916,12 @@ class Bench:
             for line in self.ratio_lines():
                 print(line)
             print()
+            obs = self.observations()
+            if obs:
+                print("Observations:")
+                for line in obs:
+                    print(f"  {line}")
+                print()
         if self.memory:
             print("Memory (popbridge run, peak RSS, target < 32 MiB):")
             for m in self.memory:
@@ -960,6 +988,9 @@ class Bench:
                   f"the whole corpus, the second with popbridge on those same messages "
                   f"(a few fixed round trips for the logins weigh more there).", ""]
             L += self.ratio_lines(md=True) + [""]
+            obs = self.observations()
+            if obs:
+                L += ["Observations:", ""] + [f"- {x}" for x in obs] + [""]
         if self.memory:
             L += ["## Memory (target: peak RSS under 32 MiB)", "",
                   "| import | peak RSS MiB | seconds | target |", "|---|---:|---:|---|"]
