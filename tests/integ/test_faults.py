@@ -235,9 +235,12 @@ def test_imap_cut_mid_literal_pipelined(t):
         c.expect_rc(r, EX_TEMPFAIL, "IMAP cut mid-literal (pipelined APPENDs)")
         c.expect_error(r, c.name, r"imap.*(clos|lost)", "IMAP cut mid-literal (pipelined APPENDs)")
         in_imap, _ = c.check_no_loss()
-        c.expect(sum(in_imap.values()) == 39,
-                 f"{sum(in_imap.values())} in IMAP, expected 39")
-        c.heal_and_check(expect_settled=(32, 7))
+        # How many of 33..39 Dovecot had stored when the link dropped
+        # depends on timing (it aborts the APPENDs still in progress):
+        # anywhere from none to all 7.  Nothing lost or doubled either way.
+        c.expect(32 <= sum(in_imap.values()) <= 39,
+                 f"{sum(in_imap.values())} in IMAP, expected 32..39")
+        c.heal_and_check(expect_settled=(32, (0, 7)))
 
 
 # ------------------------------------------------------------------ 3. after APPEND, before reply
