@@ -33,15 +33,6 @@ volatile sig_atomic_t	account_stop;
 char			account_current[72];
 void			(*account_progress)(const struct run_stats *);
 
-static double
-now_seconds(void)
-{
-	struct timespec	 ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 /* ---- step 2: settle intents left by an interrupted run ---- */
 
 struct settle {

@@ -100,15 +100,6 @@ on_signal(int sig)
 	errno = save;
 }
 
-static double
-now_seconds(void)
-{
-	struct timespec	 ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 /* ---- the report ---- */
 
 /* A CSV field, quoted when it must be. */

@@ -78,6 +78,7 @@ void		 log_trace(const char *, ...) PRINTFLIKE(1, 2);
 /* Copy untrusted text into dst, replacing control and 8-bit bytes. */
 char		*log_clean(char *dst, size_t dstsz, const char *src, size_t len);
 char		*log_size(uint64_t, char *, size_t);
+double		 now_seconds(void);
 
 /* config.c */
 enum tls_mode {

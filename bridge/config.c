@@ -51,33 +51,23 @@ static const struct key account_keys[] = {
 	{ "interval", K_INT, false },
 	{ NULL, 0, false }
 };
-static const struct key pop3_keys[] = {
-	{ "url", K_STRING, true },
-	{ "user", K_STRING, true },
-	{ "password", K_STRING, false },
-	{ "password_file", K_STRING, false },
-	{ "password_command", K_STRING, false },
-	{ "ca_file", K_STRING, false },
-	{ "tls", K_STRING, false },
-	{ "auth", K_STRING, false },
-	{ "oauth2_token_command", K_STRING, false },
-	{ "pin", K_STRING, false },
-	{ NULL, 0, false }
-};
-static const struct key imap_keys[] = {
-	{ "url", K_STRING, true },
-	{ "user", K_STRING, true },
-	{ "password", K_STRING, false },
-	{ "password_file", K_STRING, false },
-	{ "password_command", K_STRING, false },
-	{ "ca_file", K_STRING, false },
-	{ "tls", K_STRING, false },
-	{ "auth", K_STRING, false },
-	{ "oauth2_token_command", K_STRING, false },
-	{ "pin", K_STRING, false },
+/* Both blocks take the same keys; "mailbox" is the IMAP block's alone. */
+static const struct key endpoint_keys[] = {
 	{ "mailbox", K_STRING, false },
+	{ "url", K_STRING, true },
+	{ "user", K_STRING, true },
+	{ "password", K_STRING, false },
+	{ "password_file", K_STRING, false },
+	{ "password_command", K_STRING, false },
+	{ "ca_file", K_STRING, false },
+	{ "tls", K_STRING, false },
+	{ "auth", K_STRING, false },
+	{ "oauth2_token_command", K_STRING, false },
+	{ "pin", K_STRING, false },
 	{ NULL, 0, false }
 };
+#define pop3_keys	(endpoint_keys + 1)
+#define imap_keys	endpoint_keys
 
 static const char *const ktype_names[] = { "a string", "an integer",
 	"true or false", "a group { ... }", "a list ( ... )",

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <syslog.h>
+#include <time.h>
 
 #include "bridge.h"
 
@@ -136,4 +137,14 @@ log_size(uint64_t n, char *buf, size_t bufsz)
 	else
 		snprintf(buf, bufsz, "%.2f GB", (double)n / 1e9);
 	return buf;
+}
+
+/* Seconds on the monotonic clock, for durations and rates. */
+double
+now_seconds(void)
+{
+	struct timespec	 ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }

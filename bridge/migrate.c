@@ -44,15 +44,6 @@ struct migrate {
 
 static struct migrate	*progress_of;
 
-static double
-now_seconds(void)
-{
-	struct timespec	 ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static void
 on_interrupt(int sig)
 {
