@@ -12,6 +12,7 @@
  * password.
  */
 #include <errno.h>
+#include <malloc.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -50,12 +51,43 @@ struct conn {
 static bool	ssl_is_openssl;
 static int	ssl_ex_index = -1;	/* our slot in curl's SSL_CTX */
 
+/*
+ * libcurl keeps its own copies of the password or token and frees them
+ * without wiping them.  Its memory goes through these: every block it
+ * frees is zeroed first, so no secret is left in freed memory.
+ */
+static void
+zfree(void *p)
+{
+	if (p != NULL) {
+		explicit_bzero(p, malloc_usable_size(p));
+		free(p);
+	}
+}
+
+static void *
+zrealloc(void *p, size_t n)
+{
+	void	*q;
+	size_t	 old;
+
+	if (p == NULL)
+		return malloc(n);
+	if ((q = malloc(n == 0 ? 1 : n)) == NULL)
+		return NULL;
+	old = malloc_usable_size(p);
+	memcpy(q, p, old < n ? old : n);
+	zfree(p);
+	return q;
+}
+
 void
 net_init(void)
 {
 	const curl_version_info_data *vi;
 
-	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+	if (curl_global_init_mem(CURL_GLOBAL_DEFAULT, malloc, zfree, zrealloc,
+	    strdup, calloc) != CURLE_OK)
 		fatal("libcurl cannot be initialised");
 	vi = curl_version_info(CURLVERSION_NOW);
 	ssl_is_openssl = vi->ssl_version != NULL &&
