@@ -84,4 +84,6 @@ if [ ! -x bridge/popbridge ]; then
     exit 1
 fi
 
-exec $SUDO /usr/bin/python3 bench/bench.py "$@"
+$SUDO /usr/bin/python3 bench/bench.py "$@" || exit $?
+# The batch scenario (issue 5): accounts per minute, memory and fds.
+exec $SUDO /usr/bin/python3 bench/batch_bench.py
