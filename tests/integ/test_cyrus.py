@@ -294,7 +294,7 @@ def test_cyrus_wrong_passwords_exit_77(t):
 
 TOTAL = 200
 MIN_KILLS = 8
-MIN_WORKING_KILLS = 3
+MIN_WORKING_KILLS = 1   # on a quiet machine Cyrus imports 200 messages in a blink
 MAX_ROUNDS = 60
 
 

@@ -277,7 +277,9 @@ def test_imap_cut_before_reply_pipelined(t):
         in_imap, _ = c.check_no_loss()
         stored = sum(in_imap.values()) - 32
         c.expect(8 <= stored <= 32, f"{stored} of batch 2 in IMAP, expected 8..32")
-        c.heal_and_check(expect_settled=(32, (stored, stored)))
+        # Dovecot may still finish APPENDs it had read when the reply
+        # direction was cut: by the healthy run, stored..32 are in.
+        c.heal_and_check(expect_settled=(32, (stored, 32)))
 
 
 def test_imap_cut_before_reply_sync_literals(t):
