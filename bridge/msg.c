@@ -48,6 +48,50 @@ out_put(struct out *o, char c, char **cause)
 	return RES_OK;
 }
 
+static enum result
+out_write(struct out *o, const char *p, size_t n, char **cause)
+{
+	enum result	 r;
+	size_t		 take;
+
+	while (n > 0) {
+		if (o->n == sizeof o->buf && (r = out_flush(o, cause)) != RES_OK)
+			return r;
+		take = sizeof o->buf - o->n;
+		if (take > n)
+			take = n;
+		memcpy(o->buf + o->n, p, take);
+		o->n += take;
+		p += take;
+		n -= take;
+	}
+	return RES_OK;
+}
+
+/*
+ * The length of the run of plain bytes at p (no CR, no LF): they pass
+ * through unchanged, so they are copied as one block.  NULs in it are
+ * counted (they decide how the message is sent).
+ */
+static size_t
+plain_run(struct msg_norm *m, const char *p, size_t n)
+{
+	const char	*lf, *cr, *nul;
+	size_t		 len;
+
+	if ((lf = memchr(p, '\n', n)) != NULL)
+		n = (size_t)(lf - p);
+	if ((cr = memchr(p, '\r', n)) != NULL)
+		n = (size_t)(cr - p);
+	len = n;
+	while ((nul = memchr(p, '\0', n)) != NULL) {
+		m->nuls++;
+		n -= (size_t)(nul - p) + 1;
+		p = nul + 1;
+	}
+	return len;
+}
+
 void
 msg_norm_init(struct msg_norm *m)
 {
@@ -139,9 +183,24 @@ msg_norm_feed(struct msg_norm *m, const char *in, size_t n, msg_sink sink,
 	o.n = 0;
 	o.sink = sink;
 	o.arg = arg;
-	for (i = 0; i < n; i++)
+	for (i = 0; i < n; i++) {
+		/* The common case, in the middle of a line, goes by blocks. */
+		if (m->state == NS_TEXT) {
+			size_t run = plain_run(m, in + i, n - i);
+
+			if (run > 0) {
+				m->wrote_any = true;
+				m->last_lf = false;
+				if ((r = out_write(&o, in + i, run, cause)) !=
+				    RES_OK)
+					return r;
+				if ((i += run) == n)
+					break;
+			}
+		}
 		if ((r = norm_byte(m, &o, in[i], cause)) != RES_OK)
 			return r;
+	}
 	return out_flush(&o, cause);
 }
 

@@ -36,6 +36,23 @@ dot_decode(struct dot_decoder *d, const char *buf, size_t n, char *out,
 	for (i = 0; i < n && d->state != DOT_DONE; i++) {
 		char c = buf[i];
 
+		/*
+		 * In the middle of a line nothing is special until the LF:
+		 * copy up to it as one block.
+		 */
+		if (d->state == DOT_MID || d->state == DOT_CR) {
+			const char *lf = memchr(buf + i, '\n', n - i);
+			size_t len = lf != NULL ? (size_t)(lf - (buf + i)) + 1 :
+			    n - i;
+
+			memcpy(out + o, buf + i, len);
+			o += len;
+			i += len - 1;
+			d->state = lf != NULL ? DOT_LS : buf[i] == '\r' ?
+			    DOT_CR : DOT_MID;
+			continue;
+		}
+
 		switch (d->state) {
 		case DOT_DOT:
 			if (c == '\r') {
