@@ -158,15 +158,21 @@ need_imap(struct run *rn, bool *need, char **cause)
 	enum result	 r;
 
 	*need = false;
+	if ((r = ledger_begin_read(rn->l, cause)) != RES_OK)
+		return r;
 	for (i = 0; i < rn->nmsgs; i++) {
 		if ((r = ledger_state(rn->l, rn->msgs[i].uidl, &st, &deleted,
-		    cause)) != RES_OK)
+		    cause)) != RES_OK) {
+			ledger_rollback(rn->l);
 			return r;
+		}
 		if (st != LEDGER_IMPORTED) {
 			rn->st->fresh++;
 			*need = true;
 		}
 	}
+	if ((r = ledger_commit(rn->l, cause)) != RES_OK)
+		return r;
 	if (!*need) {
 		struct ledger_pending *pend;
 		size_t npend;

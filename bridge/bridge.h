@@ -341,6 +341,21 @@ struct append_item {
  */
 enum result	 imap_append_many(struct imap *, const char *, const char *,
 		     struct append_item *, size_t, char **);
+/*
+ * The same in two halves, so that the next batch can be read while the
+ * server stores this one: _send writes the batch (nothing yet without
+ * LITERAL+), _recv reads its replies (and does the rest) and frees it.
+ * Up to four batches may be on the wire; their replies may come in any
+ * order.  The items, mailbox and flags must live until _recv.
+ */
+struct append_batch;
+enum result	 imap_append_send(struct imap *, const char *, const char *,
+		     struct append_item *, size_t, struct append_batch **,
+		     char **);
+enum result	 imap_append_recv(struct imap *, struct append_batch *,
+		     char **);
+/* Forget a batch whose replies will not be read (the run is ending). */
+void		 imap_append_abandon(struct append_batch *);
 /* APPEND one message; RES_OK with ar->outcome unless the link failed. */
 enum result	 imap_append(struct imap *, const char *, const char *,
 		     time_t, int, struct spool *, struct append_result *,
@@ -409,6 +424,8 @@ enum result	 ledger_run_record(struct ledger *, const char *, time_t,
 void		 ledger_close(struct ledger *);
 /* A transaction: the changes in it reach the disk together, at commit. */
 enum result	 ledger_begin(struct ledger *, char **);
+/* Only reads until the commit (or rollback). */
+enum result	 ledger_begin_read(struct ledger *, char **);
 enum result	 ledger_commit(struct ledger *, char **);
 void		 ledger_rollback(struct ledger *);
 /* What `status` shows, read without taking the lock. */

@@ -18,6 +18,18 @@
 
 #define IMAP_LINE_MAX	(64 * 1024 - 1)
 #define IMAP_RESP_MAX	(1024 * 1024)
+#define IMAP_PEND_MAX	4	/* batches of APPENDs on the wire at once */
+
+/* The tags of a batch of APPENDs sent and not yet answered. */
+struct pend {
+	unsigned int	 lo, hi;
+};
+
+/* A tagged reply that came before the one being waited for. */
+struct stashed {
+	unsigned int	 tag;
+	char		*resp;
+};
 
 struct imap {
 	struct conn	*c;
@@ -29,6 +41,10 @@ struct imap {
 	size_t		 resplen, respcap;
 	char		 bye[256];	/* the server's BYE text, if any */
 	bool		 dead;		/* the link failed: no LOGOUT */
+	struct pend	 pend[IMAP_PEND_MAX];
+	size_t		 npend;
+	struct stashed	*stash;
+	size_t		 nstash;
 };
 
 typedef void	(*untagged_fn)(struct imap *, void *);
@@ -127,17 +143,73 @@ imap_send(struct imap *im, const char *cmd, char *tag, size_t tagsz,
 	return r;
 }
 
+/* The number of tag "pN" at the start of a response. */
+static bool
+resp_tag(const char *resp, unsigned int *num)
+{
+	uint64_t	 v;
+	size_t		 n;
+
+	if (resp[0] != 'p')
+		return false;
+	n = strspn(resp + 1, "0123456789");
+	if (n == 0 || resp[1 + n] != ' ' ||
+	    !imap_parse_number(resp + 1, n, &v) || v > UINT32_MAX)
+		return false;
+	*num = (unsigned int)v;
+	return true;
+}
+
+/* Is tag a batch's, sent and not yet answered? */
+static bool
+pending(const struct imap *im, unsigned int tag)
+{
+	size_t	 i;
+
+	for (i = 0; i < im->npend; i++)
+		if (tag >= im->pend[i].lo && tag <= im->pend[i].hi)
+			return true;
+	return false;
+}
+
+static void
+stash_free(struct imap *im)
+{
+	size_t	 i;
+
+	for (i = 0; i < im->nstash; i++)
+		free(im->stash[i].resp);
+	free(im->stash);
+	im->stash = NULL;
+	im->nstash = 0;
+}
+
 /*
- * Read responses until the tagged one, handing untagged ones to fn.
- * Returns RES_OK with the tagged reply in *rep, whatever its status.
+ * The next tagged reply to one of the tags lo..hi, into im->resp, and its
+ * tag in *num; untagged responses go to fn on the way.  Replies may come
+ * in any order (RFC 3501 2.2.2): one to another batch still on the wire is
+ * set aside until that batch is read.
  */
 static enum result
-imap_wait(struct imap *im, const char *tag, untagged_fn fn, void *arg,
-    struct imap_reply *rep, char **cause)
+imap_take(struct imap *im, unsigned int lo, unsigned int hi, untagged_fn fn,
+    void *arg, unsigned int *num, char **cause)
 {
-	size_t		 taglen = strlen(tag);
+	char		 clean[300];
+	size_t		 i;
 	enum result	 r;
 
+	for (i = 0; i < im->nstash; i++) {
+		struct stashed st = im->stash[i];
+
+		if (st.tag < lo || st.tag > hi)
+			continue;
+		im->stash[i] = im->stash[--im->nstash];
+		im->resplen = 0;
+		r = resp_add(im, st.resp, strlen(st.resp), cause);
+		free(st.resp);
+		*num = st.tag;
+		return r;
+	}
 	for (;;) {
 		if ((r = imap_read(im, cause)) != RES_OK) {
 			if (im->bye[0] != '\0') {
@@ -150,40 +222,80 @@ imap_wait(struct imap *im, const char *tag, untagged_fn fn, void *arg,
 		if (strncmp(im->resp, "* ", 2) == 0) {
 			struct imap_reply ur;
 
+			/* The BYE's words with its response code: a code such
+			 * as [UNAVAILABLE] is what says "not now". */
 			if (imap_parse_status(im->resp + 2, &ur) &&
-			    ur.status == IMAP_BYE)
-				log_clean(im->bye, sizeof im->bye, ur.text,
-				    strlen(ur.text));
+			    ur.status == IMAP_BYE) {
+				const char *t = im->resp + 5;
+
+				t += strspn(t, " ");
+				log_clean(im->bye, sizeof im->bye, t, strlen(t));
+			}
 			if (fn != NULL)
 				fn(im, arg);
 			continue;
 		}
-		if (strncmp(im->resp, tag, taglen) == 0 &&
-		    im->resp[taglen] == ' ') {
-			if (!imap_parse_status(im->resp + taglen + 1, rep) ||
-			    rep->status > IMAP_BAD) {
-				char clean[300];
-
-				im->dead = true;
-				return fail(cause, RES_TEMP, "imap: %s: malformed "
-				    "reply: %s", im->host, log_clean(clean,
-				    sizeof clean, im->resp, im->resplen));
+		if (resp_tag(im->resp, num)) {
+			if (*num >= lo && *num <= hi)
+				return RES_OK;
+			if (pending(im, *num)) {
+				im->stash = xrealloc(im->stash,
+				    (im->nstash + 1) * sizeof *im->stash);
+				im->stash[im->nstash].tag = *num;
+				im->stash[im->nstash++].resp =
+				    xstrdup(im->resp);
+				continue;
 			}
-			return RES_OK;
 		}
 		im->dead = true;
 		if (im->resp[0] == '+')
 			return fail(cause, RES_TEMP, "imap: %s: unexpected "
 			    "continuation request", im->host);
 		/* A reply to a command never sent: the session is confused. */
-		{
-			char clean[300];
-
-			return fail(cause, RES_TEMP, "imap: %s: unexpected reply: "
-			    "%s", im->host, log_clean(clean, sizeof clean,
-			    im->resp, im->resplen));
-		}
+		return fail(cause, RES_TEMP, "imap: %s: unexpected reply: %s",
+		    im->host, log_clean(clean, sizeof clean, im->resp,
+		    im->resplen));
 	}
+}
+
+/* imap_take, and the reply's status into *rep. */
+static enum result
+imap_take_status(struct imap *im, unsigned int lo, unsigned int hi,
+    untagged_fn fn, void *arg, unsigned int *num, struct imap_reply *rep,
+    char **cause)
+{
+	char		 clean[300];
+	const char	*p;
+	enum result	 r;
+
+	if ((r = imap_take(im, lo, hi, fn, arg, num, cause)) != RES_OK)
+		return r;
+	p = im->resp + strcspn(im->resp, " ");
+	if (*p != ' ' || !imap_parse_status(p + 1, rep) ||
+	    rep->status > IMAP_BAD) {
+		im->dead = true;
+		return fail(cause, RES_TEMP, "imap: %s: malformed reply: %s",
+		    im->host, log_clean(clean, sizeof clean, im->resp,
+		    im->resplen));
+	}
+	return RES_OK;
+}
+
+/*
+ * Read responses until the tagged one, handing untagged ones to fn.
+ * Returns RES_OK with the tagged reply in *rep, whatever its status.
+ */
+static enum result
+imap_wait(struct imap *im, const char *tag, untagged_fn fn, void *arg,
+    struct imap_reply *rep, char **cause)
+{
+	unsigned int	 want, num;
+	char		 buf[24];
+
+	snprintf(buf, sizeof buf, "%s ", tag);
+	if (!resp_tag(buf, &want))
+		return fail(cause, RES_TEMP, "imap: bad tag %s", tag);
+	return imap_take_status(im, want, want, fn, arg, &num, rep, cause);
 }
 
 static enum result
@@ -548,37 +660,87 @@ append_part(const char *flags, const struct append_item *it)
 	    it->binary ? "~" : "", (unsigned long long)it->sp->size);
 }
 
+/* A batch of APPENDs: how it went on the wire, and its first tag. */
+enum ab_mode { AB_ONE_BY_ONE, AB_MULTI, AB_PIPELINED };
+
+struct append_batch {
+	enum ab_mode	 mode;
+	char		*q;		/* the mailbox, quoted */
+	const char	*mailbox, *flags;
+	struct append_item *items;
+	size_t		 n;
+	unsigned int	 tag;		/* MULTI: its tag; PIPELINED: the first */
+};
+
+static void
+pend_add(struct imap *im, unsigned int lo, unsigned int hi)
+{
+	/* imap_append_send refuses a batch beyond IMAP_PEND_MAX. */
+	im->pend[im->npend].lo = lo;
+	im->pend[im->npend++].hi = hi;
+}
+
+static void
+pend_del(struct imap *im, unsigned int lo)
+{
+	size_t	 i;
+
+	for (i = 0; i < im->npend; i++)
+		if (im->pend[i].lo == lo) {
+			im->pend[i] = im->pend[--im->npend];
+			return;
+		}
+}
+
 /* MULTIAPPEND: all messages in one command, one transaction. */
 static enum result
-append_multi(struct imap *im, const char *q, const char *flags,
-    struct append_item *items, size_t n, bool *done, char **cause)
+multi_send(struct imap *im, struct append_batch *ab, char **cause)
 {
-	struct imap_reply rep;
-	uint32_t	*uids;
-	char		 tag[16], *line, *why = NULL;
-	size_t		 i, nuids = 0;
+	char		*line;
+	size_t		 i;
 	enum result	 r;
 
-	*done = false;
-	snprintf(tag, sizeof tag, "p%u", ++im->tag);
-	log_trace("%s: imap: C: %s APPEND %s ... (%zu messages)", im->account,
-	    tag, q, n);
-	line = xprintf("%s APPEND %s", tag, q);
+	ab->tag = ++im->tag;
+	log_trace("%s: imap: C: p%u APPEND %s ... (%zu messages)", im->account,
+	    ab->tag, ab->q, ab->n);
+	line = xprintf("p%u APPEND %s", ab->tag, ab->q);
 	r = conn_write(im->c, line, strlen(line), cause);
 	free(line);
-	for (i = 0; i < n && r == RES_OK; i++) {
-		line = append_part(flags, &items[i]);
+	for (i = 0; i < ab->n && r == RES_OK; i++) {
+		line = append_part(ab->flags, &ab->items[i]);
 		r = conn_write(im->c, line, strlen(line), cause);
 		free(line);
 		/* The next message's part follows the literal at once; only
 		 * the command as a whole ends with CRLF. */
 		if (r == RES_OK)
-			r = send_spool_bytes(im, items[i].sp, cause);
+			r = send_spool_bytes(im, ab->items[i].sp, cause);
 	}
-	if (r == RES_OK && (r = conn_write(im->c, "\r\n", 2, cause)) != RES_OK)
+	if (r == RES_OK)
+		r = conn_write(im->c, "\r\n", 2, cause);
+	if (r != RES_OK)
 		im->dead = true;
-	if (r != RES_OK ||
-	    (r = imap_wait(im, tag, NULL, NULL, &rep, cause)) != RES_OK)
+	else
+		pend_add(im, ab->tag, ab->tag);
+	return r;
+}
+
+static enum result
+multi_recv(struct imap *im, struct append_batch *ab, bool *done,
+    char **cause)
+{
+	struct append_item *items = ab->items;
+	struct imap_reply rep;
+	uint32_t	*uids;
+	unsigned int	 num;
+	char		*why = NULL;
+	size_t		 i, n = ab->n;
+	enum result	 r;
+
+	*done = false;
+	r = imap_take_status(im, ab->tag, ab->tag, NULL, NULL, &num, &rep,
+	    cause);
+	pend_del(im, ab->tag);
+	if (r != RES_OK)
 		return r;
 	if (rep.status == IMAP_OK) {
 		uids = xcalloc(n, sizeof *uids);
@@ -589,7 +751,7 @@ append_multi(struct imap *im, const char *q, const char *flags,
 			if (sp != NULL && imap_parse_number(rep.code_arg,
 			    (size_t)(sp - rep.code_arg), &v) && v > 0 &&
 			    v <= UINT32_MAX &&
-			    (nuids = imap_parse_uidset(sp + 1, uids, n)) == n)
+			    imap_parse_uidset(sp + 1, uids, n) == n)
 				for (i = 0; i < n; i++) {
 					items[i].res.uidvalidity = (uint32_t)v;
 					items[i].res.uid = uids[i];
@@ -613,6 +775,7 @@ append_multi(struct imap *im, const char *q, const char *flags,
 		log_debug("%s: imap: MULTIAPPEND of %zu refused (%s); one at a "
 		    "time", im->account, n, why);
 		free(why);
+		memset(&items[0].res, 0, sizeof items[0].res);
 		return RES_OK;
 	}
 	for (i = 0; i < n; i++) {
@@ -626,120 +789,190 @@ append_multi(struct imap *im, const char *q, const char *flags,
 
 /* Several APPENDs sent back to back with LITERAL+, replies read after. */
 static enum result
-append_pipelined(struct imap *im, const char *q, const char *flags,
-    struct append_item *items, size_t n, char **cause)
+pipelined_send(struct imap *im, struct append_batch *ab, char **cause)
 {
-	char		(*tags)[16], *line, *part;
-	bool		*done;
-	size_t		 i, left;
+	char		*line, *part;
+	size_t		 i;
 	enum result	 r = RES_OK;
 
-	tags = xcalloc(n, sizeof *tags);
-	for (i = 0; i < n && r == RES_OK; i++) {
-		snprintf(tags[i], sizeof tags[i], "p%u", ++im->tag);
-		part = append_part(flags, &items[i]);
-		line = xprintf("%s APPEND %s%s", tags[i], q, part);
+	ab->tag = im->tag + 1;
+	for (i = 0; i < ab->n && r == RES_OK; i++) {
+		part = append_part(ab->flags, &ab->items[i]);
+		line = xprintf("p%u APPEND %s%s", ++im->tag, ab->q, part);
 		log_trace("%s: imap: C: %.*s", im->account,
 		    (int)strcspn(line, "\r"), line);
 		r = conn_write(im->c, line, strlen(line), cause);
 		free(line);
 		free(part);
 		if (r == RES_OK)
-			r = send_spool_bytes(im, items[i].sp, cause);
+			r = send_spool_bytes(im, ab->items[i].sp, cause);
 		if (r == RES_OK)
 			r = conn_write(im->c, "\r\n", 2, cause);
 	}
 	if (r != RES_OK)
 		im->dead = true;
-	/*
-	 * Replies may come in any order (RFC 3501 2.2.2; Dovecot answers a
-	 * BAD before the OKs of earlier commands): match them by tag.
-	 */
-	done = xcalloc(n, sizeof *done);
-	for (left = n; left > 0 && r == RES_OK;) {
+	else
+		pend_add(im, ab->tag, ab->tag + (unsigned int)ab->n - 1);
+	return r;
+}
+
+static enum result
+pipelined_recv(struct imap *im, struct append_batch *ab, char **cause)
+{
+	unsigned int	 hi = ab->tag + (unsigned int)ab->n - 1, num;
+	bool		*done;
+	size_t		 left, i;
+	enum result	 r = RES_OK;
+
+	/* Dovecot answers a BAD before the OKs of earlier commands. */
+	done = xcalloc(ab->n, sizeof *done);
+	for (left = ab->n; left > 0 && r == RES_OK; left--) {
 		struct imap_reply rep;
 
-		if ((r = imap_read(im, cause)) != RES_OK)
+		if ((r = imap_take_status(im, ab->tag, hi, NULL, NULL, &num,
+		    &rep, cause)) != RES_OK)
 			break;
-		if (strncmp(im->resp, "* ", 2) == 0)
-			continue;
-		for (i = 0; i < n; i++) {
-			size_t tl = strlen(tags[i]);
-
-			if (!done[i] && strncmp(im->resp, tags[i], tl) == 0 &&
-			    im->resp[tl] == ' ')
-				break;
-		}
-		if (i == n || !imap_parse_status(im->resp + strlen(tags[i]) + 1,
-		    &rep) || rep.status > IMAP_BAD) {
+		i = num - ab->tag;
+		if (done[i]) {
 			char clean[300];
 
 			im->dead = true;
-			r = fail(cause, RES_TEMP, "imap: %s: unexpected reply: %s",
-			    im->host, log_clean(clean, sizeof clean, im->resp,
-			    im->resplen));
+			r = fail(cause, RES_TEMP, "imap: %s: a second reply to "
+			    "one APPEND: %s", im->host, log_clean(clean,
+			    sizeof clean, im->resp, im->resplen));
 			break;
 		}
-		set_outcome(im, &rep, &items[i].res, &items[i].why);
+		set_outcome(im, &rep, &ab->items[i].res, &ab->items[i].why);
 		done[i] = true;
-		left--;
 	}
+	pend_del(im, ab->tag);
 	free(done);
-	free(tags);
+	return r;
+}
+
+/* Without LITERAL+: one APPEND at a time, each waiting for its "+". */
+static enum result
+one_by_one(struct imap *im, struct append_batch *ab, char **cause)
+{
+	enum result	 r = RES_OK;
+	size_t		 i;
+
+	for (i = 0; i < ab->n && r == RES_OK; i++) {
+		struct append_item *it = &ab->items[i];
+		char *why = NULL;
+
+		/* A refusal is the item's; a broken link the caller's. */
+		r = imap_append(im, ab->mailbox, ab->flags, it->date, it->tz,
+		    it->sp, &it->res, &why);
+		if (r == RES_OK)
+			it->why = why;
+		else {
+			free(*cause);
+			*cause = why;
+		}
+	}
 	return r;
 }
 
 enum result
-imap_append_many(struct imap *im, const char *mailbox, const char *flags,
-    struct append_item *items, size_t n, char **cause)
+imap_append_send(struct imap *im, const char *mailbox, const char *flags,
+    struct append_item *items, size_t n, struct append_batch **abp,
+    char **cause)
 {
-	char		*q;
-	bool		 done = false, small = true;
+	struct append_batch *ab;
+	bool		 small = true;
 	size_t		 i;
 	enum result	 r = RES_OK;
 
+	*abp = NULL;
 	for (i = 0; i < n; i++) {
 		memset(&items[i].res, 0, sizeof items[i].res);
 		free(items[i].why);
 		items[i].why = NULL;
 		small = small && items[i].sp->size <= 4096;
 	}
-	if (n == 0)
-		return RES_OK;
-	if ((q = imap_quote(mailbox)) == NULL)
+	if (im->npend == IMAP_PEND_MAX)
+		return fail(cause, RES_TEMP, "imap: too many APPENDs on the "
+		    "wire");
+	ab = xcalloc(1, sizeof *ab);
+	if ((ab->q = imap_quote(mailbox)) == NULL) {
+		free(ab);
 		return fail(cause, RES_CONFIG, "imap: mailbox name \"%s\" needs "
 		    "modified UTF-7", mailbox);
+	}
+	ab->mailbox = mailbox;
+	ab->flags = flags;
+	ab->items = items;
+	ab->n = n;
 	/* literal8 is sent here only as a non-synchronising literal. */
 	for (i = 0; i < n; i++)
 		if (items[i].binary && !im->caps.literal_plus && !small) {
-			free(q);
+			imap_append_abandon(ab);
 			return fail(cause, RES_TEMP, "imap: %s: a message with NUL "
 			    "bytes needs LITERAL+ as well as BINARY", im->host);
 		}
-	if (n > 1 && im->caps.multiappend && im->caps.literal_plus)
-		r = append_multi(im, q, flags, items, n, &done, cause);
-	if (r == RES_OK && !done) {
-		if (im->caps.literal_plus || (im->caps.literal_minus && small))
-			r = append_pipelined(im, q, flags, items, n, cause);
-		else
-			for (i = 0; i < n && r == RES_OK; i++) {
-				char *why = NULL;
-
-				/* A refusal is the item's; a broken link the
-				 * caller's. */
-				r = imap_append(im, mailbox, flags,
-				    items[i].date, items[i].tz, items[i].sp,
-				    &items[i].res, &why);
-				if (r == RES_OK)
-					items[i].why = why;
-				else {
-					free(*cause);
-					*cause = why;
-				}
-			}
+	if (n > 1 && im->caps.multiappend && im->caps.literal_plus) {
+		ab->mode = AB_MULTI;
+		r = multi_send(im, ab, cause);
+	} else if (n > 0 && (im->caps.literal_plus ||
+	    (im->caps.literal_minus && small))) {
+		ab->mode = AB_PIPELINED;
+		r = pipelined_send(im, ab, cause);
+	} else
+		ab->mode = AB_ONE_BY_ONE;	/* all of it in _recv */
+	if (r != RES_OK) {
+		imap_append_abandon(ab);
+		return r;
 	}
-	free(q);
+	*abp = ab;
+	return RES_OK;
+}
+
+enum result
+imap_append_recv(struct imap *im, struct append_batch *ab, char **cause)
+{
+	bool		 done = true;
+	enum result	 r;
+
+	switch (ab->mode) {
+	case AB_MULTI:
+		r = multi_recv(im, ab, &done, cause);
+		/* Refused as a whole: one message a command, to learn which. */
+		if (r == RES_OK && !done &&
+		    (r = pipelined_send(im, ab, cause)) == RES_OK)
+			r = pipelined_recv(im, ab, cause);
+		break;
+	case AB_PIPELINED:
+		r = pipelined_recv(im, ab, cause);
+		break;
+	default:
+		r = one_by_one(im, ab, cause);
+		break;
+	}
+	imap_append_abandon(ab);
 	return r;
+}
+
+void
+imap_append_abandon(struct append_batch *ab)
+{
+	if (ab == NULL)
+		return;
+	free(ab->q);
+	free(ab);
+}
+
+enum result
+imap_append_many(struct imap *im, const char *mailbox, const char *flags,
+    struct append_item *items, size_t n, char **cause)
+{
+	struct append_batch *ab;
+	enum result	 r;
+
+	if ((r = imap_append_send(im, mailbox, flags, items, n, &ab,
+	    cause)) != RES_OK)
+		return r;
+	return imap_append_recv(im, ab, cause);
 }
 
 struct fetch_ctx {
@@ -795,6 +1028,7 @@ imap_logout(struct imap *im)
 		(void)imap_command(im, "LOGOUT", NULL, NULL, &rep, &cause);
 	free(cause);
 	conn_close(im->c);
+	stash_free(im);
 	free(im->resp);
 	free(im->account);
 	free(im->host);

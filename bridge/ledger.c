@@ -580,6 +580,15 @@ ledger_begin(struct ledger *l, char **cause)
 	return RES_OK;
 }
 
+/* A read transaction: many lookups under one lock, not one each. */
+enum result
+ledger_begin_read(struct ledger *l, char **cause)
+{
+	if (sqlite3_exec(l->db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK)
+		return lfail(l, cause, "begin");
+	return RES_OK;
+}
+
 enum result
 ledger_commit(struct ledger *l, char **cause)
 {

@@ -18,7 +18,7 @@ enum {
 };
 
 struct out {
-	char		 buf[8192];
+	char		 buf[32768];	/* fewer, larger writes to a spool */
 	size_t		 n;
 	msg_sink	 sink;
 	void		*arg;

@@ -46,6 +46,7 @@ struct conn {
 	char		 errbuf[CURL_ERROR_SIZE];
 	bool		 bad_greeting;	/* the first line was no greeting */
 	bool		 dead;		/* a read or write failed */
+	SSL		*ssl;		/* curl's, once the handshake is done */
 };
 
 static bool	ssl_is_openssl;
@@ -236,6 +237,7 @@ tls_info_cb(const SSL *ssl, int where, int ret)
 	    (c = SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), ssl_ex_index)) ==
 	    NULL)
 		return;
+	c->ssl = (SSL *)ssl;
 	snprintf(c->tls_version, sizeof c->tls_version, "%s",
 	    SSL_get_version(ssl));
 	if ((cert = SSL_get1_peer_certificate(ssl)) != NULL) {
@@ -508,6 +510,15 @@ conn_open(const struct endpoint *ep, const char *account, long timeout,
 		    ep->imap ? "imap" : "pop3", ep->host);
 	}
 	c->sock = sock;
+	/*
+	 * From here on only conn_fill reads, and it always reads before it
+	 * waits: OpenSSL may now read what the socket holds rather than a
+	 * record header and then its body (Dovecot's records are about
+	 * 4 KB: two recv calls each otherwise).  Not during the login,
+	 * where libcurl waits for the socket before it reads.
+	 */
+	if (c->ssl != NULL)
+		SSL_set_read_ahead(c->ssl, 1);
 	*cp = c;
 	return RES_OK;
 }
@@ -594,6 +605,14 @@ conn_fill(struct conn *c, char **cause)
 			return fail(cause, RES_TEMP, "%s: %s: connection closed "
 			    "by the server", c->proto, c->host);
 		c->rend += got;
+		/*
+		 * A TLS read gives one record; take what else is there
+		 * already, so that the caller works on large blocks.
+		 */
+		while (sizeof c->rbuf - c->rend >= 16384 &&
+		    curl_easy_recv(c->h, c->rbuf + c->rend,
+		    sizeof c->rbuf - c->rend, &got) == CURLE_OK && got > 0)
+			c->rend += got;
 		return RES_OK;
 	}
 }

@@ -21,6 +21,7 @@ struct run {
 	struct run_stats	*st;
 	uint32_t		 lo_uid;	/* next APPEND gets a UID >= */
 	bool			 hold_deletes;	/* end without QUIT */
+	bool			 created;	/* this run made the mailbox */
 	unsigned int		*dele;		/* DELE answered, awaiting QUIT */
 	size_t			 ndele;
 	struct pop3_msg		*msgs;

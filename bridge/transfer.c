@@ -10,11 +10,17 @@
  *     is APPENDed as one MULTIAPPEND (RFC 3502) or as pipelined LITERAL+
  *     APPENDs (RFC 7888), and the outcomes are recorded in one transaction:
  *     two syncs to disk a batch, not two a message.
+ *   - While the IMAP server stores one batch, the next is read from POP3,
+ *     recorded and sent; only then is the first one's reply read.  So a
+ *     batch is always on its way and neither server waits for the other
+ *     or for a round trip.  The intents of both batches are on disk before
+ *     either is sent.
  *   - DELEs follow the batch's "imported" commit, never precede it.
  *
  * Memory is bounded: a batch holds at most BATCH_MAX messages and about
  * BATCH_BYTES of them, and each keeps at most SLOT_MEM bytes in memory
- * (the rest goes to a temporary file).
+ * (the rest goes to a temporary file); three batches are held at most
+ * (being stored, being read, asked for).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,7 +32,8 @@
 #define BATCH_MAX	32
 #define BATCH_BYTES	(8 * 1024 * 1024)
 #define SLOT_MEM	(128 * 1024)
-#define NSLOTS		(2 * BATCH_MAX)	/* this batch and the next */
+#define NGROUPS		3		/* stored, read, asked for */
+#define NSLOTS		(NGROUPS * BATCH_MAX)
 
 enum slot_state { SL_FREE, SL_SENT, SL_FETCHED, SL_FAILED };
 
@@ -51,6 +58,21 @@ struct pq_entry {
 struct popq {
 	struct pq_entry	*e;
 	size_t		 head, tail, cap;
+};
+
+/* One batch: todo[from..to) in a group of slots. */
+struct batch {
+	size_t		 from, to;
+	struct slot	*b;
+	struct append_item *items;	/* BATCH_MAX of them */
+	size_t		 nitems;
+	struct append_batch *ab;	/* sent, replies not yet read */
+};
+
+/* How a run's batches ended so far. */
+struct outcome {
+	bool		 overquota;
+	char		*quota_why;
 };
 
 static enum result
@@ -186,23 +208,26 @@ batch_end(struct run *rn, const unsigned int *todo, size_t ntodo,
 	return i;
 }
 
-/* Ask for the batch's messages (slots base .. base + n). */
+/* Ask for the next batch of todo[*next..]; *next moves past it. */
 static enum result
-request_batch(struct run *rn, const unsigned int *todo, size_t from,
-    size_t to, int base, char **cause)
+request_batch(struct run *rn, const unsigned int *todo, size_t ntodo,
+    size_t *next, struct batch *bt, char **cause)
 {
 	enum result	 r;
 	size_t		 i;
 
-	for (i = from; i < to; i++) {
-		struct slot *s = &rn->slots[base + (int)(i - from)];
+	bt->from = *next;
+	bt->to = batch_end(rn, todo, ntodo, *next);
+	*next = bt->to;
+	for (i = bt->from; i < bt->to; i++) {
+		struct slot *s = &bt->b[i - bt->from];
 
 		s->msg = todo[i];
 		s->state = SL_SENT;
 		free(s->why);
 		s->why = NULL;
-		if ((r = pq_push(rn, PQ_RETR, todo[i], base + (int)(i - from),
-		    cause)) != RES_OK)
+		if ((r = pq_push(rn, PQ_RETR, todo[i],
+		    (int)(s - rn->slots), cause)) != RES_OK)
 			return r;
 	}
 	return RES_OK;
@@ -283,47 +308,67 @@ record_intents(struct run *rn, struct slot *b, size_t n, char **cause)
 	return ledger_commit(rn->l, cause);
 }
 
-/* APPEND the fetched slots; a missing mailbox is made once. */
+/* Record the intents and send the batch; its replies are read later. */
 static enum result
-append_batch(struct run *rn, struct slot *b, size_t n,
-    struct append_item *items, size_t *nitems, char **cause)
+send_batch(struct run *rn, struct batch *bt, char **cause)
 {
-	size_t		 i, k = 0;
-	bool		 create = false;
+	size_t		 i, n = bt->to - bt->from, k = 0;
 	enum result	 r;
 
+	for (i = 0; i < n; i++)
+		prepare(rn, &bt->b[i]);
+	if ((r = record_intents(rn, bt->b, n, cause)) != RES_OK)
+		return r;
 	for (i = 0; i < n; i++) {
-		if (b[i].state != SL_FETCHED)
+		struct slot *s = &bt->b[i];
+
+		if (s->state != SL_FETCHED)
 			continue;
-		items[k].sp = &b[i].sp;
-		items[k].date = b[i].date;
-		items[k].tz = b[i].tz;
-		items[k].binary = b[i].norm.nuls > 0;
+		bt->items[k].sp = &s->sp;
+		bt->items[k].date = s->date;
+		bt->items[k].tz = s->tz;
+		bt->items[k].binary = s->norm.nuls > 0;
 		k++;
 	}
-	*nitems = k;
-	if ((r = imap_append_many(rn->im, rn->ac->imap.mailbox, rn->ac->flags,
-	    items, k, cause)) != RES_OK)
+	bt->nitems = k;
+	return imap_append_send(rn->im, rn->ac->imap.mailbox, rn->ac->flags,
+	    bt->items, k, &bt->ab, cause);
+}
+
+/* Read a batch's replies; a missing mailbox is made once a run. */
+static enum result
+recv_batch(struct run *rn, struct batch *bt, char **cause)
+{
+	bool		 create = false;
+	size_t		 i;
+	enum result	 r;
+
+	r = imap_append_recv(rn->im, bt->ab, cause);
+	bt->ab = NULL;
+	if (r != RES_OK)
 		return r;
-	for (i = 0; i < k; i++)
-		create = create || items[i].res.outcome == APPEND_TRYCREATE;
+	for (i = 0; i < bt->nitems; i++)
+		create = create || bt->items[i].res.outcome == APPEND_TRYCREATE;
 	if (!create)
 		return RES_OK;
-	if ((r = imap_create(rn->im, rn->ac->imap.mailbox, cause)) != RES_OK)
+	/* The next batch, already sent, is refused too and comes here. */
+	if (!rn->created && (r = imap_create(rn->im, rn->ac->imap.mailbox,
+	    cause)) != RES_OK)
 		return r;
+	rn->created = true;
 	/* Nothing was stored (TRYCREATE): append them all again. */
 	return imap_append_many(rn->im, rn->ac->imap.mailbox, rn->ac->flags,
-	    items, k, cause);
+	    bt->items, bt->nitems, cause);
 }
 
 /* Record what became of each message, in one commit. */
 static enum result
-record_outcomes(struct run *rn, struct slot *b, size_t n,
-    struct append_item *items, bool *overquota, char **quota_why,
+record_outcomes(struct run *rn, struct batch *bt, struct outcome *oc,
     char **cause)
 {
+	struct slot	*b = bt->b;
+	size_t		 i, k = 0, n = bt->to - bt->from;
 	enum result	 r;
-	size_t		 i, k = 0;
 
 	if ((r = ledger_begin(rn->l, cause)) != RES_OK)
 		return r;
@@ -333,7 +378,7 @@ record_outcomes(struct run *rn, struct slot *b, size_t n,
 
 		if (b[i].state != SL_FETCHED)
 			continue;
-		it = &items[k++];
+		it = &bt->items[k++];
 		switch (it->res.outcome) {
 		case APPEND_STORED:
 			if (it->res.uid != 0) {
@@ -353,9 +398,9 @@ record_outcomes(struct run *rn, struct slot *b, size_t n,
 			break;
 		case APPEND_OVERQUOTA:
 			/* NO: nothing stored.  It stays for a later run. */
-			*overquota = true;
-			if (*quota_why == NULL && it->why != NULL)
-				*quota_why = xstrdup(it->why);
+			oc->overquota = true;
+			if (oc->quota_why == NULL && it->why != NULL)
+				oc->quota_why = xstrdup(it->why);
 			b[i].state = SL_FREE;
 			r = ledger_forget(rn->l, m->uidl, cause);
 			break;
@@ -375,62 +420,74 @@ record_outcomes(struct run *rn, struct slot *b, size_t n,
 	return ledger_commit(rn->l, cause);
 }
 
-/* One batch: read it, ask for the next, record, append, record, DELE. */
+/* A sent batch: its replies, its outcomes on disk, then its DELEs. */
 static enum result
-run_batch(struct run *rn, struct slot *b, size_t n,
-    struct append_item *items, char **cause)
+finish_batch(struct run *rn, struct batch *bt, struct outcome *oc,
+    char **cause)
 {
-	size_t		 i, nitems;
-	bool		 overquota = false;
-	char		*quota_why = NULL;
+	size_t		 i, n = bt->to - bt->from;
 	enum result	 r;
 
-	if ((r = record_intents(rn, b, n, cause)) != RES_OK ||
-	    (r = append_batch(rn, b, n, items, &nitems, cause)) != RES_OK ||
-	    (r = record_outcomes(rn, b, n, items, &overquota, &quota_why,
-	    cause)) != RES_OK) {
-		free(quota_why);
+	if ((r = recv_batch(rn, bt, cause)) != RES_OK ||
+	    (r = record_outcomes(rn, bt, oc, cause)) != RES_OK)
 		return r;
-	}
-	if (overquota) {
-		/*
-		 * Delete nothing this run (no QUIT): the user will want to
-		 * make room and may look for the mail where it was.
-		 */
-		rn->hold_deletes = true;
-		fail(cause, RES_TEMP, "%s", quota_why != NULL ? quota_why :
-		    "imap: over quota");
-		free(quota_why);
-		return RES_TEMP;
-	}
-	/* Imported is on disk: only now may the POP3 copies go. */
-	for (i = 0; i < n && !rn->ac->keep; i++)
-		if (b[i].state == SL_FETCHED && (r = pq_push(rn, PQ_DELE,
-		    b[i].msg, -1, cause)) != RES_OK)
+	/*
+	 * Imported is on disk: only now may the POP3 copies go.  Over quota,
+	 * nothing is deleted this run (no QUIT): the user will want to make
+	 * room and may look for the mail where it was.
+	 */
+	for (i = 0; i < n && !rn->ac->keep && !oc->overquota; i++)
+		if (bt->b[i].state == SL_FETCHED && (r = pq_push(rn, PQ_DELE,
+		    bt->b[i].msg, -1, cause)) != RES_OK)
 			return r;
+	for (i = 0; i < n; i++)
+		rn->st->done_bytes += rn->msgs[bt->b[i].msg].size;
+	rn->st->done += (unsigned int)n;
+	if (account_progress != NULL)
+		account_progress(rn->st);
 	return RES_OK;
+}
+
+/* Read the batch's messages (and the replies queued before them). */
+static enum result
+read_batch(struct run *rn, struct batch *bt, char **cause)
+{
+	size_t		 n = bt->to - bt->from;
+	enum result	 r = RES_OK;
+
+	while (r == RES_OK && rn->q->head < rn->q->tail &&
+	    bt->b[n - 1].state == SL_SENT)
+		r = pq_pop(rn, cause);
+	return r;
 }
 
 enum result
 transfer_all(struct run *rn, char **cause)
 {
 	enum ledger_state st;
-	struct append_item items[BATCH_MAX];
+	struct append_item items[NGROUPS][BATCH_MAX];
+	struct batch	 bt[NGROUPS], *cur = NULL, *prev = NULL, *after;
+	struct outcome	 oc = { false, NULL };
 	unsigned int	*todo;
-	size_t		 ntodo = 0, from, to, next_to, i;
-	int		 half = 0;
+	size_t		 ntodo = 0, next = 0, i, j;
 	bool		 deleted, pipelining;
 	enum result	 r = RES_OK;
 
 	memset(items, 0, sizeof items);
+	memset(bt, 0, sizeof bt);
 	rn->q = xcalloc(1, sizeof *rn->q);
 	rn->slots = xcalloc(NSLOTS, sizeof *rn->slots);
 	for (i = 0; i < NSLOTS; i++)
 		spool_init(&rn->slots[i].sp, SLOT_MEM, rn->cf->state_dir);
+	for (i = 0; i < NGROUPS; i++) {
+		bt[i].b = &rn->slots[i * BATCH_MAX];
+		bt[i].items = items[i];
+	}
 	pipelining = pop3_caps(rn->p)->pipelining;
 
 	/* What to import, and what was imported and may now go. */
 	todo = xcalloc(rn->nmsgs + 1, sizeof *todo);
+	r = ledger_begin_read(rn->l, cause);
 	for (i = 0; i < rn->nmsgs && r == RES_OK; i++) {
 		if ((r = ledger_state(rn->l, rn->msgs[i].uidl, &st, &deleted,
 		    cause)) != RES_OK)
@@ -442,55 +499,64 @@ transfer_all(struct run *rn, char **cause)
 		else if (st == LEDGER_IMPORTED && !rn->ac->keep)
 			r = pq_push(rn, PQ_DELE, (unsigned int)i, -1, cause);
 	}
-
+	if (r == RES_OK)
+		r = ledger_commit(rn->l, cause);
+	else
+		ledger_rollback(rn->l);
 	rn->st->todo = (unsigned int)ntodo;
-	from = 0;
-	to = ntodo > 0 ? batch_end(rn, todo, ntodo, 0) : 0;
-	if (r == RES_OK && ntodo > 0)
-		r = request_batch(rn, todo, from, to, 0, cause);
-	while (r == RES_OK && from < ntodo) {
-		struct slot *b = &rn->slots[half * BATCH_MAX];
-		size_t n = to - from;
 
-		/* Read this batch's messages (and any replies before). */
-		while (r == RES_OK && rn->q->head < rn->q->tail &&
-		    b[n - 1].state == SL_SENT)
-			r = pq_pop(rn, cause);
-		if (r != RES_OK)
+	/*
+	 * Each turn: read batch k (asked for before), ask for k + 1, send k,
+	 * then read the replies to k - 1, which the IMAP server stored while
+	 * k was read.  Without PIPELINING, k + 1 is read (one command at a
+	 * time) while the server stores k.
+	 */
+	if (r == RES_OK && ntodo > 0) {
+		cur = &bt[0];
+		r = request_batch(rn, todo, ntodo, &next, cur, cause);
+	}
+	while (r == RES_OK && cur != NULL) {
+		if ((r = read_batch(rn, cur, cause)) != RES_OK)
 			break;
-		/* Ask for the next batch now, to overlap with the APPEND. */
-		next_to = to < ntodo ? batch_end(rn, todo, ntodo, to) : to;
-		if (pipelining && next_to > to && !account_stop &&
-		    (r = request_batch(rn, todo, to, next_to,
-		    (1 - half) * BATCH_MAX, cause)) != RES_OK)
+		if (account_stop)
 			break;
-		for (i = 0; i < n; i++)
-			prepare(rn, &b[i]);
-		if ((r = run_batch(rn, b, n, items, cause)) != RES_OK)
+		after = next < ntodo ? &bt[(cur - bt + 1) % NGROUPS] : NULL;
+		if (after != NULL && pipelining && (r = request_batch(rn, todo,
+		    ntodo, &next, after, cause)) != RES_OK)
 			break;
-		for (i = 0; i < n; i++)
-			rn->st->done_bytes += rn->msgs[b[i].msg].size;
-		rn->st->done += (unsigned int)n;
-		if (account_progress != NULL)
-			account_progress(rn->st);
-		from = to;
-		to = next_to;
-		half = 1 - half;
-		if (account_stop) {
-			log_info("%s: stopping: asked to (%zu of %zu new "
-			    "messages done)", rn->ac->name, from, ntodo);
+		if ((r = send_batch(rn, cur, cause)) != RES_OK)
 			break;
-		}
-		if (!pipelining && from < ntodo &&
-		    (r = request_batch(rn, todo, from, to, half * BATCH_MAX,
+		if (prev != NULL && (r = finish_batch(rn, prev, &oc,
 		    cause)) != RES_OK)
 			break;
+		prev = cur;
+		cur = NULL;
+		if (oc.overquota)
+			break;
+		if (after != NULL && !pipelining && (r = request_batch(rn,
+		    todo, ntodo, &next, after, cause)) != RES_OK)
+			break;
+		cur = after;
 	}
-	for (i = 0; i < BATCH_MAX; i++)
-		free(items[i].why);
+	if (r == RES_OK && prev != NULL)
+		r = finish_batch(rn, prev, &oc, cause);
+	for (i = 0; i < NGROUPS; i++) {
+		imap_append_abandon(bt[i].ab);
+		for (j = 0; j < BATCH_MAX; j++)
+			free(items[i][j].why);
+	}
 	free(todo);
+	if (r == RES_OK && oc.overquota) {
+		rn->hold_deletes = true;
+		r = fail(cause, RES_TEMP, "%s", oc.quota_why != NULL ?
+		    oc.quota_why : "imap: over quota");
+	}
+	free(oc.quota_why);
 	if (r != RES_OK)
 		return r;
+	if (account_stop && rn->st->done < ntodo)
+		log_info("%s: stopping: asked to (%u of %zu new messages done)",
+		    rn->ac->name, rn->st->done, ntodo);
 	if ((r = transfer_drain(rn, cause)) != RES_OK)
 		return r;
 	if (rn->st->failed > 0)

@@ -255,7 +255,7 @@ test_norm_sink_error(const void *arg)
 {
 	struct msg_norm	 m;
 	struct buf	 out;
-	char		*cause = NULL, big[20000];
+	char		*cause = NULL, big[80000];
 	enum result	 r;
 
 	(void)arg;
@@ -268,7 +268,7 @@ test_norm_sink_error(const void *arg)
 	free(cause);
 	cause = NULL;
 
-	/* Failing in the middle of a call (after the first 8 KiB flush). */
+	/* Failing in the middle of a call (after the first 32 KiB flush). */
 	memset(&out, 0, sizeof out);
 	out.fail_after = 2;
 	memset(big, 'x', sizeof big);
