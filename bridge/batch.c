@@ -7,8 +7,11 @@
  * stopped and imports nothing twice.  Accounts run as workers (worker.c),
  * at most --jobs at once and at most --per-host against any one server.  A
  * server that throttles (NO [LIMIT], "too many connections", [IN-USE],
- * [SYS/TEMP] ...) slows that host down and the account is tried again; it
- * is not a failure.  Rows with errors are reported by line and skipped.
+ * [SYS/TEMP], a BYE with a backoff hint ...; throttle.c knows the words)
+ * is not a failure: that host rests, as long as the server asked ("try
+ * again in 30 seconds") or else 5 s doubling with each throttle in a row,
+ * while other hosts go on, and the account is tried again, THROTTLE_TRIES
+ * times in all.  Rows with errors are reported by line and skipped.
  * --shard K/N takes only the accounts whose stable hash falls into shard K,
  * so N machines can share one CSV with no coordination and no overlap.
  */
@@ -55,7 +58,7 @@ struct job {
 	enum job_state	 state;
 	struct worker	 w;
 	unsigned int	 tries;
-	time_t		 not_before;
+	double		 not_before;	/* now_seconds() */
 	struct worker_report rep;
 	double		 started;
 };
@@ -64,7 +67,7 @@ struct host {
 	char		*name;
 	unsigned int	 running;
 	unsigned int	 throttles;	/* in a row */
-	time_t		 not_before;
+	double		 not_before;	/* resting until (now_seconds) */
 };
 
 struct batch {
@@ -516,22 +519,6 @@ host_of(struct batch *b, const char *name)
 	return &b->hosts[b->nhosts++];
 }
 
-/* Server words that mean "slow down", not "failed". */
-static bool
-is_throttle(const char *cause)
-{
-	static const char *const words[] = { "[LIMIT]", "throttl",
-		"too many", "[SYS/TEMP]", "[IN-USE]", "[UNAVAILABLE]",
-		"try again later", "rate limit", "[INUSE]", "[LOGIN-DELAY]",
-		"cannot take the login" };
-	size_t	 i;
-
-	for (i = 0; i < sizeof words / sizeof words[0]; i++)
-		if (strcasestr(cause, words[i]) != NULL)
-			return true;
-	return false;
-}
-
 static size_t
 count_state(const struct batch *b, enum job_state st)
 {
@@ -612,23 +599,36 @@ job_done(struct batch *b, struct job *j, int status)
 	struct host	*hi = host_of(b, j->ac->imap.host);
 	const char	*cols[5], *word;
 	char		*skipped;
+	long		 delay = 0;
+	bool		 asked;
 
 	worker_finish(&j->w, status, &j->rep);
 	hp->running--;
 	if (hi != hp)
 		hi->running--;
-	/* A refused message (RES_MSG) is never throttling, even [LIMIT]. */
-	if (j->rep.r == RES_TEMP && is_throttle(j->rep.cause) &&
+	/*
+	 * A refused message (RES_MSG) is never throttling, even [LIMIT].  A
+	 * backoff hint ("try again in 30 seconds", in a BYE, NO or -ERR) makes
+	 * a temporary failure throttling too, and says how long to rest.
+	 */
+	asked = j->rep.r == RES_TEMP && throttle_hint(j->rep.cause, &delay);
+	if (j->rep.r == RES_TEMP && (asked || throttle_is(j->rep.cause)) &&
 	    j->tries < THROTTLE_TRIES && !b->stopping) {
-		/* Slow down on both servers, then try again. */
-		struct host *h = strcasestr(j->rep.cause, "imap:") ==
-		    j->rep.cause ? hi : hp;
-		long delay = 5L << (h->throttles < 6 ? h->throttles : 6);
+		/* Slow down on the server that said it, then try again. */
+		struct host *h = strncmp(j->rep.cause, "imap:", 5) == 0 ?
+		    hi : hp;
 
+		if (!asked)
+			delay = 5L << (h->throttles < 6 ? h->throttles : 6);
 		h->throttles++;
-		h->not_before = time(NULL) + delay;
-		log_info("%s: throttled by %s; again in %ld s (%s)",
-		    j->ac->name, h->name, delay, j->rep.cause);
+		h->not_before = now_seconds() + (double)delay;
+		if (asked)
+			log_info("%s: throttled by %s; again in %ld s (server "
+			    "asked: %s)", j->ac->name, h->name, delay,
+			    j->rep.cause);
+		else
+			log_info("%s: throttled by %s; again in %ld s (%s)",
+			    j->ac->name, h->name, delay, j->rep.cause);
 		j->state = J_WAITING;
 		j->not_before = h->not_before;
 		free(j->rep.cause);
@@ -673,13 +673,16 @@ reap(struct batch *b)
 			}
 }
 
-/* Start what may start; the seconds until something might. */
+/*
+ * Start what may start; the milliseconds until something might (at most a
+ * second: a rest that ends is noticed in time, to the millisecond, so a
+ * server that asked for N seconds gets no fewer).
+ */
 static int
 start_jobs(struct batch *b)
 {
-	time_t	 now = time(NULL);
+	double	 now = now_seconds(), next = now + 1.0, ready;
 	size_t	 i, running = count_state(b, J_RUNNING);
-	long	 wait = 1;
 	char	*cause = NULL;
 
 	for (i = 0; i < b->njobs && running < (size_t)b->cf.jobs &&
@@ -687,14 +690,23 @@ start_jobs(struct batch *b)
 		struct job *j = &b->jobs[i];
 		struct host *hp, *hi;
 
-		if (j->state != J_WAITING || j->not_before > now)
+		if (j->state != J_WAITING)
 			continue;
 		hp = host_of(b, j->ac->pop3.host);
 		hi = host_of(b, j->ac->imap.host);
+		ready = j->not_before;
+		if (hp->not_before > ready)
+			ready = hp->not_before;
+		if (hi->not_before > ready)
+			ready = hi->not_before;
+		if (ready > now) {
+			if (ready < next)
+				next = ready;
+			continue;
+		}
 		/* One account is one connection to each server it uses. */
 		if (hp->running >= (unsigned long)b->per_host ||
-		    hi->running + (hi != hp) > (unsigned long)b->per_host ||
-		    hp->not_before > now || hi->not_before > now)
+		    hi->running + (hi != hp) > (unsigned long)b->per_host)
 			continue;
 		j->tries++;
 		j->started = now_seconds();
@@ -703,7 +715,7 @@ start_jobs(struct batch *b)
 			log_warn("%s: %s", j->ac->name, cause);
 			free(cause);
 			cause = NULL;
-			return 1;
+			return 1000;
 		}
 		j->state = J_RUNNING;
 		hp->running++;
@@ -711,7 +723,7 @@ start_jobs(struct batch *b)
 			hi->running++;
 		running++;
 	}
-	return (int)wait;
+	return (int)((next - now) * 1000.0) + 1;
 }
 
 static void
@@ -746,7 +758,7 @@ run_jobs(struct batch *b)
 		show(b, false);
 		pfd.fd = b->sigpipe[0];
 		pfd.events = POLLIN;
-		if (poll(&pfd, 1, wait * 1000) > 0)
+		if (poll(&pfd, 1, wait) > 0)
 			handle_signals(b);
 	}
 	show(b, true);

@@ -462,6 +462,16 @@ void		 csv_init(struct csv *, const char *, size_t);
 int		 csv_next(struct csv *, struct csv_row *, const char **);
 void		 csv_row_free(struct csv_row *);
 
+/* throttle.c: pure; does a server's refusal mean "slow down"? */
+#define THROTTLE_HINT_MAX	(15 * 60)	/* a longer hint is cut to this */
+#define THROTTLE_HINT_ABSURD	(24 * 3600)	/* a longer one is ignored */
+/* Words of "slow down, try again" (NO [LIMIT], "too many connections"). */
+bool		 throttle_is(const char *);
+/* A refused login's line: RES_TEMP ("not now") or RES_AUTH. */
+enum result	 throttle_login(const char *);
+/* "try again in 30 seconds": the seconds asked for (1 .. _MAX), or false. */
+bool		 throttle_hint(const char *, long *);
+
 /* batch.c: `popbridge batch`, many accounts from a CSV file. */
 int		 cmd_batch(struct globals *, int, char **);
 
