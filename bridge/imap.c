@@ -450,6 +450,16 @@ imap_select(struct imap *im, const char *mailbox, struct imap_mbox *st,
 	    &rep, cause);
 	if (r != RES_OK)
 		return r;
+	/*
+	 * "Not now" (RFC 5530 NO [LIMIT], [UNAVAILABLE], [INUSE], or a
+	 * provider's "too many ...") is no missing mailbox: creating it would
+	 * be wrong, and the server's words must reach the batch, which rests
+	 * the host and tries again.
+	 */
+	if (rep.status != IMAP_OK && (strcmp(rep.code, "LIMIT") == 0 ||
+	    strcmp(rep.code, "UNAVAILABLE") == 0 ||
+	    strcmp(rep.code, "INUSE") == 0 || throttle_is(rep.text)))
+		return imap_refused(im, "EXAMINE", &rep, RES_TEMP, cause);
 	if (rep.status != IMAP_OK) {
 		st->exists = false;
 		return RES_OK;

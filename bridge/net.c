@@ -189,6 +189,33 @@ last_server_line(struct conn *c, char *out, size_t outsz)
 }
 
 /*
+ * The first server line curl saw that begins with prefix (any case), with
+ * the prefix cut off; false if there is none.  An IMAP server may say
+ * "* BYE" in its greeting or in the middle of the login, and curl then
+ * reports only a weird reply or a lost connection, not the server's words.
+ */
+static bool
+server_line(struct conn *c, const char *prefix, char *out, size_t outsz)
+{
+	const char	*s = c->login_lines, *e;
+	size_t		 n = strlen(prefix), len;
+
+	for (; *s != '\0'; s = *e == '\0' ? e : e + 1) {
+		e = strchr(s, '\n');
+		if (e == NULL)
+			e = s + strlen(s);
+		len = (size_t)(e - s);
+		if (len > 0 && s[len - 1] == '\r')
+			len--;
+		if (len >= n && strncasecmp(s, prefix, n) == 0) {
+			log_clean(out, outsz, s + n, len - n);
+			return true;
+		}
+	}
+	return false;
+}
+
+/*
  * TLS facts for `check`.  With CONNECT_ONLY, libcurl 7.88 no longer hands
  * out the SSL pointer once the login is done (CURLINFO_TLS_SSL_PTR gives
  * NULL internals), so they are caught when the handshake finishes, through
@@ -300,25 +327,43 @@ static enum result
 conn_error(struct conn *c, CURLcode rc, const struct endpoint *ep,
     char **cause)
 {
-	char	 line[300];
+	char	 line[300], text[300];
 
 	last_server_line(c, line, sizeof line);
 	if (c->bad_greeting)
 		return fail(cause, RES_TEMP, "%s: %s does not greet as a %s "
 		    "server: \"%s\"", c->proto, c->host, ep->imap ? "IMAP" :
 		    "POP3", line);
+	/*
+	 * A server that turns the connection away says why: an IMAP BYE (in
+	 * the greeting or during the login: "* BYE [UNAVAILABLE] Too many
+	 * connections, try again in 30 seconds"), a POP3 greeting of -ERR.
+	 * curl only says it got a weird reply; the server's words go into
+	 * the cause, where the batch finds the throttling and the hint.  A
+	 * BYE beside a refused login counts only if it says "not now": a
+	 * wrong password stays a refused login.
+	 */
+	if (ep->imap && server_line(c, "* BYE ", text, sizeof text) &&
+	    (rc != CURLE_LOGIN_DENIED || throttle_login(text) == RES_TEMP))
+		return fail(cause, RES_TEMP, "imap: %s: the server ended the "
+		    "session: %s", c->host, text);
+	if (!ep->imap && strncmp(c->login_lines, "-ERR", 4) == 0 &&
+	    server_line(c, "-ERR", text, sizeof text))
+		return fail(cause, RES_TEMP, "pop3: %s: the server turned the "
+		    "connection away: %s", c->host, text[0] == ' ' ? text + 1 :
+		    text);
 	switch (rc) {
 	case CURLE_LOGIN_DENIED:
 		/*
-		 * RFC 2449 / 3206 response codes that say "not now", not "wrong
-		 * password" (Cyrus 3.6 with popminpoll: -ERR [LOGIN-DELAY]).
+		 * RFC 2449 / 3206 / 5530 response codes and words that say
+		 * "not now", not "wrong password" (Cyrus 3.6 with popminpoll:
+		 * -ERR [LOGIN-DELAY]; providers: NO [LIMIT], "too many
+		 * connections").
 		 */
-		if (strstr(line, "[LOGIN-DELAY]") != NULL ||
-		    strstr(line, "[IN-USE]") != NULL ||
-		    strstr(line, "[SYS/TEMP]") != NULL ||
-		    strstr(line, "[UNAVAILABLE]") != NULL)
-			return fail(cause, RES_TEMP, "%s: %s cannot take the login "
-			    "for %s now: %s", c->proto, c->host, ep->user, line);
+		if (throttle_login(line) == RES_TEMP)
+			return fail(cause, RES_TEMP, "%s: %s cannot take the "
+			    "login for %s now: %s", c->proto, c->host,
+			    ep->user, line);
 		/* A SASL error challenge ("+ base64") says nothing readable. */
 		if (line[0] == '+')
 			snprintf(line, sizeof line, "%s refused",
