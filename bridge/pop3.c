@@ -456,7 +456,22 @@ pop3_scan(struct pop3 *p, struct pop3_msg **msgs_r, unsigned int *count_r,
 	if (count > 0 || pipelined) {
 		r = pipelined ? pop3_listing_read(p, "UIDL", msgs, count,
 		    cause) : pop3_listing(p, "UIDL", msgs, count, cause);
-		if (r == RES_MSG) {
+		if (r == RES_MSG && (p->caps.uidl ||
+		    strstr(*cause, "refused: [") != NULL)) {
+			/*
+			 * A server that lists UIDL in CAPA, or says why in a
+			 * response code ([SYS/TEMP], [IN-USE]: RFC 2449, 3206),
+			 * has UIDL and cannot give it now.  Header hashes
+			 * instead would name the same messages differently
+			 * and import them again once UIDL works.
+			 */
+			char *why = *cause;
+
+			*cause = xprintf("%s (the server has UIDL, so nothing is "
+			    "imported without it; tried again next run)", why);
+			free(why);
+			r = RES_TEMP;
+		} else if (r == RES_MSG) {
 			/* UIDL is optional in RFC 1939. */
 			log_debug("%s: pop3: %s has no UIDL; using header "
 			    "hashes", p->account, p->host);

@@ -46,7 +46,8 @@ test may change between runs, e.g. `srv.retr_fault = {}`):
   list_lines=[...]   the same for LIST
   stat_reply="..."   the STAT line after "+OK " as given (e.g. "5 1000")
 
-Fault actions: "err" (answer -ERR), "close" (close the connection without
+Fault actions: "err" (answer -ERR), "temp" (answer -ERR [SYS/TEMP] ..., RFC
+3206), "close" (close the connection without
 an answer), "stall" (answer nothing for stall_seconds, then close), "cut"
 (RETR/TOP: send +OK and the first half of the body, then close), "cutstall"
 (RETR/TOP: send +OK and the first half of the body, then stall).
@@ -69,7 +70,7 @@ import time
 LOOPBACK = "127.0.0.1"
 HIDDEN = "<hidden>"
 
-FAULT_ACTIONS = ("err", "close", "stall", "cut", "cutstall")
+FAULT_ACTIONS = ("err", "temp", "close", "stall", "cut", "cutstall")
 
 
 def wire_form(raw: bytes) -> bytes:
@@ -355,6 +356,9 @@ class _Session:
             raise ValueError(f"fakepop3: unknown fault action {action!r}")
         if action == "err":
             self.line("-ERR scripted failure")
+            return True
+        if action == "temp":
+            self.line("-ERR [SYS/TEMP] scripted failure, try again later")
             return True
         if action == "close":
             raise _Closed()

@@ -307,6 +307,45 @@ def test_retr_err_one_message(t):
         assert srv.remaining() == []
 
 
+def test_uidl_refused_for_now(t):
+    """A server that has UIDL refuses it for a moment: CAPA lists UIDL and
+    UIDL answers -ERR; then a server without UIDL in CAPA answers -ERR
+    [SYS/TEMP].  Either way the run ends temporary (75) naming UIDL,
+    nothing imported or deleted, no header hashes taken (no TOP): they
+    would name the messages differently and import them twice once UIDL
+    works.  When it answers, everything is imported once."""
+    dc = t.dovecot()
+    dst = t.user(dc, "d")
+    raws = [message(t, 1), message(t, 2), message(t, 3)]
+    with FakePOP3(raws, faults={"UIDL": "err"}) as srv:
+        cfg = t.config([fake_account("uidltemp", srv, dc, dst, keep=False)])
+        r = run(t, cfg)
+        assert_rc(r, EX_TEMPFAIL, "UIDL refused by a server that lists it")
+        assert_error_names(r, "uidltemp", r"UIDL refused", "UIDL refused")
+        assert not [c for c in srv.command_lines() if c.upper().startswith("TOP ")], \
+            "header hashes were taken although the server lists UIDL"
+        assert dc.imap_count(dst) == 0 and srv.remaining() == raws
+
+        srv.faults = {}
+        r2 = run(t, cfg)
+        assert_rc(r2, 0, "UIDL answers again")
+        assert_exactly_once(raws, dc.imap_messages(dst))
+        assert srv.wait_idle() and srv.remaining() == []
+
+    dst2 = t.user(dc, "d")
+    with FakePOP3(raws, uidl=False, faults={"UIDL": "temp"}) as srv:
+        cfg = t.config([fake_account("uidlsys", srv, dc, dst2, keep=True)], name="sys.conf")
+        r = run(t, cfg)
+        assert_rc(r, EX_TEMPFAIL, "UIDL refused with [SYS/TEMP]")
+        assert_error_names(r, "uidlsys", r"SYS/TEMP", "UIDL refused with [SYS/TEMP]")
+        assert dc.imap_count(dst2) == 0, "imported by header hashes after [SYS/TEMP]"
+
+        srv.faults = {}
+        r2 = run(t, cfg)
+        assert_rc(r2, 0, "a server without UIDL, no longer refusing")
+        assert_exactly_once(raws, dc.imap_messages(dst2))
+
+
 # ------------------------------------------------------------------ 4. lying listings
 def test_listing_that_lies(t):
     """UIDL (or LIST) listings that do not account for every message exactly
