@@ -79,6 +79,9 @@ put("norm", "received-only", chunks(0x82) + crlf(
 big = "Subject: big\n\n" + "".join("line %05d %s\n" % (i, "x" * 60)
                                    for i in range(140))
 put("norm", "over-8k", chunks(0xc0, 0x83, 1) + big.encode())
+bigger = "Subject: bigger\n\n" + "".join("line %05d %s\n" % (i, "y" * 60)
+                                         for i in range(600))
+put("norm", "over-32k", chunks(0xe0, 0xa3, 7) + bigger.encode())
 put("norm", "refusing-sink", chunks(5, flags=0x80) + bytes([3]) +
     crlf(MSG).encode())
 put("norm", "header-no-blank-line", chunks() +
