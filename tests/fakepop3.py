@@ -67,7 +67,7 @@ import socket
 import threading
 import time
 
-LOOPBACK = "127.0.0.1"
+from loopserver import LOOPBACK, LoopbackServer
 HIDDEN = "<hidden>"
 
 FAULT_ACTIONS = ("err", "temp", "close", "stall", "cut", "cutstall")
@@ -117,7 +117,9 @@ class _Closed(Exception):
     """The session ends (the client went away or a fault closed it)."""
 
 
-class FakePOP3:
+class FakePOP3(LoopbackServer):
+    thread_name = "fakepop3"
+
     def __init__(self, messages=(), *, user="fakeuser", password=None,
                  uidl=True, uidls=None, capa=None, sasl=True,
                  greeting="+OK fakepop3 ready", after_greeting=None,
@@ -151,11 +153,8 @@ class FakePOP3:
         self.sessions = 0                     # connections accepted
         self._active = 0
         self._serial = 0
-        self._stop = threading.Event()
-        self._listener = None
-        self._threads: list[threading.Thread] = []
+        self._listen_init()
         self._socks: set[socket.socket] = set()
-        self.port = None
         uidls = list(uidls) if uidls is not None else []
         for i, raw in enumerate(messages):
             self.add(raw, uidls[i] if i < len(uidls) else None)
@@ -221,27 +220,7 @@ class FakePOP3:
         return b
 
     # ------------------------------------------------------------ lifecycle
-    def start(self) -> "FakePOP3":
-        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        s.bind((LOOPBACK, 0))
-        s.listen(16)
-        s.settimeout(0.2)
-        self._listener = s
-        self.port = s.getsockname()[1]
-        t = threading.Thread(target=self._accept_loop, name=f"fakepop3-{self.port}",
-                             daemon=True)
-        t.start()
-        self._threads.append(t)
-        return self
-
-    def stop(self):
-        self._stop.set()
-        if self._listener is not None:
-            try:
-                self._listener.close()
-            except OSError:
-                pass
+    def _end_sessions(self):
         with self.lock:
             socks = list(self._socks)
         for c in socks:
@@ -249,33 +228,14 @@ class FakePOP3:
                 c.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
-        for t in self._threads:
-            t.join(5)
 
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
-        return False
-
-    def _accept_loop(self):
-        while not self._stop.is_set():
-            try:
-                c, _ = self._listener.accept()
-            except socket.timeout:
-                continue
-            except OSError:
-                break
-            with self.lock:
-                self.sessions += 1
-                self._active += 1
-                sid = self.sessions
-                self._socks.add(c)
-            t = threading.Thread(target=self._session, args=(c, sid),
-                                 name=f"fakepop3-{self.port}-{sid}", daemon=True)
-            self._threads.append(t)
-            t.start()
+    def _accepted(self, c):
+        with self.lock:
+            self.sessions += 1
+            self._active += 1
+            sid = self.sessions
+            self._socks.add(c)
+        self._spawn(self._session, (c, sid), f"{self.port}-{sid}")
 
     # ------------------------------------------------------------ session
     def _session(self, sock, sid):

@@ -64,7 +64,7 @@ import struct
 import threading
 import time
 
-LOOPBACK = "127.0.0.1"
+from loopserver import LOOPBACK, LoopbackServer
 
 ACTIONS = ("cut", "hold", "inject", "replace", "call")
 
@@ -408,7 +408,9 @@ class Session:
                 self.cut()
 
 
-class FaultProxy:
+class FaultProxy(LoopbackServer):
+    thread_name = "faultproxy"
+
     def __init__(self, target_port, target_host=LOOPBACK, rules=(), commands=None,
                  name="proxy", keep_bytes=65536):
         self.target = (target_host, target_port)
@@ -419,10 +421,7 @@ class FaultProxy:
         self.lock = threading.RLock()
         self.sessions: list[Session] = []
         self.fired_log: list = []
-        self._listener = None
-        self._stop = threading.Event()
-        self._threads: list[threading.Thread] = []
-        self.port = None
+        self._listen_init()
 
     # ------------------------------------------------------------ config
     def url(self, proto):
@@ -450,40 +449,11 @@ class FaultProxy:
         return "\n".join(out)
 
     # ------------------------------------------------------------ lifecycle
-    def start(self):
-        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        s.bind((LOOPBACK, 0))
-        s.listen(32)
-        s.settimeout(0.2)
-        self._listener = s
-        self.port = s.getsockname()[1]
-        t = threading.Thread(target=self._accept_loop, daemon=True,
-                             name=f"faultproxy-{self.name}-{self.port}")
-        t.start()
-        self._threads.append(t)
-        return self
-
-    def stop(self):
-        self._stop.set()
-        if self._listener is not None:
-            try:
-                self._listener.close()
-            except OSError:
-                pass
+    def _end_sessions(self):
         with self.lock:
             sessions = list(self.sessions)
         for s in sessions:
             s.cut()
-        for t in self._threads:
-            t.join(5)
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
-        return False
 
     def wait_idle(self, timeout=10.0):
         deadline = time.monotonic() + timeout
@@ -494,27 +464,17 @@ class FaultProxy:
             time.sleep(0.02)
         return False
 
-    def _accept_loop(self):
-        while not self._stop.is_set():
-            try:
-                c, _ = self._listener.accept()
-            except socket.timeout:
-                continue
-            except OSError:
-                break
-            try:
-                srv = socket.create_connection(self.target, timeout=10)
-                srv.settimeout(None)
-            except OSError:
-                c.close()
-                continue
-            for sock in (c, srv):
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            with self.lock:
-                sess = Session(self, len(self.sessions) + 1, c, srv)
-                self.sessions.append(sess)
-            for d in ("c2s", "s2c"):
-                t = threading.Thread(target=sess.pump, args=(d,), daemon=True,
-                                     name=f"faultproxy-{self.name}-{sess.num}-{d}")
-                t.start()
-                self._threads.append(t)
+    def _accepted(self, c):
+        try:
+            srv = socket.create_connection(self.target, timeout=10)
+            srv.settimeout(None)
+        except OSError:
+            c.close()
+            return
+        for sock in (c, srv):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        with self.lock:
+            sess = Session(self, len(self.sessions) + 1, c, srv)
+            self.sessions.append(sess)
+        for d in ("c2s", "s2c"):
+            self._spawn(sess.pump, (d,), f"{self.name}-{sess.num}-{d}")

@@ -59,7 +59,7 @@ import ssl
 import threading
 import time
 
-LOOPBACK = "127.0.0.1"
+from loopserver import LOOPBACK, LoopbackServer
 WATCH_MAX = 65536
 
 _COMMANDS = {
@@ -128,7 +128,9 @@ def _b64_user(line: bytes):
     return fields[1].decode("latin-1") if len(fields) == 3 else None
 
 
-class ThrottleRelay:
+class ThrottleRelay(LoopbackServer):
+    thread_name = "throttle"
+
     def __init__(self, dc, proto, plan=(), then=None, name=None, no_sasl=False):
         if proto not in ("imap", "pop3"):
             raise ValueError(f"throttlelib: proto {proto!r}")
@@ -141,10 +143,7 @@ class ThrottleRelay:
         self.target = (LOOPBACK, dc.imap_port if proto == "imap" else dc.pop3_port)
         self.lock = threading.Lock()
         self.conns: list[Conn] = []
-        self.port = None
-        self._listener = None
-        self._stop = threading.Event()
-        self._threads: list[threading.Thread] = []
+        self._listen_init()
         self._ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self._ctx.load_cert_chain(dc.cert_file, dc.key_file)
 
@@ -191,52 +190,11 @@ class ThrottleRelay:
             return self.then.step if self.then is not None else None
 
     # ------------------------------------------------------------ lifecycle
-    def start(self):
-        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        s.bind((LOOPBACK, 0))
-        s.listen(64)
-        s.settimeout(0.2)
-        self._listener = s
-        self.port = s.getsockname()[1]
-        t = threading.Thread(target=self._accept_loop, daemon=True,
-                             name=f"throttle-{self.name}-{self.port}")
-        t.start()
-        self._threads.append(t)
-        return self
-
-    def stop(self):
-        self._stop.set()
-        if self._listener is not None:
-            try:
-                self._listener.close()
-            except OSError:
-                pass
-        for t in self._threads:
-            t.join(5)
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
-        return False
-
-    def _accept_loop(self):
-        while not self._stop.is_set():
-            try:
-                c, _ = self._listener.accept()
-            except socket.timeout:
-                continue
-            except OSError:
-                break
-            with self.lock:
-                conn = Conn(len(self.conns) + 1, time.monotonic())
-                self.conns.append(conn)
-            t = threading.Thread(target=self._serve, args=(c, conn), daemon=True,
-                                 name=f"throttle-{self.name}-{conn.num}")
-            t.start()
-            self._threads.append(t)
+    def _accepted(self, c):
+        with self.lock:
+            conn = Conn(len(self.conns) + 1, time.monotonic())
+            self.conns.append(conn)
+        self._spawn(self._serve, (c, conn), f"{self.name}-{conn.num}")
 
     # ------------------------------------------------------------ one connection
     def _serve(self, raw, conn):
