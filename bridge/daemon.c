@@ -207,7 +207,8 @@ finish_poll(struct daemon *d, struct sched *s, int status)
 	double		 secs, bytes;
 	char		*cause;
 	enum result	 r;
-	bool		 quiet;
+	long		 delay, hint = 0;
+	bool		 quiet, asked;
 
 	worker_finish(&s->w, status, &rep);
 	r = rep.r;
@@ -243,13 +244,19 @@ finish_poll(struct daemon *d, struct sched *s, int status)
 		    deleted, bytes / 1e6, secs);
 	else
 		log_debug("%s: nothing new (%.1f s)", s->name, secs);
+	/* "Try again in 10 minutes": a server that says so gets as long. */
+	asked = r == RES_TEMP && throttle_hint(cause, &hint);
 	free(cause);
 	if (ac != NULL) {
-		s->next = time(NULL) + next_delay(d, ac, s);
+		delay = next_delay(d, ac, s);
+		if (asked && hint > delay)
+			delay = hint;
+		s->next = time(NULL) + delay;
 		if (s->failures > 0)
 			(quiet ? log_debug : log_info)("%s: next poll in %ld s "
-			    "(failure %u in a row)", s->name,
-			    (long)(s->next - time(NULL)), s->failures);
+			    "(failure %u in a row%s)", s->name, delay,
+			    s->failures, asked && hint >= delay ?
+			    ", as the server asked" : "");
 	}
 }
 

@@ -1,4 +1,5 @@
-"""`popbridge batch` against a server that throttles (issue 5): "Throttling
+"""`popbridge batch` (and, last, the daemon) against a server that
+throttles (issue 5): "Throttling
 replies (NO [LIMIT], NO ... throttled, BYE with a backoff hint, too many
 connections) slow that host down and retry; they are not failures."
 
@@ -11,11 +12,14 @@ POP3; plus the --report CSV, the exit status, the log, and the relay's
 connection times for the waits.
 """
 
+import random
 import re
 
 from batchlib import (EX_OK, EX_TEMPFAIL, assert_no_secrets, imap_counts,
                       make_accounts, pop3_counts, read_report, run_batch,
                       verify_imported, write_csv)
+from daemonlib import Daemon, wait_mail
+from harness import assert_exactly_once, make_account, small_message
 from throttlelib import Refuse, ThrottleRelay
 
 THROTTLE_TRIES = 6      # attempts of a throttled account (bridge/batch.c)
@@ -299,5 +303,40 @@ def test_throttle_never_ends_then_rerun(t):
         verify_imported(dc, accts)
         assert_no_secrets(secrets_of(accts), [("report", report.read_text()),
                                               ("stdout", r.stdout), ("stderr", r.stderr)])
+    finally:
+        relay.stop()
+
+
+# ----------------------------------------------------------------- 6
+def test_daemon_waits_as_long_as_the_server_asks(t):
+    """The household daemon, not only batch: the IMAP server turns the first
+    poll away with `* BYE [UNAVAILABLE] ... try again in 5 minutes`.  With
+    interval = 60 the first failure would mean a retry after 2 minutes; the
+    daemon waits the 300 s the server asked and says so.  SIGUSR1 (poll
+    now) still polls at once, and then every message arrives exactly once
+    and the POP3 mailbox is emptied."""
+    dc = t.dovecot()
+    src, dst = t.user(dc, "s"), t.user(dc, "d")
+    rng = random.Random(6)
+    raws = [small_message(i, rng, t.name) for i in range(5)]
+    for raw in raws:
+        dc.deliver(src, raw)
+    bye = b"* BYE [UNAVAILABLE] Too busy, try again in 5 minutes"
+    relay = ThrottleRelay(dc, "imap", [Refuse("greeting", bye)], name="busy").start()
+    try:
+        acct = make_account("busy", dc.pop3_block(src),
+                            dc.imap_block(dst, url=relay.url("127.0.0.1")), keep=False)
+        cfg = t.config([acct], extra="interval = 60;\n")
+        with Daemon(t, cfg) as d:
+            line = d.wait_line(lambda line: "busy: next poll in" in line, 15,
+                               "the daemon's next poll after the refused one")
+            t.note(line.strip())
+            assert re.search(r"busy: next poll in 300 s \(failure 1 in a row, as the "
+                             r"server asked\)", line), f"not the 300 s asked for: {line!r}"
+            assert dc.imap_count(dst) == 0 and len(relay.refused()) == 1
+            d.poll_now()
+            wait_mail(d, dc, dst, len(raws), 15, "the mail after SIGUSR1")
+        assert_exactly_once(raws, dc.imap_messages(dst))
+        assert dc.pop3_count(src) == 0
     finally:
         relay.stop()
