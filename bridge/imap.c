@@ -172,6 +172,15 @@ pending(const struct imap *im, unsigned int tag)
 	return false;
 }
 
+/* Set the current response aside: it answers tag, of a batch on the wire. */
+static void
+stash_add(struct imap *im, unsigned int tag)
+{
+	im->stash = xrealloc(im->stash, (im->nstash + 1) * sizeof *im->stash);
+	im->stash[im->nstash].tag = tag;
+	im->stash[im->nstash++].resp = xstrdup(im->resp);
+}
+
 static void
 stash_free(struct imap *im)
 {
@@ -239,11 +248,7 @@ imap_take(struct imap *im, unsigned int lo, unsigned int hi, untagged_fn fn,
 			if (*num >= lo && *num <= hi)
 				return RES_OK;
 			if (pending(im, *num)) {
-				im->stash = xrealloc(im->stash,
-				    (im->nstash + 1) * sizeof *im->stash);
-				im->stash[im->nstash].tag = *num;
-				im->stash[im->nstash++].resp =
-				    xstrdup(im->resp);
+				stash_add(im, *num);
 				continue;
 			}
 		}
@@ -634,22 +639,35 @@ imap_append(struct imap *im, const char *mailbox, const char *flags,
 	free(cmd);
 	if (r != RES_OK)
 		return r;
-	if (!nonsync) {
-		/* Wait for "+", or a refusal before the data is sent. */
+	/*
+	 * Wait for "+", or a refusal before the data is sent.  Untagged data
+	 * (EXISTS) may come first, and replies to a batch still on the wire,
+	 * which are set aside for it.
+	 */
+	while (!nonsync) {
+		size_t taglen = strlen(tag);
+		unsigned int num;
+
 		if ((r = imap_read(im, cause)) != RES_OK)
 			return r;
-		if (im->resp[0] != '+') {
-			size_t taglen = strlen(tag);
-
-			if (strncmp(im->resp, tag, taglen) != 0 ||
-			    im->resp[taglen] != ' ' ||
-			    !imap_parse_status(im->resp + taglen + 1, &rep))
-				return fail(cause, RES_TEMP, "imap: %s: unexpected "
-				    "reply to APPEND: %s", im->host,
-				    log_clean(clean, sizeof clean, im->resp,
-				    im->resplen));
-			goto refused;
+		if (im->resp[0] == '+')
+			break;
+		if (strncmp(im->resp, "* ", 2) == 0)
+			continue;
+		if (resp_tag(im->resp, &num) && pending(im, num)) {
+			stash_add(im, num);
+			continue;
 		}
+		if (strncmp(im->resp, tag, taglen) != 0 ||
+		    im->resp[taglen] != ' ' ||
+		    !imap_parse_status(im->resp + taglen + 1, &rep)) {
+			im->dead = true;
+			return fail(cause, RES_TEMP, "imap: %s: unexpected "
+			    "reply to APPEND: %s", im->host,
+			    log_clean(clean, sizeof clean, im->resp,
+			    im->resplen));
+		}
+		goto refused;
 	}
 	if ((r = send_spool(im, sp, cause)) != RES_OK ||
 	    (r = imap_wait(im, tag, NULL, NULL, &rep, cause)) != RES_OK)

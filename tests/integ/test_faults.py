@@ -41,11 +41,11 @@ class Case:
     healthy path."""
 
     def __init__(self, t, dc=None, n=N, big=BIG, keep=False, mailbox="INBOX",
-                 name="flt", deliver=True, imap_commands=None):
+                 name="flt", deliver=True, imap_commands=None, small=(600, 6000)):
         self.t = t
         self.dc = dc or t.dovecot()
         self.src, self.dst = t.user(self.dc, "s"), t.user(self.dc, "d")
-        self.raws = fl.corpus(f"{t.short}{os.getpid() % 1000}", n, big=big)
+        self.raws = fl.corpus(f"{t.short}{os.getpid() % 1000}", n, big=big, small=small)
         self.keep = keep
         self.mailbox = mailbox
         self.name = name
@@ -310,6 +310,31 @@ def test_imap_cut_before_reply_sync_literals(t):
         c.expect(sum(in_imap.values()) == 40,
                  f"{sum(in_imap.values())} in IMAP, expected 40")
         c.heal_and_check(expect_settled=(38, 8))
+
+
+def test_literal_minus_batches_of_both_kinds(t):
+    """A server with LITERAL- (RFC 7888) but neither LITERAL+ nor
+    MULTIAPPEND (the proxy rewrites Dovecot's capabilities): a batch of
+    small messages goes as pipelined APPENDs, a batch with a message over
+    4 KiB one APPEND at a time, waiting for "+".  Batch 3 (small) is on the
+    wire while batch 2 (with a big one) waits for its "+": the replies to
+    batch 3 must be set aside, not taken for an unexpected reply.  Small
+    messages here are under 4 KiB; message 33, the first of batch 2, is
+    200 KB.  Exit 0, every message exactly once."""
+    with Case(t, big=(32,), small=(600, 4000)) as c:
+        c.ip.keep_bytes = 1 << 24       # the whole transcript, to find the literals
+        c.ip.rules = strip_caps("MULTIAPPEND") + [
+            Rule("s2c", rb" LITERAL\+(?=[ \]\r])", nth=0, action="replace",
+                 data=b" LITERAL-", once=False)]
+        r = c.fault_run()
+        c.note_run(r, "LITERAL- run")
+        fl.assert_rc(r, EX_OK, "LITERAL- only, batches of both kinds")
+        sent = bytes(c.ip.sessions[-1].transcript["c2s"])
+        assert b"LITERAL+" not in bytes(c.ip.sessions[-1].transcript["s2c"])[:2000]
+        assert re.search(rb"\{\d+\}\r\n", sent), "no synchronising literal was sent"
+        assert re.search(rb"\{\d+\+\}\r\n", sent), "no non-synchronising literal was sent"
+        fl.check_exactly_once(t, c.raws, fl.imap_bodies(c.dc, c.dst, c.mailbox),
+                              fl.pop3_bodies(c.dc, c.src), c.keep, "LITERAL- run")
 
 
 # ------------------------------------------------------------------ 4. DELE .. QUIT
