@@ -89,20 +89,6 @@ struct batch {
 	bool		 stopping;
 };
 
-static int	batch_sig_fd = -1;
-
-static void
-on_signal(int sig)
-{
-	unsigned char	 c = (unsigned char)sig;
-	int		 save = errno;
-
-	if (write(batch_sig_fd, &c, 1) == -1) {
-		/* full: the loop wakes anyway */
-	}
-	errno = save;
-}
-
 /* ---- the report ---- */
 
 /* A CSV field, quoted when it must be. */
@@ -879,7 +865,7 @@ int
 cmd_batch(struct globals *g, int argc, char **argv)
 {
 	struct batch	 b;
-	struct sigaction sa;
+	static const int sigs[] = { SIGINT, SIGTERM, SIGCHLD };
 	char		*cause = NULL;
 	enum result	 r;
 	size_t		 i;
@@ -927,16 +913,7 @@ cmd_batch(struct globals *g, int argc, char **argv)
 		code = exit_code(&b);
 		goto out;
 	}
-	if (pipe2(b.sigpipe, O_CLOEXEC | O_NONBLOCK) == -1)
-		fatal("pipe: %s", strerror(errno));
-	batch_sig_fd = b.sigpipe[1];
-	memset(&sa, 0, sizeof sa);
-	sa.sa_handler = on_signal;
-	sa.sa_flags = SA_RESTART;
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGCHLD, &sa, NULL);
+	sigpipe_open(b.sigpipe, sigs, sizeof sigs / sizeof sigs[0]);
 	b.tty = isatty(STDERR_FILENO);
 	b.started = now_seconds();
 	run_jobs(&b);

@@ -472,6 +472,9 @@ enum result	 throttle_login(const char *);
 /* "try again in 30 seconds": the seconds asked for (1 .. _MAX), or false. */
 bool		 throttle_hint(const char *, long *);
 
+/* sigpipe.c: the given signals become their number, a byte, on fds[0]. */
+void		 sigpipe_open(int [2], const int *, size_t);
+
 /* batch.c: `popbridge batch`, many accounts from a CSV file. */
 int		 cmd_batch(struct globals *, int, char **);
 

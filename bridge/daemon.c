@@ -55,20 +55,6 @@ struct daemon {
 	bool		 stopping;
 };
 
-static int	sig_fd = -1;
-
-static void
-on_signal(int sig)
-{
-	unsigned char	 c = (unsigned char)sig;
-	int		 save = errno;
-
-	if (write(sig_fd, &c, 1) == -1) {
-		/* The pipe is full: the loop wakes up anyway. */
-	}
-	errno = save;
-}
-
 char *
 daemon_state_path(const struct config *cf)
 {
@@ -538,7 +524,7 @@ int
 cmd_daemon(struct globals *g, int argc, char **argv)
 {
 	struct daemon	 d;
-	struct sigaction sa;
+	static const int sigs[] = { SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGCHLD };
 	bool		 foreground = false;
 	char		*cause = NULL, *state;
 	enum result	 r;
@@ -591,18 +577,7 @@ cmd_daemon(struct globals *g, int argc, char **argv)
 	write_pid(d.pidfd);
 	srandom((unsigned int)(getpid() ^ time(NULL)));
 
-	if (pipe2(d.sigpipe, O_CLOEXEC | O_NONBLOCK) == -1)
-		fatal("pipe: %s", strerror(errno));
-	sig_fd = d.sigpipe[1];
-	memset(&sa, 0, sizeof sa);
-	sa.sa_handler = on_signal;
-	sa.sa_flags = SA_RESTART;
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGHUP, &sa, NULL);
-	sigaction(SIGUSR1, &sa, NULL);
-	sigaction(SIGCHLD, &sa, NULL);
+	sigpipe_open(d.sigpipe, sigs, sizeof sigs / sizeof sigs[0]);
 
 	sched_sync(&d);
 	log_info("daemon started: %zu account%s, pid %ld", d.cf->naccounts,
