@@ -250,6 +250,8 @@ void		 conn_consume(struct conn *, size_t);
 bool		 conn_dead(struct conn *);
 /* The server lines libcurl saw during login (greeting, capabilities). */
 const char	*conn_login_lines(struct conn *);
+/* Walk such lines: the next at *pos (its length, no CR LF, in *len). */
+const char	*login_line_next(const char **, size_t *);
 const char	*conn_tls_version(struct conn *);
 const char	*conn_cert_subject(struct conn *);
 void		 conn_close(struct conn *);

@@ -189,6 +189,26 @@ last_server_line(struct conn *c, char *out, size_t outsz)
 }
 
 /*
+ * The next line of a login transcript at *pos, without its CR LF, in
+ * *len; NULL at the end.  *pos moves past it.
+ */
+const char *
+login_line_next(const char **pos, size_t *len)
+{
+	const char	*s = *pos, *e;
+
+	if (*s == '\0')
+		return NULL;
+	if ((e = strchr(s, '\n')) == NULL)
+		e = s + strlen(s);
+	*pos = *e == '\0' ? e : e + 1;
+	*len = (size_t)(e - s);
+	if (*len > 0 && s[*len - 1] == '\r')
+		(*len)--;
+	return s;
+}
+
+/*
  * The first server line curl saw that begins with prefix (any case), with
  * the prefix cut off; false if there is none.  An IMAP server may say
  * "* BYE" in its greeting or in the middle of the login, and curl then
@@ -197,21 +217,14 @@ last_server_line(struct conn *c, char *out, size_t outsz)
 static bool
 server_line(struct conn *c, const char *prefix, char *out, size_t outsz)
 {
-	const char	*s = c->login_lines, *e;
+	const char	*pos = c->login_lines, *s;
 	size_t		 n = strlen(prefix), len;
 
-	for (; *s != '\0'; s = *e == '\0' ? e : e + 1) {
-		e = strchr(s, '\n');
-		if (e == NULL)
-			e = s + strlen(s);
-		len = (size_t)(e - s);
-		if (len > 0 && s[len - 1] == '\r')
-			len--;
+	while ((s = login_line_next(&pos, &len)) != NULL)
 		if (len >= n && strncasecmp(s, prefix, n) == 0) {
 			log_clean(out, outsz, s + n, len - n);
 			return true;
 		}
-	}
 	return false;
 }
 
@@ -495,15 +508,13 @@ conn_login(struct conn *c, const struct endpoint *ep, const char *secret,
 static bool
 pop3_offers_plain(const char *lines)
 {
-	const char	*p;
+	const char	*pos = lines, *s;
+	char		 line[512];
+	size_t		 n;
 
-	for (p = lines; (p = strstr(p, "SASL")) != NULL; p += 4)
-		if ((p == lines || p[-1] == '\n')) {
-			const char *e = strchr(p, '\n');
-			size_t n = e != NULL ? (size_t)(e - p) : strlen(p);
-			char line[512];
-
-			snprintf(line, sizeof line, "%.*s", (int)n, p);
+	while ((s = login_line_next(&pos, &n)) != NULL)
+		if (n >= 4 && strncmp(s, "SASL", 4) == 0) {
+			snprintf(line, sizeof line, "%.*s", (int)n, s);
 			if (imap_has_cap(line, "PLAIN"))
 				return true;
 		}

@@ -27,18 +27,12 @@ struct pop3 {
 static void
 read_caps(struct pop3 *p)
 {
-	const char	*s = conn_login_lines(p->c), *e;
+	const char	*pos = conn_login_lines(p->c), *s;
 	char		 line[128];
 	size_t		 n;
 
 	/* curl sent CAPA; its reply is among the login lines, one per line. */
-	for (; *s != '\0'; s = *e == '\0' ? e : e + 1) {
-		e = strchr(s, '\n');
-		if (e == NULL)
-			e = s + strlen(s);
-		n = (size_t)(e - s);
-		if (n > 0 && s[n - 1] == '\r')
-			n--;
+	while ((s = login_line_next(&pos, &n)) != NULL) {
 		if (n >= sizeof line)
 			continue;
 		memcpy(line, s, n);
