@@ -26,8 +26,11 @@ THROTTLE_TRIES = 6      # attempts of a throttled account (bridge/batch.c)
 SLACK = 0.05            # clock reading granularity between two processes
 
 
-def secrets_of(accts):
-    return [s for a in accts for s in (a.pop3_pw, a.imap_pw)]
+def check_no_secrets(accts, report, r):
+    """No account's password in the report, on stdout or on stderr."""
+    secrets = [s for a in accts for s in (a.pop3_pw, a.imap_pw)]
+    assert_no_secrets(secrets, [("report", report.read_text()),
+                                ("stdout", r.stdout), ("stderr", r.stderr)])
 
 
 def args_for(t, dc, report, *more):
@@ -120,8 +123,7 @@ def test_throttle_bye_greeting_hint_other_host_not_slowed(t):
         assert len(fast.relayed()) == 3 and fast_times[0] < 2, (
             f"the other host's accounts waited for the throttled one's rest: their "
             f"connections came {[round(x, 2) for x in fast_times]} s after the BYE")
-        assert_no_secrets(secrets_of(accts), [("report", report.read_text()),
-                                              ("stdout", r.stdout), ("stderr", r.stderr)])
+        check_no_secrets(accts, report, r)
     finally:
         slow.stop()
         fast.stop()
@@ -162,8 +164,7 @@ def test_throttle_no_limit_and_bye_at_login(t):
         assert "refused the login" not in r.stderr
         w = waits(relay, accts, 1)
         t.note("retries after " + ", ".join(f"{x:.2f}s" for _, x in w))
-        assert_no_secrets(secrets_of(accts), [("report", report.read_text()),
-                                              ("stdout", r.stdout), ("stderr", r.stderr)])
+        check_no_secrets(accts, report, r)
     finally:
         relay.stop()
 
@@ -252,8 +253,7 @@ def test_throttle_pop3_err_greeting_auth_and_pass(t):
                          if d.t > c.refused_at and d.t - c.refused_at < 1 - SLACK]
                 assert not early, (f"{relay.name}: connections {early} s after a "
                                    f"refusal asking for 1 s")
-        assert_no_secrets(secrets_of(accts), [("report", report.read_text()),
-                                              ("stdout", r.stdout), ("stderr", r.stderr)])
+        check_no_secrets(accts, report, r)
     finally:
         sasl.stop()
         old.stop()
@@ -301,8 +301,7 @@ def test_throttle_never_ends_then_rerun(t):
         assert r.rc == EX_OK, f"rerun exit {r.rc}, want 0"
         check_report_ok(report, [stuck])
         verify_imported(dc, accts)
-        assert_no_secrets(secrets_of(accts), [("report", report.read_text()),
-                                              ("stdout", r.stdout), ("stderr", r.stderr)])
+        check_no_secrets(accts, report, r)
     finally:
         relay.stop()
 
