@@ -43,6 +43,7 @@ struct sched {
 	struct worker	 w;		/* a running poll: w.pid != 0 */
 	char		*last_error;	/* to log an auth failure once */
 	bool		 present;	/* still in the config */
+	bool		 again;		/* SIGUSR1 came while it polled */
 };
 
 struct daemon {
@@ -237,8 +238,9 @@ finish_poll(struct daemon *d, struct sched *s, int status)
 		delay = next_delay(d, ac, s);
 		if (asked && hint > delay)
 			delay = hint;
-		s->next = time(NULL) + delay;
-		if (s->failures > 0)
+		s->next = time(NULL) + (s->again ? 0 : delay);
+		s->again = false;
+		if (s->failures > 0 && s->next > time(NULL))
 			(quiet ? log_debug : log_info)("%s: next poll in %ld s "
 			    "(failure %u in a row%s)", s->name, delay,
 			    s->failures, asked && hint >= delay ?
@@ -340,8 +342,15 @@ handle_signals(struct daemon *d)
 			break;
 		case SIGUSR1:
 			log_info("polling every account now");
-			for (i = 0; i < d->ns; i++)
+			/*
+			 * A poll under way may have listed the mailbox before
+			 * the mail the user is waiting for came: poll it again
+			 * as soon as it ends.
+			 */
+			for (i = 0; i < d->ns; i++) {
 				d->s[i].next = 0;
+				d->s[i].again = d->s[i].w.pid != 0;
+			}
 			break;
 		default:
 			break;		/* SIGCHLD: reaped below */

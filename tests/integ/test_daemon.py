@@ -103,6 +103,29 @@ def test_sigusr1_polls_at_once(t):
         f"the poll after the second SIGUSR1 says {polls[2][0]} new, {polls[2][1]} imported"
 
 
+def test_sigusr1_during_a_poll_polls_again(t):
+    """"Check mail now" pressed while a poll is under way: that poll listed
+    the mailbox before the new message came, so the daemon polls again as
+    soon as it ends, not at the next interval (3600 s here).  BIG messages
+    make the first poll last long enough to be caught in the middle."""
+    dc = t.dovecot()
+    src, dst = t.user(dc, "s"), t.user(dc, "d")
+    raws = numbered(t, BIG, seed=11)
+    late = numbered(t, 1, seed=12)[0].replace(b"Subject: ", b"Subject: late ", 1)
+    cfg = t.config([dc.account("again", src, dst)], extra=LONG)
+
+    with Daemon(t, cfg) as d:
+        d.wait_polls("again", 1, FIRST_POLL, what="the first poll of 'again' within ~5 s")
+        deliver_all(dc, src, raws)
+        d.poll_now()
+        wait_mid_import(d, dc, dst, BIG)
+        dc.deliver(src, late)
+        d.poll_now()
+        wait_mail(d, dc, dst, BIG + 1, 30,
+                  "the message delivered during a poll, after a second SIGUSR1")
+    assert_exactly_once(raws + [late], dc.imap_messages(dst))
+
+
 FAIL_WORDS = re.compile(r"fail|error|refus|connect|unreachable|timed? ?out|down|cannot|"
                         r"could not|unable", re.I)
 
