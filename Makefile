@@ -34,7 +34,8 @@ SRCS	= bridge/main.c bridge/account.c bridge/config.c bridge/ledger.c \
 	  bridge/hash.c bridge/log.c bridge/xmalloc.c bridge/add.c \
 	  bridge/discover.c bridge/daemon.c bridge/status.c bridge/transfer.c \
 	  bridge/migrate.c bridge/tty.c bridge/worker.c \
-	  bridge/csv.c bridge/batch.c bridge/throttle.c bridge/sigpipe.c
+	  bridge/csv.c bridge/batch.c bridge/throttle.c bridge/sigpipe.c \
+	  bridge/ident.c
 OBJS	= $(SRCS:.c=.o)
 
 all: bridge/popbridge

@@ -140,6 +140,12 @@ void		 config_endpoint_free(struct endpoint *);
 /* Resolve an endpoint's secret; the caller wipes it with secret_free. */
 enum result	 config_secret(const struct endpoint *, char **, char **);
 
+/* ident.c: the canonical spelling of a POP3 mailbox and an IMAP destination. */
+/* "user@host": the same for pop3:// and pop3s://, any port, any case of host. */
+char		*ident_source(const struct endpoint *);
+/* "user@host/mailbox", INBOX in upper case. */
+char		*ident_dest(const struct endpoint *);
+
 /* spool.c: a message held in memory up to a bound, then in a temp file. */
 struct spool {
 	char		*mem;

@@ -139,20 +139,11 @@ mkdir_p(const char *dir)
 	return rc;
 }
 
-/*
- * The POP3 mailbox a ledger belongs to: user@host, the host in lower case
- * and without the port, so that moving from pop3:// to pop3s:// (another
- * port, the same mailbox) does not import everything again.
- */
+/* The POP3 mailbox a ledger belongs to, in its one spelling (ident.c). */
 char *
 ledger_source(const struct account *ac)
 {
-	char	*id, *p;
-
-	id = xprintf("%s@%s", ac->pop3.user, ac->pop3.host);
-	for (p = strrchr(id, '@'); *p != '\0'; p++)
-		*p = (char)tolower((unsigned char)*p);
-	return id;
+	return ident_source(&ac->pop3);
 }
 
 char *
