@@ -12,8 +12,13 @@
  * again in 30 seconds") or else 5 s doubling with each throttle in a row,
  * while other hosts go on, and the account is tried again, THROTTLE_TRIES
  * times in all.  Rows with errors are reported by line and skipped.
- * --shard K/N takes only the accounts whose stable hash falls into shard K,
- * so N machines can share one CSV with no coordination and no overlap.
+ *
+ * "Is this the same mailbox?" is asked of the canonical spelling (ident.c),
+ * never of the URL as written: pop3s://host:995, pop3s://HOST:995/ and
+ * pop3://host name one mailbox.  --shard K/N takes only the accounts whose
+ * POP3 mailbox hashes into shard K, so N machines can share one CSV with no
+ * coordination and no overlap, and rows for one mailbox meet in one shard,
+ * where they are checked against each other and run one after the other.
  */
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -54,6 +59,7 @@ enum job_state { J_WAITING, J_RUNNING, J_DONE, J_SKIPPED };
 
 struct job {
 	struct account	*ac;		/* in cf.accounts */
+	char		*source;	/* ident_source of its POP3 mailbox */
 	int		 line;
 	enum job_state	 state;
 	struct worker	 w;
@@ -61,6 +67,14 @@ struct job {
 	double		 not_before;	/* now_seconds() */
 	struct worker_report rep;
 	double		 started;
+};
+
+/* A valid row of this shard, for finding rows that clash with it. */
+struct row_key {
+	char		*source;	/* ident_source */
+	char		*dest;		/* ident_dest */
+	bool		 keep;
+	int		 line;
 };
 
 struct host {
@@ -82,6 +96,8 @@ struct batch {
 	size_t		 njobs;
 	struct host	*hosts;
 	size_t		 nhosts;
+	struct row_key	*keys;
+	size_t		 nkeys, keycap;
 	unsigned int	 invalid;
 	FILE		*rep;		/* the --report file */
 	double		 started, last_shown;
@@ -296,9 +312,15 @@ row_account(struct batch *b, const int *col, struct csv_row *row,
 	return NULL;
 }
 
-/* Shard K of N by a stable hash of (pop3_url, pop3_user). */
+/*
+ * Shard K of N by a stable hash of the POP3 mailbox in its one spelling, so
+ * that every row naming one mailbox falls into one shard however its URL is
+ * written: in two shards it would be imported twice, once by each.  A row
+ * without a readable POP3 mailbox (its URL or user is bad) belongs to shard
+ * 0, which reports it; any other row, valid or not, to exactly one shard.
+ */
 static bool
-in_shard(const struct batch *b, const char *url, const char *user)
+in_shard(const struct batch *b, const struct account *ac)
 {
 	char		*key, hex[65];
 	uint64_t	 h = 0;
@@ -306,13 +328,78 @@ in_shard(const struct batch *b, const char *url, const char *user)
 
 	if (b->shard_n <= 1)
 		return true;
-	key = xprintf("%s\n%s", url, user);
+	/* row_endpoint sets the user only once the URL has parsed. */
+	if (ac->pop3.user == NULL)
+		return b->shard_k == 0;
+	key = ident_source(&ac->pop3);
 	hash_hex(key, strlen(key), hex);
 	free(key);
 	for (i = 0; i < 16; i++)
 		h = h * 16 + (uint64_t)(hex[i] <= '9' ? hex[i] - '0' :
 		    hex[i] - 'a' + 10);
 	return h % b->shard_n == b->shard_k;
+}
+
+/*
+ * Does ac clash with an earlier valid row?  The same POP3 mailbox into the
+ * same destination would import every message twice.  Into two destinations
+ * is allowed: both rows use the mailbox's one ledger and start_jobs runs
+ * them one after the other; but keep must be true in both, since the row
+ * with keep = false would delete what the other still needs.  Rows that
+ * name one mailbox are always in one shard, so this shard's rows suffice.
+ */
+static const char *
+row_clash(const struct batch *b, const char *source, const char *dest,
+    bool keep, char *why, size_t whysz)
+{
+	const struct row_key *k;
+	size_t		 i;
+
+	for (i = 0; i < b->nkeys; i++) {
+		k = &b->keys[i];
+		if (strcmp(k->source, source) != 0)
+			continue;
+		if (strcmp(k->dest, dest) == 0)
+			snprintf(why, whysz, "the same POP3 mailbox and IMAP "
+			    "destination as line %d", k->line);
+		else if (k->keep != keep)
+			snprintf(why, whysz, "keep differs from line %d for the "
+			    "same POP3 mailbox", k->line);
+		else if (!keep)
+			snprintf(why, whysz, "keep = false, and line %d imports "
+			    "the same POP3 mailbox elsewhere: each would delete "
+			    "what the other still needs", k->line);
+		else
+			continue;
+		return why;
+	}
+	return NULL;
+}
+
+/* Check a valid row against the earlier ones; remember it if it passes. */
+static const char *
+row_check(struct batch *b, const struct account *ac, char *why,
+    size_t whysz)
+{
+	struct row_key	 k;
+	const char	*err;
+
+	k.source = ident_source(&ac->pop3);
+	k.dest = ident_dest(&ac->imap);
+	k.keep = ac->keep;
+	k.line = ac->line;
+	if ((err = row_clash(b, k.source, k.dest, k.keep, why, whysz)) !=
+	    NULL) {
+		free(k.source);
+		free(k.dest);
+		return err;
+	}
+	if (b->nkeys == b->keycap) {
+		b->keycap = b->keycap == 0 ? 64 : b->keycap * 2;
+		b->keys = xrealloc(b->keys, b->keycap * sizeof *b->keys);
+	}
+	b->keys[b->nkeys++] = k;
+	return NULL;
 }
 
 /* Did this account's last run finish (everything imported)? */
@@ -418,24 +505,13 @@ load_rows(struct batch *b, char **cause)
 			    err);
 			continue;
 		}
-		/* The shard is the raw row's, valid or not: one shard each. */
-		if (b->shard_n > 1 && !in_shard(b, col[C_POP3_URL] >= 0 &&
-		    (size_t)col[C_POP3_URL] < row.n ? row.f[col[C_POP3_URL]] :
-		    "", col[C_POP3_USER] >= 0 && (size_t)col[C_POP3_USER] <
-		    row.n ? row.f[col[C_POP3_USER]] : "")) {
+		/* The shard is the POP3 mailbox's, valid row or not. */
+		err = row_account(b, col, &row, &ac, why, sizeof why);
+		if (!in_shard(b, &ac)) {
+			account_free(&ac);
 			csv_row_free(&row);
 			continue;
 		}
-		/* Two rows for one POP3 mailbox would share a ledger. */
-		if ((err = row_account(b, col, &row, &ac, why, sizeof why)) ==
-		    NULL)
-			for (i = 0; i < b->cf.naccounts && err == NULL; i++)
-				if (strcmp(ac.pop3.user,
-				    b->cf.accounts[i].pop3.user) == 0 &&
-				    strcasecmp(ac.pop3.host,
-				    b->cf.accounts[i].pop3.host) == 0)
-					err = "the same POP3 mailbox as an "
-					    "earlier row";
 		for (i = 0; i < 5; i++) {
 			int k = i == 0 ? C_POP3_URL : i == 1 ? C_POP3_USER :
 			    i == 2 ? C_IMAP_URL : i == 3 ? C_IMAP_USER :
@@ -451,6 +527,8 @@ load_rows(struct batch *b, char **cause)
 		cols[2] = url2;
 		if (err == NULL && row.n > ncols)
 			err = "more fields than the header row has";
+		if (err == NULL)
+			err = row_check(b, &ac, why, sizeof why);
 		if (err != NULL) {
 			b->invalid++;
 			log_warn("%s:%d: row skipped: %s", b->file, row.line,
@@ -483,6 +561,7 @@ load_rows(struct batch *b, char **cause)
 	b->njobs = b->cf.naccounts;
 	for (i = 0; i < b->njobs; i++) {
 		b->jobs[i].ac = &b->cf.accounts[i];
+		b->jobs[i].source = ident_source(&b->cf.accounts[i].pop3);
 		b->jobs[i].line = b->cf.accounts[i].line;
 		b->jobs[i].w.fd = -1;
 	}
@@ -660,6 +739,24 @@ reap(struct batch *b)
 }
 
 /*
+ * Is a run on this job's POP3 mailbox under way (another row, another
+ * destination)?  Then it waits: the mailbox's ledger is locked for the whole
+ * run, and starting now would only end in "another popbridge process is
+ * working on this mailbox".  The end of that run wakes start_jobs again.
+ */
+static bool
+source_busy(const struct batch *b, const struct job *j)
+{
+	size_t	 i;
+
+	for (i = 0; i < b->njobs; i++)
+		if (b->jobs[i].state == J_RUNNING &&
+		    strcmp(b->jobs[i].source, j->source) == 0)
+			return true;
+	return false;
+}
+
+/*
  * Start what may start; the milliseconds until something might (at most a
  * second: a rest that ends is noticed in time, to the millisecond, so a
  * server that asked for N seconds gets no fewer).
@@ -692,7 +789,8 @@ start_jobs(struct batch *b)
 		}
 		/* One account is one connection to each server it uses. */
 		if (hp->running >= (unsigned long)b->per_host ||
-		    hi->running + (hi != hp) > (unsigned long)b->per_host)
+		    hi->running + (hi != hp) > (unsigned long)b->per_host ||
+		    source_busy(b, j))
 			continue;
 		j->tries++;
 		j->started = now_seconds();
@@ -925,8 +1023,15 @@ out:
 	free(cause);
 	if (b.rep != NULL)
 		fclose(b.rep);
-	for (i = 0; i < b.njobs; i++)
+	for (i = 0; i < b.njobs; i++) {
 		free(b.jobs[i].rep.cause);
+		free(b.jobs[i].source);
+	}
+	for (i = 0; i < b.nkeys; i++) {
+		free(b.keys[i].source);
+		free(b.keys[i].dest);
+	}
+	free(b.keys);
 	for (i = 0; i < b.cf.naccounts; i++)
 		account_free(&b.cf.accounts[i]);
 	for (i = 0; i < b.nhosts; i++)

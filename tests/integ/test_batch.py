@@ -7,15 +7,16 @@ mailbox over POP3; plus the --report CSV and the exit status.  Helpers are
 in tests/batchlib.py.
 """
 
+import hashlib
 import os
 import time
 
 from harness import normalise
 from batchlib import (EX_DATAERR, EX_OK, EX_TEMPFAIL, HEADER, assert_no_secrets,
-                      csv_text, exactly_once_problems, imap_counts, imap_mailboxes,
-                      imap_state, ledger_files, make_accounts, pop3_counts,
-                      read_report, report_rows_so_far, run_batch, secret_file,
-                      start_batch, verify_imported, write_csv)
+                      csv_text, exactly_once_problems, imap_count, imap_counts,
+                      imap_mailboxes, imap_messages, imap_state, ledger_files,
+                      make_accounts, pop3_counts, read_report, report_rows_so_far,
+                      run_batch, secret_file, start_batch, verify_imported, write_csv)
 
 FULL_HEADER = HEADER + ["pop3_ca_file", "imap_ca_file", "flags"]
 N_KILL = 80             # accounts of the kill -9 test
@@ -408,3 +409,179 @@ def test_batch_refused_message_is_partial(t):
     assert left == 1, f"{left} messages left on POP3, want the big one only"
     assert len(big) > 100_000
     assert r.rc == EX_OK, f"exit {r.rc}, want 0 (partial is finished)"
+
+
+# ----------------------------------------------------------------- 8
+def old_shard(url, user, n):
+    """The shard the code before issue 7 gave a row: the first 64 bits of
+    SHA-256("pop3_url\\npop3_user"), as written in the CSV, mod n."""
+    return int(hashlib.sha256(f"{url}\n{user}".encode()).hexdigest()[:16], 16) % n
+
+
+def spellings_over_old_shards(dc, user, n=2):
+    """URLs of one POP3 mailbox: pop3s://localhost:PORT, the same with "/"
+    and in capitals, pop3://localhost:PLAIN (STARTTLS), and more case
+    variants until the old rule put them into every one of n shards (so a
+    test of the old code cannot pass by luck)."""
+    port = dc.pop3s_port
+    urls = [f"pop3s://localhost:{port}", f"pop3s://localhost:{port}/",
+            f"pop3s://LOCALHOST:{port}", f"pop3://localhost:{dc.pop3_port}"]
+    extra = (f"pop3s://{h}:{port}{s}" for h in ("Localhost", "localHost", "LocalHost",
+                                                "lOcalhost", "locaLhost", "LOCALhost")
+             for s in ("", "/"))
+    while len({old_shard(u, user, n) for u in urls}) < n:
+        urls.append(next(extra))
+    return urls
+
+
+def test_batch_one_mailbox_spelled_many_ways_two_shards(t):
+    """Issue "Exactly once", case 7.  One POP3 mailbox in 4+ rows, spelled
+    pop3s://localhost:PORT, .../, pop3s://LOCALHOST:PORT, pop3://localhost:
+    PLAIN (STARTTLS: the same mailbox) and so on, all to one IMAP INBOX,
+    keep = true, among three ordinary accounts; run as --shard 0/2 and
+    --shard 1/2 at once, each with its own --state-dir as on two machines.
+    The destination holds every message exactly once; exactly one shard has
+    the mailbox's rows: its first row is `ok`, every other one `invalid`
+    ("the same POP3 mailbox and IMAP destination as line 2", on stderr as
+    FILE:LINE: too), and that shard exits 65; the other shard has none of
+    them.  Every ordinary account is `ok` in exactly one shard.  No secret
+    anywhere.
+
+    Before the fix: the rows were sharded by the URL as written, so both
+    shards imported the mailbox and the INBOX held every message twice
+    (the spellings are chosen so that the old rule splits them)."""
+    dc = t.dovecot()
+    accts = make_accounts(t, dc, 4, 6, "w")
+    a, others = accts[0], accts[1:]
+    a.keep = "true"
+    urls = spellings_over_old_shards(dc, a.src)
+    rows = [a.row(dc, pop3_url=u) for u in urls] + [o.row(dc) for o in others]
+    csv_path = write_csv(t.tmp / "accounts.csv", rows)
+    first, dups = 2, list(range(3, 2 + len(urls)))
+    for k, o in enumerate(others):
+        o.line = 2 + len(urls) + k
+    t.note(f"{len(urls)} spellings, old shards "
+           f"{[old_shard(u, a.src, 2) for u in urls]}: {urls}")
+
+    runs = [start_batch(t, csv_path, "--shard", f"{k}/2", "--jobs", 4, "--per-host", 8,
+                        "--report", t.tmp / f"report-{k}.csv", "--state-dir",
+                        t.tmp / f"state-{k}", "--ca-file", dc.ca_file, name=f"shard-{k}")
+             for k in range(2)]
+    results = [x.wait(timeout=120) for x in runs]
+    reps = [read_report(t.tmp / f"report-{k}.csv") for k in range(2)]
+
+    # First what matters most: every message in the INBOX exactly once.
+    p = exactly_once_problems(a, imap_state(dc, [a])[a.idx])
+    assert not p, f"the mailbox spelled {len(urls)} ways: " + "; ".join(p)
+    assert pop3_counts(dc, [a])[a.idx] == 6, "keep = true, but POP3 lost mail"
+
+    mine = [k for k in range(2) if any(x["pop3_user"] == a.src for x in reps[k])]
+    assert len(mine) == 1, f"the mailbox's rows are in shards {mine}, want one"
+    k = mine[0]
+    got = by_line(x for x in reps[k] if x["pop3_user"] == a.src)
+    assert got[str(first)]["status"] == "ok" and got[str(first)]["imported"] == "6", (
+        f"line {first}: {got[str(first)]}")
+    bad = []
+    for n in dups:
+        x = got.get(str(n))
+        want = f"the same POP3 mailbox and IMAP destination as line {first}"
+        if x is None or (x["status"], x["error"]) != ("invalid", want):
+            bad.append(f"line {n}: {x}")
+        if f"{csv_path}:{n}: row skipped: {want}" not in results[k].stderr:
+            bad.append(f"line {n} not on stderr")
+    assert not bad, "duplicate rows: " + " | ".join(bad)
+    assert set(got) == {str(n) for n in [first] + dups}, f"lines {sorted(got)}"
+    assert results[k].rc == EX_DATAERR, f"shard {k}/2 exit {results[k].rc}, want 65"
+    assert results[1 - k].rc == EX_OK and not any(
+        x["status"] == "invalid" for x in reps[1 - k]), (
+        f"shard {1 - k}/2: exit {results[1 - k].rc}, report {reps[1 - k]}")
+
+    seen = [x for rep in reps for x in rep if x["pop3_user"] != a.src]
+    check_ok_rows(seen, others)
+    verify_imported(dc, others)
+    texts = [(f"report {n}", (t.tmp / f"report-{n}.csv").read_text()) for n in range(2)]
+    texts += [(f"shard {n} stderr", results[n].stderr) for n in range(2)]
+    assert_no_secrets(secrets_of(accts), texts)
+
+
+# ----------------------------------------------------------------- 9
+def test_batch_one_mailbox_two_destinations(t):
+    """One POP3 mailbox of 30 messages in three rows, keep = true, spelled
+    three ways, into three destinations: user A's INBOX, user B's INBOX and
+    user A's "Copy".  Every destination gets every message exactly once,
+    the three rows are `ok` with imported=30, POP3 keeps all 30; exit 0.
+    With --jobs 4 all three could start at once, but they share the
+    mailbox's ledger (and its lock): the batch runs them one after the
+    other, so none ends "another popbridge process is working on this
+    mailbox"."""
+    dc = t.dovecot()
+    a = make_accounts(t, dc, 1, 30, "t")[0]
+    b = make_accounts(t, dc, 1, 0, "t", first=1)[0]      # a destination only
+    a.keep = "true"
+    port = dc.pop3s_port
+    rows = [a.row(dc),
+            a.row(dc, pop3_url=f"pop3s://localhost:{port}/", imap_user=b.dst,
+                  imap_password=b.imap_pw),
+            a.row(dc, pop3_url=f"pop3s://LOCALHOST:{port}", mailbox="Copy", keep="yes")]
+    csv_path = write_csv(t.tmp / "accounts.csv", rows)
+    report = t.tmp / "report.csv"
+    r = run_batch(t, csv_path, "--jobs", 4, "--per-host", 8, "--report", report,
+                  "--state-dir", t.tmp / "state", "--ca-file", dc.ca_file)
+    rep = by_line(read_report(report))
+    bad = [f"line {n}: {x['status']} imported={x['imported']} error={x['error']!r}"
+           for n, x in rep.items() if (x["status"], x["imported"]) != ("ok", "30")]
+    assert set(rep) == {"2", "3", "4"} and not bad, f"report: {bad or sorted(rep)}"
+    problems = []
+    for user, mailbox in ((a.dst, "INBOX"), (b.dst, "INBOX"), (a.dst, "Copy")):
+        p = exactly_once_problems(a, imap_messages(dc, user, mailbox))
+        if p:
+            problems.append(f"{user} {mailbox}: " + "; ".join(p))
+    assert not problems, " | ".join(problems)
+    assert pop3_counts(dc, [a])[a.idx] == 30, "keep = true, but POP3 lost mail"
+    assert r.rc == EX_OK, f"exit {r.rc}, want 0"
+    assert_no_secrets(secrets_of([a, b]), [("report", report.read_text()),
+                                           ("stdout", r.stdout), ("stderr", r.stderr)])
+
+
+# ----------------------------------------------------------------- 10
+def test_batch_one_mailbox_keep_must_agree(t):
+    """Two destinations of one POP3 mailbox need keep = true in both rows.
+    Mailbox 1: line 2 keep = true into A, line 3 (spelled with "/") keep =
+    false into B: line 3 is `invalid` ("keep differs from line 2 for the
+    same POP3 mailbox"); A gets every message, B nothing, POP3 keeps all.
+    Mailbox 2: lines 4 and 5 (spelled LOCALHOST) both keep = false into C
+    and D: line 5 is `invalid` (line 4 would delete what it still needs);
+    C gets every message, D nothing, POP3 is emptied.  Exit 65."""
+    dc = t.dovecot()
+    m1, m2 = make_accounts(t, dc, 2, 5, "v")
+    b, d = make_accounts(t, dc, 2, 0, "v", first=2)       # destinations only
+    m1.keep = "true"
+    port = dc.pop3s_port
+    rows = [m1.row(dc),
+            m1.row(dc, pop3_url=f"pop3s://localhost:{port}/", keep="false",
+                   imap_user=b.dst, imap_password=b.imap_pw),
+            m2.row(dc),
+            m2.row(dc, pop3_url=f"pop3s://LOCALHOST:{port}", imap_user=d.dst,
+                   imap_password=d.imap_pw)]
+    csv_path = write_csv(t.tmp / "accounts.csv", rows)
+    report = t.tmp / "report.csv"
+    r = run_batch(t, csv_path, "--jobs", 4, "--per-host", 8, "--report", report,
+                  "--state-dir", t.tmp / "state", "--ca-file", dc.ca_file)
+    rep = by_line(read_report(report))
+    assert sorted(rep) == ["2", "3", "4", "5"], f"report lines {sorted(rep)}"
+    assert (rep["2"]["status"], rep["4"]["status"]) == ("ok", "ok"), (
+        f"line 2: {rep['2']}; line 4: {rep['4']}")
+    want3 = "keep differs from line 2 for the same POP3 mailbox"
+    assert (rep["3"]["status"], rep["3"]["error"]) == ("invalid", want3), rep["3"]
+    assert rep["5"]["status"] == "invalid" and "line 4" in rep["5"]["error"] and \
+        "keep" in rep["5"]["error"], rep["5"]
+    assert f"{csv_path}:3: row skipped: {want3}" in r.stderr, r.stderr[-500:]
+    assert f"{csv_path}:5: row skipped: " in r.stderr, r.stderr[-500:]
+    verify_imported(dc, [m1], pop3_empty=False)
+    verify_imported(dc, [m2])
+    assert pop3_counts(dc, [m1])[m1.idx] == 5, "keep = true, but POP3 lost mail"
+    got = {u: imap_count(dc, u) for u in (b.dst, d.dst)}
+    assert all(n in (0, None) for n in got.values()), f"invalid rows imported: {got}"
+    assert r.rc == EX_DATAERR, f"exit {r.rc}, want 65"
+    assert_no_secrets(secrets_of([m1, m2, b, d]), [
+        ("report", report.read_text()), ("stdout", r.stdout), ("stderr", r.stderr)])
