@@ -38,6 +38,23 @@ the point is forwarded first):
               lie within one `window`); with nth=0 every match is replaced
   "call"      call fn(session) (synchronously: the stream waits), then go
               on; fn may return "cut" or "hold" to do that afterwards
+  "delay"     (c2s only) a command that reaches the server late: from the
+              point on, the client's bytes are kept back, not forwarded;
+              the server connection stays open when the client goes away
+              (kill -9), and the kept bytes go to the server only when
+              the test calls px.release() (or `hold_seconds` after the
+              rule fired).  release() then waits for the server's tagged
+              reply to every complete command among them (so a late
+              APPEND is stored, or refused, before it returns) and closes
+              the server side.  Put the point at the start of a command
+              (match=rb"^\\S+ APPEND", at="start") so that the kept bytes
+              are whole commands.  What the server says while the client
+              is alive still reaches the client; after the client has
+              gone it is read and dropped, and after release() it is kept
+              (px.release() returns it).  px.delayed_commands() gives the
+              complete IMAP commands kept back so far (ImapCommand, with
+              their literals), so a test can wait until a whole batch is
+              in before it kills the client.
 
 A rule fires once per proxy by default (once=True); once=False makes it
 fire in every connection (each connection counts its own matches).
@@ -66,7 +83,7 @@ import time
 
 from loopserver import LOOPBACK, LoopbackServer
 
-ACTIONS = ("cut", "hold", "inject", "replace", "call")
+ACTIONS = ("cut", "hold", "inject", "replace", "call", "delay")
 
 
 class Rule:
@@ -80,6 +97,8 @@ class Rule:
             raise ValueError(f"faultproxy: action {action!r}")
         if action == "replace" and match is None:
             raise ValueError("faultproxy: replace needs a match")
+        if action == "delay" and direction != "c2s":
+            raise ValueError("faultproxy: delay acts on what the client sends (c2s)")
         self.direction = direction
         self.match = re.compile(match, re.M) if isinstance(match, bytes) else match
         self.nth = nth
@@ -196,6 +215,11 @@ class Session:
         self.commands: list = []                 # ImapCommand, as received
         self.splitter = _CommandSplitter() if proxy.commands else None
         self.events: list = []
+        # action "delay": the client's bytes kept back from the point on
+        self.delayed = None                      # bytearray once delaying
+        self.client_gone = threading.Event()
+        self.released = False
+        self.late = bytearray()                  # the server's words after release
 
     # -------------------------------------------------------- actions
     def _sock_for(self, direction):
@@ -204,19 +228,37 @@ class Session:
     def send(self, direction, data: bytes):
         if not data or self.closed.is_set():
             return
+        if self.delayed is not None:
+            if direction == "c2s":
+                with self.proxy.lock:
+                    if not self.released:
+                        self.delayed += data
+                        return
+            else:
+                if self.released:
+                    with self.proxy.lock:
+                        self.late += data
+                if self.client_gone.is_set():
+                    return
         if self.holding[direction]:
             return
-        with self.send_lock[direction]:
-            try:
-                self._sock_for(direction).sendall(data)
-            except OSError:
-                self.cut()
-                return
-        self.forwarded[direction] += len(data)
+        # Recorded before it goes out: once the other side has it, a test
+        # that reads the transcript finds it there.
         keep = self.proxy.keep_bytes
         t = self.transcript[direction]
         if len(t) < keep:
             t += data[:keep - len(t)]
+        with self.send_lock[direction]:
+            try:
+                self._sock_for(direction).sendall(data)
+            except OSError:
+                if self.delayed is not None and direction == "s2c":
+                    # The client is gone; the server side stays open.
+                    self.client_gone.set()
+                    return
+                self.cut()
+                return
+        self.forwarded[direction] += len(data)
 
     def to_client(self, data: bytes):
         """Send bytes to the client (as if the server had said them)."""
@@ -262,6 +304,51 @@ class Session:
             if not self.closed.wait(seconds):
                 self.cut()
         threading.Thread(target=later, daemon=True).start()
+
+    def start_delay(self, seconds):
+        with self.proxy.lock:
+            if self.delayed is None:
+                self.delayed = bytearray()
+
+        def later():
+            if not self.closed.wait(seconds):
+                self.release()
+        threading.Thread(target=later, daemon=True).start()
+
+    def delayed_commands(self):
+        """The complete IMAP commands kept back so far."""
+        with self.proxy.lock:
+            data = bytes(self.delayed or b"")
+        return [item for kind, item in _CommandSplitter().feed(data) if kind == "cmd"]
+
+    def release(self, timeout=30.0):
+        """Forward the kept-back bytes to the server, wait (at most
+        `timeout` s) for the tagged reply to each complete command among
+        them, then close.  Returns what the server said meanwhile."""
+        with self.proxy.lock:
+            if self.delayed is None or self.released:
+                return bytes(self.late)
+            self.released = True
+            data = bytes(self.delayed)
+        tags = [item.tag.encode() for kind, item in _CommandSplitter().feed(data)
+                if kind == "cmd"]
+        self.events.append((time.monotonic(), "release", len(data)))
+        try:
+            with self.send_lock["c2s"]:
+                self.server.sendall(data)
+        except OSError:
+            tags = []
+        deadline = time.monotonic() + timeout
+        while tags and not self.closed.is_set() and time.monotonic() < deadline:
+            with self.proxy.lock:
+                late = bytes(self.late)
+            if all(re.search(rb"^" + re.escape(tag) + rb" (OK|NO|BAD)\b", late, re.M)
+                   for tag in tags):
+                break
+            time.sleep(0.02)
+        self.cut()
+        with self.proxy.lock:
+            return bytes(self.late)
 
     # -------------------------------------------------------- rules
     def _rules(self, direction):
@@ -334,6 +421,9 @@ class Session:
         """Apply the rules to a chunk and forward what survives."""
         base = self.counts[direction]
         self.counts[direction] += len(chunk)
+        if direction == "c2s" and self.delayed is not None:
+            self.send(direction, chunk)          # kept back
+            return
         points = self._fire_points(direction, chunk, base)
         done = 0
         for pos, end, r in points:
@@ -366,6 +456,10 @@ class Session:
                 self.send(direction, r.data)
                 done = end
                 continue
+            if act == "delay":
+                self.start_delay(r.hold_seconds)
+                self.send(direction, chunk[done:])
+                return
             if act == "call":
                 verdict = r.fn(self) if r.fn else None
                 if verdict == "cut":
@@ -403,8 +497,15 @@ class Session:
                     self.process(direction, data)
         finally:
             # The client went away, or the server closed: end the session
-            # (a connection whose replies are held stays open for its time).
-            if direction == "c2s" or not self.holding["s2c"]:
+            # (a connection whose replies are held stays open for its time,
+            # and one whose commands are delayed until release()).
+            if direction == "c2s" and self.delayed is not None and not self.released:
+                self.client_gone.set()
+                try:
+                    self.client.close()
+                except OSError:
+                    pass
+            elif direction == "c2s" or not self.holding["s2c"]:
                 self.cut()
 
 
@@ -438,6 +539,26 @@ class FaultProxy(LoopbackServer):
 
     def fired_names(self):
         return [n for _, n, _ in self.fired()]
+
+    def delayed_sessions(self):
+        with self.lock:
+            return [s for s in self.sessions if s.delayed is not None]
+
+    def delayed_commands(self):
+        """The complete IMAP commands kept back by "delay" rules so far
+        (and not yet released), over all sessions."""
+        return [c for s in self.delayed_sessions() if not s.released
+                for c in s.delayed_commands()]
+
+    def release(self, timeout=30.0):
+        """Forward what "delay" rules kept back to the server, session by
+        session; wait for the server's tagged replies, close.  Returns what
+        the server answered to the late commands (bytes)."""
+        out = b""
+        for s in self.delayed_sessions():
+            if not s.released:
+                out += s.release(timeout)
+        return out
 
     def transcript(self, session=None, direction="c2s", limit=3000):
         with self.lock:
