@@ -40,6 +40,9 @@ test may change between runs, e.g. `srv.retr_fault = {}`):
                      for stall_seconds, then close)
   faults={"STAT": "err"}  a fault for a command whatever its argument
   retr_fault={2: "cut"}   a fault for RETR of that message number
+  retr_fault_uidl={"u7": "cut"}  a fault for RETR of the message with that
+                     UIDL, whatever its number in the session (it follows
+                     the message when others before it are deleted)
   top_fault={1: "err"}    the same for TOP
   uidl_lines=[...]   the body of the UIDL listing, sent as given (no check
                      against STAT): e.g. ["1 a", "2 a"] or ["1 a", "9 b"]
@@ -51,6 +54,11 @@ Fault actions: "err" (answer -ERR), "temp" (answer -ERR [SYS/TEMP] ..., RFC
 an answer), "stall" (answer nothing for stall_seconds, then close), "cut"
 (RETR/TOP: send +OK and the first half of the body, then close), "cutstall"
 (RETR/TOP: send +OK and the first half of the body, then stall).
+
+Every RETR of an existing message is recorded in `retrs` as (session
+number, message number, UIDL), faulty ones too: `retrieved()` gives the
+UIDLs asked for.  `remove(uidl)` takes a message out of the maildrop as
+someone else (another client, the provider) would.
 
 What was received is recorded in `commands` as (session number, line)
 with every secret replaced: a PASS argument, an AUTH initial response and
@@ -123,7 +131,7 @@ class FakePOP3(LoopbackServer):
     def __init__(self, messages=(), *, user="fakeuser", password=None,
                  uidl=True, uidls=None, capa=None, sasl=True,
                  greeting="+OK fakepop3 ready", after_greeting=None,
-                 faults=None, retr_fault=None, top_fault=None,
+                 faults=None, retr_fault=None, top_fault=None, retr_fault_uidl=None,
                  uidl_lines=None, list_lines=None, stat_reply=None,
                  stall_seconds=60.0, idle_timeout=120.0):
         self.user = user
@@ -137,6 +145,7 @@ class FakePOP3(LoopbackServer):
         self.faults = dict(faults or {})
         self.retr_fault = dict(retr_fault or {})
         self.top_fault = dict(top_fault or {})
+        self.retr_fault_uidl = dict(retr_fault_uidl or {})
         self.uidl_lines = uidl_lines
         self.list_lines = list_lines
         self.stat_reply = stat_reply
@@ -147,6 +156,7 @@ class FakePOP3(LoopbackServer):
         self.maildrop: list[Message] = []
         self.committed: list[Message] = []    # removed by a QUIT, in order
         self.commands: list[tuple[int, str]] = []
+        self.retrs: list[tuple[int, int, str]] = []   # (session, number, UIDL)
         self.logins = 0                       # successful logins
         self.failed_logins = 0
         self.quits = 0                        # QUITs that committed (TRANSACTION)
@@ -170,6 +180,27 @@ class FakePOP3(LoopbackServer):
             m = Message(raw, uidl, self._serial)
             self.maildrop.append(m)
             return m
+
+    def remove(self, uidl: str | None = None, index: int | None = None) -> Message:
+        """Take a message out of the maildrop (by UIDL, the first with it,
+        or by its index in the maildrop), as another client would; sessions
+        already logged in keep their view.  Returns it."""
+        with self.lock:
+            if index is None:
+                index = next(i for i, m in enumerate(self.maildrop) if m.uidl == uidl)
+            return self.maildrop.pop(index)
+
+    def remaining_uidls(self) -> list[str]:
+        with self.lock:
+            return [m.uidl for m in self.maildrop]
+
+    def retrieved(self, session=None, since_session=0) -> list[str]:
+        """The UIDLs of the messages asked for with RETR (faulty RETRs
+        too), in order; only in `session`, or in sessions after
+        `since_session`."""
+        with self.lock:
+            return [u for s, _, u in self.retrs
+                    if (session is None or s == session) and s > since_session]
 
     def remaining(self) -> list[bytes]:
         """The raw bytes of the messages still in the maildrop, in order."""
@@ -504,10 +535,21 @@ class _Session:
         return True
 
     def cmd_RETR(self, arg):
+        try:
+            num = int(arg.split()[0])
+        except (ValueError, IndexError):
+            num = 0
+        if 1 <= num <= len(self.msgs):
+            with self.srv.lock:
+                self.srv.retrs.append((self.sid, num, self.msgs[num - 1].uidl))
         if self._body_fault(self.srv.retr_fault, arg, lambda m: dot_stuff(m.wire)):
             return
         n, m = self.msg(arg)
         if m is None:
+            return
+        action = self.srv.retr_fault_uidl.get(m.uidl)
+        if action is not None:
+            self.fault(action, dot_stuff(m.wire))
             return
         self.line(f"+OK {m.size} octets")
         self.send(dot_stuff(m.wire) + b".\r\n")
