@@ -267,6 +267,18 @@ def failure_entry(t, cfg, name, uidl):
     f = entries[0]
     missing = [k for k in FAILURE_KEYS if k not in f]
     assert not missing, f"status --json: the failure entry lacks {missing}: {f}"
+    assert isinstance(f["set_aside"], bool), f"status --json: set_aside = {f['set_aside']!r}"
+    assert isinstance(f["attempts"], int) and not isinstance(f["attempts"], bool), \
+        f"status --json: attempts = {f['attempts']!r}"
+    for k in ("date", "from", "subject"):
+        assert f[k] is None or isinstance(f[k], str), f"status --json: {k} = {f[k]!r}"
+    if f["retry_after"] is not None:
+        try:
+            when = _dt.datetime.fromisoformat(str(f["retry_after"]).replace("Z", "+00:00"))
+        except ValueError:
+            when = None
+        assert when is not None and when.tzinfo is not None, \
+            f"status --json: retry_after = {f['retry_after']!r} is not an ISO time (or null)"
     return f
 
 
