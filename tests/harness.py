@@ -60,6 +60,7 @@ import signal
 import socket
 import ssl as _ssl
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -239,6 +240,8 @@ class Dovecot:
         self.passwd_dir.mkdir(mode=0o755)
         self.host = HOST
         self.users: dict[str, str] = {}
+        # What the log says about sessions so far (open_sessions).
+        self._sessions = {"pos": 0, "open": {}, "ended": set()}
         self.proc = None
         self._stderr_file = None
         self.ca_file, self.cert_file, self.key_file = make_tls(self.dir / "tls")
@@ -537,6 +540,28 @@ service stats {{
         return sum(1 for sub in ("cur", "new")
                    for p in (md / sub).iterdir() if not p.name.startswith("."))
 
+    def stored_count(self, user, mailbox="INBOX"):
+        """Messages Dovecot has committed to `mailbox` of `user`, counted in
+        the maildir itself (no IMAP session, so it is cheap enough to poll
+        while popbridge runs, and it leaves no session behind).
+
+        Dovecot writes a message to tmp/ and renames it into new/ (or cur/)
+        when the APPEND's transaction commits, and unlinks it on EXPUNGE;
+        it also moves files from new/ to cur/ while a session syncs.  A file
+        moved between the two listings would be seen twice, so files are
+        counted by their unique base name (before ":2,")."""
+        md = self.maildir(user)
+        if mailbox != "INBOX":
+            md = md / ("." + mailbox)
+        names = set()
+        for sub in ("new", "cur"):
+            try:
+                entries = os.listdir(md / sub)
+            except FileNotFoundError:
+                continue
+            names.update(e.split(":", 1)[0] for e in entries if not e.startswith("."))
+        return len(names)
+
     # ----------------------------------------------------------- clients
     def ssl_context(self):
         ctx = _ssl.create_default_context(cafile=self.ca_file)
@@ -676,6 +701,97 @@ service stats {{
         return [line for line in self.log_text().splitlines()
                 if "Login: " in line and f"user=<{user}>" in line]
 
+    _LOGIN_RE = re.compile(r" (imap|pop3)-login: Info: Login: user=<([^>]*)>.*?"
+                           r"\bmpid=(\d+)\b.*?\bsession=<([^>]+)>")
+    _END_RE = re.compile(r" (imap|pop3)\(([^)]*)\)<(\d+)><([^>]+)>: "
+                         r"(?:Info: Disconnected|Info: Logged out|Fatal|Panic)")
+
+    def _session_scan(self):
+        """Bring the session table up to date with the log (incremental:
+        only the bytes written since the last call are read)."""
+        st = self._sessions
+        try:
+            with open(self.log_path, "rb") as f:
+                f.seek(st["pos"])
+                data = f.read()
+        except OSError:
+            return st
+        end = data.rfind(b"\n")
+        if end < 0:
+            return st
+        base = st["pos"]
+        st["pos"] = base + end + 1
+        off = base
+        for raw in data[:end + 1].splitlines(keepends=True):
+            line = raw.decode("utf-8", "replace")
+            m = self._LOGIN_RE.search(line)
+            if m:
+                proto, user, pid, sid = m.groups()
+                if sid not in st["ended"]:
+                    st["open"][sid] = {"user": user, "proto": proto, "pid": int(pid),
+                                       "logged_in_at": off, "line": line.strip()}
+            else:
+                m = self._END_RE.search(line)
+                if m:
+                    sid = m.group(4)
+                    st["ended"].add(sid)
+                    st["open"].pop(sid, None)
+            off += len(raw)
+        return st
+
+    def open_sessions(self, user, protocols=("imap", "pop3"), logged_in_before=None):
+        """The sessions of `user` that Dovecot has logged in and not yet
+        ended, as [{user, proto, pid, logged_in_at, line}].
+
+        A session is open from its "Login: user=<USER>, ... mpid=PID, ...
+        session=<ID>" line (imap-login, pop3-login) until Dovecot logs its
+        end ("imap(USER)<PID><ID>: Info: Disconnected: ..." -- a logout, a
+        client that went away, a killed client -- or a Fatal/Panic line of
+        that session) or its mail process PID is gone (each imap and pop3
+        process serves one session here: service_count = 1), whichever
+        comes first.  While an IMAP session is open, Dovecot may still
+        commit an APPEND whose client is already gone; once it has ended,
+        nothing more of it can arrive.  logged_in_before: only sessions
+        whose Login line lies before that byte offset of the log (e.g.
+        log_size() taken when a client was killed)."""
+        st = self._session_scan()
+        out = []
+        for sid, s in list(st["open"].items()):
+            if s["user"] != user or s["proto"] not in protocols:
+                continue
+            if logged_in_before is not None and s["logged_in_at"] >= logged_in_before:
+                continue
+            if not _proc_is(s["pid"], s["proto"]):
+                # The process is gone (its end line may still be on its way
+                # through the log process): nothing more can be committed.
+                st["open"].pop(sid, None)
+                st["ended"].add(sid)
+                continue
+            out.append({"session": sid, **s})
+        return out
+
+    def wait_sessions_ended(self, user, timeout=120.0, protocols=("imap", "pop3"),
+                            logged_in_before=None):
+        """Wait until Dovecot has ended every session of `user` it logged in
+        (see open_sessions): after that no APPEND of a killed client can
+        still be committed late.  Returns True when they have all ended
+        (at once if none is open), False if some are still open after
+        `timeout` seconds (open_sessions() says which).  The state must be
+        seen twice, 50 ms apart, so that a Login line still on its way
+        through Dovecot's log process is not missed."""
+        deadline = time.monotonic() + timeout
+        quiet = 0
+        while True:
+            if self.open_sessions(user, protocols, logged_in_before):
+                quiet = 0
+            else:
+                quiet += 1
+                if quiet >= 2:
+                    return True
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.05 if quiet else 0.02)
+
     def auth_attempts(self, user):
         """Every log line showing that a client tried to log in as `user`
         (a successful login, a failed one, or an aborted one naming it)."""
@@ -701,6 +817,19 @@ def _pid_alive(pid):
         return state not in ("Z", "X")
     except (OSError, IndexError):
         return False
+
+
+def _proc_is(pid, name):
+    """Is process `pid` alive and running the executable `name`?  (So that a
+    recycled PID is not taken for a Dovecot mail process.)"""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            text = f.read()
+    except OSError:
+        return False
+    comm = text[text.find("(") + 1:text.rfind(")")]
+    state = text.rsplit(")", 1)[1].split()[0]
+    return comm == name and state not in ("Z", "X")
 
 
 def _quote_mailbox(name):
@@ -1018,3 +1147,512 @@ def assert_bytes_equal(raw, body):
     raise AssertionError(
         f"{describe(raw)}: bytes differ at offset {n} (expected {len(exp)} bytes, got "
         f"{len(body)}): expected {exp[max(0, n - 20):n + 20]!r}, got {body[max(0, n - 20):n + 20]!r}")
+
+
+# --------------------------------------------------------------- a busy machine
+_live_loads: set = set()
+
+
+def _stop_loads_at_exit():
+    for load in list(_live_loads):
+        load.stop()
+
+
+atexit.register(_stop_loads_at_exit)
+
+
+class CpuLoad:
+    """`n` CPU-bound processes (python3 -c 'while 1: pass') beside a test,
+    as on a loaded CI machine.
+
+        load = CpuLoad(2).start()
+        try: ...
+        finally: load.stop()
+
+    (or `with CpuLoad(2):`).  stop() kills exactly the processes start()
+    spawned, by their PIDs, and reaps them; an atexit hook does the same
+    should a test end without calling it."""
+
+    def __init__(self, n=2):
+        self.n = n
+        self.procs: list[subprocess.Popen] = []
+
+    @property
+    def on(self):
+        return bool(self.procs)
+
+    def start(self):
+        while len(self.procs) < self.n:
+            self.procs.append(subprocess.Popen(
+                [sys.executable, "-c", "while 1: pass"], stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        _live_loads.add(self)
+        return self
+
+    def stop(self):
+        for p in self.procs:
+            if p.poll() is None:
+                try:
+                    os.kill(p.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        for p in self.procs:
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                pass
+        self.procs = []
+        _live_loads.discard(self)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+        return False
+
+
+# --------------------------------------------------------------- verdicts
+_SEQ_RE = re.compile(rb"^X-Harness-Seq: (\d+)\r?$", re.M)
+
+
+def harness_seq(body: bytes):
+    """The X-Harness-Seq number of a small_message() (or None)."""
+    m = _SEQ_RE.search(body[:8192])
+    return int(m.group(1)) if m else None
+
+
+def census(raws, imap_bodies, pop3_bodies=()):
+    """Count every small_message() of `raws` (numbered by X-Harness-Seq) in
+    IMAP, exact copies only, and on POP3.  Returns a dict: lost (neither in
+    IMAP nor on POP3), dup (more than one exact copy in IMAP), changed (a
+    copy whose bytes differ from what popbridge is to store), foreign
+    (messages of no known number), missing (not in IMAP), left_on_pop3,
+    and for each an example list under "<key>_e"."""
+    want = {}
+    for raw in raws:
+        n = harness_seq(raw)
+        assert n is not None and n not in want, "census needs unique X-Harness-Seq numbers"
+        want[n] = normalise(raw)
+    exact, on_pop = {}, {}
+    changed, foreign = [], []
+    for body in imap_bodies:
+        n = harness_seq(body)
+        if n not in want:
+            foreign.append(body[:60])
+        elif body != want[n]:
+            changed.append(n)
+        else:
+            exact[n] = exact.get(n, 0) + 1
+    for body in pop3_bodies:
+        n = harness_seq(body)
+        if n in want:
+            on_pop[n] = on_pop.get(n, 0) + 1
+    missing = [n for n in want if not exact.get(n)]
+    lost = [n for n in missing if not on_pop.get(n)]
+    dup = [n for n in want if exact.get(n, 0) > 1]
+    left = [n for n in want if on_pop.get(n)]
+    out = {"total": len(want)}
+    for key, items in (("lost", lost), ("dup", dup), ("changed", changed),
+                       ("foreign", foreign), ("missing", missing), ("left_on_pop3", left)):
+        out[key] = len(items)
+        out[key + "_e"] = items[:8]
+    return out
+
+
+def stress_tally(test, check, lost, dup, changed, extra=None):
+    """Append one verdict to $POPBRIDGE_STRESS_TALLY (a JSON object a line,
+    the format tests/faultlib.py writes) for tests/stress.sh's totals."""
+    path = os.environ.get("POPBRIDGE_STRESS_TALLY")
+    if not path:
+        return
+    import json
+    rec = {"test": test, "check": check, "lost": lost, "dup": dup, "corrupt": changed}
+    rec.update(extra or {})
+    with open(path, "a") as f:
+        f.write(json.dumps(rec) + "\n")
+
+
+# --------------------------------------------------------------- interrupt loops
+def _caught(pid, sig):
+    """Has process `pid` a handler installed for `sig` (SigCgt in /proc)?"""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("SigCgt:"):
+                    return bool(int(line.split()[1], 16) >> (int(sig) - 1) & 1)
+    except (OSError, ValueError):
+        pass
+    return False
+
+
+def _has_socket(pid):
+    """Has process `pid` a socket open (it is past its start-up and talking
+    to a server)?"""
+    try:
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            try:
+                if os.readlink(f"/proc/{pid}/fd/{fd}").startswith("socket:"):
+                    return True
+            except OSError:
+                pass
+    except OSError:
+        pass
+    return False
+
+
+class InterruptLoop:
+    """`popbridge run` (keep = false) interrupted by a signal at moments
+    chosen within its measured working time, and run again at once after
+    each interruption; then one verifying run.
+
+    How it adapts to the machine:
+
+    * calibrate(): one unkilled run with `batch` new messages while the
+      maildir of the IMAP user is polled: when the first message was
+      committed (first), when the last one was (last), when the run ended
+      (end).  If first..last is shorter than `span_target` seconds, the
+      batch grows (up to max_batch) and it measures again, so a fast
+      machine gets more mail per round rather than fewer kills mid-work.
+    * Each interruption is aimed at a random moment within first..last,
+      scaled to the mail waiting (85 %; the other 15 % anywhere within the
+      run, start-up and deletions included), times a speed factor that
+      every outcome corrects: a run that had finished, or a kill that
+      found everything imported, says the machine is faster than assumed;
+      a kill that found nothing imported says it is slower; a kill mid-work
+      says how far along it was.  Three misses in a row measure again.
+    * Where each interruption landed is measured, not assumed: the maildir
+      count just after the run ended against the count when it started
+      and the mail that was waiting: "before" (nothing imported), "mid"
+      (some but not all), "after" (all), "finished" (it ended before the
+      signal), "unknown" (see chaining).
+    * Rerun at once: right after the interrupted run is gone (SIGKILL: at
+      once; TERM/INT/HUP: when it has exited by itself), the next run is
+      started, with nothing in between but one count of the maildir.
+      That exposes a killed run's APPEND that Dovecot commits late.
+      With probability `chain` that rerun is interrupted too (up to
+      max_chain in a row), else it is left to finish.  A chained run's
+      starting count is only taken once Dovecot has ended every session
+      of the runs before it (so a late commit is not taken for its work);
+      if its interruption comes first, it is counted as "unknown", never
+      as mid-work.
+    * Before each round and before the verifying run, every IMAP session
+      of the user must have ended (Dovecot.wait_sessions_ended), so that
+      counts and the verdict see every late commit.
+
+    For SIGKILL the victims' exit codes say nothing; for TERM, INT and HUP
+    (which popbridge is to catch: stop after the batch in flight, exit 75
+    when work is left) each victim must exit by itself: `signal_deaths`
+    lists those killed by the signal itself, `hung` those still running
+    `stop_timeout` s after it, `term_problems` an exit code or log that does
+    not fit what it did.  Such a signal is never sent before popbridge is
+    past its start-up (it has the handler installed or a socket open).
+    """
+
+    AIM = 0.85
+
+    def __init__(self, t, dc, sig=signal.SIGKILL, seed=None, tag=None, batch=200,
+                 max_batch=3000, span_target=0.4, chain=0.4, max_chain=3,
+                 stop_timeout=60.0, run_timeout=600.0, session_timeout=120.0, name="loop"):
+        import random
+        self.t, self.dc, self.sig = t, dc, signal.Signals(sig)
+        self.seed = int(os.environ.get("POPBRIDGE_TEST_SEED", "20241203")) if seed is None else seed
+        self.rng = random.Random(self.seed)
+        self.tag = tag or f"{t.short}{self.seed % 100000}"
+        self.batch, self.max_batch, self.span_target = batch, max_batch, span_target
+        self.chain, self.max_chain = chain, max_chain
+        self.stop_timeout, self.run_timeout = stop_timeout, run_timeout
+        self.session_timeout = session_timeout
+        self.src, self.dst = t.user(dc, "s"), t.user(dc, "d")
+        self.cfg = t.config([dc.account(name, self.src, self.dst, keep=False)],
+                            name=f"{name}-{self.seed}.conf")
+        self.raws: list[bytes] = []
+        self.cal = None                 # {"n", "first", "last", "end"} of the last calibration
+        self.speed = 1.0
+        self.misses = 0
+        self.loaded = False             # a label for the records (CpuLoad is the caller's)
+        self.kills: list[dict] = []     # one record per signal sent to a running popbridge
+        self.rounds = self.calibrations = self.nproc = 0
+        self.finished_early = 0
+        self.bad_exits: list[str] = []
+        self.signal_deaths: list[str] = []
+        self.hung: list[str] = []
+        self.term_problems: list[str] = []
+        self.session_waits: list[str] = []
+
+    # ---------------------------------------------------------- bookkeeping
+    def mid(self, loaded=None):
+        return sum(1 for k in self.kills if k["where"] == "mid"
+                   and (loaded is None or k["loaded"] == loaded))
+
+    def where(self, loaded=None):
+        out = {}
+        for k in self.kills:
+            if loaded is None or k["loaded"] == loaded:
+                out[k["where"]] = out.get(k["where"], 0) + 1
+        return out
+
+    def summary(self):
+        def part(loaded):
+            n = sum(1 for k in self.kills if k["loaded"] == loaded)
+            return f"{n} ({self.where(loaded)})"
+        return (f"SIG{self.sig.name[3:]}: {len(self.kills)} signals in {self.rounds} rounds, "
+                f"{self.mid()} mid-work; quiet {part(False)}, loaded {part(True)}; "
+                f"{self.finished_early} runs ended before their signal; "
+                f"{self.calibrations} calibrations, batch now {self.batch}, speed factor "
+                f"{self.speed:.2f}; {len(self.raws)} messages; seed {self.seed}")
+
+    def _count(self):
+        return self.dc.stored_count(self.dst)
+
+    def deliver(self, n):
+        for _ in range(n):
+            raw = small_message(len(self.raws), self.rng, self.tag)
+            self.raws.append(raw)
+            self.dc.deliver(self.src, raw)
+
+    def _start(self):
+        self.nproc += 1
+        path = self.t.tmp / f"loop-{self.nproc % 6}.stderr"
+        with open(path, "wb") as err:
+            p = subprocess.Popen([popbridge_path(), "-c", self.cfg, "run"],
+                                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                 stderr=err, cwd=self.t.tmp)
+        return p, path
+
+    @staticmethod
+    def _err(path, limit=600):
+        try:
+            return path.read_text(errors="replace")[-limit:]
+        except OSError:
+            return ""
+
+    def _wait_run(self, p, path, what):
+        """Wait for an unkilled run; a run that fails is recorded."""
+        try:
+            rc = p.wait(self.run_timeout)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+            self.bad_exits.append(f"{what}: still running after {self.run_timeout:.0f} s")
+            return None
+        if rc != 0:
+            self.bad_exits.append(f"{what}: exit {rc}: {self._err(path, 400)!r}")
+        return rc
+
+    def settle(self):
+        """Wait until Dovecot has ended every session of the IMAP user."""
+        if not self.dc.wait_sessions_ended(self.dst, self.session_timeout, ("imap",)):
+            still = self.dc.open_sessions(self.dst, ("imap",))
+            self.session_waits.append(
+                f"{len(still)} IMAP sessions still open {self.session_timeout:.0f} s after "
+                f"their client was gone, e.g. {still[0]['line'][:160] if still else ''}")
+            return False
+        return True
+
+    # ---------------------------------------------------------- timing model
+    def calibrate(self):
+        """Measure an unkilled run (see the class comment); grow the batch
+        until first..last lasts span_target."""
+        for _ in range(6):
+            self.calibrations += 1
+            self.settle()
+            n = self.batch
+            self.deliver(n)
+            base = self._count()
+            t0 = time.monotonic()
+            p, path = self._start()
+            first = last = None
+            while True:
+                done = p.poll() is not None
+                c = self._count()
+                el = time.monotonic() - t0
+                if first is None and c > base:
+                    first = el
+                if last is None and c >= base + n:
+                    last = el
+                if done:
+                    break
+                time.sleep(0.004)
+            end = time.monotonic() - t0
+            if p.returncode != 0:
+                self.bad_exits.append(f"calibration run: exit {p.returncode}: "
+                                      f"{self._err(path, 400)!r}")
+            first = end / 2 if first is None else first
+            last = end if last is None else last
+            self.cal = {"n": n, "first": first, "last": max(last, first + 0.001), "end": end}
+            self.speed = 1.0
+            self.misses = 0
+            span = self.cal["last"] - self.cal["first"]
+            if span >= self.span_target or self.batch >= self.max_batch:
+                break
+            grow = min(4.0, max(1.5, self.span_target / max(span, 0.01)))
+            self.batch = min(self.max_batch, int(self.batch * grow) + 1)
+        return self.cal
+
+    def _model(self, n):
+        """(first, last, end) in seconds for a run with n messages waiting,
+        as calibrated (speed factor not applied)."""
+        c = self.cal
+        span = (c["last"] - c["first"]) * max(n, 1) / c["n"]
+        return c["first"], c["first"] + span, c["first"] + span + (c["end"] - c["last"])
+
+    def _pick(self, n):
+        first, last, end = self._model(n)
+        if self.rng.random() < self.AIM:
+            span = last - first
+            d = self.rng.uniform(first + 0.05 * span, last - 0.05 * span)
+            aimed = True
+        else:
+            d = self.rng.uniform(0.01, end)
+            aimed = False
+        return d * self.speed, aimed
+
+    def _adapt(self, where, d, n, frac=None):
+        first, last, end = self._model(n)
+        s = self.speed
+        if where == "finished":
+            s = min(s, 0.9 * d / end)
+        elif where == "after":
+            s = min(s, 0.95 * d / last)
+        elif where == "before":
+            s = max(s, 1.05 * d / first)
+        elif where == "mid" and frac is not None:
+            s = 0.7 * s + 0.3 * d / (first + frac * (last - first))
+        self.speed = min(20.0, max(0.05, s))
+
+    # ---------------------------------------------------------- the signal
+    def _send(self, p):
+        """Send the signal; for catchable signals, not before popbridge is
+        past its start-up."""
+        if self.sig != signal.SIGKILL:
+            while p.poll() is None and not (_caught(p.pid, self.sig) or _has_socket(p.pid)):
+                time.sleep(0.002)
+        if p.poll() is not None:
+            return False
+        p.send_signal(self.sig)
+        return True
+
+    def _reap(self, p, path, label):
+        """Wait for the interrupted run to end; returns its exit code."""
+        if self.sig == signal.SIGKILL:
+            return p.wait()
+        try:
+            return p.wait(self.stop_timeout)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+            self.hung.append(f"{label}: still running {self.stop_timeout:.0f} s after "
+                             f"SIG{self.sig.name[3:]}; killed")
+            return None
+
+    def _judge_graceful(self, rc, path, label, left_undone):
+        if self.sig == signal.SIGKILL or rc is None:
+            return
+        if rc == -self.sig:
+            self.signal_deaths.append(f"{label}: killed by SIG{self.sig.name[3:]} "
+                                      f"(returncode {rc}) instead of stopping by itself")
+            return
+        err = self._err(path, 4000)
+        if left_undone and rc != 75:
+            self.term_problems.append(f"{label}: work left undone but exit {rc} (not 75): "
+                                      f"{err[-300:]!r}")
+        elif rc not in (0, 75):
+            self.term_problems.append(f"{label}: exit {rc}: {err[-300:]!r}")
+        if rc == 75 and "stopping" not in err:
+            self.term_problems.append(f"{label}: exit 75 without a log line saying it is "
+                                      f"stopping: {err[-300:]!r}")
+
+    # ---------------------------------------------------------- one round
+    def round(self):
+        """Deliver `batch` messages, start a run, interrupt it at a chosen
+        moment, rerun at once (and maybe interrupt that one too), let the
+        last run finish.  Returns the list of where the signals landed."""
+        self.rounds += 1
+        r = self.rounds
+        self.settle()
+        self.deliver(self.batch)
+        start_count = self._count()
+        waiting = self.dc.pop3_count(self.src)
+        target = start_count + waiting
+        p, path = self._start()
+        t0 = time.monotonic()
+        base = start_count              # the count when this victim started, if known
+        prev_log = None                 # log offset at the previous kill (chained victims)
+        n = waiting
+        landed = []
+        for k in range(self.max_chain):
+            label = f"round {r}" + (f", rerun {k}" if k else "")
+            d, aimed = self._pick(n)
+            deadline = t0 + d
+            while True:
+                now = time.monotonic()
+                if p.poll() is not None or now >= deadline:
+                    break
+                if base is None and not self.dc.open_sessions(self.dst, ("imap",), prev_log):
+                    base = self._count()
+                time.sleep(min(0.005, max(0.0, deadline - now)))
+            if not self._send(p):
+                # It ended before its signal: the machine is faster than assumed.
+                self.finished_early += 1
+                if p.returncode != 0:
+                    self.bad_exits.append(f"{label}: exit {p.returncode}: "
+                                          f"{self._err(path, 400)!r}")
+                self._adapt("finished", d, n)
+                if aimed:
+                    self.misses += 1
+                    self.batch = min(self.max_batch, int(self.batch * 1.25) + 1)
+                if self.misses >= 3:
+                    self.calibrate()
+                return landed
+            t_sig = time.monotonic()
+            rc = self._reap(p, path, label)
+            stop_s = time.monotonic() - t_sig
+            now_count = self._count()
+            prev_log = self.dc.log_size()
+            rerun, rpath = self._start()                    # at once
+            t_rerun = time.monotonic()
+            if base is None:
+                where = "unknown"
+            elif now_count <= base:
+                where = "before"
+            elif now_count >= target:
+                where = "after"
+            else:
+                where = "mid"
+            self.kills.append({"round": r, "chain": k, "loaded": self.loaded, "d": d,
+                               "where": where, "rc": rc, "waiting": n, "stop_s": stop_s})
+            landed.append(where)
+            self._judge_graceful(rc, path, label, where in ("before", "mid", "unknown")
+                                 and now_count < target)
+            if where != "unknown":
+                frac = (now_count - base) / max(1, target - base)
+                self._adapt(where, d, n, frac)
+            if aimed:
+                self.misses = 0 if where == "mid" else self.misses + 1
+            p, path, t0 = rerun, rpath, t_rerun
+            n = max(1, target - now_count)
+            base = None
+            if (k + 1 >= self.max_chain or n < max(64, self.batch // 4)
+                    or self.rng.random() >= self.chain):
+                break
+        self._wait_run(p, path, f"round {r}: the run after the last signal")
+        if self.misses >= 3:
+            self.calibrate()
+        return landed
+
+    # ---------------------------------------------------------- the verdict
+    def finish(self, final_timeout=None):
+        """Wait for Dovecot to end every session of the IMAP user, then one
+        healthy run; returns a dict: final (BridgeResult), msgs (the IMAP
+        mailbox), census counts (lost, dup, changed, ...), pop3_left."""
+        ended = self.settle()
+        final = self.t.bridge("-c", self.cfg, "run", timeout=final_timeout or self.run_timeout)
+        msgs = self.dc.imap_messages(self.dst)
+        pop = [b for _, b in self.dc.pop3_messages(self.src)]
+        res = census(self.raws, [m["body"] for m in msgs], pop)
+        res.update({"final": final, "msgs": msgs, "pop3_left": len(pop), "sessions_ended": ended})
+        stress_tally(self.t.name, f"SIG{self.sig.name[3:]} loop seed {self.seed}",
+                     res["lost"], res["dup"], res["changed"] + res["foreign"],
+                     {"kills": len(self.kills), "mid": self.mid(), "missing": res["missing"]})
+        return res
