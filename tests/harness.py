@@ -1352,7 +1352,7 @@ class InterruptLoop:
     AIM = 0.85
 
     def __init__(self, t, dc, sig=signal.SIGKILL, seed=None, tag=None, batch=200,
-                 max_batch=3000, span_target=0.4, chain=0.4, max_chain=3,
+                 max_batch=3000, span_target=0.4, chain=0.5, max_chain=3,
                  stop_timeout=60.0, run_timeout=600.0, session_timeout=120.0, name="loop"):
         import random
         self.t, self.dc, self.sig = t, dc, signal.Signals(sig)
