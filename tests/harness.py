@@ -1301,6 +1301,15 @@ def _has_socket(pid):
     return False
 
 
+def _padded(raw, i, size):
+    """small_message `raw` with lines added at the top of its body until it
+    is about `size` bytes (an attachment's worth)."""
+    nl = b"\r\n" if b"\r\n" in raw else b"\n"
+    head, sep, body = raw.partition(nl + nl)
+    line = f"{i} padding ".encode() + b"=" * 66 + nl
+    return head + sep + line * max(0, (size - len(raw)) // len(line)) + body
+
+
 class InterruptLoop:
     """`popbridge run` (keep = false) interrupted by a signal at moments
     chosen within its measured working time, and run again at once after
@@ -1340,6 +1349,11 @@ class InterruptLoop:
       of the user must have ended (Dovecot.wait_sessions_ended), so that
       counts and the verdict see every late commit.
 
+    A run that was not interrupted must exit 0: the first one that does
+    not (or that runs longer than run_timeout, or leaves the mail piling up
+    on POP3) ends the loop at once with an AssertionError (bad_exits has
+    it), rather than going on delivering mail a broken binary cannot move.
+
     For SIGKILL the victims' exit codes say nothing; for TERM, INT and HUP
     (which popbridge is to catch: stop after the batch in flight, exit 75
     when work is left) each victim must exit by itself: `signal_deaths`
@@ -1353,7 +1367,8 @@ class InterruptLoop:
 
     def __init__(self, t, dc, sig=signal.SIGKILL, seed=None, tag=None, batch=200,
                  max_batch=3000, span_target=0.4, chain=0.5, max_chain=3,
-                 stop_timeout=60.0, run_timeout=600.0, session_timeout=120.0, name="loop"):
+                 stop_timeout=60.0, run_timeout=300.0, session_timeout=120.0, name="loop",
+                 big_share=0.05, big_size=(20_000, 120_000)):
         import random
         self.t, self.dc, self.sig = t, dc, signal.Signals(sig)
         self.seed = int(os.environ.get("POPBRIDGE_TEST_SEED", "20241203")) if seed is None else seed
@@ -1361,6 +1376,7 @@ class InterruptLoop:
         self.tag = tag or f"{t.short}{self.seed % 100000}"
         self.batch, self.max_batch, self.span_target = batch, max_batch, span_target
         self.chain, self.max_chain = chain, max_chain
+        self.big_share, self.big_size = big_share, big_size
         self.stop_timeout, self.run_timeout = stop_timeout, run_timeout
         self.session_timeout = session_timeout
         self.src, self.dst = t.user(dc, "s"), t.user(dc, "d")
@@ -1407,7 +1423,10 @@ class InterruptLoop:
 
     def deliver(self, n):
         for _ in range(n):
-            raw = small_message(len(self.raws), self.rng, self.tag)
+            i = len(self.raws)
+            raw = small_message(i, self.rng, self.tag)
+            if self.rng.random() < self.big_share:
+                raw = _padded(raw, i, self.rng.randrange(*self.big_size))
             self.raws.append(raw)
             self.dc.deliver(self.src, raw)
 
@@ -1427,17 +1446,22 @@ class InterruptLoop:
         except OSError:
             return ""
 
+    def _bad(self, text):
+        """An unkilled run failed: record it and end the loop."""
+        self.bad_exits.append(text)
+        raise AssertionError(f"a popbridge run that was not interrupted failed, so the loop "
+                             f"stops: {text}")
+
     def _wait_run(self, p, path, what):
-        """Wait for an unkilled run; a run that fails is recorded."""
+        """Wait for an unkilled run, which must exit 0."""
         try:
             rc = p.wait(self.run_timeout)
         except subprocess.TimeoutExpired:
             p.kill()
             p.wait()
-            self.bad_exits.append(f"{what}: still running after {self.run_timeout:.0f} s")
-            return None
+            self._bad(f"{what}: still running after {self.run_timeout:.0f} s (killed)")
         if rc != 0:
-            self.bad_exits.append(f"{what}: exit {rc}: {self._err(path, 400)!r}")
+            self._bad(f"{what}: exit {rc}: {self._err(path, 400)!r}")
         return rc
 
     def settle(self):
@@ -1467,6 +1491,10 @@ class InterruptLoop:
                 done = p.poll() is not None
                 c = self._count()
                 el = time.monotonic() - t0
+                if not done and el > self.run_timeout:
+                    p.kill()
+                    p.wait()
+                    self._bad(f"calibration run: still running after {el:.0f} s (killed)")
                 if first is None and c > base:
                     first = el
                 if last is None and c >= base + n:
@@ -1476,8 +1504,7 @@ class InterruptLoop:
                 time.sleep(0.004)
             end = time.monotonic() - t0
             if p.returncode != 0:
-                self.bad_exits.append(f"calibration run: exit {p.returncode}: "
-                                      f"{self._err(path, 400)!r}")
+                self._bad(f"calibration run: exit {p.returncode}: {self._err(path, 400)!r}")
             first = end / 2 if first is None else first
             last = end if last is None else last
             self.cal = {"n": n, "first": first, "last": max(last, first + 0.001), "end": end}
@@ -1544,7 +1571,7 @@ class InterruptLoop:
             p.wait()
             self.hung.append(f"{label}: still running {self.stop_timeout:.0f} s after "
                              f"SIG{self.sig.name[3:]}; killed")
-            return None
+            raise AssertionError(self.hung[-1])
 
     def _judge_graceful(self, rc, path, label, left_undone):
         if self.sig == signal.SIGKILL or rc is None:
@@ -1574,6 +1601,9 @@ class InterruptLoop:
         self.deliver(self.batch)
         start_count = self._count()
         waiting = self.dc.pop3_count(self.src)
+        if waiting > 2 * self.batch + 100:
+            self._bad(f"round {r}: {waiting} messages waiting on POP3 for a batch of "
+                      f"{self.batch}: the runs before did not move the mail")
         target = start_count + waiting
         p, path = self._start()
         t0 = time.monotonic()
@@ -1596,8 +1626,8 @@ class InterruptLoop:
                 # It ended before its signal: the machine is faster than assumed.
                 self.finished_early += 1
                 if p.returncode != 0:
-                    self.bad_exits.append(f"{label}: exit {p.returncode}: "
-                                          f"{self._err(path, 400)!r}")
+                    self._bad(f"{label} (ended before its signal): exit {p.returncode}: "
+                              f"{self._err(path, 400)!r}")
                 self._adapt("finished", d, n)
                 if aimed:
                     self.misses += 1
