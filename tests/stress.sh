@@ -2,7 +2,12 @@
 # `make stress`: fault injection and kill -9 at length (issue 6).
 #
 #   1. the kill -9 loop with at least $POPBRIDGE_STRESS_KILLS kills (500),
-#      in segments of $POPBRIDGE_STRESS_SEGMENT (100) -- tests/stress_kill.py;
+#      in segments of $POPBRIDGE_STRESS_SEGMENT (50), each run again at once,
+#      half of each segment with two CPU-bound processes beside it --
+#      tests/stress_kill.py (harness.InterruptLoop, as test_crash);
+#   1b. the same loop with SIGTERM and with SIGINT, at least
+#      $POPBRIDGE_STRESS_SIGNALS (150) of each: every signalled run must
+#      stop by itself (exit 75), and nothing be lost or imported twice;
 #   2. the fault tests (tests/integ/test_faults.py) $POPBRIDGE_STRESS_ROUNDS
 #      times (5), each round with another seed for its kill loop;
 #   3. the hostile-server tests (tests/integ/test_hostile.py)
@@ -16,6 +21,7 @@ set -u
 cd "$(dirname "$0")/.."
 
 KILLS=${POPBRIDGE_STRESS_KILLS:-500}
+SIGNALS=${POPBRIDGE_STRESS_SIGNALS:-150}
 ROUNDS=${POPBRIDGE_STRESS_ROUNDS:-5}
 HOSTILE=${POPBRIDGE_STRESS_HOSTILE:-1}
 SEED=${POPBRIDGE_TEST_SEED:-$(date +%s)}
@@ -55,7 +61,12 @@ run_part() {
 }
 
 run_part "kill -9 loop, $KILLS kills" \
-	env POPBRIDGE_TEST_SEED="$SEED" $PY tests/stress_kill.py --kills "$KILLS"
+	env POPBRIDGE_TEST_SEED="$SEED" $PY tests/stress_kill.py --signal KILL --kills "$KILLS"
+
+for sig in TERM INT; do
+	run_part "SIG$sig loop, $SIGNALS signals" \
+		env POPBRIDGE_TEST_SEED="$SEED" $PY tests/stress_kill.py --signal "$sig" --kills "$SIGNALS"
+done
 
 i=1
 while [ "$i" -le "$ROUNDS" ]; do
