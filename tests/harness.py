@@ -1286,22 +1286,7 @@ def _caught(pid, sig):
     return False
 
 
-def _has_socket(pid):
-    """Has process `pid` a socket open (it is past its start-up and talking
-    to a server)?"""
-    try:
-        for fd in os.listdir(f"/proc/{pid}/fd"):
-            try:
-                if os.readlink(f"/proc/{pid}/fd/{fd}").startswith("socket:"):
-                    return True
-            except OSError:
-                pass
-    except OSError:
-        pass
-    return False
-
-
-def _padded(raw, i, size):
+def padded_message(raw, i, size):
     """small_message `raw` with lines added at the top of its body until it
     is about `size` bytes (an attachment's worth)."""
     nl = b"\r\n" if b"\r\n" in raw else b"\n"
@@ -1359,8 +1344,8 @@ class InterruptLoop:
     when work is left) each victim must exit by itself: `signal_deaths`
     lists those killed by the signal itself, `hung` those still running
     `stop_timeout` s after it, `term_problems` an exit code or log that does
-    not fit what it did.  Such a signal is never sent before popbridge is
-    past its start-up (it has the handler installed or a socket open).
+    not fit what it did.  Such a signal is held back until popbridge has
+    its handler installed (or, if it never does, until it is importing).
     """
 
     AIM = 0.85
@@ -1426,7 +1411,7 @@ class InterruptLoop:
             i = len(self.raws)
             raw = small_message(i, self.rng, self.tag)
             if self.rng.random() < self.big_share:
-                raw = _padded(raw, i, self.rng.randrange(*self.big_size))
+                raw = padded_message(raw, i, self.rng.randrange(*self.big_size))
             self.raws.append(raw)
             self.dc.deliver(self.src, raw)
 
@@ -1549,11 +1534,20 @@ class InterruptLoop:
         self.speed = min(20.0, max(0.05, s))
 
     # ---------------------------------------------------------- the signal
-    def _send(self, p):
-        """Send the signal; for catchable signals, not before popbridge is
-        past its start-up."""
+    def _send(self, p, base, prev_log):
+        """Send the signal.  A catchable one is held back until popbridge
+        has its handler installed (SigCgt), so that it never lands in the
+        moment between exec and the handler; or, for a popbridge that never
+        installs one, until it has begun importing (the maildir count rose
+        above `base`, once known): by then it is deep in its work and ought
+        to catch the signal.  Returns whether it was sent (False: the run
+        had ended)."""
         if self.sig != signal.SIGKILL:
-            while p.poll() is None and not (_caught(p.pid, self.sig) or _has_socket(p.pid)):
+            while p.poll() is None and not _caught(p.pid, self.sig):
+                if base is None and not self.dc.open_sessions(self.dst, ("imap",), prev_log):
+                    base = self._count()
+                if base is not None and self._count() > base:
+                    break
                 time.sleep(0.002)
         if p.poll() is not None:
             return False
@@ -1622,7 +1616,7 @@ class InterruptLoop:
                 if base is None and not self.dc.open_sessions(self.dst, ("imap",), prev_log):
                     base = self._count()
                 time.sleep(min(0.005, max(0.0, deadline - now)))
-            if not self._send(p):
+            if not self._send(p, base, prev_log):
                 # It ended before its signal: the machine is faster than assumed.
                 self.finished_early += 1
                 if p.returncode != 0:
@@ -1636,6 +1630,7 @@ class InterruptLoop:
                     self.calibrate()
                 return landed
             t_sig = time.monotonic()
+            d = t_sig - t0                  # when it went out (a held-back one later)
             rc = self._reap(p, path, label)
             stop_s = time.monotonic() - t_sig
             now_count = self._count()

@@ -20,7 +20,8 @@ import signal
 import subprocess
 import time
 
-from harness import InterruptLoop, assert_exactly_once, census, small_message
+from harness import (InterruptLoop, assert_exactly_once, census, padded_message,
+                     small_message)
 from migratelib import Migration
 
 TOTAL = 400                 # messages of a single-signal run (keep = false)
@@ -51,7 +52,10 @@ class Subject:
 
     def deliver(self, n):
         for _ in range(n):
-            raw = small_message(len(self.raws), self.rng, self.t.name)
+            i = len(self.raws)
+            raw = small_message(i, self.rng, self.t.name)
+            if self.rng.random() < 0.05:
+                raw = padded_message(raw, i, self.rng.randrange(20_000, 120_000))
             self.raws.append(raw)
             self.dc.deliver(self.src, raw)
 
@@ -194,8 +198,8 @@ def test_run_sighup_stops_after_batch(t):
 def test_migrate_sigterm_stops_after_batch(t):
     """`migrate --delete` gets SIGTERM once mid-work.
 
-    Before the fix: migrate caught SIGTERM like Ctrl-C already; if this
-    fails today it is on the exit code or the log line."""
+    Before the fix: this passed already (migrate caught SIGTERM like
+    Ctrl-C); it guards the behaviour through the rewrite."""
     _signal_once(t, "migrate", signal.SIGTERM)
 
 
@@ -203,7 +207,7 @@ def test_migrate_sigint_stops_after_batch(t):
     """`migrate --delete` gets SIGINT once mid-work (Ctrl-C without a
     terminal).
 
-    Before the fix: as for SIGTERM."""
+    Before the fix: passed already, as for SIGTERM."""
     _signal_once(t, "migrate", signal.SIGINT)
 
 
