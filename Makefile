@@ -35,7 +35,8 @@ SRCS	= bridge/main.c bridge/account.c bridge/config.c bridge/ledger.c \
 	  bridge/discover.c bridge/daemon.c bridge/status.c bridge/transfer.c \
 	  bridge/migrate.c bridge/tty.c bridge/worker.c \
 	  bridge/csv.c bridge/batch.c bridge/throttle.c bridge/sigpipe.c \
-	  bridge/ident.c
+	  bridge/ident.c bridge/ledger_status.c bridge/plan.c bridge/settle.c \
+	  bridge/adopt.c bridge/imap_append.c bridge/imap_fetch.c
 OBJS	= $(SRCS:.c=.o)
 
 all: bridge/popbridge
@@ -43,7 +44,7 @@ all: bridge/popbridge
 bridge/popbridge: $(OBJS)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(OBJS) $(PKG_LIBS)
 
-bridge/%.o: bridge/%.c bridge/bridge.h bridge/run.h
+bridge/%.o: bridge/%.c bridge/bridge.h bridge/run.h bridge/imap_int.h
 	$(CC) $(CFLAGS) $(PKG_CFLAGS) -c -o $@ $<
 
 # Install the Debian packages the build and the tests need (idempotent).

@@ -2,21 +2,27 @@
  * One account run: the ordered steps from the POP3 listing to QUIT.
  *
  * The order of operations is the design (it is what makes "nothing lost,
- * nothing twice" hold when the process is killed at any instant):
+ * nothing twice" hold when the process is killed at any instant, and when
+ * the server commits a killed run's APPEND later):
  *
- *   1. lock the ledger; list the POP3 messages (UIDL, sizes);
- *   2. settle every PENDING intent left by an earlier run: look for the
- *      message in the IMAP mailbox (UIDs from the recorded lower bound,
- *      same size, same hash of the first 8 KiB); found -> IMPORTED, not
- *      found -> forgotten, so it is imported again below;
- *   3. for each batch of new messages (transfer.c): RETR and normalise
- *      into spools; record the intents durably; APPEND; record IMPORTED
- *      durably; only then DELE (keep = false);
- *   4. QUIT, which is when the POP3 server commits the DELEs.
+ *   1. lock the ledger of the POP3 mailbox; list the messages (UIDL, LIST);
+ *   2. plan (plan.c): what each message needs, from its row for this
+ *      destination; rows of messages no longer listed are marked gone;
+ *   3. if anything needs IMAP: STATUS the mailbox (CREATE it if missing);
+ *      settle (settle.c) what interrupted runs left: pending rows take the
+ *      copy their APPEND made or go again, copies a killed run's APPEND
+ *      committed late are removed, recorded removals are redone; on first
+ *      contact with the destination, learn what is there (adopt.c);
+ *   4. in batches (transfer.c): RETR, normalise and hash; record each
+ *      intent (row pending, attempt with size, hash, UID bound) durably;
+ *      APPEND; record imported durably, with DEL_SENT where the message
+ *      may go; only then DELE;
+ *   5. if a killed run's APPEND was found young, look once more (settle);
+ *   6. QUIT, which is when the POP3 server commits the DELEs; then DEL_DONE.
  *
- * A message is deleted only if the ledger says IMPORTED, which is written
- * only after the IMAP server's OK.  A crash between APPEND OK and the
- * ledger write leaves a PENDING row, which step 2 resolves.
+ * A message is deleted only if the ledger says IMPORTED for this
+ * destination (and every other destination of this POP3 mailbox), which is
+ * written only after the IMAP server's OK or after its copy was found.
  */
 #include <signal.h>
 #include <stdio.h>
@@ -33,210 +39,212 @@ volatile sig_atomic_t	account_stop;
 char			account_current[72];
 void			(*account_progress)(const struct run_stats *);
 
-/* ---- step 2: settle intents left by an interrupted run ---- */
-
-struct settle {
-	struct ledger_pending	*pend;
-	size_t			 npend;
-	uint32_t		*match;		/* UID found for pend[i], or 0 */
-	uint32_t		 uidvalidity;
-	struct ledger		*l;
-};
-
 static void
-settle_candidate(void *arg, uint32_t uid, uint64_t size, const char *prefix,
-    size_t plen)
+on_stop(int sig)
 {
-	struct settle	*se = arg;
-	char		 hex[65];
-	bool		 hashed = false, claimed;
-	size_t		 i, j;
-	char		*cause = NULL;
+	account_stop = 1;
+	/* A second signal ends the process at once: the ledger and the
+	 * next run's settling make that safe too. */
+	signal(sig, SIG_DFL);
+}
 
-	for (i = 0; i < se->npend; i++) {
-		struct ledger_pending *p = &se->pend[i];
+/* `run` and `migrate`: SIGTERM, SIGINT and SIGHUP stop after the batch. */
+void
+account_catch_signals(void)
+{
+	struct sigaction sa;
 
-		if (se->match[i] != 0 || p->size != size ||
-		    (p->uidvalidity == se->uidvalidity && uid < p->lo_uid))
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = on_stop;
+	sigemptyset(&sa.sa_mask);
+	/* No SA_RESTART: a wait in poll() returns and the loop goes on. */
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+}
+
+enum result
+run_imap(struct run *rn, bool select, char **cause)
+{
+	const char	*mailbox = rn->ac->imap.mailbox;
+	struct imap_mbox sel;
+	enum result	 r;
+
+	if (rn->im == NULL) {
+		if ((r = imap_open(&rn->ac->imap, rn->ac->name, rn->cf->timeout,
+		    &rn->im, cause)) != RES_OK ||
+		    (r = imap_status(rn->im, mailbox, &rn->mb, cause)) != RES_OK)
+			return r;
+		if (!rn->mb.exists) {
+			if ((r = imap_create(rn->im, mailbox, cause)) != RES_OK ||
+			    (r = imap_status(rn->im, mailbox, &rn->mb, cause)) !=
+			    RES_OK)
+				return r;
+			rn->created = true;
+			if (!rn->mb.exists)
+				return fail(cause, RES_TEMP, "imap: cannot open "
+				    "mailbox %s", mailbox);
+		}
+		rn->lo_uid = rn->mb.uidnext;
+	}
+	if (select && !rn->selected) {
+		if ((r = imap_select(rn->im, mailbox, &sel, cause)) != RES_OK)
+			return r;
+		/* STATUS said the rest (Courier 5.0's SELECT has no UIDNEXT). */
+		if (sel.uidvalidity != 0)
+			rn->mb.uidvalidity = sel.uidvalidity;
+		rn->mb.messages = sel.messages;
+		rn->selected = true;
+	}
+	return RES_OK;
+}
+
+/* Other destinations of this POP3 mailbox in the config. */
+static void
+find_siblings(struct run *rn)
+{
+	char		*src = ident_source(&rn->ac->pop3), *s, *d;
+	size_t		 i;
+
+	for (i = 0; i < rn->cf->naccounts; i++) {
+		const struct account *o = &rn->cf->accounts[i];
+
+		if (o == rn->ac)
 			continue;
-		if (!hashed) {
-			hash_hex(prefix, plen, hex);
-			hashed = true;
-			/* A UID already owned by an imported message is out. */
-			if (ledger_uid_claimed(se->l, se->uidvalidity, uid,
-			    &claimed, &cause) != RES_OK || claimed) {
-				free(cause);
-				return;
-			}
-			for (j = 0; j < se->npend; j++)
-				if (se->match[j] == uid)
-					return;
+		s = ident_source(&o->pop3);
+		d = ident_dest(&o->imap);
+		if (strcmp(s, src) == 0 && strcmp(d, rn->dest) != 0) {
+			rn->siblings = xrealloc(rn->siblings,
+			    (rn->nsiblings + 1) * sizeof *rn->siblings);
+			rn->siblings[rn->nsiblings++] = d;
+			d = NULL;
 		}
-		if (strcmp(hex, p->hash) == 0) {
-			se->match[i] = uid;
-			return;
-		}
+		free(s);
+		free(d);
 	}
+	free(src);
 }
 
-static enum result
-settle_intents(struct run *rn, char **cause)
+/*
+ * What became of the DELEs of this run: with QUIT answered, the answered
+ * ones are committed and the others were not made; with no QUIT sent,
+ * none was made (RFC 1939 6: deletions happen only in the UPDATE state).
+ * A QUIT sent and not answered leaves them DEL_SENT: unknown.
+ */
+static void
+record_deles(struct run *rn, bool quit_sent, bool quit_ok)
 {
-	struct settle	 se;
-	uint32_t	 lo = UINT32_MAX;
-	size_t		 i, found = 0;
+	struct ledger_msg m;
+	char		*why = NULL;
+	unsigned int	 done = 0;
+	size_t		 i;
 	enum result	 r;
 
-	memset(&se, 0, sizeof se);
-	if ((r = ledger_pending_list(rn->l, &se.pend, &se.npend, cause)) !=
-	    RES_OK || se.npend == 0)
-		return r;
-	se.match = xcalloc(se.npend, sizeof *se.match);
-	se.uidvalidity = rn->mb.uidvalidity;
-	se.l = rn->l;
-	for (i = 0; i < se.npend; i++) {
-		/* A changed UIDVALIDITY voids the bound: search it all. */
-		uint32_t b = se.pend[i].uidvalidity == rn->mb.uidvalidity ?
-		    se.pend[i].lo_uid : 1;
+	if (rn->ndele == 0 || (quit_sent && !quit_ok) ||
+	    (r = ledger_begin(rn->l, &why)) != RES_OK)
+		goto out;
+	for (i = 0; i < rn->ndele && r == RES_OK; i++) {
+		bool gone = quit_ok && rn->dele[i].answered;
 
-		if (b < lo)
-			lo = b;
+		memset(&m, 0, sizeof m);
+		m.id = rn->dele[i].row;
+		r = ledger_deleted(rn->l, &m, gone ? DEL_DONE : DEL_NO, &why);
+		done += gone;
 	}
-	if (rn->mb.messages > 0)
-		r = imap_fetch_prefix(rn->im, lo, PREFIX_LEN, settle_candidate,
-		    &se, cause);
-	for (i = 0; i < se.npend && r == RES_OK; i++) {
-		if (se.match[i] != 0) {
-			found++;
-			r = ledger_imported(rn->l, se.pend[i].uidl,
-			    rn->mb.uidvalidity, se.match[i], cause);
-		} else
-			r = ledger_forget(rn->l, se.pend[i].uidl, cause);
+	if (r == RES_OK && (r = ledger_commit(rn->l, &why)) == RES_OK)
+		rn->st->deleted += done;
+	else if (r != RES_OK)
+		ledger_rollback(rn->l);
+out:
+	if (why != NULL) {
+		log_warn("%s: %s", rn->ac->name, why);
+		free(why);
 	}
-	if (r == RES_OK)
-		log_info("%s: settled %zu interrupted import%s: %zu already in "
-		    "%s, %zu to import again", rn->ac->name, se.npend,
-		    se.npend == 1 ? "" : "s", found, rn->ac->imap.mailbox,
-		    se.npend - found);
-	free(se.match);
-	free(se.pend);
-	return r;
-}
-
-static enum result
-open_mailbox(struct run *rn, char **cause)
-{
-	enum result	 r;
-
-	if ((r = imap_open(&rn->ac->imap, rn->ac->name, rn->cf->timeout,
-	    &rn->im, cause)) != RES_OK)
-		return r;
-	if ((r = imap_select(rn->im, rn->ac->imap.mailbox, &rn->mb, cause)) !=
-	    RES_OK)
-		return r;
-	if (!rn->mb.exists) {
-		if ((r = imap_create(rn->im, rn->ac->imap.mailbox, cause)) !=
-		    RES_OK ||
-		    (r = imap_select(rn->im, rn->ac->imap.mailbox, &rn->mb,
-		    cause)) != RES_OK)
-			return r;
-		if (!rn->mb.exists)
-			return fail(cause, RES_TEMP, "imap: cannot open mailbox "
-			    "%s", rn->ac->imap.mailbox);
-	}
-	rn->lo_uid = rn->mb.uidnext;
-	return RES_OK;
-}
-
-/* Does any message need the IMAP side (new, failed or pending)? */
-static enum result
-need_imap(struct run *rn, bool *need, char **cause)
-{
-	enum ledger_state st;
-	bool		 deleted;
-	unsigned int	 i;
-	enum result	 r;
-
-	*need = false;
-	if ((r = ledger_begin_read(rn->l, cause)) != RES_OK)
-		return r;
-	for (i = 0; i < rn->nmsgs; i++) {
-		if ((r = ledger_state(rn->l, rn->msgs[i].uidl, &st, &deleted,
-		    cause)) != RES_OK) {
-			ledger_rollback(rn->l);
-			return r;
-		}
-		if (st != LEDGER_IMPORTED) {
-			rn->st->fresh++;
-			*need = true;
-		}
-	}
-	if ((r = ledger_commit(rn->l, cause)) != RES_OK)
-		return r;
-	if (!*need) {
-		struct ledger_pending *pend;
-		size_t npend;
-
-		if ((r = ledger_pending_list(rn->l, &pend, &npend, cause)) !=
-		    RES_OK)
-			return r;
-		free(pend);
-		*need = npend > 0;
-	}
-	return RES_OK;
-}
-
-static enum result
-run_messages(struct run *rn, char **cause)
-{
-	bool		 need;
-	enum result	 r;
-
-	if ((r = need_imap(rn, &need, cause)) != RES_OK)
-		return r;
-	if (need && ((r = open_mailbox(rn, cause)) != RES_OK ||
-	    (r = settle_intents(rn, cause)) != RES_OK))
-		return r;
-	if (!need && rn->ac->keep)
-		return RES_OK;		/* nothing to import or delete */
-	return transfer_all(rn, cause);
 }
 
 static void
 finish_pop3(struct run *rn)
 {
 	char	*why = NULL;
-	size_t	 i;
+	bool	 sent;
 
-	if (rn->p == NULL)
-		return;
 	/* Replies to pipelined commands come before QUIT's. */
 	if (!conn_dead(pop3_conn(rn->p)) && transfer_drain(rn, &why) !=
 	    RES_OK) {
 		free(why);
 		why = NULL;
 	}
+	sent = !conn_dead(pop3_conn(rn->p));
 	if (pop3_quit(rn->p, &why) != RES_OK) {
 		if (rn->ndele > 0)
 			log_warn("%s: %s (the %zu deletions will be made next "
 			    "run)", rn->ac->name, why, rn->ndele);
 		free(why);
 		rn->p = NULL;
+		record_deles(rn, sent, false);
 		return;
 	}
 	rn->p = NULL;
-	/* QUIT succeeded: the server has committed the deletions. */
-	for (i = 0; i < rn->ndele; i++) {
-		const struct pop3_msg *m = &rn->msgs[rn->dele[i] - 1];
+	record_deles(rn, true, true);
+}
 
-		if (ledger_deleted(rn->l, m->uidl, &why) != RES_OK) {
-			log_warn("%s: %s", rn->ac->name, why);
-			free(why);
-			why = NULL;
-			break;
-		}
-		rn->st->deleted++;
+/* Steps 2 to 5: plan, settle, adopt, transfer, settle again. */
+static enum result
+run_messages(struct run *rn, char **cause)
+{
+	bool		 need, ghosts;
+	enum result	 r;
+
+	if ((r = plan_make(rn, &need, cause)) != RES_OK ||
+	    (r = settle_needed(rn, &ghosts, cause)) != RES_OK)
+		return r;
+	if (need || ghosts) {
+		if ((r = run_imap(rn, false, cause)) != RES_OK)
+			return r;
+		/* Settling changes rows: plan again with what it found. */
+		if (ghosts && ((r = settle(rn, cause)) != RES_OK ||
+		    (r = plan_make(rn, &need, cause)) != RES_OK))
+			return r;
+		if (need && (r = adopt_load(rn, cause)) != RES_OK)
+			return r;
 	}
+	r = transfer_all(rn, cause);
+	if (r == RES_OK || r == RES_MSG) {
+		char *why = NULL;
+		enum result r2;
+
+		/* A first contact that went through every message is done. */
+		if (rn->adopt != NULL && (r2 = ledger_set_adopted(rn->l, &why)) !=
+		    RES_OK) {
+			free(*cause);
+			*cause = why;
+			return r2;
+		}
+		if ((r2 = settle_again(rn, &why)) != RES_OK) {
+			free(*cause);
+			*cause = why;
+			return r2;
+		}
+	}
+	return r;
+}
+
+static void
+run_free(struct run *rn)
+{
+	size_t	 i;
+
+	pop3_free(rn->p);
+	imap_logout(rn->im);
+	transfer_free(rn);
+	adopt_free(rn->adopt);
+	for (i = 0; i < rn->nsiblings; i++)
+		free(rn->siblings[i]);
+	free(rn->siblings);
+	free(rn->dest);
+	free(rn->dele);
+	free(rn->msgs);
+	free(rn->plan);
 }
 
 enum result
@@ -245,8 +253,6 @@ account_run(const struct config *cf, const struct account *ac,
 {
 	struct run	 rn;
 	char		*path, *source, *why = NULL;
-	time_t		 started = time(NULL);
-	double		 t0 = now_seconds();
 	bool		 standin;
 	enum result	 r;
 
@@ -256,6 +262,10 @@ account_run(const struct config *cf, const struct account *ac,
 	rn.cf = cf;
 	rn.ac = ac;
 	rn.st = st;
+	rn.started = now_seconds();
+	rn.began = time(NULL);
+	rn.dest = ident_dest(&ac->imap);
+	find_siblings(&rn);
 
 	if (ac->pop3.tls == TLS_NONE || ac->imap.tls == TLS_NONE)
 		log_warn("%s: warning: %s without TLS: the password and mail "
@@ -264,7 +274,7 @@ account_run(const struct config *cf, const struct account *ac,
 		    "IMAP");
 	path = ledger_path(cf->state_dir, ac);
 	source = ledger_source(ac);
-	r = ledger_open(cf->state_dir, path, source, &rn.l, cause);
+	r = ledger_open(cf->state_dir, path, source, rn.dest, &rn.l, cause);
 	free(path);
 	free(source);
 	if (r != RES_OK)
@@ -273,33 +283,110 @@ account_run(const struct config *cf, const struct account *ac,
 	    RES_OK ||
 	    (r = pop3_scan(rn.p, &rn.msgs, &rn.nmsgs, &standin, cause)) != RES_OK)
 		goto done;
-	st->waiting = rn.nmsgs;
 	if (standin)
 		log_debug("%s: pop3: no UIDL; messages are known by header "
 		    "hashes", ac->name);
 	r = run_messages(&rn, cause);
 	/*
-	 * QUIT only when nothing went wrong with the link; after a failure
-	 * mid-way the DELEs sent so far still stand for imported messages,
-	 * so QUIT is safe then too, unless the connection is gone.
+	 * QUIT when the POP3 link is sound; after a failure elsewhere the
+	 * DELEs sent so far still stand for imported messages, so QUIT is
+	 * safe then too.  Over quota, nothing is deleted (no QUIT).
 	 */
-	if (!rn.hold_deletes && (r == RES_OK || r == RES_MSG || r == RES_TEMP))
+	if (rn.p != NULL && !rn.hold_deletes && !rn.pop3_dead &&
+	    (r == RES_OK || r == RES_MSG || r == RES_TEMP))
 		finish_pop3(&rn);
+	else
+		record_deles(&rn, false, false);
+	if (st->adopted > 0)
+		log_info("%s: %u message%s already in %s (same Message-ID, size "
+		    "and content): not imported again", ac->name, st->adopted,
+		    st->adopted == 1 ? "" : "s", ac->imap.mailbox);
+	if (st->set_aside > 0)
+		log_info("%s: %u message%s set aside after failing in several "
+		    "runs (see `popbridge status`; `popbridge retry %s` tries "
+		    "them now)", ac->name, st->set_aside, st->set_aside == 1 ?
+		    "" : "s", ac->name);
 done:
-	pop3_free(rn.p);
-	imap_logout(rn.im);
-	st->seconds = now_seconds() - t0;
+	st->seconds = now_seconds() - rn.started;
 	if (rn.l != NULL) {
-		if (ledger_run_record(rn.l, ac->name, started, r, st,
+		if (ledger_run_record(rn.l, ac->name, rn.began, r, st,
 		    r == RES_OK ? NULL : *cause, &why) != RES_OK) {
 			log_warn("%s: %s", ac->name, why);
 			free(why);
 		}
-		ledger_close(rn.l);
 	}
-	transfer_free(&rn);
-	free(rn.dele);
-	free(rn.msgs);
+	run_free(&rn);
+	ledger_close(rn.l);
+	return r;
+}
+
+/*
+ * For check and dry runs: the listed messages not yet imported into this
+ * account's destination, read from the ledger without locking it.
+ */
+static enum result
+count_todo(const struct config *cf, const struct account *ac,
+    const struct pop3_msg *msgs, unsigned int n, unsigned int *todo,
+    uint64_t *bytes, bool *todo_of, char **cause)
+{
+	struct ledger	*l = NULL;
+	char		*path, *source, *dest;
+	enum result	 r;
+
+	path = ledger_path(cf->state_dir, ac);
+	source = ledger_source(ac);
+	dest = ident_dest(&ac->imap);
+	r = ledger_open_readonly(path, source, dest, &l, cause);
+	free(path);
+	free(source);
+	free(dest);
+	if (r == RES_OK)
+		r = plan_count(l, msgs, n, todo, bytes, todo_of, cause);
+	ledger_close(l);
+	return r;
+}
+
+/* check's POP3 line: TLS, capabilities, messages and what is to import. */
+static enum result
+check_pop3(const struct config *cf, const struct account *ac, char **cause)
+{
+	struct pop3		*p = NULL;
+	struct pop3_msg		*msgs = NULL;
+	const struct pop3_caps	*pc;
+	unsigned int		 count = 0, todo = 0;
+	uint64_t		 bytes = 0;
+	char			*why = NULL;
+	bool			 standin;
+	enum result		 r;
+
+	r = pop3_open(&ac->pop3, ac->name, cf->timeout, &p, cause);
+	if (r == RES_OK)
+		r = pop3_scan(p, &msgs, &count, &standin, cause);
+	if (r == RES_OK)
+		r = count_todo(cf, ac, msgs, count, &todo, &bytes, NULL, cause);
+	if (r != RES_OK)
+		printf("%s: pop3 %s:%d: FAILED: %s\n", ac->name, ac->pop3.host,
+		    ac->pop3.port, *cause);
+	else {
+		pc = pop3_caps(p);
+		printf("%s: pop3 %s:%d: %s%s%s; UIDL %s, PIPELINING %s; "
+		    "%u message%s on the server, %u to import (%.1f kB)\n",
+		    ac->name, ac->pop3.host, ac->pop3.port,
+		    conn_tls_version(pop3_conn(p)),
+		    conn_cert_subject(pop3_conn(p))[0] != '\0' ?
+		    ", certificate " : "", conn_cert_subject(pop3_conn(p)),
+		    standin ? "no (header hashes stand in)" : "yes",
+		    pc->pipelining ? "yes" : "no", count, count == 1 ? "" : "s",
+		    todo, (double)bytes / 1000.0);
+	}
+	/* QUIT with no DELE sent: nothing changes on the server. */
+	if (p != NULL && !conn_dead(pop3_conn(p))) {
+		(void)pop3_quit(p, &why);
+		p = NULL;
+		free(why);
+	}
+	pop3_free(p);
+	free(msgs);
 	return r;
 }
 
@@ -307,43 +394,13 @@ enum result
 account_check(const struct config *cf, const struct account *ac,
     char **cause)
 {
-	struct pop3		*p = NULL;
 	struct imap		*im = NULL;
 	struct imap_mbox	 mb;
-	const struct pop3_caps	*pc;
 	const struct imap_caps	*ic;
-	unsigned int		 count;
-	uint64_t		 size;
 	char			*why = NULL;
-	enum result		 r, worst = RES_OK;
+	enum result		 r, worst;
 
-	r = pop3_open(&ac->pop3, ac->name, cf->timeout, &p, &why);
-	if (r == RES_OK)
-		r = pop3_stat(p, &count, &size, &why);
-	if (r != RES_OK) {
-		printf("%s: pop3 %s:%d: FAILED: %s\n", ac->name, ac->pop3.host,
-		    ac->pop3.port, why);
-		worst = r;
-		free(*cause);
-		*cause = why;
-		why = NULL;
-	} else {
-		pc = pop3_caps(p);
-		printf("%s: pop3 %s:%d: %s%s%s; UIDL %s, PIPELINING %s; "
-		    "%u message%s, %.1f kB waiting\n", ac->name, ac->pop3.host,
-		    ac->pop3.port, conn_tls_version(pop3_conn(p)),
-		    conn_cert_subject(pop3_conn(p))[0] != '\0' ?
-		    ", certificate " : "", conn_cert_subject(pop3_conn(p)),
-		    pc->uidl ? "yes" : "no (header hashes stand in)",
-		    pc->pipelining ? "yes" : "no", count, count == 1 ? "" : "s",
-		    (double)size / 1000.0);
-		(void)pop3_quit(p, &why);
-		p = NULL;
-		free(why);
-		why = NULL;
-	}
-	pop3_free(p);
-
+	worst = check_pop3(cf, ac, cause);
 	r = imap_open(&ac->imap, ac->name, cf->timeout, &im, &why);
 	if (r == RES_OK)
 		r = imap_status(im, ac->imap.mailbox, &mb, &why);
@@ -386,43 +443,21 @@ cmp_size_desc(const void *a, const void *b)
 	return x->size < y->size ? 1 : x->size > y->size ? -1 : 0;
 }
 
-/* --dry-run: what a run would import, and what the server would refuse. */
-enum result
-account_dry_run(const struct config *cf, const struct account *ac,
-    char **cause)
+/* The dry run's report, from the listing and what is to import. */
+static void
+dry_report(const struct account *ac, struct imap *im,
+    const struct imap_mbox *mb, const struct pop3_msg *msgs, unsigned int n,
+    const bool *todo_of)
 {
-	struct pop3		*p = NULL;
-	struct imap		*im = NULL;
-	struct ledger		*l = NULL;
-	struct pop3_msg		*msgs = NULL, *fresh;
-	struct imap_mbox	 mb;
-	enum ledger_state	 st;
-	unsigned int		 n = 0, nfresh = 0, i, over = 0;
-	uint64_t		 total = 0, fresh_bytes = 0, limit;
-	char			*path, *source, s1[32], s2[32];
-	bool			 standin, deleted;
-	enum result		 r;
+	struct pop3_msg	*fresh;
+	unsigned int	 nfresh = 0, i, over = 0;
+	uint64_t	 total = 0, fresh_bytes = 0, limit;
+	char		 s1[32], s2[32];
 
-	path = ledger_path(cf->state_dir, ac);
-	source = ledger_source(ac);
-	r = ledger_open_readonly(path, source, &l, cause);
-	free(path);
-	free(source);
-	if (r != RES_OK)
-		return r;
-	if ((r = pop3_open(&ac->pop3, ac->name, cf->timeout, &p, cause)) !=
-	    RES_OK || (r = pop3_scan(p, &msgs, &n, &standin, cause)) !=
-	    RES_OK || (r = imap_open(&ac->imap, ac->name, cf->timeout, &im,
-	    cause)) != RES_OK || (r = imap_status(im, ac->imap.mailbox, &mb,
-	    cause)) != RES_OK)
-		goto out;
 	fresh = xcalloc(n + 1, sizeof *fresh);
-	for (i = 0; i < n && r == RES_OK; i++) {
+	for (i = 0; i < n; i++) {
 		total += msgs[i].size;
-		st = LEDGER_NONE;
-		if (l != NULL)
-			r = ledger_state(l, msgs[i].uidl, &st, &deleted, cause);
-		if (st != LEDGER_IMPORTED) {
+		if (todo_of[i]) {
 			fresh[nfresh++] = msgs[i];
 			fresh_bytes += msgs[i].size;
 		}
@@ -433,7 +468,7 @@ account_dry_run(const struct config *cf, const struct account *ac,
 	    log_size(fresh_bytes, s2, sizeof s2));
 	printf("%s: IMAP %s: mailbox %s %s; MULTIAPPEND %s, LITERAL+ %s, "
 	    "APPENDLIMIT %s\n", ac->name, ac->imap.host, ac->imap.mailbox,
-	    mb.exists ? "exists" : "will be created",
+	    mb->exists ? "exists" : "will be created",
 	    imap_caps(im)->multiappend ? "yes" : "no",
 	    imap_caps(im)->literal_plus ? "yes" : "no",
 	    limit != 0 ? log_size(limit, s1, sizeof s1) : "none");
@@ -454,6 +489,33 @@ account_dry_run(const struct config *cf, const struct account *ac,
 		    ac->name, over, over == 1 ? "" : "s");
 	printf("%s: dry run: nothing was changed\n", ac->name);
 	free(fresh);
+}
+
+/* --dry-run: what a run would import, and what the server would refuse. */
+enum result
+account_dry_run(const struct config *cf, const struct account *ac,
+    char **cause)
+{
+	struct pop3		*p = NULL;
+	struct imap		*im = NULL;
+	struct pop3_msg		*msgs = NULL;
+	struct imap_mbox	 mb;
+	unsigned int		 n = 0, todo;
+	uint64_t		 bytes;
+	bool			 standin, *todo_of = NULL;
+	enum result		 r;
+
+	if ((r = pop3_open(&ac->pop3, ac->name, cf->timeout, &p, cause)) !=
+	    RES_OK || (r = pop3_scan(p, &msgs, &n, &standin, cause)) !=
+	    RES_OK)
+		goto out;
+	todo_of = xcalloc(n + 1, sizeof *todo_of);
+	if ((r = count_todo(cf, ac, msgs, n, &todo, &bytes, todo_of, cause)) !=
+	    RES_OK || (r = imap_open(&ac->imap, ac->name, cf->timeout, &im,
+	    cause)) != RES_OK || (r = imap_status(im, ac->imap.mailbox, &mb,
+	    cause)) != RES_OK)
+		goto out;
+	dry_report(ac, im, &mb, msgs, n, todo_of);
 out:
 	/* QUIT with no DELE sent: nothing changes on the server. */
 	if (p != NULL && !conn_dead(pop3_conn(p))) {
@@ -465,7 +527,7 @@ out:
 	}
 	pop3_free(p);
 	imap_logout(im);
-	ledger_close(l);
+	free(todo_of);
 	free(msgs);
 	return r;
 }

@@ -407,18 +407,15 @@ static bool
 finished_before(struct batch *b, const struct account *ac)
 {
 	struct ledger_status ls;
-	char		*path = ledger_path(b->cf.state_dir, ac);
-	char		*source = ledger_source(ac), *cause = NULL;
+	char		*cause = NULL;
 	bool		 done = false;
 
-	if (ledger_read_status(path, source, &ls, &cause) == RES_OK) {
+	if (ledger_read_status(b->cf.state_dir, ac, &ls, &cause) == RES_OK) {
 		done = ls.ever_run && ls.last_result == RES_OK &&
 		    ls.waiting == 0;
 		ledger_status_free(&ls);
 	}
 	free(cause);
-	free(path);
-	free(source);
 	return done;
 }
 
@@ -637,12 +634,11 @@ static char *
 skipped_reasons(struct batch *b, const struct account *ac)
 {
 	struct ledger_status ls;
-	char		*path = ledger_path(b->cf.state_dir, ac), *out, *t;
-	char		*source = ledger_source(ac), *cause = NULL;
+	char		*out, *t, *cause = NULL;
 	size_t		 i;
 
 	out = xstrdup("");
-	if (ledger_read_status(path, source, &ls, &cause) == RES_OK) {
+	if (ledger_read_status(b->cf.state_dir, ac, &ls, &cause) == RES_OK) {
 		for (i = 0; i < ls.nfailures && i < 20; i++) {
 			t = xprintf("%s%sUIDL %s: %s", out, i > 0 ? "; " : "",
 			    ls.failures[i].uidl, ls.failures[i].error);
@@ -652,8 +648,6 @@ skipped_reasons(struct batch *b, const struct account *ac)
 		ledger_status_free(&ls);
 	}
 	free(cause);
-	free(path);
-	free(source);
 	return out;
 }
 
@@ -848,19 +842,6 @@ run_jobs(struct batch *b)
 	show(b, true);
 }
 
-/* $XDG_STATE_HOME/popbridge/batch, else ~/.local/state/popbridge/batch */
-static char *
-default_state_dir(void)
-{
-	const char	*xdg = getenv("XDG_STATE_HOME"), *home;
-
-	if (xdg != NULL && xdg[0] == '/')
-		return xprintf("%s/popbridge/batch", xdg);
-	if ((home = getenv("HOME")) == NULL || home[0] != '/')
-		home = "/root";
-	return xprintf("%s/.local/state/popbridge/batch", home);
-}
-
 static int
 batch_args(struct batch *b, int argc, char **argv)
 {
@@ -978,8 +959,14 @@ cmd_batch(struct globals *g, int argc, char **argv)
 	b.sigpipe[0] = b.sigpipe[1] = -1;
 	if ((code = batch_args(&b, argc, argv)) >= 0)
 		goto out;
-	if (b.cf.state_dir == NULL)
-		b.cf.state_dir = default_state_dir();
+	/* Where `run`, the daemon and `migrate` keep theirs: what one of
+	 * them imported, the batch does not import again. */
+	if (b.cf.state_dir == NULL &&
+	    (r = config_state_dir(g, &b.cf.state_dir, &cause)) != RES_OK) {
+		log_warn("batch: %s", cause);
+		code = result_exit_code(r);
+		goto out;
+	}
 	if (b.report != NULL) {
 		if ((b.rep = fopen(b.report, "w")) == NULL) {
 			log_warn("batch: %s: %s", b.report, strerror(errno));

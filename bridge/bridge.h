@@ -41,6 +41,7 @@ enum result {
 /* main.c: what every subcommand gets. */
 struct globals {
 	const char	*config;	/* -c, or DEFAULT_CONFIG */
+	bool		 config_given;	/* -c was given */
 	int		 verbose;	/* number of -v */
 };
 int		 result_exit_code(enum result);
@@ -130,6 +131,13 @@ struct config {
 };
 
 enum result	 config_load(const char *, struct config **, char **);
+/* Where state lives when no config says: $XDG_STATE_HOME/popbridge if set,
+ * else /var/lib/popbridge for root, ~/.local/state/popbridge for others. */
+char		*config_default_state_dir(void);
+/* The state_dir `migrate` and `batch` share with `run` and the daemon:
+ * the config's (-c, else the default file if it can be read), else the
+ * default. */
+enum result	 config_state_dir(const struct globals *, char **, char **);
 void		 config_free(struct config *);
 const struct account *config_find(const struct config *, const char *);
 /* Parse ep->url (ep->imap says which schemes): host, port, tls. */
@@ -183,6 +191,16 @@ void		 msg_header_each(const char *, size_t, const char *,
 		     void (*)(void *, const char *, size_t), void *);
 /* The date for INTERNALDATE: Date, else newest Received; false if none. */
 bool		 msg_date(const char *, size_t, time_t *, int *);
+/* The "<...>" of the Message-ID field, "" if none (cut to fit). */
+#define MSGID_MAX	256
+void		 msg_message_id(const char *, size_t, char *, size_t);
+/* How a person finds a message: Date, From, Subject, cleaned and cut. */
+struct msg_info {
+	char		 date[48];
+	char		 from[128];
+	char		 subject[160];
+};
+void		 msg_info_read(const char *, size_t, struct msg_info *);
 
 /* date.c: pure RFC 5322 date parsing and IMAP date-time formatting. */
 bool		 date_parse(const char *, size_t, time_t *, int *);
@@ -212,7 +230,7 @@ bool		 pop3_parse_uidl(const char *, unsigned int *, char *);
 bool		 pop3_parse_list(const char *, unsigned int *, uint64_t *);
 bool		 pop3_parse_stat(const char *, unsigned int *, uint64_t *);
 bool		 uidl_valid(const char *, size_t);
-/* Check a filled list: numbers 1..n each once, UIDLs unique. */
+/* Check a filled list: numbers 1..n each once, each with a UIDL. */
 bool		 pop3_list_check(const struct pop3_msg *, unsigned int,
 		     char **);
 
@@ -368,34 +386,68 @@ void		 imap_append_abandon(struct append_batch *);
 enum result	 imap_append(struct imap *, const char *, const char *,
 		     time_t, int, struct spool *, struct append_result *,
 		     char **);
-/* For every message with UID >= lo: cb(uid, size, prefix, prefix_len). */
-typedef void	(*imap_fetch_cb)(void *, uint32_t, uint64_t, const char *,
+/* imap_fetch.c, on the selected mailbox: cb(uid, size, body, len). */
+typedef void	(*imap_list_cb)(void *, uint32_t, uint64_t, const char *,
 		     size_t);
-enum result	 imap_fetch_prefix(struct imap *, uint32_t, size_t,
-		     imap_fetch_cb, void *, char **);
+/* Every message with UID >= lo (no body). */
+enum result	 imap_list_sizes(struct imap *, uint32_t, imap_list_cb, void *,
+		     char **);
+/* Every message, with its Message-ID header field as body. */
+enum result	 imap_list_msgids(struct imap *, imap_list_cb, void *, char **);
+/* SHA-256 (hex) and size of message uid, streamed; *found false if gone. */
+enum result	 imap_hash_uid(struct imap *, uint32_t, char *, uint64_t *,
+		     bool *, char **);
+/* Is message uid there? */
+enum result	 imap_uid_exists(struct imap *, uint32_t, bool *, char **);
+/* Flag these copies \Deleted and UID EXPUNGE exactly them (UIDPLUS);
+ * *expunged false where the server has no UIDPLUS. */
+enum result	 imap_remove_uids(struct imap *, const uint32_t *, size_t,
+		     bool *, char **);
 void		 imap_logout(struct imap *);
 
-/* ledger.c: the per-account SQLite ledger. */
+/* ledger.c: the per-POP3-mailbox SQLite ledger (schema in ledger.c). */
 struct ledger;
 enum ledger_state {
-	LEDGER_NONE = 0,	/* never seen */
-	LEDGER_PENDING,		/* intent recorded, APPEND not confirmed */
+	LEDGER_TODO = 0,	/* known, to import (again) */
+	LEDGER_PENDING,		/* APPEND sent, outcome not known yet */
 	LEDGER_IMPORTED,	/* stored in IMAP, durable */
-	LEDGER_FAILED,		/* refused; retried on later runs */
+	LEDGER_FAILED,		/* failed in the last run; maybe set aside */
 };
-struct ledger_pending {
+enum { DEL_NO, DEL_SENT, DEL_DONE };	/* DELE: none, sent, committed */
+/* One message in one destination. */
+struct ledger_msg {
+	int64_t		 id;		/* 0: not in the ledger yet */
 	char		 uidl[UIDL_MAX + 1];
+	uint64_t	 pop_size;	/* as LIST said; 0 unknown */
+	uint64_t	 size;		/* as stored */
+	char		 hash[65];	/* SHA-256 as stored, hex; "" unknown */
+	enum ledger_state state;
+	uint32_t	 uidvalidity, uid;	/* the copy it owns; uid 0 unknown */
+	unsigned int	 fails;		/* failed runs in a row */
+	time_t		 hold_until;	/* set aside until then */
+	int		 deleted;	/* DEL_* */
+};
+/* An APPEND sent whose reply was never read: the server may still commit
+ * it, above lo_uid. */
+struct ledger_attempt {
+	int64_t		 id, msg;
 	uint64_t	 size;
-	char		 hash[65];	/* hex SHA-256 of the first bytes */
-	uint32_t	 uidvalidity;
-	uint32_t	 lo_uid;	/* the message's UID is at least this */
+	char		 hash[65];
+	uint32_t	 uidvalidity, lo_uid;
+	time_t		 created;
+};
+struct ledger_removal {
+	uint32_t	 uidvalidity, uid;
 };
 struct run_stats {
 	unsigned int	 waiting;	/* messages on the server */
 	unsigned int	 fresh;		/* not yet imported */
 	unsigned int	 imported;
+	unsigned int	 adopted;	/* found already in the mailbox */
 	unsigned int	 failed;
+	unsigned int	 set_aside;	/* skipped: failed too often lately */
 	unsigned int	 deleted;
+	unsigned int	 removed;	/* duplicates a killed run left, removed */
 	uint64_t	 bytes;
 	double		 seconds;
 	unsigned int	 todo;		/* messages to import this run */
@@ -403,29 +455,68 @@ struct run_stats {
 	unsigned int	 done;		/* of those, imported or failed */
 	uint64_t	 done_bytes;
 };
-/* Open (creating) the ledger (state_dir, path, source id); a second
- * holder of the same ledger gets RES_TEMP. */
+/* Open (creating or upgrading) the ledger at path for POP3 mailbox source
+ * (ident_source) and IMAP destination dest (ident_dest); a second holder of
+ * the same ledger gets RES_TEMP. */
 enum result	 ledger_open(const char *, const char *, const char *,
-		     struct ledger **, char **);
-enum result	 ledger_open_readonly(const char *, const char *,
+		     const char *, struct ledger **, char **);
+/* Read-only, no lock; *lp NULL if no ledger knows this pair yet. */
+enum result	 ledger_open_readonly(const char *, const char *, const char *,
 		     struct ledger **, char **);
 char		*ledger_path(const char *, const struct account *);
 char		*ledger_source(const struct account *);
-enum result	 ledger_state(struct ledger *, const char *,
-		     enum ledger_state *, bool *, char **);
-enum result	 ledger_intent(struct ledger *, const struct ledger_pending *,
+/* Every row of this UIDL (any state, gone ones too), oldest first. */
+enum result	 ledger_find(struct ledger *, const char *,
+		     struct ledger_msg **, size_t *, char **);
+/* Every row with this content. */
+enum result	 ledger_with_hash(struct ledger *, const char *,
+		     struct ledger_msg **, size_t *, char **);
+enum result	 ledger_pending(struct ledger *, struct ledger_msg **, size_t *,
 		     char **);
-enum result	 ledger_imported(struct ledger *, const char *, uint32_t,
+enum result	 ledger_new(struct ledger *, struct ledger_msg *, char **);
+/* Before an APPEND: the row pending and an attempt row (its id out). */
+enum result	 ledger_intent(struct ledger *, struct ledger_msg *,
+		     const struct msg_info *, uint32_t, uint32_t, int64_t *,
+		     char **);
+/* The server's OK: imported, in uidvalidity/uid; the attempt answered. */
+enum result	 ledger_stored(struct ledger *, struct ledger_msg *, int64_t,
+		     uint32_t, uint32_t, char **);
+/* Failed in this run (refused, cut off, too big); set aside when often. */
+enum result	 ledger_failed(struct ledger *, struct ledger_msg *, int64_t,
+		     const char *, const struct msg_info *, char **);
+/* Over quota: nothing stored, to import later. */
+enum result	 ledger_unsent(struct ledger *, struct ledger_msg *, int64_t,
+		     char **);
+enum result	 ledger_set_state(struct ledger *, struct ledger_msg *,
+		     enum ledger_state, uint32_t, uint32_t, char **);
+enum result	 ledger_deleted(struct ledger *, struct ledger_msg *, int,
+		     char **);
+/* Rows whose UIDL is not listed (listed(arg, uidl) false) are gone. */
+enum result	 ledger_mark_gone(struct ledger *,
+		     bool (*)(void *, const char *), void *, char **);
+/* The row that owns the copy uidvalidity/uid, or 0. */
+enum result	 ledger_uid_owner(struct ledger *, uint32_t, uint32_t,
+		     int64_t *, char **);
+/* Is uidl (this hash) imported into the destination named? */
+enum result	 ledger_imported_in(struct ledger *, const char *, const char *,
+		     const char *, bool *, char **);
+enum result	 ledger_attempts(struct ledger *, struct ledger_attempt **,
+		     size_t *, char **);
+enum result	 ledger_attempt_advance(struct ledger *, int64_t, uint32_t,
 		     uint32_t, char **);
-enum result	 ledger_failed(struct ledger *, const char *, const char *,
+enum result	 ledger_attempt_retire(struct ledger *, int64_t, char **);
+enum result	 ledger_removals(struct ledger *, struct ledger_removal **,
+		     size_t *, char **);
+enum result	 ledger_removal_add(struct ledger *, uint32_t, uint32_t,
 		     char **);
-enum result	 ledger_forget(struct ledger *, const char *, char **);
-enum result	 ledger_deleted(struct ledger *, const char *, char **);
-enum result	 ledger_pending_list(struct ledger *,
-		     struct ledger_pending **, size_t *, char **);
-/* Is this IMAP UID already claimed by an imported message? */
-enum result	 ledger_uid_claimed(struct ledger *, uint32_t, uint32_t,
-		     bool *, char **);
+enum result	 ledger_removal_done(struct ledger *, uint32_t, uint32_t,
+		     char **);
+/* The first contact scan of the destination (adopt.c): done yet? */
+enum result	 ledger_adopted(struct ledger *, bool *, char **);
+enum result	 ledger_set_adopted(struct ledger *, char **);
+/* `retry`: set-aside messages (all, or the one UIDL) go again next run. */
+enum result	 ledger_release(struct ledger *, const char *, unsigned int *,
+		     char **);
 enum result	 ledger_run_record(struct ledger *, const char *, time_t,
 		     enum result, const struct run_stats *, const char *,
 		     char **);
@@ -436,10 +527,14 @@ enum result	 ledger_begin(struct ledger *, char **);
 enum result	 ledger_begin_read(struct ledger *, char **);
 enum result	 ledger_commit(struct ledger *, char **);
 void		 ledger_rollback(struct ledger *);
-/* What `status` shows, read without taking the lock. */
+
+/* ledger_status.c: what `status` shows, read without taking the lock. */
 struct ledger_failure {
 	char		 uidl[UIDL_MAX + 1];
 	char		*error;
+	char		*date, *from, *subject;	/* NULL if not known */
+	unsigned int	 attempts;	/* failed runs in a row */
+	time_t		 hold_until;	/* set aside until, if in the future */
 };
 struct ledger_status {
 	bool		 ever_run;
@@ -450,8 +545,10 @@ struct ledger_status {
 	uint64_t	 imported_total;
 	struct ledger_failure *failures;
 	size_t		 nfailures;
+	unsigned int	 set_aside;	/* of the failures */
 };
-enum result	 ledger_read_status(const char *, const char *,
+/* The account's pair (its POP3 mailbox, its destination) in state_dir. */
+enum result	 ledger_read_status(const char *, const struct account *,
 		     struct ledger_status *, char **);
 void		 ledger_status_free(struct ledger_status *);
 
@@ -553,6 +650,8 @@ extern volatile sig_atomic_t account_stop;	/* stop after this batch */
 extern char	 account_current[72];		/* the account being run */
 /* Called after each batch, if set (the migration's progress bar). */
 extern void	(*account_progress)(const struct run_stats *);
+/* SIGTERM, SIGINT, SIGHUP: stop after the batch in flight; twice: now. */
+void		 account_catch_signals(void);
 /* Log in, list, compare with the ledger and report; change nothing. */
 enum result	 account_dry_run(const struct config *, const struct account *,
 		     char **);

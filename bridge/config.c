@@ -513,6 +513,61 @@ check_permissions(struct loader *ld, const char *path)
 	return RES_OK;
 }
 
+/* An error at a line that is no single setting's. */
+static enum result
+lfail_at(struct loader *ld, int line, const char *fmt, ...) PRINTFLIKE(3, 4);
+
+static enum result
+lfail_at(struct loader *ld, int line, const char *fmt, ...)
+{
+	va_list	 ap;
+	char	*msg;
+
+	va_start(ap, fmt);
+	msg = xvprintf(fmt, ap);
+	va_end(ap);
+	free(ld->cause);
+	ld->cause = xprintf("%s:%d: %s", ld->file, line, msg);
+	free(msg);
+	return RES_CONFIG;
+}
+
+/*
+ * Accounts that read one POP3 mailbox (ident.c's spelling) into different
+ * destinations work together: a message goes from the server only once
+ * every one of them has it.  That needs one answer to "keep": one account
+ * keeping the mail and another deleting it would take it from under the
+ * first.  (The same mailbox into the same destination twice is harmless:
+ * they share one ledger row per message, and the second finds it done.)
+ */
+static enum result
+check_shared(struct loader *ld, const struct config *cf)
+{
+	const struct account *a, *b;
+	char		*sa, *sb;
+	size_t		 i, j;
+	enum result	 r = RES_OK;
+
+	for (i = 0; i < cf->naccounts && r == RES_OK; i++) {
+		a = &cf->accounts[i];
+		sa = ident_source(&a->pop3);
+		for (j = 0; j < i && r == RES_OK; j++) {
+			b = &cf->accounts[j];
+			sb = ident_source(&b->pop3);
+			if (strcmp(sa, sb) == 0 && a->keep != b->keep)
+				r = lfail_at(ld, a->line, "accounts \"%s\" (line "
+				    "%d) and \"%s\" (line %d) read the same POP3 "
+				    "mailbox %s, but only one has keep = true: "
+				    "the other would delete what it still needs; "
+				    "give both the same keep", b->name, b->line,
+				    a->name, a->line, sa);
+			free(sb);
+		}
+		free(sa);
+	}
+	return r;
+}
+
 enum result
 config_load(const char *path, struct config **cfp, char **cause)
 {
@@ -557,7 +612,7 @@ config_load(const char *path, struct config **cfp, char **cause)
 		}
 		cf->state_dir = xstrdup(sd);
 	} else
-		cf->state_dir = xstrdup("/var/lib/popbridge");
+		cf->state_dir = config_default_state_dir();
 	cf->interval = 300;
 	cf->jobs = 4;
 	cf->max_backoff = 3600;
@@ -588,6 +643,8 @@ config_load(const char *path, struct config **cfp, char **cause)
 		if (r != RES_OK)
 			goto out;
 	}
+	if ((r = check_shared(&ld, cf)) != RES_OK)
+		goto out;
 	r = check_permissions(&ld, path);
 out:
 	config_destroy(&cfg);
@@ -742,4 +799,52 @@ config_secret(const struct endpoint *ep, char **secret, char **cause)
 		    "oauth2_token_command", secret, cause);
 	return secret_from_command(ep->password_command, "password_command",
 	    secret, cause);
+}
+
+char *
+config_default_state_dir(void)
+{
+	const char	*xdg = getenv("XDG_STATE_HOME"), *home;
+
+	if (xdg != NULL && xdg[0] == '/')
+		return xprintf("%s/popbridge", xdg);
+	if (geteuid() == 0)
+		return xstrdup("/var/lib/popbridge");
+	if ((home = getenv("HOME")) == NULL || home[0] != '/')
+		return xstrdup("/var/lib/popbridge");
+	return xprintf("%s/.local/state/popbridge", home);
+}
+
+/*
+ * One place for what all commands know: `migrate` and `batch` keep their
+ * ledgers where `run` and the daemon do, so that a mailbox migrated first
+ * and then polled (or the other way round) is not imported twice.
+ */
+enum result
+config_state_dir(const struct globals *g, char **dir, char **cause)
+{
+	struct config	*cf;
+	char		*why = NULL;
+	enum result	 r;
+
+	*dir = NULL;
+	if (!g->config_given && access(g->config, R_OK) == -1) {
+		*dir = config_default_state_dir();
+		return RES_OK;
+	}
+	if ((r = config_load(g->config, &cf, &why)) != RES_OK) {
+		if (g->config_given) {
+			free(*cause);
+			*cause = why;
+			return r;
+		}
+		log_warn("%s (its state_dir is not used; give -c or "
+		    "--state-dir)", why);
+		free(why);
+		*dir = config_default_state_dir();
+		return RES_OK;
+	}
+	*dir = xstrdup(cf->state_dir);
+	config_free(cf);
+	return RES_OK;
 }

@@ -262,7 +262,7 @@ fetch_number(const char *p, const char *end, uint64_t *v)
 }
 
 /*
- * "* n FETCH (UID u RFC822.SIZE s BODY[]<0> {len}CRLF bytes)" as read with
+ * "* n FETCH (UID u RFC822.SIZE s BODY[...]<0> {len}CRLF bytes)" as read with
  * its literals inline.  Items may come in any order; unknown ones are
  * skipped.  body points into resp.
  */
@@ -305,7 +305,9 @@ imap_parse_fetch(const char *resp, size_t len, struct imap_fetch *f)
 				return false;
 			f->have_size = true;
 		} else if ((size_t)(q - p) >= 6 &&
-		    strncasecmp(p, "BODY[]", 6) == 0) {
+		    strncasecmp(p, "BODY[", 5) == 0) {
+			/* BODY[] or BODY[HEADER.FIELDS (MESSAGE-ID)]: the one
+			 * section asked for. */
 			p = q + 1;
 			if (p >= end)
 				return false;

@@ -1,23 +1,35 @@
 /*
  * The ledger: one SQLite file per POP3 mailbox, recording what became of
- * each message (by UIDL).  It is what makes "exactly once" hold across
- * crashes, so it is opened with durable settings (WAL, synchronous=FULL:
- * every commit is on disk before the call returns) and every state change
- * is its own transaction.
+ * each of its messages in each IMAP destination.  It is what makes
+ * "exactly once" hold across crashes, so it is opened with durable settings
+ * (WAL, synchronous=FULL: every commit is on disk before the call returns).
  *
- * A message moves NONE -> PENDING (intent, before APPEND) -> IMPORTED (after
- * the server's OK), or -> FAILED (refused, tried again later).  A PENDING
- * row found at the start of a run is an APPEND whose outcome is unknown; the
- * run looks for it in the mailbox (its size and a hash of its first bytes)
- * before anything else happens.
+ * Tables (schema version 2):
+ *
+ *   dest     one row per IMAP destination (its ident_dest spelling), so
+ *            that two accounts reading one POP3 mailbox into two places,
+ *            and `run`, the daemon, `migrate` and `batch` on one pair, all
+ *            share what they know;
+ *   msg      one row per message and destination: its UIDL, its LIST size,
+ *            its size and SHA-256 as stored (the whole normalised message),
+ *            its state (to import, pending, imported, failed), the IMAP UID
+ *            that holds it, failures in a row and when it is tried again,
+ *            whether its DELE was sent or committed;
+ *   attempt  one row per APPEND sent whose reply was not read: size, hash,
+ *            the UID bound and the time.  A run that reads the reply drops
+ *            the row with the outcome; a killed run leaves it, and it stays
+ *            as a watch: the server may still commit that APPEND later
+ *            (settle.c);
+ *   removal  a duplicate copy about to be removed, recorded before the
+ *            STORE and EXPUNGE so that a crash redoes them;
+ *   run      one row per account run, for `status`.
  *
  * The file is held under an exclusive lock for the whole run, so two
- * popbridge processes never work on the same mailbox at once.
+ * popbridge processes never work on the same POP3 mailbox at once.
  */
 #include <sys/file.h>
 #include <sys/stat.h>
 
-#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -29,82 +41,167 @@
 
 #include "bridge.h"
 
-#define LEDGER_SCHEMA_VERSION	1
+#define LEDGER_SCHEMA_VERSION	2
+
+/* Set aside after this many failed runs in a row; then these rests. */
+#define HOLD_AFTER	3
+static const long hold_rest[] = { 2 * 3600, 8 * 3600, 24 * 3600 };
 
 enum {
-	ST_GET,
+	ST_FIND,
+	ST_NEW,
 	ST_INTENT,
-	ST_IMPORTED,
-	ST_FAILED,
-	ST_FORGET,
+	ST_ATTEMPT,
+	ST_STORED,
+	ST_DROP_ATTEMPT,
+	ST_REFUSED,
+	ST_STATE,
 	ST_DELETED,
+	ST_OWNER,
+	ST_ATTEMPTS,
+	ST_ADVANCE,
 	ST_PENDING,
-	ST_CLAIMED,
+	ST_REMOVALS,
+	ST_REMOVAL_ADD,
+	ST_REMOVAL_DONE,
+	ST_IMPORTED_IN,
+	ST_HASH_ROWS,
+	ST_LIVE,
 	ST_RUN,
 	ST_COUNT
 };
 
+#define MSG_COLS "id, uidl, pop_size, size, hash, state, uidvalidity, uid, " \
+	"fails, hold_until, deleted"
+
 static const char *const stmt_sql[ST_COUNT] = {
-	[ST_GET] = "SELECT state, deleted FROM message WHERE source = ?1 "
-	    "AND uidl = ?2",
-	[ST_INTENT] = "INSERT INTO message (source, uidl, state, size, hash, "
-	    "uidvalidity, lo_uid, attempts, first_seen, updated) VALUES "
-	    "(?1, ?2, 1, ?3, ?4, ?5, ?6, 1, ?7, ?7) "
-	    "ON CONFLICT (source, uidl) DO UPDATE SET state = 1, size = ?3, "
-	    "hash = ?4, uidvalidity = ?5, lo_uid = ?6, "
-	    "attempts = attempts + 1, updated = ?7",
-	[ST_IMPORTED] = "UPDATE message SET state = 2, uidvalidity = ?3, "
-	    "uid = ?4, error = NULL, updated = ?5 WHERE source = ?1 AND "
-	    "uidl = ?2",
-	[ST_FAILED] = "INSERT INTO message (source, uidl, state, error, "
-	    "attempts, first_seen, updated) VALUES (?1, ?2, 3, ?3, 1, ?4, ?4) "
-	    "ON CONFLICT (source, uidl) DO UPDATE SET state = 3, error = ?3, "
-	    "updated = ?4",
-	[ST_FORGET] = "DELETE FROM message WHERE source = ?1 AND uidl = ?2 "
-	    "AND state = 1",
-	[ST_DELETED] = "UPDATE message SET deleted = 1, updated = ?3 WHERE "
-	    "source = ?1 AND uidl = ?2",
-	[ST_PENDING] = "SELECT uidl, size, hash, uidvalidity, lo_uid FROM "
-	    "message WHERE source = ?1 AND state = 1",
-	[ST_CLAIMED] = "SELECT 1 FROM message WHERE source = ?1 AND state = 2 "
-	    "AND uidvalidity = ?2 AND uid = ?3",
-	[ST_RUN] = "INSERT INTO run (account, started, finished, result, "
-	    "waiting, fresh, imported, failed, deleted, bytes, error) VALUES "
-	    "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+	[ST_FIND] = "SELECT " MSG_COLS " FROM msg WHERE dest = ?1 AND "
+	    "uidl = ?2 ORDER BY id",
+	[ST_NEW] = "INSERT INTO msg (dest, uidl, pop_size, size, hash, state, "
+	    "first_seen, updated) VALUES (?1, ?2, ?3, 0, NULL, 0, ?4, ?4)",
+	[ST_INTENT] = "UPDATE msg SET state = 1, pop_size = ?2, size = ?3, "
+	    "hash = ?4, hdr_date = coalesce(?5, hdr_date), "
+	    "hdr_from = coalesce(?6, hdr_from), "
+	    "hdr_subject = coalesce(?7, hdr_subject), deleted = 0, "
+	    "updated = ?8 WHERE id = ?1",
+	[ST_ATTEMPT] = "INSERT INTO attempt (dest, msg, size, hash, "
+	    "uidvalidity, lo_uid, created) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+	[ST_STORED] = "UPDATE msg SET state = 2, uidvalidity = ?2, uid = ?3, "
+	    "fails = 0, error = NULL, hold_until = 0, updated = ?4 WHERE id = ?1",
+	[ST_DROP_ATTEMPT] = "DELETE FROM attempt WHERE id = ?1",
+	[ST_REFUSED] = "UPDATE msg SET state = 3, fails = fails + 1, "
+	    "error = ?2, hold_until = ?3, pop_size = ?4, "
+	    "hdr_date = coalesce(?5, hdr_date), "
+	    "hdr_from = coalesce(?6, hdr_from), "
+	    "hdr_subject = coalesce(?7, hdr_subject), updated = ?8 "
+	    "WHERE id = ?1",
+	[ST_STATE] = "UPDATE msg SET state = ?2, uidvalidity = ?3, uid = ?4, "
+	    "updated = ?5 WHERE id = ?1",
+	[ST_DELETED] = "UPDATE msg SET deleted = ?2, updated = ?3 WHERE id = ?1",
+	[ST_OWNER] = "SELECT id FROM msg WHERE dest = ?1 AND uidvalidity = ?2 "
+	    "AND uid = ?3 AND state = 2",
+	[ST_ATTEMPTS] = "SELECT id, msg, size, hash, uidvalidity, lo_uid, "
+	    "created FROM attempt WHERE dest = ?1 ORDER BY id",
+	[ST_ADVANCE] = "UPDATE attempt SET uidvalidity = ?2, lo_uid = ?3 "
+	    "WHERE id = ?1",
+	[ST_PENDING] = "SELECT " MSG_COLS " FROM msg WHERE dest = ?1 AND "
+	    "state = 1 ORDER BY id",
+	[ST_REMOVALS] = "SELECT uidvalidity, uid FROM removal WHERE dest = ?1",
+	[ST_REMOVAL_ADD] = "INSERT OR IGNORE INTO removal (dest, uidvalidity, "
+	    "uid, created) VALUES (?1, ?2, ?3, ?4)",
+	[ST_REMOVAL_DONE] = "DELETE FROM removal WHERE dest = ?1 AND "
+	    "uidvalidity = ?2 AND uid = ?3",
+	[ST_IMPORTED_IN] = "SELECT hash FROM msg JOIN dest ON msg.dest = "
+	    "dest.id WHERE dest.name = ?1 AND msg.uidl = ?2 AND msg.state = 2 "
+	    "AND msg.deleted < 2",
+	[ST_HASH_ROWS] = "SELECT " MSG_COLS " FROM msg WHERE dest = ?1 AND "
+	    "hash = ?2 ORDER BY id",
+	[ST_LIVE] = "SELECT id, uidl FROM msg WHERE dest = ?1 AND deleted < 2",
+	[ST_RUN] = "INSERT INTO run (dest, account, started, finished, result, "
+	    "waiting, fresh, imported, failed, deleted, bytes, error, "
+	    "set_aside) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, "
+	    "?12, ?13)",
 };
 
 static const char schema[] =
-    "CREATE TABLE IF NOT EXISTS message ("
-    " source TEXT NOT NULL,"
+    "CREATE TABLE IF NOT EXISTS dest ("
+    " id INTEGER PRIMARY KEY,"
+    " name TEXT NOT NULL UNIQUE,"
+    " adopted INTEGER NOT NULL DEFAULT 0);"	/* first-contact scan done */
+    "CREATE TABLE IF NOT EXISTS msg ("
+    " id INTEGER PRIMARY KEY,"
+    " dest INTEGER NOT NULL,"
     " uidl TEXT NOT NULL,"
-    " state INTEGER NOT NULL,"		/* 1 pending, 2 imported, 3 failed */
-    " size INTEGER NOT NULL DEFAULT 0,"
-    " hash TEXT,"			/* SHA-256 of the first 8 KiB */
+    " pop_size INTEGER NOT NULL DEFAULT 0,"	/* LIST size; 0 unknown */
+    " size INTEGER NOT NULL DEFAULT 0,"		/* as stored */
+    " hash TEXT,"			/* SHA-256 of all of it, as stored */
+    " state INTEGER NOT NULL,"		/* 0 to import, 1 pending, */
+					/* 2 imported, 3 failed */
     " uidvalidity INTEGER,"
-    " lo_uid INTEGER,"			/* the IMAP UID is at least this */
-    " uid INTEGER,"			/* from APPENDUID, or NULL */
-    " attempts INTEGER NOT NULL DEFAULT 0,"
+    " uid INTEGER,"			/* the copy it owns, or NULL */
+    " fails INTEGER NOT NULL DEFAULT 0,"	/* failed runs in a row */
     " error TEXT,"
-    " deleted INTEGER NOT NULL DEFAULT 0,"
+    " hold_until INTEGER NOT NULL DEFAULT 0,"	/* set aside until */
+    " deleted INTEGER NOT NULL DEFAULT 0,"	/* 1 DELE sent, 2 committed */
+    " hdr_date TEXT, hdr_from TEXT, hdr_subject TEXT,"
     " first_seen INTEGER NOT NULL,"
-    " updated INTEGER NOT NULL,"
-    " PRIMARY KEY (source, uidl)) WITHOUT ROWID;"
-    "CREATE INDEX IF NOT EXISTS message_state ON message (source, state);"
-    "CREATE INDEX IF NOT EXISTS message_uid ON message (uidvalidity, uid);"
+    " updated INTEGER NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS msg_uidl ON msg (dest, uidl);"
+    "CREATE INDEX IF NOT EXISTS msg_uid ON msg (dest, uidvalidity, uid);"
+    "CREATE INDEX IF NOT EXISTS msg_state ON msg (dest, state);"
+    "CREATE INDEX IF NOT EXISTS msg_hash ON msg (dest, hash);"
+    "CREATE TABLE IF NOT EXISTS attempt ("
+    " id INTEGER PRIMARY KEY,"
+    " dest INTEGER NOT NULL,"
+    " msg INTEGER NOT NULL,"
+    " size INTEGER NOT NULL,"
+    " hash TEXT NOT NULL,"
+    " uidvalidity INTEGER NOT NULL,"
+    " lo_uid INTEGER NOT NULL,"		/* a copy it made has a UID >= */
+    " created INTEGER NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS attempt_dest ON attempt (dest);"
+    "CREATE TABLE IF NOT EXISTS removal ("
+    " dest INTEGER NOT NULL,"
+    " uidvalidity INTEGER NOT NULL,"
+    " uid INTEGER NOT NULL,"
+    " created INTEGER NOT NULL,"
+    " PRIMARY KEY (dest, uidvalidity, uid)) WITHOUT ROWID;"
     "CREATE TABLE IF NOT EXISTS run ("
     " id INTEGER PRIMARY KEY,"
+    " dest INTEGER,"
     " account TEXT NOT NULL,"
     " started INTEGER NOT NULL,"
     " finished INTEGER NOT NULL,"
     " result INTEGER NOT NULL,"
     " waiting INTEGER, fresh INTEGER, imported INTEGER, failed INTEGER,"
-    " deleted INTEGER, bytes INTEGER, error TEXT);";
+    " deleted INTEGER, bytes INTEGER, error TEXT, set_aside INTEGER);";
+
+/*
+ * Version 1 kept one table "message" keyed by (source, uidl), for one
+ * destination, with a hash of the first 8 KiB only.  Its rows become the
+ * opening account's destination's; its hashes are dropped (they are not
+ * comparable).  An intent it left pending is forgotten, and the first
+ * contact scan (adopt.c) runs for the destination instead: that finds the
+ * copy by Message-ID, size and content if the APPEND took effect.
+ */
+static const char upgrade_v1[] =
+    "INSERT INTO msg (dest, uidl, pop_size, size, hash, state, uidvalidity,"
+    " uid, fails, error, deleted, first_seen, updated)"
+    " SELECT ?1, uidl, 0, size, NULL, CASE state WHEN 1 THEN 0 ELSE state"
+    " END, uidvalidity, uid, CASE state WHEN 3 THEN 1 ELSE 0 END, error,"
+    " CASE deleted WHEN 0 THEN 0 ELSE 2 END, first_seen, updated"
+    " FROM message;"
+    "UPDATE dest SET adopted = NOT EXISTS (SELECT 1 FROM message"
+    " WHERE state = 1) WHERE id = ?1;"
+    "DROP TABLE message;"
+    "UPDATE run SET dest = ?1 WHERE dest IS NULL;";
 
 struct ledger {
 	sqlite3		*db;
 	sqlite3_stmt	*st[ST_COUNT];
 	char		*path;
 	char		*source;
+	int64_t		 dest;		/* dest.id of this run's destination */
 	int		 lockfd;
 };
 
@@ -194,9 +291,90 @@ ledger_lock(struct ledger *l, char **cause)
 	return RES_OK;
 }
 
+static bool
+table_exists(sqlite3 *db, const char *name)
+{
+	sqlite3_stmt	*s;
+	bool		 yes = false;
+
+	if (sqlite3_prepare_v2(db, "SELECT 1 FROM sqlite_master WHERE "
+	    "type = 'table' AND name = ?1", -1, &s, NULL) != SQLITE_OK)
+		return false;
+	sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+	yes = sqlite3_step(s) == SQLITE_ROW;
+	sqlite3_finalize(s);
+	return yes;
+}
+
+/* The id of destination name, made if new; *fresh if it was. */
+static int
+dest_id(sqlite3 *db, const char *name, int64_t *id)
+{
+	sqlite3_stmt	*s;
+	int		 rc;
+
+	if (sqlite3_prepare_v2(db, "INSERT INTO dest (name) VALUES (?1) "
+	    "ON CONFLICT (name) DO NOTHING", -1, &s, NULL) != SQLITE_OK)
+		return -1;
+	sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+	rc = sqlite3_step(s);
+	sqlite3_finalize(s);
+	if (rc != SQLITE_DONE || sqlite3_prepare_v2(db, "SELECT id FROM dest "
+	    "WHERE name = ?1", -1, &s, NULL) != SQLITE_OK)
+		return -1;
+	sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW)
+		*id = sqlite3_column_int64(s, 0);
+	sqlite3_finalize(s);
+	return rc == SQLITE_ROW ? 0 : -1;
+}
+
+/* Schema, upgrade and this destination's row, in one transaction. */
+static int
+ledger_setup(struct ledger *l, const char *dest)
+{
+	sqlite3_stmt	*s;
+	const char	*tail;
+	bool		 v1;
+	int		 rc;
+
+	if (sqlite3_exec(l->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) !=
+	    SQLITE_OK)
+		return -1;
+	v1 = table_exists(l->db, "message");
+	if (v1 && sqlite3_exec(l->db, "ALTER TABLE run ADD COLUMN dest "
+	    "INTEGER; ALTER TABLE run ADD COLUMN set_aside INTEGER;", NULL,
+	    NULL, NULL) != SQLITE_OK)
+		goto bad;
+	if (sqlite3_exec(l->db, schema, NULL, NULL, NULL) != SQLITE_OK ||
+	    dest_id(l->db, dest, &l->dest) == -1)
+		goto bad;
+	for (tail = upgrade_v1; v1 && *tail != '\0';) {
+		if (sqlite3_prepare_v2(l->db, tail, -1, &s, &tail) != SQLITE_OK)
+			goto bad;
+		if (s == NULL)
+			break;
+		sqlite3_bind_int64(s, 1, l->dest);
+		rc = sqlite3_step(s);
+		sqlite3_finalize(s);
+		if (rc != SQLITE_DONE)
+			goto bad;
+	}
+	if (v1)
+		log_info("ledger %s: upgraded to version 2", l->path);
+	if (sqlite3_exec(l->db, "PRAGMA user_version = 2; COMMIT", NULL, NULL,
+	    NULL) != SQLITE_OK)
+		goto bad;
+	return 0;
+bad:
+	(void)sqlite3_exec(l->db, "ROLLBACK", NULL, NULL, NULL);
+	return -1;
+}
+
 enum result
 ledger_open(const char *state_dir, const char *path, const char *source,
-    struct ledger **lp, char **cause)
+    const char *dest, struct ledger **lp, char **cause)
 {
 	struct ledger	*l;
 	enum result	 r;
@@ -221,9 +399,7 @@ ledger_open(const char *state_dir, const char *path, const char *source,
 	/* Durable: each commit is synced before it returns. */
 	if (sqlite3_exec(l->db, "PRAGMA journal_mode = WAL;"
 	    "PRAGMA synchronous = FULL;", NULL, NULL, NULL) != SQLITE_OK ||
-	    sqlite3_exec(l->db, schema, NULL, NULL, NULL) != SQLITE_OK ||
-	    sqlite3_exec(l->db, "PRAGMA user_version = "
-	    "1", NULL, NULL, NULL) != SQLITE_OK) {
+	    ledger_setup(l, dest) == -1) {
 		r = lfail(l, cause, "set-up");
 		goto bad;
 	}
@@ -241,14 +417,17 @@ bad:
 }
 
 /*
- * For a dry run: the ledger as it is, read-only and unlocked, or *lp NULL
- * if there is none yet.  Only ledger_state works on it.
+ * For a dry run and `check`: the ledger as it is, read-only and unlocked,
+ * or *lp NULL if there is none yet (or it has no such destination).  Only
+ * ledger_find works on it.
  */
 enum result
-ledger_open_readonly(const char *path, const char *source, struct ledger **lp,
-    char **cause)
+ledger_open_readonly(const char *path, const char *source, const char *dest,
+    struct ledger **lp, char **cause)
 {
 	struct ledger	*l;
+	sqlite3_stmt	*s;
+	int		 rc;
 
 	*lp = NULL;
 	if (access(path, F_OK) == -1)
@@ -258,29 +437,60 @@ ledger_open_readonly(const char *path, const char *source, struct ledger **lp,
 	l->source = xstrdup(source);
 	l->lockfd = -1;
 	if (sqlite3_open_v2(path, &l->db, SQLITE_OPEN_READONLY, NULL) !=
-	    SQLITE_OK || sqlite3_prepare_v2(l->db, stmt_sql[ST_GET], -1,
-	    &l->st[ST_GET], NULL) != SQLITE_OK) {
+	    SQLITE_OK)
+		goto bad;
+	sqlite3_busy_timeout(l->db, 5000);
+	if (!table_exists(l->db, "dest")) {
+		/* Made by an older version: a run upgrades it first. */
+		ledger_close(l);
+		return RES_OK;
+	}
+	if (sqlite3_prepare_v2(l->db, "SELECT id FROM dest WHERE name = ?1",
+	    -1, &s, NULL) != SQLITE_OK)
+		goto bad;
+	sqlite3_bind_text(s, 1, dest, -1, SQLITE_STATIC);
+	rc = sqlite3_step(s);
+	if (rc == SQLITE_ROW)
+		l->dest = sqlite3_column_int64(s, 0);
+	sqlite3_finalize(s);
+	if (rc != SQLITE_ROW) {
+		ledger_close(l);
+		return rc == SQLITE_DONE ? RES_OK : fail(cause, RES_TEMP,
+		    "ledger %s: cannot read it", path);
+	}
+	if (sqlite3_prepare_v2(l->db, stmt_sql[ST_FIND], -1, &l->st[ST_FIND],
+	    NULL) != SQLITE_OK)
+		goto bad;
+	*lp = l;
+	return RES_OK;
+bad:
+	{
 		enum result r = lfail(l, cause, "open");
 
 		ledger_close(l);
 		return r;
 	}
-	sqlite3_busy_timeout(l->db, 5000);
-	*lp = l;
-	return RES_OK;
 }
 
-/* Bind source and uidl, the first two parameters of most statements. */
+/* Reset a statement and bind ?1 to this destination. */
 static sqlite3_stmt *
-stmt(struct ledger *l, int which, const char *uidl)
+stmt(struct ledger *l, int which)
 {
 	sqlite3_stmt	*s = l->st[which];
 
 	sqlite3_reset(s);
 	sqlite3_clear_bindings(s);
-	sqlite3_bind_text(s, 1, l->source, -1, SQLITE_STATIC);
-	if (uidl != NULL)
-		sqlite3_bind_text(s, 2, uidl, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_int64(s, 1, l->dest);
+	return s;
+}
+
+/* A statement about one msg row: ?1 is its id. */
+static sqlite3_stmt *
+stmt_row(struct ledger *l, int which, int64_t id)
+{
+	sqlite3_stmt	*s = stmt(l, which);
+
+	sqlite3_bind_int64(s, 1, id);
 	return s;
 }
 
@@ -295,18 +505,363 @@ step_done(struct ledger *l, sqlite3_stmt *s, const char *what, char **cause)
 	return RES_OK;
 }
 
-enum result
-ledger_state(struct ledger *l, const char *uidl, enum ledger_state *state,
-    bool *deleted, char **cause)
+static void
+bind_text_or_null(sqlite3_stmt *s, int i, const char *t)
 {
-	sqlite3_stmt	*s = stmt(l, ST_GET, uidl);
-	int		 rc = sqlite3_step(s);
+	if (t != NULL && t[0] != '\0')
+		sqlite3_bind_text(s, i, t, -1, SQLITE_TRANSIENT);
+	else
+		sqlite3_bind_null(s, i);
+}
 
-	*state = LEDGER_NONE;
-	*deleted = false;
-	if (rc == SQLITE_ROW) {
-		*state = (enum ledger_state)sqlite3_column_int(s, 0);
-		*deleted = sqlite3_column_int(s, 1) != 0;
+static void
+copy_col(sqlite3_stmt *s, int col, char *dst, size_t sz)
+{
+	const unsigned char *t = sqlite3_column_text(s, col);
+
+	snprintf(dst, sz, "%s", t != NULL ? (const char *)t : "");
+}
+
+/* A msg row from the MSG_COLS columns of s. */
+static void
+row_read(sqlite3_stmt *s, struct ledger_msg *m)
+{
+	memset(m, 0, sizeof *m);
+	m->id = sqlite3_column_int64(s, 0);
+	copy_col(s, 1, m->uidl, sizeof m->uidl);
+	m->pop_size = (uint64_t)sqlite3_column_int64(s, 2);
+	m->size = (uint64_t)sqlite3_column_int64(s, 3);
+	copy_col(s, 4, m->hash, sizeof m->hash);
+	m->state = (enum ledger_state)sqlite3_column_int(s, 5);
+	m->uidvalidity = (uint32_t)sqlite3_column_int64(s, 6);
+	m->uid = (uint32_t)sqlite3_column_int64(s, 7);
+	m->fails = (unsigned int)sqlite3_column_int(s, 8);
+	m->hold_until = (time_t)sqlite3_column_int64(s, 9);
+	m->deleted = sqlite3_column_int(s, 10);
+}
+
+/* Every row of a query of MSG_COLS into a growing array. */
+static enum result
+rows_collect(struct ledger *l, sqlite3_stmt *s, struct ledger_msg **rows,
+    size_t *n, char **cause)
+{
+	size_t	 cap = 0;
+	int	 rc;
+
+	*rows = NULL;
+	*n = 0;
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		if (*n == cap) {
+			cap = cap == 0 ? 4 : cap * 2;
+			*rows = xrealloc(*rows, cap * sizeof **rows);
+		}
+		row_read(s, &(*rows)[(*n)++]);
+	}
+	sqlite3_reset(s);
+	if (rc != SQLITE_DONE) {
+		free(*rows);
+		*rows = NULL;
+		*n = 0;
+		return lfail(l, cause, "read");
+	}
+	return RES_OK;
+}
+
+enum result
+ledger_find(struct ledger *l, const char *uidl, struct ledger_msg **rows,
+    size_t *n, char **cause)
+{
+	sqlite3_stmt	*s = stmt(l, ST_FIND);
+
+	sqlite3_bind_text(s, 2, uidl, -1, SQLITE_TRANSIENT);
+	return rows_collect(l, s, rows, n, cause);
+}
+
+enum result
+ledger_with_hash(struct ledger *l, const char *hash, struct ledger_msg **rows,
+    size_t *n, char **cause)
+{
+	sqlite3_stmt	*s = stmt(l, ST_HASH_ROWS);
+
+	sqlite3_bind_text(s, 2, hash, -1, SQLITE_TRANSIENT);
+	return rows_collect(l, s, rows, n, cause);
+}
+
+enum result
+ledger_pending(struct ledger *l, struct ledger_msg **rows, size_t *n,
+    char **cause)
+{
+	return rows_collect(l, stmt(l, ST_PENDING), rows, n, cause);
+}
+
+/* A row for a message seen for the first time; m->id is set. */
+enum result
+ledger_new(struct ledger *l, struct ledger_msg *m, char **cause)
+{
+	sqlite3_stmt	*s = stmt(l, ST_NEW);
+	enum result	 r;
+
+	sqlite3_bind_text(s, 2, m->uidl, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_int64(s, 3, (sqlite3_int64)m->pop_size);
+	sqlite3_bind_int64(s, 4, (sqlite3_int64)time(NULL));
+	if ((r = step_done(l, s, "record message", cause)) != RES_OK)
+		return r;
+	m->id = sqlite3_last_insert_rowid(l->db);
+	m->state = LEDGER_TODO;
+	return RES_OK;
+}
+
+static void
+bind_info(sqlite3_stmt *s, int first, const struct msg_info *in)
+{
+	bind_text_or_null(s, first, in != NULL ? in->date : NULL);
+	bind_text_or_null(s, first + 1, in != NULL ? in->from : NULL);
+	bind_text_or_null(s, first + 2, in != NULL ? in->subject : NULL);
+}
+
+/*
+ * The intent, before the APPEND is sent: the row pending with the size and
+ * hash of what goes out, and an attempt row that stays if the reply is
+ * never read.
+ */
+enum result
+ledger_intent(struct ledger *l, struct ledger_msg *m,
+    const struct msg_info *info, uint32_t uidvalidity, uint32_t lo_uid,
+    int64_t *attempt, char **cause)
+{
+	sqlite3_stmt	*s;
+	enum result	 r;
+
+	if (m->id == 0 && (r = ledger_new(l, m, cause)) != RES_OK)
+		return r;
+	s = stmt_row(l, ST_INTENT, m->id);
+	sqlite3_bind_int64(s, 2, (sqlite3_int64)m->pop_size);
+	sqlite3_bind_int64(s, 3, (sqlite3_int64)m->size);
+	sqlite3_bind_text(s, 4, m->hash, -1, SQLITE_TRANSIENT);
+	bind_info(s, 5, info);
+	sqlite3_bind_int64(s, 8, (sqlite3_int64)time(NULL));
+	if ((r = step_done(l, s, "record intent", cause)) != RES_OK)
+		return r;
+	m->state = LEDGER_PENDING;
+	m->deleted = DEL_NO;
+	s = stmt(l, ST_ATTEMPT);
+	sqlite3_bind_int64(s, 2, m->id);
+	sqlite3_bind_int64(s, 3, (sqlite3_int64)m->size);
+	sqlite3_bind_text(s, 4, m->hash, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_int64(s, 5, uidvalidity);
+	sqlite3_bind_int64(s, 6, lo_uid);
+	sqlite3_bind_int64(s, 7, (sqlite3_int64)time(NULL));
+	if ((r = step_done(l, s, "record intent", cause)) != RES_OK)
+		return r;
+	*attempt = sqlite3_last_insert_rowid(l->db);
+	return RES_OK;
+}
+
+static enum result
+drop_attempt(struct ledger *l, int64_t attempt, char **cause)
+{
+	if (attempt == 0)
+		return RES_OK;
+	return step_done(l, stmt_row(l, ST_DROP_ATTEMPT, attempt),
+	    "drop attempt", cause);
+}
+
+/* The server said OK: imported, in the copy with this UID (0 unknown). */
+enum result
+ledger_stored(struct ledger *l, struct ledger_msg *m, int64_t attempt,
+    uint32_t uidvalidity, uint32_t uid, char **cause)
+{
+	sqlite3_stmt	*s = stmt_row(l, ST_STORED, m->id);
+	enum result	 r;
+
+	sqlite3_bind_int64(s, 2, uidvalidity);
+	if (uid != 0)
+		sqlite3_bind_int64(s, 3, uid);
+	else
+		sqlite3_bind_null(s, 3);
+	sqlite3_bind_int64(s, 4, (sqlite3_int64)time(NULL));
+	if ((r = step_done(l, s, "record import", cause)) != RES_OK)
+		return r;
+	m->state = LEDGER_IMPORTED;
+	m->uidvalidity = uidvalidity;
+	m->uid = uid;
+	return drop_attempt(l, attempt, cause);
+}
+
+/* A rest before the next try once a message has failed often enough. */
+static time_t
+hold_for(unsigned int fails, time_t now)
+{
+	size_t	 i;
+
+	if (fails < HOLD_AFTER)
+		return 0;
+	i = fails - HOLD_AFTER;
+	if (i >= sizeof hold_rest / sizeof hold_rest[0])
+		i = sizeof hold_rest / sizeof hold_rest[0] - 1;
+	return now + hold_rest[i];
+}
+
+/*
+ * This message failed in this run (refused, cut off, too big): one more
+ * failure in a row, set aside for a while after HOLD_AFTER.  The attempt,
+ * if one was sent, got its answer (a NO stores nothing).
+ */
+enum result
+ledger_failed(struct ledger *l, struct ledger_msg *m, int64_t attempt,
+    const char *reason, const struct msg_info *info, char **cause)
+{
+	sqlite3_stmt	*s;
+	time_t		 now = time(NULL);
+	enum result	 r;
+
+	if (m->id == 0 && (r = ledger_new(l, m, cause)) != RES_OK)
+		return r;
+	m->fails++;
+	m->hold_until = hold_for(m->fails, now);
+	m->state = LEDGER_FAILED;
+	s = stmt_row(l, ST_REFUSED, m->id);
+	sqlite3_bind_text(s, 2, reason, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_int64(s, 3, (sqlite3_int64)m->hold_until);
+	sqlite3_bind_int64(s, 4, (sqlite3_int64)m->pop_size);
+	bind_info(s, 5, info);
+	sqlite3_bind_int64(s, 8, (sqlite3_int64)now);
+	if ((r = step_done(l, s, "record failure", cause)) != RES_OK)
+		return r;
+	return drop_attempt(l, attempt, cause);
+}
+
+/* The row's state (and its copy, for IMPORTED) as settling found it. */
+enum result
+ledger_set_state(struct ledger *l, struct ledger_msg *m,
+    enum ledger_state state, uint32_t uidvalidity, uint32_t uid,
+    char **cause)
+{
+	sqlite3_stmt	*s = stmt_row(l, ST_STATE, m->id);
+	enum result	 r;
+
+	sqlite3_bind_int(s, 2, (int)state);
+	sqlite3_bind_int64(s, 3, uidvalidity);
+	if (uid != 0)
+		sqlite3_bind_int64(s, 4, uid);
+	else
+		sqlite3_bind_null(s, 4);
+	sqlite3_bind_int64(s, 5, (sqlite3_int64)time(NULL));
+	if ((r = step_done(l, s, "record state", cause)) != RES_OK)
+		return r;
+	m->state = state;
+	m->uidvalidity = uidvalidity;
+	m->uid = uid;
+	return RES_OK;
+}
+
+/* Over quota: nothing stored; it goes again in a later run. */
+enum result
+ledger_unsent(struct ledger *l, struct ledger_msg *m, int64_t attempt,
+    char **cause)
+{
+	enum result	 r;
+
+	if ((r = ledger_set_state(l, m, LEDGER_TODO, 0, 0, cause)) != RES_OK)
+		return r;
+	return drop_attempt(l, attempt, cause);
+}
+
+/* DEL_SENT before a DELE goes out, DEL_DONE once QUIT committed it. */
+enum result
+ledger_deleted(struct ledger *l, struct ledger_msg *m, int how, char **cause)
+{
+	sqlite3_stmt	*s = stmt_row(l, ST_DELETED, m->id);
+	enum result	 r;
+
+	sqlite3_bind_int(s, 2, how);
+	sqlite3_bind_int64(s, 3, (sqlite3_int64)time(NULL));
+	if ((r = step_done(l, s, "record deletion", cause)) == RES_OK)
+		m->deleted = how;
+	return r;
+}
+
+/*
+ * Rows whose UIDL the server no longer lists are gone from it (deleted by
+ * this program or another client): DEL_DONE, so that a later message that
+ * reuses the UIDL is not taken for them.  listed() says if a UIDL is
+ * listed.
+ */
+enum result
+ledger_mark_gone(struct ledger *l, bool (*listed)(void *, const char *),
+    void *arg, char **cause)
+{
+	sqlite3_stmt	*s = stmt(l, ST_LIVE);
+	int64_t		*gone = NULL;
+	size_t		 ngone = 0, i;
+	enum result	 r = RES_OK;
+	int		 rc;
+
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		const unsigned char *u = sqlite3_column_text(s, 1);
+
+		if (u != NULL && listed(arg, (const char *)u))
+			continue;
+		gone = xrealloc(gone, (ngone + 1) * sizeof *gone);
+		gone[ngone++] = sqlite3_column_int64(s, 0);
+	}
+	sqlite3_reset(s);
+	if (rc != SQLITE_DONE) {
+		free(gone);
+		return lfail(l, cause, "read");
+	}
+	for (i = 0; i < ngone && r == RES_OK; i++) {
+		struct ledger_msg m = { .id = gone[i] };
+
+		r = ledger_deleted(l, &m, DEL_DONE, cause);
+	}
+	free(gone);
+	return r;
+}
+
+/* The row that owns the copy uidvalidity/uid, or *id 0. */
+enum result
+ledger_uid_owner(struct ledger *l, uint32_t uidvalidity, uint32_t uid,
+    int64_t *id, char **cause)
+{
+	sqlite3_stmt	*s = stmt(l, ST_OWNER);
+	int		 rc;
+
+	sqlite3_bind_int64(s, 2, uidvalidity);
+	sqlite3_bind_int64(s, 3, uid);
+	rc = sqlite3_step(s);
+	*id = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
+	sqlite3_reset(s);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		return lfail(l, cause, "read");
+	return RES_OK;
+}
+
+/*
+ * Is the message uidl (with this hash, if both are known) imported into
+ * another destination of the same POP3 mailbox?  For deleting a message
+ * that several accounts import.
+ */
+enum result
+ledger_imported_in(struct ledger *l, const char *dest, const char *uidl,
+    const char *hash, bool *yes, char **cause)
+{
+	sqlite3_stmt	*s = l->st[ST_IMPORTED_IN];
+	int		 rc;
+
+	sqlite3_reset(s);
+	sqlite3_clear_bindings(s);
+	sqlite3_bind_text(s, 1, dest, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_text(s, 2, uidl, -1, SQLITE_TRANSIENT);
+	*yes = false;
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		const unsigned char *h = sqlite3_column_text(s, 0);
+
+		if (h == NULL || hash == NULL || hash[0] == '\0' ||
+		    strcmp((const char *)h, hash) == 0) {
+			*yes = true;
+			break;
+		}
 	}
 	sqlite3_reset(s);
 	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
@@ -315,67 +870,12 @@ ledger_state(struct ledger *l, const char *uidl, enum ledger_state *state,
 }
 
 enum result
-ledger_intent(struct ledger *l, const struct ledger_pending *p, char **cause)
-{
-	sqlite3_stmt	*s = stmt(l, ST_INTENT, p->uidl);
-
-	sqlite3_bind_int64(s, 3, (sqlite3_int64)p->size);
-	sqlite3_bind_text(s, 4, p->hash, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_int64(s, 5, p->uidvalidity);
-	sqlite3_bind_int64(s, 6, p->lo_uid);
-	sqlite3_bind_int64(s, 7, (sqlite3_int64)time(NULL));
-	return step_done(l, s, "record intent", cause);
-}
-
-enum result
-ledger_imported(struct ledger *l, const char *uidl, uint32_t uidvalidity,
-    uint32_t uid, char **cause)
-{
-	sqlite3_stmt	*s = stmt(l, ST_IMPORTED, uidl);
-
-	sqlite3_bind_int64(s, 3, uidvalidity);
-	if (uid != 0)
-		sqlite3_bind_int64(s, 4, uid);
-	else
-		sqlite3_bind_null(s, 4);
-	sqlite3_bind_int64(s, 5, (sqlite3_int64)time(NULL));
-	return step_done(l, s, "record import", cause);
-}
-
-enum result
-ledger_failed(struct ledger *l, const char *uidl, const char *reason,
+ledger_attempts(struct ledger *l, struct ledger_attempt **list, size_t *n,
     char **cause)
 {
-	sqlite3_stmt	*s = stmt(l, ST_FAILED, uidl);
-
-	sqlite3_bind_text(s, 3, reason, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_int64(s, 4, (sqlite3_int64)time(NULL));
-	return step_done(l, s, "record failure", cause);
-}
-
-enum result
-ledger_forget(struct ledger *l, const char *uidl, char **cause)
-{
-	return step_done(l, stmt(l, ST_FORGET, uidl), "forget intent", cause);
-}
-
-enum result
-ledger_deleted(struct ledger *l, const char *uidl, char **cause)
-{
-	sqlite3_stmt	*s = stmt(l, ST_DELETED, uidl);
-
-	sqlite3_bind_int64(s, 3, (sqlite3_int64)time(NULL));
-	return step_done(l, s, "record deletion", cause);
-}
-
-enum result
-ledger_pending_list(struct ledger *l, struct ledger_pending **list,
-    size_t *n, char **cause)
-{
-	sqlite3_stmt		*s = stmt(l, ST_PENDING, NULL);
-	struct ledger_pending	*p;
+	sqlite3_stmt		*s = stmt(l, ST_ATTEMPTS);
+	struct ledger_attempt	*a;
 	size_t			 cap = 0;
-	const unsigned char	*t;
 	int			 rc;
 
 	*list = NULL;
@@ -385,40 +885,122 @@ ledger_pending_list(struct ledger *l, struct ledger_pending **list,
 			cap = cap == 0 ? 16 : cap * 2;
 			*list = xrealloc(*list, cap * sizeof **list);
 		}
-		p = &(*list)[(*n)++];
-		memset(p, 0, sizeof *p);
-		if ((t = sqlite3_column_text(s, 0)) != NULL)
-			snprintf(p->uidl, sizeof p->uidl, "%s", t);
-		p->size = (uint64_t)sqlite3_column_int64(s, 1);
-		if ((t = sqlite3_column_text(s, 2)) != NULL)
-			snprintf(p->hash, sizeof p->hash, "%s", t);
-		p->uidvalidity = (uint32_t)sqlite3_column_int64(s, 3);
-		p->lo_uid = (uint32_t)sqlite3_column_int64(s, 4);
+		a = &(*list)[(*n)++];
+		memset(a, 0, sizeof *a);
+		a->id = sqlite3_column_int64(s, 0);
+		a->msg = sqlite3_column_int64(s, 1);
+		a->size = (uint64_t)sqlite3_column_int64(s, 2);
+		copy_col(s, 3, a->hash, sizeof a->hash);
+		a->uidvalidity = (uint32_t)sqlite3_column_int64(s, 4);
+		a->lo_uid = (uint32_t)sqlite3_column_int64(s, 5);
+		a->created = (time_t)sqlite3_column_int64(s, 6);
 	}
 	sqlite3_reset(s);
 	if (rc != SQLITE_DONE) {
 		free(*list);
 		*list = NULL;
 		*n = 0;
-		return lfail(l, cause, "read intents");
+		return lfail(l, cause, "read attempts");
+	}
+	return RES_OK;
+}
+
+/* Everything below lo_uid has been looked at: only look above it now. */
+enum result
+ledger_attempt_advance(struct ledger *l, int64_t id, uint32_t uidvalidity,
+    uint32_t lo_uid, char **cause)
+{
+	sqlite3_stmt	*s = stmt_row(l, ST_ADVANCE, id);
+
+	sqlite3_bind_int64(s, 2, uidvalidity);
+	sqlite3_bind_int64(s, 3, lo_uid);
+	return step_done(l, s, "record attempt", cause);
+}
+
+enum result
+ledger_attempt_retire(struct ledger *l, int64_t id, char **cause)
+{
+	return drop_attempt(l, id, cause);
+}
+
+enum result
+ledger_removals(struct ledger *l, struct ledger_removal **list, size_t *n,
+    char **cause)
+{
+	sqlite3_stmt	*s = stmt(l, ST_REMOVALS);
+	int		 rc;
+
+	*list = NULL;
+	*n = 0;
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		*list = xrealloc(*list, (*n + 1) * sizeof **list);
+		(*list)[*n].uidvalidity = (uint32_t)sqlite3_column_int64(s, 0);
+		(*list)[(*n)++].uid = (uint32_t)sqlite3_column_int64(s, 1);
+	}
+	sqlite3_reset(s);
+	if (rc != SQLITE_DONE) {
+		free(*list);
+		*list = NULL;
+		*n = 0;
+		return lfail(l, cause, "read removals");
 	}
 	return RES_OK;
 }
 
 enum result
-ledger_uid_claimed(struct ledger *l, uint32_t uidvalidity, uint32_t uid,
-    bool *claimed, char **cause)
+ledger_removal_add(struct ledger *l, uint32_t uidvalidity, uint32_t uid,
+    char **cause)
 {
-	sqlite3_stmt	*s = stmt(l, ST_CLAIMED, NULL);
-	int		 rc;
+	sqlite3_stmt	*s = stmt(l, ST_REMOVAL_ADD);
 
 	sqlite3_bind_int64(s, 2, uidvalidity);
 	sqlite3_bind_int64(s, 3, uid);
+	sqlite3_bind_int64(s, 4, (sqlite3_int64)time(NULL));
+	return step_done(l, s, "record removal", cause);
+}
+
+enum result
+ledger_removal_done(struct ledger *l, uint32_t uidvalidity, uint32_t uid,
+    char **cause)
+{
+	sqlite3_stmt	*s = stmt(l, ST_REMOVAL_DONE);
+
+	sqlite3_bind_int64(s, 2, uidvalidity);
+	sqlite3_bind_int64(s, 3, uid);
+	return step_done(l, s, "record removal", cause);
+}
+
+/* Has the first contact scan of this destination been done? */
+enum result
+ledger_adopted(struct ledger *l, bool *yes, char **cause)
+{
+	sqlite3_stmt	*s;
+	int		 rc;
+
+	if (sqlite3_prepare_v2(l->db, "SELECT adopted FROM dest WHERE id = ?1",
+	    -1, &s, NULL) != SQLITE_OK)
+		return lfail(l, cause, "read");
+	sqlite3_bind_int64(s, 1, l->dest);
 	rc = sqlite3_step(s);
-	sqlite3_reset(s);
-	*claimed = rc == SQLITE_ROW;
+	*yes = rc == SQLITE_ROW && sqlite3_column_int(s, 0) != 0;
+	sqlite3_finalize(s);
 	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
 		return lfail(l, cause, "read");
+	return RES_OK;
+}
+
+enum result
+ledger_set_adopted(struct ledger *l, char **cause)
+{
+	char	*sql;
+	int	 rc;
+
+	sql = xprintf("UPDATE dest SET adopted = 1 WHERE id = %lld",
+	    (long long)l->dest);
+	rc = sqlite3_exec(l->db, sql, NULL, NULL, NULL);
+	free(sql);
+	if (rc != SQLITE_OK)
+		return lfail(l, cause, "record first contact");
 	return RES_OK;
 }
 
@@ -427,22 +1009,21 @@ ledger_run_record(struct ledger *l, const char *account, time_t started,
     enum result result, const struct run_stats *st, const char *error,
     char **cause)
 {
-	sqlite3_stmt	*s = l->st[ST_RUN];
+	sqlite3_stmt	*s = stmt(l, ST_RUN);
 
-	sqlite3_reset(s);
-	sqlite3_clear_bindings(s);
-	sqlite3_bind_text(s, 1, account, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_int64(s, 2, (sqlite3_int64)started);
-	sqlite3_bind_int64(s, 3, (sqlite3_int64)time(NULL));
-	sqlite3_bind_int(s, 4, (int)result);
-	sqlite3_bind_int64(s, 5, st->waiting);
-	sqlite3_bind_int64(s, 6, st->fresh);
-	sqlite3_bind_int64(s, 7, st->imported);
-	sqlite3_bind_int64(s, 8, st->failed);
-	sqlite3_bind_int64(s, 9, st->deleted);
-	sqlite3_bind_int64(s, 10, (sqlite3_int64)st->bytes);
+	sqlite3_bind_text(s, 2, account, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_int64(s, 3, (sqlite3_int64)started);
+	sqlite3_bind_int64(s, 4, (sqlite3_int64)time(NULL));
+	sqlite3_bind_int(s, 5, (int)result);
+	sqlite3_bind_int64(s, 6, st->waiting);
+	sqlite3_bind_int64(s, 7, st->fresh);
+	sqlite3_bind_int64(s, 8, st->imported);
+	sqlite3_bind_int64(s, 9, st->failed);
+	sqlite3_bind_int64(s, 10, st->deleted);
+	sqlite3_bind_int64(s, 11, (sqlite3_int64)st->bytes);
 	if (error != NULL)
-		sqlite3_bind_text(s, 11, error, -1, SQLITE_TRANSIENT);
+		sqlite3_bind_text(s, 12, error, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_int64(s, 13, st->set_aside);
 	return step_done(l, s, "record run", cause);
 }
 
@@ -462,100 +1043,6 @@ ledger_close(struct ledger *l)
 	free(l->path);
 	free(l->source);
 	free(l);
-}
-
-/*
- * For `status`: the last run and the message counts, read-only and
- * without the lock, so that it works while a daemon or cron run writes
- * (WAL lets a reader see the last committed state).
- */
-enum result
-ledger_read_status(const char *path, const char *source,
-    struct ledger_status *ls, char **cause)
-{
-	sqlite3		*db = NULL;
-	sqlite3_stmt	*s = NULL;
-	const unsigned char *t;
-	size_t		 cap = 0;
-	enum result	 r = RES_OK;
-
-	memset(ls, 0, sizeof *ls);
-	if (access(path, F_OK) == -1)
-		return RES_OK;		/* never polled */
-	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) !=
-	    SQLITE_OK) {
-		r = fail(cause, RES_TEMP, "ledger %s: %s", path,
-		    sqlite3_errmsg(db));
-		goto out;
-	}
-	sqlite3_busy_timeout(db, 5000);
-	if (sqlite3_prepare_v2(db, "SELECT started, result, error, imported, "
-	    "waiting, fresh FROM run ORDER BY id DESC LIMIT 1", -1, &s,
-	    NULL) != SQLITE_OK)
-		goto sqlfail;
-	if (sqlite3_step(s) == SQLITE_ROW) {
-		ls->ever_run = true;
-		ls->last_poll = (time_t)sqlite3_column_int64(s, 0);
-		ls->last_result = sqlite3_column_int(s, 1);
-		if ((t = sqlite3_column_text(s, 2)) != NULL)
-			ls->last_error = xstrdup((const char *)t);
-		ls->imported_last = (unsigned int)sqlite3_column_int(s, 3);
-		ls->on_server = (unsigned int)sqlite3_column_int(s, 4);
-		ls->waiting = (unsigned int)(sqlite3_column_int(s, 5) -
-		    sqlite3_column_int(s, 3));
-	}
-	sqlite3_finalize(s);
-	if (sqlite3_prepare_v2(db, "SELECT count(*) FROM message WHERE "
-	    "source = ?1 AND state = 2", -1, &s, NULL) != SQLITE_OK)
-		goto sqlfail;
-	sqlite3_bind_text(s, 1, source, -1, SQLITE_STATIC);
-	if (sqlite3_step(s) == SQLITE_ROW)
-		ls->imported_total = (uint64_t)sqlite3_column_int64(s, 0);
-	sqlite3_finalize(s);
-	if (sqlite3_prepare_v2(db, "SELECT uidl, error FROM message WHERE "
-	    "source = ?1 AND state = 3 ORDER BY updated", -1, &s, NULL) !=
-	    SQLITE_OK)
-		goto sqlfail;
-	sqlite3_bind_text(s, 1, source, -1, SQLITE_STATIC);
-	while (sqlite3_step(s) == SQLITE_ROW) {
-		struct ledger_failure *f;
-
-		if (ls->nfailures == cap) {
-			cap = cap == 0 ? 8 : cap * 2;
-			ls->failures = xrealloc(ls->failures,
-			    cap * sizeof *ls->failures);
-		}
-		f = &ls->failures[ls->nfailures++];
-		t = sqlite3_column_text(s, 0);
-		snprintf(f->uidl, sizeof f->uidl, "%s", t != NULL ?
-		    (const char *)t : "");
-		t = sqlite3_column_text(s, 1);
-		f->error = xstrdup(t != NULL ? (const char *)t : "");
-	}
-	sqlite3_finalize(s);
-	s = NULL;
-	goto out;
-sqlfail:
-	/* A ledger made before any run has no tables yet: not an error. */
-	if (strstr(sqlite3_errmsg(db), "no such table") == NULL)
-		r = fail(cause, RES_TEMP, "ledger %s: %s", path,
-		    sqlite3_errmsg(db));
-out:
-	sqlite3_finalize(s);
-	sqlite3_close(db);
-	return r;
-}
-
-void
-ledger_status_free(struct ledger_status *ls)
-{
-	size_t	 i;
-
-	for (i = 0; i < ls->nfailures; i++)
-		free(ls->failures[i].error);
-	free(ls->failures);
-	free(ls->last_error);
-	memset(ls, 0, sizeof *ls);
 }
 
 /*
@@ -596,4 +1083,30 @@ void
 ledger_rollback(struct ledger *l)
 {
 	(void)sqlite3_exec(l->db, "ROLLBACK", NULL, NULL, NULL);
+}
+
+/*
+ * `popbridge retry`: the set-aside messages of this destination (or the one
+ * with this UIDL) are tried again at the next run.  Their failures in a row
+ * stay counted: one more failure sets them aside again at once.
+ */
+enum result
+ledger_release(struct ledger *l, const char *uidl, unsigned int *n,
+    char **cause)
+{
+	sqlite3_stmt	*s;
+	int		 rc;
+
+	if (sqlite3_prepare_v2(l->db, "UPDATE msg SET hold_until = 0 WHERE "
+	    "dest = ?1 AND state = 3 AND deleted < 2 AND (?2 IS NULL OR "
+	    "uidl = ?2)", -1, &s, NULL) != SQLITE_OK)
+		return lfail(l, cause, "retry");
+	sqlite3_bind_int64(s, 1, l->dest);
+	bind_text_or_null(s, 2, uidl);
+	rc = sqlite3_step(s);
+	sqlite3_finalize(s);
+	if (rc != SQLITE_DONE)
+		return lfail(l, cause, "retry");
+	*n = (unsigned int)sqlite3_changes(l->db);
+	return RES_OK;
 }

@@ -22,12 +22,14 @@ struct command {
 
 static int	cmd_run(struct globals *, int, char **);
 static int	cmd_check(struct globals *, int, char **);
+static int	cmd_retry(struct globals *, int, char **);
 
 static const struct command commands[] = {
 	{ "run", "run [ACCOUNT...]", cmd_run },
 	{ "check", "check [-n] [ACCOUNT...]", cmd_check },
 	{ "daemon", "daemon [-f]", cmd_daemon },
 	{ "status", "status [--json] [ACCOUNT...]", cmd_status },
+	{ "retry", "retry ACCOUNT [UIDL]", cmd_retry },
 	{ "add", "add ADDRESS --to IMAP-URL [--imap-user U] [--mailbox M] "
 	    "[--name NAME] [...]", cmd_add },
 	{ "migrate", "migrate POP3-URL IMAP-URL[/MAILBOX] --user-pop U "
@@ -149,7 +151,8 @@ cmd_run(struct globals *g, int argc, char **argv)
 		config_free(cf);
 		return EX_USAGE;
 	}
-	for (i = 0; i < n; i++) {
+	account_catch_signals();
+	for (i = 0; i < n && !account_stop; i++) {
 		cause = NULL;
 		r = account_run(cf, list[i], &st, &cause);
 		if (r != RES_OK && cause != NULL)
@@ -158,9 +161,60 @@ cmd_run(struct globals *g, int argc, char **argv)
 		free(cause);
 		worst = result_worst(worst, r);
 	}
+	/* Stopped before every account had its turn: not finished. */
+	if (i < n)
+		worst = result_worst(worst, RES_TEMP);
 	free(list);
 	config_free(cf);
 	return result_exit_code(worst);
+}
+
+/*
+ * `retry ACCOUNT [UIDL]`: messages set aside after failing in several runs
+ * are tried again at the next run (all of the account's, or the one).
+ */
+static int
+cmd_retry(struct globals *g, int argc, char **argv)
+{
+	const struct account	*ac;
+	struct config		*cf;
+	struct ledger		*l = NULL;
+	char			*path, *source, *dest, *cause = NULL;
+	unsigned int		 n = 0;
+	enum result		 r;
+	int			 code;
+
+	if (argc < 2 || argc > 3 || argv[1][0] == '-') {
+		fprintf(stderr, "usage: popbridge [-c FILE] retry ACCOUNT "
+		    "[UIDL]\n");
+		return argc == 2 && strcmp(argv[1], "--help") == 0 ? EX_OK :
+		    EX_USAGE;
+	}
+	if ((cf = load_config(g, &code)) == NULL)
+		return code;
+	if ((ac = config_find(cf, argv[1])) == NULL) {
+		log_warn("%s: no account \"%s\"", cf->path, argv[1]);
+		config_free(cf);
+		return EX_USAGE;
+	}
+	path = ledger_path(cf->state_dir, ac);
+	source = ledger_source(ac);
+	dest = ident_dest(&ac->imap);
+	r = ledger_open(cf->state_dir, path, source, dest, &l, &cause);
+	if (r == RES_OK)
+		r = ledger_release(l, argc == 3 ? argv[2] : NULL, &n, &cause);
+	if (r == RES_OK)
+		printf("%s: %u message%s set aside will be tried again at the "
+		    "next run\n", ac->name, n, n == 1 ? "" : "s");
+	else
+		log_warn("%s: %s", ac->name, cause);
+	ledger_close(l);
+	free(cause);
+	free(path);
+	free(source);
+	free(dest);
+	config_free(cf);
+	return result_exit_code(r);
 }
 
 static int
@@ -237,7 +291,7 @@ on_sigbus(int sig)
 int
 main(int argc, char **argv)
 {
-	struct globals	 g = { DEFAULT_CONFIG, 0 };
+	struct globals	 g = { DEFAULT_CONFIG, false, 0 };
 	size_t		 i;
 	int		 ch, code;
 
@@ -249,6 +303,7 @@ main(int argc, char **argv)
 		switch (ch) {
 		case 'c':
 			g.config = optarg;
+			g.config_given = true;
 			break;
 		case 'v':
 			g.verbose++;

@@ -3,11 +3,12 @@
  * mailbox into IMAP in one go, with no config file.
  *
  * It builds a one-account configuration from the command line and runs
- * the same account run as `run`, so the crash safety is the same: its
- * ledger lives under $XDG_STATE_HOME/popbridge (else
- * ~/.local/state/popbridge), in a folder named after the IMAP side and
- * a file named after the POP3 side, so the same command run again resumes
- * and imports nothing twice.  Ctrl-C stops after the batch in flight.
+ * the same account run as `run`, so the crash safety is the same, and it
+ * keeps its ledger where `run` and the daemon keep theirs (the state_dir
+ * of the config, -c or the default file, else /var/lib/popbridge for
+ * root, $XDG_STATE_HOME/popbridge for others): the same command run again
+ * resumes, and polling the mailbox afterwards imports nothing twice.
+ * Ctrl-C, SIGTERM or SIGHUP stops after the batch in flight.
  */
 #include <sys/stat.h>
 
@@ -43,15 +44,6 @@ struct migrate {
 };
 
 static struct migrate	*progress_of;
-
-static void
-on_interrupt(int sig)
-{
-	(void)sig;
-	account_stop = 1;
-	/* A second Ctrl-C ends it at once; the ledger settles that too. */
-	signal(SIGINT, SIG_DFL);
-}
 
 static void
 fmt_eta(double secs, char *buf, size_t sz)
@@ -104,38 +96,6 @@ show_progress(const struct run_stats *st)
 		    "messages/s, %s left", st->done, st->todo,
 		    (double)st->done_bytes / 1e6,
 		    (double)st->todo_bytes / 1e6, rate, etas);
-}
-
-/* $XDG_STATE_HOME/popbridge/migrate-IMAPUSER@IMAPHOST[-MAILBOX] */
-static char *
-state_dir_for(const struct account *ac)
-{
-	const char	*xdg = getenv("XDG_STATE_HOME"), *home;
-	char		*base, *id, *dir, *p, *host, hex[65];
-
-	if (xdg != NULL && xdg[0] == '/')
-		base = xprintf("%s/popbridge", xdg);
-	else {
-		if ((home = getenv("HOME")) == NULL || home[0] != '/')
-			home = "/root";
-		base = xprintf("%s/.local/state/popbridge", home);
-	}
-	/* Host names are case-insensitive: one ledger however written. */
-	host = xstrdup(ac->imap.host);
-	for (p = host; *p != '\0'; p++)
-		*p = (char)tolower((unsigned char)*p);
-	id = xprintf("%s@%s/%s", ac->imap.user, host, ac->imap.mailbox);
-	free(host);
-	hash_hex(id, strlen(id), hex);
-	id[strcspn(id, "/")] = '\0';
-	for (p = id; *p != '\0'; p++)
-		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
-		    (*p >= '0' && *p <= '9') || strchr("@.-_", *p) != NULL))
-			*p = '_';
-	dir = xprintf("%s/migrate-%.60s-%.8s", base, id, hex);
-	free(base);
-	free(id);
-	return dir;
 }
 
 /* Percent-decoding for the mailbox part of an IMAP URL. */
@@ -326,7 +286,7 @@ static void
 report(struct migrate *m, const struct run_stats *st, enum result r)
 {
 	struct ledger_status ls;
-	char		*path, *source, *cause = NULL;
+	char		*cause = NULL;
 	size_t		 i;
 
 	log_info("migrate: %u to import, %u imported, %u failed, %u deleted, "
@@ -334,17 +294,14 @@ report(struct migrate *m, const struct run_stats *st, enum result r)
 	    st->imported, st->failed, st->deleted, (double)st->bytes / 1e6,
 	    st->seconds, st->seconds > 0 ? st->imported / st->seconds : 0,
 	    st->seconds > 0 ? (double)st->bytes / 1e6 / st->seconds : 0);
-	path = ledger_path(m->cf.state_dir, &m->ac);
-	source = ledger_source(&m->ac);
-	if (ledger_read_status(path, source, &ls, &cause) == RES_OK) {
+	if (ledger_read_status(m->cf.state_dir, &m->ac, &ls, &cause) ==
+	    RES_OK) {
 		for (i = 0; i < ls.nfailures; i++)
 			log_info("migrate: not imported: UIDL %s: %s",
 			    ls.failures[i].uidl, ls.failures[i].error);
 		ledger_status_free(&ls);
 	}
 	free(cause);
-	free(path);
-	free(source);
 	if (r == RES_MSG)
 		log_info("migrate: the messages not imported stay on the POP3 "
 		    "server; the same command tries them again");
@@ -374,8 +331,13 @@ cmd_migrate(struct globals *g, int argc, char **argv)
 	m.ac.flags = xstrdup("");
 	if ((code = migrate_args(&m, argc, argv, &pcmd, &icmd)) >= 0)
 		goto out;
-	if (m.cf.state_dir == NULL)
-		m.cf.state_dir = state_dir_for(&m.ac);
+	/* The ledger `run` and the daemon use, so that a migration and the
+	 * polling after it (or before it) never import a message twice. */
+	if (m.cf.state_dir == NULL &&
+	    (r = config_state_dir(g, &m.cf.state_dir, &cause)) != RES_OK) {
+		code = migrate_fail(&m, r, "%s", cause);
+		goto out;
+	}
 	m.cf.accounts = &m.ac;
 	m.cf.naccounts = 1;
 	if ((r = get_secret(&m.ac.pop3, pcmd, "POPBRIDGE_POP3_PASSWORD",
@@ -393,8 +355,7 @@ cmd_migrate(struct globals *g, int argc, char **argv)
 		goto out;
 	}
 
-	signal(SIGINT, on_interrupt);
-	signal(SIGTERM, on_interrupt);
+	account_catch_signals();
 	m.tty = isatty(STDERR_FILENO);
 	m.started = m.last_shown = now_seconds();
 	progress_of = &m;

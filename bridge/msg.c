@@ -332,3 +332,79 @@ msg_date(const char *hdr, size_t len, time_t *t_r, int *tz_r)
 	}
 	return dp.found;
 }
+
+/* A header value unfolded, trimmed and made printable, into out. */
+static void
+value_clean(const char *v, size_t len, char *out, size_t outsz)
+{
+	size_t	 i, o = 0;
+	bool	 space = false;
+
+	for (i = 0; i < len && o + 1 < outsz; i++) {
+		unsigned char c = (unsigned char)v[i];
+
+		if (c == '\r' || c == '\n' || c == '\t' || c == ' ') {
+			space = o > 0;
+			continue;
+		}
+		if (space && o + 2 < outsz)
+			out[o++] = ' ';
+		space = false;
+		out[o++] = c < 0x20 || c >= 0x7f ? '?' : (char)c;
+	}
+	out[o] = '\0';
+}
+
+struct first_value {
+	char	*out;
+	size_t	 outsz;
+	bool	 found;
+};
+
+static void
+pick_first_value(void *arg, const char *v, size_t len)
+{
+	struct first_value *fv = arg;
+
+	if (!fv->found) {
+		value_clean(v, len, fv->out, fv->outsz);
+		fv->found = true;
+	}
+}
+
+static void
+header_value(const char *hdr, size_t len, const char *name, char *out,
+    size_t outsz)
+{
+	struct first_value fv = { out, outsz, false };
+
+	out[0] = '\0';
+	msg_header_each(hdr, len, name, pick_first_value, &fv);
+}
+
+/*
+ * The Message-ID of a header section: its "<...>" token, else the value as
+ * it stands; "" if there is none.  The IMAP side reads it from the same
+ * bytes (BODY[HEADER.FIELDS (MESSAGE-ID)]) through this function, so the
+ * two compare equal exactly when the fields do.
+ */
+void
+msg_message_id(const char *hdr, size_t len, char *out, size_t outsz)
+{
+	char	*lt, *gt;
+
+	header_value(hdr, len, "Message-ID", out, outsz);
+	if ((lt = strchr(out, '<')) != NULL && (gt = strchr(lt, '>')) != NULL) {
+		memmove(out, lt, (size_t)(gt - lt) + 1);
+		out[gt - lt + 1] = '\0';
+	}
+}
+
+/* Date, From and Subject as a person finds a message in webmail. */
+void
+msg_info_read(const char *hdr, size_t len, struct msg_info *in)
+{
+	header_value(hdr, len, "Date", in->date, sizeof in->date);
+	header_value(hdr, len, "From", in->from, sizeof in->from);
+	header_value(hdr, len, "Subject", in->subject, sizeof in->subject);
+}

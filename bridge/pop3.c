@@ -262,35 +262,55 @@ standin_sink(void *arg, const char *p, size_t n, char **cause)
 	return RES_OK;
 }
 
-/* Read a dot-stuffed multi-line body into sink, bounded by limit. */
-/* Does a message begin with a POP3 status line?  No header field can. */
+/* Does a line begin like a POP3 status line? */
 static bool
-looks_like_reply(const char *p, size_t n)
+status_like(const char *p, size_t n)
 {
 	if (n >= 3 && memcmp(p, "+OK", 3) == 0)
-		return n == 3 || p[3] == ' ' || p[3] == '\r' || p[3] == '\n';
-	if (n >= 4 && memcmp(p, "-ERR", 4) == 0)
-		return n == 4 || p[4] == ' ' || p[4] == '\r' || p[4] == '\n';
-	return false;
+		return n == 3 || p[3] == ' ' || p[3] == '\r';
+	return n >= 4 && memcmp(p, "-ERR", 4) == 0 &&
+	    (n == 4 || p[4] == ' ' || p[4] == '\r');
 }
 
 /*
- * Read a dot-stuffed multi-line body into sink, bounded by limit.  A body
- * that begins with a status line means the replies are out of step with
- * the commands (a server that answered something never asked): the
- * message would be stored with that line in front of it, so it is an
- * error instead.
+ * A body that begins with a status line is a message (a bounce, a test
+ * mail: the first line of a message need not be a header), unless the
+ * server answered out of step and put a reply in front of it: then the
+ * body is longer than LIST said by about that line.  So such a body counts
+ * as out of step when it is nearer the announced size without its first
+ * line than with it.  That is an error for this message (set aside if it
+ * keeps happening), never for the whole mailbox.
+ */
+static bool
+out_of_step(const char *first, size_t held, size_t flen, uint64_t total,
+    uint64_t size)
+{
+	uint64_t	 with, without;
+
+	if (size == 0 || !status_like(first, held) || flen > total)
+		return false;
+	with = total > size ? total - size : size - total;
+	without = total - flen > size ? total - flen - size : size -
+	    (total - flen);
+	return without < with;
+}
+
+/*
+ * Read a dot-stuffed multi-line body into sink, bounded by limit; size is
+ * what LIST announced (0 unknown).  The body is taken as it comes; replies
+ * out of step with the commands show as a body that runs past its size
+ * or that begins with a status line it should not have (out_of_step).
  */
 static enum result
-pop3_body(struct pop3 *p, const char *what, uint64_t limit, msg_sink sink,
-    void *arg, char **cause)
+pop3_body(struct pop3 *p, const char *what, uint64_t size, uint64_t limit,
+    msg_sink sink, void *arg, char **cause)
 {
 	struct dot_decoder	 d;
-	const char		*in;
-	char			*out, head[8];
-	size_t			 avail, used, n, nhead = 0, take;
+	const char		*in, *lf;
+	char			*out, first[64];
+	size_t			 avail, used, n, flen = 0;
 	uint64_t		 total = 0;
-	bool			 done = false, checked = false;
+	bool			 done = false, have_first = false;
 	enum result		 r = RES_OK;
 
 	dot_init(&d);
@@ -302,22 +322,16 @@ pop3_body(struct pop3 *p, const char *what, uint64_t limit, msg_sink sink,
 			avail = 65536;
 		n = dot_decode(&d, in, avail, out, &used, &done);
 		conn_consume(p->c, used);
-		total += n;
-		if (!checked) {
-			take = n < sizeof head - nhead ? n : sizeof head - nhead;
-			memcpy(head + nhead, out, take);
-			nhead += take;
-			if (nhead == sizeof head || done) {
-				checked = true;
-				if (looks_like_reply(head, nhead)) {
-					r = fail(cause, RES_TEMP, "pop3: %s: the "
-					    "reply to %s holds another reply: "
-					    "the server answers out of step",
-					    p->host, what);
-					break;
-				}
-			}
+		/* The first line (its length, its first bytes), once. */
+		if (!have_first && n > 0) {
+			lf = memchr(out, '\n', n);
+			if (flen < sizeof first)
+				memcpy(first + flen, out, (sizeof first - flen) <
+				    n ? sizeof first - flen : n);
+			flen += lf != NULL ? (size_t)(lf - out) + 1 : n;
+			have_first = lf != NULL;
 		}
+		total += n;
 		if (total > limit) {
 			r = fail(cause, RES_TEMP, "pop3: %s: %s is larger than "
 			    "the server announced", p->host, what);
@@ -326,6 +340,11 @@ pop3_body(struct pop3 *p, const char *what, uint64_t limit, msg_sink sink,
 		if (n > 0 && (r = sink(arg, out, n, cause)) != RES_OK)
 			break;
 	}
+	if (r == RES_OK && out_of_step(first, flen < sizeof first ? flen :
+	    sizeof first, flen, total, size))
+		r = fail(cause, RES_TEMP, "pop3: %s: the reply to %s holds "
+		    "another reply: the server answers out of step", p->host,
+		    what);
 	free(out);
 	return r;
 }
@@ -341,7 +360,7 @@ pop3_hash_reply(struct pop3 *p, const char *cmd, uint64_t limit, char *hex,
 	if ((r = pop3_simple(p, cmd, NULL, cause)) != RES_OK)
 		return r == RES_MSG ? RES_TEMP : r;
 	s.h = hash_new();
-	r = pop3_body(p, cmd, limit, standin_sink, &s, cause);
+	r = pop3_body(p, cmd, 0, limit, standin_sink, &s, cause);
 	hash_final(s.h, hex);
 	return r;
 }
@@ -519,7 +538,7 @@ pop3_retr_read(struct pop3 *p, unsigned int num, uint64_t size,
 	if ((r = pop3_status(p, cmd, NULL, cause)) != RES_OK)
 		return r;
 	/* Sizes in LIST may be off a little; far more is a lying server. */
-	return pop3_body(p, cmd, size + size / 4 + (1 << 20), sink, arg,
+	return pop3_body(p, cmd, size, size + size / 4 + (1 << 20), sink, arg,
 	    cause);
 }
 

@@ -1,15 +1,42 @@
 /*
- * The state of one account run, shared by account.c (the order of the
- * steps: ledger, settling, QUIT) and transfer.c (moving the messages).
- * Private to those two files.
+ * The state of one account run, shared by the files that make it up:
+ * account.c (the order of the steps), plan.c (what each listed message
+ * needs), settle.c (what interrupted runs left in the mailbox), adopt.c
+ * (what was there before popbridge) and transfer.c (moving the messages).
+ * Private to those files.
  */
 #ifndef RUN_H
 #define RUN_H
 
-#define PREFIX_LEN	8192	/* bytes hashed to recognise a message */
-
 struct popq;
 struct slot;
+struct adopt;
+
+/* What a listed message needs in this run. */
+enum plan_act {
+	PA_SKIP,	/* imported, and kept on the server */
+	PA_DELE,	/* imported; delete it from the server now */
+	PA_HELD,	/* failed too often lately: set aside for now */
+	PA_IMPORT,	/* fetch and APPEND (row: the one it is known by) */
+	PA_VERIFY,	/* fetch, then tell by content which row it is */
+};
+
+struct plan {
+	enum plan_act	 act;
+	int64_t		 row;		/* ledger row, 0 if none yet */
+};
+
+/*
+ * A row marked DEL_SENT in this run.  After QUIT succeeds, the answered
+ * ones are DEL_DONE and the rest DEL_NO; without QUIT (never sent), all
+ * are DEL_NO; a QUIT that got no answer leaves them DEL_SENT: the next run
+ * cannot know, and lets their content decide.
+ */
+struct dele {
+	unsigned int	 msg;		/* index into run.msgs */
+	int64_t		 row;
+	bool		 answered;	/* +OK to its DELE */
+};
 
 struct run {
 	const struct config	*cf;
@@ -19,21 +46,61 @@ struct run {
 	struct imap		*im;
 	struct imap_mbox	 mb;
 	struct run_stats	*st;
+	char			*dest;		/* ident_dest of the account */
+	/* Other destinations that import this POP3 mailbox (keep = false):
+	 * a message is deleted only once each of them has it too. */
+	char			**siblings;
+	size_t			 nsiblings;
 	uint32_t		 lo_uid;	/* next APPEND gets a UID >= */
+	bool			 selected;	/* the mailbox is selected */
 	bool			 hold_deletes;	/* end without QUIT */
+	bool			 pop3_dead;	/* the POP3 link broke */
 	bool			 created;	/* this run made the mailbox */
-	unsigned int		*dele;		/* DELE answered, awaiting QUIT */
+	bool			 settled;	/* intents of killed runs found */
+	double			 started;	/* now_seconds() at the start */
+	time_t			 began;		/* the same, wall clock */
+	struct adopt		*adopt;		/* first contact only */
+	struct dele		*dele;		/* DEL_SENT in this run */
 	size_t			 ndele;
 	struct pop3_msg		*msgs;
 	unsigned int		 nmsgs;
+	struct plan		*plan;		/* one per msgs[i] */
 	struct popq		*q;		/* POP3 replies still to read */
 	struct slot		*slots;
 };
 
-/* Import every new message and DELE the imported ones (keep = false). */
+/* plan.c: what each listed message needs; *need_imap if any IMAP work. */
+enum result	 plan_make(struct run *, bool *, char **);
+/* check, dry run: messages not known to be imported (todo_of[i] each). */
+enum result	 plan_count(struct ledger *, const struct pop3_msg *,
+		     unsigned int, unsigned int *, uint64_t *, bool *, char **);
+/* May this imported message go from the server (keep, siblings)? */
+enum result	 plan_may_delete(struct run *, const char *, const char *,
+		     bool *, char **);
+
+/* settle.c: interrupted runs' APPENDs, late copies, removals. */
+enum result	 settle_needed(struct run *, bool *, char **);
+enum result	 settle(struct run *, char **);
+/* After the transfer: look once more if a killed run's APPEND may still
+ * be on its way. */
+enum result	 settle_again(struct run *, char **);
+
+/* adopt.c: a message already in the mailbox before the first contact. */
+enum result	 adopt_load(struct run *, char **);
+/* A copy of this message (size, Message-ID, hash) that no row owns: its
+ * UID in *uid, else 0. */
+enum result	 adopt_find(struct run *, uint64_t, const char *, const char *,
+		     uint32_t *, char **);
+void		 adopt_free(struct adopt *);
+
+/* transfer.c: import the messages the plan names, DELE what may go. */
 enum result	 transfer_all(struct run *, char **);
 /* Read the POP3 replies still due, so that QUIT can follow. */
 enum result	 transfer_drain(struct run *, char **);
 void		 transfer_free(struct run *);
+
+/* account.c: open the IMAP mailbox (STATUS, CREATE) once a run needs it;
+ * select it where asked. */
+enum result	 run_imap(struct run *, bool, char **);
 
 #endif

@@ -122,19 +122,53 @@ print_json(const struct account *ac, const struct ledger_status *ls,
 	json_str(ls->last_error);
 	printf(", \"imported_last_run\": %u, \"imported_total\": %llu, "
 	    "\"on_server\": %u, \"waiting\": %u, \"failed\": %zu, "
-	    "\"failures\": [", ls->imported_last,
+	    "\"set_aside\": %u, \"failures\": [", ls->imported_last,
 	    (unsigned long long)ls->imported_total, ls->on_server, ls->waiting,
-	    ls->nfailures);
+	    ls->nfailures, ls->set_aside);
 	for (i = 0; i < ls->nfailures; i++) {
+		const struct ledger_failure *f = &ls->failures[i];
+		bool aside = f->hold_until > time(NULL);
+
 		printf("%s{\"uidl\": ", i == 0 ? "" : ", ");
-		json_str(ls->failures[i].uidl);
+		json_str(f->uidl);
 		printf(", \"error\": ");
-		json_str(ls->failures[i].error);
+		json_str(f->error);
+		printf(", \"date\": ");
+		json_str(f->date);
+		printf(", \"from\": ");
+		json_str(f->from);
+		printf(", \"subject\": ");
+		json_str(f->subject);
+		printf(", \"attempts\": %u, \"set_aside\": %s, "
+		    "\"retry_after\": ", f->attempts, aside ? "true" : "false");
+		json_time(aside, f->hold_until);
 		putchar('}');
 	}
 	printf("], \"next_poll\": ");
 	json_time(de->found, de->next);
 	printf(", \"daemon\": %s}", daemon ? "true" : "false");
+}
+
+/* "  set aside until ...: <date>, from <from>, "<subject>" (UIDL u): why" */
+static void
+print_failure(const struct ledger_failure *f)
+{
+	char	 when[32];
+
+	if (f->hold_until > time(NULL)) {
+		iso_time(f->hold_until, when, sizeof when);
+		printf("  set aside until %s (failed %u times; `popbridge retry` "
+		    "tries it now): ", when, f->attempts);
+	} else
+		printf("  not imported (failed %u time%s): ", f->attempts,
+		    f->attempts == 1 ? "" : "s");
+	if (f->date != NULL)
+		printf("%s, ", f->date);
+	if (f->from != NULL)
+		printf("from %s, ", f->from);
+	if (f->subject != NULL)
+		printf("\"%s\" ", f->subject);
+	printf("(UIDL %s): %s\n", f->uidl, f->error);
 }
 
 static void
@@ -157,8 +191,7 @@ print_text(const struct account *ac, const struct ledger_status *ls,
 			printf("  last error: %s\n", ls->last_error);
 	}
 	for (i = 0; i < ls->nfailures; i++)
-		printf("  not imported: UIDL %s: %s\n", ls->failures[i].uidl,
-		    ls->failures[i].error);
+		print_failure(&ls->failures[i]);
 	if (de->found) {
 		iso_time(de->next, when, sizeof when);
 		printf("  next poll %s\n", when);
@@ -177,7 +210,7 @@ cmd_status(struct globals *g, int argc, char **argv)
 	struct daemon_entry	 de;
 	const struct account	*ac;
 	bool			 json = false, daemon;
-	char			*cause = NULL, *path, *source;
+	char			*cause = NULL;
 	enum result		 r, worst = RES_OK;
 	int			 ch, i, n;
 	size_t			 j, shown = 0;
@@ -209,11 +242,7 @@ cmd_status(struct globals *g, int argc, char **argv)
 	n = argc > 0 ? argc : (int)cf->naccounts;
 	for (j = 0; j < (size_t)n; j++) {
 		ac = argc > 0 ? config_find(cf, argv[j]) : &cf->accounts[j];
-		path = ledger_path(cf->state_dir, ac);
-		source = ledger_source(ac);
-		r = ledger_read_status(path, source, &ls, &cause);
-		free(path);
-		free(source);
+		r = ledger_read_status(cf->state_dir, ac, &ls, &cause);
 		if (r != RES_OK) {
 			log_warn("%s: %s", ac->name, cause);
 			free(cause);

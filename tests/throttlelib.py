@@ -30,7 +30,8 @@ provider that never lets go).  Refusals:
                             ("{tag}" is the command's tag) instead of
                             reaching Dovecot; what the client sends next
                             (LOGOUT, QUIT) is relayed and Dovecot answers
-  Refuse("select", line)    the same for IMAP SELECT or EXAMINE
+  Refuse("select", line)    the same for IMAP SELECT, EXAMINE or STATUS (the
+                            first look at the mailbox)
   Refuse("append", line)    the same for IMAP APPEND (nothing of it reaches
                             Dovecot); always closes (a literal would follow)
   close=True                close the connection after the line (a BYE),
@@ -64,7 +65,7 @@ WATCH_MAX = 65536
 
 _COMMANDS = {
     ("imap", "login"): re.compile(rb"^(\S+) (AUTHENTICATE|LOGIN)\b", re.I),
-    ("imap", "select"): re.compile(rb"^(\S+) (SELECT|EXAMINE)\b", re.I),
+    ("imap", "select"): re.compile(rb"^(\S+) (SELECT|EXAMINE|STATUS)\b", re.I),
     ("imap", "append"): re.compile(rb"^(\S+) (APPEND)\b", re.I),
     ("pop3", "login"): re.compile(rb"^()(AUTH|PASS)\b", re.I),
 }

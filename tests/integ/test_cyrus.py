@@ -372,7 +372,7 @@ def test_cyrus_check(t):
     raws = [raw for _, raw in varied_messages(t.name)[:3]]
     cy.deliver_many(src, raws)
     cfg = t.config([cy.account("cychk", src, dst, keep=False),
-                    cy.account("cychkmb", src, dst, mailbox="NoSuchFolder")])
+                    cy.account("cychkmb", src, dst, keep=False, mailbox="NoSuchFolder")])
 
     r = t.bridge("-c", cfg, "check", "cychk")
     out = r.output

@@ -172,7 +172,7 @@ def test_throttle_no_limit_and_bye_at_login(t):
 # ----------------------------------------------------------------- 3
 def test_throttle_mid_session_select_and_append(t):
     """Throttling after the login: `NO [LIMIT] ... try again in 1 second` to
-    the first EXAMINE, then `* BYE [UNAVAILABLE] Server busy, try again in 1
+    the first look at the mailbox (STATUS), then `* BYE [UNAVAILABLE] Server busy, try again in 1
     second` to the first APPEND (a batch of messages in flight, none of it
     reaching Dovecot).  Two accounts of 12 messages, keep=false: exit 0, every
     message exactly once (the interrupted APPEND's messages settled and sent
@@ -195,12 +195,12 @@ def test_throttle_mid_session_select_and_append(t):
         check_report_ok(report, accts)
         steps = sorted(c.what for c in relay.refused())
         assert steps == ["append", "select"], f"refusals: {steps}"
-        assert "EXAMINE refused: [LIMIT] Too many open mailboxes, try again in 1 second" \
-            in r.stderr, "the NO [LIMIT] to EXAMINE is not in the log"
+        assert "STATUS refused: [LIMIT] Too many open mailboxes, try again in 1 second" \
+            in r.stderr, "the NO [LIMIT] to STATUS is not in the log"
         assert "the server ended the session: [UNAVAILABLE] Server busy, try again in " \
             "1 second" in r.stderr, "the BYE's words are not in the log"
         assert len(throttled_names(r.stderr, "127.0.0.1")) == 2
-        assert "created mailbox" not in r.stderr, "a NO [LIMIT] to EXAMINE created INBOX"
+        assert "created mailbox" not in r.stderr, "a NO [LIMIT] to STATUS created INBOX"
         assert re.search(r"settled 12 interrupted imports: 0 already in INBOX", r.stderr), \
             "the APPEND cut by BYE left no intents to settle"
         waits(relay, accts, 1)

@@ -491,10 +491,9 @@ static const struct lcase list_cases[] = {
 	{ "three", 3, { 1, 2, 3 }, { "c", "a", "b" }, true, NULL },
 	{ "case matters", 2, { 1, 2 }, { "abc", "ABC" }, true, NULL },
 	{ "prefix is not equal", 2, { 1, 2 }, { "ab", "abc" }, true, NULL },
-	{ "duplicate", 3, { 1, 2, 3 }, { "a", "b", "a" }, false,
-	    "same UIDL" },
-	{ "adjacent duplicate", 2, { 1, 2 }, { "x", "x" }, false,
-	    "same UIDL" },
+	/* popa3d repeats UIDLs; the run tells them apart by content. */
+	{ "duplicate", 3, { 1, 2, 3 }, { "a", "b", "a" }, true, NULL },
+	{ "adjacent duplicate", 2, { 1, 2 }, { "x", "x" }, true, NULL },
 	{ "missing number", 2, { 1, 3 }, { "a", "b" }, false,
 	    "message 2 is missing" },
 	{ "starts at 2", 2, { 2, 3 }, { "a", "b" }, false,

@@ -1,0 +1,160 @@
+/*
+ * The first contact with a destination: mail may be there already.  The
+ * ledger was lost or is new, the user moved over from fetchmail or from
+ * Gmail's fetcher, or `migrate` ran with another state directory.  Before
+ * anything is appended there for the first time, one FETCH learns the
+ * size and Message-ID of every message in the mailbox (no bodies); a
+ * message about to be appended whose size and Message-ID match one that
+ * no ledger row owns has that copy's body hashed, and if the content is
+ * the same, the copy is adopted (recorded as this message's) instead of
+ * appended again.  So the cost is one FETCH of the headers' Message-IDs,
+ * plus one body for each likely match.
+ *
+ * The scan counts as done (ledger_set_adopted) once a run has gone
+ * through every message to import; until then each run does it again.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "bridge.h"
+#include "run.h"
+
+struct adopt_entry {
+	uint64_t	 size;
+	uint64_t	 idh;		/* of the Message-ID */
+	uint32_t	 uid;
+	bool		 taken;
+};
+
+struct adopt {
+	struct adopt_entry *e;
+	size_t		 n, cap;
+};
+
+static uint64_t
+id_hash(const char *msgid)
+{
+	char		 hex[65];
+	uint64_t	 h = 0;
+	int		 i;
+
+	hash_hex(msgid, strlen(msgid), hex);
+	for (i = 0; i < 16; i++)
+		h = h << 4 | (uint64_t)(hex[i] <= '9' ? hex[i] - '0' :
+		    hex[i] - 'a' + 10);
+	return h;
+}
+
+static int
+cmp_entry(const void *a, const void *b)
+{
+	const struct adopt_entry *x = a, *y = b;
+
+	if (x->size != y->size)
+		return x->size < y->size ? -1 : 1;
+	if (x->idh != y->idh)
+		return x->idh < y->idh ? -1 : 1;
+	return x->uid < y->uid ? -1 : x->uid > y->uid;
+}
+
+static void
+on_msgid(void *arg, uint32_t uid, uint64_t size, const char *body,
+    size_t len)
+{
+	struct adopt	*a = arg;
+	char		 id[MSGID_MAX];
+
+	if (a->n == a->cap) {
+		a->cap = a->cap == 0 ? 256 : a->cap * 2;
+		a->e = xrealloc(a->e, a->cap * sizeof *a->e);
+	}
+	msg_message_id(body != NULL ? body : "", len, id, sizeof id);
+	a->e[a->n].size = size;
+	a->e[a->n].idh = id_hash(id);
+	a->e[a->n].uid = uid;
+	a->e[a->n++].taken = false;
+}
+
+enum result
+adopt_load(struct run *rn, char **cause)
+{
+	struct adopt	*a;
+	bool		 done;
+	enum result	 r;
+
+	if (rn->adopt != NULL)
+		return RES_OK;
+	if ((r = ledger_adopted(rn->l, &done, cause)) != RES_OK || done)
+		return r;
+	if ((r = run_imap(rn, true, cause)) != RES_OK)
+		return r;
+	a = xcalloc(1, sizeof *a);
+	if (rn->mb.messages > 0 &&
+	    (r = imap_list_msgids(rn->im, on_msgid, a, cause)) != RES_OK) {
+		adopt_free(a);
+		return r;
+	}
+	qsort(a->e, a->n, sizeof *a->e, cmp_entry);
+	log_debug("%s: first contact with %s: %zu message%s there already",
+	    rn->ac->name, rn->ac->imap.mailbox, a->n, a->n == 1 ? "" : "s");
+	rn->adopt = a;
+	return RES_OK;
+}
+
+enum result
+adopt_find(struct run *rn, uint64_t size, const char *msgid, const char *hex,
+    uint32_t *uid, char **cause)
+{
+	struct adopt		*a = rn->adopt;
+	struct adopt_entry	 key, *e;
+	char			 got[65];
+	uint64_t		 gotsize;
+	int64_t			 owner;
+	bool			 found;
+	size_t			 lo, hi, mid;
+	enum result		 r;
+
+	*uid = 0;
+	if (a == NULL || a->n == 0)
+		return RES_OK;
+	key.size = size;
+	key.idh = id_hash(msgid);
+	key.uid = 0;
+	for (lo = 0, hi = a->n; lo < hi;) {	/* the first entry >= key */
+		mid = lo + (hi - lo) / 2;
+		if (cmp_entry(&a->e[mid], &key) < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	for (e = a->e + lo; e < a->e + a->n && e->size == size &&
+	    e->idh == key.idh; e++) {
+		if (e->taken)
+			continue;
+		if ((r = ledger_uid_owner(rn->l, rn->mb.uidvalidity, e->uid,
+		    &owner, cause)) != RES_OK)
+			return r;
+		if (owner != 0) {
+			e->taken = true;
+			continue;
+		}
+		if ((r = imap_hash_uid(rn->im, e->uid, got, &gotsize, &found,
+		    cause)) != RES_OK)
+			return r;
+		if (found && gotsize == size && strcmp(got, hex) == 0) {
+			e->taken = true;
+			*uid = e->uid;
+			return RES_OK;
+		}
+	}
+	return RES_OK;
+}
+
+void
+adopt_free(struct adopt *a)
+{
+	if (a == NULL)
+		return;
+	free(a->e);
+	free(a);
+}

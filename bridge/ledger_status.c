@@ -1,0 +1,171 @@
+/*
+ * What the ledger tells a person: `status` reads the last run, the counts
+ * and the messages that failed or were set aside, for one account's pair
+ * of POP3 mailbox and IMAP destination, read-only and without the lock, so
+ * that it works while a daemon or cron run writes (WAL lets a reader see
+ * the last committed state).  `retry` takes the lock and lets set-aside
+ * messages be tried again at the next run.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+#include "bridge.h"
+
+static char *
+col_dup(sqlite3_stmt *s, int col)
+{
+	const unsigned char *t = sqlite3_column_text(s, col);
+
+	return t != NULL ? xstrdup((const char *)t) : NULL;
+}
+
+static void
+failure_add(struct ledger_status *ls, sqlite3_stmt *s, size_t *cap)
+{
+	struct ledger_failure	*f;
+	const unsigned char	*t;
+
+	if (ls->nfailures == *cap) {
+		*cap = *cap == 0 ? 8 : *cap * 2;
+		ls->failures = xrealloc(ls->failures, *cap * sizeof *ls->failures);
+	}
+	f = &ls->failures[ls->nfailures++];
+	memset(f, 0, sizeof *f);
+	t = sqlite3_column_text(s, 0);
+	snprintf(f->uidl, sizeof f->uidl, "%s", t != NULL ? (const char *)t :
+	    "");
+	f->error = col_dup(s, 1);
+	if (f->error == NULL)
+		f->error = xstrdup("");
+	f->date = col_dup(s, 2);
+	f->from = col_dup(s, 3);
+	f->subject = col_dup(s, 4);
+	f->attempts = (unsigned int)sqlite3_column_int(s, 5);
+	f->hold_until = (time_t)sqlite3_column_int64(s, 6);
+	if (f->hold_until > time(NULL))
+		ls->set_aside++;
+}
+
+/* The id of a destination, or 0 if the ledger does not know it. */
+static sqlite3_int64
+find_dest(sqlite3 *db, const char *name, int *rc)
+{
+	sqlite3_stmt	*s;
+	sqlite3_int64	 id = 0;
+
+	*rc = sqlite3_prepare_v2(db, "SELECT id FROM dest WHERE name = ?1", -1,
+	    &s, NULL);
+	if (*rc != SQLITE_OK)
+		return 0;
+	sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+	*rc = sqlite3_step(s);
+	if (*rc == SQLITE_ROW)
+		id = sqlite3_column_int64(s, 0);
+	sqlite3_finalize(s);
+	*rc = *rc == SQLITE_ROW || *rc == SQLITE_DONE ? SQLITE_OK : *rc;
+	return id;
+}
+
+static int
+read_pair(sqlite3 *db, sqlite3_int64 dest, struct ledger_status *ls)
+{
+	sqlite3_stmt	*s = NULL;
+	size_t		 cap = 0;
+	int		 rc;
+
+	rc = sqlite3_prepare_v2(db, "SELECT started, result, error, imported, "
+	    "waiting, fresh FROM run WHERE dest = ?1 ORDER BY id DESC LIMIT 1",
+	    -1, &s, NULL);
+	if (rc != SQLITE_OK)
+		return rc;
+	sqlite3_bind_int64(s, 1, dest);
+	if (sqlite3_step(s) == SQLITE_ROW) {
+		ls->ever_run = true;
+		ls->last_poll = (time_t)sqlite3_column_int64(s, 0);
+		ls->last_result = sqlite3_column_int(s, 1);
+		ls->last_error = col_dup(s, 2);
+		ls->imported_last = (unsigned int)sqlite3_column_int(s, 3);
+		ls->on_server = (unsigned int)sqlite3_column_int(s, 4);
+		ls->waiting = (unsigned int)(sqlite3_column_int(s, 5) -
+		    sqlite3_column_int(s, 3));
+	}
+	sqlite3_finalize(s);
+	rc = sqlite3_prepare_v2(db, "SELECT count(*) FROM msg WHERE dest = ?1 "
+	    "AND state = 2", -1, &s, NULL);
+	if (rc != SQLITE_OK)
+		return rc;
+	sqlite3_bind_int64(s, 1, dest);
+	if (sqlite3_step(s) == SQLITE_ROW)
+		ls->imported_total = (uint64_t)sqlite3_column_int64(s, 0);
+	sqlite3_finalize(s);
+	rc = sqlite3_prepare_v2(db, "SELECT uidl, error, hdr_date, hdr_from, "
+	    "hdr_subject, fails, hold_until FROM msg WHERE dest = ?1 AND "
+	    "state = 3 AND deleted < 2 ORDER BY updated", -1, &s, NULL);
+	if (rc != SQLITE_OK)
+		return rc;
+	sqlite3_bind_int64(s, 1, dest);
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW)
+		failure_add(ls, s, &cap);
+	sqlite3_finalize(s);
+	return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+enum result
+ledger_read_status(const char *state_dir, const struct account *ac,
+    struct ledger_status *ls, char **cause)
+{
+	sqlite3		*db = NULL;
+	sqlite3_int64	 dest;
+	char		*path, *name;
+	enum result	 r = RES_OK;
+	int		 rc;
+
+	memset(ls, 0, sizeof *ls);
+	path = ledger_path(state_dir, ac);
+	name = ident_dest(&ac->imap);
+	if (access(path, F_OK) == -1)
+		goto out;		/* never polled */
+	rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL);
+	if (rc == SQLITE_OK) {
+		sqlite3_busy_timeout(db, 5000);
+		dest = find_dest(db, name, &rc);
+		if (rc == SQLITE_OK && dest != 0)
+			rc = read_pair(db, dest, ls);
+	}
+	/*
+	 * A ledger made before any run has no tables yet, one of version 1
+	 * none of version 2 until a run upgrades it: not an error.  Anything
+	 * else is, and `status` says so instead of "never polled".
+	 */
+	if (rc != SQLITE_OK && strstr(sqlite3_errmsg(db), "no such table") ==
+	    NULL) {
+		r = fail(cause, RES_TEMP, "ledger %s: %s", path,
+		    sqlite3_errmsg(db));
+		ledger_status_free(ls);
+	}
+	sqlite3_close(db);
+out:
+	free(name);
+	free(path);
+	return r;
+}
+
+void
+ledger_status_free(struct ledger_status *ls)
+{
+	size_t	 i;
+
+	for (i = 0; i < ls->nfailures; i++) {
+		free(ls->failures[i].error);
+		free(ls->failures[i].date);
+		free(ls->failures[i].from);
+		free(ls->failures[i].subject);
+	}
+	free(ls->failures);
+	free(ls->last_error);
+	memset(ls, 0, sizeof *ls);
+}

@@ -1,0 +1,246 @@
+/*
+ * What each listed message needs in this run, decided from the POP3
+ * listing and the ledger before anything is fetched.
+ *
+ * A message is known by its UIDL, and the ledger row of that UIDL says
+ * what became of it, when the answer is plain: one message on the server
+ * with that UIDL, one row that is not gone, the same LIST size, and no
+ * DELE of it whose outcome is unknown.  Otherwise its content decides
+ * (PA_VERIFY: fetched, hashed and matched against the rows in transfer.c):
+ *
+ *   - repeated UIDLs (popa3d makes them from a few headers);
+ *   - a UIDL whose message was deleted (DEL_DONE) and that a new message
+ *     carries now: no live row, so it is new, and its content must differ
+ *     from the gone one's (else the server did not delete it after all);
+ *   - a row whose DELE was sent but whose QUIT never answered (DEL_SENT):
+ *     the message on the server is that one, or a new one with its UIDL;
+ *   - a LIST size that differs from the row's.
+ *
+ * Rows whose UIDL is no longer listed are marked gone first, so that a
+ * UIDL a server reuses later never names an imported message.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bridge.h"
+#include "run.h"
+
+/* The listing's UIDLs, sorted, to count and look up. */
+struct uidls {
+	const char	**v;
+	size_t		  n;
+};
+
+static int
+cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+static size_t
+uidl_count(const struct uidls *u, const char *uidl)
+{
+	const char	**hit, **lo, **hi;
+
+	hit = bsearch(&uidl, u->v, u->n, sizeof *u->v, cmp_str);
+	if (hit == NULL)
+		return 0;
+	for (lo = hit; lo > u->v && strcmp(lo[-1], uidl) == 0; lo--)
+		;
+	for (hi = hit; hi + 1 < u->v + u->n && strcmp(hi[1], uidl) == 0; hi++)
+		;
+	return (size_t)(hi - lo) + 1;
+}
+
+static bool
+listed(void *arg, const char *uidl)
+{
+	return uidl_count(arg, uidl) > 0;
+}
+
+enum result
+plan_may_delete(struct run *rn, const char *uidl, const char *hash,
+    bool *yes, char **cause)
+{
+	size_t		 i;
+	enum result	 r;
+
+	*yes = !rn->ac->keep;
+	for (i = 0; i < rn->nsiblings && *yes; i++)
+		if ((r = ledger_imported_in(rn->l, rn->siblings[i], uidl, hash,
+		    yes, cause)) != RES_OK)
+			return r;
+	return RES_OK;
+}
+
+/* The plain case: one message, one live row that answers for it. */
+static enum result
+plan_known(struct run *rn, const struct ledger_msg *m, struct plan *pl,
+    char **cause)
+{
+	bool	 may;
+
+	pl->row = m->id;
+	switch (m->state) {
+	case LEDGER_IMPORTED:
+		if (plan_may_delete(rn, m->uidl, m->hash, &may, cause) !=
+		    RES_OK)
+			return RES_TEMP;
+		pl->act = may ? PA_DELE : PA_SKIP;
+		break;
+	case LEDGER_FAILED:
+		pl->act = m->hold_until > time(NULL) ? PA_HELD : PA_IMPORT;
+		break;
+	default:		/* to import; pending ones settle first */
+		pl->act = PA_IMPORT;
+		break;
+	}
+	return RES_OK;
+}
+
+/*
+ * The live row that answers plainly for a message listed mult times under
+ * its UIDL, or NULL: then *verify says whether its content must decide
+ * (else it is new).
+ */
+static const struct ledger_msg *
+plain_row(const struct ledger_msg *rows, size_t n, size_t mult,
+    uint64_t size, bool *verify)
+{
+	const struct ledger_msg	*live = NULL;
+	size_t			 k, nlive = 0;
+
+	for (k = 0; k < n; k++)
+		if (rows[k].deleted != DEL_DONE) {
+			nlive++;
+			live = &rows[k];
+		}
+	*verify = false;
+	if (mult != 1 || nlive > 1 || (nlive == 1 &&
+	    (live->deleted == DEL_SENT ||
+	    (live->pop_size != 0 && live->pop_size != size)))) {
+		*verify = true;
+		return NULL;
+	}
+	return live;		/* NULL if none: a new message */
+}
+
+static enum result
+plan_one(struct run *rn, const struct uidls *u, unsigned int i,
+    char **cause)
+{
+	const struct pop3_msg	*pm = &rn->msgs[i];
+	const struct ledger_msg	*live;
+	struct plan		*pl = &rn->plan[i];
+	struct ledger_msg	*rows;
+	size_t			 n;
+	bool			 verify;
+	enum result		 r;
+
+	if ((r = ledger_find(rn->l, pm->uidl, &rows, &n, cause)) != RES_OK)
+		return r;
+	pl->row = 0;
+	live = plain_row(rows, n, uidl_count(u, pm->uidl), pm->size, &verify);
+	if (live != NULL)
+		r = plan_known(rn, live, pl, cause);
+	else		/* new ones: transfer.c checks the gone rows too */
+		pl->act = verify ? PA_VERIFY : PA_IMPORT;
+	free(rows);
+	return r;
+}
+
+static void
+uidls_make(struct uidls *u, const struct pop3_msg *msgs, unsigned int n)
+{
+	unsigned int	 i;
+
+	u->n = n;
+	u->v = xcalloc(n + 1, sizeof *u->v);
+	for (i = 0; i < n; i++)
+		u->v[i] = msgs[i].uidl;
+	qsort(u->v, u->n, sizeof *u->v, cmp_str);
+}
+
+/*
+ * For `check` and dry runs, on a read-only ledger (or none): how many
+ * listed messages are not known to be imported, and their sizes.
+ */
+enum result
+plan_count(struct ledger *l, const struct pop3_msg *msgs, unsigned int n,
+    unsigned int *todo, uint64_t *bytes, bool *todo_of, char **cause)
+{
+	const struct ledger_msg	*live;
+	struct ledger_msg	*rows = NULL;
+	struct uidls		 u;
+	size_t			 nrows = 0;
+	unsigned int		 i;
+	bool			 verify, done;
+	enum result		 r = RES_OK;
+
+	*todo = 0;
+	*bytes = 0;
+	uidls_make(&u, msgs, n);
+	for (i = 0; i < n && r == RES_OK; i++) {
+		if (l != NULL && (r = ledger_find(l, msgs[i].uidl, &rows,
+		    &nrows, cause)) != RES_OK)
+			break;
+		live = plain_row(rows, nrows, uidl_count(&u, msgs[i].uidl),
+		    msgs[i].size, &verify);
+		done = live != NULL && live->state == LEDGER_IMPORTED;
+		if (todo_of != NULL)
+			todo_of[i] = !done;
+		if (!done) {
+			(*todo)++;
+			*bytes += msgs[i].size;
+		}
+		free(rows);
+		rows = NULL;
+		nrows = 0;
+	}
+	free(u.v);
+	return r;
+}
+
+enum result
+plan_make(struct run *rn, bool *need_imap, char **cause)
+{
+	struct uidls	 u;
+	unsigned int	 i;
+	enum result	 r;
+
+	*need_imap = false;
+	rn->st->fresh = rn->st->set_aside = 0;
+	rn->st->waiting = rn->nmsgs;
+	uidls_make(&u, rn->msgs, rn->nmsgs);
+	free(rn->plan);
+	rn->plan = xcalloc(rn->nmsgs + 1, sizeof *rn->plan);
+	if ((r = ledger_begin(rn->l, cause)) != RES_OK)
+		goto out;
+	r = ledger_mark_gone(rn->l, listed, &u, cause);
+	for (i = 0; i < rn->nmsgs && r == RES_OK; i++) {
+		if ((r = plan_one(rn, &u, i, cause)) != RES_OK)
+			break;
+		switch (rn->plan[i].act) {
+		case PA_IMPORT:
+			rn->st->fresh++;
+			*need_imap = true;
+			break;
+		case PA_VERIFY:		/* new only if its content says so */
+			*need_imap = true;
+			break;
+		case PA_HELD:
+			rn->st->set_aside++;
+			break;
+		default:
+			break;
+		}
+	}
+	if (r == RES_OK)
+		r = ledger_commit(rn->l, cause);
+	else
+		ledger_rollback(rn->l);
+out:
+	free(u.v);
+	return r;
+}
