@@ -821,9 +821,9 @@ transfer_end(struct run *rn, struct outcome *oc, char *broke, size_t ntodo,
 		    rn->ac->name, rn->st->done, ntodo);
 		if ((r = transfer_drain(rn, cause)) != RES_OK)
 			return r;
-		return fail(cause, RES_TEMP, "stopped on request with %zu of "
-		    "%zu new messages to go; the next run goes on",
-		    ntodo - rn->st->done, ntodo);
+		return fail(cause, RES_TEMP, "stopping on request after the "
+		    "batch in flight: %zu of %zu new messages to go; the next "
+		    "run goes on", ntodo - rn->st->done, ntodo);
 	}
 	if ((r = transfer_drain(rn, cause)) != RES_OK)
 		return r;

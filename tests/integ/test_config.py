@@ -136,11 +136,29 @@ def test_check_n_on_sample(t):
 
 
 def test_check_n_on_generated_config(t):
-    cfg = write(t, config_text(t, [dummy_account("a1"), dummy_account("a2", keep=False,
-                                                                      flags=["\\Seen"])]))
+    a2 = dummy_account("a2", keep=False, flags=["\\Seen"])
+    a2["pop3"] = dict(a2["pop3"], user="someone-else")
+    cfg = write(t, config_text(t, [dummy_account("a1"), a2]))
     r = t.bridge("-c", cfg, "check", "-n")
     assert r.rc == 0, f"exit {r.rc}"
     assert "configuration OK" in r.output
+
+
+def test_check_n_one_pop3_mailbox_two_keeps(t):
+    """Two accounts read one POP3 mailbox (spelled two ways) into two
+    places, one keeping the mail and one deleting it: the second would
+    take the mail from under the first.  A config error naming both."""
+    a2 = dummy_account("a2", keep=False)
+    a2["pop3"] = dict(a2["pop3"], url=DUMMY_POP3.upper().replace("POP3S://", "pop3s://") + "/")
+    a2["imap"] = dict(a2["imap"], mailbox="Copy")
+    cfg = write(t, config_text(t, [dummy_account("a1"), a2]))
+    r = t.bridge("-c", cfg, "check", "-n")
+    assert r.rc == EX_CONFIG, f"exit {r.rc}, expected {EX_CONFIG}"
+    assert "a1" in r.stderr and "a2" in r.stderr and "keep" in r.stderr, r.stderr
+    a2["keep"] = True
+    cfg = write(t, config_text(t, [dummy_account("a1"), a2]), name="same.conf")
+    r = t.bridge("-c", cfg, "check", "-n")
+    assert r.rc == 0, f"one POP3 mailbox into two places, both keep: exit {r.rc}"
 
 
 def test_password_file_and_command(t):
