@@ -245,6 +245,7 @@ run_free(struct run *rn)
 	free(rn->dele);
 	free(rn->msgs);
 	free(rn->plan);
+	free(rn->claimed);
 }
 
 enum result

@@ -141,6 +141,7 @@ plan_one(struct run *rn, const struct uidls *u, unsigned int i,
 	if ((r = ledger_find(rn->l, pm->uidl, &rows, &n, cause)) != RES_OK)
 		return r;
 	pl->row = 0;
+	pl->unique = uidl_count(u, pm->uidl) == 1;
 	live = plain_row(rows, n, uidl_count(u, pm->uidl), pm->size, &verify);
 	if (live != NULL)
 		r = plan_known(rn, live, pl, cause);

@@ -23,6 +23,7 @@ enum plan_act {
 
 struct plan {
 	enum plan_act	 act;
+	bool		 unique;	/* the only message with its UIDL */
 	int64_t		 row;		/* ledger row, 0 if none yet */
 };
 
@@ -65,6 +66,8 @@ struct run {
 	struct pop3_msg		*msgs;
 	unsigned int		 nmsgs;
 	struct plan		*plan;		/* one per msgs[i] */
+	int64_t			*claimed;	/* rows that answer for a */
+	size_t			 nclaimed, claimcap; /* message of this run */
 	struct popq		*q;		/* POP3 replies still to read */
 	struct slot		*slots;
 };

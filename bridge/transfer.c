@@ -283,17 +283,66 @@ prepare(struct run *rn, struct slot *s)
 		    (unsigned long long)caps->appendlimit));
 }
 
-/* Is row id answering for another message of this run already? */
+/*
+ * The rows that answer for a message of this run, so that two messages
+ * alike (one UIDL, one content) never share a row.  A set of row ids, open
+ * addressing: a run may hold tens of thousands.
+ */
 static bool
-claimed(struct run *rn, int64_t id, const struct slot *self)
+claimed(const struct run *rn, int64_t id)
 {
 	size_t	 i;
 
-	for (i = 0; i < NSLOTS; i++)
-		if (&rn->slots[i] != self && rn->slots[i].state != SL_FREE &&
-		    rn->slots[i].row.id == id)
+	if (rn->claimcap == 0)
+		return false;
+	for (i = (size_t)id & (rn->claimcap - 1); rn->claimed[i] != 0;
+	    i = (i + 1) & (rn->claimcap - 1))
+		if (rn->claimed[i] == id)
 			return true;
 	return false;
+}
+
+static void
+claim(struct run *rn, int64_t id)
+{
+	int64_t	*old = rn->claimed;
+	size_t	 oldcap = rn->claimcap, i, j;
+
+	if (id == 0 || claimed(rn, id))
+		return;
+	if ((rn->nclaimed + 1) * 2 > rn->claimcap) {
+		rn->claimcap = oldcap == 0 ? 64 : oldcap * 2;
+		rn->claimed = xcalloc(rn->claimcap, sizeof *rn->claimed);
+		rn->nclaimed = 0;
+		for (j = 0; j < oldcap; j++)
+			if (old[j] != 0)
+				claim(rn, old[j]);
+		free(old);
+	}
+	for (i = (size_t)id & (rn->claimcap - 1); rn->claimed[i] != 0;
+	    i = (i + 1) & (rn->claimcap - 1))
+		;
+	rn->claimed[i] = id;
+	rn->nclaimed++;
+}
+
+/*
+ * The message is its UIDL's only one on the server and has this content:
+ * the rows of that UIDL that are not it (other content, or none known and
+ * another size) are messages gone from the server.  A reused UIDL leaves
+ * such a row; marked gone, it no longer makes the UIDL ambiguous.
+ */
+static enum result
+others_gone(struct run *rn, struct ledger_msg *rows, size_t n,
+    const struct ledger_msg *hit, char **cause)
+{
+	size_t		 i;
+	enum result	 r = RES_OK;
+
+	for (i = 0; i < n && r == RES_OK; i++)
+		if (&rows[i] != hit && rows[i].deleted != DEL_DONE)
+			r = ledger_deleted(rn->l, &rows[i], DEL_DONE, cause);
+	return r;
 }
 
 /*
@@ -316,15 +365,22 @@ identify(struct run *rn, struct slot *s, char **cause)
 	if ((r = ledger_find(rn->l, pm->uidl, &rows, &n, cause)) != RES_OK)
 		return r;
 	for (i = 0; i < n && hit == NULL; i++)
-		if (whole ? strcmp(rows[i].hash, s->hex) == 0 && !claimed(rn,
-		    rows[i].id, s) : rows[i].id == rn->plan[s->msg].row)
+		if (whole ? strcmp(rows[i].hash, s->hex) == 0 &&
+		    !claimed(rn, rows[i].id) : rows[i].id == rn->plan[s->msg].row)
 			hit = &rows[i];
 	for (i = 0; i < n && hit == NULL; i++)
 		if ((rows[i].hash[0] == '\0' || !whole) &&
 		    rows[i].state != LEDGER_IMPORTED &&
 		    rows[i].deleted != DEL_DONE &&
-		    rows[i].pop_size == pm->size && !claimed(rn, rows[i].id, s))
+		    rows[i].pop_size == pm->size && !claimed(rn, rows[i].id))
 			hit = &rows[i];
+	if (hit != NULL)
+		claim(rn, hit->id);
+	if (whole && rn->plan[s->msg].unique &&
+	    (r = others_gone(rn, rows, n, hit, cause)) != RES_OK) {
+		free(rows);
+		return r;
+	}
 	memset(&s->row, 0, sizeof s->row);
 	snprintf(s->row.uidl, sizeof s->row.uidl, "%s", pm->uidl);
 	if (hit != NULL)
@@ -520,6 +576,9 @@ record_intents(struct run *rn, struct slot *b, size_t n, char **cause)
 		default:
 			break;
 		}
+		/* A row made here answers for its message too. */
+		if (r == RES_OK)
+			claim(rn, s->row.id);
 	}
 	if (r != RES_OK) {
 		ledger_rollback(rn->l);
