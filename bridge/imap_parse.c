@@ -304,10 +304,11 @@ imap_parse_fetch(const char *resp, size_t len, struct imap_fetch *f)
 			if ((p = fetch_number(q + 1, end, &f->size)) == NULL)
 				return false;
 			f->have_size = true;
-		} else if ((size_t)(q - p) >= 6 &&
-		    strncasecmp(p, "BODY[", 5) == 0) {
-			/* BODY[] or BODY[HEADER.FIELDS (MESSAGE-ID)]: the one
-			 * section asked for. */
+		} else if (((size_t)(q - p) >= 6 &&
+		    strncasecmp(p, "BODY[]", 6) == 0) || ((size_t)(q - p) >=
+		    19 && strncasecmp(p, "BODY[HEADER.FIELDS ", 19) == 0)) {
+			/* BODY[], or BODY[HEADER.FIELDS (MESSAGE-ID)] for the
+			 * first contact scan: the one section asked for. */
 			p = q + 1;
 			if (p >= end)
 				return false;

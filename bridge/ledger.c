@@ -116,7 +116,9 @@ static const char *const stmt_sql[ST_COUNT] = {
 	    "AND msg.deleted < 2",
 	[ST_HASH_ROWS] = "SELECT " MSG_COLS " FROM msg WHERE dest = ?1 AND "
 	    "hash = ?2 ORDER BY id",
-	[ST_LIVE] = "SELECT id, uidl FROM msg WHERE dest = ?1 AND deleted < 2",
+	/* Every destination's: the listing is the POP3 mailbox's. */
+	[ST_LIVE] = "SELECT id, uidl FROM msg WHERE ?1 IS NOT NULL AND "
+	    "deleted < 2",
 	[ST_RUN] = "INSERT INTO run (dest, account, started, finished, result, "
 	    "waiting, fresh, imported, failed, deleted, bytes, error, "
 	    "set_aside) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, "
@@ -330,9 +332,13 @@ dest_id(sqlite3 *db, const char *name, int64_t *id)
 	return rc == SQLITE_ROW ? 0 : -1;
 }
 
-/* Schema, upgrade and this destination's row, in one transaction. */
+/*
+ * Schema, upgrade and this destination's row, in one transaction; on
+ * failure *why says what failed (the ROLLBACK would clear SQLite's own
+ * message).
+ */
 static int
-ledger_setup(struct ledger *l, const char *dest)
+ledger_setup(struct ledger *l, const char *dest, char **why)
 {
 	sqlite3_stmt	*s;
 	const char	*tail;
@@ -343,9 +349,10 @@ ledger_setup(struct ledger *l, const char *dest)
 	    SQLITE_OK)
 		return -1;
 	v1 = table_exists(l->db, "message");
-	if (v1 && sqlite3_exec(l->db, "ALTER TABLE run ADD COLUMN dest "
-	    "INTEGER; ALTER TABLE run ADD COLUMN set_aside INTEGER;", NULL,
-	    NULL, NULL) != SQLITE_OK)
+	/* A version 1 file killed between its CREATEs may lack "run". */
+	if (v1 && table_exists(l->db, "run") && sqlite3_exec(l->db, "ALTER "
+	    "TABLE run ADD COLUMN dest INTEGER; ALTER TABLE run ADD COLUMN "
+	    "set_aside INTEGER;", NULL, NULL, NULL) != SQLITE_OK)
 		goto bad;
 	if (sqlite3_exec(l->db, schema, NULL, NULL, NULL) != SQLITE_OK ||
 	    dest_id(l->db, dest, &l->dest) == -1)
@@ -368,6 +375,7 @@ ledger_setup(struct ledger *l, const char *dest)
 		goto bad;
 	return 0;
 bad:
+	*why = xstrdup(sqlite3_errmsg(l->db));
 	(void)sqlite3_exec(l->db, "ROLLBACK", NULL, NULL, NULL);
 	return -1;
 }
@@ -378,6 +386,7 @@ ledger_open(const char *state_dir, const char *path, const char *source,
 {
 	struct ledger	*l;
 	enum result	 r;
+	char		*why = NULL;
 	int		 i;
 
 	*lp = NULL;
@@ -398,9 +407,13 @@ ledger_open(const char *state_dir, const char *path, const char *source,
 	sqlite3_busy_timeout(l->db, 10000);
 	/* Durable: each commit is synced before it returns. */
 	if (sqlite3_exec(l->db, "PRAGMA journal_mode = WAL;"
-	    "PRAGMA synchronous = FULL;", NULL, NULL, NULL) != SQLITE_OK ||
-	    ledger_setup(l, dest) == -1) {
+	    "PRAGMA synchronous = FULL;", NULL, NULL, NULL) != SQLITE_OK) {
 		r = lfail(l, cause, "set-up");
+		goto bad;
+	}
+	if (ledger_setup(l, dest, &why) == -1) {
+		r = fail(cause, RES_TEMP, "ledger %s: set-up: %s", l->path, why);
+		free(why);
 		goto bad;
 	}
 	for (i = 0; i < ST_COUNT; i++)
@@ -785,7 +798,8 @@ ledger_deleted(struct ledger *l, struct ledger_msg *m, int how, char **cause)
  * Rows whose UIDL the server no longer lists are gone from it (deleted by
  * this program or another client): DEL_DONE, so that a later message that
  * reuses the UIDL is not taken for them.  listed() says if a UIDL is
- * listed.
+ * listed.  The rows of every destination: they name messages of one POP3
+ * mailbox, and a sibling's row must not answer for a UIDL reused later.
  */
 enum result
 ledger_mark_gone(struct ledger *l, bool (*listed)(void *, const char *),
@@ -1098,8 +1112,8 @@ ledger_release(struct ledger *l, const char *uidl, unsigned int *n,
 	int		 rc;
 
 	if (sqlite3_prepare_v2(l->db, "UPDATE msg SET hold_until = 0 WHERE "
-	    "dest = ?1 AND state = 3 AND deleted < 2 AND (?2 IS NULL OR "
-	    "uidl = ?2)", -1, &s, NULL) != SQLITE_OK)
+	    "dest = ?1 AND state = 3 AND deleted < 2 AND hold_until > 0 AND "
+	    "(?2 IS NULL OR uidl = ?2)", -1, &s, NULL) != SQLITE_OK)
 		return lfail(l, cause, "retry");
 	sqlite3_bind_int64(s, 1, l->dest);
 	bind_text_or_null(s, 2, uidl);

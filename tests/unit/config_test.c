@@ -1,4 +1,4 @@
-// link: bridge/config.c
+// link: bridge/config.c bridge/ident.c
 // pkg: libconfig
 /*
  * bridge/config.c: config_load on files written to a temporary folder

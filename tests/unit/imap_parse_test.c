@@ -390,8 +390,10 @@ static const struct fcase fetch_cases[] = {
 	    NOBODY },
 	{ "escaped quote skipped", S("* 1 FETCH (X \"a\\\"b) (\" UID 5)"),
 	    true, 5, false, 0, NOBODY },
-	{ "BODY[HEADER.FIELDS] skipped", S("* 1 FETCH (BODY[HEADER.FIELDS "
-	    "(DATE FROM)] {6}\r\nDate:) UID 5)"), true, 5, false, 0, NOBODY },
+	/* The Message-ID scan of first contact (adopt.c) asks for it. */
+	{ "BODY[HEADER.FIELDS] is the body", S("* 1 FETCH (BODY[HEADER.FIELDS "
+	    "(DATE FROM)] {6}\r\nDate:) UID 5)"), true, 5, false, 0,
+	    BODY("Date:)") },
 	{ "BODY[TEXT] is not BODY[]", S("* 1 FETCH (BODY[TEXT] {3}\r\nxyz "
 	    "UID 5)"), true, 5, false, 0, NOBODY },
 	{ "data after the list", S("* 1 FETCH (UID 5) trailing"), true, 5,
