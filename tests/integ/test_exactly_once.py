@@ -170,6 +170,69 @@ def test_late_append_without_multiappend(t):
     _late_append(t, hide=("MULTIAPPEND",))
 
 
+def _no_uidplus_rules():
+    """What a server without UIDPLUS looks like: no capability, no
+    APPENDUID in the APPEND replies (Dovecot sends it regardless)."""
+    return strip_caps("UIDPLUS") + [
+        Rule("s2c", rb"\[APPENDUID \d+ [\d:,]+\] ", nth=0, action="replace", data=b"",
+             once=False, name="no APPENDUID")]
+
+
+def test_late_append_without_uidplus(t):
+    """The late APPEND on a server without UIDPLUS: no UID EXPUNGE, and a
+    plain EXPUNGE would take the user's own \\Deleted mail.  popbridge flags
+    its duplicates \\Deleted and leaves them for the user's client to
+    expunge: every message once among the messages not flagged \\Deleted,
+    each late copy flagged, the user's own message untouched, and it says
+    so in the log."""
+    # Before the fix: 40 late copies stay unflagged beside the imported ones (DUPLICATED)
+    dc = t.dovecot()
+    src, dst = t.user(dc, "s"), t.user(dc, "d")
+    tag = tag_of(t)
+    raws = corpus(tag, N_LATE)
+    for raw in raws:
+        dc.deliver(src, raw)
+    own = own_message(tag)
+    imap_append(dc, dst, [own], flags=r"(\Deleted)")
+    late = FaultProxy(dc.imap_port, name="imap").start()
+    plain = FaultProxy(dc.imap_port, name="imap").start()
+    try:
+        late.rules = _no_uidplus_rules() + [
+            Rule("c2s", APPEND_LINE, at="start", action="delay", name="late APPEND")]
+        plain.rules = _no_uidplus_rules()
+        cfg1 = t.config([fl.account("nouid", fl.pop3_block(dc, src),
+                                    fl.imap_block(dc, dst, late.port), keep=False)],
+                        name="late.conf")
+        cfg = t.config([fl.account("nouid", fl.pop3_block(dc, src),
+                                   fl.imap_block(dc, dst, plain.port), keep=False)],
+                       name="plain.conf")
+        p1 = t.popen("-c", cfg1, "-v", "run", stderr_path=t.tmp / "run1.stderr")
+        kept = wait_kept_back(late, p1, N_LATE)
+        assert p1.poll() is None and kept > 0, "run 1 ended or sent nothing to keep back"
+        kill(p1)
+        r2 = run(t, cfg)
+        expect_rc(r2, EX_OK, "run 2 (no UIDPLUS)")
+        late.release(timeout=60)
+        assert dc.imap_count(dst) - 1 > N_LATE, "the scenario did not reproduce"
+        r3 = run(t, cfg)
+        expect_rc(r3, EX_OK, "run 3 (no UIDPLUS)")
+        assert "UIDPLUS" in r2.stderr + r3.stderr, \
+            "no log line says why the duplicates are only flagged \\Deleted"
+    finally:
+        late.stop()
+        plain.stop()
+    msgs = dc.imap_messages(dst)
+    live = [m["body"] for m in msgs if "\\Deleted" not in m["flags"]]
+    assert_once("not flagged \\Deleted", raws, live)
+    flagged = [m["body"] for m in msgs if "\\Deleted" in m["flags"] and m["body"] != own]
+    assert all(b in [stored(r) for r in raws] for b in flagged), \
+        "something other than a late copy was flagged \\Deleted"
+    assert len(flagged) == kept, f"{len(flagged)} flagged \\Deleted, {kept} late copies"
+    assert any(m["body"] == own and "\\Deleted" in m["flags"] for m in msgs), \
+        "the user's own \\Deleted message is gone"
+    assert dc.pop3_count(src) == 0
+
+
 # ------------------------------------------------------------------ 3. equal size, equal 8 KiB
 def _equal_prefix(t, hide):
     """Two messages of equal size and equal first 8 KiB, the IMAP link cut
