@@ -976,9 +976,13 @@ class TestContext:
         self.runs.append(res)
         return res
 
-    def popen(self, *args, stderr_path=None):
+    def popen(self, *args, stderr_path=None, default_signals=False):
         """Start popbridge without waiting (for the kill tests); its stderr
-        goes to stderr_path (default TMP/popen-N.stderr)."""
+        goes to stderr_path (default TMP/popen-N.stderr).  default_signals:
+        start it with SIGINT, SIGTERM, SIGHUP and SIGQUIT at their default
+        actions, whatever this process inherited (a shell starts background
+        jobs with SIGINT ignored, nohup ignores SIGHUP, and exec keeps an
+        ignored signal ignored)."""
         exe = popbridge_path()
         if os.sep in exe and not os.access(exe, os.X_OK):
             raise AssertionError(f"popbridge binary not found at {exe} "
@@ -987,7 +991,9 @@ class TestContext:
             stderr_path = self.tmp / f"popen-{len(self.runs)}.stderr"
         with open(stderr_path, "wb") as err:
             return subprocess.Popen([exe, *map(str, args)], stdin=subprocess.DEVNULL,
-                                    stdout=subprocess.DEVNULL, stderr=err, cwd=self.tmp)
+                                    stdout=subprocess.DEVNULL, stderr=err, cwd=self.tmp,
+                                    preexec_fn=default_signal_actions if default_signals
+                                    else None)
 
     def report(self, max_runs=4, max_chars=4000):
         """Text for a failure: popbridge outputs and Dovecot log tails."""
@@ -1153,6 +1159,14 @@ def assert_bytes_equal(raw, body):
 _live_loads: set = set()
 
 
+def default_signal_actions():
+    """For Popen(preexec_fn=...): the child starts with SIGINT, SIGTERM,
+    SIGHUP and SIGQUIT at their default actions, not ignored because the
+    test runner was started in the background or under nohup."""
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
+        signal.signal(sig, signal.SIG_DFL)
+
+
 def _stop_loads_at_exit():
     for load in list(_live_loads):
         load.stop()
@@ -1295,6 +1309,12 @@ def padded_message(raw, i, size):
     return head + sep + line * max(0, (size - len(raw)) // len(line)) + body
 
 
+# The most messages popbridge can have under way when asked to stop (two
+# batches of up to 32 on the IMAP wire, the next one being read): a run
+# signalled with more than this still to import must not import them all.
+IN_FLIGHT_MAX = 128
+
+
 class InterruptLoop:
     """`popbridge run` (keep = false) interrupted by a signal at moments
     chosen within its measured working time, and run again at once after
@@ -1346,6 +1366,10 @@ class InterruptLoop:
     `stop_timeout` s after it, `term_problems` an exit code or log that does
     not fit what it did.  Such a signal is held back until popbridge has
     its handler installed (or, if it never does, until it is importing).
+    A run signalled with more than IN_FLIGHT_MAX messages still to import
+    that imports them all has not acted on the signal (term_problems).
+    Every run starts with the signals at their default actions
+    (default_signal_actions), whatever the test runner inherited.
     """
 
     AIM = 0.85
@@ -1380,6 +1404,7 @@ class InterruptLoop:
         self.hung: list[str] = []
         self.term_problems: list[str] = []
         self.session_waits: list[str] = []
+        self.sig_count = None           # the maildir count when a catchable signal went out
 
     # ---------------------------------------------------------- bookkeeping
     def mid(self, loaded=None):
@@ -1421,7 +1446,8 @@ class InterruptLoop:
         with open(path, "wb") as err:
             p = subprocess.Popen([popbridge_path(), "-c", self.cfg, "run"],
                                  stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                 stderr=err, cwd=self.t.tmp)
+                                 stderr=err, cwd=self.t.tmp,
+                                 preexec_fn=default_signal_actions)
         return p, path
 
     @staticmethod
@@ -1551,6 +1577,7 @@ class InterruptLoop:
                 time.sleep(0.002)
         if p.poll() is not None:
             return False
+        self.sig_count = None if self.sig == signal.SIGKILL else self._count()
         p.send_signal(self.sig)
         return True
 
@@ -1567,7 +1594,7 @@ class InterruptLoop:
                              f"SIG{self.sig.name[3:]}; killed")
             raise AssertionError(self.hung[-1])
 
-    def _judge_graceful(self, rc, path, label, left_undone):
+    def _judge_graceful(self, rc, path, label, left_undone, target, now_count):
         if self.sig == signal.SIGKILL or rc is None:
             return
         if rc == -self.sig:
@@ -1575,6 +1602,12 @@ class InterruptLoop:
                                       f"(returncode {rc}) instead of stopping by itself")
             return
         err = self._err(path, 4000)
+        left = target - self.sig_count
+        if left > IN_FLIGHT_MAX and now_count >= target:
+            self.term_problems.append(
+                f"{label}: SIG{self.sig.name[3:]} came with {left} messages still to import, "
+                f"more than can be in flight, yet it imported them all (exit {rc}): the "
+                f"signal was not acted on")
         if left_undone and rc != 75:
             self.term_problems.append(f"{label}: work left undone but exit {rc} (not 75): "
                                       f"{err[-300:]!r}")
@@ -1649,7 +1682,7 @@ class InterruptLoop:
                                "where": where, "rc": rc, "waiting": n, "stop_s": stop_s})
             landed.append(where)
             self._judge_graceful(rc, path, label, where in ("before", "mid", "unknown")
-                                 and now_count < target)
+                                 and now_count < target, target, now_count)
             if where != "unknown":
                 frac = (now_count - base) / max(1, target - base)
                 self._adapt(where, d, n, frac)

@@ -20,9 +20,10 @@ import signal
 import subprocess
 import time
 
-from harness import (InterruptLoop, assert_exactly_once, census, padded_message,
+from harness import (IN_FLIGHT_MAX, InterruptLoop, assert_exactly_once, census,
+                     default_signal_actions, padded_message, popbridge_path,
                      small_message)
-from migratelib import Migration
+from migratelib import Migration, _clean_env
 
 TOTAL = 400                 # messages of a single-signal run (keep = false)
 STOP_BOUND = 120.0          # a hang, not a speed limit: a batch takes well under 1 s
@@ -63,12 +64,22 @@ class Subject:
         return self.dc.stored_count(self.dst, self.mailbox)
 
     def start(self):
-        """Start the command; returns (Popen, stderr path)."""
+        """Start the command with the signals at their default actions
+        (not ignored because the tests run in the background); returns
+        (Popen, stderr path)."""
         self.n += 1
         path = self.t.tmp / f"signalled-{self.n}.stderr"
         if self.kind == "run":
-            return self.t.popen("-c", self.cfg, "run", stderr_path=path), path
-        return self.m.popen("--delete", mailbox=self.mailbox, stderr_path=path).proc, path
+            return self.t.popen("-c", self.cfg, "run", stderr_path=path,
+                                default_signals=True), path
+        # As migratelib.Running starts it (its own session, private state
+        # and passwords in the environment), with the signals reset.
+        with open(path, "wb") as err:
+            return subprocess.Popen(
+                [popbridge_path(), *self.m.args("--delete", mailbox=self.mailbox)],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
+                cwd=self.t.tmp, env=_clean_env(self.m.env()), start_new_session=True,
+                preexec_fn=default_signal_actions), path
 
     def rerun(self):
         if self.kind == "run":
@@ -143,6 +154,7 @@ def _signal_once(t, kind, sig):
     s = Subject(t, kind)
     name = signal.Signals(sig).name
     p, path, before, waiting = _start_mid_work(t, s)
+    at_signal = s.count()
     sent = time.monotonic()
     p.send_signal(sig)
     rc = _wait_exit(p, STOP_BOUND, f"{kind} after {name}")
@@ -167,6 +179,11 @@ def _signal_once(t, kind, sig):
     if not before < count <= before + waiting:
         problems.append(f"{count - before} of {waiting} in IMAP after the stop "
                         f"(expected part of them, or all if it had finished)")
+    left = before + waiting - at_signal
+    if rc != -sig and left > IN_FLIGHT_MAX and count - before >= waiting:
+        problems.append(f"{name} came with {left} messages still to import, more than can "
+                        f"be in flight, yet {kind} imported them all (exit {rc}): the signal "
+                        f"was not acted on")
     if r.rc != 0:
         problems.append(f"the run after the stop exited {r.rc}")
     _verdict(t, s, problems)
