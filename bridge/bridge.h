@@ -286,6 +286,8 @@ void		 net_cleanup(void);
 struct hash;
 struct hash	*hash_new(void);
 void		 hash_update(struct hash *, const void *, size_t);
+/* The same for a message's content: a NUL byte counts as 0x80. */
+void		 hash_update_message(struct hash *, const void *, size_t);
 /* Finish into out (65 bytes) and free the context. */
 void		 hash_final(struct hash *, char *);
 void		 hash_hex(const void *, size_t, char *);

@@ -7,6 +7,8 @@
 
 #include <openssl/evp.h>
 
+#include <string.h>
+
 #include "bridge.h"
 
 struct hash {
@@ -29,6 +31,33 @@ hash_update(struct hash *h, const void *p, size_t n)
 {
 	if (EVP_DigestUpdate(h->ctx, p, n) != 1)
 		fatal("OpenSSL SHA-256 update failed");
+}
+
+/*
+ * A message's content hash: NUL bytes count as 0x80.  A message with NULs
+ * travels as a literal8 (RFC 3516), but Dovecot 2.3 gives them back as
+ * 0x80 in BODY[] (no NUL may be in a literal), so the hash of what was
+ * sent and of what is fetched agree only this way.
+ */
+void
+hash_update_message(struct hash *h, const void *p, size_t n)
+{
+	const char	*s = p, *nul;
+	char		 buf[4096];
+	size_t		 k;
+
+	while (n > 0 && (nul = memchr(s, '\0', n)) != NULL) {
+		hash_update(h, s, (size_t)(nul - s));
+		n -= (size_t)(nul - s);
+		s = nul;
+		for (k = 0; k < n && k < sizeof buf && (buf[k] = s[k]) == '\0';
+		    k++)
+			buf[k] = (char)0x80;
+		hash_update(h, buf, k);
+		s += k;
+		n -= k;
+	}
+	hash_update(h, s, n);
 }
 
 void

@@ -90,7 +90,7 @@ hash_sink(void *arg, const char *p, size_t n)
 {
 	struct hash_ctx	*hc = arg;
 
-	hash_update(hc->h, p, n);
+	hash_update_message(hc->h, p, n);
 	hc->got += n;
 }
 

@@ -104,7 +104,7 @@ slot_out(void *arg, const char *p, size_t n, char **cause)
 {
 	struct slot	*s = arg;
 
-	hash_update(s->h, p, n);
+	hash_update_message(s->h, p, n);
 	return spool_write(&s->sp, p, n, cause);
 }
 

@@ -29,7 +29,7 @@ import faultlib as fl
 from daemonlib import status_json
 from fakepop3 import FakePOP3
 from faultproxy import FaultProxy, Rule
-from harness import make_account
+from harness import make_account, write_config
 from migratelib import Migration, run_bridge
 from oncelib import (APPEND_LINE, APPEND_OK_LINE, EX_CONFIG, EX_DATAERR, EX_OK,
                      EX_TEMPFAIL, Pop3Tap, assert_once, bodies, corpus, failure_entry,
@@ -507,6 +507,30 @@ def test_destination_filled_by_someone_else(t):
     r = run(t, cfg)
     expect_rc(r, EX_OK, "second run")
     assert_once("second run", raws, bodies(dc, dst))
+
+
+def test_adopt_message_with_nul_bytes(t):
+    """A message with NUL bytes goes as a literal8 (BINARY); Dovecot gives
+    it back with 0x80 in BODY[].  A second first contact (fresh state_dir)
+    must still recognise the copy the first run stored, and append
+    nothing."""
+    # Before the fix (content hash over the raw bytes): the NUL message was appended again
+    dc = t.dovecot()
+    dst = t.user(dc, "d")
+    tag = tag_of(t)
+    nul = (f"Date: Mon, 1 Jan 2024 10:00:00 +0000\nFrom: a@example.org\n"
+           f"Subject: [{tag}] NUL bytes\nMessage-ID: <nul.{tag}@example.org>\n\n"
+           ).encode() + b"NUL\x00here\x00\x00.\n"
+    raws = corpus(tag, 3) + [nul]
+    with FakePOP3(raws) as srv:
+        for k in (1, 2):
+            cfg = write_config(t.tmp / f"nul{k}.conf",
+                               [make_account("nul", srv.pop3_block(), fl.imap_block(dc, dst),
+                                             keep=True)], t.tmp / f"state{k}")
+            r = run(t, cfg)
+            expect_rc(r, EX_OK, f"first contact number {k}")
+            assert dc.imap_count(dst) == len(raws), \
+                f"first contact number {k}: {dc.imap_count(dst)} in IMAP for {len(raws)}"
 
 
 def test_adoption_appends_only_the_missing(t):
