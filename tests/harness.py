@@ -1350,6 +1350,9 @@ class InterruptLoop:
       of the runs before it (so a late commit is not taken for its work);
       if its interruption comes first, it is counted as "unknown", never
       as mid-work.
+    * One message in 20 is of attachment size (big_share, big_size): a
+      bigger MULTIAPPEND keeps Dovecot busy longer after a kill, so late
+      commits happen on a quiet machine too, not only on a loaded one.
     * Before each round and before the verifying run, every IMAP session
       of the user must have ended (Dovecot.wait_sessions_ended), so that
       counts and the verdict see every late commit.
