@@ -1,4 +1,4 @@
-// link: bridge/config.c
+// link: bridge/config.c bridge/ident.c
 // pkg: libconfig
 // max_len: 8192
 /*

@@ -45,7 +45,7 @@ built_fetch(const uint8_t *d, size_t len)
 {
 	static const char *const junk[] = { "FLAGS (\\Seen $Junk)",
 		"INTERNALDATE \"25-Nov-2026 10:20:30 +0100\"",
-		"BODY[HEADER.FIELDS (DATE FROM)] {7}\r\nDate:\r\n",
+		"BODY[TEXT] {7}\r\nDate:\r\n",
 		"ENVELOPE (NIL \"s\" ((\"a\" NIL \"b\" \"c\")) NIL)",
 		"MODSEQ (12345)", "X-GM-LABELS (\"\\\\Inbox\" {3}\r\n)x))" };
 	struct imap_fetch f;
