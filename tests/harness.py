@@ -1344,8 +1344,10 @@ class InterruptLoop:
       once; TERM/INT/HUP: when it has exited by itself), the next run is
       started, with nothing in between but one count of the maildir.
       That exposes a killed run's APPEND that Dovecot commits late.
-      With probability `chain` that rerun is interrupted too (up to
-      max_chain in a row), else it is left to finish.  A chained run's
+      Each round plans a chain of signals (one more with probability
+      `chain` each, up to max_chain): the reruns are interrupted too while
+      at least two batches (64 messages) are left, the last is left to
+      finish; all but the last signal aim at the first half of the import.  A chained run's
       starting count is only taken once Dovecot has ended every session
       of the runs before it (so a late commit is not taken for its work);
       if its interruption comes first, it is counted as "unknown", never
@@ -1378,7 +1380,7 @@ class InterruptLoop:
     AIM = 0.85
 
     def __init__(self, t, dc, sig=signal.SIGKILL, seed=None, tag=None, batch=200,
-                 max_batch=3000, span_target=0.4, chain=0.5, max_chain=3,
+                 max_batch=3000, span_target=0.4, chain=0.75, max_chain=5,
                  stop_timeout=60.0, run_timeout=300.0, session_timeout=120.0, name="loop",
                  big_share=0.05, big_size=(20_000, 120_000)):
         import random
@@ -1396,7 +1398,7 @@ class InterruptLoop:
                             name=f"{name}-{self.seed}.conf")
         self.raws: list[bytes] = []
         self.cal = None                 # {"n", "first", "last", "end"} of the last calibration
-        self.speed = 1.0
+        self.speeds = [1.0, 1.0]        # speed factors: first run of a round, reruns
         self.misses = 0
         self.loaded = False             # a label for the records (CpuLoad is the caller's)
         self.kills: list[dict] = []     # one record per signal sent to a running popbridge
@@ -1429,7 +1431,8 @@ class InterruptLoop:
                 f"{self.mid()} mid-work; quiet {part(False)}, loaded {part(True)}; "
                 f"{self.finished_early} runs ended before their signal; "
                 f"{self.calibrations} calibrations, batch now {self.batch}, speed factor "
-                f"{self.speed:.2f}; {len(self.raws)} messages; seed {self.seed}")
+                f"{self.speeds[0]:.2f} (reruns {self.speeds[1]:.2f}); {len(self.raws)} "
+                f"messages; seed {self.seed}")
 
     def _count(self):
         return self.dc.stored_count(self.dst)
@@ -1522,7 +1525,7 @@ class InterruptLoop:
             first = end / 2 if first is None else first
             last = end if last is None else last
             self.cal = {"n": n, "first": first, "last": max(last, first + 0.001), "end": end}
-            self.speed = 1.0
+            self.speeds = [1.0, 1.0]
             self.misses = 0
             span = self.cal["last"] - self.cal["first"]
             if span >= self.span_target or self.batch >= self.max_batch:
@@ -1538,20 +1541,25 @@ class InterruptLoop:
         span = (c["last"] - c["first"]) * max(n, 1) / c["n"]
         return c["first"], c["first"] + span, c["first"] + span + (c["end"] - c["last"])
 
-    def _pick(self, n):
+    def _pick(self, n, more, rerun):
+        """A moment (seconds after the start) for a run with n messages
+        waiting; `more`: more signals are planned in this round, so aim at
+        the first half of the import, leaving work for the reruns."""
         first, last, end = self._model(n)
         if self.rng.random() < self.AIM:
             span = last - first
-            d = self.rng.uniform(first + 0.05 * span, last - 0.05 * span)
+            d = self.rng.uniform(first + 0.05 * span, first + (0.5 if more else 0.95) * span)
             aimed = True
         else:
             d = self.rng.uniform(0.01, end)
             aimed = False
-        return d * self.speed, aimed
+        return d * self.speeds[rerun], aimed
 
-    def _adapt(self, where, d, n, frac=None):
+    def _adapt(self, where, d, n, frac, rerun):
+        """Correct the speed factor of first runs or of reruns (which settle
+        what the run before left before they import) by an outcome."""
         first, last, end = self._model(n)
-        s = self.speed
+        s = self.speeds[rerun]
         if where == "finished":
             s = min(s, 0.9 * d / end)
         elif where == "after":
@@ -1560,7 +1568,7 @@ class InterruptLoop:
             s = max(s, 1.05 * d / first)
         elif where == "mid" and frac is not None:
             s = 0.7 * s + 0.3 * d / (first + frac * (last - first))
-        self.speed = min(20.0, max(0.05, s))
+        self.speeds[rerun] = min(20.0, max(0.05, s))
 
     # ---------------------------------------------------------- the signal
     def _send(self, p, base, prev_log):
@@ -1641,9 +1649,12 @@ class InterruptLoop:
         prev_log = None                 # log offset at the previous kill (chained victims)
         n = waiting
         landed = []
-        for k in range(self.max_chain):
+        planned = 1
+        while planned < self.max_chain and self.rng.random() < self.chain:
+            planned += 1
+        for k in range(planned):
             label = f"round {r}" + (f", rerun {k}" if k else "")
-            d, aimed = self._pick(n)
+            d, aimed = self._pick(n, k + 1 < planned, k > 0)
             deadline = t0 + d
             while True:
                 now = time.monotonic()
@@ -1658,7 +1669,7 @@ class InterruptLoop:
                 if p.returncode != 0:
                     self._bad(f"{label} (ended before its signal): exit {p.returncode}: "
                               f"{self._err(path, 400)!r}")
-                self._adapt("finished", d, n)
+                self._adapt("finished", d, n, None, k > 0)
                 if aimed:
                     self.misses += 1
                     self.batch = min(self.max_batch, int(self.batch * 1.25) + 1)
@@ -1688,14 +1699,13 @@ class InterruptLoop:
                                  and now_count < target, target, now_count)
             if where != "unknown":
                 frac = (now_count - base) / max(1, target - base)
-                self._adapt(where, d, n, frac)
+                self._adapt(where, d, n, frac, k > 0)
             if aimed:
                 self.misses = 0 if where == "mid" else self.misses + 1
             p, path, t0 = rerun, rpath, t_rerun
             n = max(1, target - now_count)
             base = None
-            if (k + 1 >= self.max_chain or n < max(64, self.batch // 4)
-                    or self.rng.random() >= self.chain):
+            if k + 1 >= planned or n < 64:
                 break
         self._wait_run(p, path, f"round {r}: the run after the last signal")
         if self.misses >= 3:
