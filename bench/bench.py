@@ -13,7 +13,9 @@ corpora (bench/corpus.py), and measures, side by side in one run:
 
 on loopback and through bench/delayproxy.py (a delay added in each
 direction); then popbridge's peak RSS on a large mailbox and on one large
-message, and a soak of `popbridge daemon -f` polled by SIGUSR1.
+message, the cost of the first-contact adoption scan on a large destination
+mailbox (nothing to adopt, everything to adopt, the runs after), and a soak
+of `popbridge daemon -f` polled by SIGUSR1.
 
 It prints a table and the ratios the issue asks for, and writes the same as
 markdown to bench/RESULTS.md (default settings) or bench/RESULTS.local.md
@@ -66,10 +68,13 @@ DEFAULTS = {
     "BENCH_DELIVER_EVERY": 50,    # daemon soak: a new message before every Nth poll
     "BENCH_SAMPLE_EVERY": 100,    # daemon soak: RSS and fds sampled every N polls
     "BENCH_CEIL_BATCH": 64,       # ceiling: messages per MULTIAPPEND
+    "BENCH_ADOPT_COUNT": 10000,   # adoption: messages already in the destination
+    "BENCH_ADOPT_NEW": 10,        # adoption, nothing to adopt: new POP3 messages
+    "BENCH_ADOPT_DELAYED": 500,   # adoption at +BENCH_DELAY_MS: messages adopted (0: skip)
     "BENCH_SEED": 1,
     "BENCH_QUIET_WAIT": 60,       # wait up to N s before each run for other work to calm down
 }
-PARTS = ("small", "mixed", "memory", "soak")
+PARTS = ("small", "mixed", "memory", "adopt", "soak")
 CLIENTS = ("popbridge", "naive", "fetchmail", "ceiling")
 
 
@@ -210,6 +215,7 @@ class Bench:
         self.failures: list[str] = []
         self.memory: list[dict] = []
         self.soak: dict | None = None
+        self.adopt: dict | None = None
         self.seq = 0
         self.noisy = 0
         self.dc = None
@@ -628,6 +634,559 @@ class Bench:
             self.memory.append({"what": f"one message of {size / 1e6:.0f} MB", "rss": row["rss"],
                                 "seconds": row["seconds"]})
 
+    # ------------------------------------------------------------- adoption
+    _IMAP_LOGIN_RE = re.compile(r"\bimap-login: Info: Login: user=<([^>]*)>")
+    _IMAP_END_RE = re.compile(r"\bimap\(([^)]*)\)<\d+><[^>]*>: Info: (.*?)\bin=(\d+) out=(\d+)(.*)$")
+
+    def imap_traffic(self, user, since, timeout=20.0):
+        """What Dovecot said at the end of each IMAP session of `user` that
+        logged in after byte `since` of its log ("Disconnected: Logged out
+        in=.. out=.. hdr_count=.. body_count=.. body_bytes=.."), summed:
+        {sessions, in, out, hdr_count, body_count, body_bytes, ...}.  in and
+        out are the bytes of the IMAP protocol (inside TLS) received from and
+        sent to the client.  Waits until every such session has logged its
+        end (Dovecot's log process may lag a little behind the client)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with open(self.dc.log_path, "rb") as f:
+                f.seek(since)
+                text = f.read().decode("utf-8", "replace")
+            logins, tot, how = 0, {"in": 0, "out": 0, "sessions": 0}, []
+            for line in text.splitlines():
+                m = self._IMAP_LOGIN_RE.search(line)
+                if m:
+                    logins += m.group(1) == user
+                    continue
+                m = self._IMAP_END_RE.search(line)
+                if m and m.group(1) == user:
+                    tot["sessions"] += 1
+                    tot["in"] += int(m.group(3))
+                    tot["out"] += int(m.group(4))
+                    for key, val in re.findall(r"\b(\w+)=(\d+)", m.group(5)):
+                        tot[key] = tot.get(key, 0) + int(val)
+                    how.append(m.group(2).strip().rstrip(":"))
+            if tot["sessions"] >= logins:
+                break
+            if time.monotonic() > deadline:
+                raise Broken(f"Dovecot logged {logins} IMAP logins of {user} but the end of "
+                             f"only {tot['sessions']} within {timeout:.0f} s")
+            time.sleep(0.05)
+        tot["how"] = how
+        return tot
+
+    def dest_list(self, user):
+        """[(uid, RFC822.SIZE)] of user's INBOX, in UID order."""
+        c = self.dc.imap(user, timeout=300)
+        try:
+            typ, data = c.select("INBOX", readonly=True)
+            if typ != "OK":
+                raise Broken(f"SELECT INBOX of {user}: {typ} {data}")
+            if int(data[0] or 0) == 0:
+                return []
+            typ, data = c.uid("FETCH", "1:*", "(UID RFC822.SIZE)")
+            if typ != "OK":
+                raise Broken(f"FETCH of {user}: {typ} {data}")
+            out = []
+            for item in data:
+                line = item[0] if isinstance(item, tuple) else item
+                u = re.search(rb"UID (\d+)", line or b"")
+                z = re.search(rb"RFC822\.SIZE (\d+)", line or b"")
+                if u and z:
+                    out.append((int(u.group(1)), int(z.group(1))))
+            return sorted(out)
+        finally:
+            harness._logout(c)
+
+    def dest_trim(self, user, last_uid):
+        """Expunge every message of user's INBOX above UID last_uid (what a
+        measured run appended), so that the mailbox is as before."""
+        c = self.dc.imap(user, timeout=300)
+        try:
+            typ, data = c.select("INBOX")
+            if typ != "OK":
+                raise Broken(f"SELECT INBOX of {user}: {typ} {data}")
+            typ, data = c.uid("SEARCH", f"UID {last_uid + 1}:*")
+            uids = [u for u in map(int, (data[0] or b"").split()) if u > last_uid]
+            if uids:
+                typ, data = c.uid("STORE", ",".join(map(str, uids)), "+FLAGS.SILENT",
+                                  r"(\Deleted)")
+                if typ != "OK":
+                    raise Broken(f"STORE \\Deleted in {user}: {typ} {data}")
+                c.expunge()
+            return len(uids)
+        finally:
+            harness._logout(c)
+
+    def pop3_trim(self, user, keep, sizes):
+        """DELE every POP3 message of user after the first `keep` (checked
+        to be the corpus, by size)."""
+        p = self.dc.pop3(user, timeout=300)
+        try:
+            listed = [int(x.split()[1]) for x in p.list()[1]]
+            if listed[:keep] != sizes[:keep]:
+                raise Broken(f"POP3 {user}: its first {keep} messages are not the corpus")
+            for i in range(keep + 1, len(listed) + 1):
+                p.dele(i)
+        finally:
+            p.quit()
+
+    def adopt_fill(self, cdir, dst, lo, hi):
+        """MULTIAPPEND corpus messages lo..hi-1 (as popbridge would store
+        them) into dst with ceiling.py; returns the seconds it took."""
+        part = self.work / f"adopt-fill-{lo}-{hi}"
+        part.mkdir()
+        with open(cdir / "manifest.tsv") as f:
+            lines = f.read().splitlines()[lo:hi]
+        with open(part / "manifest.tsv", "w") as f:
+            for line in lines:
+                name, rest = line.split("\t", 1)
+                f.write(f"{cdir / name}\t{rest}\n")
+        ih, ip = self.endpoint("imap", "loopback")
+        env = {**os.environ, "CEILING_IMAP_PASSWORD": self.dc.users[dst]}
+        t = time.monotonic()
+        p = subprocess.run(
+            [PY, str(BENCH_DIR / "ceiling.py"), "--imap", f"{ih}:{ip}", "--user", dst,
+             "--ca-file", self.dc.ca_file, "--corpus", str(part),
+             "--batch", str(self.s["BENCH_CEIL_BATCH"])],
+            env=env, stdin=subprocess.DEVNULL, capture_output=True, timeout=RUN_TIMEOUT)
+        secs = time.monotonic() - t
+        shutil.rmtree(part, ignore_errors=True)
+        if p.returncode != 0:
+            raise Broken(f"filling {dst} with ceiling.py: exit {p.returncode}: "
+                         f"{(p.stdout + p.stderr).decode('utf-8', 'replace')[-600:]}")
+        return secs
+
+    def adopt_popbridge(self, src, dst, label, cfg=None, run=None, net="loopback"):
+        """One `popbridge run` from POP3 user src into dst, with a fresh
+        state_dir (a first contact) unless cfg/run of an earlier one are
+        given.  Returns timed()'s figures plus the IMAP traffic of the run
+        (imap_traffic) and popbridge's own counts (new, imported, adopted)."""
+        if cfg is None:
+            self.seq += 1
+            run = self.work / f"adopt-run{self.seq}"
+            run.mkdir()
+            (run / "state").mkdir()
+            ph, pp = self.endpoint("pop3", net)
+            ih, ip = self.endpoint("imap", net)
+            acct = self.dc.account("bench", src, dst, keep=True,
+                                   pop3_extra={"url": f"pop3s://{ph}:{pp}"},
+                                   imap_extra={"url": f"imaps://{ih}:{ip}"})
+            cfg = harness.write_config(run / "popbridge.conf", [acct], run / "state")
+        self.wait_quiet(label)
+        since = self.dc.log_size()
+        # -v: the summary and the adoption lines go to stderr (without a
+        # terminal they would go to syslog), with one line per message.
+        r = timed([self.exe, "-c", cfg, "-v", "run"], cwd=run)
+        text = (r["out"] + r["err"]).strip()
+        if r["rc"] != 0:
+            raise Broken(f"{label}: popbridge run exited {r['rc']}: {text[-800:]}")
+        r["imap"] = self.imap_traffic(dst, since)
+        m = re.search(r"\bbench: (\d+) new, (\d+) imported, (\d+) failed", text)
+        if not m:
+            raise Broken(f"{label}: no summary line from popbridge: {text[-800:]}")
+        r["new"], r["imported"], r["failed"] = map(int, m.groups())
+        m = re.search(r"\bbench: (\d+) messages? already in ", text)
+        r["adopted"] = int(m.group(1)) if m else 0
+        m = re.search(r"\bbench: first contact with .*?: (\d+) messages? there already", text)
+        r["scanned"] = int(m.group(1)) if m else None
+        r["cfg"], r["run"] = cfg, run
+        im = r["imap"]
+        log(f"{label}: {r['seconds']:.2f} s, peak RSS {r['rss'] / 1024:.1f} MiB, "
+            f"CPU {r['cpu']:.2f} s; {r['new']} new, {r['imported']} imported, "
+            f"{r['adopted']} adopted, scan: "
+            f"{'none' if r['scanned'] is None else str(r['scanned']) + ' messages'}; "
+            f"IMAP: {im['sessions']} session(s), server sent "
+            f"{im['out']:,} bytes, received {im['in']:,}, bodies fetched "
+            f"{im.get('body_count', 0)} ({im.get('body_bytes', 0):,} bytes); "
+            f"machine busy {r['busy']:.0f}% (others {r['others']:.0f}%)")
+        return r
+
+    def adopt_row(self, key, what, dest, pop3, runs, note=""):
+        """The median run (by time) of a case; RSS is the largest of all."""
+        runs = sorted(runs, key=lambda r: r["seconds"])
+        med = runs[len(runs) // 2]
+        row = {"key": key, "what": what, "dest": dest, "pop3": pop3,
+               "seconds": med["seconds"], "all": [r["seconds"] for r in runs],
+               "rss": max(r["rss"] for r in runs), "cpu": med["cpu"], "busy": med["busy"],
+               "others": med["others"], "imap": med["imap"], "imported": med["imported"],
+               "adopted": med["adopted"], "scanned": med["scanned"], "note": note,
+               "out_all": [r["imap"]["out"] for r in runs]}
+        self.adopt["rows"].append(row)
+        return row
+
+    def adopt_problem(self, msg):
+        msg = "adopt: " + msg
+        self.adopt["problems"].append(msg)
+        self.failures.append(msg)
+        log("FAILED " + msg)
+
+    def adopt_part(self):
+        """The first-contact adoption scan (see bench/README.md): its cost
+        when there is nothing to adopt, the cost of adopting a whole
+        mailbox, and the runs after.  A broken step ends this part only."""
+        t_all = time.monotonic()
+        load_all = Load()
+        self.adopt = A = {"n": self.s["BENCH_ADOPT_COUNT"], "k": self.s["BENCH_ADOPT_NEW"],
+                          "rows": [], "problems": [], "fill": [], "bytes": 0,
+                          "started": _dt.datetime.now(_dt.timezone.utc),
+                          "loadavg": Path("/proc/loadavg").read_text().split()[0]}
+        try:
+            self._adopt_part()
+        except Broken as e:
+            self.adopt_problem(f"broken, the scenario stopped: {e}")
+        finally:
+            A["seconds"] = time.monotonic() - t_all
+            A["busy"], A["others"] = load_all.done()
+        A["findings"] = self.adopt_findings()
+        for line in A["findings"]:
+            log(f"adopt: {line}")
+
+    def _adopt_part(self):
+        A = self.adopt
+        n, k = A["n"], A["k"]
+        rep, seed = self.s["BENCH_REPEAT"], self.s["BENCH_SEED"]
+        slow = min(self.s["BENCH_ADOPT_DELAYED"], n)
+        # The first `slow` messages also go to a second POP3 user, adoptsub.
+        c = self.make_corpus("adopt", corpus.small_messages(seed, n, tag="adopt"), slow)
+        fresh = self.make_corpus("adoptnew", corpus.small_messages(seed, k, tag="adoptnew"), 0)
+        late = [corpus.small_message(seed, i, tag="adoptlate") for i in range(k)]
+        src, newsrc = c["src"], fresh["src"]
+        A["bytes"], A["new_bytes"] = c["bytes"], fresh["bytes"]
+        dst = "adoptdst"
+        self.dc.add_user(dst, "pw-adoptdst")
+
+        def same_as_corpus(listing, m):
+            return [z for _, z in listing] == c["sizes"][:m]
+
+        # 1. First contact, nothing to adopt: k new messages into an empty
+        # destination, then into one holding n/4 and n unrelated messages.
+        runs = []
+        for _ in range(rep):
+            e = self.fresh_user("adempty")
+            r = self.adopt_popbridge(newsrc, e, "adopt/nothing-there")
+            if r["imported"] != k:
+                self.adopt_problem(f"into an empty mailbox: {r['imported']} imported, not {k}")
+            if r["scanned"] not in (None, 0):
+                self.adopt_problem(f"into an empty mailbox: the scan saw {r['scanned']} messages")
+            self.verify(e, k, fresh["bytes"])
+            self.drop_user(e)
+            shutil.rmtree(r["run"], ignore_errors=True)
+            runs.append(r)
+        self.adopt_row("empty", f"{k} new messages, empty destination (first contact: no scan "
+                       "needed)", 0, k, runs)
+        have = 0
+        quarter = n // 4
+        for m in ([quarter, n] if 0 < quarter < n else [n]):
+            A["fill"].append({"from": have, "to": m,
+                              "seconds": self.adopt_fill(c["dir"], dst, have, m)})
+            have = m
+            base = self.dest_list(dst)
+            if not same_as_corpus(base, m):
+                raise Broken(f"adopt: {dst} holds {len(base)} messages after MULTIAPPEND, "
+                             f"not the {m} of the corpus")
+            last = base[-1][0]
+            runs = []
+            for _ in range(rep):
+                r = self.adopt_popbridge(newsrc, dst, f"adopt/first-contact-{m}")
+                now = self.dest_list(dst)
+                if r["scanned"] != m:
+                    self.adopt_problem(f"first contact with {m} unrelated messages: popbridge "
+                                       f"reported a scan of {r['scanned']}")
+                if r["imported"] != k or r["adopted"] != 0 or len(now) != m + k:
+                    self.adopt_problem(
+                        f"{k} new messages, {m} unrelated ones in the destination: "
+                        f"{r['imported']} imported, {r['adopted']} adopted, the destination "
+                        f"holds {len(now)} (expected {m + k})")
+                self.dest_trim(dst, last)
+                shutil.rmtree(r["run"], ignore_errors=True)
+                runs.append(r)
+            self.adopt_row(f"scan{m}", f"{k} new messages, {m:,} unrelated messages in the "
+                           "destination (first contact: the scan)", m, k, runs)
+
+        # 2. First contact, everything there already; 3. the runs after it.
+        base = self.dest_list(dst)
+        if not same_as_corpus(base, n):
+            raise Broken(f"adopt: {dst} holds {len(base)} messages, not the {n} of the corpus")
+        last = base[-1][0]
+        runs2, runs3, runs4 = [], [], []
+        for _ in range(rep):
+            r = self.adopt_popbridge(src, dst, "adopt/everything-there")
+            now = self.dest_list(dst)
+            if len(now) != n or r["imported"] != 0 or r["adopted"] != n:
+                self.adopt_problem(
+                    f"first contact with all {n:,} messages in the destination already: "
+                    f"popbridge imported {r['imported']} and adopted {r['adopted']}; the "
+                    f"destination holds {len(now):,} messages, expected exactly {n:,} "
+                    f"({len(now) - n:+,} appended)")
+                self.dest_trim(dst, last)
+            if r["scanned"] != n:
+                self.adopt_problem(f"first contact with all {n} messages there: popbridge "
+                                   f"reported a scan of {r['scanned']}")
+            runs2.append(r)
+            r3 = self.adopt_popbridge(src, dst, "adopt/second-run", cfg=r["cfg"], run=r["run"])
+            now = self.dest_list(dst)
+            if len(now) != n or r3["imported"] != 0:
+                self.adopt_problem(f"the run after the adoption: {r3['imported']} imported, "
+                                   f"the destination holds {len(now):,}, expected {n:,}")
+                self.dest_trim(dst, last)
+            if r3["scanned"] is not None:
+                self.adopt_problem(f"the run after the adoption scanned the destination again "
+                                   f"({r3['scanned']} messages)")
+            runs3.append(r3)
+            for raw in late:
+                self.dc.deliver(src, raw)
+            r4 = self.adopt_popbridge(src, dst, "adopt/second-run-new-mail", cfg=r["cfg"],
+                                      run=r["run"])
+            now = self.dest_list(dst)
+            if len(now) != n + k or r4["imported"] != k or r4["adopted"] != 0:
+                self.adopt_problem(f"{k} new messages after the adoption: {r4['imported']} "
+                                   f"imported, {r4['adopted']} adopted, the destination holds "
+                                   f"{len(now):,}, expected {n + k:,}")
+            if r4["scanned"] is not None:
+                self.adopt_problem(f"new mail after the adoption: the destination was scanned "
+                                   f"again ({r4['scanned']} messages)")
+            self.dest_trim(dst, last)
+            self.pop3_trim(src, n, c["sizes"])
+            runs4.append(r4)
+            shutil.rmtree(r["run"], ignore_errors=True)
+        self.adopt_row("adopt", f"{n:,} messages, all of them in the destination already "
+                       "(first contact: the scan, and one body fetched per message adopted)",
+                       n, n, runs2)
+        self.adopt_row("again", "the next run of the same: nothing new (no scan)", n, n, runs3)
+        self.adopt_row("again-new", f"the next run with {k} new POP3 messages (no scan)",
+                       n, n + k, runs4)
+
+        # The same messages imported normally, into an empty mailbox.
+        runs = []
+        for _ in range(rep):
+            e = self.fresh_user("adnormal")
+            r = self.adopt_popbridge(src, e, "adopt/normal-import")
+            if r["imported"] != n:
+                self.adopt_problem(f"normal import: {r['imported']} imported, not {n}")
+            self.verify(e, n, c["bytes"])
+            self.drop_user(e)
+            shutil.rmtree(r["run"], ignore_errors=True)
+            runs.append(r)
+        self.adopt_row("normal", f"for comparison: the same {n:,} messages imported into an "
+                       "empty destination", 0, n, runs)
+        # Through the delay proxy: the scan is one command, but each message
+        # adopted costs a round trip of its own.
+        if slow:
+            d = self.s["BENCH_DELAY_MS"]
+            for label, key, what, who, count in (
+                    ("empty", "empty-delay", f"+{d} ms each way: {k} new messages, empty "
+                     "destination", newsrc, 0),
+                    ("scan", "scan-delay", f"+{d} ms each way: {k} new messages, {n:,} "
+                     "unrelated messages in the destination (the scan)", newsrc, n)):
+                runs = []
+                for _ in range(rep):
+                    e = self.fresh_user("adempty") if count == 0 else dst
+                    r = self.adopt_popbridge(who, e, f"adopt/{label}-delay", net="delay")
+                    if r["imported"] != k or r["adopted"] != 0:
+                        self.adopt_problem(f"{what}: {r['imported']} imported, "
+                                           f"{r['adopted']} adopted")
+                    if count:
+                        self.dest_trim(dst, last)
+                    else:
+                        self.verify(e, k, fresh["bytes"])
+                        self.drop_user(e)
+                    shutil.rmtree(r["run"], ignore_errors=True)
+                    runs.append(r)
+                self.adopt_row(key, what, count, k, runs)
+            runs, runs_n = [], []
+            for _ in range(rep):
+                r = self.adopt_popbridge(c["sub"], dst, "adopt/everything-there-delay",
+                                         net="delay")
+                now = self.dest_list(dst)
+                if len(now) != n or r["imported"] != 0 or r["adopted"] != slow:
+                    self.adopt_problem(
+                        f"+{d} ms, first contact with {slow} messages all in the destination "
+                        f"already: {r['imported']} imported, {r['adopted']} adopted; the "
+                        f"destination holds {len(now):,}, expected exactly {n:,}")
+                    self.dest_trim(dst, last)
+                shutil.rmtree(r["run"], ignore_errors=True)
+                runs.append(r)
+                e = self.fresh_user("adnormal")
+                r = self.adopt_popbridge(c["sub"], e, "adopt/normal-import-delay", net="delay")
+                if r["imported"] != slow:
+                    self.adopt_problem(f"+{d} ms, normal import: {r['imported']} imported, "
+                                       f"not {slow}")
+                self.verify(e, slow, c["sub_bytes"])
+                self.drop_user(e)
+                shutil.rmtree(r["run"], ignore_errors=True)
+                runs_n.append(r)
+            self.adopt_row("adopt-delay", f"+{d} ms each way: {slow:,} messages, all in the "
+                           f"destination already (of its {n:,})", n, slow, runs)
+            self.adopt_row("normal-delay", f"+{d} ms each way, for comparison: the same "
+                           f"{slow:,} imported into an empty destination", 0, slow, runs_n)
+        shutil.rmtree(c["dir"], ignore_errors=True)
+        shutil.rmtree(fresh["dir"], ignore_errors=True)
+        self.drop_user(dst)
+
+    def adopt_findings(self):
+        """What the rows say, and anything that looks wrong (also listed
+        as failures of the scenario)."""
+        A = self.adopt
+        rows = {r["key"]: r for r in A["rows"]}
+        n, k = A["n"], A["k"]
+        out = []
+        empty, full = rows.get("empty"), rows.get(f"scan{n}")
+        quarter = next((r for key, r in rows.items()
+                        if key.startswith("scan") and key != f"scan{n}"), None)
+        if empty and full:
+            d_s = full["seconds"] - empty["seconds"]
+            d_out = full["imap"]["out"] - empty["imap"]["out"]
+            d_rss = (full["rss"] - empty["rss"]) / 1024
+            out.append(f"the scan of {n:,} messages: {d_s:+.2f} s, +{d_out / 1e6:.2f} MB sent "
+                       f"by the server ({d_out / n:.0f} bytes a message, {d_out / A['bytes'] * 100:.1f}% "
+                       f"of the mailbox's {A['bytes'] / 1e6:.1f} MB), peak RSS "
+                       f"{d_rss:+.1f} MiB, against the same run into an empty destination")
+            bodies = full["imap"].get("body_count", 0)
+            if bodies:
+                self.adopt_problem(f"the scan with nothing to adopt fetched {bodies} bodies "
+                                   "(expected none)")
+            if quarter:
+                q_n = quarter["dest"]
+                q_out = quarter["imap"]["out"] - empty["imap"]["out"]
+                q_rss = (quarter["rss"] - empty["rss"]) / 1024
+                per_q, per_n = q_out / q_n, d_out / n
+                out.append(f"scaling: {per_q:.0f} server bytes a message at {q_n:,} messages, "
+                           f"{per_n:.0f} at {n:,}; peak RSS above the empty-destination run "
+                           f"{q_rss:+.1f} MiB at {q_n:,}, {d_rss:+.1f} MiB at {n:,}; "
+                           f"time {quarter['seconds'] - empty['seconds']:+.2f} s and "
+                           f"{d_s:+.2f} s")
+                if per_n > per_q * 1.5:
+                    self.adopt_problem(f"the scan's bytes grow faster than the mailbox: "
+                                       f"{per_q:.0f} bytes a message at {q_n:,}, {per_n:.0f} "
+                                       f"at {n:,}")
+                if d_rss > max(q_rss, 0) * n / q_n * 1.5 + 2:
+                    self.adopt_problem(f"the scan's memory grows faster than the mailbox: "
+                                       f"{q_rss:+.1f} MiB at {q_n:,} messages, {d_rss:+.1f} "
+                                       f"MiB at {n:,}")
+        adopt, normal = rows.get("adopt"), rows.get("normal")
+        if adopt:
+            im = adopt["imap"]
+            out.append(f"adopting all {n:,}: {adopt['seconds']:.2f} s, the server sent "
+                       f"{im['out'] / 1e6:.1f} MB (the mailbox is {A['bytes'] / 1e6:.1f} MB: "
+                       f"one body fetched per message adopted, by design: "
+                       f"{im.get('body_count', 0):,} bodies, {im.get('body_bytes', 0) / 1e6:.1f} MB)"
+                       + (f"; a normal import of the same into an empty mailbox: "
+                          f"{normal['seconds']:.2f} s, so adopting takes "
+                          f"{adopt['seconds'] / normal['seconds'] * 100:.0f}% of its time"
+                          if normal else ""))
+            if im.get("body_count", 0) > n:
+                self.adopt_problem(f"adopting {n} messages fetched {im['body_count']} bodies "
+                                   "(expected one per message)")
+            if adopt["rss"] > 32 * 1024:
+                self.adopt_problem(f"adopting {n:,} messages peaked at "
+                                   f"{adopt['rss'] / 1024:.1f} MiB (target under 32 MiB)")
+        ed, sd = rows.get("empty-delay"), rows.get("scan-delay")
+        ad, nd = rows.get("adopt-delay"), rows.get("normal-delay")
+        d = self.s["BENCH_DELAY_MS"]
+        if ed and sd:
+            out.append(f"at +{d} ms each way the scan of {n:,} messages adds "
+                       f"{sd['seconds'] - ed['seconds']:+.2f} s to a run of {k} new messages "
+                       f"({ed['seconds']:.2f} s into an empty destination, {sd['seconds']:.2f} s "
+                       "with the scan): one command, streamed")
+        if ad and nd and ad["adopted"]:
+            m = ad["adopted"]
+            per = (ad["seconds"] - (sd["seconds"] - ed["seconds"] if ed and sd else 0)) / m
+            out.append(f"at +{d} ms each way, adopting {m:,} messages took {ad['seconds']:.2f} s "
+                       f"({per * 1000:.1f} ms a message, about one IMAP round trip of "
+                       f"{self.rtt_ms:.1f} ms each: the body fetches that confirm a match go "
+                       f"one at a time), where importing the same {m:,} into an empty "
+                       f"destination took {nd['seconds']:.2f} s (pipelined); so adopting a "
+                       f"whole {n:,}-message mailbox at this distance would take about "
+                       f"{per * n:.0f} s")
+        again, again_new = rows.get("again"), rows.get("again-new")
+        scan_out = (full["imap"]["out"] - empty["imap"]["out"]) if (empty and full) else None
+        for row in (again, again_new):
+            if not row:
+                continue
+            im = row["imap"]
+            if scan_out and im["out"] - (empty["imap"]["out"] if empty else 0) > scan_out / 2:
+                self.adopt_problem(f"{row['what']}: the server sent {im['out']:,} bytes: "
+                                   "the mailbox looks scanned again")
+        if again:
+            out.append(f"the run after: {again['seconds']:.2f} s, {again['imap']['sessions']} "
+                       f"IMAP session(s), {again['imap']['out']:,} bytes from the server"
+                       + (f"; with {k} new messages: {again_new['seconds']:.2f} s, "
+                          f"{again_new['imap']['out']:,} bytes (no scan: an empty destination "
+                          f"took {empty['imap']['out']:,} for the same {k})"
+                          if again_new and empty else ""))
+        return out
+
+    def adopt_lines(self, md=False):
+        """The adoption scenario's table and findings (markdown: a section
+        of its own, with its date and the machine's load)."""
+        A = self.adopt
+        s = self.s
+        hdr = ["case", "in the destination", "POP3 messages", "scan saw", "imported", "adopted",
+               "seconds",
+               "peak RSS MiB", "CPU s", "IMAP sessions", "server sent bytes",
+               "server received bytes", "bodies fetched", "busy (others)", "runs (s)"]
+        rows = []
+        for r in A["rows"]:
+            im = r["imap"]
+            rows.append([r["what"], f"{r['dest']:,}", f"{r['pop3']:,}",
+                         "no scan" if r["scanned"] is None else f"{r['scanned']:,}",
+                         f"{r['imported']:,}",
+                         f"{r['adopted']:,}", f"{r['seconds']:.2f}", f"{r['rss'] / 1024:.1f}",
+                         f"{r['cpu']:.2f}", str(im["sessions"]), f"{im['out']:,}",
+                         f"{im['in']:,}", f"{im.get('body_count', 0):,}",
+                         f"{r['busy']:.0f}% ({r['others']:.0f}%)",
+                         "/".join(f"{x:.2f}" for x in r["all"])])
+        fills = ", ".join(f"{f['to'] - f['from']:,} in {f['seconds']:.1f} s" for f in A["fill"])
+        if not md:
+            lines = [f"First-contact adoption scan, {A['n']:,}-message destination "
+                     f"({A['seconds'] / 60:.1f} min; CPUs {A['busy']:.0f}% busy, others "
+                     f"{A['others']:.0f}%):"]
+            for x in rows:
+                lines.append(f"  {x[0]}: {x[6]} s, peak RSS {x[7]} MiB, server sent {x[10]} "
+                             f"bytes in {x[9]} session(s), {x[12]} bodies; scan: {x[3]}, "
+                             f"imported {x[4]}, adopted {x[5]}")
+            lines += [f"  {x}" for x in A.get("findings", [])]
+            lines += [f"  PROBLEM: {x}" for x in A["problems"]]
+            return lines
+        L = [f"## First-contact adoption scan ({A['n']:,}-message destination)", "",
+             f"Measured {A['started']:%Y-%m-%d %H:%M} UTC, popbridge {self.commit}, "
+             f"{A['seconds'] / 60:.1f} min"
+             + ("" if self.parts == list(PARTS) else
+                f", in a run of `BENCH_ONLY={','.join(self.parts)}`")
+             + f". Load: load average {A['loadavg']} at its start; "
+             f"over the scenario the CPUs were {A['busy']:.0f}% busy, {A['others']:.0f}% of it "
+             "with work that was not the benchmark's (the waits for it to calm down included; "
+             "per run in the column `busy (others)`). "
+             f"Settings: BENCH_ADOPT_COUNT={s['BENCH_ADOPT_COUNT']}, "
+             f"BENCH_ADOPT_NEW={s['BENCH_ADOPT_NEW']}, "
+             f"BENCH_ADOPT_DELAYED={s['BENCH_ADOPT_DELAYED']}, "
+             f"BENCH_DELAY_MS={s['BENCH_DELAY_MS']} (measured IMAP round trip "
+             f"{self.rtt_ms:.1f} ms), BENCH_REPEAT={s['BENCH_REPEAT']}, "
+             f"BENCH_CEIL_BATCH={s['BENCH_CEIL_BATCH']}, BENCH_SEED={s['BENCH_SEED']}.", "",
+             "`popbridge -v run`, keep = true, on loopback unless said, each run with a fresh `state_dir` (a "
+             "first contact) except the runs after the adoption, which reuse its ledger. The "
+             f"destination's {A['n']:,} messages (small corpus, about 4 KB, "
+             f"{A['bytes'] / 1e6:.1f} MB) were put there with MULTIAPPEND ({fills}) as "
+             "popbridge would have stored them; what a run appended is expunged after it. "
+             "Seconds, CPU and bytes are those of the median run (by time), peak RSS the "
+             "largest of all (GNU time `%M`). Bytes are Dovecot's own count for the run's "
+             "IMAP sessions (`in=`/`out=` of its \"Disconnected: Logged out\" lines: IMAP "
+             "protocol bytes, TLS framing not included); bodies fetched: its `body_count`.",
+             "", "| " + " | ".join(hdr) + " |",
+             "|---|" + "|".join("---:" for _ in hdr[1:]) + "|"]
+        L += ["| " + " | ".join(x) + " |" for x in rows]
+        L.append("")
+        if A.get("findings"):
+            L += [f"- {x}" for x in A["findings"]]
+        if A["problems"]:
+            L += [f"- **PROBLEM: {x}**" for x in A["problems"]]
+        else:
+            L.append(f"- Checked: no run appended a message that was there already (with all "
+                     f"{A['n']:,} there, the destination still held exactly {A['n']:,} after "
+                     "every first contact), and every new message was imported once.")
+        L.append("")
+        return L
+
     # ------------------------------------------------------------- soak
     def soak_part(self):
         polls = self.s["BENCH_POLLS"]
@@ -929,6 +1488,10 @@ class Bench:
                 print(f"  {m['what']}: {m['rss'] / 1024:.1f} MiB in {m['seconds']:.2f} s"
                       + (f" ({m['cpu']:.2f} s CPU)" if "cpu" in m else "") + f": {ok}")
             print()
+        if self.adopt:
+            for line in self.adopt_lines():
+                print(line)
+            print()
         if self.soak:
             s = self.soak
             print(f"Daemon soak: {s['polls']} polls by SIGUSR1 in {s['loop_secs']:.0f} s "
@@ -998,6 +1561,8 @@ class Bench:
                 L.append(f"| {m['what']} | {m['rss'] / 1024:.1f} | {m['seconds']:.2f} | "
                          + ("met" if m["rss"] < 32 * 1024 else "**NOT met**") + " |")
             L.append("")
+        if self.adopt:
+            L += self.adopt_lines(md=True)
         if self.soak:
             sk = self.soak
             L += ["## Daemon soak (issue 3: memory and file descriptors stay flat)", "",
@@ -1048,6 +1613,8 @@ def main():
             shutil.rmtree(c["dir"], ignore_errors=True)
         if "memory" in b.parts:
             b.memory_part()
+        if "adopt" in b.parts:
+            b.adopt_part()
         if "soak" in b.parts:
             b.soak_part()
         b.report()
