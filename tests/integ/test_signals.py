@@ -106,7 +106,12 @@ def _start_mid_work(t, s, n=TOTAL, tries=5):
         before = s.count()
         waiting = s.dc.pop3_count(s.src)
         p, path = s.start()
+        deadline = time.monotonic() + STOP_BOUND
         while p.poll() is None and s.count() <= before:
+            if time.monotonic() > deadline:
+                p.kill()
+                p.wait()
+                raise AssertionError(f"{s.kind} imported nothing in {STOP_BOUND:.0f} s (killed)")
             time.sleep(0.002)
         if p.poll() is None:
             return p, path, before, waiting
