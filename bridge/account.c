@@ -63,17 +63,40 @@ account_catch_signals(void)
 	sigaction(SIGHUP, &sa, NULL);
 }
 
+/* The configured mailbox as the server names it (imap_place), logged if
+ * it differs. */
+static enum result
+place_mailbox(struct run *rn, char **cause)
+{
+	enum result	 r;
+
+	if ((r = imap_place(rn->im, rn->ac->imap.mailbox, &rn->mailbox,
+	    cause)) != RES_OK)
+		return r;
+	if (strcmp(rn->mailbox, rn->ac->imap.mailbox) != 0)
+		log_info("%s: imap: %s keeps personal mailboxes under its "
+		    "namespace: mailbox %s is %s there", rn->ac->name,
+		    rn->ac->imap.host, rn->ac->imap.mailbox, rn->mailbox);
+	return RES_OK;
+}
+
 enum result
 run_imap(struct run *rn, bool select, char **cause)
 {
-	const char	*mailbox = rn->ac->imap.mailbox;
+	const char	*mailbox;
 	struct imap_mbox sel;
 	enum result	 r;
 
 	if (rn->im == NULL) {
 		if ((r = imap_open(&rn->ac->imap, rn->ac->name, rn->cf->timeout,
 		    &rn->im, cause)) != RES_OK ||
-		    (r = imap_status(rn->im, mailbox, &rn->mb, cause)) != RES_OK)
+		    (r = place_mailbox(rn, cause)) != RES_OK)
+			return r;
+	}
+	mailbox = rn->mailbox;
+	if (!rn->opened) {
+		rn->opened = true;
+		if ((r = imap_status(rn->im, mailbox, &rn->mb, cause)) != RES_OK)
 			return r;
 		if (!rn->mb.exists) {
 			if ((r = imap_create(rn->im, mailbox, cause)) != RES_OK ||
@@ -242,6 +265,7 @@ run_free(struct run *rn)
 		free(rn->siblings[i]);
 	free(rn->siblings);
 	free(rn->dest);
+	free(rn->mailbox);
 	free(rn->dele);
 	free(rn->msgs);
 	free(rn->plan);
@@ -398,13 +422,15 @@ account_check(const struct config *cf, const struct account *ac,
 	struct imap		*im = NULL;
 	struct imap_mbox	 mb;
 	const struct imap_caps	*ic;
-	char			*why = NULL;
+	char			*why = NULL, *placed = NULL;
 	enum result		 r, worst;
 
 	worst = check_pop3(cf, ac, cause);
 	r = imap_open(&ac->imap, ac->name, cf->timeout, &im, &why);
 	if (r == RES_OK)
-		r = imap_status(im, ac->imap.mailbox, &mb, &why);
+		r = imap_place(im, ac->imap.mailbox, &placed, &why);
+	if (r == RES_OK)
+		r = imap_status(im, placed, &mb, &why);
 	if (r != RES_OK) {
 		printf("%s: imap %s:%d: FAILED: %s\n", ac->name, ac->imap.host,
 		    ac->imap.port, why);
@@ -428,10 +454,11 @@ account_check(const struct config *cf, const struct account *ac,
 		    ", certificate " : "", conn_cert_subject(imap_conn(im)),
 		    ic->literal_plus ? "yes" : "no",
 		    ic->multiappend ? "yes" : "no", ic->uidplus ? "yes" : "no",
-		    limit, ac->imap.mailbox, mb.exists ?
+		    limit, placed, mb.exists ?
 		    "exists" : "does not exist (it will be created)");
 	}
 	imap_logout(im);
+	free(placed);
 	free(why);
 	return worst;
 }
@@ -446,7 +473,7 @@ cmp_size_desc(const void *a, const void *b)
 
 /* The dry run's report, from the listing and what is to import. */
 static void
-dry_report(const struct account *ac, struct imap *im,
+dry_report(const struct account *ac, const char *mailbox, struct imap *im,
     const struct imap_mbox *mb, const struct pop3_msg *msgs, unsigned int n,
     const bool *todo_of)
 {
@@ -468,7 +495,7 @@ dry_report(const struct account *ac, struct imap *im,
 	    ac->pop3.host, n, log_size(total, s1, sizeof s1), nfresh,
 	    log_size(fresh_bytes, s2, sizeof s2));
 	printf("%s: IMAP %s: mailbox %s %s; MULTIAPPEND %s, LITERAL+ %s, "
-	    "APPENDLIMIT %s\n", ac->name, ac->imap.host, ac->imap.mailbox,
+	    "APPENDLIMIT %s\n", ac->name, ac->imap.host, mailbox,
 	    mb->exists ? "exists" : "will be created",
 	    imap_caps(im)->multiappend ? "yes" : "no",
 	    imap_caps(im)->literal_plus ? "yes" : "no",
@@ -504,6 +531,7 @@ account_dry_run(const struct config *cf, const struct account *ac,
 	unsigned int		 n = 0, todo;
 	uint64_t		 bytes;
 	bool			 standin, *todo_of = NULL;
+	char			*placed = NULL;
 	enum result		 r;
 
 	if ((r = pop3_open(&ac->pop3, ac->name, cf->timeout, &p, cause)) !=
@@ -513,10 +541,11 @@ account_dry_run(const struct config *cf, const struct account *ac,
 	todo_of = xcalloc(n + 1, sizeof *todo_of);
 	if ((r = count_todo(cf, ac, msgs, n, &todo, &bytes, todo_of, cause)) !=
 	    RES_OK || (r = imap_open(&ac->imap, ac->name, cf->timeout, &im,
-	    cause)) != RES_OK || (r = imap_status(im, ac->imap.mailbox, &mb,
-	    cause)) != RES_OK)
+	    cause)) != RES_OK || (r = imap_place(im, ac->imap.mailbox, &placed,
+	    cause)) != RES_OK || (r = imap_status(im, placed, &mb, cause)) !=
+	    RES_OK)
 		goto out;
-	dry_report(ac, im, &mb, msgs, n, todo_of);
+	dry_report(ac, placed, im, &mb, msgs, n, todo_of);
 out:
 	/* QUIT with no DELE sent: nothing changes on the server. */
 	if (p != NULL && !conn_dead(pop3_conn(p))) {
@@ -528,6 +557,7 @@ out:
 	}
 	pop3_free(p);
 	imap_logout(im);
+	free(placed);
 	free(todo_of);
 	free(msgs);
 	return r;

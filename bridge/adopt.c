@@ -96,58 +96,89 @@ adopt_load(struct run *rn, char **cause)
 	}
 	qsort(a->e, a->n, sizeof *a->e, cmp_entry);
 	log_debug("%s: first contact with %s: %zu message%s there already",
-	    rn->ac->name, rn->ac->imap.mailbox, a->n, a->n == 1 ? "" : "s");
+	    rn->ac->name, rn->mailbox, a->n, a->n == 1 ? "" : "s");
 	rn->adopt = a;
 	return RES_OK;
 }
 
-enum result
-adopt_find(struct run *rn, uint64_t size, const char *msgid, const char *hex,
-    uint32_t *uid, char **cause)
+/* The entries with this size and Message-ID: [*lo, *hi). */
+static void
+adopt_range(struct adopt *a, uint64_t size, uint64_t idh, size_t *lo,
+    size_t *hi)
 {
-	struct adopt		*a = rn->adopt;
-	struct adopt_entry	 key, *e;
-	char			 got[65];
-	uint64_t		 gotsize;
-	int64_t			 owner;
-	bool			 found;
-	size_t			 lo, hi, mid;
-	enum result		 r;
+	struct adopt_entry key = { size, idh, 0, false };
+	size_t		 l = 0, h = a->n, mid;
 
-	*uid = 0;
-	if (a == NULL || a->n == 0)
-		return RES_OK;
-	key.size = size;
-	key.idh = id_hash(msgid);
-	key.uid = 0;
-	for (lo = 0, hi = a->n; lo < hi;) {	/* the first entry >= key */
-		mid = lo + (hi - lo) / 2;
+	while (l < h) {			/* the first entry >= key */
+		mid = l + (h - l) / 2;
 		if (cmp_entry(&a->e[mid], &key) < 0)
-			lo = mid + 1;
+			l = mid + 1;
 		else
-			hi = mid;
+			h = mid;
 	}
-	for (e = a->e + lo; e < a->e + a->n && e->size == size &&
-	    e->idh == key.idh; e++) {
-		if (e->taken)
-			continue;
-		if ((r = ledger_uid_owner(rn->l, rn->mb.uidvalidity, e->uid,
-		    &owner, cause)) != RES_OK)
-			return r;
-		if (owner != 0) {
-			e->taken = true;
-			continue;
-		}
-		if ((r = imap_hash_uid(rn->im, e->uid, got, &gotsize, &found,
-		    cause)) != RES_OK)
-			return r;
-		if (found && gotsize == size && strcmp(got, hex) == 0) {
-			e->taken = true;
-			*uid = e->uid;
-			return RES_OK;
+	*lo = l;
+	for (h = l; h < a->n && a->e[h].size == size && a->e[h].idh == idh;
+	    h++)
+		;
+	*hi = h;
+}
+
+/*
+ * For a batch of messages about to be appended: a copy of each (same size,
+ * Message-ID and content) that no ledger row owns and no other message
+ * took, into q[i].uid (0: none).  The candidates' bodies are hashed in one
+ * FETCH for the whole batch, so a distant server costs one round trip per
+ * batch, not per message.
+ */
+enum result
+adopt_batch(struct run *rn, struct adopt_query *q, size_t n, char **cause)
+{
+	struct adopt	*a = rn->adopt;
+	struct uid_hash	*uh = NULL;
+	size_t		 i, k, lo, hi, nu = 0;
+	int64_t		 owner;
+	enum result	 r = RES_OK;
+
+	for (i = 0; i < n; i++)
+		q[i].uid = 0;
+	if (a == NULL || a->n == 0 || n == 0)
+		return RES_OK;
+	for (i = 0; i < n && r == RES_OK; i++) {
+		adopt_range(a, q[i].size, id_hash(q[i].msgid), &lo, &hi);
+		for (k = lo; k < hi && r == RES_OK; k++) {
+			if (a->e[k].taken)
+				continue;
+			r = ledger_uid_owner(rn->l, rn->mb.uidvalidity,
+			    a->e[k].uid, &owner, cause);
+			if (owner != 0) {
+				a->e[k].taken = true;
+				continue;
+			}
+			uh = xrealloc(uh, (nu + 1) * sizeof *uh);
+			memset(&uh[nu], 0, sizeof uh[nu]);
+			uh[nu++].uid = a->e[k].uid;
 		}
 	}
-	return RES_OK;
+	if (r == RES_OK && nu > 0)
+		r = imap_hash_uids(rn->im, uh, nu, cause);
+	for (i = 0; i < n && r == RES_OK && nu > 0; i++) {
+		adopt_range(a, q[i].size, id_hash(q[i].msgid), &lo, &hi);
+		for (k = lo; k < hi && q[i].uid == 0; k++) {
+			size_t j;
+
+			if (a->e[k].taken)
+				continue;
+			for (j = 0; j < nu && uh[j].uid != a->e[k].uid; j++)
+				;
+			if (j < nu && uh[j].found && uh[j].size == q[i].size &&
+			    strcmp(uh[j].hex, q[i].hex) == 0) {
+				a->e[k].taken = true;
+				q[i].uid = a->e[k].uid;
+			}
+		}
+	}
+	free(uh);
+	return r;
 }
 
 void

@@ -256,6 +256,8 @@ struct imap_fetch {
 	size_t		 bodylen;
 };
 bool		 imap_parse_fetch(const char *, size_t, struct imap_fetch *);
+/* The first personal namespace's prefix and separator (RFC 2342). */
+bool		 imap_parse_namespace(const char *, char *, size_t, char *);
 /* Quote a mailbox name as an IMAP string, or NULL if it cannot be. */
 char		*imap_quote(const char *);
 
@@ -295,7 +297,7 @@ void		 hash_hex(const void *, size_t, char *);
 /* pop3.c */
 struct pop3;
 struct pop3_caps {
-	bool		 uidl, pipelining, top;
+	bool		 uidl, pipelining, top, utf8;
 };
 enum result	 pop3_open(const struct endpoint *, const char *, long,
 		     struct pop3 **, char **);
@@ -325,7 +327,7 @@ void		 pop3_free(struct pop3 *);
 struct imap;
 struct imap_caps {
 	bool		 literal_plus, literal_minus, multiappend, uidplus;
-	bool		 binary;
+	bool		 binary, namespace;
 	uint64_t	 appendlimit;	/* 0: none announced */
 };
 struct imap_mbox {
@@ -354,6 +356,9 @@ enum result	 imap_status(struct imap *, const char *, struct imap_mbox *,
 enum result	 imap_select(struct imap *, const char *, struct imap_mbox *,
 		     char **);
 enum result	 imap_create(struct imap *, const char *, char **);
+/* The configured mailbox as the server names it: under the personal
+ * namespace's prefix (RFC 2342) if relative to it; malloc'd. */
+enum result	 imap_place(struct imap *, const char *, char **, char **);
 struct append_item {
 	struct spool	*sp;
 	time_t		 date;
@@ -396,9 +401,15 @@ enum result	 imap_list_sizes(struct imap *, uint32_t, imap_list_cb, void *,
 		     char **);
 /* Every message, with its Message-ID header field as body. */
 enum result	 imap_list_msgids(struct imap *, imap_list_cb, void *, char **);
-/* SHA-256 (hex) and size of message uid, streamed; *found false if gone. */
-enum result	 imap_hash_uid(struct imap *, uint32_t, char *, uint64_t *,
-		     bool *, char **);
+/* The content of several messages, in one command: in uid, out the rest. */
+struct uid_hash {
+	uint32_t	 uid;
+	char		 hex[65];	/* SHA-256, NUL counted as 0x80 */
+	uint64_t	 size;
+	bool		 found;		/* false: no such message (any more) */
+};
+enum result	 imap_hash_uids(struct imap *, struct uid_hash *, size_t,
+		     char **);
 /* Is message uid there? */
 enum result	 imap_uid_exists(struct imap *, uint32_t, bool *, char **);
 /* Flag these copies \Deleted and UID EXPUNGE exactly them (UIDPLUS);

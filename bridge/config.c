@@ -252,6 +252,13 @@ config_parse_url(struct endpoint *ep, char **why)
 		ep->port = (int)port;
 		end = ep_end;
 	}
+	/* The well-known ports say which scheme they need. */
+	if (ep->tls == TLS_STARTTLS && ep->port == (ep->imap ? 993 : 995))
+		return fail(why, RES_CONFIG, "url: port %d speaks TLS from the "
+		    "first byte: write %ss://", ep->port, plain);
+	if (ep->tls == TLS_IMPLICIT && ep->port == (ep->imap ? 143 : 110))
+		return fail(why, RES_CONFIG, "url: port %d starts in plaintext "
+		    "(STARTTLS): write %s://", ep->port, plain);
 	if (*end == '/')
 		end++;
 	if (*end != '\0')

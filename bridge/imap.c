@@ -313,6 +313,7 @@ caps_set(struct imap *im, const char *caps)
 	im->caps.multiappend = imap_has_cap(caps, "MULTIAPPEND");
 	im->caps.uidplus = imap_has_cap(caps, "UIDPLUS");
 	im->caps.binary = imap_has_cap(caps, "BINARY");
+	im->caps.namespace = imap_has_cap(caps, "NAMESPACE");
 	im->caps.appendlimit = 0;
 	for (p = caps; (p = strcasestr(p, "APPENDLIMIT=")) != NULL; p += 12) {
 		const char *q = p + 12;
@@ -540,6 +541,72 @@ imap_create(struct imap *im, const char *mailbox, char **cause)
 		return imap_refused(im, "CREATE", &rep, RES_TEMP, cause);
 	}
 	log_info("%s: imap: created mailbox %s", im->account, mailbox);
+	return RES_OK;
+}
+
+struct ns_ctx {
+	char		*prefix;
+	size_t		 psz;
+	char		*sep;
+};
+
+static void
+on_namespace(struct imap *im, void *arg)
+{
+	struct ns_ctx	*nc = arg;
+
+	if (strncasecmp(im->resp, "* NAMESPACE ", 12) == 0 &&
+	    !imap_parse_namespace(im->resp + 12, nc->prefix, nc->psz, nc->sep))
+		nc->prefix[0] = '\0';
+}
+
+/*
+ * The personal namespace's prefix (RFC 2342): "" where the server has no
+ * NAMESPACE or puts personal mailboxes at the top (Dovecot), "INBOX."
+ * on Courier-IMAP 5.0.
+ */
+static enum result
+imap_namespace(struct imap *im, char *prefix, size_t psz, char *sep,
+    char **cause)
+{
+	struct ns_ctx	 nc = { prefix, psz, sep };
+	struct imap_reply rep;
+	enum result	 r;
+
+	prefix[0] = '\0';
+	*sep = '\0';
+	if (!im->caps.namespace)
+		return RES_OK;
+	if ((r = imap_command(im, "NAMESPACE", on_namespace, &nc, &rep,
+	    cause)) != RES_OK)
+		return r;
+	if (rep.status != IMAP_OK)
+		prefix[0] = '\0';
+	return RES_OK;
+}
+
+/*
+ * The configured mailbox as the server names it, into *placed (malloc'd).
+ * A name relative to the personal namespace goes under its prefix:
+ * Courier-IMAP 5.0 keeps every personal mailbox under "INBOX.", where
+ * "Archive" is "INBOX.Archive".  INBOX, and a name that already starts
+ * with the prefix, stay as written; for INBOX no NAMESPACE is asked.
+ */
+enum result
+imap_place(struct imap *im, const char *mailbox, char **placed, char **cause)
+{
+	char		 prefix[128], sep;
+	enum result	 r;
+
+	*placed = NULL;
+	if (strcasecmp(mailbox, "INBOX") != 0 && (r = imap_namespace(im,
+	    prefix, sizeof prefix, &sep, cause)) != RES_OK)
+		return r;
+	if (strcasecmp(mailbox, "INBOX") == 0 || prefix[0] == '\0' ||
+	    strncmp(mailbox, prefix, strlen(prefix)) == 0)
+		*placed = xstrdup(mailbox);
+	else
+		*placed = xprintf("%s%s", prefix, mailbox);
 	return RES_OK;
 }
 

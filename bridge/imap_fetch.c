@@ -78,11 +78,17 @@ imap_list_msgids(struct imap *im, imap_list_cb cb, void *arg, char **cause)
 	    "BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])", 1, cb, arg, cause);
 }
 
+/*
+ * Hashing bodies as they stream in: each FETCH response's literal goes to
+ * the current hash; when the response is complete, its UID says whose it
+ * was (the UID may come before or after the literal).
+ */
 struct hash_ctx {
-	uint32_t	 uid;
+	struct uid_hash	*out;
+	size_t		 n;
 	struct hash	*h;
-	uint64_t	 got;		/* literal bytes hashed */
-	bool		 found;
+	uint64_t	 got;		/* literal bytes of this response */
+	bool		 lit;		/* it had a literal */
 };
 
 static void
@@ -92,10 +98,11 @@ hash_sink(void *arg, const char *p, size_t n)
 
 	hash_update_message(hc->h, p, n);
 	hc->got += n;
+	hc->lit = true;
 }
 
 /*
- * The FETCH response of the message being hashed: its literal went to
+ * A FETCH response of a message being hashed: its literal went to
  * hash_sink, so the response holds "UID n BODY[] {n}" and no body bytes,
  * and cannot be matched by message text.
  */
@@ -105,50 +112,35 @@ on_hash(struct imap *im, void *arg)
 	struct hash_ctx	*hc = arg;
 	const char	*p;
 	uint64_t	 v;
-	size_t		 n;
+	size_t		 n, i;
+	char		 hex[65];
 
 	if (strncmp(im->resp, "* ", 2) != 0 ||
-	    strcasestr(im->resp, " FETCH (") == NULL)
+	    strcasestr(im->resp, " FETCH (") == NULL || !hc->lit)
 		return;
-	if ((p = strcasestr(im->resp, "UID ")) == NULL ||
-	    (n = strspn(p + 4, "0123456789")) == 0 ||
-	    !imap_parse_number(p + 4, n, &v) || v != hc->uid)
-		return;
-	hc->found = strcasestr(im->resp, "BODY[]") != NULL;
+	hash_final(hc->h, hex);
+	hc->h = hash_new();
+	if ((p = strcasestr(im->resp, "UID ")) != NULL &&
+	    (n = strspn(p + 4, "0123456789")) > 0 &&
+	    imap_parse_number(p + 4, n, &v) &&
+	    strcasestr(im->resp, "BODY[]") != NULL)
+		for (i = 0; i < hc->n; i++)
+			if (hc->out[i].uid == v) {
+				memcpy(hc->out[i].hex, hex, sizeof hex);
+				/* What was hashed is what counts. */
+				hc->out[i].size = hc->got;
+				hc->out[i].found = true;
+			}
+	hc->got = 0;
+	hc->lit = false;
 }
 
-/*
- * The SHA-256 of message uid as the server holds it, streamed; *found is
- * false if the mailbox has no such message (any more).
- */
-enum result
-imap_hash_uid(struct imap *im, uint32_t uid, char *hex, uint64_t *size,
-    bool *found, char **cause)
+static int
+cmp_uid32(const void *a, const void *b)
 {
-	struct hash_ctx	 hc;
-	struct imap_reply rep;
-	char		*cmd;
-	enum result	 r;
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
 
-	memset(&hc, 0, sizeof hc);
-	hc.uid = uid;
-	hc.h = hash_new();
-	im->lit_sink = hash_sink;
-	im->lit_arg = &hc;
-	cmd = xprintf("UID FETCH %u (UID BODY.PEEK[])", uid);
-	r = imap_command(im, cmd, on_hash, &hc, &rep, cause);
-	free(cmd);
-	im->lit_sink = NULL;
-	im->lit_arg = NULL;
-	hash_final(hc.h, hex);
-	/* What was hashed is what counts (RFC822.SIZE should agree). */
-	*found = hc.found;
-	*size = hc.got;
-	if (r != RES_OK)
-		return r;
-	if (rep.status != IMAP_OK)
-		return imap_refused(im, "UID FETCH", &rep, RES_TEMP, cause);
-	return RES_OK;
+	return x < y ? -1 : x > y;
 }
 
 /* "1,5,7:9" for a sorted list of UIDs. */
@@ -170,6 +162,55 @@ uid_set(const uint32_t *uids, size_t n)
 		s = t;
 	}
 	return s;
+}
+
+/*
+ * The SHA-256 (hex, NUL counted as 0x80) and size of each message out[i].uid
+ * as the server holds it, all in one UID FETCH, streamed; .found false for
+ * a UID the mailbox no longer has.  One command for a whole set, so that a
+ * link with a long round trip pays it once.
+ */
+enum result
+imap_hash_uids(struct imap *im, struct uid_hash *out, size_t n, char **cause)
+{
+	struct hash_ctx	 hc;
+	struct imap_reply rep;
+	uint32_t	*uids;
+	char		*cmd, *set, hex[65];
+	size_t		 i, k = 0;
+	enum result	 r;
+
+	for (i = 0; i < n; i++)
+		out[i].found = false;
+	if (n == 0)
+		return RES_OK;
+	uids = xcalloc(n, sizeof *uids);
+	for (i = 0; i < n; i++)
+		uids[i] = out[i].uid;
+	qsort(uids, n, sizeof *uids, cmp_uid32);
+	for (i = 0; i < n; i++)		/* once each */
+		if (k == 0 || uids[i] != uids[k - 1])
+			uids[k++] = uids[i];
+	set = uid_set(uids, k);
+	free(uids);
+	memset(&hc, 0, sizeof hc);
+	hc.out = out;
+	hc.n = n;
+	hc.h = hash_new();
+	im->lit_sink = hash_sink;
+	im->lit_arg = &hc;
+	cmd = xprintf("UID FETCH %s (UID BODY.PEEK[])", set);
+	r = imap_command(im, cmd, on_hash, &hc, &rep, cause);
+	free(cmd);
+	free(set);
+	im->lit_sink = NULL;
+	im->lit_arg = NULL;
+	hash_final(hc.h, hex);
+	if (r != RES_OK)
+		return r;
+	if (rep.status != IMAP_OK)
+		return imap_refused(im, "UID FETCH", &rep, RES_TEMP, cause);
+	return RES_OK;
 }
 
 /*

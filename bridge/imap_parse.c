@@ -353,3 +353,55 @@ imap_parse_fetch(const char *resp, size_t len, struct imap_fetch *f)
 	}
 	return true;
 }
+
+/* A quoted string at *p into out (escapes undone); *p moves past it. */
+static bool
+parse_quoted(const char **p, char *out, size_t outsz)
+{
+	const char	*s = *p;
+	size_t		 o = 0;
+
+	if (*s++ != '"')
+		return false;
+	for (; *s != '"'; s++) {
+		if (*s == '\0' || *s == '\r' || *s == '\n')
+			return false;
+		if (*s == '\\' && (s[1] == '"' || s[1] == '\\'))
+			s++;
+		if (o + 1 >= outsz)
+			return false;
+		out[o++] = *s;
+	}
+	out[o] = '\0';
+	*p = s + 1;
+	return true;
+}
+
+/*
+ * The first personal namespace of a NAMESPACE response (RFC 2342), the
+ * text after "* NAMESPACE ": `(("INBOX." ".")) NIL NIL` gives prefix
+ * "INBOX." and separator '.' (0 for NIL).  False if there is no personal
+ * namespace or the reply cannot be read.
+ */
+bool
+imap_parse_namespace(const char *s, char *prefix, size_t psz, char *sep)
+{
+	char	 d[8];
+
+	*sep = '\0';
+	prefix[0] = '\0';
+	s += strspn(s, " ");
+	if (strncmp(s, "((", 2) != 0)
+		return false;
+	s += 2;
+	if (!parse_quoted(&s, prefix, psz) || *s++ != ' ')
+		return false;
+	if (strncasecmp(s, "NIL", 3) == 0)
+		s += 3;
+	else if (!parse_quoted(&s, d, sizeof d) || strlen(d) != 1)
+		return false;
+	else
+		*sep = d[0];
+	/* Extensions may follow the pair before its ")". */
+	return *s == ')' || *s == ' ';
+}

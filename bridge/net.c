@@ -385,7 +385,9 @@ conn_error(struct conn *c, CURLcode rc, const struct endpoint *ep,
 		    c->proto, c->host, ep->user, line[0] != '\0' ? ": " : "",
 		    line);
 	case CURLE_USE_SSL_FAILED:
-		return fail(cause, RES_TEMP, "%s: %s does not offer STARTTLS; "
+		/* A server that lacks STARTTLS will not grow it: the config
+		 * must change. */
+		return fail(cause, RES_CONFIG, "%s: %s does not offer STARTTLS; "
 		    "no credentials were sent (use %ss:// if it offers TLS "
 		    "on its own port, or tls = \"none\" to allow plaintext)",
 		    c->proto, c->host, c->proto);
@@ -415,8 +417,23 @@ conn_error(struct conn *c, CURLcode rc, const struct endpoint *ep,
 		    "the server you pinned; check, then update the pin)",
 		    c->proto, c->host);
 	case CURLE_OPERATION_TIMEDOUT:
+		/* Silence from the first byte: a port that waits for a TLS
+		 * handshake says nothing to a plaintext client. */
+		if (c->login_len == 0 && ep->tls != TLS_IMPLICIT)
+			return fail(cause, RES_TEMP, "%s: %s:%d: timed out after "
+			    "%ld s without a greeting (if that port speaks TLS "
+			    "from the first byte, as 995 and 993 do, use %ss://)",
+			    c->proto, c->host, ep->port, c->timeout, c->proto);
 		return fail(cause, RES_TEMP, "%s: %s: timed out after %ld s",
 		    c->proto, c->host, c->timeout);
+	case CURLE_SSL_CONNECT_ERROR:
+		/* OpenSSL took the server's plaintext greeting for a record. */
+		if (strcasestr(c->errbuf, "wrong version number") != NULL)
+			return fail(cause, RES_CONFIG, "%s: %s:%d answers in "
+			    "plaintext, not TLS: use %s:// (STARTTLS) for that "
+			    "port, or the server's TLS port with %ss://",
+			    c->proto, c->host, ep->port, c->proto, c->proto);
+		/* FALLTHROUGH */
 	default:
 		return fail(cause, RES_TEMP, "%s: %s: %s%s%s", c->proto, c->host,
 		    curl_easy_strerror(rc), c->errbuf[0] != '\0' ? ": " : "",
@@ -504,20 +521,27 @@ conn_login(struct conn *c, const struct endpoint *ep, const char *secret,
 	return rc;
 }
 
-/* Did a POP3 server's CAPA announce SASL PLAIN? */
+/*
+ * Did the server announce SASL PLAIN (POP3 CAPA "SASL ... PLAIN", IMAP
+ * "AUTH=PLAIN" in a capability list)?  Old POP3 servers know USER/PASS
+ * only; Courier-IMAP 5.0 over imap:// without TLS lists no AUTH= at all
+ * and takes LOGIN.
+ */
 static bool
-pop3_offers_plain(const char *lines)
+offers_plain(const char *lines, bool imap)
 {
 	const char	*pos = lines, *s;
 	char		 line[512];
 	size_t		 n;
 
-	while ((s = login_line_next(&pos, &n)) != NULL)
-		if (n >= 4 && strncmp(s, "SASL", 4) == 0) {
-			snprintf(line, sizeof line, "%.*s", (int)n, s);
-			if (imap_has_cap(line, "PLAIN"))
-				return true;
-		}
+	while ((s = login_line_next(&pos, &n)) != NULL) {
+		snprintf(line, sizeof line, "%.*s", (int)n, s);
+		if (imap ? strcasestr(line, "CAPABILITY") != NULL &&
+		    strcasestr(line, "AUTH=PLAIN") != NULL :
+		    n >= 4 && strncmp(s, "SASL", 4) == 0 &&
+		    imap_has_cap(line, "PLAIN"))
+			return true;
+	}
 	return false;
 }
 
@@ -543,14 +567,15 @@ conn_open(const struct endpoint *ep, const char *account, long timeout,
 
 	rc = conn_login(c, ep, secret, false);
 	/*
-	 * POP3 servers without SASL PLAIN (old ones know only USER/PASS):
-	 * with AUTH=PLAIN curl would give up, so let curl choose instead.
+	 * A server without SASL PLAIN (old POP3 servers know only
+	 * USER/PASS; IMAP servers may take LOGIN only): with AUTH=PLAIN curl
+	 * would give up, so let curl choose instead.
 	 */
-	if (rc == CURLE_LOGIN_DENIED && !ep->imap && (ep->auth == NULL ||
+	if (rc == CURLE_LOGIN_DENIED && (ep->auth == NULL ||
 	    strcmp(ep->auth, "auto") == 0) &&
-	    !pop3_offers_plain(c->login_lines)) {
-		log_debug("%s: pop3: %s offers no SASL PLAIN; trying the "
-		    "server's other methods", account, c->host);
+	    !offers_plain(c->login_lines, ep->imap)) {
+		log_debug("%s: %s: %s offers no SASL PLAIN; trying the "
+		    "server's other methods", account, c->proto, c->host);
 		rc = conn_login(c, ep, secret, true);
 	}
 	secret_free(secret);

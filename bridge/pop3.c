@@ -17,6 +17,8 @@
 
 #define POP3_LINE_MAX	4096
 
+static enum result pop3_utf8(struct pop3 *, char **);
+
 struct pop3 {
 	struct conn	*c;
 	char		*account;
@@ -43,6 +45,9 @@ read_caps(struct pop3 *p)
 			p->caps.pipelining = true;
 		else if (strcasecmp(line, "TOP") == 0)
 			p->caps.top = true;
+		else if (strncasecmp(line, "UTF8", 4) == 0 &&
+		    (line[4] == '\0' || line[4] == ' '))
+			p->caps.utf8 = true;
 	}
 }
 
@@ -62,6 +67,10 @@ pop3_open(const struct endpoint *ep, const char *account, long timeout,
 	p->account = xstrdup(account);
 	p->host = xstrdup(ep->host);
 	read_caps(p);
+	if ((r = pop3_utf8(p, cause)) != RES_OK) {
+		pop3_free(p);
+		return r;
+	}
 	*pp = p;
 	return RES_OK;
 }
@@ -131,6 +140,34 @@ pop3_simple(struct pop3 *p, const char *cmd, char **text, char **cause)
 	if ((r = pop3_send(p, cmd, cause)) != RES_OK)
 		return r;
 	return pop3_status(p, cmd, text, cause);
+}
+
+/*
+ * RFC 6856 UTF8: Courier POP3 1.0 serves a message whose header holds
+ * 8-bit bytes as a "Cannot display Unicode content" wrapper (989 bytes
+ * for a LIST size of 255) until the client sends UTF8; then RETR gives
+ * the message as it is.  Courier takes it after the login too, which is
+ * when popbridge can speak (libcurl logs in).  A refusal changes nothing.
+ */
+static enum result
+pop3_utf8(struct pop3 *p, char **cause)
+{
+	char		*why = NULL;
+	enum result	 r;
+
+	if (!p->caps.utf8)
+		return RES_OK;
+	r = pop3_simple(p, "UTF8", NULL, &why);
+	if (r == RES_MSG) {
+		log_debug("%s: pop3: %s: %s", p->account, p->host, why);
+		r = RES_OK;
+	} else if (r != RES_OK) {
+		free(*cause);
+		*cause = why;
+		return r;
+	}
+	free(why);
+	return RES_OK;
 }
 
 static enum result

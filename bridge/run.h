@@ -48,11 +48,14 @@ struct run {
 	struct imap_mbox	 mb;
 	struct run_stats	*st;
 	char			*dest;		/* ident_dest of the account */
+	char			*mailbox;	/* on the server: under the personal
+						 * namespace (imap_place) */
 	/* Other destinations that import this POP3 mailbox (keep = false):
 	 * a message is deleted only once each of them has it too. */
 	char			**siblings;
 	size_t			 nsiblings;
 	uint32_t		 lo_uid;	/* next APPEND gets a UID >= */
+	bool			 opened;	/* STATUS (and CREATE) done */
 	bool			 selected;	/* the mailbox is selected */
 	bool			 hold_deletes;	/* end without QUIT */
 	bool			 pop3_dead;	/* the POP3 link broke */
@@ -90,10 +93,17 @@ enum result	 settle_again(struct run *, char **);
 
 /* adopt.c: a message already in the mailbox before the first contact. */
 enum result	 adopt_load(struct run *, char **);
-/* A copy of this message (size, Message-ID, hash) that no row owns: its
- * UID in *uid, else 0. */
-enum result	 adopt_find(struct run *, uint64_t, const char *, const char *,
-		     uint32_t *, char **);
+/* A message about to be appended; uid out: a copy already there, or 0. */
+struct adopt_query {
+	uint64_t	 size;
+	char		 msgid[MSGID_MAX];
+	const char	*hex;
+	uint32_t	 uid;
+};
+/* For a batch: copies that no row owns, with the same size, Message-ID
+ * and content (their bodies hashed in one FETCH). */
+enum result	 adopt_batch(struct run *, struct adopt_query *, size_t,
+		     char **);
 void		 adopt_free(struct adopt *);
 
 /* transfer.c: import the messages the plan names, DELE what may go. */

@@ -123,32 +123,39 @@ uid_there(struct scan *sc, uint32_t uid, bool *yes, char **cause)
 	return imap_uid_exists(sc->rn->im, uid, yes, cause);
 }
 
-/* The candidates' contents; copies some row owns are no candidates. */
+/* The candidates' contents, in one FETCH; copies some row owns are no
+ * candidates. */
 static enum result
 hash_candidates(struct scan *sc, char **cause)
 {
 	struct run	*rn = sc->rn;
+	struct uid_hash	*uh;
 	int64_t		 owner;
-	uint64_t	 size;
-	bool		 found;
-	size_t		 i, k = 0;
-	enum result	 r;
+	size_t		 i, k = 0, nu = 0;
+	enum result	 r = RES_OK;
 
 	qsort(sc->seen, sc->nseen, sizeof *sc->seen, cmp_uid);
-	for (i = 0; i < sc->nc; i++) {
-		if ((r = ledger_uid_owner(rn->l, sc->v, sc->c[i].uid, &owner,
-		    cause)) != RES_OK)
-			return r;
-		if (owner != 0)
-			continue;
-		if ((r = imap_hash_uid(rn->im, sc->c[i].uid, sc->c[i].hex,
-		    &size, &found, cause)) != RES_OK)
-			return r;
-		if (found && size == sc->c[i].size)
-			sc->c[k++] = sc->c[i];
+	uh = xcalloc(sc->nc + 1, sizeof *uh);
+	for (i = 0; i < sc->nc && r == RES_OK; i++) {
+		r = ledger_uid_owner(rn->l, sc->v, sc->c[i].uid, &owner, cause);
+		if (owner == 0)
+			uh[nu++].uid = sc->c[i].uid;
 	}
-	sc->nc = k;
-	return RES_OK;
+	if (r == RES_OK)
+		r = imap_hash_uids(rn->im, uh, nu, cause);
+	for (i = 0; i < nu && r == RES_OK; i++) {
+		size_t j;
+
+		for (j = 0; j < sc->nc && sc->c[j].uid != uh[i].uid; j++)
+			;
+		if (!uh[i].found || uh[i].size != sc->c[j].size)
+			continue;
+		memcpy(sc->c[j].hex, uh[i].hex, sizeof sc->c[j].hex);
+		sc->c[k++] = sc->c[j];
+	}
+	free(uh);
+	sc->nc = r == RES_OK ? k : 0;
+	return r;
 }
 
 /* An untaken candidate with this content that attempt a may have made. */
@@ -389,7 +396,7 @@ settle(struct run *rn, char **cause)
 		log_info("%s: settled %zu interrupted import%s: %zu already in "
 		    "%s, %zu to import again", rn->ac->name, sc.found + sc.again,
 		    sc.found + sc.again == 1 ? "" : "s", sc.found,
-		    rn->ac->imap.mailbox, sc.again);
+		    rn->mailbox, sc.again);
 removals:
 	if ((r = run_imap(rn, true, cause)) == RES_OK)
 		r = settle_removals(rn, cause);

@@ -398,7 +398,6 @@ identify(struct run *rn, struct slot *s, char **cause)
 static enum result
 classify(struct run *rn, struct slot *s, char **cause)
 {
-	char		 msgid[MSGID_MAX];
 	enum result	 r;
 
 	msg_info_read(s->sp.mem, slot_header(s), &s->info);
@@ -412,18 +411,37 @@ classify(struct run *rn, struct slot *s, char **cause)
 		s->state = SL_HELD;
 		return RES_OK;
 	}
-	if (rn->adopt != NULL) {
-		msg_message_id(s->sp.mem, slot_header(s), msgid, sizeof msgid);
-		if ((r = adopt_find(rn, s->sp.size, msgid, s->hex, &s->adopted,
-		    cause)) != RES_OK)
-			return r;
-		if (s->adopted != 0) {
-			s->state = SL_KNOWN;
-			return RES_OK;
-		}
-	}
-	prepare(rn, s);
 	return RES_OK;
+}
+
+/* First contact: the batch's messages already in the mailbox are adopted. */
+static enum result
+adopt_slots(struct run *rn, struct slot *b, size_t n, char **cause)
+{
+	struct adopt_query *q;
+	size_t		 i, k = 0;
+	enum result	 r;
+
+	if (rn->adopt == NULL)
+		return RES_OK;
+	q = xcalloc(n + 1, sizeof *q);
+	for (i = 0; i < n; i++) {
+		if (b[i].state != SL_FETCHED)
+			continue;
+		q[k].size = b[i].sp.size;
+		msg_message_id(b[i].sp.mem, slot_header(&b[i]), q[k].msgid,
+		    sizeof q[k].msgid);
+		q[k++].hex = b[i].hex;
+	}
+	r = adopt_batch(rn, q, k, cause);
+	for (i = 0, k = 0; i < n && r == RES_OK; i++) {
+		if (b[i].state != SL_FETCHED)
+			continue;
+		if ((b[i].adopted = q[k++].uid) != 0)
+			b[i].state = SL_KNOWN;
+	}
+	free(q);
+	return r;
 }
 
 /* ---- batches ---- */
@@ -530,7 +548,7 @@ record_known(struct run *rn, struct slot *s, char **cause)
 		rn->st->adopted++;
 		log_debug("%s: message %u (UIDL %s) is in %s already as UID "
 		    "%u: adopted", rn->ac->name, rn->msgs[s->msg].num,
-		    s->row.uidl, rn->ac->imap.mailbox, s->adopted);
+		    s->row.uidl, rn->mailbox, s->adopted);
 		if ((r = ledger_intent(rn->l, &s->row, &s->info,
 		    rn->mb.uidvalidity, s->adopted, &s->attempt, cause)) !=
 		    RES_OK)
@@ -613,12 +631,8 @@ send_batch(struct run *rn, struct batch *bt, char **cause)
 	for (i = 0; i < n; i++) {
 		struct slot *s = &bt->b[i];
 
-		if (s->state == SL_FETCHED) {
+		if (s->state == SL_FETCHED)
 			r = classify(rn, s, cause);
-			if (rn->plan[s->msg].act == PA_VERIFY &&
-			    (s->state == SL_FETCHED || s->state == SL_FAILED))
-				rn->st->fresh++;
-		}
 		else if (s->state == SL_FAILED) {
 			/* What arrived of its header names it for a person. */
 			msg_info_read(s->sp.mem, slot_header(s), &s->info);
@@ -627,6 +641,18 @@ send_batch(struct run *rn, struct batch *bt, char **cause)
 			continue;
 		if (r != RES_OK)
 			return r;
+	}
+	if ((r = adopt_slots(rn, bt->b, n, cause)) != RES_OK)
+		return r;
+	for (i = 0; i < n; i++) {
+		struct slot *s = &bt->b[i];
+
+		if (s->state == SL_FETCHED)
+			prepare(rn, s);
+		/* Content said it is new (or failed as a new one). */
+		if (rn->plan[s->msg].act == PA_VERIFY &&
+		    (s->state == SL_FETCHED || s->state == SL_FAILED))
+			rn->st->fresh++;
 	}
 	if ((r = record_intents(rn, bt->b, n, cause)) != RES_OK ||
 	    (r = push_deles(rn, bt->b, n, cause)) != RES_OK)
@@ -643,7 +669,7 @@ send_batch(struct run *rn, struct batch *bt, char **cause)
 		k++;
 	}
 	bt->nitems = k;
-	return imap_append_send(rn->im, rn->ac->imap.mailbox, rn->ac->flags,
+	return imap_append_send(rn->im, rn->mailbox, rn->ac->flags,
 	    bt->items, k, &bt->ab, cause);
 }
 
@@ -664,12 +690,12 @@ recv_batch(struct run *rn, struct batch *bt, char **cause)
 	if (!create)
 		return RES_OK;
 	/* The next batch, already sent, is refused too and comes here. */
-	if (!rn->created && (r = imap_create(rn->im, rn->ac->imap.mailbox,
+	if (!rn->created && (r = imap_create(rn->im, rn->mailbox,
 	    cause)) != RES_OK)
 		return r;
 	rn->created = true;
 	/* Nothing was stored (TRYCREATE): append them all again. */
-	return imap_append_many(rn->im, rn->ac->imap.mailbox, rn->ac->flags,
+	return imap_append_many(rn->im, rn->mailbox, rn->ac->flags,
 	    bt->items, bt->nitems, cause);
 }
 
