@@ -212,6 +212,13 @@ pq_pop(struct run *rn, char **cause)
 		return r;
 	}
 	s->state = SL_FETCHED;
+	/* A message far from its LIST size is worth a word: Courier POP3
+	 * 1.0 served a wrapper of 989 bytes for a LIST size of 255 until
+	 * UTF8 was enabled. */
+	if (s->sp.size > 2 * m->size + 1024 || 2 * s->sp.size + 1024 < m->size)
+		log_warn("%s: message %u (UIDL %s): RETR gave %llu bytes, LIST "
+		    "said %llu", rn->ac->name, m->num, m->uidl,
+		    (unsigned long long)s->sp.size, (unsigned long long)m->size);
 	return RES_OK;
 }
 
