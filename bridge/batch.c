@@ -640,8 +640,10 @@ skipped_reasons(struct batch *b, const struct account *ac)
 	out = xstrdup("");
 	if (ledger_read_status(b->cf.state_dir, ac, &ls, &cause) == RES_OK) {
 		for (i = 0; i < ls.nfailures && i < 20; i++) {
-			t = xprintf("%s%sUIDL %s: %s", out, i > 0 ? "; " : "",
-			    ls.failures[i].uidl, ls.failures[i].error);
+			char *one = ledger_failure_text(&ls.failures[i]);
+
+			t = xprintf("%s%s%s", out, i > 0 ? "; " : "", one);
+			free(one);
 			free(out);
 			out = t;
 		}

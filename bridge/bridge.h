@@ -564,6 +564,8 @@ struct ledger_status {
 enum result	 ledger_read_status(const char *, const struct account *,
 		     struct ledger_status *, char **);
 void		 ledger_status_free(struct ledger_status *);
+/* "date, from X, subject (UIDL u): why" (malloc'd). */
+char		*ledger_failure_text(const struct ledger_failure *);
 
 /* csv.c: RFC 4180 rows, pure and bounded. */
 struct csv {

@@ -169,3 +169,28 @@ ledger_status_free(struct ledger_status *ls)
 	free(ls->last_error);
 	memset(ls, 0, sizeof *ls);
 }
+
+/*
+ * A failed message as a person finds it: `Mon, 1 Jan 2024 ..., from a@b,
+ * "Subject" (UIDL u): why`, and when it is tried again if it is set aside.
+ * For `status`, the batch report and migrate's closing report.
+ */
+char *
+ledger_failure_text(const struct ledger_failure *f)
+{
+	char	 when[32];
+	struct tm tm;
+
+	when[0] = '\0';
+	if (f->hold_until > time(NULL)) {
+		gmtime_r(&f->hold_until, &tm);
+		strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
+	}
+	return xprintf("%s%s%s%s%s%s%s(UIDL %s): %s%s%s%s", f->date != NULL ?
+	    f->date : "", f->date != NULL ? ", " : "", f->from != NULL ?
+	    "from " : "", f->from != NULL ? f->from : "", f->from != NULL ?
+	    ", " : "", f->subject != NULL ? f->subject : "",
+	    f->subject != NULL ? " " : "", f->uidl, f->error,
+	    when[0] != '\0' ? " (set aside until " : "", when,
+	    when[0] != '\0' ? ")" : "");
+}

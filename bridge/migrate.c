@@ -296,9 +296,12 @@ report(struct migrate *m, const struct run_stats *st, enum result r)
 	    st->seconds > 0 ? (double)st->bytes / 1e6 / st->seconds : 0);
 	if (ledger_read_status(m->cf.state_dir, &m->ac, &ls, &cause) ==
 	    RES_OK) {
-		for (i = 0; i < ls.nfailures; i++)
-			log_info("migrate: not imported: UIDL %s: %s",
-			    ls.failures[i].uidl, ls.failures[i].error);
+		for (i = 0; i < ls.nfailures; i++) {
+			char *one = ledger_failure_text(&ls.failures[i]);
+
+			log_info("migrate: not imported: %s", one);
+			free(one);
+		}
 		ledger_status_free(&ls);
 	}
 	free(cause);

@@ -149,26 +149,18 @@ print_json(const struct account *ac, const struct ledger_status *ls,
 	printf(", \"daemon\": %s}", daemon ? "true" : "false");
 }
 
-/* "  set aside until ...: <date>, from <from>, "<subject>" (UIDL u): why" */
 static void
 print_failure(const struct ledger_failure *f)
 {
-	char	 when[32];
+	char	*text = ledger_failure_text(f);
 
-	if (f->hold_until > time(NULL)) {
-		iso_time(f->hold_until, when, sizeof when);
-		printf("  set aside until %s (failed %u times; `popbridge retry` "
-		    "tries it now): ", when, f->attempts);
-	} else
-		printf("  not imported (failed %u time%s): ", f->attempts,
-		    f->attempts == 1 ? "" : "s");
-	if (f->date != NULL)
-		printf("%s, ", f->date);
-	if (f->from != NULL)
-		printf("from %s, ", f->from);
-	if (f->subject != NULL)
-		printf("\"%s\" ", f->subject);
-	printf("(UIDL %s): %s\n", f->uidl, f->error);
+	if (f->hold_until > time(NULL))
+		printf("  set aside after failing %u times (`popbridge retry` "
+		    "tries it now): %s\n", f->attempts, text);
+	else
+		printf("  not imported (failed %u time%s): %s\n", f->attempts,
+		    f->attempts == 1 ? "" : "s", text);
+	free(text);
 }
 
 static void

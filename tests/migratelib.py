@@ -66,7 +66,7 @@ SUMMARY_RE = re.compile(
     r"migrate: (\d+) to import, (\d+) imported, (\d+) failed, (\d+) deleted, "
     r"(.*?)\(([\d.]+) messages/s")
 PROGRESS_RE = re.compile(r"migrate: (\d+)/(\d+) messages\b")
-NOT_IMPORTED_RE = re.compile(r"migrate: not imported: UIDL (\S+): (.*)$", re.M)
+NOT_IMPORTED_RE = re.compile(r"migrate: not imported: .*?\(UIDL (\S+)\): (.*)$", re.M)
 RESUME_RE = re.compile(r"run the same command again", re.I)
 
 
