@@ -84,20 +84,32 @@ static enum result
 cfail(struct loader *ld, const config_setting_t *s, const char *fmt, ...)
     PRINTFLIKE(3, 4);
 
+/* "file:line: message" into ld->cause. */
+static enum result
+vcfail(struct loader *ld, int line, const char *fmt, va_list ap)
+    PRINTFLIKE(3, 0);
+
+static enum result
+vcfail(struct loader *ld, int line, const char *fmt, va_list ap)
+{
+	char	*msg = xvprintf(fmt, ap);
+
+	free(ld->cause);
+	ld->cause = xprintf("%s:%d: %s", ld->file, line, msg);
+	free(msg);
+	return RES_CONFIG;
+}
+
 static enum result
 cfail(struct loader *ld, const config_setting_t *s, const char *fmt, ...)
 {
-	va_list	 ap;
-	char	*msg;
+	va_list		 ap;
+	enum result	 r;
 
 	va_start(ap, fmt);
-	msg = xvprintf(fmt, ap);
+	r = vcfail(ld, s != NULL ? config_setting_source_line(s) : 0, fmt, ap);
 	va_end(ap);
-	free(ld->cause);
-	ld->cause = xprintf("%s:%d: %s", ld->file,
-	    s != NULL ? config_setting_source_line(s) : 0, msg);
-	free(msg);
-	return RES_CONFIG;
+	return r;
 }
 
 static bool
@@ -527,16 +539,13 @@ lfail_at(struct loader *ld, int line, const char *fmt, ...) PRINTFLIKE(3, 4);
 static enum result
 lfail_at(struct loader *ld, int line, const char *fmt, ...)
 {
-	va_list	 ap;
-	char	*msg;
+	va_list		 ap;
+	enum result	 r;
 
 	va_start(ap, fmt);
-	msg = xvprintf(fmt, ap);
+	r = vcfail(ld, line, fmt, ap);
 	va_end(ap);
-	free(ld->cause);
-	ld->cause = xprintf("%s:%d: %s", ld->file, line, msg);
-	free(msg);
-	return RES_CONFIG;
+	return r;
 }
 
 /*
