@@ -108,12 +108,15 @@ json_time(bool have, time_t t)
 
 static void
 print_json(const struct account *ac, const struct ledger_status *ls,
-    const struct daemon_entry *de, bool daemon, bool first)
+    const struct daemon_entry *de, bool daemon, bool first,
+    const char *ledger_error)
 {
 	size_t	 i;
 
 	printf("%s\n    {\"name\": ", first ? "" : ",");
 	json_str(ac->name);
+	printf(", \"ledger_error\": ");
+	json_str(ledger_error);
 	printf(", \"last_poll\": ");
 	json_time(ls->ever_run, ls->last_poll);
 	printf(", \"last_result\": ");
@@ -165,12 +168,16 @@ print_failure(const struct ledger_failure *f)
 
 static void
 print_text(const struct account *ac, const struct ledger_status *ls,
-    const struct daemon_entry *de)
+    const struct daemon_entry *de, const char *ledger_error)
 {
 	char	 when[32];
 	size_t	 i;
 
-	if (!ls->ever_run)
+	/* An unreadable ledger says nothing about the polls: no "never". */
+	if (ledger_error != NULL)
+		printf("%s: the ledger cannot be read: %s\n", ac->name,
+		    ledger_error);
+	else if (!ls->ever_run)
 		printf("%s: never polled\n", ac->name);
 	else {
 		iso_time(ls->last_poll, when, sizeof when);
@@ -235,17 +242,23 @@ cmd_status(struct globals *g, int argc, char **argv)
 	for (j = 0; j < (size_t)n; j++) {
 		ac = argc > 0 ? config_find(cf, argv[j]) : &cf->accounts[j];
 		r = ledger_read_status(cf->state_dir, ac, &ls, &cause);
-		if (r != RES_OK) {
-			log_warn("%s: %s", ac->name, cause);
-			free(cause);
-			cause = NULL;
-			worst = result_worst(worst, r);
-		}
+		worst = result_worst(worst, r);
+		/*
+		 * A last poll that failed makes status fail too, with that
+		 * poll's class (65, 75, 77, 78): monitoring and systemd
+		 * timers see it.
+		 */
+		if (r == RES_OK && ls.ever_run && ls.last_result >= RES_OK &&
+		    ls.last_result <= RES_CONFIG)
+			worst = result_worst(worst,
+			    (enum result)ls.last_result);
 		de = daemon_next(cf, ac->name);
 		if (json)
-			print_json(ac, &ls, &de, daemon, shown == 0);
+			print_json(ac, &ls, &de, daemon, shown == 0, cause);
 		else
-			print_text(ac, &ls, &de);
+			print_text(ac, &ls, &de, cause);
+		free(cause);
+		cause = NULL;
 		shown++;
 		ledger_status_free(&ls);
 	}

@@ -176,3 +176,47 @@ def test_status_unknown_account(t):
         r = t.bridge("-c", cfg, *args)
         assert r.rc == EX_USAGE, f"{' '.join(args)}: exit {r.rc}, expected {EX_USAGE}"
         assert "nosuchacct" in r.stderr, f"{' '.join(args)}: the error does not name the account"
+
+
+def test_status_fails_when_the_last_poll_failed(t):
+    """A monitoring script or a systemd timer must see a failing account:
+    `status` exits with the class of the worst last poll (75 for a server
+    that cannot be reached), text and JSON alike, and 0 again once it
+    works.  Before the fix: status exited 0 whatever the last poll did."""
+    dc = t.dovecot()
+    src, dst = t.user(dc, "s"), t.user(dc, "d")
+    dc.deliver(src, small_message(1, random.Random(14), t.name))
+    cfg = t.config([dead_account("down"), dc.account("up", src, dst)])
+    r = t.bridge("-c", cfg, "run")
+    assert r.rc == 75, f"run with a dead server: exit {r.rc}, expected 75"
+    st = status_json(t, cfg)          # checks the exit status against the JSON
+    assert st["down"]["last_result"] == "temporary failure"
+    text = t.bridge("-c", cfg, "status")
+    assert text.rc == 75, f"status (text) exited {text.rc}, expected 75"
+    only = t.bridge("-c", cfg, "status", "up")
+    assert only.rc == 0, f"status of the working account alone exited {only.rc}"
+
+
+def test_status_corrupt_ledger(t):
+    """A ledger that is not a database is an error that names it, never
+    "never polled" (the account was polled; its history is unreadable).
+    Before the fix: "never polled" came first, then the error."""
+    dc = t.dovecot()
+    src, dst = t.user(dc, "s"), t.user(dc, "d")
+    dc.deliver(src, small_message(1, random.Random(15), t.name))
+    cfg = t.config([dc.account("broken", src, dst)])
+    assert t.bridge("-c", cfg, "run").rc == 0
+    dbs = list(t.state_dir.glob("*.db"))
+    assert len(dbs) == 1, f"ledgers: {dbs}"
+    for extra in ("-wal", "-shm"):
+        p = dbs[0].with_name(dbs[0].name + extra)
+        if p.exists():
+            p.unlink()
+    dbs[0].write_bytes(b"this is not a database " * 200)
+    text = t.bridge("-c", cfg, "status")
+    assert text.rc == 75, f"status on a corrupt ledger exited {text.rc}, expected 75"
+    assert "never polled" not in text.output, text.output
+    assert re.search(r"broken: the ledger cannot be read: .*not a database", text.output), \
+        text.output
+    st = status_json(t, cfg)
+    assert st["broken"]["ledger_error"], "status --json does not name the ledger error"
