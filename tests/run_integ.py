@@ -78,7 +78,7 @@ def reason_of(exc):
 
 # Files that take longest go first, so that the parallel run ends evenly.
 SLOW_FIRST = ["test_crash", "test_batch", "test_exactly_once", "test_fakepop3",
-              "test_daemon", "test_cyrus", "test_faults", "test_signals",
+              "test_daemon", "test_cyrus", "test_courier", "test_faults", "test_signals",
               "test_hostile", "test_migrate", "test_secrets", "test_tls",
               "test_oauth2", "test_network"]
 
