@@ -252,6 +252,32 @@ run_messages(struct run *rn, char **cause)
 	return r;
 }
 
+/*
+ * tls = "none" means no TLS at all, even where the server offers STARTTLS
+ * (for a test server or a network one trusts): said loudly by `run` and
+ * `check` alike.
+ */
+static void
+plaintext_warning(const struct account *ac)
+{
+	if (ac->pop3.tls == TLS_NONE || ac->imap.tls == TLS_NONE)
+		log_warn("%s: warning: %s without TLS (tls = \"none\"): the "
+		    "password and mail cross the network in clear", ac->name,
+		    ac->pop3.tls == TLS_NONE ? (ac->imap.tls == TLS_NONE ?
+		    "POP3 and IMAP" : "POP3") : "IMAP");
+}
+
+/* check's word on a plaintext connection whose server offered TLS. */
+static void
+starttls_hint(const struct account *ac, const struct endpoint *ep,
+    struct conn *c)
+{
+	if (ep->tls == TLS_NONE && conn_offers_starttls(c))
+		printf("%s: %s %s:%d offers STARTTLS, and tls = \"none\" keeps "
+		    "it from being used: remove that line to encrypt\n",
+		    ac->name, ep->imap ? "imap" : "pop3", ep->host, ep->port);
+}
+
 static void
 run_free(struct run *rn)
 {
@@ -292,11 +318,7 @@ account_run(const struct config *cf, const struct account *ac,
 	rn.dest = ident_dest(&ac->imap);
 	find_siblings(&rn);
 
-	if (ac->pop3.tls == TLS_NONE || ac->imap.tls == TLS_NONE)
-		log_warn("%s: warning: %s without TLS: the password and mail "
-		    "cross the network in clear", ac->name, ac->pop3.tls == TLS_NONE ?
-		    (ac->imap.tls == TLS_NONE ? "POP3 and IMAP" : "POP3") :
-		    "IMAP");
+	plaintext_warning(ac);
 	path = ledger_path(cf->state_dir, ac);
 	source = ledger_source(ac);
 	r = ledger_open(cf->state_dir, path, source, rn.dest, &rn.l, cause);
@@ -403,6 +425,7 @@ check_pop3(const struct config *cf, const struct account *ac, char **cause)
 		    standin ? "no (header hashes stand in)" : "yes",
 		    pc->pipelining ? "yes" : "no", count, count == 1 ? "" : "s",
 		    todo, (double)bytes / 1000.0);
+		starttls_hint(ac, &ac->pop3, pop3_conn(p));
 	}
 	/* QUIT with no DELE sent: nothing changes on the server. */
 	if (p != NULL && !conn_dead(pop3_conn(p))) {
@@ -425,6 +448,7 @@ account_check(const struct config *cf, const struct account *ac,
 	char			*why = NULL, *placed = NULL;
 	enum result		 r, worst;
 
+	plaintext_warning(ac);
 	worst = check_pop3(cf, ac, cause);
 	r = imap_open(&ac->imap, ac->name, cf->timeout, &im, &why);
 	if (r == RES_OK)
@@ -456,6 +480,7 @@ account_check(const struct config *cf, const struct account *ac,
 		    ic->multiappend ? "yes" : "no", ic->uidplus ? "yes" : "no",
 		    limit, placed, mb.exists ?
 		    "exists" : "does not exist (it will be created)");
+		starttls_hint(ac, &ac->imap, imap_conn(im));
 	}
 	imap_logout(im);
 	free(placed);

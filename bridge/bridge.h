@@ -279,6 +279,8 @@ const char	*conn_login_lines(struct conn *);
 /* Walk such lines: the next at *pos (its length, no CR LF, in *len). */
 const char	*login_line_next(const char **, size_t *);
 const char	*conn_tls_version(struct conn *);
+/* Did the server offer STARTTLS during the login (for tls = "none")? */
+bool		 conn_offers_starttls(struct conn *);
 const char	*conn_cert_subject(struct conn *);
 void		 conn_close(struct conn *);
 void		 net_init(void);

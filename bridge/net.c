@@ -545,6 +545,24 @@ offers_plain(const char *lines, bool imap)
 	return false;
 }
 
+/* Did the server offer STARTTLS (POP3 "STLS", IMAP "STARTTLS")? */
+bool
+conn_offers_starttls(struct conn *c)
+{
+	const char	*pos = c->login_lines, *s;
+	char		 line[512];
+	size_t		 n;
+
+	while ((s = login_line_next(&pos, &n)) != NULL) {
+		snprintf(line, sizeof line, "%.*s", (int)n, s);
+		if (strcasecmp(line, "STLS") == 0 ||
+		    (strcasestr(line, "CAPABILITY") != NULL &&
+		    imap_has_cap(line, "STARTTLS")))
+			return true;
+	}
+	return false;
+}
+
 enum result
 conn_open(const struct endpoint *ep, const char *account, long timeout,
     struct conn **cp, char **cause)

@@ -355,3 +355,23 @@ def test_tls_control_openssl_ca_cert_accepted(t):
     r = t.bridge("-c", cfg, "run")
     assert r.rc == 0, f"a good certificate from the openssl ca recipe: run exited {r.rc}"
     assert dc.imap_count(dst) == 1
+
+
+def test_tls_none_check_is_as_loud_as_run(t):
+    """tls = "none" means no TLS at all, even where the server offers
+    STARTTLS.  `check` says so as loudly as `run`: the plaintext warning,
+    and that the server offers STARTTLS and how to use it.
+    Before the fix: `check` said nothing about plaintext."""
+    dc = t.dovecot()
+    src, dst = t.user(dc, "s"), t.user(dc, "d")
+    cfg = t.config([make_account("clear", dc.pop3_block(src, mode="plain"),
+                                 dc.imap_block(dst, mode="plain"))])
+    for args in (("check",), ("run",)):
+        r = t.bridge("-c", cfg, *args)
+        assert r.rc == 0, f"{args[0]}: exit {r.rc}"
+        assert re.search(r"clear: warning: POP3 and IMAP without TLS", r.output), \
+            f"{args[0]} does not warn about plaintext: {r.output[-400:]!r}"
+    r = t.bridge("-c", cfg, "check")
+    assert re.search(r"pop3 \S+ offers STARTTLS", r.output) and \
+        re.search(r"imap \S+ offers STARTTLS", r.output), \
+        f"check does not say the servers offer STARTTLS: {r.output[-600:]!r}"
