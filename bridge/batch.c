@@ -844,6 +844,36 @@ run_jobs(struct batch *b)
 	show(b, true);
 }
 
+/* A number of 1-9 digits and nothing else (no sign, blank or 0x). */
+static bool
+shard_number(const char *s, size_t len, unsigned long *v)
+{
+	size_t	 i;
+
+	if (len == 0 || len > 9)
+		return false;
+	*v = 0;
+	for (i = 0; i < len; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return false;
+		*v = *v * 10 + (unsigned long)(s[i] - '0');
+	}
+	return true;
+}
+
+/*
+ * K/N exactly, 0 <= K < N: "1/2/3" or "1/2x" is a typo, and taking it as
+ * 1/2 would run a shard the admin did not ask for (and overlap another).
+ */
+static bool
+shard_parse(const char *s, unsigned long *k, unsigned long *n)
+{
+	const char	*slash = strchr(s, '/');
+
+	return slash != NULL && shard_number(s, (size_t)(slash - s), k) &&
+	    shard_number(slash + 1, strlen(slash + 1), n) && *n > 0 && *k < *n;
+}
+
 static int
 batch_args(struct batch *b, int argc, char **argv)
 {
@@ -894,10 +924,7 @@ batch_args(struct batch *b, int argc, char **argv)
 			b->dry_run = true;
 			break;
 		case O_SHARD:
-			if (sscanf(optarg, "%lu/%lu", &b->shard_k,
-			    &b->shard_n) != 2 || b->shard_n == 0 ||
-			    b->shard_k >= b->shard_n ||
-			    strspn(optarg, "0123456789/") != strlen(optarg)) {
+			if (!shard_parse(optarg, &b->shard_k, &b->shard_n)) {
 				fprintf(stderr, "popbridge: batch: --shard takes "
 				    "K/N with 0 <= K < N\n");
 				return EX_USAGE;

@@ -216,9 +216,8 @@ config_parse_url(struct endpoint *ep, char **why)
 {
 	const char	*u = ep->url, *host, *end, *p;
 	const char	*plain = ep->imap ? "imap" : "pop3";
-	size_t		 plen = strlen(plain), hlen;
+	size_t		 plen = strlen(plain), hlen, ndig;
 	long		 port;
-	char		*ep_end;
 
 	/* A password in the url must never be echoed in a message. */
 	if ((p = strstr(u, "://")) != NULL &&
@@ -256,13 +255,15 @@ config_parse_url(struct endpoint *ep, char **why)
 			return fail(why, RES_CONFIG, "url \"%s\": bad character in "
 			    "the host name", u);
 	if (*end == ':') {
-		errno = 0;
-		port = strtol(end + 1, &ep_end, 10);
-		if (errno != 0 || ep_end == end + 1 || port < 1 ||
-		    port > 65535)
+		/* Digits only: strtol would take " +993" as well. */
+		ndig = strspn(end + 1, "0123456789");
+		port = 0;
+		for (p = end + 1; p < end + 1 + ndig && port <= 65535; p++)
+			port = port * 10 + (*p - '0');
+		if (ndig == 0 || port < 1 || port > 65535)
 			return fail(why, RES_CONFIG, "url \"%s\": bad port", u);
 		ep->port = (int)port;
-		end = ep_end;
+		end += 1 + ndig;
 	}
 	/* The well-known ports say which scheme they need. */
 	if (ep->tls == TLS_STARTTLS && ep->port == (ep->imap ? 993 : 995))

@@ -519,6 +519,9 @@ http_once(const char *url, struct body *b, char **next, char **why)
 		    curl_easy_strerror(rc))));
 	else if (*next == NULL && code != 200)
 		*why = xprintf("HTTP %ld", code);
+	else if (*next == NULL && b->len == 0)
+		/* 200 with no body: body_write was never called. */
+		*why = xstrdup("an empty reply (HTTP 200, no body)");
 	else
 		return *next == NULL;
 	return false;
@@ -823,7 +826,7 @@ from_document(const char *url, const char *what, const char *address,
 
 	if (!http_get(url, &body, &len, &why)) {
 		*note = xprintf("%s: %s", log_clean(clean, sizeof clean, url,
-		    strlen(url)), why);
+		    strlen(url)), why != NULL ? why : "no document");
 		free(why);
 		return false;
 	}

@@ -207,14 +207,16 @@ migrate_args(struct migrate *m, int argc, char **argv, const char **pcmd,
 			nkeep++;
 			break;
 		case O_FLAGS:
+			/* tok points into copy: report it before copy goes. */
 			copy = xstrdup(optarg);
 			for (tok = strtok_r(copy, ", ", &save); tok != NULL;
 			    tok = strtok_r(NULL, ", ", &save))
 				if (!config_flags_add(&ac->flags, tok)) {
+					ch = migrate_fail(m, RES_CONFIG,
+					    "--flags: \"%.64s\" is not an IMAP "
+					    "flag or keyword", tok);
 					free(copy);
-					return migrate_fail(m, RES_CONFIG,
-					    "--flags: \"%s\" is not an IMAP flag "
-					    "or keyword", tok);
+					return ch;
 				}
 			free(copy);
 			break;

@@ -376,6 +376,12 @@ static const struct ecase error_cases[] = {
 	    "", ""), 0600, RES_CONFIG, 4, "bad port", NULL },
 	{ "port empty", CONF(WITH_PURL("pop3s://pop.example.org:"), I_OK, "",
 	    ""), 0600, RES_CONFIG, 4, "bad port", NULL },
+	/* Before the fix: strtol skipped the blank and the sign, and both
+	 * loaded as port 995. */
+	{ "port with a plus", CONF(WITH_PURL("pop3s://pop.example.org:+995"),
+	    I_OK, "", ""), 0600, RES_CONFIG, 4, "bad port", NULL },
+	{ "port after a blank", CONF(WITH_PURL("pop3s://pop.example.org: 995"),
+	    I_OK, "", ""), 0600, RES_CONFIG, 4, "bad port", NULL },
 	{ "port with junk", CONF(WITH_PURL("pop3s://pop.example.org:995x"),
 	    I_OK, "", ""), 0600, RES_CONFIG, 4, "nothing may follow", NULL },
 	{ "imap url with a folder", CONF(P_OK,

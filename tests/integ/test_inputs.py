@@ -1,0 +1,134 @@
+"""Untrusted and mistyped input, refused early and without leaking (issue
+12, "Hardening, second round"): URLs with a password in them, the batch
+CSV's file: and env: passwords, CR LF in config values, strict numbers on
+the command line, CSV byte-order marks and NUL bytes, mailbox names,
+an empty autoconfig reply.
+
+Each test says what the binary did before the fix.  Nothing here needs a
+real mail server unless it says so: config errors must come before any
+connection, and the servers named are 127.0.0.1 ports where nothing
+listens (or tests/fakepop3.py, which records what it received).
+"""
+
+import os
+import re
+
+from autoconfig_server import AutoconfigServer
+from harness import libconfig_text, make_account
+
+EX_USAGE = 64
+EX_DATAERR = 65
+EX_TEMPFAIL = 75
+EX_CONFIG = 78
+
+# Nothing listens on port 9 (discard): a test that got as far as
+# connecting would fail with exit 75, not with the config error it wants.
+NOWHERE_POP3 = "pop3s://127.0.0.1:9"
+NOWHERE_IMAP = "imaps://127.0.0.1:9"
+CSV_HEADER = ("pop3_url,pop3_user,pop3_password,imap_url,imap_user,"
+              "imap_password,mailbox,keep\n")
+
+
+def account(name="acct", pop3=None, imap=None, **extra):
+    p = {"url": NOWHERE_POP3, "user": "someone", "password": "pw-pop3-dummy"}
+    i = {"url": NOWHERE_IMAP, "user": "someone", "password": "pw-imap-dummy",
+         "mailbox": "INBOX"}
+    p.update(pop3 or {})
+    i.update(imap or {})
+    return make_account(name, p, i, **extra)
+
+
+def write_config(t, accounts, name="popbridge.conf", raw=None):
+    """A 0600 config; raw: the text as given (for escapes the harness's
+    writer does not make, such as \\r)."""
+    t.state_dir.mkdir(exist_ok=True)
+    text = raw if raw is not None else libconfig_text(
+        {"state_dir": str(t.state_dir), "accounts": accounts})
+    path = t.tmp / name
+    path.write_text(text)
+    os.chmod(path, 0o600)
+    return str(path)
+
+
+def migrate_env():
+    return {"POPBRIDGE_POP3_PASSWORD": "pw-pop3-dummy",
+            "POPBRIDGE_IMAP_PASSWORD": "pw-imap-dummy"}
+
+
+def migrate(t, *args, env=None):
+    return t.bridge("migrate", *args, "--state-dir", t.tmp / "mstate",
+                    env={**migrate_env(), **(env or {})})
+
+
+def write_csv(t, text, name="accounts.csv"):
+    path = t.tmp / name
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    return path
+
+
+def batch(t, csv_path, *args, env=None):
+    return t.bridge("batch", csv_path, "--state-dir", t.tmp / "bstate",
+                    "--report", t.tmp / "report.csv", *args, env=env)
+
+
+def report_text(t):
+    p = t.tmp / "report.csv"
+    return p.read_text() if p.exists() else ""
+
+
+# ------------------------------------------------------------- point 9
+def test_migrate_bad_flag_is_named(t):
+    """`migrate --flags 'a)b'` names the bad flag.  Before the fix the
+    message printed a token of a freed copy of the argument (garbage in the
+    normal build, heap-use-after-free under ASan)."""
+    r = migrate(t, NOWHERE_POP3, NOWHERE_IMAP, "--user-pop", "a", "--user-imap", "b",
+                "--flags", "\\Seen,a)b")
+    assert r.rc == EX_USAGE, f"exit {r.rc}, want {EX_USAGE}"
+    assert '"a)b"' in r.stderr, f"the bad flag is not named: {r.stderr.strip()!r}"
+
+
+def test_batch_shard_strict(t):
+    """--shard takes K/N and nothing else.  Before the fix `--shard 1/2/3`
+    ran shard 1 of 2 (sscanf stopped at the second slash)."""
+    csv_path = write_csv(t, CSV_HEADER)
+    for bad in ("1/2/3", "1/2/", "1//2", "/2", "1/", "+1/2", "1/+2", " 1/2", "1/2 ",
+                "0x1/2", "2/2", "1/0", "1", "12345678901/99999999999"):
+        r = batch(t, csv_path, "--shard", bad)
+        assert r.rc == EX_USAGE, f"--shard {bad!r}: exit {r.rc}, want {EX_USAGE}"
+        assert "--shard" in r.stderr, f"--shard {bad!r}: {r.stderr.strip()!r}"
+    r = batch(t, csv_path, "--shard", "1/2")
+    assert r.rc == 0, f"--shard 1/2 with an empty CSV: exit {r.rc}: {r.stderr.strip()!r}"
+
+
+# ------------------------------------------------------------- point 14
+def test_url_port_digits_only(t):
+    """A port is digits only.  Before the fix `host:+995` and `host: 995`
+    loaded (strtol skips blanks and a sign) and `check -n` said OK."""
+    for port in ("+995", " 995", "-995", "0x3e3"):
+        cfg = write_config(t, [account(pop3={"url": f"pop3s://127.0.0.1:{port}"})])
+        r = t.bridge("-c", cfg, "check", "-n")
+        assert r.rc == EX_CONFIG, f"port {port!r}: exit {r.rc}, want {EX_CONFIG}"
+        assert "bad port" in r.stderr or "nothing may follow" in r.stderr, \
+            f"port {port!r}: {r.stderr.strip()!r}"
+
+
+def test_add_empty_autoconfig_reply(t):
+    """An autoconfig URL that answers 200 with no body is a reason like any
+    other.  Before the fix http_get failed without one and `add` printed
+    "autoconfig: URL: (null)"."""
+    with AutoconfigServer() as srv:
+        srv.put("/example.test/config-v1.1.xml", b"")
+        presets = t.tmp / "no-presets.conf"
+        presets.write_text("# none\n")
+        env = {"POPBRIDGE_AUTOCONFIG_URL": srv.url + "/%d/config-v1.1.xml",
+               "POPBRIDGE_ISPDB_URL": srv.url + "/ispdb/",
+               "POPBRIDGE_SRV": "0", "POPBRIDGE_PROVIDERS": str(presets),
+               "POPBRIDGE_POP3_PASSWORD": "x", "POPBRIDGE_IMAP_PASSWORD": "y"}
+        r = t.bridge("-c", t.tmp / "add.conf", "add", "max@example.test",
+                     "--to", NOWHERE_IMAP, "--imap-user", "u",
+                     "--state-dir", t.tmp / "astate", env=env)
+        assert srv.requests[:1] == ["/example.test/config-v1.1.xml"], srv.requests
+    assert r.rc == EX_TEMPFAIL, f"exit {r.rc}, want {EX_TEMPFAIL}"
+    assert "(null)" not in r.output, f"a NULL reason was printed: {r.output.strip()!r}"
+    assert re.search(r"config-v1\.1\.xml: an empty reply", r.output), \
+        f"the empty reply is not given as the reason: {r.output.strip()!r}"
