@@ -211,6 +211,35 @@ finish_pop3(struct run *rn)
 	record_deles(rn, true, true);
 }
 
+/*
+ * Every account run ends by a deadline, so that a server that trickles a
+ * byte at a time cannot hold a cron run, a daemon's poll or a batch slot
+ * for ever: a base (the config's "deadline", default DEADLINE_BASE), and
+ * once the listing says how much mail is to move, time for it at a slow
+ * line's DEADLINE_RATE bytes a second.
+ */
+#define DEADLINE_BASE	900
+#define DEADLINE_RATE	20000
+
+static double
+deadline_base(const struct run *rn)
+{
+	return rn->ac->deadline > 0 ? (double)rn->ac->deadline :
+	    rn->cf->deadline > 0 ? (double)rn->cf->deadline : DEADLINE_BASE;
+}
+
+static void
+deadline_for_mail(struct run *rn)
+{
+	uint64_t	 bytes = 0;
+	unsigned int	 i;
+
+	for (i = 0; i < rn->nmsgs; i++)
+		if (rn->plan[i].act == PA_IMPORT || rn->plan[i].act == PA_VERIFY)
+			bytes += rn->msgs[i].size;
+	net_deadline_extend((double)bytes / DEADLINE_RATE);
+}
+
 /* Steps 2 to 5: plan, settle, adopt, transfer, settle again. */
 static enum result
 run_messages(struct run *rn, char **cause)
@@ -221,6 +250,7 @@ run_messages(struct run *rn, char **cause)
 	if ((r = plan_make(rn, &need, cause)) != RES_OK ||
 	    (r = settle_needed(rn, &ghosts, cause)) != RES_OK)
 		return r;
+	deadline_for_mail(rn);
 	if (need || ghosts) {
 		if ((r = run_imap(rn, false, cause)) != RES_OK)
 			return r;
@@ -317,6 +347,7 @@ account_run(const struct config *cf, const struct account *ac,
 	rn.began = time(NULL);
 	rn.dest = ident_dest(&ac->imap);
 	find_siblings(&rn);
+	net_deadline(deadline_base(&rn));
 
 	plaintext_warning(ac);
 	path = ledger_path(cf->state_dir, ac);
@@ -354,6 +385,7 @@ account_run(const struct config *cf, const struct account *ac,
 		    "them now)", ac->name, st->set_aside, st->set_aside == 1 ?
 		    "" : "s", ac->name);
 done:
+	net_deadline(0);
 	st->seconds = now_seconds() - rn.started;
 	if (rn.l != NULL) {
 		if (ledger_run_record(rn.l, ac->name, rn.began, r, st,

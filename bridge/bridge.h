@@ -114,6 +114,8 @@ struct account {
 	bool		 keep;		/* leave messages on the POP3 server */
 	char		*flags;		/* "\\Seen \\Flagged", "" for none */
 	long		 interval;	/* seconds between polls (daemon) */
+	long		 deadline;	/* seconds a run may take, before the
+					 * mail to move adds to it; 0: default */
 	int		 line;
 };
 
@@ -121,6 +123,7 @@ struct config {
 	char		*path;
 	char		*state_dir;
 	long		 timeout;	/* seconds, for every network wait */
+	long		 deadline;	/* an account run's base; 0: default */
 	long		 interval;	/* default seconds between polls */
 	long		 jobs;		/* accounts polled at once (daemon) */
 	long		 max_backoff;	/* seconds, longest wait after failures */
@@ -283,6 +286,10 @@ const char	*conn_tls_version(struct conn *);
 bool		 conn_offers_starttls(struct conn *);
 const char	*conn_cert_subject(struct conn *);
 void		 conn_close(struct conn *);
+/* An account run's deadline: this many seconds from now (0: none), and
+ * more once the mail to move is known. */
+void		 net_deadline(double);
+void		 net_deadline_extend(double);
 void		 net_init(void);
 void		 net_cleanup(void);
 

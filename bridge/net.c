@@ -441,6 +441,38 @@ conn_error(struct conn *c, CURLcode rc, const struct endpoint *ep,
 	}
 }
 
+/*
+ * The deadline of the account run in progress (monotonic seconds; 0 for
+ * none): every wait and every login ends by then.  One per process: a run
+ * does one account at a time, and the daemon and batch run each in a
+ * child of its own.
+ */
+static double	 deadline_at;
+static double	 deadline_total;
+
+void
+net_deadline(double seconds)
+{
+	deadline_total = seconds;
+	deadline_at = seconds > 0 ? now_seconds() + seconds : 0;
+}
+
+void
+net_deadline_extend(double seconds)
+{
+	if (deadline_at > 0) {
+		deadline_at += seconds;
+		deadline_total += seconds;
+	}
+}
+
+/* Seconds left, or a large number when there is no deadline. */
+static double
+deadline_left(void)
+{
+	return deadline_at > 0 ? deadline_at - now_seconds() : 1e9;
+}
+
 static CURLcode
 conn_login(struct conn *c, const struct endpoint *ep, const char *secret,
     bool fallback)
@@ -496,6 +528,10 @@ conn_login(struct conn *c, const struct endpoint *ep, const char *secret,
 	if (ep->ca_file != NULL)
 		curl_easy_setopt(c->h, CURLOPT_CAINFO, ep->ca_file);
 	curl_easy_setopt(c->h, CURLOPT_CONNECTTIMEOUT, c->timeout);
+	/* The whole login within the account's deadline too. */
+	if (deadline_at > 0)
+		curl_easy_setopt(c->h, CURLOPT_TIMEOUT_MS, deadline_left() > 1 ?
+		    (long)(deadline_left() * 1000) : 1L);
 	curl_easy_setopt(c->h, CURLOPT_SERVER_RESPONSE_TIMEOUT, c->timeout);
 	if (ssl_is_openssl && ep->tls != TLS_NONE) {
 		curl_easy_setopt(c->h, CURLOPT_SSL_CTX_FUNCTION, ssl_ctx_cb);
@@ -626,15 +662,32 @@ static enum result
 conn_wait(struct conn *c, short events, char **cause)
 {
 	struct pollfd	 pfd;
-	int		 n;
+	double		 left = deadline_left();
+	int		 n, ms = (int)(c->timeout * 1000);
 
+	/*
+	 * A server that trickles a byte at a time never lets the per-wait
+	 * timeout fire: the account's deadline bounds the whole run.
+	 */
+	if (left <= 0) {
+		c->dead = true;
+		return fail(cause, RES_TEMP, "%s: %s: the account's deadline "
+		    "passed (%.0f s for this run; \"deadline\" in the config)",
+		    c->proto, c->host, deadline_total);
+	}
+	if (left * 1000 < ms)
+		ms = (int)(left * 1000) + 1;
 	pfd.fd = c->sock;
 	pfd.events = events;
 	do
-		n = poll(&pfd, 1, (int)(c->timeout * 1000));
+		n = poll(&pfd, 1, ms);
 	while (n == -1 && errno == EINTR);
 	if (n != 1)
 		c->dead = true;
+	if (n == 0 && deadline_left() <= 0)
+		return fail(cause, RES_TEMP, "%s: %s: the account's deadline "
+		    "passed (%.0f s for this run; \"deadline\" in the config)",
+		    c->proto, c->host, deadline_total);
 	if (n == 0)
 		return fail(cause, RES_TEMP, "%s: %s: no answer for %ld s",
 		    c->proto, c->host, c->timeout);
