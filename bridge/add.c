@@ -371,6 +371,22 @@ add_name(struct add *a, char **cause)
 	return RES_OK;
 }
 
+/* A URL option that cannot be read; the URL as config_url_redact shows
+ * it, with its control characters replaced. */
+static enum result
+url_fail(struct add *a, char **cause, const char *opt, const char *url,
+    const char *scheme)
+{
+	char		*shown = config_url_redact(url), clean[320];
+	enum result	 r;
+
+	r = ufail(a, cause, "%s \"%s\": want %ss://HOST[:PORT] or "
+	    "%s://HOST[:PORT] (STARTTLS)", opt, log_clean(clean, sizeof clean,
+	    shown, strlen(shown)), scheme, scheme);
+	free(shown);
+	return r;
+}
+
 /* --to, --mailbox, --imap-user and --ca-file. */
 static enum result
 add_target(struct add *a, char **cause)
@@ -379,14 +395,14 @@ add_target(struct add *a, char **cause)
 	struct endpoint	*ep = &a->imap;
 
 	ep->imap = true;
-	if (strstr(a->to, "://") != NULL && strchr(strstr(a->to, "://"),
-	    '@') != NULL)
+	/* Any '@': a user or password, whatever else is wrong with the url
+	 * (a password may hold '/' or '#'); never echoed. */
+	if (strchr(a->to, '@') != NULL)
 		return ufail(a, cause, "--to: give the user with --imap-user, "
 		    "not in the URL");
 	if (!text_ok(a->to, 300) || !discover_parse_url(a->to, true,
 	    &ep->host, &ep->port, &ep->tls))
-		return ufail(a, cause, "--to \"%s\": want imaps://HOST[:PORT] "
-		    "or imap://HOST[:PORT] (STARTTLS)", a->to);
+		return url_fail(a, cause, "--to", a->to, "imap");
 	ep->url = xstrdup(a->to);
 	/* As config.c wants it: printable ASCII, other letters in UTF-7. */
 	if (!text_ok(a->mailbox, VALUE_MAX) || !ascii_only(a->mailbox))
@@ -443,12 +459,13 @@ add_source(struct add *a, char **cause)
 
 	memset(&d, 0, sizeof d);
 	if (a->pop3_url != NULL) {
-		if (!text_ok(a->pop3_url, 300) || strchr(a->pop3_url, '@') ||
+		if (strchr(a->pop3_url, '@') != NULL)
+			return ufail(a, cause, "--pop3: give the user with "
+			    "--pop3-user, not in the URL");
+		if (!text_ok(a->pop3_url, 300) ||
 		    !discover_parse_url(a->pop3_url, false, &d.host, &d.port,
 		    &d.tls))
-			return ufail(a, cause, "--pop3 \"%s\": want "
-			    "pop3s://HOST[:PORT] or pop3://HOST[:PORT] "
-			    "(STARTTLS)", a->pop3_url);
+			return url_fail(a, cause, "--pop3", a->pop3_url, "pop3");
 		if (d.tls == TLS_STARTTLS && a->allow_plain)
 			d.tls = TLS_NONE;
 		d.user = xstrdup(a->address);

@@ -166,24 +166,6 @@ report_row(struct batch *b, int line, const char *const *cols,
 	fflush(b->rep);
 }
 
-/* A URL for the report and the log: no user:password@, no path. */
-static char *
-url_redact(const char *url)
-{
-	const char	*auth = strstr(url, "://"), *end, *at;
-
-	if (auth == NULL)
-		return xstrndup(url, strcspn(url, "@/?#"));
-	auth += 3;
-	end = auth + strcspn(auth, "/?#");
-	for (at = end; at > auth && at[-1] != '@'; at--)
-		;
-	if (at > auth)
-		return xprintf("%.*s***@%.*s", (int)(auth - url), url,
-		    (int)(end - at), at);
-	return xstrndup(url, (size_t)(end - url));
-}
-
 /* ---- rows to accounts ---- */
 
 /* "file:PATH", "env:NAME" or the secret itself. */
@@ -518,8 +500,8 @@ load_rows(struct batch *b, char **cause)
 			    row.f[col[k]] : "";
 		}
 		/* A password typed into a URL must not reach the report. */
-		url0 = url_redact(cols[0]);
-		url2 = url_redact(cols[2]);
+		url0 = config_url_redact(cols[0]);
+		url2 = config_url_redact(cols[2]);
 		cols[0] = url0;
 		cols[2] = url2;
 		if (err == NULL && row.n > ncols)

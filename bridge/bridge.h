@@ -145,6 +145,9 @@ void		 config_free(struct config *);
 const struct account *config_find(const struct config *, const char *);
 /* Parse ep->url (ep->imap says which schemes): host, port, tls. */
 enum result	 config_parse_url(struct endpoint *, char **);
+/* The url fit to print: a user or password in it (all between the
+ * scheme and the last '@') shown as three stars; malloc'd. */
+char		*config_url_redact(const char *);
 bool		 config_flag_valid(const char *);
 bool		 config_flags_add(char **, const char *);
 void		 config_endpoint_free(struct endpoint *);

@@ -190,7 +190,7 @@ migrate_args(struct migrate *m, int argc, char **argv, const char **pcmd,
 	struct account	*ac = &m->ac;
 	char		*why = NULL, *slash, *tok, *save, *copy, *end;
 	enum result	 r;
-	int		 ch, nkeep = 0;
+	int		 ch, i, nkeep = 0;
 	long		 t;
 
 	while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -258,6 +258,23 @@ migrate_args(struct migrate *m, int argc, char **argv, const char **pcmd,
 	if (ac->pop3.user == NULL || ac->imap.user == NULL)
 		return migrate_fail(m, RES_CONFIG, "--user-pop and --user-imap "
 		    "name the two logins");
+	/*
+	 * The logins are --user-pop and --user-imap.  Refused before the
+	 * mailbox is split off: in "imaps://max:pa/ss@host" the '/' of the
+	 * password would start the mailbox.  An '@' in a mailbox name is
+	 * written %40.
+	 */
+	for (i = 0; i < 2; i++)
+		if (strchr(argv[optind + i], '@') != NULL) {
+			char *shown = config_url_redact(argv[optind + i]);
+			int code = migrate_fail(m, RES_CONFIG, "%s \"%s\": no user "
+			    "or password in the url (the logins are --user-pop "
+			    "and --user-imap; write an '@' in the mailbox as "
+			    "%%40)", i == 0 ? "POP3-URL" : "IMAP-URL", shown);
+
+			free(shown);
+			return code;
+		}
 	ac->pop3.url = xstrdup(argv[optind]);
 	/* IMAP-URL[/MAILBOX]: the part after the host is the mailbox. */
 	ac->imap.url = xstrdup(argv[optind + 1]);

@@ -132,3 +132,88 @@ def test_add_empty_autoconfig_reply(t):
     assert "(null)" not in r.output, f"a NULL reason was printed: {r.output.strip()!r}"
     assert re.search(r"config-v1\.1\.xml: an empty reply", r.output), \
         f"the empty reply is not given as the reason: {r.output.strip()!r}"
+
+
+# ------------------------------------------------------------- point 4
+# A password holding the characters that end a URL's authority.
+URL_PW = "Pa/ss#w0rd?x"
+PW_PARTS = ("Pa/ss", "w0rd", "ss#w", "rd?x", "max:Pa")
+
+
+def assert_no_url_password(text, where):
+    shown = [p for p in PW_PARTS if p in text]
+    assert not shown, f"{where} shows {shown} of the url's password: {text.strip()[:400]!r}"
+
+
+def test_url_password_never_echoed_config(t):
+    """A config url with user:password, whatever else is wrong with it.
+    Before the fix `check -n` printed `url "pop3s://max:Pa/ss#w0rd?x@...":
+    bad port` (the '@' was looked for only before the first '/', '?', '#')
+    and a url without "://" was echoed whole."""
+    for url in (f"pop3s://max:{URL_PW}@pop.example.net",
+                f"pop3s://max:{URL_PW}@pop.example.net:99999",
+                f"max:{URL_PW}@pop.example.net",
+                f"http://max:{URL_PW}@pop.example.net/"):
+        cfg = write_config(t, [account(pop3={"url": url})])
+        for args in (("check", "-n"), ("run",)):
+            r = t.bridge("-c", cfg, *args)
+            assert r.rc == EX_CONFIG, f"{url!r} {args}: exit {r.rc}, want {EX_CONFIG}"
+            assert_no_url_password(r.output, f"`{' '.join(args)}` with url {url!r}")
+        cfg = write_config(t, [account(imap={"url": url.replace("pop3s", "imaps")})])
+        r = t.bridge("-c", cfg, "check", "-n")
+        assert r.rc == EX_CONFIG, f"imap {url!r}: exit {r.rc}"
+        assert_no_url_password(r.output, f"the imap url {url!r}")
+
+
+def test_url_password_never_echoed_migrate(t):
+    """migrate's two URLs.  Before the fix: `migrate: url
+    "pop3s://max:Pa/ss#w0rd?x@pop.example.net": bad port`, and in the IMAP
+    URL the '/' of the password started the mailbox, which went into the
+    log line as the destination."""
+    cases = [(f"pop3s://max:{URL_PW}@127.0.0.1:9", NOWHERE_IMAP),
+             (f"max:{URL_PW}@127.0.0.1", NOWHERE_IMAP),
+             (NOWHERE_POP3, f"imaps://max:{URL_PW}@127.0.0.1:9/Archive"),
+             (NOWHERE_POP3, f"imaps://max:{URL_PW}@127.0.0.1:9")]
+    for pop, imap in cases:
+        r = migrate(t, pop, imap, "--user-pop", "a", "--user-imap", "b")
+        assert r.rc == EX_USAGE, f"{pop} {imap}: exit {r.rc}, want {EX_USAGE}"
+        assert_no_url_password(r.output, f"migrate {pop} {imap}")
+        assert "%40" in r.stderr, f"the message does not say how to write an '@': {r.stderr!r}"
+
+
+def test_url_password_never_echoed_batch(t):
+    """A batch row with user:password in either URL: invalid, and neither
+    stderr nor the --report shows the password.  Before the fix both showed
+    `pop3s://max:Pa/ss...` (the report's redaction stopped at the first
+    '/') and stderr the whole URL."""
+    rows = [f"pop3s://max:{URL_PW}@127.0.0.1:9,max,pw1,{NOWHERE_IMAP},u,pw2,INBOX,true",
+            f"pop3s://max:{URL_PW}@127.0.0.1:99999,max,pw1,{NOWHERE_IMAP},u,pw2,INBOX,true",
+            f"{NOWHERE_POP3},max,pw1,imaps://max:{URL_PW}@127.0.0.1,u,pw2,INBOX,true",
+            f"max:{URL_PW}@127.0.0.1,max,pw1,{NOWHERE_IMAP},u,pw2,INBOX,true"]
+    csv_path = write_csv(t, CSV_HEADER + "\n".join(rows) + "\n")
+    r = batch(t, csv_path)
+    assert r.rc == EX_DATAERR, f"exit {r.rc}, want {EX_DATAERR}"
+    for line in range(2, 2 + len(rows)):
+        assert f"{csv_path}:{line}:" in r.stderr, f"line {line} not reported: {r.stderr!r}"
+    assert_no_url_password(r.output, "batch's output")
+    rep = report_text(t)
+    assert rep.count("invalid") == len(rows), f"report: {rep!r}"
+    assert_no_url_password(rep, "the --report file")
+
+
+def test_url_password_never_echoed_add(t):
+    """`add --pop3 URL` and `--to URL` with user:password.  Before the fix
+    `--pop3 "pop3s://max:Pa/ss#w0rd?x@127.0.0.1": want pop3s://...` showed
+    the password, and so did `--to` without "://"."""
+    env = {"POPBRIDGE_POP3_PASSWORD": "x", "POPBRIDGE_IMAP_PASSWORD": "y",
+           "POPBRIDGE_SRV": "0"}
+    base = ["-c", t.tmp / "add.conf", "add", "max@example.test", "--imap-user", "u",
+            "--state-dir", t.tmp / "astate"]
+    for extra in (["--to", NOWHERE_IMAP, "--pop3", f"pop3s://max:{URL_PW}@127.0.0.1"],
+                  ["--to", NOWHERE_IMAP, "--pop3", f"max:{URL_PW}@127.0.0.1"],
+                  ["--to", f"max:{URL_PW}@127.0.0.1"],
+                  ["--to", f"imaps://max:{URL_PW}@127.0.0.1"]):
+        r = t.bridge(*base, *extra, env=env)
+        assert r.rc == EX_USAGE, f"{extra}: exit {r.rc}, want {EX_USAGE}"
+        assert_no_url_password(r.output, f"add {' '.join(extra)}")
+    assert not (t.tmp / "add.conf").exists(), "add wrote a config"

@@ -361,9 +361,24 @@ static const struct ecase error_cases[] = {
 	{ "user and password with a wrong scheme", CONF(
 	    WITH_PURL("http://alice:hunter2@pop.example.org"), I_OK, "", ""),
 	    0600, RES_CONFIG, 4, NULL, "hunter2" },
-	{ "@ in a path is not a user", CONF(
+	/* Before the fix each of these was echoed whole ("bad port", "must
+	 * start with"): the '@' was looked for only before the first '/',
+	 * '?' or '#', and not at all without "://". */
+	{ "password with / # ? and a bad port", CONF(
+	    WITH_PURL("pop3s://max:Pa/ss#w0rd?x@pop.example.net:99999"), I_OK,
+	    "", ""), 0600, RES_CONFIG, 4, "user name in \"user\"", "w0rd" },
+	{ "password with / before the host", CONF(
+	    WITH_PURL("pop3s://max:w0rd/x@pop.example.net"), I_OK, "", ""),
+	    0600, RES_CONFIG, 4, "pop3s://***@pop.example.net", "w0rd" },
+	{ "user and password without a scheme", CONF(
+	    WITH_PURL("max:hunter2@pop.example.net"), I_OK, "", ""), 0600,
+	    RES_CONFIG, 4, NULL, "hunter2" },
+	{ "password holding ://, no scheme", CONF(
+	    WITH_PURL("max:hun://ter2@pop.example.net"), I_OK, "", ""), 0600,
+	    RES_CONFIG, 4, NULL, "hun" },
+	{ "@ in a path", CONF(
 	    WITH_PURL("pop3s://pop.example.org/a@b"), I_OK, "", ""),
-	    0600, RES_CONFIG, 4, "nothing may follow", NULL },
+	    0600, RES_CONFIG, 4, "user name in \"user\"", NULL },
 	{ "port 0", CONF(WITH_PURL("pop3s://pop.example.org:0"), I_OK, "", ""),
 	    0600, RES_CONFIG, 4, "bad port", NULL },
 	{ "port 65536", CONF(WITH_PURL("pop3s://pop.example.org:65536"), I_OK,
@@ -546,6 +561,44 @@ test_missing_file(const void *arg)
 	free(path);
 }
 
+/* ---- config_url_redact ---- */
+
+static void
+test_url_redact(const void *arg)
+{
+	static const struct {
+		const char	*in, *want;
+	} cases[] = {
+		{ "pop3s://pop.example.net", "pop3s://pop.example.net" },
+		{ "pop3s://pop.example.net:995/", "pop3s://pop.example.net:995/" },
+		{ "", "" },
+		{ "pop3s://max@pop.example.net", "pop3s://***@pop.example.net" },
+		{ "pop3s://max:pw@pop.example.net", "pop3s://***@pop.example.net" },
+		/* Whatever the password holds, up to the last '@'. */
+		{ "pop3s://max:Pa/ss#w0rd?x@pop.example.net",
+		    "pop3s://***@pop.example.net" },
+		{ "imaps://max:p@ss@w0rd@imap.example.net:993",
+		    "imaps://***@imap.example.net:993" },
+		{ "imaps://host/a@b", "imaps://***@b" },
+		{ "pop3s://@host", "pop3s://***@host" },
+		/* No scheme, or none before the '@': from the start. */
+		{ "max:pw@pop.example.net", "***@pop.example.net" },
+		{ "max:p://w@host", "***@host" },
+		{ "x y://max:pw@host", "***@host" },
+		{ "@", "***@" },
+		{ "pop3s://", "pop3s://" },
+	};
+	size_t	 i;
+	char	*got;
+
+	(void)arg;
+	for (i = 0; i < NELEM(cases); i++) {
+		got = config_url_redact(cases[i].in);
+		CHECK_STR(got, cases[i].want, cases[i].in);
+		free(got);
+	}
+}
+
 /* ---- config_secret ---- */
 
 static void
@@ -685,6 +738,7 @@ main(void)
 	UNIT_ISOLATED("0644 without a password", test_permissions_ok, NULL);
 	UNIT_ISOLATED("broken configs", test_errors, NULL);
 	UNIT_ISOLATED("missing config", test_missing_file, NULL);
+	UNIT_ISOLATED("config_url_redact", test_url_redact, NULL);
 	UNIT_ISOLATED("config_secret", test_secret, NULL);
 	rc = UNIT_END();
 	rm = xprintf("rm -rf '%s'", tmpdir);
