@@ -246,7 +246,8 @@ enum imap_status { IMAP_OK, IMAP_NO, IMAP_BAD, IMAP_BYE, IMAP_PREAUTH,
 struct imap_reply {
 	enum imap_status status;
 	char		 code[64];	/* response code name, upper case */
-	char		 code_arg[192];	/* its arguments, raw */
+	const char	*code_arg;	/* its arguments, raw, in the reply */
+	size_t		 code_arglen;	/* (not NUL-terminated) */
 	const char	*text;		/* human text after the code */
 };
 bool		 imap_parse_status(const char *, struct imap_reply *);
@@ -606,6 +607,39 @@ bool		 throttle_hint(const char *, long *);
 
 /* sigpipe.c: the given signals become their number, a byte, on fds[0]. */
 void		 sigpipe_open(int [2], const int *, size_t);
+
+/*
+ * file.c: files opened as a careful root daemon opens them (O_NOFOLLOW,
+ * O_CLOEXEC, O_EXCL where new) in folders nobody else can write to.
+ * Unsafe is RES_AUTH (exit 77, as for a password file others can read).
+ */
+struct stat;
+/* The config's `user` may own state_dir too (the daemon hands it over). */
+void		 file_trust_owner(uid_t);
+/* Is dir (what: "state_dir", ...) a folder, not a link, owned by root, us
+ * or the trusted user, writable by no one else?  The fix in *cause. */
+enum result	 file_dir_safe(const char *, const char *, char **);
+/* open(path, flags | O_NOFOLLOW | O_CLOEXEC, mode) of a state file: a
+ * link, or anything but a regular file with one link, is RES_AUTH;
+ * RES_TEMP if it cannot be opened. */
+enum result	 file_open(const char *, int, mode_t, int *, char **);
+/* A whole regular file of at most max bytes, NUL-terminated, into a
+ * malloc'd *data (its stat into st unless NULL).  An input the user named:
+ * links are followed.  RES_CONFIG if it cannot be read. */
+enum result	 file_read(const char *, size_t, char **, size_t *,
+		     struct stat *, char **);
+/* data into a new temporary file next to path (O_EXCL), with mode and, for
+ * root, the owner of *like (unless NULL), synced; *tmp names it. */
+enum result	 file_tmp_write(const char *, const void *, size_t, mode_t,
+		     const struct stat *, char **, char **);
+/* Put tmp (freed) in place of path: rename over it, or (exclusive) link so
+ * that a file that appeared meanwhile is never replaced; sync the folder. */
+enum result	 file_tmp_commit(char *, const char *, bool, char **);
+/* Replace path with data atomically: the two above (RES_CONFIG if not). */
+enum result	 file_replace(const char *, const void *, size_t, mode_t,
+		     char **);
+/* fsync the folder that holds path, so that a new name in it lasts. */
+void		 file_sync_dir(const char *);
 
 /* batch.c: `popbridge batch`, many accounts from a CSV file. */
 int		 cmd_batch(struct globals *, int, char **);

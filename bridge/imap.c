@@ -389,7 +389,7 @@ on_select(struct imap *im, void *arg)
 		return;
 	}
 	if (!imap_parse_status(p, &ur) || ur.status != IMAP_OK ||
-	    !imap_parse_number(ur.code_arg, strlen(ur.code_arg), &v) ||
+	    !imap_parse_number(ur.code_arg, ur.code_arglen, &v) ||
 	    v > UINT32_MAX)
 		return;
 	if (strcmp(ur.code, "UIDNEXT") == 0)

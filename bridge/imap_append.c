@@ -59,9 +59,13 @@ set_outcome(struct imap *im, struct imap_reply *rep,
 {
 	if (rep->status == IMAP_OK) {
 		ar->outcome = APPEND_STORED;
-		if (strcmp(rep->code, "APPENDUID") == 0)
-			(void)imap_parse_appenduid(rep->code_arg,
-			    &ar->uidvalidity, &ar->uid);
+		if (strcmp(rep->code, "APPENDUID") == 0) {
+			char *arg = xstrndup(rep->code_arg, rep->code_arglen);
+
+			(void)imap_parse_appenduid(arg, &ar->uidvalidity,
+			    &ar->uid);
+			free(arg);
+		}
 		return;
 	}
 	if (strcmp(rep->code, "TRYCREATE") == 0)
@@ -232,17 +236,20 @@ multi_recv(struct imap *im, struct append_batch *ab, bool *done,
 	if (rep.status == IMAP_OK) {
 		uids = xcalloc(n, sizeof *uids);
 		if (strcmp(rep.code, "APPENDUID") == 0) {
-			const char *sp = strchr(rep.code_arg, ' ');
+			/* The whole uid-set, however long (never cut). */
+			char *arg = xstrndup(rep.code_arg, rep.code_arglen);
+			const char *sp = strchr(arg, ' ');
 			uint64_t v;
 
-			if (sp != NULL && imap_parse_number(rep.code_arg,
-			    (size_t)(sp - rep.code_arg), &v) && v > 0 &&
+			if (sp != NULL && imap_parse_number(arg,
+			    (size_t)(sp - arg), &v) && v > 0 &&
 			    v <= UINT32_MAX &&
 			    imap_parse_uidset(sp + 1, uids, n) == n)
 				for (i = 0; i < n; i++) {
 					items[i].res.uidvalidity = (uint32_t)v;
 					items[i].res.uid = uids[i];
 				}
+			free(arg);
 		}
 		for (i = 0; i < n; i++)
 			items[i].res.outcome = APPEND_STORED;

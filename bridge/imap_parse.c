@@ -30,6 +30,7 @@ imap_parse_status(const char *s, struct imap_reply *r)
 	memset(r, 0, sizeof *r);
 	r->status = IMAP_UNKNOWN;
 	r->text = "";
+	r->code_arg = "";
 	for (p = s; isalpha((unsigned char)*p); p++)
 		;
 	n = (size_t)(p - s);
@@ -58,11 +59,10 @@ imap_parse_status(const char *s, struct imap_reply *r)
 			;
 		if (*q != ']')
 			return false;
-		n = (size_t)(q - p);
-		if (n >= sizeof r->code_arg)
-			n = sizeof r->code_arg - 1;
-		memcpy(r->code_arg, p, n);
-		r->code_arg[n] = '\0';
+		/* Into s, whole: a long uid-set (APPENDUID of a batch whose
+		 * UIDs are not contiguous) must not be cut. */
+		r->code_arg = p;
+		r->code_arglen = (size_t)(q - p);
 		p = q + 1;
 		while (*p == ' ')
 			p++;

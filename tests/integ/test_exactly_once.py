@@ -817,3 +817,43 @@ def test_refused_message_set_aside_then_retry(t):
         assert asked, "after `retry` the next run did not fetch the refused message again"
     finally:
         tap.stop()
+
+
+def test_long_appenduid_set_is_read_whole(t):
+    """A MULTIAPPEND of 32 whose APPENDUID names 32 UIDs that are not
+    contiguous (10001,10003,...,10063: 200-odd bytes) is read whole: the
+    ledger records 10063 for the 32nd message.  (The proxy rewrites
+    Dovecot's contiguous set; the ledger is read directly.)
+    Before the fix: the response code's argument was cut at 191 bytes, and
+    the cut set still gave 32 UIDs: the 32nd message was recorded as 100."""
+    import sqlite3
+    dc = t.dovecot()
+    src, dst = t.user(dc, "s"), t.user(dc, "d")
+    raws = corpus(tag_of(t), 32)
+    for raw in raws:
+        dc.deliver(src, raw)
+    uids = ",".join(str(10001 + 2 * i) for i in range(32))
+    px = FaultProxy(dc.imap_port, name="imap").start()
+    try:
+        # The replacement names the mailbox's UIDVALIDITY: read it first.
+        c = dc.imap(dst)
+        typ, data = c.status("INBOX", "(UIDVALIDITY)")
+        c.logout()
+        v = re.search(rb"UIDVALIDITY (\d+)", data[0]).group(1)
+        px.rules = [Rule("s2c", rb"\[APPENDUID " + v + rb" 1:32\]", action="replace",
+                         data=b"[APPENDUID " + v + b" " + uids.encode() + b"]",
+                         name="long set")]
+        cfg = t.config([fl.account("longset", fl.pop3_block(dc, src),
+                                   fl.imap_block(dc, dst, px.port), keep=True)])
+        r = run(t, cfg)
+        expect_rc(r, EX_OK, "run")
+        assert "long set" in px.fired_names(), "Dovecot's APPENDUID 1:32 was not seen"
+    finally:
+        px.stop()
+    dbs = list(t.state_dir.glob("*.db"))
+    assert len(dbs) == 1
+    db = sqlite3.connect(f"file:{dbs[0]}?mode=ro", uri=True)
+    got = sorted(u for (u,) in db.execute("SELECT uid FROM msg WHERE state = 2"))
+    db.close()
+    assert got == [10001 + 2 * i for i in range(32)], \
+        f"the ledger's UIDs are {got[:3]}...{got[-3:]}, want 10001,10003,...,10063"
