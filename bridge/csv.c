@@ -2,8 +2,9 @@
  * CSV as RFC 4180 has it (the batch's account list): fields separated by
  * commas, rows by CRLF or LF, a field in double quotes may hold commas,
  * line breaks and "" for a quote.  Pure and bounded: a field longer than
- * CSV_FIELD_MAX or a row with more than CSV_FIELDS_MAX fields is an error
- * naming the line, not a guess.
+ * CSV_FIELD_MAX, a row with more than CSV_FIELDS_MAX fields or a NUL byte
+ * is an error naming the line, not a guess.  A UTF-8 byte-order mark at
+ * the start is skipped.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +22,9 @@ csv_init(struct csv *c, const char *data, size_t len)
 	c->p = data;
 	c->end = data + len;
 	c->line = 1;
+	/* A UTF-8 byte-order mark (Excel's "CSV UTF-8") is no field. */
+	if (len >= 3 && memcmp(data, "\xef\xbb\xbf", 3) == 0)
+		c->p += 3;
 }
 
 void
@@ -79,6 +83,11 @@ csv_next(struct csv *c, struct csv_row *row, const char **why)
 			break;
 		}
 		ch = *c->p++;
+		/* A field is a C string: a NUL would cut it short unseen. */
+		if (ch == '\0') {
+			*why = "a NUL byte";
+			goto bad;
+		}
 		if (quoted) {
 			if (ch == '"') {
 				if (c->p < c->end && *c->p == '"') {

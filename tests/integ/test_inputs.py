@@ -217,3 +217,23 @@ def test_url_password_never_echoed_add(t):
         assert r.rc == EX_USAGE, f"{extra}: exit {r.rc}, want {EX_USAGE}"
         assert_no_url_password(r.output, f"add {' '.join(extra)}")
     assert not (t.tmp / "add.conf").exists(), "add wrote a config"
+
+
+# ------------------------------------------------------------- point 10
+def test_batch_csv_bom_and_nul(t):
+    """A CSV saved with a UTF-8 byte-order mark (Excel's "CSV UTF-8") is
+    read; a NUL byte makes its row invalid, named by its line.  Before the
+    fix: exit 78, "the header row has no column pop3_url" (the mark was
+    part of the first column's name); and a NUL silently cut its field
+    ("pw\\0junk" was the password "pw")."""
+    text = (b"\xef\xbb\xbf" + CSV_HEADER.encode()
+            + f"{NOWHERE_POP3},max,pw\0junk,{NOWHERE_IMAP},u,pw2,INBOX,true\n".encode()
+            + f"{NOWHERE_POP3},max2,pw,{NOWHERE_IMAP},u,pw2,INBOX,maybe\n".encode())
+    csv_path = write_csv(t, text)
+    r = batch(t, csv_path)
+    assert r.rc == EX_DATAERR, f"exit {r.rc}, want {EX_DATAERR}: {r.stderr.strip()!r}"
+    assert "no column" not in r.stderr, f"the byte-order mark was read as data: {r.stderr!r}"
+    assert re.search(rf"{re.escape(str(csv_path))}:2: row skipped: .*NUL", r.stderr), \
+        f"the NUL byte is not named at line 2: {r.stderr!r}"
+    assert f"{csv_path}:3: row skipped: keep" in r.stderr, \
+        f"the row after the NUL is not read: {r.stderr!r}"

@@ -10,7 +10,7 @@
  *	"LINE:[field][field];"	a row starting at LINE
  *	"LINE:!kind;"		an error (-1) at LINE; kind from *why:
  *				unclosed, after-quote, quote-in-field,
- *				too-long, too-many
+ *				too-long, too-many, nul
  * Fields longer than 40 bytes are written "{N*c}" (N bytes, all c) or
  * "{N bytes}".  The end (0) writes nothing; it must stay the end.
  */
@@ -70,6 +70,8 @@ kind_of(const char *why)
 		return "too-long";
 	if (strstr(why, "too many fields") != NULL)
 		return "too-many";
+	if (strstr(why, "NUL byte") != NULL)
+		return "nul";
 	return why;
 }
 
@@ -226,6 +228,40 @@ static const struct ccase cases[] = {
 	    "1:!after-quote;2:!quote-in-field;3:[e];" },
 	{ "error on the second line of a quoted field",
 	    S("\"a\nb\"x\nnext\n"), "2:!after-quote;3:[next];" },
+
+	/*
+	 * A UTF-8 byte-order mark at the very start is skipped; anywhere else
+	 * it is data.  Before the fix it was part of the first field, and
+	 * batch said "the header row has no column pop3_url".
+	 */
+	{ "BOM before the header", S("\xef\xbb\xbfpop3_url,b\nx,y\n"),
+	    "1:[pop3_url][b];2:[x][y];" },
+	{ "BOM before a quoted field", S("\xef\xbb\xbf\"a,b\",c\n"),
+	    "1:[a,b][c];" },
+	{ "BOM, CRLF", S("\xef\xbb\xbf" "a\r\nb\r\n"), "1:[a];2:[b];" },
+	{ "BOM alone", S("\xef\xbb\xbf"), "" },
+	{ "BOM, then a blank line", S("\xef\xbb\xbf\na\n"), "2:[a];" },
+	{ "a second BOM is data", S("\xef\xbb\xbf\xef\xbb\xbf" "a\n"),
+	    "1:[\xef\xbb\xbf" "a];" },
+	{ "BOM on line 2 is data", S("a\n\xef\xbb\xbf" "b\n"),
+	    "1:[a];2:[\xef\xbb\xbf" "b];" },
+	{ "half a BOM is data", S("\xef\xbbx\n"), "1:[\xef\xbbx];" },
+
+	/*
+	 * A NUL byte is an error at its line.  Before the fix it was copied
+	 * into the field, which as a C string ended there: "b\0c" read as
+	 * "b" with no word.
+	 */
+	{ "NUL in an unquoted field", S("a,b\0c,d\nnext\n"),
+	    "1:!nul;2:[next];" },
+	{ "NUL in a quoted field", S("\"a\0b\",c\nnext\n"),
+	    "1:!nul;2:[next];" },
+	{ "NUL on line 3 of a quoted field", S("\"a\nb\n\0\"\nnext\n"),
+	    "3:!nul;4:[next];" },
+	{ "NUL after good rows", S("x\ny\0\nz\n"), "1:[x];2:!nul;3:[z];" },
+	{ "NUL alone", S("\0"), "1:!nul;" },
+	{ "NUL at the end", S("a,\0"), "1:!nul;" },
+	{ "NUL as a whole field", S("a,\0,b\n"), "1:!nul;" },
 };
 
 static void
