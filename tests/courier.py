@@ -75,28 +75,56 @@ where it changes bytes by design (see the quirks below).
 #  R5 imapd starts gam_server (libgamin, for IDLE) as the user; it outlives
 #     the session, so stop() must end the whole namespace, not its children.
 #  R6 popa3d logs only through syslog(3) (/dev/log); pam_unix too.
+#  R7 A port taken by someone else: couriertcpd says "bind: Address already
+#     in use", socat "E bind(...): Address already in use", and they exit.
 #
 # Courier IMAP
 #  I1 Greeting "* OK [CAPABILITY IMAP4rev1 UIDPLUS CHILDREN NAMESPACE
 #     THREAD=ORDEREDSUBJECT THREAD=REFERENCES SORT QUOTA IDLE ACL ACL2=UNION
 #     STARTTLS ENABLE UTF8=ACCEPT] Courier-IMAP ready. ..."; AUTH=PLAIN only
-#     over TLS; no LITERAL+, MULTIAPPEND, BINARY, APPENDLIMIT.
+#     after TLS (on imap:// without STARTTLS no AUTH= at all; LOGIN works);
+#     no LITERAL+, MULTIAPPEND, BINARY, APPENDLIMIT. [T]
 #  I2 NAMESPACE (("INBOX." ".")) NIL (("#shared." ".")("shared." ".")):
-#     a folder "Archive" is "INBOX.Archive" (Maildir/.Archive).
+#     a folder "Archive" is "INBOX.Archive" (Maildir/.Archive); CREATE
+#     Archive: "NO Invalid mailbox name." [T]
 #  I3 Messages delivered as files in Maildir/new are seen at the next SELECT.
+#  I4 APPEND: every bare CR is removed ("a\rb" -> "ab", "a\r\r\n" ->
+#     "a\r\n"); bare LF is taken as a line end; NUL bytes are kept, even
+#     in a plain literal; 8-bit headers are kept, with an untagged "* OK
+#     [ALERT] Your IMAP client does not appear to correctly implement
+#     Unicode messages"; a missing final newline is added. [T for CR]
+#  I5 INTERNALDATE is the file's mtime: "01-Jan-1970 00:00:00 +0000" (0)
+#     gives the APPEND time instead; a date before 1970 makes the APPEND
+#     fail: "NO Error in IMAP command received by server." [T]
+#  I6 APPEND into the mailbox selected with EXAMINE: "NO Current box is
+#     selected READ-ONLY." (before the literal is sent). [T]
+#  I7 SELECT gives no UIDNEXT (STATUS does); PERMANENTFLAGS () after EXAMINE.
 #
 # Courier POP3
 #  P1 CAPA: STLS (plain port), TOP, USER, LOGIN-DELAY 10 (not enforced:
 #     logins seconds apart work), PIPELINING, UIDL, UTF8 USER,
-#     IMPLEMENTATION Courier Mail Server.  Greeting "+OK Hello there.".
-#  P2 UIDL "UID<n>-<uidvalidity>", e.g. "UID1-1796429690".
+#     IMPLEMENTATION Courier Mail Server; no SASL (POP3AUTH="" in Debian's
+#     pop3d).  Greeting "+OK Hello there.". [T]
+#  P2 UIDL "UID<n>-<uidvalidity>", e.g. "UID1-1796429690". [T]
+#  P3 Until the client sends UTF8, a message whose header holds 8-bit bytes
+#     is served as a "Cannot display Unicode content" multipart wrapper
+#     around it (LIST gives the size of the original). [T]
+#  P4 A Maildir file with CR LF line ends is served with CR CR LF: Courier
+#     expects LF files, as its MDAs write them (deliver() does so too).
+#  P5 RETR marks the message \Seen (renames it into cur/ with ":2,S").
 #
 # popa3d
-#  A1 Greeting "+OK" alone; CAPA is "-ERR"; no STLS, no TLS of its own.
+#  A1 Greeting "+OK" alone; CAPA is "-ERR"; no STLS, no TLS of its own. [T]
 #  A2 A wrong password: "-ERR Authentication failed (bad password?)".
 #  A3 It does not undo mboxo escaping: a body line ">From x" is served as
 #     such, so a message with a body line "From ..." is served with
-#     ">From ..." (kept()).
+#     ">From ..." (kept()). [T]
+#  A4 UIDL is a hash of the Date, Message-ID and Received headers only:
+#     messages that differ in From, To, Subject or body share it. [T]
+#  A5 CR LF stored in the mbox is served as CR CR LF (deliver(crlf=True)). [T]
+#  A6 It locks the mbox with fcntl (deliver() takes the same lock) and
+#     rewrites it at QUIT after DELE; logs "N messages (B bytes) loaded",
+#     "N (B) deleted, N (B) left" through syslog.
 # ---------------------------------------------------------------------------
 
 from __future__ import annotations

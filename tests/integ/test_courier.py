@@ -19,14 +19,21 @@ them; a second run imports nothing.
 design, and the tests compare with what they can keep (Courier.kept,
 Popa3d.kept):
 * popa3d serves a body line "From ..." as ">From ..." (mboxo escaping is
-  not undone), and CR LF stored in the mbox as CR CR LF (the tests'
-  deliver() stores LF line ends, as an MDA does);
+  not undone), and CR LF stored in the mbox as CR CR LF, as Courier POP3
+  does for a Maildir file with CR LF (the tests' deliver() stores LF line
+  ends, as an MDA does);
 * Courier-IMAP removes every bare CR on APPEND, and keeps no INTERNALDATE
   at the epoch (1 Jan 1970 00:00:00 UTC: it stores the APPEND time);
 * the expected bytes are what the POP3 server served (read before the
   run), for Courier POP3 after UTF8 (RFC 6856): without it Courier serves a
   "Cannot display Unicode content" wrapper instead of a message whose
   header has 8-bit bytes, and popbridge must not store the wrapper.
+
+Beside the pairings: the server facts these comparisons rely on; a Date
+before 1970 into Courier (which refuses such an INTERNALDATE: the message
+must be imported all the same); a lost ledger against Courier (the copies
+there are adopted, except one Courier changed); Courier's "INBOX." folder
+names; Courier's plain ports; `popbridge check` against each server.
 
 Each pairing test collects every problem it finds (both keep variants)
 and fails with all of them, so that one run shows what popbridge does
@@ -39,7 +46,8 @@ import re
 import socket
 
 from courier import Courier, CourierUnavailable, Popa3d
-from harness import LOOPBACK, describe, expected_internaldate, make_account, varied_messages
+from harness import (LOOPBACK, describe, expected_internaldate, make_account, varied_messages,
+                     write_config)
 
 _failed_starts: dict = {}
 
@@ -423,6 +431,51 @@ def test_date_before_1970_into_courier(t):
     for m in got:
         t.note(f"{describe(m['body'])}: INTERNALDATE {m['internaldate_raw']}")
     assert dc.pop3_count(src) == 0, "keep = false but messages are left on POP3"
+
+
+def test_fresh_state_adopts_on_courier(t):
+    """A second import of the same POP3 mailbox into the same Courier INBOX
+    with a new, empty state_dir (the ledger lost): popbridge finds the
+    copies already there by Message-ID, size and content and appends
+    nothing again.  The exception the README names: a message Courier
+    changed when it stored it (the bare CR removed) is not recognised and
+    arrives a second time."""
+    co, dc = courier(t), t.dovecot()
+    src, dst = t.user(dc, "s"), t.user(co, "d")
+    labelled = all_messages(t.name)
+    raws = [raw for _, raw in labelled]
+    put(dc, src, raws)
+    served = served_by(dc, src)
+    cfg = t.config([make_account("coad", dc.pop3_block(src), co.imap_block(dst), keep=True)])
+    r = t.bridge("-c", cfg, "-v", "run")
+    assert r.rc == 0, f"first run exited {r.rc}: {error_lines(r)}"
+    first = co.imap_messages(dst)
+    p, _ = compare(co, first, labelled, served, "first run")
+    assert not p, "; ".join(p)
+    lost = t.tmp / "state-lost"
+    lost.mkdir()
+    cfg2 = write_config(t.tmp / "lost.conf", [make_account(
+        "coad", dc.pop3_block(src), co.imap_block(dst), keep=True)], lost)
+    r = t.bridge("-c", cfg2, "-v", "run")
+    assert r.rc == 0, f"run with an empty state_dir exited {r.rc}: {error_lines(r)}"
+    again = co.imap_messages(dst)
+    counts = {}
+    for m in again:
+        counts[m["body"]] = counts.get(m["body"], 0) + 1
+    twice = []
+    for (label, raw), (_, body) in zip(labelled, served):
+        want = Courier.kept(pb_norm(body))
+        n_want = sum(1 for _, b in served if Courier.kept(pb_norm(b)) == want)
+        if counts.get(want, 0) != n_want:
+            twice.append((label, counts.get(want, 0), n_want))
+    changed = {label for label, raw in labelled if Courier.kept(raw) != raw}
+    unexpected = [x for x in twice if x[0] not in changed]
+    assert not unexpected, ("after the ledger was lost, messages arrived again or went missing "
+                            "(label, in IMAP, expected): " + repr(unexpected))
+    for label, n, n_want in twice:
+        t.note(f"{label}: {n} in IMAP for {n_want} (Courier changed it when storing it: "
+               "not recognised, as the README says)")
+    t.note(f"{len(again)} messages in INBOX after the second import of {len(raws)}")
 
 
 def test_courier_imap_folder_under_inbox(t):
