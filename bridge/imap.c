@@ -334,6 +334,43 @@ on_capability(struct imap *im, void *arg)
 		caps_set(im, im->resp + 13);
 }
 
+/*
+ * The capabilities after login, where the login's own tagged OK gave them
+ * ("A002 OK [CAPABILITY IMAP4rev1 ... UIDPLUS MULTIAPPEND] Logged in":
+ * Dovecot, Cyrus): no CAPABILITY round trip then.  Those before the login
+ * differ (no MULTIAPPEND, no UIDPLUS on Dovecot), so only the last line,
+ * the login's answer, counts.
+ */
+static bool
+caps_from_login(struct imap *im)
+{
+	const char	*pos = conn_login_lines(im->c), *s, *last = NULL;
+	size_t		 n, lastn = 0;
+	struct imap_reply rep;
+	char		*line, *caps;
+	bool		 ok;
+
+	while ((s = login_line_next(&pos, &n)) != NULL) {
+		last = s;
+		lastn = n;
+	}
+	if (last == NULL || last[0] == '*' || last[0] == '+')
+		return false;
+	line = xstrndup(last, lastn);
+	s = line + strcspn(line, " ");
+	ok = *s == ' ' && imap_parse_status(s + 1, &rep) &&
+	    rep.status == IMAP_OK && strcmp(rep.code, "CAPABILITY") == 0;
+	if (ok) {
+		caps = xstrndup(rep.code_arg, rep.code_arglen);
+		caps_set(im, caps);
+		log_trace("%s: imap: capabilities from the login: %s",
+		    im->account, caps);
+		free(caps);
+	}
+	free(line);
+	return ok;
+}
+
 enum result
 imap_open(const struct endpoint *ep, const char *account, long timeout,
     struct imap **imp, char **cause)
@@ -350,6 +387,10 @@ imap_open(const struct endpoint *ep, const char *account, long timeout,
 	im->c = c;
 	im->account = xstrdup(account);
 	im->host = xstrdup(ep->host);
+	if (caps_from_login(im)) {
+		*imp = im;
+		return RES_OK;
+	}
 	/* Capabilities change at login (Dovecot adds UIDPLUS, MULTIAPPEND). */
 	if ((r = imap_command(im, "CAPABILITY", on_capability, NULL, &rep,
 	    cause)) != RES_OK || (rep.status != IMAP_OK &&

@@ -77,13 +77,33 @@ set_outcome(struct imap *im, struct imap_reply *rep,
 	imap_refused(im, "APPEND", rep, RES_MSG, why);
 }
 
+/*
+ * ` "dd-Mon-yyyy hh:mm:ss +zzzz"`, the APPEND's date-time argument, or
+ * nothing for a date before 1970: Courier-IMAP 5.0 keeps INTERNALDATE as
+ * a file time and answers such a date with "Error in IMAP command" (so the
+ * message would never go), and Dovecot 2.3 stores 13-Dec-1901.  Such a
+ * Date is bogus anyway; the server's own time stands instead.
+ */
+static void
+date_arg(time_t date, int tz, char *buf, size_t sz)
+{
+	char	 d[32];
+
+	if (date < 0) {
+		buf[0] = '\0';
+		return;
+	}
+	date_imap(date, tz, d, sizeof d);
+	snprintf(buf, sz, " \"%s\"", d);
+}
+
 enum result
 imap_append(struct imap *im, const char *mailbox, const char *flags,
     time_t date, int tzoff, struct spool *sp, struct append_result *ar,
     char **cause)
 {
 	struct imap_reply rep;
-	char		 tag[16], datestr[40], *q, *cmd, clean[300];
+	char		 tag[16], datestr[48], *q, *cmd, clean[300];
 	bool		 nonsync;
 	enum result	 r;
 
@@ -91,11 +111,11 @@ imap_append(struct imap *im, const char *mailbox, const char *flags,
 	if ((q = imap_quote(mailbox)) == NULL)
 		return fail(cause, RES_CONFIG, "imap: mailbox name \"%s\" needs "
 		    "modified UTF-7", mailbox);
-	date_imap(date, tzoff, datestr, sizeof datestr);
+	date_arg(date, tzoff, datestr, sizeof datestr);
 	/* RFC 7888: LITERAL- allows non-synchronising literals to 4096. */
 	nonsync = im->caps.literal_plus ||
 	    (im->caps.literal_minus && sp->size <= 4096);
-	cmd = xprintf("APPEND %s (%s) \"%s\" {%llu%s}", q, flags, datestr,
+	cmd = xprintf("APPEND %s (%s)%s {%llu%s}", q, flags, datestr,
 	    (unsigned long long)sp->size, nonsync ? "+" : "");
 	free(q);
 	r = imap_send(im, cmd, tag, sizeof tag, cause);
@@ -144,10 +164,10 @@ refused:
 static char *
 append_part(const char *flags, const struct append_item *it)
 {
-	char	 datestr[40];
+	char	 datestr[48];
 
-	date_imap(it->date, it->tz, datestr, sizeof datestr);
-	return xprintf(" (%s) \"%s\" %s{%llu+}\r\n", flags, datestr,
+	date_arg(it->date, it->tz, datestr, sizeof datestr);
+	return xprintf(" (%s)%s %s{%llu+}\r\n", flags, datestr,
 	    it->binary ? "~" : "", (unsigned long long)it->sp->size);
 }
 

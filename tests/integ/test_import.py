@@ -185,6 +185,28 @@ def test_no_date_no_received_uses_fetch_time(t):
         f"INTERNALDATE {m['internaldate_raw']} is not the fetch time"
 
 
+def test_date_before_1970_is_not_sent(t):
+    """A Date before 1970 is bogus, and servers differ on it (Courier-IMAP
+    refuses the APPEND, Dovecot stores 13-Dec-1901): popbridge sends no
+    date-time for it, and the server's own time stands.  (Before: the date
+    went out; Dovecot stored 1901.)"""
+    import datetime as dt
+    dc = t.dovecot()
+    src, dst = t.user(dc, "s"), t.user(dc, "d")
+    raw = (f"Date: Wed, 31 Dec 1969 23:59:59 +0000\nFrom: old@example.org\n"
+           f"Subject: [{t.name}] before 1970\nMessage-ID: <old.{t.name}@example.org>\n\n"
+           f"body\n").encode()
+    dc.deliver(src, raw)
+    cfg = t.config([dc.account("old", src, dst)])
+    before = dt.datetime.now(dt.timezone.utc).replace(microsecond=0) - dt.timedelta(seconds=2)
+    run_ok(t, cfg)
+    after = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=2)
+    (m,) = dc.imap_messages(dst)
+    assert_bytes_equal(raw, m["body"])
+    assert before <= m["internaldate"] <= after, \
+        f"INTERNALDATE {m['internaldate_raw']} is not the APPEND time"
+
+
 def test_large_message_and_long_line(t):
     """A 3 MB message with a 200 KB line arrives byte for byte."""
     import base64
