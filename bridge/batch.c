@@ -213,9 +213,17 @@ row_endpoint(struct batch *b, struct endpoint *ep, bool imap,
 	}
 	if (user[0] == '\0')
 		return imap ? "empty imap_user" : "empty pop3_user";
+	/* A CR or LF (a quoted field may hold them) would end the login's
+	 * protocol line and start a command of the CSV author's. */
+	if (!config_value_ok(user))
+		return imap ? "imap_user holds a line break (CR or LF)" :
+		    "pop3_user holds a line break (CR or LF)";
 	ep->user = xstrdup(user);
 	if ((err = row_secret(ep, pw, why, whysz)) != NULL)
 		return err;
+	if (ep->password != NULL && !config_value_ok(ep->password))
+		return imap ? "imap_password holds a line break (CR or LF)" :
+		    "pop3_password holds a line break (CR or LF)";
 	if (ca != NULL && ca[0] != '\0')
 		ep->ca_file = xstrdup(ca);
 	else if (b->ca_file != NULL)

@@ -148,6 +148,8 @@ enum result	 config_parse_url(struct endpoint *, char **);
 /* The url fit to print: a user or password in it (all between the
  * scheme and the last '@') shown as three stars; malloc'd. */
 char		*config_url_redact(const char *);
+/* May v be sent to a server in a protocol line (no CR, no LF)? */
+bool		 config_value_ok(const char *);
 bool		 config_flag_valid(const char *);
 bool		 config_flags_add(char **, const char *);
 void		 config_endpoint_free(struct endpoint *);

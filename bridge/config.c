@@ -217,16 +217,25 @@ char *
 config_url_redact(const char *url)
 {
 	const char	*at = strrchr(url, '@'), *start = url;
+	char		*out, *p;
 	size_t		 n;
 
 	if (at == NULL)
-		return xstrdup(url);
-	/* A scheme is letters, digits, "+-." (RFC 3986 3.1), then "://". */
-	n = strspn(url, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-	    "0123456789+-.");
-	if (n > 0 && strncmp(url + n, "://", 3) == 0 && url + n + 3 <= at)
-		start = url + n + 3;
-	return xprintf("%.*s***%s", (int)(start - url), url, at);
+		out = xstrdup(url);
+	else {
+		/* A scheme: letters, digits, "+-." (RFC 3986 3.1), "://". */
+		n = strspn(url, "abcdefghijklmnopqrstuvwxyz"
+		    "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+-.");
+		if (n > 0 && strncmp(url + n, "://", 3) == 0 &&
+		    url + n + 3 <= at)
+			start = url + n + 3;
+		out = xprintf("%.*s***%s", (int)(start - url), url, at);
+	}
+	/* A url from a CSV file must not forge a log line either. */
+	for (p = out; *p != '\0'; p++)
+		if ((unsigned char)*p < 0x20 || (unsigned char)*p >= 0x7f)
+			*p = '?';
+	return out;
 }
 
 /* config_parse_url with the URL as it may be shown. */
@@ -362,6 +371,18 @@ pin_valid(const char *pin)
 	}
 }
 
+/*
+ * Can v go to a server as (part of) a protocol line?  No CR or LF: they
+ * would end the line (USER, LOGIN, AUTHENTICATE) and what follows would
+ * be a command of its own.  (A NUL cannot be in a C string; where one can
+ * come, from a file, a command or a CSV field, it is refused as read.)
+ */
+bool
+config_value_ok(const char *v)
+{
+	return strpbrk(v, "\r\n") == NULL;
+}
+
 static enum result
 load_endpoint(struct loader *ld, const config_setting_t *g,
     struct endpoint *ep, bool imap, const char *acct)
@@ -397,6 +418,14 @@ load_endpoint(struct loader *ld, const config_setting_t *g,
 	if (ep->user[0] == '\0')
 		return cfail(ld, config_setting_get_member(g, "user"),
 		    "%s\"user\" is empty", where);
+	/* A value sent to the server is one line of the protocol: a CR or
+	 * LF in it would end that line and start a command of its own. */
+	if (!config_value_ok(ep->user))
+		return cfail(ld, config_setting_get_member(g, "user"),
+		    "%s\"user\" holds a line break (CR or LF)", where);
+	if (ep->password != NULL && !config_value_ok(ep->password))
+		return cfail(ld, config_setting_get_member(g, "password"),
+		    "%s\"password\" holds a line break (CR or LF)", where);
 	nsecrets = (ep->password != NULL) + (ep->password_file != NULL) +
 	    (ep->password_command != NULL);
 	if (ep->oauth2) {
@@ -762,26 +791,49 @@ config_find(const struct config *cf, const char *name)
 	return NULL;
 }
 
-/* The first line of a stream, without its line ending, bounded. */
-static char *
-first_line(FILE *f)
+/*
+ * The first line of a stream without its LF or CR LF: *secret, malloc'd
+ * ("" if the line is empty or there is none), or NULL and *bad saying why
+ * it cannot be sent as it is (a NUL or a lone CR in it, or too long).  A
+ * secret is sent whole or not at all: cut at the NUL, or the CR ending
+ * the protocol line early, it would fail the login at best.
+ */
+static void
+first_line(FILE *f, char **secret, const char **bad)
 {
-	char	*buf = xcalloc(1, SECRET_MAX + 1);
-	size_t	 n;
+	char	*buf = xcalloc(1, SECRET_MAX + 2);
+	size_t	 n = 0;
+	int	 c;
 
-	if (fgets(buf, SECRET_MAX + 1, f) == NULL) {
-		free(buf);
-		return NULL;
+	*bad = NULL;
+	while ((c = getc(f)) != EOF && c != '\n') {
+		if (n == SECRET_MAX + 1) {
+			*bad = "its first line is longer than 4096 bytes";
+			break;
+		}
+		buf[n++] = (char)c;
 	}
-	n = strcspn(buf, "\r\n");
-	buf[n] = '\0';
-	return buf;
+	if (*bad == NULL && n > 0 && buf[n - 1] == '\r')
+		buf[--n] = '\0';
+	if (*bad == NULL && n > SECRET_MAX)
+		*bad = "its first line is longer than 4096 bytes";
+	else if (*bad == NULL && memchr(buf, '\0', n) != NULL)
+		*bad = "its first line holds a NUL byte";
+	else if (*bad == NULL && memchr(buf, '\r', n) != NULL)
+		*bad = "its first line holds a CR";
+	if (*bad != NULL) {
+		explicit_bzero(buf, SECRET_MAX + 2);
+		free(buf);
+		buf = NULL;
+	}
+	*secret = buf;
 }
 
 static enum result
 secret_from_file(const struct endpoint *ep, char **secret, char **cause)
 {
 	struct stat	 st;
+	const char	*bad;
 	FILE		*f;
 	int		 fd;
 
@@ -799,9 +851,12 @@ secret_from_file(const struct endpoint *ep, char **secret, char **cause)
 		return fail(cause, RES_TEMP, "password_file %s: %s",
 		    ep->password_file, strerror(errno));
 	}
-	*secret = first_line(f);
+	first_line(f, secret, &bad);
 	fclose(f);
-	if (*secret == NULL || **secret == '\0') {
+	if (bad != NULL)
+		return fail(cause, RES_CONFIG, "password_file %s: %s; refusing "
+		    "to send it", ep->password_file, bad);
+	if (**secret == '\0') {
 		secret_free(*secret);
 		*secret = NULL;
 		return fail(cause, RES_CONFIG, "password_file %s is empty",
@@ -814,19 +869,24 @@ static enum result
 secret_from_command(const char *cmd, const char *what, char **secret,
     char **cause)
 {
+	const char *bad;
 	FILE	*f;
 	int	 status;
 
 	fflush(NULL);
 	if ((f = popen(cmd, "r")) == NULL)
 		return fail(cause, RES_TEMP, "%s: %s", what, strerror(errno));
-	*secret = first_line(f);
+	first_line(f, secret, &bad);
 	/* Read the rest so the command is not killed by SIGPIPE. */
 	while (fgetc(f) != EOF)
 		;
 	status = pclose(f);
+	if (bad != NULL)
+		return fail(cause, RES_CONFIG, "%s printed a %s that cannot be "
+		    "sent: %s", what, strncmp(what, "oauth2", 6) == 0 ?
+		    "token" : "password", bad);
 	if (status == -1 || !WIFEXITED(status) || WEXITSTATUS(status) != 0 ||
-	    *secret == NULL || **secret == '\0') {
+	    **secret == '\0') {
 		secret_free(*secret);
 		*secret = NULL;
 		if (status != -1 && WIFEXITED(status) &&
@@ -843,7 +903,11 @@ enum result
 config_secret(const struct endpoint *ep, char **secret, char **cause)
 {
 	*secret = NULL;
+	/* Checked at load as well; migrate and batch fill it themselves. */
 	if (ep->password != NULL) {
+		if (!config_value_ok(ep->password))
+			return fail(cause, RES_CONFIG, "the password holds a "
+			    "line break (CR or LF); refusing to send it");
 		*secret = xstrdup(ep->password);
 		return RES_OK;
 	}

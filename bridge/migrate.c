@@ -132,6 +132,9 @@ get_secret(struct endpoint *ep, const char *cmd, const char *env,
 		return RES_OK;
 	}
 	if ((v = getenv(env)) != NULL && v[0] != '\0') {
+		if (!config_value_ok(v))
+			return fail(cause, RES_CONFIG, "%s holds a line break (CR "
+			    "or LF)", env);
 		ep->password = xstrdup(v);
 		return RES_OK;
 	}
@@ -258,6 +261,11 @@ migrate_args(struct migrate *m, int argc, char **argv, const char **pcmd,
 	if (ac->pop3.user == NULL || ac->imap.user == NULL)
 		return migrate_fail(m, RES_CONFIG, "--user-pop and --user-imap "
 		    "name the two logins");
+	/* Each goes to its server in a protocol line: no CR, no LF. */
+	if (!config_value_ok(ac->pop3.user) || !config_value_ok(ac->imap.user))
+		return migrate_fail(m, RES_CONFIG, "--user-%s holds a line "
+		    "break (CR or LF)", config_value_ok(ac->pop3.user) ? "imap" :
+		    "pop");
 	/*
 	 * The logins are --user-pop and --user-imap.  Refused before the
 	 * mailbox is split off: in "imaps://max:pa/ss@host" the '/' of the

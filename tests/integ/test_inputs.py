@@ -14,6 +14,7 @@ import os
 import re
 
 from autoconfig_server import AutoconfigServer
+from fakepop3 import FakePOP3
 from harness import libconfig_text, make_account
 
 EX_USAGE = 64
@@ -25,6 +26,8 @@ EX_CONFIG = 78
 # connecting would fail with exit 75, not with the config error it wants.
 NOWHERE_POP3 = "pop3s://127.0.0.1:9"
 NOWHERE_IMAP = "imaps://127.0.0.1:9"
+MESSAGE = (b"From: a@example.org\r\nSubject: hardening\r\n"
+           b"Message-ID: <hardening@example.org>\r\n\r\nbody\r\n")
 CSV_HEADER = ("pop3_url,pop3_user,pop3_password,imap_url,imap_user,"
               "imap_password,mailbox,keep\n")
 
@@ -237,3 +240,77 @@ def test_batch_csv_bom_and_nul(t):
         f"the NUL byte is not named at line 2: {r.stderr!r}"
     assert f"{csv_path}:3: row skipped: keep" in r.stderr, \
         f"the row after the NUL is not read: {r.stderr!r}"
+
+
+# ------------------------------------------------------------- point 6
+def crlf_config(t, fake, where, name):
+    """A config whose value at `where` holds CR LF and "DELE 1"."""
+    acct = make_account("inj", fake.pop3_block(),
+                        {"url": NOWHERE_IMAP, "user": "someone", "password": "pw-imap",
+                         "mailbox": "INBOX"})
+    block, key = where
+    acct[block][key] = acct[block][key] + "@@CRLF@@DELE 1"
+    text = libconfig_text({"state_dir": str(t.state_dir), "accounts": [acct]})
+    return write_config(t, None, name=name, raw=text.replace("@@CRLF@@", "\\r\\n"))
+
+
+def test_crlf_in_config_values_refused(t):
+    """A user or password with CR LF is a config error naming the key,
+    before any connection.  Before the fix `check -n` said OK, and `run`
+    logging in with USER/PASS sent the fake server "DELE 1" as a command
+    of its own (the CR LF ended the USER line)."""
+    fake = FakePOP3([MESSAGE], sasl=False).start()
+    problems = []
+    try:
+        for n, (where, key) in enumerate(((("pop3", "user")), (("pop3", "password")),
+                                          (("imap", "user")), (("imap", "password")))):
+            cfg = crlf_config(t, fake, (where, key), f"crlf{n}.conf")
+            for args in (("run",), ("check", "-n")):
+                r = t.bridge("-c", cfg, *args)
+                if r.rc != EX_CONFIG:
+                    problems.append(f"{where} {key} with CR LF, {' '.join(args)}: exit {r.rc}")
+                elif f'{where}: "{key}" holds a line break' not in r.stderr:
+                    problems.append(f"{where} {key}: {r.stderr.strip()!r}")
+                if "DELE" in r.output:
+                    problems.append(f"{where} {key}: the value was echoed: {r.output!r}")
+        fake.wait_idle()
+        if "DELE" in fake.command_names():
+            problems.append("the fake POP3 server received DELE as a command:\n"
+                            + fake.transcript())
+        elif fake.sessions:
+            problems.append("popbridge connected with a CR LF in a value:\n"
+                            + fake.transcript())
+    finally:
+        fake.stop()
+    assert not problems, " | ".join(problems)
+
+
+def test_crlf_in_secret_from_file_or_command(t):
+    """A password_file or password_command whose first line holds a CR (or
+    a NUL) is refused when the secret is read, naming the key, never the
+    secret.  Before the fix the line was cut at the CR and the rest dropped
+    without a word ("pw\\rDELE 1" logged in as "pw")."""
+    fake = FakePOP3([MESSAGE], sasl=False).start()
+    try:
+        pwfile = t.tmp / "pop3.pw"
+        pwfile.write_bytes(fake.password.encode() + b"\rDELE 1\n")
+        os.chmod(pwfile, 0o600)
+        for n, (key, value) in enumerate((
+                ("password_file", str(pwfile)),
+                ("password_command", f"printf '%s\\rDELE 1\\n' '{fake.password}'"),
+                ("password_command", f"printf '%s\\000DELE 1\\n' '{fake.password}'"))):
+            pop3 = fake.pop3_block()
+            del pop3["password"]
+            pop3[key] = value
+            acct = make_account("inj", pop3, {"url": NOWHERE_IMAP, "user": "someone",
+                                              "password": "pw-imap", "mailbox": "INBOX"})
+            cfg = write_config(t, [acct], name=f"sec{n}.conf")
+            r = t.bridge("-c", cfg, "run")
+            assert r.rc == EX_CONFIG, f"{key} {value!r}: exit {r.rc}: {r.stderr.strip()!r}"
+            assert key in r.stderr and re.search("CR|NUL", r.stderr), \
+                f"{key}: the message does not say what is wrong: {r.stderr.strip()!r}"
+            assert fake.password not in r.output and "DELE" not in r.output, r.output
+        fake.wait_idle()
+        assert fake.logins == 0 and "DELE" not in fake.command_names(), fake.transcript()
+    finally:
+        fake.stop()

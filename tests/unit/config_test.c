@@ -439,6 +439,17 @@ static const struct ecase error_cases[] = {
 	{ "control character in mailbox", CONF(P_OK, I_OK
 	    " mailbox = \"a\\tb\";", "", ""), 0600, RES_CONFIG, 5,
 	    "modified UTF-7", NULL },
+	/* Before the fix these loaded, and the CR LF reached the server:
+	 * over USER/PASS "DELE 1" arrived as a command of its own. */
+	{ "CR LF in the pop3 user", CONF(P_URL "user = \"alice\\r\\nDELE 1\"; "
+	    "password = \"pw\";", I_OK, "", ""), 0600, RES_CONFIG, 4,
+	    "\"user\" holds a line break", "DELE" },
+	{ "LF in the imap user", CONF(P_OK, I_URL "user = \"a\\nb\"; "
+	    "password = \"pw\";", "", ""), 0600, RES_CONFIG, 5,
+	    "imap: \"user\" holds a line break", NULL },
+	{ "CR in the password", CONF(P_URL "user = \"alice\"; "
+	    "password = \"pw\\rDELE 1\";", I_OK, "", ""), 0600, RES_CONFIG, 4,
+	    "\"password\" holds a line break", "DELE" },
 	{ "relative state_dir", CONF(P_OK, I_OK, "", "state_dir = \"state\";\n"),
 	    0600, RES_CONFIG, 8, "absolute", NULL },
 	{ "timeout 4", CONF(P_OK, I_OK, "", "timeout = 4;\n"), 0600,
@@ -587,6 +598,9 @@ test_url_redact(const void *arg)
 		{ "x y://max:pw@host", "***@host" },
 		{ "@", "***@" },
 		{ "pop3s://", "pop3s://" },
+		/* Nor does it forge a log line. */
+		{ "pop3s://h\r\nx\x7f\xc3\xa4", "pop3s://h??x???" },
+		{ "pop3s://a\nb@h", "pop3s://***@h" },
 	};
 	size_t	 i;
 	char	*got;
@@ -623,6 +637,34 @@ secret_case(const char *what, struct endpoint *ep, enum result want,
 	if (r == RES_OK || secret != (char *)"junk")
 		secret_free(secret);
 	free(cause);
+}
+
+/* A secret file of exactly these bytes (NUL bytes too). */
+static char *
+write_bytes(const char *name, const char *data, size_t len, mode_t mode)
+{
+	char	*path = write_file(name, "", mode);
+	FILE	*f = fopen(path, "w");
+
+	if (f == NULL || fwrite(data, 1, len, f) != len || fclose(f) != 0) {
+		printf("cannot write %s: %s\n", path, strerror(errno));
+		exit(2);
+	}
+	return path;
+}
+
+static void
+file_secret_n(const char *what, const char *content, size_t len,
+    mode_t mode, enum result want, const char *want_secret,
+    const char *cause_has)
+{
+	struct endpoint	 ep;
+	char		*path = write_bytes("secret.pass", content, len, mode);
+
+	memset(&ep, 0, sizeof ep);
+	ep.password_file = path;
+	secret_case(what, &ep, want, want_secret, cause_has);
+	free(path);
 }
 
 static void
@@ -699,6 +741,52 @@ test_secret(const void *arg)
 	command_secret("command, not found",
 	    "/nonexistent/popbridge-no-such-command 2>/dev/null", RES_TEMP,
 	    NULL, NULL);
+
+	/*
+	 * A secret is sent whole or not at all.  Before the fix a CR or NUL
+	 * cut it short unseen ("pw\rDELE 1" was "pw"), and so did the 4096th
+	 * byte of a longer line; the inline password went out as it was.
+	 */
+	file_secret("file, CR inside", "pw\rDELE 1\n", 0600, RES_CONFIG, NULL,
+	    "holds a CR");
+	file_secret("file, CR CR LF", "pw\r\r\n", 0600, RES_CONFIG, NULL,
+	    "holds a CR");
+	file_secret_n("file, NUL inside", "p\0w\n", 4, 0600, RES_CONFIG, NULL,
+	    "NUL");
+	file_secret_n("file, NUL on line 2 only", "pw\nx\0y\n", 7, 0600, RES_OK,
+	    "pw", NULL);
+	{
+		char big[5002], want[4097];
+
+		memset(big, 'a', 5000);
+		big[5000] = '\n';
+		big[5001] = '\0';
+		file_secret("file, 5000-byte line", big, 0600, RES_CONFIG, NULL,
+		    "longer than 4096");
+		big[4095] = 'z';
+		memcpy(want, big, 4096);
+		want[4096] = '\0';
+		memcpy(big + 4096, "\r\n", 3);
+		file_secret("file, 4096-byte line and CR LF", big, 0600, RES_OK,
+		    want, NULL);
+		memcpy(big + 4096, "z\n", 3);
+		file_secret("file, 4097-byte line", big, 0600, RES_CONFIG, NULL,
+		    "longer than 4096");
+	}
+	command_secret("command, CR inside", "printf 'pw\\rDELE 1\\n'",
+	    RES_CONFIG, NULL, "password_command printed a password that "
+	    "cannot be sent");
+	command_secret("command, NUL inside", "printf 'p\\000w\\n'", RES_CONFIG,
+	    NULL, "NUL");
+	command_secret("command, CRLF", "printf 'pw\\r\\n'", RES_OK, "pw", NULL);
+	memset(&ep, 0, sizeof ep);
+	ep.oauth2_token_command = (char *)"printf 'tok\\rQUIT\\n'";
+	secret_case("token command, CR inside", &ep, RES_CONFIG, NULL,
+	    "oauth2_token_command printed a token");
+	memset(&ep, 0, sizeof ep);
+	ep.password = (char *)"pw\r\nDELE 1";
+	secret_case("password with CR LF", &ep, RES_CONFIG, NULL,
+	    "line break");
 
 	/*
 	 * A relative password_file is found beside the config file, from
