@@ -111,16 +111,6 @@ text_ok(const char *s, size_t max)
 	return true;
 }
 
-/* No bytes beyond ASCII (mailbox names: RFC 3501 wants UTF-7). */
-static bool
-ascii_only(const char *s)
-{
-	for (; *s != '\0'; s++)
-		if ((unsigned char)*s >= 0x80)
-			return false;
-	return true;
-}
-
 /* The same rule as config.c's account names. */
 static bool
 name_ok(const char *n)
@@ -392,6 +382,7 @@ static enum result
 add_target(struct add *a, char **cause)
 {
 	char		 real[PATH_MAX];
+	const char	*why;
 	struct endpoint	*ep = &a->imap;
 
 	ep->imap = true;
@@ -404,10 +395,13 @@ add_target(struct add *a, char **cause)
 	    &ep->host, &ep->port, &ep->tls))
 		return url_fail(a, cause, "--to", a->to, "imap");
 	ep->url = xstrdup(a->to);
-	/* As config.c wants it: printable ASCII, other letters in UTF-7. */
-	if (!text_ok(a->mailbox, VALUE_MAX) || !ascii_only(a->mailbox))
-		return ufail(a, cause, "--mailbox: printable ASCII only (write "
-		    "other letters in modified UTF-7, RFC 3501 5.1.3)");
+	/* As config.c wants it: UTF-8, or modified UTF-7 (in ASCII). */
+	if ((why = imap_mailbox_check(a->mailbox)) != NULL) {
+		char clean[300];
+
+		return ufail(a, cause, "--mailbox \"%s\" %s", log_clean(clean,
+		    sizeof clean, a->mailbox, strlen(a->mailbox)), why);
+	}
 	ep->mailbox = xstrdup(a->mailbox);
 	if (a->imap_user != NULL && !text_ok(a->imap_user, VALUE_MAX))
 		return ufail(a, cause, "--imap-user: empty, too long or with "

@@ -250,7 +250,7 @@ row_account(struct batch *b, const int *col, struct csv_row *row,
     struct account *ac, char *why, size_t whysz)
 {
 	const char	*v[C_COUNT], *err;
-	char		*copy, *tok, *save, *p;
+	char		*copy, *tok, *save;
 	size_t		 i;
 
 	for (i = 0; i < C_COUNT; i++)
@@ -268,10 +268,11 @@ row_account(struct batch *b, const int *col, struct csv_row *row,
 		return err;
 	ac->imap.mailbox = xstrdup(v[C_MAILBOX] != NULL &&
 	    v[C_MAILBOX][0] != '\0' ? v[C_MAILBOX] : "INBOX");
-	for (p = ac->imap.mailbox; *p != '\0'; p++)
-		if ((unsigned char)*p < 0x20 || (unsigned char)*p >= 0x7f)
-			return "mailbox: write non-ASCII names in modified "
-			    "UTF-7";
+	/* UTF-8 or modified UTF-7, as in the config (imap_mailbox_encode). */
+	if ((err = imap_mailbox_check(ac->imap.mailbox)) != NULL) {
+		snprintf(why, whysz, "mailbox %s", err);
+		return why;
+	}
 	ac->keep = true;
 	if (v[C_KEEP] != NULL && v[C_KEEP][0] != '\0') {
 		if (strcasecmp(v[C_KEEP], "false") == 0 ||

@@ -269,6 +269,17 @@ bool		 imap_parse_fetch(const char *, size_t, struct imap_fetch *);
 bool		 imap_parse_namespace(const char *, char *, size_t, char *);
 /* Quote a mailbox name as an IMAP string, or NULL if it cannot be. */
 char		*imap_quote(const char *);
+/*
+ * A configured mailbox name for the wire: NULL with *wire (malloc'd) in
+ * modified UTF-7, or why not as a phrase ("is empty").  UTF-8 is encoded
+ * ("&" is "&-"); plain ASCII is taken as modified UTF-7 and must be valid.
+ */
+#define IMAP_MAILBOX_MAX	255	/* bytes as sent */
+const char	*imap_mailbox_encode(const char *, char **);
+/* The same, to check a name where it is configured: NULL if it is fine. */
+const char	*imap_mailbox_check(const char *);
+/* The same, quoted as an IMAP string; NULL with *why if it cannot be. */
+char		*imap_quote_mailbox(const char *, const char **);
 
 /* net.c: connection, TLS and login through libcurl CONNECT_ONLY. */
 struct conn;
@@ -404,10 +415,6 @@ enum result	 imap_append_recv(struct imap *, struct append_batch *,
 		     char **);
 /* Forget a batch whose replies will not be read (the run is ending). */
 void		 imap_append_abandon(struct append_batch *);
-/* APPEND one message; RES_OK with ar->outcome unless the link failed. */
-enum result	 imap_append(struct imap *, const char *, const char *,
-		     time_t, int, struct spool *, struct append_result *,
-		     char **);
 /* imap_fetch.c, on the selected mailbox: cb(uid, size, body, len). */
 typedef void	(*imap_list_cb)(void *, uint32_t, uint64_t, const char *,
 		     size_t);

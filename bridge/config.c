@@ -388,11 +388,10 @@ load_endpoint(struct loader *ld, const config_setting_t *g,
     struct endpoint *ep, bool imap, const char *acct)
 {
 	char		 where[160];
-	const char	*tls, *auth;
+	const char	*tls, *auth, *why;
 	config_setting_t *s;
 	int		 nsecrets;
 	enum result	 r;
-	size_t		 i;
 
 	snprintf(where, sizeof where, "account \"%s\": %s: ", acct,
 	    imap ? "imap" : "pop3");
@@ -471,16 +470,12 @@ load_endpoint(struct loader *ld, const config_setting_t *g,
 		ep->mailbox = get_string(g, "mailbox");
 		if (ep->mailbox == NULL)
 			ep->mailbox = xstrdup("INBOX");
-		s = config_setting_get_member(g, "mailbox");
-		if (ep->mailbox[0] == '\0')
-			return cfail(ld, s, "%s\"mailbox\" is empty", where);
-		for (i = 0; ep->mailbox[i] != '\0'; i++)
-			if ((unsigned char)ep->mailbox[i] < 0x20 ||
-			    (unsigned char)ep->mailbox[i] >= 0x7f)
-				return cfail(ld, s, "%s\"mailbox\": write names "
-				    "with non-ASCII letters in modified UTF-7 "
-				    "(RFC 3501 5.1.3), e.g. \"Entw&APw-rfe\"",
-				    where);
+		/* In UTF-8 or modified UTF-7; imap_quote_mailbox encodes it
+		 * for the wire, so what it refuses is refused here, at load,
+		 * not at every run. */
+		if ((why = imap_mailbox_check(ep->mailbox)) != NULL)
+			return cfail(ld, config_setting_get_member(g, "mailbox"),
+			    "%s\"mailbox\" %s", where, why);
 	}
 	return RES_OK;
 }

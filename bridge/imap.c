@@ -445,12 +445,16 @@ imap_mailbox_command(struct imap *im, const char *verb, const char *mailbox,
     const char *rest, untagged_fn fn, void *arg, struct imap_reply *rep,
     char **cause)
 {
-	char		*q, *cmd;
+	const char	*why;
+	char		*q, *cmd, clean[300];
 	enum result	 r;
 
-	if ((q = imap_quote(mailbox)) == NULL)
-		return fail(cause, RES_CONFIG, "imap: mailbox name \"%s\" needs "
-		    "modified UTF-7", mailbox);
+	/* On the wire in modified UTF-7 (RFC 3501 5.1.3); the ledger and the
+	 * log keep the name as configured. */
+	if ((q = imap_quote_mailbox(mailbox, &why)) == NULL)
+		return fail(cause, RES_CONFIG, "imap: mailbox \"%s\" %s",
+		    log_clean(clean, sizeof clean, mailbox, strlen(mailbox)),
+		    why);
 	cmd = xprintf("%s %s%s", verb, q, rest);
 	r = imap_command(im, cmd, fn, arg, rep, cause);
 	free(cmd);

@@ -97,69 +97,6 @@ date_arg(time_t date, int tz, char *buf, size_t sz)
 	snprintf(buf, sz, " \"%s\"", d);
 }
 
-enum result
-imap_append(struct imap *im, const char *mailbox, const char *flags,
-    time_t date, int tzoff, struct spool *sp, struct append_result *ar,
-    char **cause)
-{
-	struct imap_reply rep;
-	char		 tag[16], datestr[48], *q, *cmd, clean[300];
-	bool		 nonsync;
-	enum result	 r;
-
-	memset(ar, 0, sizeof *ar);
-	if ((q = imap_quote(mailbox)) == NULL)
-		return fail(cause, RES_CONFIG, "imap: mailbox name \"%s\" needs "
-		    "modified UTF-7", mailbox);
-	date_arg(date, tzoff, datestr, sizeof datestr);
-	/* RFC 7888: LITERAL- allows non-synchronising literals to 4096. */
-	nonsync = im->caps.literal_plus ||
-	    (im->caps.literal_minus && sp->size <= 4096);
-	cmd = xprintf("APPEND %s (%s)%s {%llu%s}", q, flags, datestr,
-	    (unsigned long long)sp->size, nonsync ? "+" : "");
-	free(q);
-	r = imap_send(im, cmd, tag, sizeof tag, cause);
-	free(cmd);
-	if (r != RES_OK)
-		return r;
-	/*
-	 * Wait for "+", or a refusal before the data is sent.  Untagged data
-	 * (EXISTS) may come first, and replies to a batch still on the wire,
-	 * which are set aside for it.
-	 */
-	while (!nonsync) {
-		size_t taglen = strlen(tag);
-		unsigned int num;
-
-		if ((r = imap_read(im, cause)) != RES_OK)
-			return r;
-		if (im->resp[0] == '+')
-			break;
-		if (strncmp(im->resp, "* ", 2) == 0)
-			continue;
-		if (imap_resp_tag(im->resp, &num) && imap_tag_pending(im, num)) {
-			imap_stash(im, num);
-			continue;
-		}
-		if (strncmp(im->resp, tag, taglen) != 0 ||
-		    im->resp[taglen] != ' ' ||
-		    !imap_parse_status(im->resp + taglen + 1, &rep)) {
-			im->dead = true;
-			return fail(cause, RES_TEMP, "imap: %s: unexpected "
-			    "reply to APPEND: %s", im->host,
-			    log_clean(clean, sizeof clean, im->resp,
-			    im->resplen));
-		}
-		goto refused;
-	}
-	if ((r = send_spool(im, sp, cause)) != RES_OK ||
-	    (r = imap_wait(im, tag, NULL, NULL, &rep, cause)) != RES_OK)
-		return r;
-refused:
-	set_outcome(im, &rep, ar, cause);
-	return RES_OK;
-}
-
 /* " (flags) "date" {size+}" + CRLF: one message's part of an APPEND. */
 static char *
 append_part(const char *flags, const struct append_item *it)
@@ -364,27 +301,127 @@ pipelined_recv(struct imap *im, struct append_batch *ab, char **cause)
 	return r;
 }
 
-/* Without LITERAL+: one APPEND at a time, each waiting for its "+". */
+/* The command line of item i (tag first + i), without its literal. */
 static enum result
-one_by_one(struct imap *im, struct append_batch *ab, char **cause)
+sync_line(struct imap *im, struct append_batch *ab, size_t i, bool *nonsync,
+    char **cause)
 {
-	enum result	 r = RES_OK;
-	size_t		 i;
+	struct append_item *it = &ab->items[i];
+	char		*part, *line;
+	enum result	 r;
 
-	for (i = 0; i < ab->n && r == RES_OK; i++) {
-		struct append_item *it = &ab->items[i];
-		char *why = NULL;
+	/* RFC 7888: LITERAL- allows non-synchronising literals to 4096. */
+	*nonsync = im->caps.literal_plus ||
+	    (im->caps.literal_minus && it->sp->size <= 4096);
+	part = append_part(ab->flags, it);
+	if (!*nonsync)		/* "{n+}\r\n" becomes "{n}\r\n" */
+		memmove(part + strlen(part) - 4, part + strlen(part) - 3, 4);
+	line = xprintf("p%u APPEND %s%s", ab->tag + (unsigned int)i, ab->q,
+	    part);
+	log_trace("%s: imap: C: %.*s", im->account, (int)strcspn(line, "\r"),
+	    line);
+	r = conn_write(im->c, line, strlen(line), cause);
+	free(line);
+	free(part);
+	if (r != RES_OK)
+		im->dead = true;
+	return r;
+}
 
-		/* A refusal is the item's; a broken link the caller's. */
-		r = imap_append(im, ab->mailbox, ab->flags, it->date, it->tz,
-		    it->sp, &it->res, &why);
-		if (r == RES_OK)
-			it->why = why;
-		else {
-			free(*cause);
-			*cause = why;
+/*
+ * Wait for the "+" to item i's literal; a tagged reply to one of the
+ * batch's commands is recorded on the way (for item i itself: refused
+ * before its literal, *plus false).  Replies to another batch still on
+ * the wire are set aside for it; untagged data is skipped.
+ */
+static enum result
+sync_wait_plus(struct imap *im, struct append_batch *ab, size_t i,
+    bool *done, bool *plus, char **cause)
+{
+	struct imap_reply rep;
+	unsigned int	 num;
+	char		 clean[300];
+	const char	*p;
+	enum result	 r;
+
+	*plus = false;
+	for (;;) {
+		if ((r = imap_read(im, cause)) != RES_OK)
+			return r;
+		if (im->resp[0] == '+') {
+			*plus = true;
+			return RES_OK;
 		}
+		if (strncmp(im->resp, "* ", 2) == 0)
+			continue;
+		if (imap_resp_tag(im->resp, &num) && num >= ab->tag &&
+		    num < ab->tag + ab->n && !done[num - ab->tag] &&
+		    (p = strchr(im->resp, ' ')) != NULL &&
+		    imap_parse_status(p + 1, &rep)) {
+			set_outcome(im, &rep, &ab->items[num - ab->tag].res,
+			    &ab->items[num - ab->tag].why);
+			done[num - ab->tag] = true;
+			if (num - ab->tag == i)
+				return RES_OK;
+			continue;
+		}
+		if (imap_resp_tag(im->resp, &num) && imap_tag_pending(im, num)) {
+			imap_stash(im, num);
+			continue;
+		}
+		im->dead = true;
+		return fail(cause, RES_TEMP, "imap: %s: unexpected reply to "
+		    "APPEND: %s", im->host, log_clean(clean, sizeof clean,
+		    im->resp, im->resplen));
 	}
+}
+
+/*
+ * Without LITERAL+ (Gmail, Courier-IMAP): each APPEND waits for "+"
+ * before its literal.  The next APPEND's command line goes out right after
+ * the previous literal, without waiting for that APPEND's OK: the server
+ * answers it and then sends the next "+", so a message costs one round
+ * trip, not two.  A refusal in place of "+" ends that APPEND only.
+ */
+static enum result
+sync_pipelined(struct imap *im, struct append_batch *ab, char **cause)
+{
+	struct imap_reply rep;
+	unsigned int	 num;
+	bool		*done, nonsync, plus;
+	size_t		 i, left;
+	enum result	 r;
+
+	ab->tag = im->tag + 1;
+	im->tag += (unsigned int)ab->n;
+	done = xcalloc(ab->n + 1, sizeof *done);
+	r = ab->n > 0 ? sync_line(im, ab, 0, &nonsync, cause) : RES_OK;
+	for (i = 0; i < ab->n && r == RES_OK; i++) {
+		plus = nonsync;
+		if (!nonsync && (r = sync_wait_plus(im, ab, i, done, &plus,
+		    cause)) != RES_OK)
+			break;
+		if (plus && (r = send_spool(im, ab->items[i].sp, cause)) !=
+		    RES_OK)
+			break;
+		if (i + 1 < ab->n)
+			r = sync_line(im, ab, i + 1, &nonsync, cause);
+	}
+	for (left = 0, i = 0; i < ab->n; i++)
+		left += !done[i];
+	while (r == RES_OK && left > 0) {
+		if ((r = imap_take_status(im, ab->tag, ab->tag +
+		    (unsigned int)ab->n - 1, NULL, NULL, &num, &rep, cause)) !=
+		    RES_OK)
+			break;
+		if (done[num - ab->tag])
+			continue;
+		set_outcome(im, &rep, &ab->items[num - ab->tag].res,
+		    &ab->items[num - ab->tag].why);
+		done[num - ab->tag] = true;
+		left--;
+	}
+	free(done);
 	return r;
 }
 
@@ -394,6 +431,8 @@ imap_append_send(struct imap *im, const char *mailbox, const char *flags,
     char **cause)
 {
 	struct append_batch *ab;
+	const char	*why;
+	char		 clean[300];
 	bool		 small = true;
 	size_t		 i;
 	enum result	 r = RES_OK;
@@ -409,10 +448,12 @@ imap_append_send(struct imap *im, const char *mailbox, const char *flags,
 		return fail(cause, RES_TEMP, "imap: too many APPENDs on the "
 		    "wire");
 	ab = xcalloc(1, sizeof *ab);
-	if ((ab->q = imap_quote(mailbox)) == NULL) {
+	/* On the wire in modified UTF-7 (RFC 3501 5.1.3). */
+	if ((ab->q = imap_quote_mailbox(mailbox, &why)) == NULL) {
 		free(ab);
-		return fail(cause, RES_CONFIG, "imap: mailbox name \"%s\" needs "
-		    "modified UTF-7", mailbox);
+		return fail(cause, RES_CONFIG, "imap: mailbox \"%s\" %s",
+		    log_clean(clean, sizeof clean, mailbox, strlen(mailbox)),
+		    why);
 	}
 	ab->mailbox = mailbox;
 	ab->flags = flags;
@@ -460,7 +501,7 @@ imap_append_recv(struct imap *im, struct append_batch *ab, char **cause)
 		r = pipelined_recv(im, ab, cause);
 		break;
 	default:
-		r = one_by_one(im, ab, cause);
+		r = sync_pipelined(im, ab, cause);
 		break;
 	}
 	imap_append_abandon(ab);

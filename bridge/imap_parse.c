@@ -200,6 +200,282 @@ imap_quote(const char *s)
 	return q;
 }
 
+/* ---- mailbox names: UTF-8 or modified UTF-7 (RFC 3501 5.1.3) ---- */
+
+static const char mb64[] =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+,";
+
+/* A control character: C0, DEL or C1 (U+0080-U+009F). */
+static bool
+cp_control(uint32_t cp)
+{
+	return cp < 0x20 || (cp >= 0x7f && cp <= 0x9f);
+}
+
+/* UTF-8 into code points, strictly: no overlong form, no surrogate, none
+ * above U+10FFFF.  cps has room for strlen(s). */
+static bool
+utf8_decode(const char *s, uint32_t *cps, size_t *n)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	uint32_t	 cp, min;
+	int		 more, i;
+
+	*n = 0;
+	while (*p != '\0') {
+		if (*p < 0x80) {
+			cps[(*n)++] = *p++;
+			continue;
+		}
+		if ((*p & 0xe0) == 0xc0) {
+			cp = *p & 0x1f;
+			more = 1;
+			min = 0x80;
+		} else if ((*p & 0xf0) == 0xe0) {
+			cp = *p & 0x0f;
+			more = 2;
+			min = 0x800;
+		} else if ((*p & 0xf8) == 0xf0) {
+			cp = *p & 0x07;
+			more = 3;
+			min = 0x10000;
+		} else
+			return false;
+		for (i = 1; i <= more; i++) {
+			if ((p[i] & 0xc0) != 0x80)
+				return false;
+			cp = cp << 6 | (p[i] & 0x3f);
+		}
+		if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+			return false;
+		cps[(*n)++] = cp;
+		p += more + 1;
+	}
+	return true;
+}
+
+/*
+ * Modified UTF-7 into code points: "&-" is "&", "&...-" modified base64 of
+ * UTF-16 with no padding bits set and no character left over, no printable
+ * ASCII inside (it must stand for itself), surrogates in pairs.  Adjacent
+ * shifts ("&AOQ-&AOQ-") pass here; the round trip in imap_mailbox_encode
+ * refuses them, as Dovecot does.  cps has room for strlen(s).
+ */
+static bool
+mutf7_decode(const char *s, uint32_t *cps, size_t *n)
+{
+	const char	*p = s, *v;
+	uint32_t	 bits, unit, high;
+	int		 nbits;
+	bool		 any;
+
+	*n = 0;
+	while (*p != '\0') {
+		if (*p != '&') {
+			cps[(*n)++] = (unsigned char)*p++;
+			continue;
+		}
+		if (*++p == '-') {
+			cps[(*n)++] = '&';
+			p++;
+			continue;
+		}
+		bits = 0;
+		nbits = 0;
+		high = 0;
+		any = false;
+		for (; *p != '-'; p++) {
+			if (*p == '\0' || (v = strchr(mb64, *p)) == NULL)
+				return false;
+			bits = (bits << 6 | (uint32_t)(v - mb64)) & 0x3fffff;
+			if ((nbits += 6) < 16)
+				continue;
+			nbits -= 16;
+			unit = bits >> nbits & 0xffff;
+			any = true;
+			if (high != 0) {
+				if (unit < 0xdc00 || unit > 0xdfff)
+					return false;
+				cps[(*n)++] = 0x10000 + ((high - 0xd800) << 10) +
+				    (unit - 0xdc00);
+				high = 0;
+			} else if (unit >= 0xd800 && unit <= 0xdbff)
+				high = unit;
+			else if ((unit >= 0xdc00 && unit <= 0xdfff) ||
+			    (unit >= 0x20 && unit <= 0x7e))
+				return false;
+			else
+				cps[(*n)++] = unit;
+		}
+		p++;
+		if (!any || high != 0 || nbits >= 6 ||
+		    (bits & ((1U << nbits) - 1)) != 0)
+			return false;
+	}
+	return true;
+}
+
+/* Code points into modified UTF-7: printable ASCII stands for itself, "&"
+ * is "&-", every other run is "&" modified base64 of its UTF-16 "-". */
+static char *
+mutf7_encode(const uint32_t *cps, size_t n)
+{
+	char		*out = xmalloc(8 * n + 1), *o = out;
+	uint32_t	 bits = 0, u[2];
+	size_t		 i, k, nu;
+	int		 nbits = 0;
+	bool		 shifted = false;
+
+	for (i = 0; i < n; i++) {
+		if (cps[i] >= 0x20 && cps[i] <= 0x7e) {
+			if (shifted) {
+				if (nbits > 0)
+					*o++ = mb64[bits << (6 - nbits) & 0x3f];
+				*o++ = '-';
+				shifted = false;
+				nbits = 0;
+			}
+			*o++ = (char)cps[i];
+			if (cps[i] == '&')
+				*o++ = '-';
+			continue;
+		}
+		if (!shifted) {
+			*o++ = '&';
+			shifted = true;
+			bits = 0;
+		}
+		nu = 1;
+		u[0] = cps[i];
+		if (cps[i] >= 0x10000) {
+			u[0] = 0xd800 + ((cps[i] - 0x10000) >> 10);
+			u[1] = 0xdc00 + ((cps[i] - 0x10000) & 0x3ff);
+			nu = 2;
+		}
+		for (k = 0; k < nu; k++) {
+			bits = (bits << 16 | u[k]) & 0x3fffff;
+			for (nbits += 16; nbits >= 6; nbits -= 6)
+				*o++ = mb64[bits >> (nbits - 6) & 0x3f];
+		}
+	}
+	if (shifted) {
+		if (nbits > 0)
+			*o++ = mb64[bits << (6 - nbits) & 0x3f];
+		*o++ = '-';
+	}
+	*o = '\0';
+	return out;
+}
+
+/*
+ * The configured name in UTF-8 or modified UTF-7 into *wire (malloc'd):
+ * NULL, or why it cannot be a mailbox name.
+ */
+static const char *
+mailbox_wire(const char *name, char **wire)
+{
+	size_t		 len = strlen(name), n, i;
+	uint32_t	*cps = xcalloc(len + 1, sizeof *cps);
+	const unsigned char *p;
+	bool		 ascii = true;
+
+	*wire = NULL;
+	for (p = (const unsigned char *)name; *p != '\0'; p++)
+		ascii = ascii && *p < 0x80;
+	if (ascii && strchr(name, '&') != NULL) {
+		/* ASCII: modified UTF-7 already, passed through as written,
+		 * if it is exactly what encoding its meaning would give. */
+		if (!mutf7_decode(name, cps, &n) ||
+		    strcmp(*wire = mutf7_encode(cps, n), name) != 0) {
+			free(*wire);
+			*wire = NULL;
+			free(cps);
+			return "is not valid modified UTF-7 (RFC 3501 5.1.3): an "
+			    "ASCII name is read as modified UTF-7, so write a "
+			    "literal \"&\" as \"&-\" (or write the name in UTF-8)";
+		}
+	} else if (!utf8_decode(name, cps, &n)) {
+		free(cps);
+		return "is not valid UTF-8";
+	} else
+		*wire = mutf7_encode(cps, n);
+	for (i = 0; i < n && !cp_control(cps[i]); i++)
+		;
+	free(cps);
+	if (i == n)
+		return NULL;
+	free(*wire);
+	*wire = NULL;
+	return "holds a control character";
+}
+
+/*
+ * A mailbox name as configured, made ready for the wire (RFC 3501 5.1.3):
+ * NULL with *wire (malloc'd), or why it is no name to use, as a phrase
+ * after the name ("is empty").
+ *
+ * A name with any byte above 0x7f is UTF-8 and is encoded here: "Entwürfe"
+ * is "Entw&APw-rfe" on the wire, and an "&" in it is the letter ("&-").  A
+ * name in plain ASCII is sent as written, so a name already in modified
+ * UTF-7 keeps working ("Entw&APw-rfe" stays that mailbox), and an "&" in
+ * it must begin valid modified UTF-7 ("R&-D" for "R&D").  The rules are
+ * Dovecot's and the RFC's: not empty, no control character, at most
+ * IMAP_MAILBOX_MAX bytes as sent, no hierarchy separator at the end
+ * ("INBOX.", which Dovecot takes as INBOX and then cannot STATUS), no "~"
+ * at the start (Dovecot refuses it; UW-IMAP reads a home folder).
+ */
+const char *
+imap_mailbox_encode(const char *name, char **wire)
+{
+	const char	*why;
+	size_t		 len = strlen(name), i;
+
+	*wire = NULL;
+	if (len == 0)
+		return "is empty";
+	for (i = 0; i < len; i++)
+		if ((unsigned char)name[i] < 0x20 || name[i] == 0x7f)
+			return "holds a control character";
+	if (name[0] == '~')
+		return "begins with \"~\" (servers read it as a home folder; "
+		    "Dovecot refuses it)";
+	if (name[len - 1] == '.' || name[len - 1] == '/')
+		return "ends with a hierarchy separator (\".\" or \"/\")";
+	if ((why = mailbox_wire(name, wire)) != NULL)
+		return why;
+	if (strlen(*wire) > IMAP_MAILBOX_MAX) {
+		free(*wire);
+		*wire = NULL;
+		return "is longer than 255 bytes (as sent, in modified UTF-7)";
+	}
+	return NULL;
+}
+
+const char *
+imap_mailbox_check(const char *name)
+{
+	const char	*why;
+	char		*wire;
+
+	why = imap_mailbox_encode(name, &wire);
+	free(wire);
+	return why;
+}
+
+char *
+imap_quote_mailbox(const char *name, const char **why)
+{
+	char	*wire, *q;
+
+	if ((*why = imap_mailbox_encode(name, &wire)) != NULL)
+		return NULL;
+	q = imap_quote(wire);
+	free(wire);
+	if (q == NULL)
+		*why = "cannot be quoted";
+	return q;
+}
+
 /* Skip one IMAP value: atom, number, quoted, literal, NIL or a list. */
 static const char *
 skip_value(const char *p, const char *end)

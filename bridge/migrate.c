@@ -98,7 +98,8 @@ show_progress(const struct run_stats *st)
 		    (double)st->todo_bytes / 1e6, rate, etas);
 }
 
-/* Percent-decoding for the mailbox part of an IMAP URL. */
+/* Percent-decoding for the mailbox part of an IMAP URL; NULL if it
+ * decodes to a NUL byte, which would cut the name short unseen. */
 static char *
 url_decode(const char *s)
 {
@@ -109,6 +110,10 @@ url_decode(const char *s)
 		if (*s == '%' && isxdigit((unsigned char)s[1]) &&
 		    isxdigit((unsigned char)s[2]) && sscanf(s + 1, "%2x", &c) ==
 		    1) {
+			if (c == 0) {
+				free(out);
+				return NULL;
+			}
 			*o++ = (char)c;
 			s += 2;
 		} else
@@ -192,6 +197,7 @@ migrate_args(struct migrate *m, int argc, char **argv, const char **pcmd,
 	};
 	struct account	*ac = &m->ac;
 	char		*why = NULL, *slash, *tok, *save, *copy, *end;
+	const char	*bad;
 	enum result	 r;
 	int		 ch, i, nkeep = 0;
 	long		 t;
@@ -301,10 +307,17 @@ migrate_args(struct migrate *m, int argc, char **argv, const char **pcmd,
 		free(why);
 		return code;
 	}
-	for (slash = ac->imap.mailbox; *slash != '\0'; slash++)
-		if ((unsigned char)*slash < 0x20 || (unsigned char)*slash >= 0x7f)
-			return migrate_fail(m, RES_CONFIG, "mailbox: write "
-			    "non-ASCII names in modified UTF-7 (RFC 3501 5.1.3)");
+	/* UTF-8 (%C3%BC or as typed) or modified UTF-7, as in a config. */
+	if (ac->imap.mailbox == NULL)
+		return migrate_fail(m, RES_CONFIG, "IMAP-URL: the mailbox holds "
+		    "%%00, a NUL byte");
+	if ((bad = imap_mailbox_check(ac->imap.mailbox)) != NULL) {
+		char clean[300];
+
+		return migrate_fail(m, RES_CONFIG, "mailbox \"%s\" %s",
+		    log_clean(clean, sizeof clean, ac->imap.mailbox,
+		    strlen(ac->imap.mailbox)), bad);
+	}
 	return -1;
 }
 

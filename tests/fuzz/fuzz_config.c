@@ -1,4 +1,4 @@
-// link: bridge/config.c bridge/ident.c
+// link: bridge/config.c bridge/ident.c bridge/imap_parse.c
 // pkg: libconfig
 // max_len: 8192
 /*
@@ -9,7 +9,8 @@
  *
  * Nothing may crash or leak: a refusal is RES_CONFIG or RES_AUTH with a
  * cause and no config; an accepted config holds what the loader promises
- * (bounds, one secret source, parsed URLs, a mailbox, valid flags).  The
+ * (bounds, one secret source, parsed URLs, a mailbox it can send, valid
+ * flags, no CR or LF in a user or password).  The
  * first line of the input also goes to config_parse_url (as migrate's
  * command line does) and to config_flag_valid.
  *
@@ -228,12 +229,13 @@ check_endpoint(const struct endpoint *ep, bool imap)
 		    NULL, "host \"%s\"", ep->host);
 	if (ep->password_file != NULL)
 		FUZZ_CHECK(ep->password_file[0] == '/', "relative path kept");
+	/* Nothing that goes to the server can end a protocol line. */
+	FUZZ_CHECK(config_value_ok(ep->user) && (ep->password == NULL ||
+	    config_value_ok(ep->password)), "CR or LF in user or password");
 	if (imap) {
-		FUZZ_CHECK(ep->mailbox != NULL && ep->mailbox[0] != '\0',
-		    "mailbox");
-		for (p = ep->mailbox; *p != '\0'; p++)
-			FUZZ_CHECK((unsigned char)*p >= 0x20 &&
-			    (unsigned char)*p < 0x7f, "mailbox byte");
+		/* UTF-8 or modified UTF-7 that imap_quote_mailbox can send. */
+		FUZZ_CHECK(ep->mailbox != NULL &&
+		    imap_mailbox_check(ep->mailbox) == NULL, "mailbox");
 	} else
 		FUZZ_CHECK(ep->mailbox == NULL, "pop3 mailbox");
 }

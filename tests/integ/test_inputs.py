@@ -314,3 +314,92 @@ def test_crlf_in_secret_from_file_or_command(t):
         assert fake.logins == 0 and "DELE" not in fake.command_names(), fake.transcript()
     finally:
         fake.stop()
+
+
+# ------------------------------------------------------------- point 11
+UMLAUT = "Entw\u00fcrfe"          # "Entwürfe": Entw&APw-rfe on the wire
+
+
+def test_mailbox_utf8_and_modified_utf7(t):
+    """Against Dovecot: a mailbox written in UTF-8 is created and filled
+    under its modified UTF-7 name; the same name written in modified UTF-7
+    (as before) is the same mailbox; an "&" in a UTF-8 name is a letter.
+    `migrate` and `batch` take UTF-8 names as well.  Before the fix a UTF-8
+    name was a config error ("write names with non-ASCII letters in
+    modified UTF-7") and `migrate .../Entw%C3%BCrfe` exit 64."""
+    from migratelib import imap_mailboxes
+    from harness import varied_messages
+    dc = t.dovecot()
+    raws = [raw for _, raw in varied_messages(t.name)[:2]]
+    users = {}
+    for k in ("utf8", "mutf7", "amp", "mig", "bat"):
+        users[k] = (t.user(dc, "s"), t.user(dc, "d"))
+        for raw in raws:
+            dc.deliver(users[k][0], raw)
+    accts = [dc.account("utf8", *users["utf8"], mailbox=UMLAUT),
+             dc.account("mutf7", *users["mutf7"], mailbox="Entw&APw-rfe"),
+             dc.account("amp", *users["amp"], mailbox="Tom & Jerry \u00fc")]
+    cfg = t.config(accts)
+    r = t.bridge("-c", cfg, "check", "-n")
+    assert r.rc == 0, f"check -n: exit {r.rc}: {r.stderr.strip()!r}"
+    r = t.bridge("-c", cfg, "run")
+    assert r.rc == 0, f"run: exit {r.rc}: {r.stderr.strip()!r}"
+    for k, wire in (("utf8", "Entw&APw-rfe"), ("mutf7", "Entw&APw-rfe"),
+                    ("amp", "Tom &- Jerry &APw-")):
+        dst = users[k][1]
+        boxes = imap_mailboxes(dc, dst)
+        assert wire in boxes, f"{k}: no mailbox {wire}; there are {boxes}"
+        assert dc.imap_count(dst, wire) == len(raws), f"{k}: {wire} holds the wrong count"
+    r = t.bridge("-c", cfg, "run")
+    assert r.rc == 0 and all(dc.imap_count(users[k][1], "Entw&APw-rfe") == len(raws)
+                             for k in ("utf8", "mutf7")), "a second run imported again"
+
+    src, dst = users["mig"]
+    r = t.bridge("migrate", dc.url("pop3"), dc.url("imap") + "/Entw%C3%BCrfe",
+                 "--user-pop", src, "--user-imap", dst, "--ca-file", dc.ca_file,
+                 "--state-dir", t.tmp / "mstate",
+                 env={"POPBRIDGE_POP3_PASSWORD": dc.users[src],
+                      "POPBRIDGE_IMAP_PASSWORD": dc.users[dst]})
+    assert r.rc == 0, f"migrate: exit {r.rc}: {r.stderr.strip()!r}"
+    assert dc.imap_count(dst, "Entw&APw-rfe") == len(raws), imap_mailboxes(dc, dst)
+
+    src, dst = users["bat"]
+    csv_path = write_csv(t, CSV_HEADER + f"{dc.url('pop3')},{src},{dc.users[src]},"
+                         f"{dc.url('imap')},{dst},{dc.users[dst]},{UMLAUT},true\n")
+    r = batch(t, csv_path, "--ca-file", dc.ca_file)
+    assert r.rc == 0, f"batch: exit {r.rc}: {r.stderr.strip()!r}"
+    assert dc.imap_count(dst, "Entw&APw-rfe") == len(raws), imap_mailboxes(dc, dst)
+
+
+def test_mailbox_bad_names_are_config_errors(t):
+    """Names Dovecot would refuse at every run are config errors at load,
+    with words that fit.  Before the fix `check -n` said OK for each, and
+    `run` ended with exit 75 every time: "Mailbox name is not valid
+    mUTF-7" (bad&utf7), INBOX. taken as INBOX and then no STATUS, and for
+    ~tilde and a 300-byte name a CANNOT with a hint about the hierarchy
+    separator, which was not the problem."""
+    cases = {"bad&utf7": "not valid modified UTF-7", "R&D": '"&-"',
+             "INBOX.": "hierarchy separator", "Archive/": "hierarchy separator",
+             "~tilde": '"~"', "x" * 300: "longer than 255 bytes",
+             "\u00fc" * 100: "longer than 255 bytes"}
+    for n, (name, words) in enumerate(cases.items()):
+        cfg = write_config(t, [account(imap={"mailbox": name})], name=f"mb{n}.conf")
+        for args in (("check", "-n"), ("run",)):
+            r = t.bridge("-c", cfg, *args)
+            assert r.rc == EX_CONFIG, f"mailbox {name[:20]!r} {args}: exit {r.rc}, want 78"
+            assert f'"mailbox" ' in r.stderr and words in r.stderr, \
+                f"mailbox {name[:20]!r}: {r.stderr.strip()!r}"
+    # The same in a batch row and for migrate.
+    rows = "".join(f"{NOWHERE_POP3},u{n},pw,{NOWHERE_IMAP},u,pw2,{name},true\n"
+                   for n, name in enumerate(cases))
+    csv_path = write_csv(t, CSV_HEADER + rows)
+    r = batch(t, csv_path)
+    assert r.rc == EX_DATAERR, f"batch: exit {r.rc}"
+    for line in range(2, 2 + len(cases)):
+        assert re.search(rf"{re.escape(str(csv_path))}:{line}: row skipped: mailbox ",
+                         r.stderr), f"line {line}: {r.stderr!r}"
+    for name in ("bad&utf7", "INBOX.", "%7Etilde", "Entw%FCrfe", "a%00b"):
+        r = migrate(t, NOWHERE_POP3, f"{NOWHERE_IMAP}/{name}", "--user-pop", "a",
+                    "--user-imap", "b")
+        assert r.rc == EX_USAGE and "mailbox" in r.stderr.lower(), \
+            f"migrate .../{name}: exit {r.rc}: {r.stderr.strip()!r}"

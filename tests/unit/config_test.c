@@ -1,4 +1,4 @@
-// link: bridge/config.c bridge/ident.c
+// link: bridge/config.c bridge/ident.c bridge/imap_parse.c
 // pkg: libconfig
 /*
  * bridge/config.c: config_load on files written to a temporary folder
@@ -236,6 +236,34 @@ test_full(const void *arg)
 }
 
 /* Without an inline password, others may read the file. */
+/*
+ * A mailbox in UTF-8 loads (before the fix: "write names with non-ASCII
+ * letters in modified UTF-7") and keeps its spelling: the ledger's name
+ * for the destination is the configured one; only the wire form is
+ * modified UTF-7.  One in modified UTF-7 loads as before.
+ */
+static void
+test_mailbox_names(const void *arg)
+{
+	static const char *const names[] = { "Entw\xc3\xbcrfe", "Entw&APw-rfe",
+		"R&-D", "\xe6\x97\xa5\xe6\x9c\xac & Co", "INBOX.Sent" };
+	struct config	*cf;
+	char		*text;
+	size_t		 i;
+
+	(void)arg;
+	for (i = 0; i < NELEM(names); i++) {
+		text = xprintf(ACCT(P_OK, I_OK " mailbox = \"%s\";", ""),
+		    names[i]);
+		cf = load_ok(names[i], text, 0600);
+		if (cf != NULL)
+			CHECK_STR(cf->accounts[0].imap.mailbox, names[i],
+			    "mailbox as configured");
+		config_free(cf);
+		free(text);
+	}
+}
+
 static void
 test_permissions_ok(const void *arg)
 {
@@ -434,11 +462,35 @@ static const struct ecase error_cases[] = {
 	    ""), 0600, RES_CONFIG, 4, "\"user\" is empty", NULL },
 	{ "empty mailbox", CONF(P_OK, I_OK " mailbox = \"\";", "", ""), 0600,
 	    RES_CONFIG, 5, "\"mailbox\" is empty", NULL },
-	{ "8-bit mailbox", CONF(P_OK, I_OK " mailbox = \"Entw\xc3\xbcrfe\";",
-	    "", ""), 0600, RES_CONFIG, 5, "modified UTF-7", NULL },
+	{ "Latin-1 mailbox", CONF(P_OK, I_OK " mailbox = \"Entw\xfcrfe\";",
+	    "", ""), 0600, RES_CONFIG, 5, "\"mailbox\" is not valid UTF-8",
+	    NULL },
 	{ "control character in mailbox", CONF(P_OK, I_OK
 	    " mailbox = \"a\\tb\";", "", ""), 0600, RES_CONFIG, 5,
-	    "modified UTF-7", NULL },
+	    "\"mailbox\" holds a control character", NULL },
+	/* Before the fix these loaded, and every run ended with exit 75
+	 * (Dovecot: "not valid mUTF-7", INBOX. taken as INBOX, then STATUS
+	 * refused; "~" and a long name: CANNOT, with a hint about the
+	 * hierarchy separator). */
+	{ "invalid modified UTF-7", CONF(P_OK, I_OK
+	    " mailbox = \"bad&utf7\";", "", ""), 0600, RES_CONFIG, 5,
+	    "\"mailbox\" is not valid modified UTF-7", NULL },
+	{ "CR LF in the mailbox", CONF(P_OK, I_OK
+	    " mailbox = \"a\\r\\nb\";", "", ""), 0600, RES_CONFIG, 5,
+	    "control character", NULL },
+	{ "mailbox with a trailing separator", CONF(P_OK, I_OK
+	    " mailbox = \"INBOX.\";", "", ""), 0600, RES_CONFIG, 5,
+	    "hierarchy separator", NULL },
+	{ "mailbox with a leading ~", CONF(P_OK, I_OK
+	    " mailbox = \"~tilde\";", "", ""), 0600, RES_CONFIG, 5,
+	    "\"~\"", NULL },
+	{ "300-byte mailbox", CONF(P_OK, I_OK " mailbox = \""
+	    "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+	    "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+	    "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+	    "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+	    "xxxxxxxxxxxxxxxxxxxxxxxx\";", "", ""), 0600, RES_CONFIG, 5,
+	    "longer than 255 bytes", NULL },
 	/* Before the fix these loaded, and the CR LF reached the server:
 	 * over USER/PASS "DELE 1" arrived as a command of its own. */
 	{ "CR LF in the pop3 user", CONF(P_URL "user = \"alice\\r\\nDELE 1\"; "
@@ -824,6 +876,7 @@ main(void)
 	UNIT_ISOLATED("minimal config", test_minimal, NULL);
 	UNIT_ISOLATED("full config", test_full, NULL);
 	UNIT_ISOLATED("0644 without a password", test_permissions_ok, NULL);
+	UNIT_ISOLATED("mailbox names", test_mailbox_names, NULL);
 	UNIT_ISOLATED("broken configs", test_errors, NULL);
 	UNIT_ISOLATED("missing config", test_missing_file, NULL);
 	UNIT_ISOLATED("config_url_redact", test_url_redact, NULL);

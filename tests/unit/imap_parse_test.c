@@ -329,6 +329,175 @@ test_quote(const void *arg)
 	}
 }
 
+/* ---- imap_mailbox_encode, imap_quote_mailbox ---- */
+
+/*
+ * Before the fix there was no encoder: a UTF-8 name was refused at load
+ * ("write it in modified UTF-7"), and an ASCII name went to the server as
+ * written, valid or not ("bad&utf7", "INBOX.", "~tilde": exit 75 at every
+ * run instead of a config error).
+ */
+static void
+test_mailbox_encode(const void *arg)
+{
+	static const struct {
+		const char	*in;
+		const char	*wire;	/* NULL: refused */
+		const char	*why;	/* a part of the refusal */
+	} cases[] = {
+		{ "INBOX", "INBOX", NULL },
+		{ "Archive/2024", "Archive/2024", NULL },
+		{ "INBOX.Sent", "INBOX.Sent", NULL },
+		{ "Sent Items", "Sent Items", NULL },
+		{ "a\"b\\c", "a\"b\\c", NULL },
+		{ "a~b", "a~b", NULL },
+		/* UTF-8 is encoded; "&" in it is the letter. */
+		{ "Entw\xc3\xbcrfe", "Entw&APw-rfe", NULL },
+		{ "\xc3\xa4\xc3\xa4", "&AOQA5A-", NULL },
+		{ "\xe5\x8f\xb0\xe5\x8c\x97", "&U,BTFw-", NULL },	/* RFC 3501 */
+		{ "\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e", "&ZeVnLIqe-", NULL },
+		{ "\xf0\x9f\x98\x80", "&2D3eAA-", NULL },	/* a surrogate pair */
+		{ "Entw\xc3\xbcrfe & Co", "Entw&APw-rfe &- Co", NULL },
+		{ "\xc3\xbc&APw-", "&APw-&-APw-", NULL },
+		{ "caf\xc3\xa9/\xc3\xa9t\xc3\xa9", "caf&AOk-/&AOk-t&AOk-", NULL },
+		/* ASCII is modified UTF-7 already: passed through if valid. */
+		{ "Entw&APw-rfe", "Entw&APw-rfe", NULL },
+		{ "&AOQA5A-", "&AOQA5A-", NULL },
+		{ "&U,BTFw-/&ZeVnLIqe-", "&U,BTFw-/&ZeVnLIqe-", NULL },
+		{ "&2D3eAA-", "&2D3eAA-", NULL },
+		{ "R&-D", "R&-D", NULL },
+		{ "&-", "&-", NULL },
+		{ "bad&utf7", NULL, "modified UTF-7" },
+		{ "R&D", NULL, "\"&-\"" },
+		{ "Tom & Jerry", NULL, "modified UTF-7" },
+		{ "&", NULL, "modified UTF-7" },
+		{ "a&", NULL, "modified UTF-7" },
+		{ "&AOQ", NULL, "modified UTF-7" },		/* no "-" */
+		{ "&AOQ-&AOQ-", NULL, "modified UTF-7" },	/* two shifts */
+		{ "&AEE-", NULL, "modified UTF-7" },		/* "A" encoded */
+		{ "&ACY-", NULL, "modified UTF-7" },		/* "&" encoded */
+		{ "&AOR-", NULL, "modified UTF-7" },		/* bits left set */
+		{ "&AOQA-", NULL, "modified UTF-7" },		/* a char too many */
+		{ "&2D0-", NULL, "modified UTF-7" },		/* lone high half */
+		{ "&3gA-", NULL, "modified UTF-7" },		/* lone low half */
+		{ "&AOQ=-", NULL, "modified UTF-7" },		/* not base64 */
+		{ "&AOQ/-", NULL, "modified UTF-7" },		/* "/" is not "," */
+		{ "&AAk-", NULL, "control" },			/* a TAB */
+		/* Not UTF-8. */
+		{ "\xc3", NULL, "UTF-8" },
+		{ "Entw\xfcrfe", NULL, "UTF-8" },		/* Latin-1 */
+		{ "\xc0\xaf", NULL, "UTF-8" },			/* overlong */
+		{ "\xe0\x80\xaf", NULL, "UTF-8" },		/* overlong */
+		{ "\xed\xa0\x80", NULL, "UTF-8" },		/* a surrogate */
+		{ "\xf4\x90\x80\x80", NULL, "UTF-8" },		/* above U+10FFFF */
+		{ "\xff", NULL, "UTF-8" },
+		{ "\xc3\xbc\x80", NULL, "UTF-8" },
+		/* Control characters, empty, separators, "~". */
+		{ "", NULL, "empty" },
+		{ "a\tb", NULL, "control" },
+		{ "a\r\nb", NULL, "control" },
+		{ "a\x7f", NULL, "control" },
+		{ "\xc2\x85", NULL, "control" },			/* C1 NEL */
+		{ "\xc3\xbc\t", NULL, "control" },
+		{ "INBOX.", NULL, "separator" },
+		{ "Archive/", NULL, "separator" },
+		{ "\xc3\xbc.", NULL, "separator" },
+		{ "~tilde", NULL, "\"~\"" },
+	};
+	const char	*why;
+	char		*wire, *again;
+	size_t		 i;
+
+	(void)arg;
+	for (i = 0; i < NELEM(cases); i++) {
+		why = imap_mailbox_encode(cases[i].in, &wire);
+		CHECK_STR(wire, cases[i].wire, unit_sesc(cases[i].in));
+		if (cases[i].wire == NULL)
+			CHECK(why != NULL && strstr(why, cases[i].why) != NULL,
+			    "%s: refused with %s, want \"%s\"",
+			    unit_sesc(cases[i].in), unit_sesc(why), cases[i].why);
+		else
+			CHECK(why == NULL, "%s: %s", unit_sesc(cases[i].in), why);
+		/* The wire form, written in the config, is the same mailbox. */
+		if (wire != NULL) {
+			CHECK(imap_mailbox_encode(wire, &again) == NULL &&
+			    again != NULL && strcmp(again, wire) == 0,
+			    "%s: its wire form %s is not sent as it is",
+			    unit_sesc(cases[i].in), wire);
+			free(again);
+		}
+		free(wire);
+	}
+}
+
+/* At most IMAP_MAILBOX_MAX bytes as sent, whatever the bytes configured. */
+static void
+test_mailbox_length(const void *arg)
+{
+	char		 name[1024], *wire;
+	const char	*why;
+	size_t		 i;
+
+	(void)arg;
+	memset(name, 'x', 255);
+	name[255] = '\0';
+	why = imap_mailbox_encode(name, &wire);
+	CHECK(why == NULL && wire != NULL && strlen(wire) == 255,
+	    "255 ASCII bytes: %s", unit_sesc(why));
+	free(wire);
+	name[255] = 'x';
+	name[256] = '\0';
+	why = imap_mailbox_encode(name, &wire);
+	CHECK(wire == NULL && why != NULL && strstr(why, "255") != NULL,
+	    "256 ASCII bytes: %s", unit_sesc(why));
+	memset(name, 'x', 300);
+	name[300] = '\0';
+	why = imap_mailbox_encode(name, &wire);
+	CHECK(wire == NULL && why != NULL, "300 bytes (Dovecot: too long)");
+	/* 80 "ü": 160 bytes, "&" + 214 + "-" = 216 sent; 100: 269 sent. */
+	for (i = 0; i < 100; i++)
+		memcpy(name + 2 * i, "\xc3\xbc", 2);
+	name[160] = '\0';
+	why = imap_mailbox_encode(name, &wire);
+	CHECK(why == NULL && wire != NULL && strlen(wire) == 216,
+	    "80 u-umlauts: %s, %zu bytes", unit_sesc(why),
+	    wire != NULL ? strlen(wire) : 0);
+	free(wire);
+	name[160] = '\xc3';
+	name[200] = '\0';
+	why = imap_mailbox_encode(name, &wire);
+	CHECK(wire == NULL && why != NULL && strstr(why, "255") != NULL,
+	    "100 u-umlauts (200 bytes, 269 sent): %s", unit_sesc(why));
+}
+
+static void
+test_quote_mailbox(const void *arg)
+{
+	static const struct {
+		const char	*in, *want;
+	} cases[] = {
+		{ "INBOX", "\"INBOX\"" },
+		{ "Entw\xc3\xbcrfe", "\"Entw&APw-rfe\"" },
+		{ "Entw&APw-rfe", "\"Entw&APw-rfe\"" },
+		{ "a\"b \xc3\xa4", "\"a\\\"b &AOQ-\"" },
+		{ "bad&utf7", NULL },
+		{ "", NULL },
+	};
+	const char	*why;
+	char		*q;
+	size_t		 i;
+
+	(void)arg;
+	for (i = 0; i < NELEM(cases); i++) {
+		why = NULL;
+		q = imap_quote_mailbox(cases[i].in, &why);
+		CHECK_STR(q, cases[i].want, unit_sesc(cases[i].in));
+		CHECK((q == NULL) == (why != NULL), "%s: why %s",
+		    unit_sesc(cases[i].in), unit_sesc(why));
+		free(q);
+	}
+}
+
 /* ---- imap_parse_fetch ---- */
 
 struct fcase {
@@ -533,6 +702,9 @@ main(void)
 	UNIT_ISOLATED("imap_has_cap", test_has_cap, NULL);
 	UNIT_ISOLATED("imap_parse_number", test_number, NULL);
 	UNIT_ISOLATED("imap_quote", test_quote, NULL);
+	UNIT_ISOLATED("imap_mailbox_encode", test_mailbox_encode, NULL);
+	UNIT_ISOLATED("imap_mailbox_encode length", test_mailbox_length, NULL);
+	UNIT_ISOLATED("imap_quote_mailbox", test_quote_mailbox, NULL);
 	test_fetch(NULL);
 	UNIT_ISOLATED("imap_parse_fetch quoted escape",
 	    test_fetch_quoted_escape, NULL);
