@@ -33,7 +33,7 @@ SRCS	= bridge/main.c bridge/account.c bridge/config.c bridge/ledger.c \
 	  bridge/imap_parse.c bridge/msg.c bridge/date.c bridge/spool.c \
 	  bridge/hash.c bridge/log.c bridge/xmalloc.c bridge/add.c \
 	  bridge/discover.c bridge/daemon.c bridge/status.c bridge/transfer.c \
-	  bridge/migrate.c bridge/tty.c bridge/worker.c \
+	  bridge/migrate.c bridge/tty.c bridge/worker.c bridge/file.c \
 	  bridge/csv.c bridge/batch.c bridge/throttle.c bridge/sigpipe.c \
 	  bridge/ident.c bridge/ledger_status.c bridge/plan.c bridge/settle.c \
 	  bridge/adopt.c bridge/imap_append.c bridge/imap_fetch.c

@@ -623,8 +623,9 @@ void		 sigpipe_open(int [2], const int *, size_t);
  * Unsafe is RES_AUTH (exit 77, as for a password file others can read).
  */
 struct stat;
-/* The config's `user` may own state_dir too (the daemon hands it over). */
-void		 file_trust_owner(uid_t);
+/* The config's `user` (NULL: none) may own state_dir too, for root: the
+ * daemon hands state_dir to it. */
+void		 file_trust_user(const char *);
 /* Is dir (what: "state_dir", ...) a folder, not a link, owned by root, us
  * or the trusted user, writable by no one else?  The fix in *cause. */
 enum result	 file_dir_safe(const char *, const char *, char **);
@@ -632,6 +633,9 @@ enum result	 file_dir_safe(const char *, const char *, char **);
  * link, or anything but a regular file with one link, is RES_AUTH;
  * RES_TEMP if it cannot be opened. */
 enum result	 file_open(const char *, int, mode_t, int *, char **);
+/* For a file a library opens (what: "ledger"): if path exists, it must be
+ * a regular file, not a link (RES_AUTH). */
+enum result	 file_check(const char *, const char *, char **);
 /* A whole regular file of at most max bytes, NUL-terminated, into a
  * malloc'd *data (its stat into st unless NULL).  An input the user named:
  * links are followed.  RES_CONFIG if it cannot be read. */
