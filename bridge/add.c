@@ -190,34 +190,16 @@ add_args(struct add *a, int argc, char **argv)
 	return 0;
 }
 
-/* A whole file into memory, bounded. */
+/* The whole config into memory, bounded; its stat tells a change. */
 static enum result
 read_config_text(struct add *a, char **cause)
 {
-	ssize_t		 n;
-	size_t		 got = 0;
-	int		 fd;
+	enum result	 r;
 
-	if ((fd = open(a->config, O_RDONLY | O_CLOEXEC)) == -1 ||
-	    fstat(fd, &a->st) == -1) {
-		if (fd != -1)
-			close(fd);
-		return fail(cause, RES_CONFIG, "%s: %s", a->config,
-		    strerror(errno));
-	}
-	if (!S_ISREG(a->st.st_mode) || a->st.st_size > CONFIG_MAX) {
-		close(fd);
-		return fail(cause, RES_CONFIG, "%s: not a regular file, or "
-		    "bigger than %d bytes", a->config, CONFIG_MAX);
-	}
-	a->text = xmalloc((size_t)a->st.st_size + 1);
-	while (got < (size_t)a->st.st_size &&
-	    (n = read(fd, a->text + got, (size_t)a->st.st_size - got)) > 0)
-		got += (size_t)n;
-	close(fd);
-	a->text[got] = '\0';
-	a->textlen = got;
-	if (memchr(a->text, '\0', got) != NULL)
+	if ((r = file_read(a->config, CONFIG_MAX, &a->text, &a->textlen,
+	    &a->st, cause)) != RES_OK)
+		return r;
+	if (memchr(a->text, '\0', a->textlen) != NULL)
 		return fail(cause, RES_CONFIG, "%s: not a text file", a->config);
 	return RES_OK;
 }
@@ -716,82 +698,7 @@ add_logins(struct add *a, char **cause)
 	return result_worst(r1, r2);
 }
 
-/* ---- step 5: files, written atomically ---- */
-
-static void
-sync_dir_of(const char *path)
-{
-	char	*tmp = xstrdup(path);
-	int	 fd;
-
-	if ((fd = open(dirname(tmp), O_RDONLY | O_DIRECTORY | O_CLOEXEC)) !=
-	    -1) {
-		(void)fsync(fd);
-		close(fd);
-	}
-	free(tmp);
-}
-
-/*
- * data into a new temporary file next to path, with mode (and, for root,
- * the owner of *like), on disk before this returns; *tmp_r names it.
- */
-static enum result
-tmp_write(const char *path, const char *data, size_t len, mode_t mode,
-    const struct stat *like, char **tmp_r, char **cause)
-{
-	char		*tmp = xprintf("%s.add-XXXXXX", path);
-	ssize_t		 n;
-	size_t		 off = 0;
-	int		 fd, e = 0;
-
-	*tmp_r = NULL;
-	if ((fd = mkostemp(tmp, O_CLOEXEC)) == -1) {
-		e = errno;
-		free(tmp);
-		return fail(cause, RES_CONFIG, "cannot create a file next to "
-		    "%s: %s", path, strerror(e));
-	}
-	if (fchmod(fd, mode) == -1 || (like != NULL && geteuid() == 0 &&
-	    fchown(fd, like->st_uid, like->st_gid) == -1))
-		e = errno;
-	while (e == 0 && off < len) {
-		if ((n = write(fd, data + off, len - off)) == -1) {
-			if (errno != EINTR)
-				e = errno;
-		} else
-			off += (size_t)n;
-	}
-	if (e == 0 && fsync(fd) == -1)
-		e = errno;
-	if (close(fd) == -1 && e == 0)
-		e = errno;
-	if (e != 0) {
-		unlink(tmp);
-		free(tmp);
-		return fail(cause, RES_CONFIG, "cannot write %s: %s", path,
-		    strerror(e));
-	}
-	*tmp_r = tmp;
-	return RES_OK;
-}
-
-/* Put the temporary file in place: rename over path, or (exclusive) link
- * so that a file that appeared meanwhile is never replaced. */
-static enum result
-tmp_commit(char *tmp, const char *path, bool exclusive, char **cause)
-{
-	int	 rc = exclusive ? link(tmp, path) : rename(tmp, path), e = errno;
-
-	if (rc == -1 || exclusive)
-		unlink(tmp);
-	free(tmp);
-	if (rc == -1)
-		return fail(cause, RES_CONFIG, "cannot write %s: %s", path,
-		    strerror(e));
-	sync_dir_of(path);
-	return RES_OK;
-}
+/* ---- step 5: files, written atomically (file.c) ---- */
 
 static enum result
 write_secret(struct add *a, int i, const char *secret, char **cause)
@@ -801,10 +708,10 @@ write_secret(struct add *a, int i, const char *secret, char **cause)
 
 	path = xprintf("%s/%s.%s", a->secrets, a->name, i ? "imap" : "pop3");
 	data = xprintf("%s\n", secret);
-	r = tmp_write(path, data, strlen(data), 0600, NULL, &tmp, cause);
+	r = file_tmp_write(path, data, strlen(data), 0600, NULL, &tmp, cause);
 	secret_free(data);
 	if (r == RES_OK)
-		r = tmp_commit(tmp, path, true, cause);
+		r = file_tmp_commit(tmp, path, true, cause);
 	if (r == RES_OK)
 		a->files[i] = path;
 	else
@@ -819,7 +726,7 @@ add_secret_files(struct add *a, char **cause)
 
 	if (mkdir(a->secrets, 0700) == 0) {
 		a->made_dir = true;
-		sync_dir_of(a->secrets);
+		file_sync_dir(a->secrets);
 	} else if (errno != EEXIST)
 		return fail(cause, RES_CONFIG, "cannot make %s: %s", a->secrets,
 		    strerror(errno));
@@ -1144,8 +1051,8 @@ add_to_config(struct add *a, char **cause)
 	free(base);
 	if (r != RES_OK)
 		return r;
-	r = tmp_write(a->config, text, len, mode, a->exists ? &a->st : NULL,
-	    &tmp, cause);
+	r = file_tmp_write(a->config, text, len, mode,
+	    a->exists ? &a->st : NULL, &tmp, cause);
 	free(text);
 	if (r != RES_OK)
 		return r;
@@ -1163,13 +1070,13 @@ add_to_config(struct add *a, char **cause)
 		return fail(cause, RES_TEMP, "%s changed while popbridge add "
 		    "ran; it is unchanged, try again", a->config);
 	}
-	if ((r = tmp_commit(tmp, a->config, !a->exists, cause)) != RES_OK)
+	if ((r = file_tmp_commit(tmp, a->config, !a->exists, cause)) != RES_OK)
 		return r;
 	/* Proof in place; should it fail after all, put the old text back. */
 	if ((r = config_proves(a, a->config, &why)) != RES_OK) {
-		if (a->exists && tmp_write(a->config, a->text, a->textlen,
+		if (a->exists && file_tmp_write(a->config, a->text, a->textlen,
 		    mode, &a->st, &tmp, cause) == RES_OK)
-			(void)tmp_commit(tmp, a->config, false, cause);
+			(void)file_tmp_commit(tmp, a->config, false, cause);
 		else if (!a->exists)
 			unlink(a->config);
 		r = fail(cause, r, "%s would not load; the old one is back: %s",

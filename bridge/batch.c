@@ -426,33 +426,16 @@ load_rows(struct batch *b, char **cause)
 {
 	struct csv	 c;
 	struct csv_row	 row;
-	struct stat	 sb;
 	const char	*err;
 	char		*data, why[512];
-	int		 col[C_COUNT], got, fd;
-	size_t		 i, j, cap = 0, ncols;
-	ssize_t		 n;
+	int		 col[C_COUNT], got;
+	size_t		 i, j, cap = 0, ncols, len;
+	enum result	 r;
 
-	if ((fd = open(b->file, O_RDONLY | O_CLOEXEC)) == -1 ||
-	    fstat(fd, &sb) == -1) {
-		if (fd != -1)
-			close(fd);
-		return fail(cause, RES_CONFIG, "%s: %s", b->file,
-		    strerror(errno));
-	}
-	if (sb.st_size > CSV_MAX_BYTES) {
-		close(fd);
-		return fail(cause, RES_CONFIG, "%s: larger than %d MB", b->file,
-		    CSV_MAX_BYTES / (1024 * 1024));
-	}
-	data = xmalloc((size_t)sb.st_size + 1);
-	n = read(fd, data, (size_t)sb.st_size);
-	close(fd);
-	if (n != sb.st_size) {
-		free(data);
-		return fail(cause, RES_CONFIG, "%s: short read", b->file);
-	}
-	csv_init(&c, data, (size_t)n);
+	if ((r = file_read(b->file, CSV_MAX_BYTES, &data, &len, NULL,
+	    cause)) != RES_OK)
+		return r;
+	csv_init(&c, data, len);
 	if ((got = csv_next(&c, &row, &err)) != 1) {
 		free(data);
 		return fail(cause, RES_CONFIG, "%s:%d: %s", b->file, row.line,

@@ -359,39 +359,11 @@ presets_path(bool *explicit)
 	return NULL;
 }
 
-/* A whole small file, bounded; NULL with errno set on failure. */
-static char *
-read_small(const char *path, size_t max, size_t *len)
-{
-	struct stat	 st;
-	char		*buf;
-	ssize_t		 n;
-	size_t		 got = 0;
-	int		 fd;
-
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1)
-		return NULL;
-	if (fstat(fd, &st) == -1 || !S_ISREG(st.st_mode) ||
-	    (uint64_t)st.st_size > max) {
-		close(fd);
-		errno = EFBIG;
-		return NULL;
-	}
-	buf = xmalloc((size_t)st.st_size + 1);
-	while (got < (size_t)st.st_size &&
-	    (n = read(fd, buf + got, (size_t)st.st_size - got)) > 0)
-		got += (size_t)n;
-	close(fd);
-	buf[got] = '\0';
-	*len = got;
-	return buf;
-}
-
 static enum result
 from_presets(const char *address, struct discovery *d, bool *found,
     char **note, char **cause)
 {
-	char		*path, *text;
+	char		*path, *text, *why = NULL;
 	bool		 explicit;
 	size_t		 len;
 	enum result	 r;
@@ -402,10 +374,10 @@ from_presets(const char *address, struct discovery *d, bool *found,
 		return RES_OK;
 	}
 	log_debug("add: presets: %s", path);
-	if ((text = read_small(path, PRESETS_MAX, &len)) == NULL) {
-		r = fail(cause, RES_CONFIG, "preset file %s: %s", path,
-		    errno == EFBIG ? "not a regular file, or too big" :
-		    strerror(errno));
+	if ((r = file_read(path, PRESETS_MAX, &text, &len, NULL, &why)) !=
+	    RES_OK) {
+		r = fail(cause, r, "preset file %s", why);
+		free(why);
 		free(path);
 		return r;
 	}

@@ -1,4 +1,4 @@
-// link: bridge/discover.c
+// link: bridge/discover.c bridge/file.c
 // pkg: libcurl libxml-2.0
 /*
  * bridge/discover.c, the pure parts: address and URL checks; the preset
