@@ -26,6 +26,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <limits.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,10 +44,13 @@
 static const char batch_usage[] =
     "usage: popbridge batch FILE [--jobs N] [--per-host N] [--report OUT]\n"
     "           [--retry-failed] [--dry-run] [--shard K/N] [--ca-file F]\n"
-    "           [--state-dir D] [--timeout S]\n"
+    "           [--state-dir D] [--timeout S] [--secrets-dir D]\n"
+    "           [--secrets-env-prefix P] [--trust-csv]\n"
     "FILE: CSV with a header row: pop3_url,pop3_user,pop3_password,imap_url,"
     "\n      imap_user,imap_password,mailbox,keep (optional: pop3_ca_file,\n"
-    "      imap_ca_file, flags).  A password may be file:PATH or env:NAME.\n";
+    "      imap_ca_file, flags).  A password may be file:PATH (under a\n"
+    "      --secrets-dir) or env:NAME (NAME starting with a\n"
+    "      --secrets-env-prefix); --trust-csv lifts both limits.\n";
 
 static const char *const columns[] = { "pop3_url", "pop3_user",
 	"pop3_password", "imap_url", "imap_user", "imap_password", "mailbox",
@@ -92,6 +96,11 @@ struct batch {
 	bool		 retry_failed, dry_run, tty;
 	unsigned long	 shard_k, shard_n;
 	char		*ca_file;
+	char		**secret_dirs;	/* --secrets-dir, resolved */
+	size_t		 nsecret_dirs;
+	const char	**env_prefixes;	/* --secrets-env-prefix */
+	size_t		 nenv_prefixes;
+	bool		 trust_csv;	/* file: and env: name anything */
 	struct job	*jobs;
 	size_t		 njobs;
 	struct host	*hosts;
@@ -168,29 +177,117 @@ report_row(struct batch *b, int line, const char *const *cols,
 
 /* ---- rows to accounts ---- */
 
-/* "file:PATH", "env:NAME" or the secret itself. */
+/*
+ * Where a row's password may come from.  A CSV file often comes from
+ * someone else, and a file: or env: field is read by this process and sent
+ * as the password to whatever server the row names: unchecked, a row could
+ * send the first line of any file this process can read, or
+ * $AWS_SECRET_ACCESS_KEY, to a stranger's server.  So file: names a file
+ * under a --secrets-dir folder (symbolic links resolved first), env: a
+ * variable whose name starts with a --secrets-env-prefix, and either one
+ * anything only with --trust-csv.  A refusal names the column and the
+ * path or variable, never what it holds.
+ */
+
+/* Is real (resolved) inside one of the --secrets-dir folders? */
+static bool
+in_secrets_dir(const struct batch *b, const char *real)
+{
+	size_t	 i, n;
+
+	for (i = 0; i < b->nsecret_dirs; i++) {
+		n = strlen(b->secret_dirs[i]);
+		if (strncmp(real, b->secret_dirs[i], n) != 0)
+			continue;
+		/* "/" is a folder too; "/srv/secrets2" is not in "/srv/secrets". */
+		if (n == 1 ? real[1] != '\0' : real[n] == '/' && real[n + 1] != '\0')
+			return true;
+	}
+	return false;
+}
+
 static const char *
-row_secret(struct endpoint *ep, const char *v, char *why, size_t whysz)
+row_secret_file(const struct batch *b, struct endpoint *ep, const char *col,
+    const char *path, char *why, size_t whysz)
+{
+	char	 real[PATH_MAX], clean[200];
+
+	if (path[0] == '\0') {
+		snprintf(why, whysz, "%s: empty file: path", col);
+		return why;
+	}
+	if (b->trust_csv) {
+		ep->password_file = xstrdup(path);
+		return NULL;
+	}
+	log_clean(clean, sizeof clean, path, strlen(path));
+	if (b->nsecret_dirs == 0)
+		snprintf(why, whysz, "%s: file:%s refused: a CSV row may name a "
+		    "password file only under a --secrets-dir folder (or give "
+		    "--trust-csv)", col, clean);
+	else if (realpath(path, real) == NULL)
+		snprintf(why, whysz, "%s: file:%s: %s", col, clean,
+		    strerror(errno));
+	else if (!in_secrets_dir(b, real))
+		snprintf(why, whysz, "%s: file:%s refused: not under a "
+		    "--secrets-dir folder (symbolic links resolved)", col, clean);
+	else {
+		/* The resolved path: what was checked is what is read. */
+		ep->password_file = xstrdup(real);
+		return NULL;
+	}
+	return why;
+}
+
+static const char *
+row_secret_env(const struct batch *b, struct endpoint *ep, const char *col,
+    const char *name, char *why, size_t whysz)
 {
 	const char	*e;
+	size_t		 i, n = strlen(name);
 
-	if (strncmp(v, "file:", 5) == 0) {
-		if (v[5] == '\0')
-			return "empty file: password";
-		ep->password_file = xstrdup(v + 5);
-		return NULL;
+	if (n == 0 || n > 128 || strspn(name, "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+	    "abcdefghijklmnopqrstuvwxyz0123456789_") != n ||
+	    (name[0] >= '0' && name[0] <= '9')) {
+		snprintf(why, whysz, "%s: env: wants a variable name (letters, "
+		    "digits, _)", col);
+		return why;
 	}
-	if (strncmp(v, "env:", 4) == 0) {
-		if ((e = getenv(v + 4)) == NULL || e[0] == '\0') {
-			snprintf(why, whysz, "environment variable %s is not "
-			    "set", v + 4);
-			return why;
-		}
-		ep->password = xstrdup(e);
-		return NULL;
+	for (i = 0; !b->trust_csv && i < b->nenv_prefixes; i++)
+		if (strncmp(name, b->env_prefixes[i],
+		    strlen(b->env_prefixes[i])) == 0)
+			break;
+	if (!b->trust_csv && i == b->nenv_prefixes) {
+		snprintf(why, whysz, "%s: env:%s refused: %s", col, name,
+		    b->nenv_prefixes == 0 ? "a CSV row may name an environment "
+		    "variable only with a --secrets-env-prefix (or give "
+		    "--trust-csv)" : "its name has no --secrets-env-prefix");
+		return why;
 	}
-	if (v[0] == '\0')
-		return "empty password";
+	if ((e = getenv(name)) == NULL || e[0] == '\0') {
+		snprintf(why, whysz, "%s: environment variable %s is not set", col,
+		    name);
+		return why;
+	}
+	ep->password = xstrdup(e);
+	return NULL;
+}
+
+/* "file:PATH", "env:NAME" or the secret itself. */
+static const char *
+row_secret(const struct batch *b, struct endpoint *ep, const char *v,
+    char *why, size_t whysz)
+{
+	const char	*col = ep->imap ? "imap_password" : "pop3_password";
+
+	if (strncmp(v, "file:", 5) == 0)
+		return row_secret_file(b, ep, col, v + 5, why, whysz);
+	if (strncmp(v, "env:", 4) == 0)
+		return row_secret_env(b, ep, col, v + 4, why, whysz);
+	if (v[0] == '\0') {
+		snprintf(why, whysz, "%s: empty password", col);
+		return why;
+	}
 	ep->password = xstrdup(v);
 	return NULL;
 }
@@ -219,7 +316,7 @@ row_endpoint(struct batch *b, struct endpoint *ep, bool imap,
 		return imap ? "imap_user holds a line break (CR or LF)" :
 		    "pop3_user holds a line break (CR or LF)";
 	ep->user = xstrdup(user);
-	if ((err = row_secret(ep, pw, why, whysz)) != NULL)
+	if ((err = row_secret(b, ep, pw, why, whysz)) != NULL)
 		return err;
 	if (ep->password != NULL && !config_value_ok(ep->password))
 		return imap ? "imap_password holds a line break (CR or LF)" :
@@ -848,11 +945,34 @@ shard_parse(const char *s, unsigned long *k, unsigned long *n)
 	    shard_number(slash + 1, strlen(slash + 1), n) && *n > 0 && *k < *n;
 }
 
+/* --secrets-dir: an existing folder, kept with its links resolved. */
+static bool
+secrets_dir_add(struct batch *b, const char *dir)
+{
+	char		 real[PATH_MAX];
+	struct stat	 st;
+
+	if (realpath(dir, real) == NULL) {
+		fprintf(stderr, "popbridge: batch: --secrets-dir %s: %s\n", dir,
+		    strerror(errno));
+		return false;
+	}
+	if (stat(real, &st) == -1 || !S_ISDIR(st.st_mode)) {
+		fprintf(stderr, "popbridge: batch: --secrets-dir %s: not a "
+		    "folder\n", dir);
+		return false;
+	}
+	b->secret_dirs = xrealloc(b->secret_dirs, (b->nsecret_dirs + 1) *
+	    sizeof *b->secret_dirs);
+	b->secret_dirs[b->nsecret_dirs++] = xstrdup(real);
+	return true;
+}
+
 static int
 batch_args(struct batch *b, int argc, char **argv)
 {
 	enum { O_JOBS = 256, O_PER_HOST, O_REPORT, O_RETRY, O_DRY, O_SHARD,
-		O_CA, O_STATE, O_TIMEOUT };
+		O_CA, O_STATE, O_TIMEOUT, O_SECRETS_DIR, O_ENV_PREFIX, O_TRUST };
 	static const struct option opts[] = {
 		{ "jobs", required_argument, NULL, O_JOBS },
 		{ "per-host", required_argument, NULL, O_PER_HOST },
@@ -863,6 +983,9 @@ batch_args(struct batch *b, int argc, char **argv)
 		{ "ca-file", required_argument, NULL, O_CA },
 		{ "state-dir", required_argument, NULL, O_STATE },
 		{ "timeout", required_argument, NULL, O_TIMEOUT },
+		{ "secrets-dir", required_argument, NULL, O_SECRETS_DIR },
+		{ "secrets-env-prefix", required_argument, NULL, O_ENV_PREFIX },
+		{ "trust-csv", no_argument, NULL, O_TRUST },
 		{ NULL, 0, NULL, 0 }
 	};
 	char	*end;
@@ -906,6 +1029,27 @@ batch_args(struct batch *b, int argc, char **argv)
 			break;
 		case O_CA:
 			b->ca_file = optarg;
+			break;
+		case O_SECRETS_DIR:
+			if (!secrets_dir_add(b, optarg))
+				return EX_USAGE;
+			break;
+		case O_ENV_PREFIX:
+			/* A name's start: letters, digits, _ (a NAME_ at least). */
+			if (optarg[0] == '\0' || strspn(optarg,
+			    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+			    "0123456789_") != strlen(optarg)) {
+				fprintf(stderr, "popbridge: batch: "
+				    "--secrets-env-prefix takes the start of a "
+				    "variable name (letters, digits, _)\n");
+				return EX_USAGE;
+			}
+			b->env_prefixes = xrealloc(b->env_prefixes,
+			    (b->nenv_prefixes + 1) * sizeof *b->env_prefixes);
+			b->env_prefixes[b->nenv_prefixes++] = optarg;
+			break;
+		case O_TRUST:
+			b->trust_csv = true;
 			break;
 		case O_STATE:
 			if (optarg[0] != '/') {
@@ -1022,6 +1166,10 @@ out:
 		free(b.keys[i].dest);
 	}
 	free(b.keys);
+	for (i = 0; i < b.nsecret_dirs; i++)
+		free(b.secret_dirs[i]);
+	free(b.secret_dirs);
+	free(b.env_prefixes);
 	for (i = 0; i < b.cf.naccounts; i++)
 		account_free(&b.cf.accounts[i]);
 	for (i = 0; i < b.nhosts; i++)

@@ -23,6 +23,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <libgen.h>
+#include <limits.h>
 #include <poll.h>
 #include <pwd.h>
 #include <stdio.h>
@@ -68,7 +70,7 @@ daemon_running(const char *pid_file)
 	int	 fd;
 	bool	 running = false;
 
-	if ((fd = open(pid_file, O_RDONLY | O_CLOEXEC)) == -1)
+	if (file_open(pid_file, O_RDONLY, 0, &fd, NULL) != RES_OK)
 		return false;
 	if (flock(fd, LOCK_SH | LOCK_NB) == -1 && errno == EWOULDBLOCK)
 		running = true;
@@ -142,29 +144,31 @@ sched_sync(struct daemon *d)
 	d->ns = j;
 }
 
-/* The state file `status` reads: name, next poll, failures in a row. */
+/*
+ * The state file `status` reads: name, next poll, failures in a row.
+ * Replaced whole through a fresh temporary file (file.c): a link planted
+ * at any name in state_dir is never written through.
+ */
 static void
 write_state(struct daemon *d)
 {
-	char	*path = daemon_state_path(d->cf), *tmp;
+	char	*path = daemon_state_path(d->cf), *text = NULL, *cause = NULL;
+	size_t	 i, len = 0;
 	FILE	*f;
-	size_t	 i;
 
-	tmp = xprintf("%s.tmp", path);
-	if ((f = fopen(tmp, "w")) != NULL) {
-		for (i = 0; i < d->ns; i++)
-			fprintf(f, "%s\t%lld\t%u\t%d\n", d->s[i].name,
-			    (long long)d->s[i].next, d->s[i].failures,
-			    d->s[i].w.pid != 0);
-		if (fclose(f) == 0 && rename(tmp, path) == 0) {
-			free(tmp);
-			free(path);
-			return;
-		}
+	if ((f = open_memstream(&text, &len)) == NULL)
+		fatal("out of memory writing the daemon's state");
+	for (i = 0; i < d->ns; i++)
+		fprintf(f, "%s\t%lld\t%u\t%d\n", d->s[i].name,
+		    (long long)d->s[i].next, d->s[i].failures,
+		    d->s[i].w.pid != 0);
+	if (fclose(f) != 0)
+		fatal("out of memory writing the daemon's state");
+	if (file_replace(path, text, len, 0600, &cause) != RES_OK) {
+		log_debug("%s", cause);
+		free(cause);
 	}
-	log_debug("cannot write %s: %s", path, strerror(errno));
-	unlink(tmp);
-	free(tmp);
+	free(text);
 	free(path);
 }
 
@@ -400,28 +404,61 @@ loop(struct daemon *d)
 	stop_children(d);
 }
 
-/* The pid file, locked for as long as the daemon lives. */
-static int
-lock_pid_file(const char *path)
+/*
+ * The pid file, locked for as long as the daemon lives.  Root opens it,
+ * perhaps in a folder that the daemon's user owns, so never through a link
+ * and never a hard link to a file elsewhere (file.c): either would have
+ * root truncate someone else's file.
+ */
+static enum result
+lock_pid_file(const char *path, int *fdp, char **cause)
 {
-	char	 buf[32];
-	ssize_t	 n;
-	int	 fd;
+	char		 buf[32];
+	ssize_t		 n;
+	enum result	 r;
 
-	if ((fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644)) == -1) {
-		log_warn("cannot open %s: %s", path, strerror(errno));
-		return -1;
-	}
-	if (flock(fd, LOCK_EX | LOCK_NB) == -1) {
-		n = read(fd, buf, sizeof buf - 1);
+	if ((r = file_open(path, O_RDWR | O_CREAT, 0644, fdp, cause)) !=
+	    RES_OK)
+		return r;
+	if (flock(*fdp, LOCK_EX | LOCK_NB) == -1) {
+		n = read(*fdp, buf, sizeof buf - 1);
 		buf[n > 0 ? n : 0] = '\0';
 		buf[strcspn(buf, "\n")] = '\0';
-		log_warn("a popbridge daemon is already running (pid %s, %s)",
-		    buf[0] != '\0' ? buf : "?", path);
-		close(fd);
-		return -1;
+		close(*fdp);
+		*fdp = -1;
+		return fail(cause, RES_TEMP, "a popbridge daemon is already "
+		    "running (pid %s, %s)", buf[0] != '\0' ? buf : "?", path);
 	}
-	return fd;
+	return RES_OK;
+}
+
+/*
+ * state_dir and the pid file's folder must be ours (or root's, or the
+ * config's `user`'s) and writable by nobody else: anyone else who can
+ * write there can plant a link for root to write through.  state_dir is
+ * made if missing, as before.
+ */
+static enum result
+check_dirs(const struct config *cf, char **cause)
+{
+	char		*tmp, real[PATH_MAX];
+	enum result	 r;
+
+	file_trust_user(cf->user);
+	if (mkdir(cf->state_dir, 0700) == -1 && errno != EEXIST)
+		return fail(cause, RES_TEMP, "cannot make state_dir %s: %s",
+		    cf->state_dir, strerror(errno));
+	if ((r = file_dir_safe(cf->state_dir, "state_dir", cause)) != RES_OK)
+		return r;
+	/* Links above the pid file are fine (/var/run -> /run). */
+	tmp = xstrdup(cf->pid_file);
+	if (realpath(dirname(tmp), real) == NULL)
+		r = fail(cause, RES_TEMP, "cannot open %s: %s", cf->pid_file,
+		    strerror(errno));
+	else
+		r = file_dir_safe(real, "the pid file's folder", cause);
+	free(tmp);
+	return r;
 }
 
 static void
@@ -443,10 +480,11 @@ chown_state_dir(const char *dir, const struct passwd *pw)
 	struct dirent	*de;
 	int		 fd, rc = 0;
 
-	if (chown(dir, pw->pw_uid, pw->pw_gid) == -1 ||
-	    (fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1)
+	if ((fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
+	    O_CLOEXEC)) == -1)
 		return -1;
-	if ((dp = fdopendir(fd)) == NULL) {
+	if (fchown(fd, pw->pw_uid, pw->pw_gid) == -1 ||
+	    (dp = fdopendir(fd)) == NULL) {
 		close(fd);
 		return -1;
 	}
@@ -494,9 +532,6 @@ drop_privileges(struct config *cf, char **cause)
 			eps[j]->password_file = NULL;
 		}
 	}
-	if (mkdir(cf->state_dir, 0700) == -1 && errno != EEXIST)
-		return fail(cause, RES_TEMP, "cannot make %s: %s", cf->state_dir,
-		    strerror(errno));
 	if (chown_state_dir(cf->state_dir, pw) == -1)
 		return fail(cause, RES_TEMP, "cannot hand %s to %s: %s",
 		    cf->state_dir, cf->user, strerror(errno));
@@ -559,15 +594,12 @@ cmd_daemon(struct globals *g, int argc, char **argv)
 		free(cause);
 		return result_exit_code(r);
 	}
-	if (mkdir(d.cf->state_dir, 0700) == -1 && errno != EEXIST) {
-		log_warn("cannot make state_dir %s: %s", d.cf->state_dir,
-		    strerror(errno));
+	if ((r = check_dirs(d.cf, &cause)) != RES_OK ||
+	    (r = lock_pid_file(d.cf->pid_file, &d.pidfd, &cause)) != RES_OK) {
+		log_warn("%s", cause);
+		free(cause);
 		config_free(d.cf);
-		return EX_TEMPFAIL;
-	}
-	if ((d.pidfd = lock_pid_file(d.cf->pid_file)) == -1) {
-		config_free(d.cf);
-		return EX_TEMPFAIL;
+		return result_exit_code(r);
 	}
 	if ((r = drop_privileges(d.cf, &cause)) != RES_OK) {
 		log_warn("%s", cause);

@@ -272,17 +272,14 @@ ledger_path(const char *state_dir, const struct account *ac)
 static enum result
 ledger_lock(struct ledger *l, char **cause)
 {
-	char	*lockpath = xprintf("%s.lock", l->path);
+	char		*lockpath = xprintf("%s.lock", l->path);
+	enum result	 r;
 
-	l->lockfd = open(lockpath, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-	if (l->lockfd == -1) {
-		enum result r = fail(cause, RES_TEMP, "cannot open %s: %s",
-		    lockpath, strerror(errno));
-
-		free(lockpath);
-		return r;
-	}
+	/* Never through a link planted in state_dir (file.c). */
+	r = file_open(lockpath, O_RDWR | O_CREAT, 0600, &l->lockfd, cause);
 	free(lockpath);
+	if (r != RES_OK)
+		return r;
 	if (flock(l->lockfd, LOCK_EX | LOCK_NB) == -1) {
 		if (errno == EWOULDBLOCK)
 			return fail(cause, RES_TEMP, "another popbridge process "
@@ -393,14 +390,19 @@ ledger_open(const char *state_dir, const char *path, const char *source,
 	if (mkdir_p(state_dir) == -1)
 		return fail(cause, RES_TEMP, "cannot make state_dir %s: %s",
 		    state_dir, strerror(errno));
+	/* Root may run this: only in a folder nobody else can write to. */
+	if ((r = file_dir_safe(state_dir, "state_dir", cause)) != RES_OK)
+		return r;
 	l = xcalloc(1, sizeof *l);
 	l->path = xstrdup(path);
 	l->source = xstrdup(source);
 	l->lockfd = -1;
-	if ((r = ledger_lock(l, cause)) != RES_OK)
+	if ((r = ledger_lock(l, cause)) != RES_OK ||
+	    (r = file_check(path, "ledger", cause)) != RES_OK)
 		goto bad;
 	if (sqlite3_open_v2(path, &l->db, SQLITE_OPEN_READWRITE |
-	    SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
+	    SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_NOFOLLOW,
+	    NULL) != SQLITE_OK) {
 		r = lfail(l, cause, "open");
 		goto bad;
 	}

@@ -91,6 +91,8 @@ load_config(struct globals *g, int *exitcode)
 		*exitcode = result_exit_code(r);
 		return NULL;
 	}
+	/* The daemon hands state_dir to `user`: root's runs may use it too. */
+	file_trust_user(cf->user);
 	return cf;
 }
 

@@ -58,8 +58,9 @@ def test_batch_200_accounts_jobs16(t):
     exit 0, every message in its account's INBOX exactly once, every POP3
     mailbox empty, 200 `ok` rows with imported=20 and the right bytes, and
     no password in the report or the output.  Passwords come as the secret
-    itself (some needing CSV quoting), as file:PATH and as env:NAME; some
-    rows name their CA files, the others get --ca-file."""
+    itself (some needing CSV quoting), as file:PATH (under --secrets-dir)
+    and as env:NAME (with --secrets-env-prefix); some rows name their CA
+    files, the others get --ca-file."""
     dc = t.dovecot()
     t0 = time.monotonic()
     accts = make_accounts(t, dc, 200, 20, "a")
@@ -78,7 +79,9 @@ def test_batch_200_accounts_jobs16(t):
     csv_path = write_csv(t.tmp / "accounts.csv", rows, FULL_HEADER, accounts=accts)
     report = t.tmp / "report.csv"
     run = start_batch(t, csv_path, "--jobs", 16, "--per-host", 16, "--report", report,
-                      "--state-dir", t.tmp / "state", "--ca-file", dc.ca_file, env=env)
+                      "--state-dir", t.tmp / "state", "--ca-file", dc.ca_file,
+                      "--secrets-dir", t.tmp / "secrets",
+                      "--secrets-env-prefix", "PB_BATCH_TEST_", env=env)
     r = run.wait(timeout=200)
     t.note(f"batch of 200 accounts took {r.seconds:.1f}s; at most "
            f"{run.children_max} workers seen at once")
@@ -213,7 +216,9 @@ def test_batch_broken_rows(t):
 
     report = t.tmp / "report.csv"
     r = run_batch(t, csv_path, "--jobs", 4, "--per-host", 8, "--report", report,
-                  "--state-dir", t.tmp / "state", "--ca-file", dc.ca_file, env=env)
+                  "--state-dir", t.tmp / "state", "--ca-file", dc.ca_file,
+                  "--secrets-dir", t.tmp / "secrets",
+                  "--secrets-env-prefix", "PB_BATCH_TEST_", env=env)
     problems = []
     # The good rows ran and imported.
     state = imap_state(dc, good)

@@ -403,3 +403,95 @@ def test_mailbox_bad_names_are_config_errors(t):
                     "--user-imap", "b")
         assert r.rc == EX_USAGE and "mailbox" in r.stderr.lower(), \
             f"migrate .../{name}: exit {r.rc}: {r.stderr.strip()!r}"
+
+
+# ------------------------------------------------------------- point 5
+def test_batch_csv_cannot_send_local_secrets(t):
+    """A CSV row's file: and env: passwords are read by the admin's process
+    and sent to the server the row names.  They are refused unless under
+    --secrets-dir (links resolved) or with a --secrets-env-prefix, or
+    anywhere with --trust-csv; a refusal names the line and the reason,
+    never the secret.  Before the fix the first line of a file outside any
+    such folder (also through a link or "..") and $AWS_SECRET_ACCESS_KEY
+    logged in to the "stranger" users here, whose passwords they are."""
+    dc = t.dovecot()
+    file_secret = "Root-Only-" + os.urandom(6).hex()
+    env_secret = "Aws-Key-" + os.urandom(6).hex()
+    outside = t.tmp / "outside"
+    outside.mkdir(mode=0o700)
+    (outside / "root-only.pw").write_text(file_secret + "\n")
+    os.chmod(outside / "root-only.pw", 0o600)
+    secrets = t.tmp / "secrets"
+    secrets.mkdir(mode=0o700)
+    (secrets / "link.pw").symlink_to(outside / "root-only.pw")
+    dst = t.user(dc, "d")
+    strangers = {}
+    for k in ("file", "link", "dotdot", "env"):
+        strangers[k] = f"{t.short}str{k}{os.getpid() % 1000}"
+        dc.add_user(strangers[k], env_secret if k == "env" else file_secret)
+    good_file, good_env = t.user(dc, "gf"), t.user(dc, "ge")
+    (secrets / "good.pw").write_text(dc.users[good_file] + "\n")
+    os.chmod(secrets / "good.pw", 0o600)
+    env = {"AWS_SECRET_ACCESS_KEY": env_secret, "PB_INPUTS_OK_PW": dc.users[good_env]}
+
+    def row(user, field):
+        return (f"{dc.url('pop3')},{user},{field},{dc.url('imap')},{dst},"
+                f"{dc.users[dst]},INBOX,true\n")
+    rows = [row(strangers["file"], f"file:{outside}/root-only.pw"),
+            row(strangers["link"], f"file:{secrets}/link.pw"),
+            row(strangers["dotdot"], f"file:{secrets}/../outside/root-only.pw"),
+            row(strangers["env"], "env:AWS_SECRET_ACCESS_KEY"),
+            row(good_file, f"file:{secrets}/good.pw"),
+            row(good_env, "env:PB_INPUTS_OK_PW")]
+    csv_path = write_csv(t, CSV_HEADER + "".join(rows))
+    problems = []
+
+    def reached(users):
+        return [u for u in users if dc.auth_attempts(u)]
+
+    def check_run(label, r, want_rc, refused_lines):
+        if r.rc != want_rc:
+            problems.append(f"{label}: exit {r.rc}, want {want_rc}")
+        for line in refused_lines:
+            if not re.search(rf"{re.escape(str(csv_path))}:{line}: row skipped: "
+                             r"(pop3|imap)_password: (file|env):\S* refused", r.stderr):
+                problems.append(f"{label}: line {line} not refused: {r.stderr.strip()!r}")
+        for s in (file_secret, env_secret, dc.users[good_file], dc.users[good_env]):
+            if s in r.output or s in report_text(t):
+                problems.append(f"{label}: a secret is shown")
+
+    # Without the new options: every file: and env: row is refused.
+    r = batch(t, csv_path, "--ca-file", dc.ca_file, env=env)
+    check_run("no options", r, EX_DATAERR, range(2, 8))
+    if reached(strangers.values()):
+        problems.append("no options: a local secret reached the stranger's server for "
+                        f"{reached(strangers.values())}")
+    # With the admin's folder and prefix: the strangers still refused.
+    r = batch(t, csv_path, "--ca-file", dc.ca_file, "--secrets-dir", secrets,
+              "--secrets-env-prefix", "PB_INPUTS_OK_", env=env)
+    check_run("--secrets-dir, --secrets-env-prefix", r, EX_DATAERR, range(2, 6))
+    if reached(strangers.values()):
+        problems.append(f"with the options: reached {reached(strangers.values())}")
+    if [u for u in (good_file, good_env) if not dc.logins(u)]:
+        problems.append(f"the allowed rows did not log in: {r.stderr.strip()!r}")
+    assert not problems, " | ".join(problems)
+    # --trust-csv: the CSV is the admin's own; anything goes.
+    r = batch(t, csv_path, "--ca-file", dc.ca_file, "--trust-csv", env=env)
+    assert r.rc == 0, f"--trust-csv: exit {r.rc}: {r.stderr.strip()!r}"
+    assert len(reached(strangers.values())) == 4
+
+
+def test_batch_secret_options_checked(t):
+    """--secrets-dir must be an existing folder, --secrets-env-prefix the
+    start of a variable name.  (Options new with the fix: before it both
+    were unknown, exit 64 with the usage.)"""
+    csv_path = write_csv(t, CSV_HEADER)
+    (t.tmp / "afile").write_text("x\n")
+    for args, words in ((("--secrets-dir", t.tmp / "missing"), "No such file"),
+                        (("--secrets-dir", t.tmp / "afile"), "not a folder"),
+                        (("--secrets-env-prefix", ""), "variable name"),
+                        (("--secrets-env-prefix", "A B"), "variable name")):
+        r = batch(t, csv_path, *args)
+        assert r.rc == EX_USAGE and words in r.stderr, f"{args}: exit {r.rc}: {r.stderr!r}"
+    r = batch(t, csv_path, "--secrets-dir", t.tmp, "--secrets-env-prefix", "PB_")
+    assert r.rc == 0, f"good options: exit {r.rc}: {r.stderr.strip()!r}"

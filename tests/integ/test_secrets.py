@@ -391,7 +391,8 @@ def test_secrets_batch_vv(t):
     bstate = t.tmp / "batch-state"
     env = {"SEC_POP_PW": POP_PW, "SEC_IMAP_PW": IMAP_PW}
     args = ["-vv", "batch", csv_path, "--jobs", 2, "--ca-file", dc.ca_file,
-            "--state-dir", bstate, "--report", report]
+            "--state-dir", bstate, "--report", report,
+            "--secrets-dir", secret_dir, "--secrets-env-prefix", "SEC_"]
     runs = [_run(t, args + ["--dry-run"], env), _run(t, args, env)]
     assert runs[-1].rc != 0, "a batch with a refused account exited 0"
     for src, dst in users[:3]:
@@ -624,7 +625,7 @@ def test_secrets_batch_url_with_password(t):
     os.chmod(csv_path, 0o600)
     report = t.tmp / "report.csv"
     r = _run(t, ["-vv", "batch", csv_path, "--ca-file", dc.ca_file, "--state-dir",
-                 t.tmp / "batch-state", "--report", report],
+                 t.tmp / "batch-state", "--report", report, "--secrets-env-prefix", "SEC_"],
              {"SEC_POP_PW": POP_PW, "SEC_IMAP_PW": IMAP_PW})
     assert r.rc != 0, "a batch of two rows with passwords in their URLs exited 0"
     secrets = [(POP_PW, src), (IMAP_PW, dst)]
