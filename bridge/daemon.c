@@ -16,6 +16,7 @@
  * then QUIT, committing what is durable) and exit.
  */
 #include <sys/file.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 
@@ -538,6 +539,14 @@ drop_privileges(struct config *cf, char **cause)
 	if (setgroups(1, &pw->pw_gid) == -1 || setgid(pw->pw_gid) == -1 ||
 	    setuid(pw->pw_uid) == -1)
 		return fail(cause, RES_TEMP, "cannot become %s: %s", cf->user,
+		    strerror(errno));
+	/*
+	 * The change of uid set "dumpable" to fs.suid_dumpable, which may
+	 * be 1: not dumpable again (main.c), or a core of the daemon, or a
+	 * ptrace by any process of `user`, would show the passwords.
+	 */
+	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) == -1)
+		return fail(cause, RES_TEMP, "cannot turn core dumps off: %s",
 		    strerror(errno));
 	return RES_OK;
 }

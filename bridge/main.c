@@ -2,9 +2,12 @@
  * popbridge's command line: global options, a table of subcommands, and
  * the one place where result classes become sysexits(3) exit codes.
  */
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
 
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -290,6 +293,26 @@ on_sigbus(int sig)
 	_exit(EX_TEMPFAIL);
 }
 
+/*
+ * Every command holds passwords in memory (the config's, a password file's,
+ * the ones `add` asks for), so none may leave a core dump for whoever can
+ * read it: RLIMIT_CORE 0, hard as well so that nothing raises it again, and
+ * not dumpable, which also keeps other processes of the same user from
+ * attaching with ptrace or reading /proc/PID/mem.  Children inherit both;
+ * exec resets "dumpable" (a password_command is its own program) and so
+ * does a change of uid (to fs.suid_dumpable): the daemon says it again
+ * after it drops root.
+ */
+static void
+no_core_dumps(void)
+{
+	const struct rlimit none = { 0, 0 };
+
+	if (setrlimit(RLIMIT_CORE, &none) == -1 ||
+	    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) == -1)
+		log_warn("cannot turn core dumps off: %s", strerror(errno));
+}
+
 int
 main(int argc, char **argv)
 {
@@ -297,6 +320,7 @@ main(int argc, char **argv)
 	size_t		 i;
 	int		 ch, code;
 
+	no_core_dumps();
 	/* Files popbridge makes (ledger, spool) are private. */
 	umask(077);
 	signal(SIGPIPE, SIG_IGN);

@@ -1,6 +1,7 @@
-"""Files as a careful root daemon opens them (issue 12, points 1 and 2):
-popbridge never writes through a link planted where it keeps state, and
-keeps state only in a folder nobody else can write to.
+"""Files as a careful root daemon opens them (issue 12, points 1 to 3):
+popbridge never writes through a link planted where it keeps state, keeps
+state only in a folder nobody else can write to, and leaves no core dump
+with the passwords in it.
 
 Refusals of an unsafe folder or file exit 77 (EX_NOPERM), as for a
 password file others can read, and say the fix.  The account of every
@@ -13,11 +14,15 @@ known text: that it is unchanged is what is checked.
 import hashlib
 import os
 import re
+import resource
+import signal
+import subprocess
 import time
 from pathlib import Path
 
 from daemonlib import Daemon
-from harness import free_ports, make_account, write_config
+from harness import (BridgeResult, default_signal_actions, free_ports, make_account,
+                     popbridge_path, write_config)
 
 EX_NOPERM = 77
 PRECIOUS = "root-only: must never change\n"
@@ -232,3 +237,159 @@ def test_ledger_links_refused(t):
         assert planted.is_symlink(), f"the link at the {which} file was replaced"
         if which == "lock":
             assert not db.exists(), "run made the ledger although its lock file is a link"
+
+
+# ------------------------------------------------------------------ 3. core dumps
+def _core_pattern():
+    try:
+        return Path("/proc/sys/kernel/core_pattern").read_text().strip()
+    except OSError:
+        return ""
+
+
+def _core_limit(pid):
+    """The soft limit on core files of process pid, as /proc says it."""
+    for line in Path(f"/proc/{pid}/limits").read_text().splitlines():
+        if line.startswith("Max core file size"):
+            return line.split()[4]
+    raise AssertionError(f"no core file size in /proc/{pid}/limits")
+
+
+def _uid(pid):
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("Uid:"):
+            return int(line.split()[2])       # the effective uid
+    raise AssertionError(f"no Uid in /proc/{pid}/status")
+
+
+def _cores_allowed():
+    """For preexec_fn: core files as big as the hard limit allows."""
+    default_signal_actions()
+    _, hard = resource.getrlimit(resource.RLIMIT_CORE)
+    resource.setrlimit(resource.RLIMIT_CORE, (hard, hard))
+
+
+def _start(t, args, cwd, log, preexec):
+    with open(log, "wb") as err:
+        return subprocess.Popen([popbridge_path(), *map(str, args)], stdin=subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL, stderr=err, cwd=cwd,
+                                preexec_fn=preexec)
+
+
+def _stop(t, p, args, log, sig=signal.SIGTERM):
+    if p.poll() is None:
+        p.send_signal(sig)
+        try:
+            p.wait(SETTLE)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait(5)
+    t.runs.append(BridgeResult(["popbridge", *map(str, args)], p.returncode, "",
+                               Path(log).read_text(errors="replace"), 0))
+    return p.returncode
+
+
+def _assert_not_dumpable(pid, what):
+    """A process that is not dumpable has its /proc/PID files owned by
+    root, whoever runs it; so this shows only for a process not run by
+    root."""
+    uid = _uid(pid)
+    owner = os.stat(f"/proc/{pid}/status").st_uid
+    assert uid == 0 or owner == 0, (f"{what} (uid {uid}) is dumpable: its /proc files belong "
+                                    f"to uid {owner}, not root (PR_SET_DUMPABLE 0 not in force)")
+    return uid != 0
+
+
+def test_no_core_dump(t):
+    """`daemon -f` with a password in the config, started with core files
+    allowed (ulimit -c unlimited), then SIGQUIT: no core file, and none
+    with the password, the plain one or the config's escaped spelling;
+    while it ran, /proc showed a core limit of 0 and the process not
+    dumpable.  As root the daemon is started as nobody, so that
+    "dumpable" shows in the owner of its /proc files.  Before the fix:
+    a 2 MB core in the daemon's folder held both spellings of the
+    password, the core limit was unlimited and /proc/PID/status belonged
+    to the daemon's user."""
+    pw = 'Pw-core"Zq8-' + os.urandom(6).hex()
+    spellings = [pw.encode(), pw.replace('"', '\\"').encode()]
+    work = t.tmp / "work"
+    work.mkdir(mode=0o700)
+    cfg = config(t, work / "state", account=closed_account("core", password=pw))
+    cfg = Path(cfg).rename(work / "popbridge.conf")
+    as_root = os.geteuid() == 0
+    if as_root:
+        for p in (work, cfg):
+            os.chown(p, NOBODY, NOBODY)
+
+    def preexec():
+        _cores_allowed()
+        if as_root:
+            os.setgroups([])
+            os.setgid(NOBODY)
+            os.setuid(NOBODY)
+
+    args = ["-c", cfg, "-v", "daemon", "-f"]
+    log = t.tmp / "core-daemon.stderr"
+    p = _start(t, args, work, log, preexec)
+    wrong = []          # what /proc showed while it ran, said after the core
+    try:
+        wait_for(lambda: "daemon started" in log.read_text(errors="replace")
+                 or p.poll() is not None, "the daemon's start")
+        assert p.poll() is None, f"the daemon exited {p.returncode} at its start"
+        if _core_limit(p.pid) != "0":
+            wrong.append(f"the daemon's core file size limit was {_core_limit(p.pid)}, not 0")
+        try:
+            if not _assert_not_dumpable(p.pid, "the daemon"):
+                t.note("the daemon ran as root: its dumpable flag not seen")
+        except AssertionError as e:
+            wrong.append(str(e))
+        before = set(os.listdir(work))
+    finally:
+        rc = _stop(t, p, args, log, signal.SIGQUIT)
+    assert rc == -signal.SIGQUIT, f"the daemon ended with {rc}, not by SIGQUIT"
+
+    pattern = _core_pattern()
+    if pattern.startswith("|") or not pattern:
+        t.note(f"core_pattern {pattern!r}: cores go to a program; the limit and the dumpable "
+               f"flag were checked, not a core file")
+    else:
+        where = work if "/" not in pattern else Path(pattern).parent
+        new = sorted(set(os.listdir(where)) - before) if where == work else sorted(
+            n for n in os.listdir(where) if str(p.pid) in n)
+        for name in new:
+            data = (Path(where) / name).read_bytes()
+            held = [s.decode() for s in spellings if s in data]
+            assert not held, (f"SIGQUIT left {where}/{name} ({len(data)} bytes) with the "
+                              f"password in it as {held}; " + "; ".join(wrong))
+        prefix = Path(pattern).name.split("%")[0] or "core"
+        cores = [n for n in new if n.startswith(prefix)]
+        assert not cores, f"SIGQUIT left a core file: {cores} in {where}; " + "; ".join(wrong)
+    assert not wrong, "; ".join(wrong)
+
+
+def test_no_core_dump_after_dropping_root(t):
+    """Root's daemon with user = "nobody": after it drops root, its core
+    limit is still 0 and it is still not dumpable (a change of uid sets
+    "dumpable" to fs.suid_dumpable, which may be 1).  Root only.  Before
+    the fix: the core limit was what the daemon was started with
+    (unlimited here)."""
+    if os.geteuid() != 0:
+        t.note("not root: nothing to drop")
+        return
+    state = t.tmp / "state"
+    state.mkdir(mode=0o700)
+    cfg = config(t, state, 'user = "nobody";\n', account=closed_account("drop"))
+    args = ["-c", cfg, "-v", "daemon", "-f"]
+    log = t.tmp / "drop-daemon.stderr"
+    p = _start(t, args, t.tmp, log, _cores_allowed)
+    try:
+        wait_for(lambda: "daemon started" in log.read_text(errors="replace")
+                 or p.poll() is not None, "the daemon's start")
+        assert p.poll() is None, f"the daemon exited {p.returncode} at its start"
+        assert _uid(p.pid) == NOBODY, f"the daemon runs as uid {_uid(p.pid)}, not nobody"
+        assert _core_limit(p.pid) == "0", \
+            f"after dropping root the daemon's core limit is {_core_limit(p.pid)}, not 0"
+        _assert_not_dumpable(p.pid, "the daemon after dropping root")
+    finally:
+        rc = _stop(t, p, args, log)
+    assert rc == 0, f"the daemon exited {rc} on SIGTERM"
