@@ -47,7 +47,7 @@
 #define LOGIN_TIMEOUT	60		/* seconds, when no config says */
 #define DEFAULT_STATE	"/var/lib/popbridge"
 
-static const char add_usage[] =
+const char add_usage[] =
     "usage: popbridge [-c FILE] add ADDRESS --to IMAP-URL [--imap-user U]\n"
     "           [--mailbox M] [--name NAME] [--pop3 POP3-URL] "
     "[--pop3-user U]\n"

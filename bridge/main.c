@@ -21,6 +21,7 @@ struct command {
 	const char	*name;
 	const char	*usage;
 	int		(*fn)(struct globals *, int, char **);
+	const char	*help;		/* the whole --help text, or NULL */
 };
 
 static int	cmd_run(struct globals *, int, char **);
@@ -28,29 +29,43 @@ static int	cmd_check(struct globals *, int, char **);
 static int	cmd_retry(struct globals *, int, char **);
 
 static const struct command commands[] = {
-	{ "run", "run [ACCOUNT...]", cmd_run },
-	{ "check", "check [-n] [ACCOUNT...]", cmd_check },
-	{ "daemon", "daemon [-f]", cmd_daemon },
-	{ "status", "status [--json] [ACCOUNT...]", cmd_status },
-	{ "retry", "retry ACCOUNT [UIDL]", cmd_retry },
+	{ "run", "run [ACCOUNT...]", cmd_run, NULL },
+	{ "check", "check [-n] [ACCOUNT...]", cmd_check, NULL },
+	{ "daemon", "daemon [-f]", cmd_daemon, NULL },
+	{ "status", "status [--json] [ACCOUNT...]", cmd_status, NULL },
+	{ "retry", "retry ACCOUNT [UIDL]", cmd_retry, NULL },
 	{ "add", "add ADDRESS --to IMAP-URL [--imap-user U] [--mailbox M] "
-	    "[--name NAME] [...]", cmd_add },
+	    "[--name NAME] [...]", cmd_add, add_usage },
 	{ "migrate", "migrate POP3-URL IMAP-URL[/MAILBOX] --user-pop U "
-	    "--user-imap U [...]", cmd_migrate },
+	    "--user-imap U [...]", cmd_migrate, migrate_usage },
 	{ "batch", "batch FILE [--jobs N] [--per-host N] [--report OUT] "
-	    "[--retry-failed] [--dry-run] [--shard K/N] [...]", cmd_batch },
+	    "[--retry-failed] [--dry-run] [--shard K/N] [...]", cmd_batch, NULL },
 };
+
+static void
+usage_to(FILE *f)
+{
+	size_t	 i;
+
+	fprintf(f, "usage: popbridge [-v] [-c FILE] COMMAND\n");
+	for (i = 0; i < sizeof commands / sizeof commands[0]; i++)
+		fprintf(f, "       popbridge [-v] [-c FILE] %s\n",
+		    commands[i].usage);
+	fprintf(f, "       popbridge -V\n");
+}
 
 static void
 usage(void)
 {
-	size_t	 i;
+	usage_to(stderr);
+}
 
-	fprintf(stderr, "usage: popbridge [-v] [-c FILE] COMMAND\n");
-	for (i = 0; i < sizeof commands / sizeof commands[0]; i++)
-		fprintf(stderr, "       popbridge [-v] [-c FILE] %s\n",
-		    commands[i].usage);
-	fprintf(stderr, "       popbridge -V\n");
+/* --help, asked for: the answer goes to stdout, and it is no error. */
+static bool
+wants_help(const char *arg)
+{
+	return arg != NULL && (strcmp(arg, "--help") == 0 ||
+	    strcmp(arg, "-h") == 0 || strcmp(arg, "help") == 0);
 }
 
 int
@@ -325,6 +340,14 @@ main(int argc, char **argv)
 	umask(077);
 	signal(SIGPIPE, SIG_IGN);
 	signal(SIGBUS, on_sigbus);
+	if (argc > 1 && (wants_help(argv[1]) ||
+	    strcmp(argv[1], "--version") == 0)) {
+		if (argv[1][2] == 'v')
+			printf("popbridge %s\n", POPBRIDGE_VERSION);
+		else
+			usage_to(stdout);
+		return EX_OK;
+	}
 	while ((ch = getopt(argc, argv, "+c:vVh")) != -1) {
 		switch (ch) {
 		case 'c':
@@ -338,7 +361,7 @@ main(int argc, char **argv)
 			printf("popbridge %s\n", POPBRIDGE_VERSION);
 			return EX_OK;
 		case 'h':
-			usage();
+			usage_to(stdout);
 			return EX_OK;
 		default:
 			usage();
@@ -355,6 +378,17 @@ main(int argc, char **argv)
 	for (i = 0; i < sizeof commands / sizeof commands[0]; i++) {
 		if (strcmp(argv[0], commands[i].name) != 0)
 			continue;
+		/* Every command answers --help the same way, with exit 0. */
+		if (argc > 1 && wants_help(argv[1]) &&
+		    strcmp(argv[1], "help") != 0) {
+			if (commands[i].help != NULL)
+				fputs(commands[i].help, stdout);
+			else
+				printf("usage: popbridge [-v] [-c FILE] %s\n",
+				    commands[i].usage);
+			printf("See popbridge(1).\n");
+			return EX_OK;
+		}
 		/* 0, not 1: glibc then forgets the "+" (stop at the first
 		 * non-option) of the global options and permutes again. */
 		optind = 0;

@@ -25,7 +25,7 @@
 
 #define PROGRESS_EVERY	5.0	/* seconds between lines off a terminal */
 
-static const char migrate_usage[] =
+const char migrate_usage[] =
     "usage: popbridge migrate POP3-URL IMAP-URL[/MAILBOX] --user-pop U "
     "--user-imap U\n"
     "           [--keep | --delete] [--flags F] [--dry-run] [--ca-file F]\n"

@@ -182,3 +182,19 @@ def test_password_file_and_command(t):
     r = t.bridge("-c", cfg, "-v", "run")
     assert r.rc == 0, f"exit {r.rc}"
     assert dc.imap_count(dst) == 1
+
+
+def test_every_command_answers_help(t):
+    """`popbridge --help`, `-h`, `help`, `--version`, and `--help` after
+    every command: the usage on stdout, exit 0.  Before the fix:
+    "invalid option -- '-'" (64), and "unrecognized option" for migrate
+    and batch."""
+    for args in (["--help"], ["-h"], ["help"], ["--version"]):
+        r = t.bridge(*args)
+        assert r.rc == 0 and r.stdout.strip(), f"{args}: exit {r.rc}, stdout {r.stdout!r}"
+    for cmd in ("run", "check", "daemon", "status", "retry", "add", "migrate", "batch"):
+        for flag in ("--help", "-h"):
+            r = t.bridge(cmd, flag)
+            assert r.rc == 0, f"{cmd} {flag}: exit {r.rc}: {r.stderr[-200:]!r}"
+            assert "usage" in r.stdout.lower() and cmd in r.stdout, \
+                f"{cmd} {flag}: no usage on stdout: {r.stdout[:200]!r}"
