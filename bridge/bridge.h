@@ -688,9 +688,11 @@ enum result	 tty_ask(const char *, bool, char **, char **);
 
 /* migrate.c: `popbridge migrate`, one mailbox in one go, no config. */
 int		 cmd_migrate(struct globals *, int, char **);
+extern const char migrate_usage[];
 
 /* add.c: `popbridge add`, the one-step account set-up. */
 int		 cmd_add(struct globals *, int, char **);
+extern const char add_usage[];
 
 /* discover.c: where the POP3 server of an address is, for `add`. */
 struct discovery {
