@@ -581,6 +581,8 @@ struct ledger_status {
 	struct ledger_failure *failures;
 	size_t		 nfailures;
 	unsigned int	 set_aside;	/* of the failures */
+	unsigned int	 auth_refusals;	/* the last runs' refused logins in a row */
+	time_t		 last_refusal;	/* when the last of them started */
 };
 /* The account's pair (its POP3 mailbox, its destination) in state_dir. */
 enum result	 ledger_read_status(const char *, const struct account *,

@@ -94,6 +94,18 @@ read_pair(sqlite3 *db, sqlite3_int64 dest, struct ledger_status *ls)
 		    sqlite3_column_int(s, 3));
 	}
 	sqlite3_finalize(s);
+	/* The refused logins in a row up to the last run, for `run`'s rest. */
+	rc = sqlite3_prepare_v2(db, "SELECT result, started FROM run WHERE "
+	    "dest = ?1 ORDER BY id DESC LIMIT 64", -1, &s, NULL);
+	if (rc != SQLITE_OK)
+		return rc;
+	sqlite3_bind_int64(s, 1, dest);
+	while (sqlite3_step(s) == SQLITE_ROW && sqlite3_column_int(s, 0) ==
+	    RES_AUTH) {
+		if (ls->auth_refusals++ == 0)
+			ls->last_refusal = (time_t)sqlite3_column_int64(s, 1);
+	}
+	sqlite3_finalize(s);
 	rc = sqlite3_prepare_v2(db, "SELECT count(*) FROM msg WHERE dest = ?1 "
 	    "AND state = 2", -1, &s, NULL);
 	if (rc != SQLITE_OK)

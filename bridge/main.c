@@ -8,6 +8,7 @@
 #include <sys/uio.h>
 
 #include <errno.h>
+#include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,7 +30,7 @@ static int	cmd_check(struct globals *, int, char **);
 static int	cmd_retry(struct globals *, int, char **);
 
 static const struct command commands[] = {
-	{ "run", "run [ACCOUNT...]", cmd_run, NULL },
+	{ "run", "run [--force] [ACCOUNT...]", cmd_run, NULL },
 	{ "check", "check [-n] [ACCOUNT...]", cmd_check, NULL },
 	{ "daemon", "daemon [-f]", cmd_daemon, NULL },
 	{ "status", "status [--json] [ACCOUNT...]", cmd_status, NULL },
@@ -148,6 +149,61 @@ log_summary(const struct account *ac, const struct run_stats *st)
 	    st->deleted, (double)st->bytes / 1e6, st->seconds);
 }
 
+/*
+ * Under cron, a wrong password must not be tried at the provider every
+ * five minutes (providers lock an account for that): after a refused
+ * login, `run` rests the account, 10 minutes doubling with each refusal
+ * in a row up to 6 hours, as the daemon does, unless the config or a
+ * password file changed since (a fixed password is tried at once) or
+ * --force says so.  One line says when it tries again.
+ */
+#define REFUSAL_REST	600
+#define REFUSAL_MAX	(6 * 3600)
+
+static bool
+changed_since(const char *path, time_t t)
+{
+	struct stat	 sb;
+
+	return path != NULL && stat(path, &sb) == 0 && sb.st_mtime > t;
+}
+
+static bool
+resting(const struct config *cf, const struct account *ac)
+{
+	struct ledger_status ls;
+	char		*cause = NULL, when[32];
+	time_t		 until;
+	long		 rest = REFUSAL_REST;
+	unsigned int	 k;
+	bool		 rests = false;
+
+	if (ledger_read_status(cf->state_dir, ac, &ls, &cause) != RES_OK) {
+		free(cause);
+		return false;
+	}
+	for (k = 1; k < ls.auth_refusals && rest < REFUSAL_MAX; k++)
+		rest *= 2;
+	if (rest > REFUSAL_MAX)
+		rest = REFUSAL_MAX;
+	until = ls.last_refusal + rest;
+	if (ls.auth_refusals > 0 && time(NULL) < until &&
+	    !changed_since(cf->path, ls.last_refusal) &&
+	    !changed_since(ac->pop3.password_file, ls.last_refusal) &&
+	    !changed_since(ac->imap.password_file, ls.last_refusal)) {
+		strftime(when, sizeof when, "%H:%M", localtime(&until));
+		log_warn("%s: the login was refused %u time%s in a row (%s); "
+		    "not tried again before %s: fix the password (a changed "
+		    "config or password file is tried at once) or run "
+		    "`popbridge run --force %s`", ac->name, ls.auth_refusals,
+		    ls.auth_refusals == 1 ? "" : "s", ls.last_error != NULL ?
+		    ls.last_error : "refused", when, ac->name);
+		rests = true;
+	}
+	ledger_status_free(&ls);
+	return rests;
+}
+
 static int
 cmd_run(struct globals *g, int argc, char **argv)
 {
@@ -158,10 +214,18 @@ cmd_run(struct globals *g, int argc, char **argv)
 	char			 *cause;
 	size_t			  i, n;
 	int			  ch, code;
+	bool			  force = false;
+	static const struct option opts[] = {
+		{ "force", no_argument, NULL, 'f' },
+		{ NULL, 0, NULL, 0 }
+	};
 
-	while ((ch = getopt(argc, argv, "")) != -1) {
-		usage();
-		return EX_USAGE;
+	while ((ch = getopt_long(argc, argv, "f", opts, NULL)) != -1) {
+		if (ch != 'f') {
+			usage();
+			return EX_USAGE;
+		}
+		force = true;
 	}
 	argc -= optind;
 	argv += optind;
@@ -173,6 +237,10 @@ cmd_run(struct globals *g, int argc, char **argv)
 	}
 	account_catch_signals();
 	for (i = 0; i < n && !account_stop; i++) {
+		if (!force && resting(cf, list[i])) {
+			worst = result_worst(worst, RES_AUTH);
+			continue;
+		}
 		cause = NULL;
 		r = account_run(cf, list[i], &st, &cause);
 		if (r != RES_OK && cause != NULL)

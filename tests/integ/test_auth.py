@@ -141,3 +141,42 @@ def test_tls_none_plaintext_works_with_warning(t):
     warn = [line for line in r.stderr.splitlines()
             if "acct9" in line and re.search(plain_words, line, re.I)]
     assert warn, "no warning naming the account that its connections are not encrypted"
+
+
+def test_refused_login_rests_under_cron(t):
+    """A wrong password under cron is not tried at the provider at every
+    run (providers lock accounts for that): after a refusal `run` rests
+    the account (77, one line saying until when and how to force it, no
+    login attempt reaches the server); a changed config is tried at once,
+    and so is `run --force`.  Before the fix: every run logged in again."""
+    import os
+    import time
+    dc = t.dovecot()
+    src, dst = t.user(dc, "s"), t.user(dc, "d")
+    dc.deliver(src, varied_messages(t.name)[0][1])
+    bad = "wrong-pop3-secret-0815"
+    cfg = t.config([make_account("rest", dc.pop3_block(src, password=bad),
+                                 dc.imap_block(dst))])
+    r1 = t.bridge("-c", cfg, "run")
+    assert r1.rc == EX_NOPERM, f"first run: exit {r1.rc}"
+    tried = len(dc.auth_attempts(src))
+    assert tried >= 1, "the first run did not try to log in"
+    r2 = t.bridge("-c", cfg, "run")
+    assert r2.rc == EX_NOPERM, f"second run: exit {r2.rc}"
+    assert re.search(r"rest: the login was refused 1 time in a row .*not tried again "
+                     r"before \d\d:\d\d.*--force rest", r2.output), r2.output
+    # Dovecot logs what it saw before popbridge's second run ended.
+    assert len(dc.auth_attempts(src)) == tried, \
+        "the resting run logged in at the provider anyway"
+    assert_no_secret(r2.output, src, bad)
+    r3 = t.bridge("-c", cfg, "run", "--force")
+    assert r3.rc == EX_NOPERM and len(dc.auth_attempts(src)) > tried, \
+        "run --force did not try the login"
+    tried = len(dc.auth_attempts(src))
+    # A fixed password (the config changes) is tried at once.
+    cfg = t.config([make_account("rest", dc.pop3_block(src), dc.imap_block(dst))])
+    future = time.time() + 2
+    os.utime(cfg, (future, future))
+    r4 = t.bridge("-c", cfg, "run")
+    assert r4.rc == 0, f"after the fix: exit {r4.rc}: {r4.output[-300:]!r}"
+    assert dc.imap_count(dst) == 1
