@@ -730,7 +730,7 @@ job_done(struct batch *b, struct job *j, int status)
 	struct host	*hp = host_of(b, j->ac->pop3.host);
 	struct host	*hi = host_of(b, j->ac->imap.host);
 	const char	*cols[5], *word;
-	char		*skipped;
+	char		*skipped, *url0, *url2;
 	long		 delay = 0;
 	bool		 asked;
 
@@ -776,9 +776,13 @@ job_done(struct batch *b, struct job *j, int status)
 	    account_stop ? "partial" : "failed";
 	if (j->rep.r != RES_OK && j->rep.cause[0] != '\0')
 		log_warn("%s: %s", j->ac->name, j->rep.cause);
-	cols[0] = j->ac->pop3.url;
+	/* Every URL printed goes through config_url_redact (these loaded,
+	 * so they hold no '@', but one rule is easier to keep). */
+	url0 = config_url_redact(j->ac->pop3.url);
+	url2 = config_url_redact(j->ac->imap.url);
+	cols[0] = url0;
 	cols[1] = j->ac->pop3.user;
-	cols[2] = j->ac->imap.url;
+	cols[2] = url2;
 	cols[3] = j->ac->imap.user;
 	cols[4] = j->ac->imap.mailbox;
 	skipped = j->rep.st.failed > 0 ? skipped_reasons(b, j->ac) :
@@ -787,6 +791,8 @@ job_done(struct batch *b, struct job *j, int status)
 	    now_seconds() - j->started, j->rep.r == RES_OK ? "" :
 	    j->rep.cause);
 	free(skipped);
+	free(url0);
+	free(url2);
 }
 
 static void

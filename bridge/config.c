@@ -456,7 +456,8 @@ load_endpoint(struct loader *ld, const config_setting_t *g,
 			    "(TLS is otherwise always required)", where);
 		if (ep->tls == TLS_IMPLICIT)
 			return cfail(ld, s, "%stls = \"none\" contradicts the "
-			    "url \"%s\"", where, ep->url);
+			    "url's %ss:// (TLS from the first byte)", where,
+			    imap ? "imap" : "pop3");
 		ep->tls = TLS_NONE;
 	}
 	if (config_setting_lookup_string(g, "auth", &auth) == CONFIG_TRUE &&
