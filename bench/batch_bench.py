@@ -79,7 +79,8 @@ def main():
         csv = work / "accounts.csv"
         csv.write_text("\n".join(rows) + "\n")
         env = dict(os.environ, BB_PW_S="pw-s", BB_PW_D="pw-d")
-        cmd = [str(exe), "batch", str(csv), "--jobs", str(JOBS), "--per-host", str(JOBS),
+        cmd = [str(exe), "batch", str(csv), "--secrets-env-prefix", "BB_PW_",
+               "--jobs", str(JOBS), "--per-host", str(JOBS),
                "--ca-file", dc.ca_file, "--state-dir", str(work / "state"),
                "--report", str(work / "report.csv")]
         t0 = time.monotonic()

@@ -11,7 +11,8 @@
  * again.  Host names and the domain of a user name that is an address are
  * case-insensitive, so they are lower-cased; the local part of a user name
  * is kept as written (some servers tell "Max" from "max").  INBOX is
- * case-insensitive (RFC 3501 5.1); other mailbox names are not.
+ * case-insensitive (RFC 3501 5.1); other mailbox names are not, and are
+ * spelled as they go on the wire (modified UTF-7).
  */
 #include <ctype.h>
 #include <stdlib.h>
@@ -50,12 +51,16 @@ char *
 ident_dest(const struct endpoint *imap)
 {
 	const char	*mb = imap->mailbox != NULL ? imap->mailbox : "INBOX";
-	char		*uh, *id;
+	char		*uh, *id, *wire = NULL;
 
 	uh = user_at_host(imap);
 	if (strcasecmp(mb, "INBOX") == 0)
 		mb = "INBOX";
+	/* "Entwürfe" and "Entw&APw-rfe" are one mailbox: its wire form. */
+	else if (imap_mailbox_encode(mb, &wire) == NULL)
+		mb = wire;
 	id = xprintf("%s/%s", uh, mb);
+	free(wire);
 	free(uh);
 	return id;
 }

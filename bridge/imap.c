@@ -578,8 +578,10 @@ imap_create(struct imap *im, const char *mailbox, char **cause)
 			char *why = NULL;
 
 			imap_refused(im, "CREATE", &rep, RES_CONFIG, &why);
-			r = fail(cause, RES_CONFIG, "%s (check the server's "
-			    "hierarchy separator: \".\" or \"/\")", why);
+			/* The separator hint only where one could be at fault. */
+			r = fail(cause, RES_CONFIG, "%s%s", why,
+			    strpbrk(mailbox, "./") != NULL ? " (check the "
+			    "server's hierarchy separator: \".\" or \"/\")" : "");
 			free(why);
 			return r;
 		}
