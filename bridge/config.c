@@ -34,6 +34,7 @@ struct key {
 static const struct key top_keys[] = {
 	{ "state_dir", K_STRING, false },
 	{ "timeout", K_INT, false },
+	{ "deadline", K_INT, false },
 	{ "interval", K_INT, false },
 	{ "jobs", K_INT, false },
 	{ "max_backoff", K_INT, false },
@@ -49,6 +50,7 @@ static const struct key account_keys[] = {
 	{ "keep", K_BOOL, false },
 	{ "flags", K_ARRAY, false },
 	{ "interval", K_INT, false },
+	{ "deadline", K_INT, false },
 	{ NULL, 0, false }
 };
 /* Both blocks take the same keys; "mailbox" is the IMAP block's alone. */
@@ -558,8 +560,11 @@ load_account(struct loader *ld, struct config *cf, const config_setting_t *a,
 	    &ac->imap, true, ac->name)) != RES_OK)
 		return r;
 	ac->interval = cf->interval;
+	ac->deadline = cf->deadline;
 	if ((r = get_bounded(ld, a, "interval", 60, 7 * 86400, where,
-	    &ac->interval)) != RES_OK)
+	    &ac->interval)) != RES_OK ||
+	    (r = get_bounded(ld, a, "deadline", 10, 7 * 86400, where,
+	    &ac->deadline)) != RES_OK)
 		return r;
 	ac->keep = true;
 	if (config_setting_lookup_bool(a, "keep", &keep) == CONFIG_TRUE)
@@ -698,6 +703,8 @@ config_load(const char *path, struct config **cfp, char **cause)
 	cf->max_backoff = 3600;
 	if ((r = get_bounded(&ld, root, "timeout", 5, 3600, "",
 	    &cf->timeout)) != RES_OK ||
+	    (r = get_bounded(&ld, root, "deadline", 10, 7 * 86400, "",
+	    &cf->deadline)) != RES_OK ||
 	    (r = get_bounded(&ld, root, "interval", 60, 7 * 86400, "",
 	    &cf->interval)) != RES_OK ||
 	    (r = get_bounded(&ld, root, "jobs", 1, 64, "", &cf->jobs)) !=

@@ -49,7 +49,8 @@ test may change between runs, e.g. `srv.retr_fault = {}`):
   list_lines=[...]   the same for LIST
   stat_reply="..."   the STAT line after "+OK " as given (e.g. "5 1000")
 
-Fault actions: "err" (answer -ERR), "temp" (answer -ERR [SYS/TEMP] ..., RFC
+Fault actions: "trickle" (RETR/TOP: +OK, then the body one byte every
+trickle_seconds), "err" (answer -ERR), "temp" (answer -ERR [SYS/TEMP] ..., RFC
 3206), "close" (close the connection without
 an answer), "stall" (answer nothing for stall_seconds, then close), "cut"
 (RETR/TOP: send +OK and the first half of the body, then close), "cutstall"
@@ -78,7 +79,7 @@ import time
 from loopserver import LOOPBACK, LoopbackServer
 HIDDEN = "<hidden>"
 
-FAULT_ACTIONS = ("err", "temp", "close", "stall", "cut", "cutstall")
+FAULT_ACTIONS = ("err", "temp", "close", "stall", "cut", "cutstall", "trickle")
 
 
 def wire_form(raw: bytes) -> bytes:
@@ -133,7 +134,7 @@ class FakePOP3(LoopbackServer):
                  greeting="+OK fakepop3 ready", after_greeting=None,
                  faults=None, retr_fault=None, top_fault=None, retr_fault_uidl=None,
                  uidl_lines=None, list_lines=None, stat_reply=None,
-                 stall_seconds=60.0, idle_timeout=120.0):
+                 stall_seconds=60.0, idle_timeout=120.0, trickle_seconds=1.0):
         self.user = user
         self.password = password if password is not None else \
             "fake-" + os.urandom(6).hex()
@@ -150,6 +151,7 @@ class FakePOP3(LoopbackServer):
         self.list_lines = list_lines
         self.stat_reply = stat_reply
         self.stall_seconds = stall_seconds
+        self.trickle_seconds = trickle_seconds
         self.idle_timeout = idle_timeout
 
         self.lock = threading.RLock()
@@ -364,6 +366,18 @@ class _Session:
             if action == "cut":
                 raise _Closed()
             self.stall()
+        if action == "trickle":
+            # One byte every trickle_seconds: never silent long enough
+            # for a per-wait timeout, so only a deadline ends it.
+            if body is None:
+                self.line("-ERR no such message")
+                return True
+            self.line("+OK message follows")
+            for i in range(len(body)):
+                if self.srv._stop.wait(self.srv.trickle_seconds):
+                    raise _Closed()
+                self.send(body[i:i + 1])
+            return True
         raise ValueError(f"fakepop3: unknown fault action {action!r}")
 
     # ---------------------------------------------------------- main loop

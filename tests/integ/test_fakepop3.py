@@ -507,3 +507,31 @@ def test_stall_mid_retr(t):
     assert raws[1] in srv.remaining(), "message 2 was deleted on the server after a stall"
     for raw in srv.deleted():
         assert normalise(raw) in bodies(msgs), f"{describe(raw)} was deleted but is not in IMAP"
+
+
+def test_trickling_server_meets_the_deadline(t):
+    """A server that sends one byte a second (under `timeout`, so no wait
+    ever times out) cannot hold a run for ever: the account's deadline
+    (here 12 s: the base of the config plus the mail at a slow line's
+    rate, a few bytes here) ends it with a line that says so, exit 75, and
+    the next account of the run is reached.  Before the fix: the run went
+    on for as long as the server trickled (minutes)."""
+    dc = t.dovecot()
+    dst = t.user(dc, "d")
+    src2, dst2 = t.user(dc, "s"), t.user(dc, "d")
+    dc.deliver(src2, message(t, 9))
+    raws = [message(t, 1), message(t, 2, body="x" * 4000 + "\n")]
+    with FakePOP3(raws, retr_fault={2: "trickle"}, trickle_seconds=1.0) as srv:
+        cfg = t.config([fake_account("slow", srv, dc, dst),
+                        make_account("next", dc.pop3_block(src2), dc.imap_block(dst2))],
+                       extra="deadline = 12;\ntimeout = 5;\n")
+        r = run(t, cfg, timeout=120)
+        assert_rc(r, EX_TEMPFAIL, "trickling server")
+        assert re.search(r"slow: .*deadline passed", r.stderr), r.stderr[-500:]
+        # The trickle (4,000 bytes, one a second) was cut short: the
+        # message is not in IMAP, the one before it is.
+        got = [m["body"] for m in dc.imap_messages(dst)]
+        assert normalise(raws[0]) in got and normalise(raws[1]) not in got, \
+            f"{len(got)} messages in IMAP"
+        assert dc.imap_count(dst2) == 1, "the next account was not reached"
+        assert summary_line(r.stderr, "next")[1] == 1
