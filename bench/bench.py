@@ -6,13 +6,18 @@ corpora (bench/corpus.py), and measures, side by side in one run:
 
   popbridge   `popbridge -c CONF run`, keep = true, a fresh IMAP user and a
               fresh state_dir each time
+  minimal     bench/minimal.py: every RETR and every LITERAL+ APPEND
+              pipelined, no batches, everything in memory (issue 15's
+              yardstick)
   naive       bench/naive.py: poplib + imaplib, one command at a time
+  mpop        mpop over pop3s delivering through dovecot-lda
   fetchmail   fetchmail over pop3s delivering through dovecot-lda
   ceiling     bench/ceiling.py: the corpus MULTIAPPENDed through one IMAP
               connection, no POP3 side (the server's own ceiling)
 
 on loopback and through bench/delayproxy.py (a delay added in each
-direction); then popbridge's peak RSS on a large mailbox and on one large
+direction: 20 ms and 100 ms round trips, and a Gmail-like server without
+LITERAL+ or MULTIAPPEND at 20 ms); then popbridge's peak RSS on a large mailbox and on one large
 message, the cost of the first-contact adoption scan on a large destination
 mailbox (nothing to adopt, everything to adopt, the runs after), and a soak
 of `popbridge daemon -f` polled by SIGUSR1.
@@ -61,6 +66,7 @@ DEFAULTS = {
     "BENCH_MIXED": 1000,          # messages in the mixed corpus (about 220 MB at 1000)
     "BENCH_SLOW_CAP": 200,        # naive and fetchmail at the delay: first N messages
     "BENCH_DELAY_MS": 10,         # delay added in each direction by the proxy
+    "BENCH_FAR_DELAY_MS": 50,     # the same for the far network (100 ms round trip)
     "BENCH_REPEAT": 3,            # popbridge and ceiling runs per cell (median taken)
     "BENCH_MEM_COUNT": 10000,     # messages in the memory test's mailbox
     "BENCH_BIG_MB": 100,          # size of the memory test's single message (MiB)
@@ -74,8 +80,15 @@ DEFAULTS = {
     "BENCH_SEED": 1,
     "BENCH_QUIET_WAIT": 60,       # wait up to N s before each run for other work to calm down
 }
-PARTS = ("small", "mixed", "memory", "adopt", "soak")
-CLIENTS = ("popbridge", "naive", "fetchmail", "ceiling")
+PARTS = ("small", "mixed", "distance", "memory", "adopt", "soak")
+CLIENTS = ("popbridge", "minimal", "naive", "mpop", "fetchmail", "ceiling")
+# BENCH_ONLY=distance without naming clients: issue 15's table, no fetchmail.
+DISTANCE_CLIENTS = ("popbridge", "minimal", "naive", "mpop", "ceiling")
+# Networks: straight to Dovecot; through the delay proxy at BENCH_DELAY_MS
+# and at BENCH_FAR_DELAY_MS each way; and at BENCH_DELAY_MS through the
+# relay that rewrites IMAP's capabilities to LITERAL- without MULTIAPPEND.
+NETS = ("loopback", "delay", "far", "gmail")
+MPOP = "/usr/bin/mpop"
 
 
 def setting(name):
@@ -200,10 +213,20 @@ class Bench:
             if p not in PARTS:
                 raise SystemExit(f"bench: BENCH_ONLY: unknown part {p!r} (known: {', '.join(PARTS)})")
         clients = os.environ.get("BENCH_CLIENTS", "").strip()
-        self.clients = [c for c in clients.split(",") if c] if clients else list(CLIENTS)
+        if clients:
+            self.clients = [c for c in clients.split(",") if c]
+        elif "distance" in self.parts and not {"small", "mixed"} & set(self.parts):
+            self.clients = list(DISTANCE_CLIENTS)
+        else:
+            self.clients = list(CLIENTS)
         for c in self.clients:
             if c not in CLIENTS:
                 raise SystemExit(f"bench: BENCH_CLIENTS: unknown client {c!r}")
+        self.mpop_note = None
+        if "mpop" in self.clients and not os.access(MPOP, os.X_OK):
+            # bench/run.sh installs it (Debian 12 has mpop 1.4.18).
+            self.mpop_note = f"mpop is not installed ({MPOP} missing): its rows are left out"
+            self.clients.remove("mpop")
         self.default_settings = (not only and not clients and all(
             os.environ.get(k) in (None, "", str(v)) for k, v in DEFAULTS.items()))
         parent = os.environ.get("BENCH_TMP") or None
@@ -220,6 +243,8 @@ class Bench:
         self.noisy = 0
         self.dc = None
         self.proxy = None
+        self.rtt_ms = {}
+        self.stats_path = None
         self.started = _dt.datetime.now(_dt.timezone.utc)
         self.t0 = time.monotonic()
         self.load_all = Load()
@@ -227,15 +252,18 @@ class Bench:
 
     # ------------------------------------------------------------- setup
     def setup(self):
-        src = REPO / "bridge" / "popbridge"
+        # BENCH_POPBRIDGE: another build to measure (e.g. one made in a git
+        # worktree of another commit); its checkout names the commit.
+        src = Path(os.environ.get("BENCH_POPBRIDGE") or REPO / "bridge" / "popbridge").resolve()
         if not os.access(src, os.X_OK):
             raise SystemExit(f"bench: {src} is not built (run `make`)")
         # Others may rebuild bridge/popbridge while we run: use a private copy.
         self.exe = self.work / "popbridge"
         shutil.copy2(src, self.exe)
-        self.commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+        tree = src.parent.parent
+        self.commit = subprocess.run(["git", "-C", str(tree), "rev-parse", "--short", "HEAD"],
                                      capture_output=True, text=True).stdout.strip() or "?"
-        dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--", "bridge"],
+        dirty = subprocess.run(["git", "-C", str(tree), "status", "--porcelain", "--", "bridge"],
                                capture_output=True, text=True).stdout.strip()
         if dirty:
             self.commit += " (bridge/ has uncommitted changes)"
@@ -243,32 +271,123 @@ class Bench:
         self.dc = harness.Dovecot(tmp=str(self.work)).start()
         log(f"private Dovecot on 127.0.0.1: imaps {self.dc.imaps_port}, "
             f"pop3s {self.dc.pop3s_port}")
-        ppop, pimap = harness.free_ports(2)
-        self.proxy_ports = {"pop3": ppop, "imap": pimap}
+        # One relay process for every network (one run at a time uses it):
+        # delay and far relay pop3s and imaps; gmail relays IMAP only (its
+        # POP3 side is delay's), ending TLS itself to rewrite capabilities.
+        d, far = self.s["BENCH_DELAY_MS"], self.s["BENCH_FAR_DELAY_MS"]
+        p = harness.free_ports(5)
+        self.proxy_ports = {("delay", "pop3"): p[0], ("delay", "imap"): p[1],
+                            ("far", "pop3"): p[2], ("far", "imap"): p[3],
+                            ("gmail", "pop3"): p[0], ("gmail", "imap"): p[4]}
+        self.port_net = {p[0]: ("delay", "pop3"), p[1]: ("delay", "imap"),
+                         p[2]: ("far", "pop3"), p[3]: ("far", "imap"),
+                         p[4]: ("gmail", "imap")}
+        self.stats_path = self.work / "relay-stats.jsonl"
         self.proxy = subprocess.Popen(
-            [PY, str(BENCH_DIR / "delayproxy.py"), "--delay-ms", str(self.s["BENCH_DELAY_MS"]),
-             f"{ppop}:{self.dc.pop3s_port}", f"{pimap}:{self.dc.imaps_port}"],
+            [PY, str(BENCH_DIR / "delayproxy.py"), "--delay-ms", str(d),
+             "--stats", str(self.stats_path),
+             "--tls-cert", str(self.dc.cert_file), "--tls-key", str(self.dc.key_file),
+             f"{p[0]}:{self.dc.pop3s_port}", f"{p[1]}:{self.dc.imaps_port}",
+             f"{p[2]}:{self.dc.pop3s_port}:{far}", f"{p[3]}:{self.dc.imaps_port}:{far}",
+             f"{p[4]}:{self.dc.imap_port}:{d}:rewrite"],
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         line = self.proxy.stdout.readline().decode().strip()
         if line != "ready":
             raise SystemExit(f"bench: the delay proxy did not start: {line}")
-        log(f"delay proxy: +{self.s['BENCH_DELAY_MS']} ms each way, "
-            f"pop3s {ppop}, imaps {pimap}")
-        self.check_proxy()
-
-    def check_proxy(self):
-        """Measure the round trip through the proxy (a NOOP over IMAP)."""
-        import imaplib
-        c = imaplib.IMAP4_SSL("localhost", self.proxy_ports["imap"],
-                              ssl_context=self.dc.ssl_context(), timeout=30)
+        log(f"delay proxy: +{d} ms each way (pop3s {p[0]}, imaps {p[1]}), +{far} ms each way "
+            f"(pop3s {p[2]}, imaps {p[3]}), Gmail-like IMAP at +{d} ms (imaps {p[4]})")
         self.dc.add_user("probe", "probe-pw")
+        for net in ("delay", "far", "gmail"):
+            self.check_proxy(net)
+
+    def check_proxy(self, net):
+        """Measure the round trip through the proxy (a NOOP over IMAP), and
+        for the Gmail-like relay check what it says it can do."""
+        import imaplib
+        c = imaplib.IMAP4_SSL("localhost", self.proxy_ports[(net, "imap")],
+                              ssl_context=self.dc.ssl_context(), timeout=30)
         c.login("probe", "probe-pw")
+        typ, data = c.capability()          # after the login: the full list
+        caps = set((data[0] or b"").decode().upper().split()) if typ == "OK" else set()
         t = time.monotonic()
         for _ in range(10):
             c.noop()
-        self.rtt_ms = (time.monotonic() - t) / 10 * 1000
+        self.rtt_ms[net] = (time.monotonic() - t) / 10 * 1000
         c.logout()
-        log(f"round trip through the proxy: {self.rtt_ms:.1f} ms")
+        log(f"round trip through the proxy ({net}): {self.rtt_ms[net]:.1f} ms")
+        if net == "gmail":
+            if "LITERAL+" in caps or "MULTIAPPEND" in caps or "LITERAL-" not in caps:
+                raise SystemExit(f"bench: the Gmail-like relay offers {sorted(caps)}")
+            log("Gmail-like relay: capabilities after login: " + " ".join(sorted(caps)))
+
+    def net_label(self, net):
+        return {"loopback": "loopback",
+                "delay": f"+{self.s['BENCH_DELAY_MS']} ms",
+                "far": f"+{self.s['BENCH_FAR_DELAY_MS']} ms",
+                "gmail": f"+{self.s['BENCH_DELAY_MS']} ms, Gmail-like"}[net]
+
+    # ------------------------------------------------------------- relay stats
+    def stats_mark(self):
+        try:
+            return self.stats_path.stat().st_size
+        except (OSError, AttributeError):
+            return 0
+
+    def link_stats(self, since, t0):
+        """What the relay saw of the connections opened after monotonic
+        time t0 (its stats file from byte `since`), summed per protocol:
+        {"imap": {...}, "pop3": {...}}, each with the "up" (client to
+        server) and "down" flows: bytes, span (first to last arrival),
+        idle (gaps over 2 ms), gaps and gap_time by length, sessions."""
+        # The relay writes a line when a connection opens and another,
+        # with the same id, once both its directions have ended (a delay or
+        # two after the client exits): wait for every one opened since t0.
+        deadline = time.monotonic() + 5
+        while True:
+            opened, recs = set(), []
+            try:
+                with open(self.stats_path, "rb") as f:
+                    f.seek(since)
+                    for line in f.read().decode().splitlines():
+                        rec = json.loads(line)
+                        if rec["opened"] < t0 - 0.01:
+                            continue
+                        if "closed" in rec:
+                            recs.append(rec)
+                        else:
+                            opened.add(rec["id"])
+            except OSError:
+                pass
+            if opened <= {r["id"] for r in recs} or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        out = {}
+        for rec in recs:
+            _, proto = self.port_net.get(rec["listen"], (None, "?"))
+            agg = out.setdefault(proto, {"sessions": 0})
+            agg["sessions"] += 1
+            for way in ("up", "down"):
+                fl = rec[way]
+                a = agg.setdefault(way, {"bytes": 0, "first": None, "last": None, "gaps": []})
+                a["bytes"] += fl["bytes"]
+                if fl["first"] is not None:
+                    a["first"] = fl["first"] if a["first"] is None else min(a["first"], fl["first"])
+                    a["last"] = fl["last"] if a["last"] is None else max(a["last"], fl["last"])
+                    a["gaps"] += [(fl["first"] + st, ln) for st, ln in fl["gaps"]]
+        for agg in out.values():
+            for a in (agg.get("up"), agg.get("down")):
+                if a:
+                    a["span"] = (a["last"] - a["first"]) if a["first"] is not None else 0.0
+        return out
+
+    def stalls(self, net, a):
+        """(seconds, count) of the times flow `a`'s link sat empty (over
+        2 ms), and (seconds, count) of those that lasted a one-way delay
+        or longer (the sender waited for the far side, or was held up as
+        long)."""
+        one_way = (self.s["BENCH_FAR_DELAY_MS"] if net == "far" else self.s["BENCH_DELAY_MS"])
+        big = [ln for _, ln in a["gaps"] if ln >= one_way / 1000]
+        return sum(ln for _, ln in a["gaps"]), len(a["gaps"]), sum(big), len(big)
 
     def teardown(self):
         if self.proxy and self.proxy.poll() is None:
@@ -290,7 +409,7 @@ class Bench:
         if net == "loopback":
             port = self.dc.pop3s_port if proto == "pop3" else self.dc.imaps_port
         else:
-            port = self.proxy_ports[proto]
+            port = self.proxy_ports[(net, proto)]
         return "localhost", port
 
     def fresh_user(self, prefix):
@@ -451,6 +570,60 @@ class Bench:
         self.drop_user(dst)
         return r
 
+    def run_minimal(self, src, count, nbytes, net, limit=0):
+        dst = self.fresh_user("mndst")
+        ph, pp = self.endpoint("pop3", net)
+        ih, ip = self.endpoint("imap", net)
+        env = {**os.environ, "MINIMAL_POP3_PASSWORD": self.dc.users[src],
+               "MINIMAL_IMAP_PASSWORD": self.dc.users[dst]}
+        r = timed(
+            [PY, BENCH_DIR / "minimal.py", "--pop3", f"{ph}:{pp}", "--pop3-user", src,
+             "--imap", f"{ih}:{ip}", "--imap-user", dst, "--ca-file", self.dc.ca_file,
+             "--limit", limit], env=env)
+        if r["rc"] != 0:
+            raise Broken(f"minimal.py exited {r['rc']}: {(r['out'] + r['err']).strip()[-800:]}")
+        res = json.loads(r["out"].strip().splitlines()[-1])
+        if res["messages"] != count or res["bytes"] != nbytes:
+            raise Broken(f"minimal.py copied {res['messages']} messages of {res['bytes']} "
+                         f"bytes, expected {count} of {nbytes}")
+        want = "sync" if net == "gmail" else "literal+"
+        if res["mode"] != want:
+            raise Broken(f"minimal.py used {res['mode']} literals, expected {want}")
+        r["note"] = ("synchronising literals (one round trip a message)" if want == "sync"
+                     else "")
+        self.verify(dst, count, nbytes)
+        self.drop_user(dst)
+        return r
+
+    def run_mpop(self, src, count, nbytes, net):
+        """mpop over pop3s delivering each message through dovecot-lda, like
+        fetchmail: keep on, only_new off (everything, every run), no Received
+        header (so the import can be checked byte for byte)."""
+        dst = self.fresh_user("mpdst")
+        d = self.work / f"mp{self.seq}"
+        d.mkdir()
+        ph, pp = self.endpoint("pop3", net)
+        rc_file = d / "mpoprc"
+        rc_file.write_text(
+            "defaults\n"
+            "account bench\n"
+            f"host {ph}\nport {pp}\ntimeout 300\n"
+            "tls on\ntls_starttls off\n"
+            f"tls_trust_file {self.dc.ca_file}\n"
+            f"user {src}\npassword {self.dc.users[src]}\nauth user\n"
+            "keep on\nonly_new off\nreceived_header off\npipelining auto\n"
+            f"uidls_file {d / 'uidls'}\n"
+            f"delivery mda {LDA} -c {self.dc.conf_path} -d {dst}\n")
+        os.chmod(rc_file, 0o600)
+        env = {**os.environ, "HOME": str(d)}
+        r = timed([MPOP, "-C", rc_file, "--half-quiet", "bench"], env=env, cwd=d)
+        if r["rc"] != 0:
+            raise Broken(f"mpop exited {r['rc']}: {(r['out'] + r['err']).strip()[-800:]}")
+        self.verify(dst, count, nbytes)
+        self.drop_user(dst)
+        shutil.rmtree(d, ignore_errors=True)
+        return r
+
     def run_fetchmail(self, src, count, nbytes, net):
         dst = self.fresh_user("fmdst")
         d = self.work / f"fm{self.seq}"
@@ -530,8 +703,11 @@ class Bench:
         runs = []
         for i in range(repeat):
             self.wait_quiet(label)
+            mark, t0 = self.stats_mark(), time.monotonic()
             try:
                 r = fn()
+                if net != "loopback":
+                    r["link"] = self.link_stats(mark, t0)
             except Broken as e:
                 log(f"FAILED {label}: {e}")
                 self.failures.append(f"{label}: {e}")
@@ -545,14 +721,17 @@ class Bench:
             log(f"{label}: {count} messages in {r['seconds']:.2f} s "
                 f"({count / r['seconds']:.1f} msg/s, {nbytes / 1e6 / r['seconds']:.1f} MB/s), "
                 f"peak RSS {r['rss'] / 1024:.1f} MiB, client CPU {r['cpu']:.2f} s, "
-                f"machine busy {r['busy']:.0f}% (others {r['others']:.0f}%)")
+                f"machine busy {r['busy']:.0f}% (others {r['others']:.0f}%)"
+                + (f"; {self.link_text(net, r['link'])}" if r.get("link") else ""))
         runs.sort(key=lambda r: r["seconds"])
         med = runs[len(runs) // 2]
         row = {"scenario": scenario, "net": net, "client": client, "messages": count,
                "bytes": nbytes, "seconds": med["seconds"], "rss": max(r["rss"] for r in runs),
                "cpu": med["cpu"], "busy": med["busy"], "others": med["others"],
                "note": "; ".join(x for x in (note, med.get("note", "")) if x),
-               "all_seconds": [r["seconds"] for r in runs], "again": med.get("again")}
+               "all_seconds": [r["seconds"] for r in runs], "again": med.get("again"),
+               "link": med.get("link"), "repeat": repeat,
+               "all_msg_s": sorted(count / r["seconds"] for r in runs)}
         if repeat > 1:
             row["note"] = (row["note"] + "; " if row["note"] else "") + \
                 f"median of {repeat}: " + "/".join(f"{r['seconds']:.2f}" for r in runs) + " s"
@@ -561,15 +740,38 @@ class Bench:
         self.rows.append(row)
         return row
 
-    def scenario(self, c):
+    def link_text(self, net, link):
+        """One line on the relay's view of a run: per link, how long the
+        sender left it empty for a one-way delay or longer."""
+        out = []
+        for proto, way, what in (("imap", "up", "IMAP up"), ("pop3", "down", "POP3 down")):
+            a = link.get(proto, {}).get(way)
+            if not a or not a["span"]:
+                continue
+            secs, n, bsecs, bn = self.stalls(net, a)
+            out.append(f"{what} {a['bytes'] / 1e6:.1f} MB in {a['span']:.2f} s, link empty "
+                       f"{secs:.2f} s ({secs / a['span'] * 100:.0f}%) in {n} gaps, {bn} of them "
+                       f"a one-way delay or longer ({bsecs:.2f} s)")
+        return "; ".join(out)
+
+    def scenario(self, c, nets=("loopback", "delay")):
+        """The clients on corpus c, network by network: the whole corpus for
+        popbridge, minimal and the ceiling (BENCH_REPEAT runs each), the
+        first BENCH_SLOW_CAP messages for the one-at-a-time clients (and
+        for popbridge beside them) through the relay."""
         rep = self.s["BENCH_REPEAT"]
         name = c["name"]
-        for net in ("loopback", "delay"):
+        full = (c["src"], c["count"], c["bytes"])
+        sub = (c["sub"], c["sub_count"], c["sub_bytes"])
+        for net in nets:
             if "popbridge" in self.clients:
                 self.measure(name, net, "popbridge", c["count"], c["bytes"],
-                             lambda: self.run_popbridge(c["src"], c["count"], c["bytes"], net),
-                             repeat=rep)
-            if "ceiling" in self.clients:
+                             lambda: self.run_popbridge(*full, net), repeat=rep)
+            if "minimal" in self.clients:
+                self.measure(name, net, "minimal", c["count"], c["bytes"],
+                             lambda: self.run_minimal(*full, net), repeat=rep,
+                             note="every RETR and APPEND pipelined, all in memory")
+            if "ceiling" in self.clients and net != "gmail":
                 self.measure(name, net, "ceiling", c["count"], c["bytes"],
                              lambda: self.run_ceiling(c["dir"], c["count"], c["bytes"], net),
                              repeat=rep, note="MULTIAPPEND, no POP3")
@@ -577,11 +779,14 @@ class Bench:
                     self.measure(name, net, "ceiling (LITERAL+ APPEND)", c["count"], c["bytes"],
                                  lambda: self.run_ceiling(c["dir"], c["count"], c["bytes"], net,
                                                           "append"),
-                                 repeat=1, note="pipelined single APPENDs, for comparison")
+                                 repeat=rep, note="pipelined single LITERAL+ APPENDs, no POP3")
+            if net == "gmail":
+                continue
             if net == "loopback":
-                src, cnt, nb, note = c["src"], c["count"], c["bytes"], ""
+                src, cnt, nb = full
+                note = ""
             else:
-                src, cnt, nb = c["sub"], c["sub_count"], c["sub_bytes"]
+                src, cnt, nb = sub
                 note = f"first {cnt} messages only"
                 if "popbridge" in self.clients:
                     self.measure(name, net, "popbridge (subset)", cnt, nb,
@@ -590,7 +795,11 @@ class Bench:
             if "naive" in self.clients:
                 self.measure(name, net, "naive", cnt, nb,
                              lambda: self.run_naive(src, cnt, nb, net), note=note)
-            if "fetchmail" in self.clients:
+            if "mpop" in self.clients and net == "delay":
+                self.measure(name, net, "mpop+dovecot-lda", cnt, nb,
+                             lambda: self.run_mpop(src, cnt, nb, net),
+                             note=(note + "; " if note else "") + "RSS: mpop or one dovecot-lda")
+            if "fetchmail" in self.clients and net in ("loopback", "delay"):
                 self.measure(name, net, "fetchmail+dovecot-lda", cnt, nb,
                              lambda: self.run_fetchmail(src, cnt, nb, net),
                              note=(note + "; " if note else "") + "RSS: fetchmail or one dovecot-lda")
@@ -1093,7 +1302,7 @@ class Bench:
             per = (ad["seconds"] - (sd["seconds"] - ed["seconds"] if ed and sd else 0)) / m
             out.append(f"at +{d} ms each way, adopting {m:,} messages took {ad['seconds']:.2f} s "
                        f"({per * 1000:.1f} ms a message, about one IMAP round trip of "
-                       f"{self.rtt_ms:.1f} ms each: the body fetches that confirm a match go "
+                       f"{self.rtt_ms['delay']:.1f} ms each: the body fetches that confirm a match go "
                        f"one at a time), where importing the same {m:,} into an empty "
                        f"destination took {nd['seconds']:.2f} s (pipelined); so adopting a "
                        f"whole {n:,}-message mailbox at this distance would take about "
@@ -1161,7 +1370,7 @@ class Bench:
              f"BENCH_ADOPT_NEW={s['BENCH_ADOPT_NEW']}, "
              f"BENCH_ADOPT_DELAYED={s['BENCH_ADOPT_DELAYED']}, "
              f"BENCH_DELAY_MS={s['BENCH_DELAY_MS']} (measured IMAP round trip "
-             f"{self.rtt_ms:.1f} ms), BENCH_REPEAT={s['BENCH_REPEAT']}, "
+             f"{self.rtt_ms['delay']:.1f} ms), BENCH_REPEAT={s['BENCH_REPEAT']}, "
              f"BENCH_CEIL_BATCH={s['BENCH_CEIL_BATCH']}, BENCH_SEED={s['BENCH_SEED']}.", "",
              "`popbridge -v run`, keep = true, on loopback unless said, each run with a fresh `state_dir` (a "
              "first contact) except the runs after the adoption, which reuse its ledger. The "
@@ -1363,6 +1572,112 @@ class Bench:
                             "met": ratio >= 0.8})
         return out
 
+    def distance_ratios(self):
+        """Issue 15's targets, on the mixed corpus."""
+        out = []
+        sc = "mixed"
+        pb = {net: self.find(sc, net, "popbridge") for net in NETS}
+        pbs = {net: self.find(sc, net, "popbridge (subset)") for net in NETS}
+
+        def add(what, num, den, target, kind, like=None, note=""):
+            if num and den:
+                ratio = num["msg_s"] / den["msg_s"]
+                out.append({"corpus": sc, "what": what, "ratio": ratio,
+                            "like": like["msg_s"] / den["msg_s"] if like else None,
+                            "target": target, "kind": kind,
+                            "met": None if target is None else ratio >= target, "note": note})
+        for net in ("delay", "far"):
+            rtt = self.net_label(net)
+            add(f"{rtt} each way: popbridge / minimal pipelined bridge", pb[net],
+                self.find(sc, net, "minimal"), 0.9, "share")
+            add(f"{rtt} each way: popbridge / naive", pb[net], self.find(sc, net, "naive"),
+                30.0, "times", like=pbs[net])
+        add("loopback: popbridge / server's append ceiling (pipelined LITERAL+ APPEND)",
+            pb["loopback"], self.find(sc, "loopback", "ceiling (LITERAL+ APPEND)"), 0.8, "share")
+        add("loopback: popbridge / MULTIAPPEND ceiling (stricter where the server has it)",
+            pb["loopback"], self.find(sc, "loopback", "ceiling"), 0.8, "share")
+        add(f"{self.net_label('gmail')}: popbridge / minimal with synchronising literals",
+            pb["gmail"], self.find(sc, "gmail", "minimal"), None, "share")
+        add(f"{self.net_label('delay')} each way: popbridge / mpop+dovecot-lda", pb["delay"],
+            self.find(sc, "delay", "mpop+dovecot-lda"), None, "times", like=pbs["delay"])
+        rss = [r for r in (pb["delay"], pb["far"], pbs["delay"], pbs["far"]) if r]
+        if rss:
+            top = max(r["rss"] for r in rss) / 1024
+            out.append({"corpus": sc, "what": "popbridge's peak RSS at 20 and 100 ms",
+                        "ratio": top, "like": None, "target": 32, "kind": "mib",
+                        "met": top < 32, "note": ""})
+        return out
+
+    def cell(self, r, mb=True):
+        if not r:
+            return "-"
+        lo, hi = r["all_msg_s"][0], r["all_msg_s"][-1]
+        txt = fmt_rate(r["msg_s"])
+        if r.get("repeat", 1) > 1:
+            txt += f" ({fmt_rate(lo)}-{fmt_rate(hi)})"
+        if mb:
+            txt += f", {r['mb_s']:.1f} MB/s" if r["mb_s"] < 10 else f", {r['mb_s']:.0f} MB/s"
+        if r["messages"] != self.find_count("mixed"):
+            txt += f" [first {r['messages']}]"
+        return txt
+
+    def find_count(self, sc):
+        r = self.find(sc, "loopback", "popbridge") or next(
+            (x for x in self.rows if x["scenario"] == sc and x["client"] == "popbridge"), None)
+        return r["messages"] if r else None
+
+    def distance_lines(self, md=False):
+        """Issue 15's table (mixed corpus): one row a client, one column a
+        network, msg/s median (range of the runs), MB/s, peak RSS."""
+        if not any(r["scenario"] == "mixed" and r["net"] in ("far", "gmail") for r in self.rows):
+            return []
+        clients = [("naive", "naive one-at-a-time Python client"),
+                   ("mpop+dovecot-lda", "mpop -> dovecot-lda"),
+                   ("fetchmail+dovecot-lda", "fetchmail -> dovecot-lda"),
+                   ("popbridge", "popbridge"),
+                   ("minimal", "minimal pipelined Python bridge (bench/minimal.py)"),
+                   ("ceiling (LITERAL+ APPEND)", "pipelined LITERAL+ APPEND alone, no POP3 "
+                    "(the server's append ceiling)"),
+                   ("ceiling", "MULTIAPPEND alone, no POP3")]
+        nets = ("delay", "far", "loopback", "gmail")
+        hdr = ["client"] + [self.net_label(n).replace(" ms", " ms each way")
+                            .replace("loopback", "loopback") for n in nets] + ["peak RSS MiB"]
+        rows = []
+        for key, label in clients:
+            found = [self.find("mixed", n, key) for n in nets]
+            if not any(found):
+                continue
+            allr = [r for r in self.rows if r["scenario"] == "mixed" and r["client"] == key]
+            rss = max(r["rss"] for r in allr) / 1024
+            rows.append([label] + [self.cell(r, mb=key not in ("naive",)) for r in found]
+                        + [f"{rss:.1f}"])
+        if md:
+            L = ["| " + " | ".join(hdr) + " |", "|---|" + "|".join("---:" for _ in hdr[1:]) + "|"]
+            return L + ["| " + " | ".join(x) + " |" for x in rows]
+        L = []
+        for x in rows:
+            L.append(f"  {x[0]}:")
+            for h, v in zip(hdr[1:], x[1:]):
+                if v != "-":
+                    L.append(f"      {h}: {v}")
+        return L
+
+    def ratio_text(self, q):
+        if q["kind"] == "times":
+            val = f"{q['ratio']:.1f}x"
+            if q["target"] is not None:
+                val += f" (target >= {q['target']:.0f}x)"
+            if q["like"] is not None:
+                val += (f"; popbridge on the same {self.s['BENCH_SLOW_CAP']} messages: "
+                        f"{q['like']:.1f}x")
+        elif q["kind"] == "mib":
+            val = f"{q['ratio']:.1f} MiB (target < {q['target']} MiB)"
+        else:
+            val = f"{q['ratio'] * 100:.0f}%"
+            if q["target"] is not None:
+                val += f" (target >= {q['target'] * 100:.0f}%)"
+        return val
+
     def observations(self):
         """A few derived figures that say where the time goes."""
         out = []
@@ -1387,17 +1702,18 @@ class Bench:
 
     def table_lines(self, md=False):
         hdr = ["scenario", "network", "client", "messages", "MB", "seconds", "msg/s", "MB/s",
-               "peak RSS MiB", "client CPU s", "busy (others)", "note"]
+               "peak RSS MiB", "client CPU s", "busy (others)", "link empty up / down", "note"]
         rows = []
         for r in self.rows:
-            net = "loopback" if r["net"] == "loopback" else f"+{self.s['BENCH_DELAY_MS']} ms"
-            rows.append([r["scenario"], net, r["client"], f"{r['messages']:,}",
+            rows.append([r["scenario"], self.net_label(r["net"]), r["client"],
+                         f"{r['messages']:,}",
                          f"{r['bytes'] / 1e6:.1f}", f"{r['seconds']:.2f}", fmt_rate(r["msg_s"]),
                          f"{r['mb_s']:.1f}", f"{r['rss'] / 1024:.1f}",
-                         f"{r['cpu']:.2f}", f"{r['busy']:.0f}% ({r['others']:.0f}%)", r["note"]])
+                         f"{r['cpu']:.2f}", f"{r['busy']:.0f}% ({r['others']:.0f}%)",
+                         self.idle_cell(r["net"], r.get("link")), r["note"]])
         if md:
             lines = ["| " + " | ".join(hdr) + " |",
-                     "|" + "|".join("---" if i in (0, 1, 2, 11) else "---:"
+                     "|" + "|".join("---" if i in (0, 1, 2, 12) else "---:"
                                     for i in range(len(hdr))) + "|"]
             lines += ["| " + " | ".join(x) + " |" for x in rows]
             return lines
@@ -1412,19 +1728,37 @@ class Bench:
                          + (f"  ({x[-1]})" if x[-1] else ""))
         return lines
 
-    def ratio_lines(self, md=False):
+    def idle_cell(self, net, link):
+        """The share of the run in which the IMAP upload and the POP3
+        download were stalled ("up / down"), relay runs only."""
+        if not link:
+            return "-"
+        out = []
+        for proto, way in (("imap", "up"), ("pop3", "down")):
+            a = link.get(proto, {}).get(way)
+            out.append(f"{self.stalls(net, a)[0] / a['span'] * 100:.0f}%"
+                       if a and a["span"] else "-")
+        return " / ".join(out)
+
+    def ratio_lines(self, md=False, which=None):
         lines = []
-        for q in self.ratios():
-            if q["kind"] == "times":
-                val = f"{q['ratio']:.1f}x (target >= {q['target']:.0f}x)"
-                if q["like"] is not None:
-                    val += f"; on the same {self.s['BENCH_SLOW_CAP']} messages: {q['like']:.1f}x"
-            else:
-                val = f"{q['ratio'] * 100:.0f}% (target >= {q['target'] * 100:.0f}%)"
+        for q in (which if which is not None else self.ratios()):
+            val = self.ratio_text(q)
+            if q["met"] is None:
+                lines.append(("- " if md else "  ") + f"{q['corpus']}: {q['what']}: {val} "
+                             "(no target)")
+                continue
             verdict = "met" if q["met"] else "NOT met"
             lines.append(("- " if md else "  ") + f"{q['corpus']}: {q['what']}: {val}: "
                          + (f"**{verdict}**" if md else verdict))
         return lines
+
+    def rtt_text(self):
+        d, far = self.s["BENCH_DELAY_MS"], self.s["BENCH_FAR_DELAY_MS"]
+        r = self.rtt_ms
+        return (f"+{d} ms each way, measured IMAP round trip {r.get('delay', 0):.1f} ms; "
+                f"+{far} ms each way, {r.get('far', 0):.1f} ms; Gmail-like relay at +{d} ms, "
+                f"{r.get('gmail', 0):.1f} ms")
 
     def facts(self):
         def out(cmd):
@@ -1462,9 +1796,10 @@ class Bench:
               f"kernel {f['kernel']}, Dovecot {f['dovecot']}, popbridge {self.commit}")
         print(f"machine: load average {self.loadavg_start} at the start; over the run the CPUs were "
               f"{self.busy_all:.0f}% busy, {self.others_all:.0f}% with work not the benchmark's")
-        print(f"delay proxy: +{self.s['BENCH_DELAY_MS']} ms each way, measured round trip "
-              f"{self.rtt_ms:.1f} ms; MB = 10^6 bytes of message data; RSS of the client "
-              "process (GNU time)")
+        print(f"delay proxy: {self.rtt_text()}; MB = 10^6 bytes of message data; RSS of the "
+              "client process (GNU time)")
+        if self.mpop_note:
+            print(self.mpop_note)
         print()
         for line in self.table_lines():
             print(line)
@@ -1481,6 +1816,15 @@ class Bench:
                 for line in obs:
                     print(f"  {line}")
                 print()
+        dist = self.distance_lines()
+        if dist:
+            print("Speed at a distance (issue 15), mixed corpus, msg/s median (range), MB/s:")
+            for line in dist:
+                print(line)
+            print("Targets (issue 15):")
+            for line in self.ratio_lines(which=self.distance_ratios()):
+                print(line)
+            print()
         if self.memory:
             print("Memory (popbridge run, peak RSS, target < 32 MiB):")
             for m in self.memory:
@@ -1531,8 +1875,13 @@ class Bench:
              "a high `others` means a noisy neighbour and a number to take with salt)",
              f"- Settings: " + ", ".join(f"{k}={v}" for k, v in s.items())
              + ("" if self.default_settings else " (not the defaults)"),
-             f"- Delay proxy: +{s['BENCH_DELAY_MS']} ms each way, measured IMAP round trip "
-             f"{self.rtt_ms:.1f} ms",
+             f"- Delay proxy: {self.rtt_text()}",
+             "- Link empty up / down (relay runs): the share of the run (first byte to last, "
+             "logins included) in which the IMAP upload (client to server) / the POP3 "
+             "download (server to client) had nothing in flight: the relay held nothing for "
+             "the receiver and its kernel send queue was empty, until the sender's next "
+             "bytes (pauses over 2 ms). A sender held back by a slow receiver keeps its link "
+             "full; one waiting for a reply, or busy, leaves it empty.",
              "- All clients: pop3s and imaps with certificate checks, keep the POP3 messages, "
              "a fresh IMAP user each run; every run is checked afterwards (message count, and "
              "total size except for fetchmail, which adds a Received header).",
@@ -1542,6 +1891,22 @@ class Bench:
         if self.failures:
             L += ["## FAILURES", "", "These runs broke; their numbers are missing or not to "
                   "be trusted:", ""] + [f"- {x}" for x in self.failures] + [""]
+        if self.mpop_note:
+            L += [f"- {self.mpop_note}", ""]
+        dist = self.distance_lines(md=True)
+        if dist:
+            d, far = s["BENCH_DELAY_MS"], s["BENCH_FAR_DELAY_MS"]
+            L += ["## Speed at a distance (issue 15)", "",
+                  f"The mixed corpus ({self.find_count('mixed'):,} messages). Messages/s, the "
+                  f"median of BENCH_REPEAT={s['BENCH_REPEAT']} runs with their range in "
+                  "brackets for popbridge, minimal and the ceilings (one run for naive and "
+                  "mpop), and MB/s; peak RSS the largest of the client's runs. Round trips "
+                  f"measured through the relay: {self.rtt_text()}. Gmail-like: IMAP through a "
+                  "relay that rewrites the server's capabilities to LITERAL- without "
+                  "MULTIAPPEND (Dovecot behind it still accepts everything). The slow "
+                  f"clients run on the first {s['BENCH_SLOW_CAP']} messages ([first N]).", ""]
+            L += dist + ["", "Targets:", ""]
+            L += self.ratio_lines(md=True, which=self.distance_ratios()) + [""]
         L += ["## Throughput", ""] + self.table_lines(md=True) + [""]
         if self.rows:
             L += ["## Targets (issue 4)", "",
@@ -1607,9 +1972,9 @@ def main():
         if "small" in b.parts:
             c = b.make_corpus("small", corpus.small_messages(seed, b.s["BENCH_SMALL"]), cap)
             b.scenario(c)
-        if "mixed" in b.parts:
+        if "mixed" in b.parts or "distance" in b.parts:
             c = b.make_corpus("mixed", corpus.mixed_messages(seed, b.s["BENCH_MIXED"]), cap)
-            b.scenario(c)
+            b.scenario(c, NETS if "distance" in b.parts else ("loopback", "delay"))
             shutil.rmtree(c["dir"], ignore_errors=True)
         if "memory" in b.parts:
             b.memory_part()
