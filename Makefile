@@ -36,7 +36,8 @@ SRCS	= bridge/main.c bridge/account.c bridge/config.c bridge/ledger.c \
 	  bridge/migrate.c bridge/tty.c bridge/worker.c bridge/file.c \
 	  bridge/csv.c bridge/batch.c bridge/throttle.c bridge/sigpipe.c \
 	  bridge/ident.c bridge/ledger_status.c bridge/plan.c bridge/settle.c \
-	  bridge/adopt.c bridge/imap_append.c bridge/imap_fetch.c
+	  bridge/adopt.c bridge/imap_append.c bridge/imap_fetch.c \
+	  bridge/result.c bridge/stop.c bridge/session.c
 OBJS	= $(SRCS:.c=.o)
 
 all: bridge/popbridge

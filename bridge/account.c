@@ -33,95 +33,6 @@
 
 #include "run.h"
 
-/* Set by a signal handler: finish the batch in flight, then stop. */
-volatile sig_atomic_t	account_stop;
-/* The account being run, for a message from a signal handler. */
-char			account_current[72];
-void			(*account_progress)(const struct run_stats *);
-
-static void
-on_stop(int sig)
-{
-	account_stop = 1;
-	/* A second signal ends the process at once: the ledger and the
-	 * next run's settling make that safe too. */
-	signal(sig, SIG_DFL);
-}
-
-/* `run` and `migrate`: SIGTERM, SIGINT and SIGHUP stop after the batch. */
-void
-account_catch_signals(void)
-{
-	struct sigaction sa;
-
-	memset(&sa, 0, sizeof sa);
-	sa.sa_handler = on_stop;
-	sigemptyset(&sa.sa_mask);
-	/* No SA_RESTART: a wait in poll() returns and the loop goes on. */
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGHUP, &sa, NULL);
-}
-
-/* The configured mailbox as the server names it (imap_place), logged if
- * it differs. */
-static enum result
-place_mailbox(struct run *rn, char **cause)
-{
-	enum result	 r;
-
-	if ((r = imap_place(rn->im, rn->ac->imap.mailbox, &rn->mailbox,
-	    cause)) != RES_OK)
-		return r;
-	if (strcmp(rn->mailbox, rn->ac->imap.mailbox) != 0)
-		log_info("%s: imap: %s keeps personal mailboxes under its "
-		    "namespace: mailbox %s is %s there", rn->ac->name,
-		    rn->ac->imap.host, rn->ac->imap.mailbox, rn->mailbox);
-	return RES_OK;
-}
-
-enum result
-run_imap(struct run *rn, bool select, char **cause)
-{
-	const char	*mailbox;
-	struct imap_mbox sel;
-	enum result	 r;
-
-	if (rn->im == NULL) {
-		if ((r = imap_open(&rn->ac->imap, rn->ac->name, rn->cf->timeout,
-		    &rn->im, cause)) != RES_OK ||
-		    (r = place_mailbox(rn, cause)) != RES_OK)
-			return r;
-	}
-	mailbox = rn->mailbox;
-	if (!rn->opened) {
-		rn->opened = true;
-		if ((r = imap_status(rn->im, mailbox, &rn->mb, cause)) != RES_OK)
-			return r;
-		if (!rn->mb.exists) {
-			if ((r = imap_create(rn->im, mailbox, cause)) != RES_OK ||
-			    (r = imap_status(rn->im, mailbox, &rn->mb, cause)) !=
-			    RES_OK)
-				return r;
-			rn->created = true;
-			if (!rn->mb.exists)
-				return fail(cause, RES_TEMP, "imap: cannot open "
-				    "mailbox %s", mailbox);
-		}
-		rn->lo_uid = rn->mb.uidnext;
-	}
-	if (select && !rn->selected) {
-		if ((r = imap_select(rn->im, mailbox, &sel, cause)) != RES_OK)
-			return r;
-		/* STATUS said the rest (Courier 5.0's SELECT has no UIDNEXT). */
-		if (sel.uidvalidity != 0)
-			rn->mb.uidvalidity = sel.uidvalidity;
-		rn->mb.messages = sel.messages;
-		rn->selected = true;
-	}
-	return RES_OK;
-}
-
 /* Other destinations of this POP3 mailbox in the config. */
 static void
 find_siblings(struct run *rn)
@@ -330,8 +241,10 @@ run_free(struct run *rn)
 
 enum result
 account_run(const struct config *cf, const struct account *ac,
-    struct run_stats *st, char **cause)
+    const struct run_opts *opts, struct run_stats *st, char **cause)
 {
+	static const struct run_opts none = { NULL, NULL, NULL };
+
 	struct run	 rn;
 	char		*path, *source, *why = NULL;
 	bool		 standin;
@@ -339,9 +252,10 @@ account_run(const struct config *cf, const struct account *ac,
 
 	memset(&rn, 0, sizeof rn);
 	memset(st, 0, sizeof *st);
-	snprintf(account_current, sizeof account_current, "%s", ac->name);
+	log_set_account(ac->name);
 	rn.cf = cf;
 	rn.ac = ac;
+	rn.opts = opts != NULL ? opts : &none;
 	rn.st = st;
 	rn.started = now_seconds();
 	rn.began = time(NULL);

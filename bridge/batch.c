@@ -773,7 +773,7 @@ job_done(struct batch *b, struct job *j, int status)
 	}
 	j->state = J_DONE;
 	word = j->rep.r == RES_OK ? "ok" : j->rep.r == RES_MSG ? "partial" :
-	    account_stop ? "partial" : "failed";
+	    b->stopping ? "partial" : "failed";
 	if (j->rep.r != RES_OK && j->rep.cause[0] != '\0')
 		log_warn("%s: %s", j->ac->name, j->rep.cause);
 	/* Every URL printed goes through config_url_redact (these loaded,

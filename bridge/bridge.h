@@ -44,8 +44,15 @@ struct globals {
 	bool		 config_given;	/* -c was given */
 	int		 verbose;	/* number of -v */
 };
+/* result.c */
 int		 result_exit_code(enum result);
 enum result	 result_worst(enum result, enum result);
+const char	*result_words(int);
+
+/* stop.c: SIGTERM, SIGINT, SIGHUP ask a run to stop after its batch. */
+extern volatile sig_atomic_t stop_requested;
+/* Catch them; with second_ends, a second one ends the process at once. */
+void		 stop_on_signals(bool);
 
 /* xmalloc.c: allocators that die on out-of-memory, nothing else. */
 void		*xmalloc(size_t);
@@ -70,6 +77,9 @@ enum log_level {
 	LOG_LVL_TRACE,		/* protocol trace, secrets never included */
 };
 void		 log_open(bool to_stderr, int verbosity);
+/* The account being run, for a word from a signal handler. */
+void		 log_set_account(const char *);
+const char	*log_account(void);
 bool		 log_enabled(enum log_level);
 void		 log_bar_drawn(bool);
 void		 log_warn(const char *, ...) PRINTFLIKE(1, 2);
@@ -724,17 +734,18 @@ int		 discover_parse_srv(const unsigned char *, size_t, char *,
 		     size_t, int *);
 
 /* account.c */
-extern volatile sig_atomic_t account_stop;	/* stop after this batch */
-extern char	 account_current[72];		/* the account being run */
-/* Called after each batch, if set (the migration's progress bar). */
-extern void	(*account_progress)(const struct run_stats *);
-/* SIGTERM, SIGINT, SIGHUP: stop after the batch in flight; twice: now. */
-void		 account_catch_signals(void);
+/* How a caller steers a run: a flag that asks it to stop after the batch
+ * in flight (NULL: never), and who hears of each batch done. */
+struct run_opts {
+	const volatile sig_atomic_t *stop;
+	void		(*progress)(void *, const struct run_stats *);
+	void		*progress_arg;
+};
 /* Log in, list, compare with the ledger and report; change nothing. */
 enum result	 account_dry_run(const struct config *, const struct account *,
 		     char **);
 enum result	 account_run(const struct config *, const struct account *,
-		     struct run_stats *, char **);
+		     const struct run_opts *, struct run_stats *, char **);
 enum result	 account_check(const struct config *, const struct account *,
 		     char **);
 

@@ -148,3 +148,19 @@ now_seconds(void)
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
+
+/* The account being run, for the word a signal handler writes (SIGBUS in
+ * main.c): a fixed buffer, since the handler may read it at any time. */
+static char	 current_account[72];
+
+void
+log_set_account(const char *name)
+{
+	snprintf(current_account, sizeof current_account, "%s", name);
+}
+
+const char *
+log_account(void)
+{
+	return current_account;
+}

@@ -69,34 +69,6 @@ wants_help(const char *arg)
 	    strcmp(arg, "-h") == 0 || strcmp(arg, "help") == 0);
 }
 
-int
-result_exit_code(enum result r)
-{
-	switch (r) {
-	case RES_OK:
-		return EX_OK;
-	case RES_MSG:
-		return EX_DATAERR;
-	case RES_TEMP:
-		return EX_TEMPFAIL;
-	case RES_AUTH:
-		return EX_NOPERM;
-	case RES_CONFIG:
-		return EX_CONFIG;
-	}
-	return EX_SOFTWARE;
-}
-
-/* The more serious of two results; it decides the exit code. */
-enum result
-result_worst(enum result a, enum result b)
-{
-	static const int rank[] = { [RES_OK] = 0, [RES_MSG] = 1, [RES_TEMP] = 2,
-		[RES_AUTH] = 3, [RES_CONFIG] = 4 };
-
-	return rank[a] >= rank[b] ? a : b;
-}
-
 static struct config *
 load_config(struct globals *g, int *exitcode)
 {
@@ -209,6 +181,7 @@ cmd_run(struct globals *g, int argc, char **argv)
 {
 	struct config		 *cf;
 	const struct account	**list;
+	const struct run_opts	  ro = { &stop_requested, NULL, NULL };
 	struct run_stats	  st;
 	enum result		  r, worst = RES_OK;
 	char			 *cause;
@@ -235,14 +208,14 @@ cmd_run(struct globals *g, int argc, char **argv)
 		config_free(cf);
 		return EX_USAGE;
 	}
-	account_catch_signals();
-	for (i = 0; i < n && !account_stop; i++) {
+	stop_on_signals(true);
+	for (i = 0; i < n && !stop_requested; i++) {
 		if (!force && resting(cf, list[i])) {
 			worst = result_worst(worst, RES_AUTH);
 			continue;
 		}
 		cause = NULL;
-		r = account_run(cf, list[i], &st, &cause);
+		r = account_run(cf, list[i], &ro, &st, &cause);
 		if (r != RES_OK && cause != NULL)
 			log_warn("%s: %s", list[i]->name, cause);
 		log_summary(list[i], &st);
@@ -366,8 +339,8 @@ on_sigbus(int sig)
 	(void)sig;
 	iov[0].iov_base = (void *)pre;
 	iov[0].iov_len = sizeof pre - 1;
-	iov[1].iov_base = account_current;
-	iov[1].iov_len = strnlen(account_current, sizeof account_current);
+	iov[1].iov_base = (void *)log_account();
+	iov[1].iov_len = strlen(log_account());
 	iov[2].iov_base = (void *)msg;
 	iov[2].iov_len = sizeof msg - 1;
 	if (writev(STDERR_FILENO, iov, 3) == -1) {

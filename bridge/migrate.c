@@ -43,7 +43,6 @@ struct migrate {
 	bool		 tty;
 };
 
-static struct migrate	*progress_of;
 
 static void
 fmt_eta(double secs, char *buf, size_t sz)
@@ -59,15 +58,15 @@ fmt_eta(double secs, char *buf, size_t sz)
 
 /* A bar on a terminal; a line every few seconds elsewhere. */
 static void
-show_progress(const struct run_stats *st)
+show_progress(void *arg, const struct run_stats *st)
 {
-	struct migrate	*m = progress_of;
+	struct migrate	*m = arg;
 	double		 now = now_seconds(), el = now - m->started;
 	double		 frac, rate, eta;
 	char		 bar[31], etas[32];
 	size_t		 i, fill;
 
-	if (m == NULL || st->todo == 0)
+	if (st->todo == 0)
 		return;
 	if (!m->tty && now - m->last_shown < PROGRESS_EVERY &&
 	    st->done < st->todo)
@@ -348,7 +347,7 @@ report(struct migrate *m, const struct run_stats *st, enum result r)
 	if (r == RES_MSG)
 		log_info("migrate: the messages not imported stay on the POP3 "
 		    "server; the same command tries them again");
-	else if (account_stop || r == RES_TEMP || st->done < st->todo)
+	else if (stop_requested || r == RES_TEMP || st->done < st->todo)
 		log_info("migrate: run the same command again to resume; "
 		    "nothing is imported twice");
 }
@@ -357,6 +356,7 @@ int
 cmd_migrate(struct globals *g, int argc, char **argv)
 {
 	struct migrate	 m;
+	struct run_opts	 opts;
 	struct run_stats st;
 	const char	*pcmd = NULL, *icmd = NULL;
 	char		*cause = NULL;
@@ -398,17 +398,17 @@ cmd_migrate(struct globals *g, int argc, char **argv)
 		goto out;
 	}
 
-	account_catch_signals();
+	stop_on_signals(true);
 	m.tty = isatty(STDERR_FILENO);
 	m.started = m.last_shown = now_seconds();
-	progress_of = &m;
-	account_progress = show_progress;
+	opts.stop = &stop_requested;
+	opts.progress = show_progress;
+	opts.progress_arg = &m;
 	log_info("migrate: %s@%s -> %s@%s/%s (%s); ledger in %s",
 	    m.ac.pop3.user, m.ac.pop3.host, m.ac.imap.user, m.ac.imap.host,
 	    m.ac.imap.mailbox, m.ac.keep ? "keeping the POP3 copies" :
 	    "deleting each POP3 copy once imported", m.cf.state_dir);
-	r = account_run(&m.cf, &m.ac, &st, &cause);
-	account_progress = NULL;
+	r = account_run(&m.cf, &m.ac, &opts, &st, &cause);
 	if (m.tty && st.todo > 0 && st.done < st.todo)
 		fputc('\n', stderr);
 	if (r != RES_OK && cause != NULL)

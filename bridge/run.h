@@ -42,6 +42,7 @@ struct dele {
 struct run {
 	const struct config	*cf;
 	const struct account	*ac;
+	const struct run_opts	*opts;
 	struct ledger		*l;
 	struct pop3		*p;
 	struct imap		*im;
@@ -74,6 +75,13 @@ struct run {
 	struct popq		*q;		/* POP3 replies still to read */
 	struct slot		*slots;
 };
+
+/* Has the caller asked the run to stop after the batch in flight? */
+static inline bool
+run_stopping(const struct run *rn)
+{
+	return rn->opts->stop != NULL && *rn->opts->stop != 0;
+}
 
 /* plan.c: what each listed message needs; *need_imap if any IMAP work. */
 enum result	 plan_make(struct run *, bool *, char **);

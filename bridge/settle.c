@@ -413,7 +413,7 @@ settle_again(struct run *rn, char **cause)
 	bool		 need;
 	enum result	 r;
 
-	if (!rn->settled || rn->im == NULL || account_stop)
+	if (!rn->settled || rn->im == NULL || run_stopping(rn))
 		return RES_OK;
 	/*
 	 * A killed run was found at the start and its APPEND may still be on
@@ -425,7 +425,7 @@ settle_again(struct run *rn, char **cause)
 	if (wait > 0) {
 		ts.tv_sec = (time_t)wait;
 		ts.tv_nsec = (long)((wait - (double)ts.tv_sec) * 1e9);
-		while (nanosleep(&ts, &ts) == -1 && !account_stop)
+		while (nanosleep(&ts, &ts) == -1 && !run_stopping(rn))
 			;
 	}
 	if ((r = settle_needed(rn, &need, cause)) != RES_OK || !need)

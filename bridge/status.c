@@ -17,23 +17,6 @@ struct daemon_entry {
 	bool		 found;
 };
 
-static const char *
-result_words(int r)
-{
-	switch (r) {
-	case RES_OK:
-		return "ok";
-	case RES_MSG:
-		return "failed messages";
-	case RES_TEMP:
-		return "temporary failure";
-	case RES_AUTH:
-		return "authentication failure";
-	case RES_CONFIG:
-		return "configuration error";
-	}
-	return "unknown";
-}
 
 static void
 iso_time(time_t t, char *buf, size_t sz)

@@ -790,8 +790,8 @@ finish_batch(struct run *rn, struct batch *bt, struct outcome *oc,
 		if (bt->b[i].state != SL_FREE)
 			rn->st->done_bytes += rn->msgs[bt->b[i].msg].size;
 	rn->st->done += (unsigned int)n;
-	if (account_progress != NULL)
-		account_progress(rn->st);
+	if (rn->opts->progress != NULL)
+		rn->opts->progress(rn->opts->progress_arg, rn->st);
 	return RES_OK;
 }
 
@@ -908,7 +908,7 @@ transfer_end(struct run *rn, struct outcome *oc, char *broke, size_t ntodo,
 		return fail(cause, RES_TEMP, "%s", oc->quota_why != NULL ?
 		    oc->quota_why : "imap: over quota");
 	}
-	if (account_stop && rn->st->done < ntodo) {
+	if (run_stopping(rn) && rn->st->done < ntodo) {
 		log_info("%s: stopping: asked to (%u of %zu new messages done)",
 		    rn->ac->name, rn->st->done, ntodo);
 		if ((r = transfer_drain(rn, cause)) != RES_OK)
@@ -963,7 +963,7 @@ transfer_all(struct run *rn, char **cause)
 			*cause = NULL;
 			r = RES_OK;
 		}
-		after = next < ntodo && broke == NULL && !account_stop ?
+		after = next < ntodo && broke == NULL && !run_stopping(rn) ?
 		    &bt[(cur - bt + 1) % NGROUPS] : NULL;
 		if (after != NULL && pipelining && (r = request_batch(rn, todo,
 		    ntodo, &next, after, cause)) != RES_OK)

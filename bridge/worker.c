@@ -16,16 +16,20 @@
 
 #include "bridge.h"
 
+/* SIGTERM from the parent: finish the batch in flight, then end. */
+static volatile sig_atomic_t	stop_child;
+
 static void
 on_term(int sig)
 {
 	(void)sig;
-	account_stop = 1;
+	stop_child = 1;
 }
 
 static void NORETURN
 worker_child(const struct config *cf, const struct account *ac, int fd)
 {
+	const struct run_opts opts = { &stop_child, NULL, NULL };
 	struct run_stats st;
 	char		*cause = NULL;
 	enum result	 r;
@@ -36,7 +40,7 @@ worker_child(const struct config *cf, const struct account *ac, int fd)
 	signal(SIGHUP, SIG_IGN);
 	signal(SIGUSR1, SIG_IGN);
 	signal(SIGCHLD, SIG_DFL);
-	r = account_run(cf, ac, &st, &cause);
+	r = account_run(cf, ac, &opts, &st, &cause);
 	if ((f = fdopen(fd, "w")) != NULL) {
 		fprintf(f, "%d %u %u %u %u %llu %.3f %u\n%s", (int)r, st.fresh,
 		    st.imported, st.failed, st.deleted,
