@@ -6,9 +6,9 @@ Python does when it only cares about keeping the link full.
         --pop3 localhost:PORT --pop3-user U --imap localhost:PORT \\
         --imap-user U --ca-file CA [--mailbox INBOX] [--limit N]
 
-pop3s and imaps with the given CA, blocking sockets in threads (TLS and
-I/O run in C, outside the interpreter lock); the two logins run side by
-side, each one command at a time.  Then every RETR goes out in one write (POP3
+pop3s and imaps with the given CA, blocking sockets, one thread each (TLS
+and I/O run in C, outside the interpreter lock); the two logins run side
+by side, each one command at a time.  Then every RETR goes out in one write (POP3
 PIPELINING), and each message, as soon as it has arrived whole, goes out
 as an APPEND with flags () and its Date as INTERNALDATE: a LITERAL+ literal
 ({N+}) with nothing awaited, or, where the server offers no LITERAL+
@@ -16,7 +16,8 @@ as an APPEND with flags () and its Date as INTERNALDATE: a LITERAL+ literal
 the literal, and the next command line right after it (one round trip a
 message).  No batches, no ledger, no fsync, nothing bounded: whatever the
 IMAP side has not sent yet waits in memory.  The tagged replies are read
-as they come and checked at the end.  The POP3 messages are kept.
+whenever some have come (between two APPENDs, never waited for) and
+checked at the end.  The POP3 messages are kept.
 
 Prints one line of JSON: {"messages": N, "bytes": N, "mode": "literal+"
 or "sync"}.  Exits non-zero if anything fails.
@@ -28,6 +29,7 @@ import json
 import os
 import queue
 import re
+import select
 import socket
 import ssl
 import sys
@@ -127,9 +129,9 @@ def run(args):
     threads(lambda: pop3_login(args, ctx, out), lambda: imap_login(args, ctx, out))
     (ps, pf, n), (ims, imf, plus) = out["pop3"], out["imap"]
     msgs = queue.SimpleQueue()      # read, not yet sent: unbounded
-    conts = queue.SimpleQueue()     # "+" continuation requests
     tagged = []
     total = [0]
+    rbuf = bytearray()
 
     def pop3_reader():
         ps.sendall(b"".join(b"RETR %d\r\n" % i for i in range(1, n + 1)))
@@ -158,6 +160,26 @@ def run(args):
             msgs.put(msg)
         ps.sendall(b"QUIT\r\n")
 
+    # One thread per connection: an SSL socket must not be read and
+    # written by two threads at once.  The IMAP thread sends, and reads
+    # whatever replies have come in between (without waiting for them).
+    def imap_lines(wait):
+        """Parse the replies read so far; with wait, read until one more
+        line (a "+" or a tagged reply) has come."""
+        while True:
+            while (i := rbuf.find(b"\n")) >= 0:
+                line = bytes(rbuf[:i + 1])
+                del rbuf[:i + 1]
+                if line.startswith(b"+"):
+                    return line
+                if not line.startswith(b"*"):
+                    tagged.append(line)
+                    if wait:
+                        return line
+            if not wait and not ims.pending() and not select.select([ims], [], [], 0)[0]:
+                return None
+            rbuf.extend(ims.recv(READ) or fail("the IMAP server closed the connection"))
+
     def imap_writer():
         mbox = quote(args.mailbox)
         for k in range(1, n + 1):
@@ -166,23 +188,17 @@ def run(args):
             lead = f"A{k} APPEND {mbox} () {date + ' ' if date else ''}"
             if plus:
                 ims.sendall(f"{lead}{{{len(msg)}+}}\r\n".encode() + msg + b"\r\n")
+                imap_lines(wait=False)
             else:
                 ims.sendall(f"{lead}{{{len(msg)}}}\r\n".encode())
-                conts.get()
+                while not (imap_lines(wait=True) or b"").startswith(b"+"):
+                    pass
                 ims.sendall(msg + b"\r\n")
             total[0] += len(msg)
-
-    def imap_reader():
         while len(tagged) < n:
-            line = imf.readline()
-            if not line:
-                fail("the IMAP server closed the connection")
-            if line.startswith(b"+"):
-                conts.put(line)
-            elif not line.startswith(b"*"):
-                tagged.append(line)
+            imap_lines(wait=True)
 
-    threads(pop3_reader, imap_writer, imap_reader)
+    threads(pop3_reader, imap_writer)
     bad = [t for t in tagged if not re.match(rb"A\d+ OK", t)]
     if bad:
         raise RuntimeError(f"{len(bad)} APPEND(s) refused, e.g. {bad[0]!r}")
