@@ -219,6 +219,30 @@ starttls_hint(const struct account *ac, const struct endpoint *ep,
 		    ac->name, ep->imap ? "imap" : "pop3", ep->host, ep->port);
 }
 
+/* The messages over max_size, left on the server: a line, the first few. */
+static void
+log_too_big(const struct run *rn)
+{
+	char		 s1[32], s2[32], *list = xstrdup(""), *t;
+	unsigned int	 i, shown = 0;
+
+	for (i = 0; i < rn->nmsgs && shown < 5; i++) {
+		if (rn->plan[i].act != PA_BIG)
+			continue;
+		t = xprintf("%s%smessage %u (UIDL %s, %s)", list, shown > 0 ?
+		    ", " : "", rn->msgs[i].num, rn->msgs[i].uidl,
+		    log_size(rn->msgs[i].size, s1, sizeof s1));
+		free(list);
+		list = t;
+		shown++;
+	}
+	log_info("%s: %u message%s over max_size (%s) left on the POP3 server: "
+	    "%s%s", rn->ac->name, rn->st->too_big, rn->st->too_big == 1 ? "" :
+	    "s", log_size((uint64_t)rn->ac->max_size, s2, sizeof s2), list,
+	    rn->st->too_big > shown ? ", ..." : "");
+	free(list);
+}
+
 static void
 run_free(struct run *rn)
 {
@@ -293,6 +317,8 @@ account_run(const struct config *cf, const struct account *ac,
 		log_info("%s: %u message%s already in %s (same Message-ID, size "
 		    "and content): not imported again", ac->name, st->adopted,
 		    st->adopted == 1 ? "" : "s", ac->imap.mailbox);
+	if (st->too_big > 0)
+		log_too_big(&rn);
 	if (st->set_aside > 0)
 		log_info("%s: %u message%s set aside after failing in several "
 		    "runs (see `popbridge status`; `popbridge retry %s` tries "

@@ -126,6 +126,9 @@ struct account {
 	long		 interval;	/* seconds between polls (daemon) */
 	long		 deadline;	/* seconds a run may take, before the
 					 * mail to move adds to it; 0: default */
+	long		 delete_after;	/* keep: delete this many days after
+					 * the import; 0: never */
+	long long	 max_size;	/* bytes; larger stays on POP3; 0: none */
 	int		 line;
 };
 
@@ -471,6 +474,7 @@ struct ledger_msg {
 	unsigned int	 fails;		/* failed runs in a row */
 	time_t		 hold_until;	/* set aside until then */
 	int		 deleted;	/* DEL_* */
+	time_t		 imported_at;	/* when, for delete_after; 0 unknown */
 };
 /* An APPEND sent whose reply was never read: the server may still commit
  * it, above lo_uid. */
@@ -491,6 +495,7 @@ struct run_stats {
 	unsigned int	 adopted;	/* found already in the mailbox */
 	unsigned int	 failed;
 	unsigned int	 set_aside;	/* skipped: failed too often lately */
+	unsigned int	 too_big;	/* skipped: over the account's max_size */
 	unsigned int	 deleted;
 	unsigned int	 removed;	/* duplicates a killed run left, removed */
 	uint64_t	 bytes;

@@ -51,6 +51,8 @@ static const struct key account_keys[] = {
 	{ "flags", K_ARRAY, false },
 	{ "interval", K_INT, false },
 	{ "deadline", K_INT, false },
+	{ "delete_after", K_INT, false },
+	{ "max_size", K_INT, false },
 	{ NULL, 0, false }
 };
 /* Both blocks take the same keys; "mailbox" is the IMAP block's alone. */
@@ -182,6 +184,25 @@ get_bounded(struct loader *ld, const config_setting_t *group,
 		return cfail(ld, s, "%s\"%s\" must be %ld to %ld", where, name,
 		    lo, hi);
 	*v = (long)n;
+	return RES_OK;
+}
+
+/* max_size: bytes, at least 1 KiB (a smaller limit is a typo). */
+static enum result
+get_max_size(struct loader *ld, const config_setting_t *group,
+    const char *where, long long *v)
+{
+	config_setting_t	*s = config_setting_get_member(group,
+				    "max_size");
+	long long		 n;
+
+	if (s == NULL)
+		return RES_OK;
+	n = config_setting_get_int64(s);
+	if (n < 1024)
+		return cfail(ld, s, "%s\"max_size\" must be at least 1024 "
+		    "(bytes)", where);
+	*v = n;
 	return RES_OK;
 }
 
@@ -564,11 +585,19 @@ load_account(struct loader *ld, struct config *cf, const config_setting_t *a,
 	if ((r = get_bounded(ld, a, "interval", 60, 7 * 86400, where,
 	    &ac->interval)) != RES_OK ||
 	    (r = get_bounded(ld, a, "deadline", 10, 7 * 86400, where,
-	    &ac->deadline)) != RES_OK)
+	    &ac->deadline)) != RES_OK ||
+	    (r = get_bounded(ld, a, "delete_after", 1, 3650, where,
+	    &ac->delete_after)) != RES_OK ||
+	    (r = get_max_size(ld, a, where, &ac->max_size)) != RES_OK)
 		return r;
 	ac->keep = true;
 	if (config_setting_lookup_bool(a, "keep", &keep) == CONFIG_TRUE)
 		ac->keep = keep != 0;
+	if (ac->delete_after > 0 && !ac->keep)
+		return cfail(ld, config_setting_get_member(a, "delete_after"),
+		    "%s\"delete_after\" keeps mail on the POP3 server for a "
+		    "while: it needs keep = true (keep = false deletes at once)",
+		    where);
 	ac->flags = xstrdup("");
 	if ((flags = config_setting_get_member(a, "flags")) != NULL) {
 		n = config_setting_length(flags);
@@ -639,12 +668,13 @@ check_shared(struct loader *ld, const struct config *cf)
 		for (j = 0; j < i && r == RES_OK; j++) {
 			b = &cf->accounts[j];
 			sb = ident_source(&b->pop3);
-			if (strcmp(sa, sb) == 0 && a->keep != b->keep)
+			if (strcmp(sa, sb) == 0 && (a->keep != b->keep ||
+			    a->delete_after != b->delete_after))
 				r = lfail_at(ld, a->line, "accounts \"%s\" (line "
 				    "%d) and \"%s\" (line %d) read the same POP3 "
-				    "mailbox %s, but only one has keep = true: "
-				    "the other would delete what it still needs; "
-				    "give both the same keep", b->name, b->line,
+				    "mailbox %s, but keep or delete_after differ: "
+				    "one would delete what the other still needs; "
+				    "give both the same", b->name, b->line,
 				    a->name, a->line, sa);
 			free(sb);
 		}

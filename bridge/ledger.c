@@ -72,7 +72,7 @@ enum {
 };
 
 #define MSG_COLS "id, uidl, pop_size, size, hash, state, uidvalidity, uid, " \
-	"fails, hold_until, deleted"
+	"fails, hold_until, deleted, imported_at"
 
 static const char *const stmt_sql[ST_COUNT] = {
 	[ST_FIND] = "SELECT " MSG_COLS " FROM msg WHERE dest = ?1 AND "
@@ -87,7 +87,8 @@ static const char *const stmt_sql[ST_COUNT] = {
 	[ST_ATTEMPT] = "INSERT INTO attempt (dest, msg, size, hash, "
 	    "uidvalidity, lo_uid, created) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
 	[ST_STORED] = "UPDATE msg SET state = 2, uidvalidity = ?2, uid = ?3, "
-	    "fails = 0, error = NULL, hold_until = 0, updated = ?4 WHERE id = ?1",
+	    "fails = 0, error = NULL, hold_until = 0, updated = ?4, "
+	    "imported_at = coalesce(imported_at, ?4) WHERE id = ?1",
 	[ST_DROP_ATTEMPT] = "DELETE FROM attempt WHERE id = ?1",
 	[ST_REFUSED] = "UPDATE msg SET state = 3, fails = fails + 1, "
 	    "error = ?2, hold_until = ?3, pop_size = ?4, "
@@ -96,7 +97,8 @@ static const char *const stmt_sql[ST_COUNT] = {
 	    "hdr_subject = coalesce(?7, hdr_subject), updated = ?8 "
 	    "WHERE id = ?1",
 	[ST_STATE] = "UPDATE msg SET state = ?2, uidvalidity = ?3, uid = ?4, "
-	    "updated = ?5 WHERE id = ?1",
+	    "updated = ?5, imported_at = CASE ?2 WHEN 2 THEN "
+	    "coalesce(imported_at, ?5) ELSE imported_at END WHERE id = ?1",
 	[ST_DELETED] = "UPDATE msg SET deleted = ?2, updated = ?3 WHERE id = ?1",
 	[ST_OWNER] = "SELECT id FROM msg WHERE dest = ?1 AND uidvalidity = ?2 "
 	    "AND uid = ?3 AND state = 2",
@@ -147,7 +149,8 @@ static const char schema[] =
     " deleted INTEGER NOT NULL DEFAULT 0,"	/* 1 DELE sent, 2 committed */
     " hdr_date TEXT, hdr_from TEXT, hdr_subject TEXT,"
     " first_seen INTEGER NOT NULL,"
-    " updated INTEGER NOT NULL);"
+    " updated INTEGER NOT NULL,"
+    " imported_at INTEGER);"		/* for delete_after */
     "CREATE INDEX IF NOT EXISTS msg_uidl ON msg (dest, uidl);"
     "CREATE INDEX IF NOT EXISTS msg_uid ON msg (dest, uidvalidity, uid);"
     "CREATE INDEX IF NOT EXISTS msg_state ON msg (dest, state);"
@@ -188,10 +191,11 @@ static const char schema[] =
  */
 static const char upgrade_v1[] =
     "INSERT INTO msg (dest, uidl, pop_size, size, hash, state, uidvalidity,"
-    " uid, fails, error, deleted, first_seen, updated)"
+    " uid, fails, error, deleted, first_seen, updated, imported_at)"
     " SELECT ?1, uidl, 0, size, NULL, CASE state WHEN 1 THEN 0 ELSE state"
     " END, uidvalidity, uid, CASE state WHEN 3 THEN 1 ELSE 0 END, error,"
-    " CASE deleted WHEN 0 THEN 0 ELSE 2 END, first_seen, updated"
+    " CASE deleted WHEN 0 THEN 0 ELSE 2 END, first_seen, updated,"
+    " CASE state WHEN 2 THEN updated END"
     " FROM message;"
     "UPDATE dest SET adopted = NOT EXISTS (SELECT 1 FROM message"
     " WHERE state = 1) WHERE id = ?1;"
@@ -305,6 +309,35 @@ table_exists(sqlite3 *db, const char *name)
 	return yes;
 }
 
+/*
+ * Is msg.imported_at there?  Added to a version 2 file made before it
+ * existed (the time a message was imported, for delete_after; a version 1
+ * file gets it with the upgrade's CREATE).  False only if it cannot be.
+ */
+static bool
+column_exists(sqlite3 *db, const char *table, const char *column)
+{
+	sqlite3_stmt	*s;
+	char		*sql;
+	bool		 yes = false;
+
+	sql = xprintf("SELECT 1 FROM pragma_table_info('%s') WHERE name = "
+	    "'%s'", table, column);
+	if (sqlite3_prepare_v2(db, sql, -1, &s, NULL) == SQLITE_OK) {
+		yes = sqlite3_step(s) == SQLITE_ROW;
+		sqlite3_finalize(s);
+	}
+	free(sql);
+	if (yes)
+		return true;
+	sql = xprintf("ALTER TABLE %s ADD COLUMN %s INTEGER", table, column);
+	yes = sqlite3_exec(db, sql, NULL, NULL, NULL) == SQLITE_OK;
+	free(sql);
+	/* Imported before it was recorded: as of the row's last change. */
+	return yes && sqlite3_exec(db, "UPDATE msg SET imported_at = updated "
+	    "WHERE state = 2", NULL, NULL, NULL) == SQLITE_OK;
+}
+
 /* The id of destination name, made if new; *fresh if it was. */
 static int
 dest_id(sqlite3 *db, const char *name, int64_t *id)
@@ -352,6 +385,7 @@ ledger_setup(struct ledger *l, const char *dest, char **why)
 	    "set_aside INTEGER;", NULL, NULL, NULL) != SQLITE_OK)
 		goto bad;
 	if (sqlite3_exec(l->db, schema, NULL, NULL, NULL) != SQLITE_OK ||
+	    !column_exists(l->db, "msg", "imported_at") ||
 	    dest_id(l->db, dest, &l->dest) == -1)
 		goto bad;
 	for (tail = upgrade_v1; v1 && *tail != '\0';) {
@@ -553,6 +587,7 @@ row_read(sqlite3_stmt *s, struct ledger_msg *m)
 	m->fails = (unsigned int)sqlite3_column_int(s, 8);
 	m->hold_until = (time_t)sqlite3_column_int64(s, 9);
 	m->deleted = sqlite3_column_int(s, 10);
+	m->imported_at = (time_t)sqlite3_column_int64(s, 11);
 }
 
 /* Every row of a query of MSG_COLS into a growing array. */

@@ -59,17 +59,26 @@ listed(void *arg, const char *uidl)
 	return uidl_count(arg, uidl) > 0;
 }
 
+/*
+ * May this imported message go from the server now?  With keep = false,
+ * yes; with keep = true and delete_after, once it was imported that many
+ * days ago (so that a phone's POP3 client still sees it for a while, and
+ * a small free mailbox does not fill up); and either way only once every
+ * other destination of this POP3 mailbox has it too.
+ */
 enum result
-plan_may_delete(struct run *rn, const char *uidl, const char *hash,
-    bool *yes, char **cause)
+plan_may_delete(struct run *rn, const struct ledger_msg *m, bool *yes,
+    char **cause)
 {
 	size_t		 i;
 	enum result	 r;
 
-	*yes = !rn->ac->keep;
+	*yes = !rn->ac->keep || (rn->ac->delete_after > 0 &&
+	    m->imported_at > 0 && time(NULL) - m->imported_at >=
+	    (time_t)rn->ac->delete_after * 86400);
 	for (i = 0; i < rn->nsiblings && *yes; i++)
-		if ((r = ledger_imported_in(rn->l, rn->siblings[i], uidl, hash,
-		    yes, cause)) != RES_OK)
+		if ((r = ledger_imported_in(rn->l, rn->siblings[i], m->uidl,
+		    m->hash, yes, cause)) != RES_OK)
 			return r;
 	return RES_OK;
 }
@@ -84,7 +93,7 @@ plan_known(struct run *rn, const struct ledger_msg *m, struct plan *pl,
 	pl->row = m->id;
 	switch (m->state) {
 	case LEDGER_IMPORTED:
-		if (plan_may_delete(rn, m->uidl, m->hash, &may, cause) !=
+		if (plan_may_delete(rn, m, &may, cause) !=
 		    RES_OK)
 			return RES_TEMP;
 		pl->act = may ? PA_DELE : PA_SKIP;
@@ -147,6 +156,10 @@ plan_one(struct run *rn, const struct uidls *u, unsigned int i,
 		r = plan_known(rn, live, pl, cause);
 	else		/* new ones: transfer.c checks the gone rows too */
 		pl->act = verify ? PA_VERIFY : PA_IMPORT;
+	/* Over max_size (fetchmail's limit): not fetched, left where it is. */
+	if ((pl->act == PA_IMPORT || pl->act == PA_VERIFY) &&
+	    rn->ac->max_size > 0 && pm->size > (uint64_t)rn->ac->max_size)
+		pl->act = PA_BIG;
 	free(rows);
 	return r;
 }
@@ -211,7 +224,7 @@ plan_make(struct run *rn, bool *need_imap, char **cause)
 	enum result	 r;
 
 	*need_imap = false;
-	rn->st->fresh = rn->st->set_aside = 0;
+	rn->st->fresh = rn->st->set_aside = rn->st->too_big = 0;
 	rn->st->waiting = rn->nmsgs;
 	uidls_make(&u, rn->msgs, rn->nmsgs);
 	free(rn->plan);
@@ -232,6 +245,9 @@ plan_make(struct run *rn, bool *need_imap, char **cause)
 			break;
 		case PA_HELD:
 			rn->st->set_aside++;
+			break;
+		case PA_BIG:
+			rn->st->too_big++;
 			break;
 		default:
 			break;

@@ -17,6 +17,7 @@ enum plan_act {
 	PA_SKIP,	/* imported, and kept on the server */
 	PA_DELE,	/* imported; delete it from the server now */
 	PA_HELD,	/* failed too often lately: set aside for now */
+	PA_BIG,		/* over the account's max_size: left on the server */
 	PA_IMPORT,	/* fetch and APPEND (row: the one it is known by) */
 	PA_VERIFY,	/* fetch, then tell by content which row it is */
 };
@@ -89,7 +90,7 @@ enum result	 plan_make(struct run *, bool *, char **);
 enum result	 plan_count(struct ledger *, const struct pop3_msg *,
 		     unsigned int, unsigned int *, uint64_t *, bool *, char **);
 /* May this imported message go from the server (keep, siblings)? */
-enum result	 plan_may_delete(struct run *, const char *, const char *,
+enum result	 plan_may_delete(struct run *, const struct ledger_msg *,
 		     bool *, char **);
 
 /* settle.c: interrupted runs' APPENDs, late copies, removals. */

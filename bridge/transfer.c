@@ -531,10 +531,9 @@ mark_dele(struct run *rn, struct slot *s, char **cause)
 	enum result	 r;
 
 	s->dele = false;
-	if (rn->pop3_dead || rn->ac->keep)
+	if (rn->pop3_dead)
 		return RES_OK;
-	if ((r = plan_may_delete(rn, s->row.uidl, s->row.hash, &may, cause)) !=
-	    RES_OK || !may)
+	if ((r = plan_may_delete(rn, &s->row, &may, cause)) != RES_OK || !may)
 		return r;
 	if ((r = ledger_deleted(rn->l, &s->row, DEL_SENT, cause)) == RES_OK) {
 		s->dele = true;
