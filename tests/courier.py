@@ -50,9 +50,12 @@ harness.Dovecot and cyrus.Cyrus, where it makes sense: start/stop/cleanup,
 add_user, users, deliver/deliver_many, pop3, pop3_count, pop3_messages,
 url, pop3_block, account (with a Dovecot or Cyrus as the other side via
 harness.make_account), ca_file, host, ports, log_tail, log_size, log_text,
-logins; Courier also imap, imap_messages, imap_count, imap_block.  Each has
-kept(raw): what the server stores of a message delivered or APPENDed to it,
-where it changes bytes by design (see the quirks below).
+logins; Courier also imap, imap_messages, imap_count, imap_block and what
+harness.InterruptLoop needs of an IMAP server: stored_count (the Maildir,
+no IMAP session), open_sessions, wait_sessions_ended and session_mark
+(sessions seen as processes, S1 below).  Each has kept(raw): what the
+server stores of a message delivered or APPENDed to it, where it changes
+bytes by design (see the quirks below).
 """
 
 # ---------------------------------------------------------------------------
@@ -77,6 +80,21 @@ where it changes bytes by design (see the quirks below).
 #  R6 popa3d logs only through syslog(3) (/dev/log); pam_unix too.
 #  R7 A port taken by someone else: couriertcpd says "bind: Address already
 #     in use", socat "E bind(...): Address already in use", and they exit.
+#  R8 popa3d writes a response in pieces: on a socket without TCP_NODELAY
+#     each RETR waited about 40 ms (Nagle against the client's delayed
+#     ACK; 200 RETRs 9 s instead of 0.03 s), so socat listens with nodelay.
+#
+# Sessions (what harness.InterruptLoop waits on before it counts)
+#  S1 couriertcpd forks per connection; imaplogin (courierpop3login) checks
+#     the password and execs imapd (courierpop3d) in the same process, as
+#     the userdb uid, with AUTHENTICATED=<user> and TCPREMOTEPORT=<port> in
+#     its environment; on imaps/pop3s couriertls runs between them and
+#     the client.  APPEND writes into tmp/ and renames into cur/ (":2,")
+#     once the literal is complete.  The session is over when that process
+#     is gone: then nothing more of it can be stored.  A killed client's
+#     imapd sees the socket close and exits at once (mid-literal: the tmp/
+#     file is removed).  The log has "LOGIN, user=U, ..., port=[P]" and at
+#     the end "LOGOUT, user=U, ..." or "DISCONNECTED, user=U, ...". [T]
 #
 # Courier IMAP
 #  I1 Greeting "* OK [CAPABILITY IMAP4rev1 UIDPLUS CHILDREN NAMESPACE
@@ -124,7 +142,12 @@ where it changes bytes by design (see the quirks below).
 #  A5 CR LF stored in the mbox is served as CR CR LF (deliver(crlf=True)). [T]
 #  A6 It locks the mbox with fcntl (deliver() takes the same lock) and
 #     rewrites it at QUIT after DELE; logs "N messages (B bytes) loaded",
-#     "N (B) deleted, N (B) left" through syslog.
+#     "N (B) deleted, N (B) left" through syslog; a client gone without
+#     QUIT: "Premature disconnect", nothing deleted.
+#  A7 A login while the mbox's mtime is the current second takes a second
+#     longer: popa3d pauses after fstat of the mbox (so that a change in
+#     the same second still shows in the mtime).  A kill loop's first run
+#     after new mail pays it, the reruns do not.
 # ---------------------------------------------------------------------------
 
 from __future__ import annotations
@@ -959,6 +982,95 @@ class Courier(_Private):
     imap_block = harness.Dovecot.imap_block
     account = harness.Dovecot.account
 
+    def stored_count(self, user, mailbox="INBOX"):
+        """Messages in `mailbox` of `user`, counted in the Maildir itself (no
+        IMAP session: cheap enough to poll while popbridge runs).  imapd
+        writes an APPENDed message into tmp/ and renames it into cur/ (or
+        new/) when it is complete; a file moved between new/ and cur/ while
+        the two are listed is counted once, by its base name (before ":")."""
+        md = self.maildir(user, mailbox)
+        names = set()
+        for sub in ("new", "cur"):
+            try:
+                entries = os.listdir(md / sub)
+            except FileNotFoundError:
+                continue
+            names.update(e.split(":", 1)[0] for e in entries if not e.startswith("."))
+        return len(names)
+
+    # ----------------------------------------------------------- sessions
+    _SESSION_PROGRAMS = {"imapd": "imap", "courierpop3d": "pop3"}
+
+    def _sessions(self):
+        """The logged-in sessions now, as [{user, proto, pid, start, line}]:
+        the imapd and courierpop3d processes of the namespace (S1).  A
+        session still in imaplogin or courierpop3login has not logged in."""
+        out = []
+        try:
+            entries = os.listdir("/proc")
+        except OSError:
+            return out
+        for e in entries:
+            if not e.isdigit():
+                continue
+            pid = int(e)
+            try:
+                if os.stat(f"/proc/{pid}").st_uid != VMAIL_UID or _ns_of(pid) != self.ns.ns:
+                    continue
+                with open(f"/proc/{pid}/stat") as f:
+                    text = f.read()
+                comm = text[text.find("(") + 1:text.rfind(")")]
+                rest = text.rsplit(")", 1)[1].split()
+                proto = self._SESSION_PROGRAMS.get(comm)
+                if proto is None or rest[0] in ("Z", "X"):
+                    continue
+                with open(f"/proc/{pid}/environ", "rb") as f:
+                    env = dict(v.split(b"=", 1) for v in f.read().split(b"\0") if b"=" in v)
+            except (OSError, IndexError, ValueError):
+                continue
+            user = env.get(b"AUTHENTICATED", b"").decode("utf-8", "replace")
+            port = env.get(b"TCPREMOTEPORT", b"?").decode("utf-8", "replace")
+            out.append({"user": user, "proto": proto, "pid": pid, "start": rest[19],
+                        "line": f"{comm}[{pid}] user={user}, port={port} (still running)"})
+        return out
+
+    def session_mark(self):
+        """The sessions there are now, for open_sessions(logged_in_before=...)."""
+        if not self.ns.ns:
+            return frozenset()
+        return frozenset((s["pid"], s["start"]) for s in self._sessions())
+
+    def open_sessions(self, user, protocols=("imap", "pop3"), logged_in_before=None):
+        """The sessions of `user` that have logged in and not yet ended, as
+        [{user, proto, pid, start, line}]: a session is open as long as its
+        imapd or courierpop3d process is there (S1).  logged_in_before: only
+        sessions in that session_mark() (those there when it was taken)."""
+        if not self.ns.ns:
+            return []
+        return [s for s in self._sessions()
+                if s["user"] == user and s["proto"] in protocols
+                and (logged_in_before is None or (s["pid"], s["start"]) in logged_in_before)]
+
+    def wait_sessions_ended(self, user, timeout=120.0, protocols=("imap", "pop3"),
+                            logged_in_before=None):
+        """Wait until every session of `user` has ended (see open_sessions):
+        after that no APPEND of a killed client can still be stored.  True
+        when they have (at once if none is open), False if some are still
+        open after `timeout` seconds.  The state must be seen twice, 50 ms
+        apart, as harness.Dovecot.wait_sessions_ended does."""
+        deadline = time.monotonic() + timeout
+        quiet = 0
+        while True:
+            if self.open_sessions(user, protocols, logged_in_before):
+                quiet = 0
+            else:
+                quiet += 1
+                if quiet >= 2:
+                    return True
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.05 if quiet else 0.02)
+
     def logins(self, user):
         """Log lines of successful logins of `user`, e.g. "imaps: INFO: LOGIN,
         user=bob, ip=[::ffff:127.0.0.1], port=[...], protocol=IMAP"."""
@@ -999,11 +1111,11 @@ class Popa3d(_Private):
 
     def _start_daemons(self, timeout, start_at, last):
         plan = [("popa3d", self.pop3_port, False,
-                 f"TCP-LISTEN:{self.pop3_port},bind={LOOPBACK},reuseaddr,fork",
+                 f"TCP-LISTEN:{self.pop3_port},bind={LOOPBACK},reuseaddr,fork,nodelay",
                  "EXEC:/usr/sbin/popa3d,nofork")]
         if self.ssl:
             plan.append(("popa3d-tls", self.pop3s_port, True,
-                         f"OPENSSL-LISTEN:{self.pop3s_port},bind={LOOPBACK},reuseaddr,fork,"
+                         f"OPENSSL-LISTEN:{self.pop3s_port},bind={LOOPBACK},reuseaddr,fork,nodelay,"
                          f"cert={self.pem_file},verify=0",
                          "EXEC:/usr/sbin/popa3d"))
         services = []
@@ -1073,8 +1185,10 @@ class Popa3d(_Private):
                 for raw in raws:
                     offsets.append(f.tell())
                     f.write(self._mbox_entry(raw, crlf))
+                # No fsync: popa3d reads the file through the same page
+                # cache, and one per message made a kill loop's deliveries
+                # of a few hundred messages take seconds.
                 f.flush()
-                os.fsync(f.fileno())
             finally:
                 fcntl.lockf(f, fcntl.LOCK_UN)
         return offsets

@@ -1375,6 +1375,24 @@ class InterruptLoop:
     that imports them all has not acted on the signal (term_problems).
     Every run starts with the signals at their default actions
     (default_signal_actions), whatever the test runner inherited.
+
+    The mail comes from the POP3 server `dc` and goes to the IMAP server
+    `imap_server` (by default `dc` too; pop3_mode and imap_mode as for
+    Dovecot.pop3_block and imap_block, "tls" by default).  Another IMAP
+    server than Dovecot needs what the loop uses of one: stored_count(user),
+    imap_messages(user), imap_block(user, mode), open_sessions(user,
+    protocols, logged_in_before) and wait_sessions_ended(user, timeout,
+    protocols), logged_in_before being a mark from its session_mark() if it
+    has one (else its log_size(), as for Dovecot).  Another POP3 server:
+    deliver, pop3_count, pop3_messages, pop3_block (tests/courier.py's
+    Courier and Popa3d have them).  `expect(raw)`: what the two servers
+    keep of a message delivered as raw, where one of them changes bytes by
+    design (popa3d's ">From ", Courier's bare CR); the verdict compares
+    with normalise(expect(raw)).  calibrate_stat: calibrate() asks the POP3
+    server for its count between delivering and the timed run, as round()
+    does, for a server whose first login after new mail costs time that
+    the rounds then do not pay (popa3d waits about a second when the mbox
+    changed within the current second).
     """
 
     AIM = 0.85
@@ -1382,9 +1400,13 @@ class InterruptLoop:
     def __init__(self, t, dc, sig=signal.SIGKILL, seed=None, tag=None, batch=200,
                  max_batch=3000, span_target=0.4, chain=0.75, max_chain=5,
                  stop_timeout=60.0, run_timeout=300.0, session_timeout=120.0, name="loop",
-                 big_share=0.05, big_size=(20_000, 120_000)):
+                 big_share=0.05, big_size=(20_000, 120_000), imap_server=None,
+                 pop3_mode="tls", imap_mode="tls", expect=None, calibrate_stat=False):
         import random
         self.t, self.dc, self.sig = t, dc, signal.Signals(sig)
+        self.imap_srv = dc if imap_server is None else imap_server
+        self.expect = expect or (lambda raw: raw)
+        self.calibrate_stat = calibrate_stat
         self.seed = int(os.environ.get("POPBRIDGE_TEST_SEED", "20241203")) if seed is None else seed
         self.rng = random.Random(self.seed)
         self.tag = tag or f"{t.short}{self.seed % 100000}"
@@ -1393,9 +1415,13 @@ class InterruptLoop:
         self.big_share, self.big_size = big_share, big_size
         self.stop_timeout, self.run_timeout = stop_timeout, run_timeout
         self.session_timeout = session_timeout
-        self.src, self.dst = t.user(dc, "s"), t.user(dc, "d")
-        self.cfg = t.config([dc.account(name, self.src, self.dst, keep=False)],
-                            name=f"{name}-{self.seed}.conf")
+        self.src, self.dst = t.user(dc, "s"), t.user(self.imap_srv, "d")
+        if imap_server is None and pop3_mode == imap_mode == "tls":
+            acct = dc.account(name, self.src, self.dst, keep=False)
+        else:
+            acct = make_account(name, dc.pop3_block(self.src, pop3_mode),
+                                self.imap_srv.imap_block(self.dst, imap_mode), keep=False)
+        self.cfg = t.config([acct], name=f"{name}-{self.seed}.conf")
         self.raws: list[bytes] = []
         self.cal = None                 # {"n", "first", "last", "end"} of the last calibration
         self.speeds = [1.0, 1.0]        # speed factors: first run of a round, reruns
@@ -1435,7 +1461,13 @@ class InterruptLoop:
                 f"messages; seed {self.seed}")
 
     def _count(self):
-        return self.dc.stored_count(self.dst)
+        return self.imap_srv.stored_count(self.dst)
+
+    def _session_mark(self):
+        """A mark for open_sessions(logged_in_before=...): the sessions the
+        IMAP server has now are before it, those to come after it."""
+        mark = getattr(self.imap_srv, "session_mark", None)
+        return mark() if mark else self.imap_srv.log_size()
 
     def deliver(self, n):
         for _ in range(n):
@@ -1482,9 +1514,9 @@ class InterruptLoop:
         return rc
 
     def settle(self):
-        """Wait until Dovecot has ended every session of the IMAP user."""
-        if not self.dc.wait_sessions_ended(self.dst, self.session_timeout, ("imap",)):
-            still = self.dc.open_sessions(self.dst, ("imap",))
+        """Wait until the IMAP server has ended every session of the IMAP user."""
+        if not self.imap_srv.wait_sessions_ended(self.dst, self.session_timeout, ("imap",)):
+            still = self.imap_srv.open_sessions(self.dst, ("imap",))
             self.session_waits.append(
                 f"{len(still)} IMAP sessions still open {self.session_timeout:.0f} s after "
                 f"their client was gone, e.g. {still[0]['line'][:160] if still else ''}")
@@ -1500,6 +1532,8 @@ class InterruptLoop:
             self.settle()
             n = self.batch
             self.deliver(n)
+            if self.calibrate_stat:
+                self.dc.pop3_count(self.src)
             base = self._count()
             t0 = time.monotonic()
             p, path = self._start()
@@ -1581,7 +1615,8 @@ class InterruptLoop:
         had ended)."""
         if self.sig != signal.SIGKILL:
             while p.poll() is None and not _caught(p.pid, self.sig):
-                if base is None and not self.dc.open_sessions(self.dst, ("imap",), prev_log):
+                if base is None and not self.imap_srv.open_sessions(self.dst, ("imap",),
+                                                                    prev_log):
                     base = self._count()
                 if base is not None and self._count() > base:
                     break
@@ -1660,7 +1695,8 @@ class InterruptLoop:
                 now = time.monotonic()
                 if p.poll() is not None or now >= deadline:
                     break
-                if base is None and not self.dc.open_sessions(self.dst, ("imap",), prev_log):
+                if base is None and not self.imap_srv.open_sessions(self.dst, ("imap",),
+                                                                    prev_log):
                     base = self._count()
                 time.sleep(min(0.005, max(0.0, deadline - now)))
             if not self._send(p, base, prev_log):
@@ -1681,7 +1717,7 @@ class InterruptLoop:
             rc = self._reap(p, path, label)
             stop_s = time.monotonic() - t_sig
             now_count = self._count()
-            prev_log = self.dc.log_size()
+            prev_log = self._session_mark()
             rerun, rpath = self._start()                    # at once
             t_rerun = time.monotonic()
             if base is None:
@@ -1714,14 +1750,15 @@ class InterruptLoop:
 
     # ---------------------------------------------------------- the verdict
     def finish(self, final_timeout=None):
-        """Wait for Dovecot to end every session of the IMAP user, then one
-        healthy run; returns a dict: final (BridgeResult), msgs (the IMAP
-        mailbox), census counts (lost, dup, changed, ...), pop3_left."""
+        """Wait for the IMAP server to end every session of the IMAP user,
+        then one healthy run; returns a dict: final (BridgeResult), msgs
+        (the IMAP mailbox), census counts (lost, dup, changed, ...),
+        pop3_left."""
         ended = self.settle()
         final = self.t.bridge("-c", self.cfg, "run", timeout=final_timeout or self.run_timeout)
-        msgs = self.dc.imap_messages(self.dst)
+        msgs = self.imap_srv.imap_messages(self.dst)
         pop = [b for _, b in self.dc.pop3_messages(self.src)]
-        res = census(self.raws, [m["body"] for m in msgs], pop)
+        res = census([self.expect(raw) for raw in self.raws], [m["body"] for m in msgs], pop)
         res.update({"final": final, "msgs": msgs, "pop3_left": len(pop), "sessions_ended": ended})
         stress_tally(self.t.name, f"SIG{self.sig.name[3:]} loop seed {self.seed}",
                      res["lost"], res["dup"], res["changed"] + res["foreign"],

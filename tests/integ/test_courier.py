@@ -29,6 +29,13 @@ Popa3d.kept):
   "Cannot display Unicode content" wrapper instead of a message whose
   header has 8-bit bytes, and popbridge must not store the wrapper.
 
+Each pairing also has a kill -9 loop with keep = false (harness.InterruptLoop,
+the loop of test_crash, aimed within the import as measured here and now,
+rerun at once, until KILL_MID kills (5) landed mid-work); once the target
+has ended every IMAP session of the killed runs (Courier: no imapd of the
+user left, Courier.open_sessions), a final run, then every message exactly
+once in IMAP as the servers keep it, POP3 empty, the final run exit 0.
+
 Beside the pairings: the server facts these comparisons rely on; a Date
 before 1970 into Courier (which refuses such an INTERNALDATE: the message
 must be imported all the same); a lost ledger against Courier (the copies
@@ -41,13 +48,15 @@ wrong against a server.  If Courier or popa3d cannot run here every test
 fails, saying why: these tests never pass without the servers answering.
 """
 
+import os
 import poplib
 import re
+import signal
 import socket
 
 from courier import Courier, CourierUnavailable, Popa3d
-from harness import (LOOPBACK, describe, expected_internaldate, make_account, varied_messages,
-                     write_config)
+from harness import (LOOPBACK, InterruptLoop, describe, expected_internaldate, make_account,
+                     varied_messages, write_config)
 
 _failed_starts: dict = {}
 
@@ -318,6 +327,7 @@ def test_courier_and_popa3d_as_the_tests_expect(t):
         capa = c.capa()
         c.user(u)
         c.pass_(co.users[u])
+        pop3_open = co.open_sessions(u, ("pop3",))
         listing = [ln.split()[1].decode() for ln in c.uidl()[1]]
         plain = [b"\r\n".join(c.retr(i + 1)[1]) + b"\r\n" for i in range(len(raws))]
     finally:
@@ -325,6 +335,9 @@ def test_courier_and_popa3d_as_the_tests_expect(t):
     for k in ("UIDL", "TOP", "USER", "UTF8", "PIPELINING"):
         assert k in capa, f"Courier POP3 CAPA lacks {k}: {capa}"
     assert all(re.fullmatch(r"UID\d+-\d+", x) for x in listing), f"Courier UIDLs: {listing}"
+    assert len(pop3_open) == 1 and co.wait_sessions_ended(u, 30, ("pop3",)), \
+        (f"Courier.open_sessions saw {pop3_open} for one POP3 session, or it did not end "
+         f"after QUIT: {co.open_sessions(u)}")
     wrapped = [label for (label, _), body in zip(labelled, plain)
                if b"Cannot display Unicode content" in body]
     assert wrapped == ["8bit-header"], \
@@ -359,7 +372,16 @@ def test_courier_and_popa3d_as_the_tests_expect(t):
     try:
         greeting = f.readline()
         assert b"Courier-IMAP ready" in greeting, greeting
+        assert not co.open_sessions(d), f"a session before LOGIN: {co.open_sessions(d)}"
         cmd(b"a0", f"LOGIN {d} {co.users[d]}".encode())
+        # The observable the kill loops wait on (tests/courier.py S1): one
+        # imapd of this user, named by the port of its LOGIN log line.
+        imap_open = co.open_sessions(d)
+        port = s.getsockname()[1]
+        assert len(imap_open) == 1 and imap_open[0]["proto"] == "imap" \
+            and f"port={port} " in imap_open[0]["line"], \
+            f"Courier.open_sessions after one IMAP LOGIN from port {port}: {imap_open}"
+        mark = co.session_mark()
         caps = b"".join(cmd(b"a1", b"CAPABILITY"))
         for k in (b"LITERAL+", b"MULTIAPPEND", b"BINARY", b"APPENDLIMIT"):
             assert k not in caps, f"Courier-IMAP now offers {k}: {caps!r}"
@@ -379,7 +401,12 @@ def test_courier_and_popa3d_as_the_tests_expect(t):
                f"{r.decode(errors='replace').strip()}")
         cmd(b"a6", b"LOGOUT")
     finally:
+        f.close()
         s.close()
+    assert co.wait_sessions_ended(d, 30, ("imap",), mark), \
+        f"the IMAP session did not end after LOGOUT: {co.open_sessions(d)}"
+    assert co.stored_count(d) == co.imap_count(d) >= 1, \
+        f"Courier.stored_count {co.stored_count(d)}, IMAP says {co.imap_count(d)}"
     m = co.imap_messages(d)[0]
     assert m["body"] == b"Subject: cr\r\n\r\nonetwo\r\n" == Courier.kept(
         b"Subject: cr\r\n\r\none\rtwo\r\n"), f"Courier-IMAP stored {m['body']!r}"
@@ -580,3 +607,81 @@ def test_check_popa3d(t):
     assert not re.search(r"TLSv1", pop3), f"plain POP3 shown with TLS: {pop3!r}"
     assert pa.pop3_count(src) == len(raws) and dc.imap_count(dst) == 0, "check changed mail"
 
+
+
+# ------------------------------------------------------------------ kill -9 loops
+KILL_MID = int(os.environ.get("POPBRIDGE_COURIER_KILLS", "5"))
+
+
+def kill_loop(t, src, dst, pop3_mode, imap_mode):
+    """harness.InterruptLoop from `src` (POP3) to `dst` (IMAP), keep =
+    false: kill -9 at moments chosen within the import as measured on this
+    machine now, the next run started at once, until KILL_MID kills landed
+    mid-work (some but not all of the waiting mail in IMAP, counted in the
+    target's Maildir); then, once the target has ended every IMAP session
+    of the killed runs (Courier: no imapd process of the user left,
+    Courier.open_sessions; Dovecot: its log), one healthy run.  Every
+    message must then be in IMAP exactly once, as the servers keep it
+    (Popa3d.kept, Courier.kept), none left on POP3, the final run exit 0."""
+    def expect(raw):
+        served = Popa3d.kept(raw) if isinstance(src, Popa3d) else raw
+        return kept_by(dst)(pb_norm(served))
+    loop = InterruptLoop(t, src, signal.SIGKILL, name=f"{t.short}k", imap_server=dst,
+                         pop3_mode=pop3_mode, imap_mode=imap_mode, expect=expect,
+                         max_batch=1000, chain=0.9,
+                         calibrate_stat=isinstance(src, Popa3d))
+    t.note(f"random seed {loop.seed} (set POPBRIDGE_TEST_SEED to replay another); POP3 "
+           f"{pop3_mode}, IMAP {imap_mode}")
+    try:
+        cal = loop.calibrate()
+        t.note(f"calibrated: {cal['n']} messages, first in IMAP after {cal['first']:.2f} s, "
+               f"last after {cal['last']:.2f} s, run {cal['end']:.2f} s")
+        while loop.mid() < KILL_MID and loop.rounds < 3 * KILL_MID + 10:
+            loop.round()
+    finally:
+        t.note(loop.summary())
+    res = loop.finish()
+    final = res["final"]
+    t.note(f"census: {res['total']} messages, {res['lost']} lost, {res['dup']} duplicated, "
+           f"{res['changed']} changed, {res['foreign']} unexpected, {res['missing']} not in "
+           f"IMAP, {res['pop3_left']} left on POP3; final run exit {final.rc}")
+    problems = []
+    if loop.session_waits:
+        problems += loop.session_waits
+    for key, what in (("lost", "lost (neither in IMAP nor on POP3)"),
+                      ("dup", "duplicated in IMAP"),
+                      ("changed", "in IMAP with other bytes than expected"),
+                      ("missing", "not in IMAP")):
+        if res[key]:
+            problems.append(f"{res[key]} {what}, e.g. X-Harness-Seq {res[key + '_e']}")
+    if res["foreign"]:
+        problems.append(f"{res['foreign']} unexpected messages in IMAP, e.g. "
+                        f"{res['foreign_e'][:2]}")
+    if final.rc != 0:
+        problems.append(f"the final run exited {final.rc}: {error_lines(final)}")
+    if res["pop3_left"]:
+        problems.append(f"keep = false but {res['pop3_left']} messages are left on POP3")
+    if len(res["msgs"]) != len(loop.raws):
+        problems.append(f"{len(res['msgs'])} messages in IMAP for {len(loop.raws)} delivered")
+    assert not problems, f"{len(problems)} problems after {len(loop.kills)} kills " \
+                         f"({loop.mid()} mid-work): " + "; ".join(problems)
+    assert not loop.bad_exits, "unkilled runs failed: " + " | ".join(loop.bad_exits[:3])
+    assert loop.mid() >= KILL_MID, \
+        f"only {loop.mid()} kills landed mid-work (wanted {KILL_MID}); {loop.summary()}"
+
+
+def test_kill9_loop_courier_pop3_to_courier_imap(t):
+    co = courier(t)
+    kill_loop(t, co, co, "tls", "tls")
+
+
+def test_kill9_loop_popa3d_to_courier_imap(t):
+    kill_loop(t, popa3d(t), courier(t), "plain", "starttls")
+
+
+def test_kill9_loop_popa3d_to_dovecot_imap(t):
+    kill_loop(t, popa3d(t), t.dovecot(), "tls", "tls")
+
+
+def test_kill9_loop_dovecot_pop3_to_courier_imap(t):
+    kill_loop(t, t.dovecot(), courier(t), "starttls", "tls")
