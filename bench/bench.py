@@ -702,46 +702,72 @@ class Bench:
 
     def measure(self, scenario, net, client, count, nbytes, fn, repeat=1, note=""):
         """Run fn() `repeat` times, keep the median by time; record a row."""
-        label = f"{scenario}/{net}/{client}"
-        runs = []
-        for i in range(repeat):
-            self.wait_quiet(label)
-            mark, t0 = self.stats_mark(), time.monotonic()
-            try:
-                r = fn()
-                if net != "loopback":
-                    r["link"] = self.link_stats(mark, t0)
-            except Broken as e:
-                log(f"FAILED {label}: {e}")
-                self.failures.append(f"{label}: {e}")
-                return None
-            except Exception as e:  # noqa: BLE001 - a broken client must not hide the rest
-                log(f"FAILED {label}: {type(e).__name__}: {e}")
-                traceback.print_exc()
-                self.failures.append(f"{label}: {type(e).__name__}: {e}")
-                return None
-            runs.append(r)
-            log(f"{label}: {count} messages in {r['seconds']:.2f} s "
-                f"({count / r['seconds']:.1f} msg/s, {nbytes / 1e6 / r['seconds']:.1f} MB/s), "
-                f"peak RSS {r['rss'] / 1024:.1f} MiB, client CPU {r['cpu']:.2f} s, "
-                f"machine busy {r['busy']:.0f}% (others {r['others']:.0f}%)"
-                + (f"; {self.link_text(net, r['link'])}" if r.get("link") else ""))
-        runs.sort(key=lambda r: r["seconds"])
-        med = runs[len(runs) // 2]
-        row = {"scenario": scenario, "net": net, "client": client, "messages": count,
-               "bytes": nbytes, "seconds": med["seconds"], "rss": max(r["rss"] for r in runs),
-               "cpu": med["cpu"], "busy": med["busy"], "others": med["others"],
-               "note": "; ".join(x for x in (note, med.get("note", "")) if x),
-               "all_seconds": [r["seconds"] for r in runs], "again": med.get("again"),
-               "link": med.get("link"), "repeat": repeat,
-               "all_msg_s": sorted(count / r["seconds"] for r in runs)}
-        if repeat > 1:
-            row["note"] = (row["note"] + "; " if row["note"] else "") + \
-                f"median of {repeat}: " + "/".join(f"{r['seconds']:.2f}" for r in runs) + " s"
-        row["msg_s"] = count / row["seconds"]
-        row["mb_s"] = nbytes / 1e6 / row["seconds"]
-        self.rows.append(row)
-        return row
+        return self.measure_group(scenario, net, [(client, count, nbytes, fn, note)],
+                                  repeat)[0]
+
+    def measure_group(self, scenario, net, specs, repeat=1):
+        """Run the clients of `specs` ((client, count, nbytes, fn, note)
+        each) in turns, `repeat` rounds of one run each, so that a busy
+        spell of the machine falls on all of them alike; record a row per
+        client (the median run by time; runs in round order in
+        "round_msg_s", for paired ratios).  Returns the rows (None for a
+        client that failed)."""
+        runs = {sp[0]: [] for sp in specs}
+        failed = set()
+        for _ in range(repeat):
+            for client, count, nbytes, fn, note in specs:
+                if client in failed:
+                    continue
+                label = f"{scenario}/{net}/{client}"
+                self.wait_quiet(label)
+                mark, t0 = self.stats_mark(), time.monotonic()
+                try:
+                    r = fn()
+                    if net != "loopback":
+                        r["link"] = self.link_stats(mark, t0)
+                except Broken as e:
+                    log(f"FAILED {label}: {e}")
+                    self.failures.append(f"{label}: {e}")
+                    failed.add(client)
+                    continue
+                except Exception as e:  # noqa: BLE001 - a broken client must not hide the rest
+                    log(f"FAILED {label}: {type(e).__name__}: {e}")
+                    traceback.print_exc()
+                    self.failures.append(f"{label}: {type(e).__name__}: {e}")
+                    failed.add(client)
+                    continue
+                runs[client].append(r)
+                log(f"{label}: {count} messages in {r['seconds']:.2f} s "
+                    f"({count / r['seconds']:.1f} msg/s, {nbytes / 1e6 / r['seconds']:.1f} MB/s), "
+                    f"peak RSS {r['rss'] / 1024:.1f} MiB, client CPU {r['cpu']:.2f} s, "
+                    f"machine busy {r['busy']:.0f}% (others {r['others']:.0f}%)"
+                    + (f"; {self.link_text(net, r['link'])}" if r.get("link") else ""))
+        rows = []
+        for client, count, nbytes, fn, note in specs:
+            got = runs[client]
+            if client in failed or not got:
+                rows.append(None)
+                continue
+            in_order = [count / r["seconds"] for r in got]
+            got = sorted(got, key=lambda r: r["seconds"])
+            med = got[len(got) // 2]
+            row = {"scenario": scenario, "net": net, "client": client, "messages": count,
+                   "bytes": nbytes, "seconds": med["seconds"],
+                   "rss": max(r["rss"] for r in got),
+                   "cpu": med["cpu"], "busy": med["busy"], "others": med["others"],
+                   "note": "; ".join(x for x in (note, med.get("note", "")) if x),
+                   "all_seconds": [r["seconds"] for r in got], "again": med.get("again"),
+                   "link": med.get("link"), "repeat": len(got),
+                   "all_msg_s": sorted(in_order), "round_msg_s": in_order,
+                   "all_others": [r["others"] for r in got]}
+            if len(got) > 1:
+                row["note"] = (row["note"] + "; " if row["note"] else "") + \
+                    f"median of {len(got)}: " + "/".join(f"{r['seconds']:.2f}" for r in got) + " s"
+            row["msg_s"] = count / row["seconds"]
+            row["mb_s"] = nbytes / 1e6 / row["seconds"]
+            self.rows.append(row)
+            rows.append(row)
+        return rows
 
     def link_text(self, net, link):
         """One line on the relay's view of a run: per link, how long the
@@ -759,30 +785,40 @@ class Bench:
 
     def scenario(self, c, nets=("loopback", "delay")):
         """The clients on corpus c, network by network: the whole corpus for
-        popbridge, minimal and the ceiling (BENCH_REPEAT runs each), the
-        first BENCH_SLOW_CAP messages for the one-at-a-time clients (and
-        for popbridge beside them) through the relay."""
+        popbridge, minimal and the ceiling (BENCH_REPEAT rounds, the
+        clients taking turns), the first BENCH_SLOW_CAP messages for the
+        one-at-a-time clients (and for popbridge beside them) through the
+        relay."""
         rep = self.s["BENCH_REPEAT"]
         name = c["name"]
         full = (c["src"], c["count"], c["bytes"])
         sub = (c["sub"], c["sub_count"], c["sub_bytes"])
         for net in nets:
+            group = []
             if "popbridge" in self.clients:
-                self.measure(name, net, "popbridge", c["count"], c["bytes"],
-                             lambda: self.run_popbridge(*full, net), repeat=rep)
+                group.append(("popbridge", c["count"], c["bytes"],
+                              lambda net=net: self.run_popbridge(*full, net), ""))
             if "minimal" in self.clients:
-                self.measure(name, net, "minimal", c["count"], c["bytes"],
-                             lambda: self.run_minimal(*full, net), repeat=rep,
-                             note="every RETR and APPEND pipelined, all in memory")
+                group.append(("minimal", c["count"], c["bytes"],
+                              lambda net=net: self.run_minimal(*full, net),
+                              "every RETR and APPEND pipelined, all in memory"))
             if "ceiling" in self.clients and net != "gmail":
-                self.measure(name, net, "ceiling", c["count"], c["bytes"],
-                             lambda: self.run_ceiling(c["dir"], c["count"], c["bytes"], net),
-                             repeat=rep, note="MULTIAPPEND, no POP3")
+                group.append(("ceiling", c["count"], c["bytes"],
+                              lambda net=net: self.run_ceiling(c["dir"], c["count"], c["bytes"],
+                                                               net),
+                              "MULTIAPPEND, no POP3"))
                 if net == "loopback":
-                    self.measure(name, net, "ceiling (LITERAL+ APPEND)", c["count"], c["bytes"],
-                                 lambda: self.run_ceiling(c["dir"], c["count"], c["bytes"], net,
-                                                          "append"),
-                                 repeat=rep, note="pipelined single LITERAL+ APPENDs, no POP3")
+                    group.append(("ceiling (LITERAL+ APPEND)", c["count"], c["bytes"],
+                                  lambda net=net: self.run_ceiling(c["dir"], c["count"],
+                                                                   c["bytes"], net, "append"),
+                                  "pipelined single LITERAL+ APPENDs, no POP3"))
+            if net != "loopback" and net != "gmail" and "popbridge" in self.clients:
+                note = f"first {sub[1]} messages only"
+                group.append(("popbridge (subset)", sub[1], sub[2],
+                              lambda net=net: self.run_popbridge(*sub, net),
+                              note + ", same messages as the slow clients"))
+            if group:
+                self.measure_group(name, net, group, rep)
             if net == "gmail":
                 continue
             if net == "loopback":
@@ -791,10 +827,6 @@ class Bench:
             else:
                 src, cnt, nb = sub
                 note = f"first {cnt} messages only"
-                if "popbridge" in self.clients:
-                    self.measure(name, net, "popbridge (subset)", cnt, nb,
-                                 lambda: self.run_popbridge(src, cnt, nb, net),
-                                 repeat=rep, note=note + ", same messages as the slow clients")
             if "naive" in self.clients:
                 self.measure(name, net, "naive", cnt, nb,
                              lambda: self.run_naive(src, cnt, nb, net), note=note)
@@ -1585,7 +1617,14 @@ class Bench:
         def add(what, num, den, target, kind, like=None, note=""):
             if num and den:
                 ratio = num["msg_s"] / den["msg_s"]
-                out.append({"corpus": sc, "what": what, "ratio": ratio,
+                pairs = None
+                if (num["messages"] == den["messages"] and num["repeat"] > 1
+                        and num["repeat"] == den["repeat"]):
+                    # Runs of the same round were side by side in time.
+                    pairs = sorted(a / b for a, b in zip(num["round_msg_s"],
+                                                         den["round_msg_s"]))
+                    ratio = statistics.median(pairs)
+                out.append({"corpus": sc, "what": what, "ratio": ratio, "pairs": pairs,
                             "like": like["msg_s"] / den["msg_s"] if like else None,
                             "target": target, "kind": kind,
                             "met": None if target is None else ratio >= target, "note": note})
@@ -1675,6 +1714,9 @@ class Bench:
             val = f"{q['ratio']:.1f} MiB (target < {q['target']} MiB)"
         else:
             val = f"{q['ratio'] * 100:.0f}%"
+            if q.get("pairs"):
+                val += (f", the median of {len(q['pairs'])} rounds run side by side "
+                        f"({q['pairs'][0] * 100:.0f}-{q['pairs'][-1] * 100:.0f}%)")
             if q["target"] is not None:
                 val += f" (target >= {q['target'] * 100:.0f}%)"
         return val
