@@ -400,6 +400,59 @@ row_account(struct batch *b, const int *col, struct csv_row *row,
 	return NULL;
 }
 
+/* The column of each name in the header row; NULL, or a required one
+ * that is missing. */
+static const char *
+header_columns(const struct csv_row *header, int *col)
+{
+	size_t	 i, j;
+
+	for (i = 0; i < C_COUNT; i++)
+		col[i] = -1;
+	for (j = 0; j < header->n; j++)
+		for (i = 0; i < C_COUNT; i++)
+			if (strcmp(header->f[j], columns[i]) == 0)
+				col[i] = (int)j;
+	for (i = 0; i < C_REQUIRED; i++)
+		if (col[i] == -1 && i != C_MAILBOX && i != C_KEEP)
+			return columns[i];
+	return NULL;
+}
+
+/*
+ * One data row as load_rows maps it, for tests/fuzz: the columns from the
+ * header row; secrets_dir (resolved, or NULL) and env_prefix (or NULL) as
+ * one --secrets-dir and --secrets-env-prefix, trust_csv as --trust-csv.
+ * NULL with *ac filled, or why not; either way the caller frees what *ac
+ * holds (config_endpoint_free, name, flags).
+ */
+const char *
+batch_row(const struct csv_row *header, struct csv_row *row,
+    const char *secrets_dir, const char *env_prefix, bool trust_csv,
+    struct account *ac, char *why, size_t whysz)
+{
+	struct batch	 b;
+	char		*dir = (char *)secrets_dir;
+	const char	*err;
+	int		 col[C_COUNT];
+
+	memset(&b, 0, sizeof b);
+	memset(ac, 0, sizeof *ac);
+	b.secret_dirs = &dir;
+	b.nsecret_dirs = secrets_dir != NULL;
+	b.env_prefixes = &env_prefix;
+	b.nenv_prefixes = env_prefix != NULL;
+	b.trust_csv = trust_csv;
+	if ((err = header_columns(header, col)) != NULL) {
+		snprintf(why, whysz, "the header row has no column %s", err);
+		return why;
+	}
+	if ((err = row_account(&b, col, row, ac, why, whysz)) == NULL &&
+	    row->n > header->n)
+		err = "more fields than the header row has";
+	return err;
+}
+
 /*
  * Shard K of N by a stable hash of the POP3 mailbox in its one spelling, so
  * that every row naming one mailbox falls into one shard however its URL is
@@ -526,7 +579,7 @@ load_rows(struct batch *b, char **cause)
 	const char	*err;
 	char		*data, why[512];
 	int		 col[C_COUNT], got;
-	size_t		 i, j, cap = 0, ncols, len;
+	size_t		 i, cap = 0, ncols, len;
 	enum result	 r;
 
 	if ((r = file_read(b->file, CSV_MAX_BYTES, &data, &len, NULL,
@@ -538,21 +591,13 @@ load_rows(struct batch *b, char **cause)
 		return fail(cause, RES_CONFIG, "%s:%d: %s", b->file, row.line,
 		    got == 0 ? "empty file" : err);
 	}
-	for (i = 0; i < C_COUNT; i++)
-		col[i] = -1;
 	ncols = row.n;
-	for (j = 0; j < row.n; j++) {
-		for (i = 0; i < C_COUNT; i++)
-			if (strcmp(row.f[j], columns[i]) == 0)
-				col[i] = (int)j;
+	if ((err = header_columns(&row, col)) != NULL) {
+		csv_row_free(&row);
+		free(data);
+		return fail(cause, RES_CONFIG, "%s:1: the header row has no "
+		    "column %s", b->file, err);
 	}
-	for (i = 0; i < C_REQUIRED; i++)
-		if (col[i] == -1 && i != C_MAILBOX && i != C_KEEP) {
-			csv_row_free(&row);
-			free(data);
-			return fail(cause, RES_CONFIG, "%s:1: the header row has "
-			    "no column %s", b->file, columns[i]);
-		}
 	csv_row_free(&row);
 
 	while ((got = csv_next(&c, &row, &err)) != 0) {

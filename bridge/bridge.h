@@ -316,6 +316,23 @@ const char	*conn_tls_version(struct conn *);
 bool		 conn_offers_starttls(struct conn *);
 const char	*conn_cert_subject(struct conn *);
 void		 conn_close(struct conn *);
+/*
+ * A connection to a scripted server (tests, fuzzing): the login lines
+ * (greeting, capabilities) as libcurl would have seen them, then the
+ * server's bytes after login, then "connection closed".  io (NULL: all at
+ * once, writes dropped) says how many bytes each read or write moves
+ * (0: not now, CONN_STEP_FAIL: the connection is lost) and gets what the
+ * client sends.  The bytes must outlive the connection.
+ */
+#define CONN_STEP_FAIL	((size_t)-1)
+struct conn_memory_io {
+	size_t		(*step)(void *, bool, size_t);	/* sending?, at most */
+	void		(*sent)(void *, const void *, size_t);
+	void		*arg;
+};
+enum result	 conn_memory(const char *, const char *, size_t, const void *,
+		     size_t, const struct conn_memory_io *, struct conn **,
+		     char **);
 /* An account run's deadline: this many seconds from now (0: none), and
  * more once the mail to move is known. */
 void		 net_deadline(double);
@@ -339,6 +356,10 @@ struct pop3_caps {
 	bool		 uidl, pipelining, top, utf8;
 };
 enum result	 pop3_open(const struct endpoint *, const char *, long,
+		     struct pop3 **, char **);
+/* The same on a logged-in connection (account, host), which the session
+ * owns from now on, even on failure. */
+enum result	 pop3_open_conn(struct conn *, const char *, const char *,
 		     struct pop3 **, char **);
 const struct pop3_caps *pop3_caps(struct pop3 *);
 struct conn	*pop3_conn(struct pop3 *);
@@ -387,6 +408,10 @@ struct append_result {
 	uint32_t	 uid;
 };
 enum result	 imap_open(const struct endpoint *, const char *, long,
+		     struct imap **, char **);
+/* The same on a logged-in connection (account, host), which the session
+ * owns from now on, even on failure. */
+enum result	 imap_open_conn(struct conn *, const char *, const char *,
 		     struct imap **, char **);
 const struct imap_caps *imap_caps(struct imap *);
 struct conn	*imap_conn(struct imap *);
@@ -673,6 +698,9 @@ void		 file_sync_dir(const char *);
 
 /* batch.c: `popbridge batch`, many accounts from a CSV file. */
 int		 cmd_batch(struct globals *, int, char **);
+/* A data row to an account as `batch` maps it (tests/fuzz): NULL or why not. */
+const char	*batch_row(const struct csv_row *, struct csv_row *, const char *,
+		     const char *, bool, struct account *, char *, size_t);
 
 /* worker.c: one account run in a child process. */
 struct worker {

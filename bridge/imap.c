@@ -375,18 +375,29 @@ enum result
 imap_open(const struct endpoint *ep, const char *account, long timeout,
     struct imap **imp, char **cause)
 {
-	struct imap	*im;
 	struct conn	*c;
-	struct imap_reply rep;
 	enum result	 r;
 
 	*imp = NULL;
 	if ((r = conn_open(ep, account, timeout, &c, cause)) != RES_OK)
 		return r;
+	return imap_open_conn(c, account, ep->host, imp, cause);
+}
+
+/* The session on a logged-in connection: conn_open's, or conn_memory's. */
+enum result
+imap_open_conn(struct conn *c, const char *account, const char *host,
+    struct imap **imp, char **cause)
+{
+	struct imap	*im;
+	struct imap_reply rep;
+	enum result	 r;
+
+	*imp = NULL;
 	im = xcalloc(1, sizeof *im);
 	im->c = c;
 	im->account = xstrdup(account);
-	im->host = xstrdup(ep->host);
+	im->host = xstrdup(host);
 	if (caps_from_login(im)) {
 		*imp = im;
 		return RES_OK;

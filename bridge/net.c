@@ -12,12 +12,14 @@
  * password.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <malloc.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include <curl/curl.h>
 #include <openssl/ssl.h>
@@ -47,6 +49,11 @@ struct conn {
 	bool		 bad_greeting;	/* the first line was no greeting */
 	bool		 dead;		/* a read or write failed */
 	SSL		*ssl;		/* curl's, once the handshake is done */
+	/* conn_memory: a scripted server instead of libcurl's socket. */
+	bool		 memory;
+	const char	*in;
+	size_t		 inlen, inpos;
+	struct conn_memory_io io;
 };
 
 static bool	ssl_is_openssl;
@@ -697,6 +704,56 @@ conn_wait(struct conn *c, short events, char **cause)
 	return RES_OK;
 }
 
+/*
+ * The two places where bytes cross: libcurl's socket, or for a memory
+ * connection (conn_memory) its script, in steps its io->step chooses.
+ * Everything above them (conn_wait, the buffer, the line reader) is the
+ * same for both.
+ */
+static CURLcode
+conn_recv(struct conn *c, char *buf, size_t n, size_t *got)
+{
+	size_t	 k;
+
+	if (!c->memory)
+		return curl_easy_recv(c->h, buf, n, got);
+	*got = 0;
+	k = c->io.step != NULL ? c->io.step(c->io.arg, false, n) : n;
+	if (k == CONN_STEP_FAIL)
+		return CURLE_RECV_ERROR;
+	if (k == 0 && c->inpos < c->inlen)
+		return CURLE_AGAIN;
+	if (k > n)
+		k = n;
+	if (k > c->inlen - c->inpos)
+		k = c->inlen - c->inpos;
+	memcpy(buf, c->in + c->inpos, k);	/* 0 at the end: closed */
+	c->inpos += k;
+	*got = k;
+	return CURLE_OK;
+}
+
+static CURLcode
+conn_send(struct conn *c, const char *p, size_t len, size_t *sent)
+{
+	size_t	 k;
+
+	if (!c->memory)
+		return curl_easy_send(c->h, p, len, sent);
+	*sent = 0;
+	k = c->io.step != NULL ? c->io.step(c->io.arg, true, len) : len;
+	if (k == CONN_STEP_FAIL)
+		return CURLE_SEND_ERROR;
+	if (k == 0)
+		return CURLE_AGAIN;
+	if (k > len)
+		k = len;
+	if (c->io.sent != NULL)
+		c->io.sent(c->io.arg, p, k);
+	*sent = k;
+	return CURLE_OK;
+}
+
 enum result
 conn_write(struct conn *c, const void *data, size_t len, char **cause)
 {
@@ -706,7 +763,7 @@ conn_write(struct conn *c, const void *data, size_t len, char **cause)
 	enum result	 r;
 
 	while (len > 0) {
-		rc = curl_easy_send(c->h, p, len, &sent);
+		rc = conn_send(c, p, len, &sent);
 		if (rc == CURLE_AGAIN) {
 			if ((r = conn_wait(c, POLLOUT, cause)) != RES_OK)
 				return r;
@@ -741,7 +798,7 @@ conn_fill(struct conn *c, char **cause)
 	}
 	for (;;) {
 		/* Only wait after CURLE_AGAIN: TLS may hold decrypted bytes. */
-		rc = curl_easy_recv(c->h, c->rbuf + c->rend,
+		rc = conn_recv(c, c->rbuf + c->rend,
 		    sizeof c->rbuf - c->rend, &got);
 		if (rc == CURLE_AGAIN) {
 			if ((r = conn_wait(c, POLLIN, cause)) != RES_OK)
@@ -762,7 +819,7 @@ conn_fill(struct conn *c, char **cause)
 		 * already, so that the caller works on large blocks.
 		 */
 		while (sizeof c->rbuf - c->rend >= 16384 &&
-		    curl_easy_recv(c->h, c->rbuf + c->rend,
+		    conn_recv(c, c->rbuf + c->rend,
 		    sizeof c->rbuf - c->rend, &got) == CURLE_OK && got > 0)
 			c->rend += got;
 		return RES_OK;
@@ -853,11 +910,71 @@ conn_cert_subject(struct conn *c)
 	return c->cert_subject;
 }
 
+/*
+ * A connection to a scripted server, for tests and fuzzing (tests/fuzz):
+ * the login lines are handed over one line at a time as libcurl hands
+ * them to header_cb (a first line that is no greeting fails as a login
+ * would); then reads give in[0 .. inlen) and, at its end, "connection
+ * closed".  The poll of conn_wait goes to /dev/null, which is always
+ * ready.  in must outlive the connection.
+ */
+enum result
+conn_memory(const char *proto, const char *login, size_t loginlen,
+    const void *in, size_t inlen, const struct conn_memory_io *io,
+    struct conn **cp, char **cause)
+{
+	struct conn	*c;
+	struct endpoint	 ep;
+	char		*copy;
+	size_t		 at, n;
+	enum result	 r;
+
+	*cp = NULL;
+	c = xcalloc(1, sizeof *c);
+	c->proto = strcmp(proto, "imap") == 0 ? "imap" : "pop3";
+	c->host = xstrdup("memory");
+	c->account = xstrdup("memory");
+	c->timeout = 1;
+	c->memory = true;
+	c->in = in;
+	c->inlen = inlen;
+	if (io != NULL)
+		c->io = *io;
+	strcpy(c->tls_version, "none");
+	if ((c->sock = open("/dev/null", O_RDWR | O_CLOEXEC)) == -1) {
+		r = fail(cause, RES_TEMP, "/dev/null: %s", strerror(errno));
+		conn_close(c);
+		return r;
+	}
+	copy = xmalloc(loginlen + 1);
+	memcpy(copy, login, loginlen);
+	for (at = 0; at < loginlen; at += n) {
+		const char *nl = memchr(copy + at, '\n', loginlen - at);
+
+		n = nl != NULL ? (size_t)(nl - (copy + at)) + 1 : loginlen - at;
+		if (header_cb(copy + at, 1, n, c) != n) {
+			free(copy);
+			memset(&ep, 0, sizeof ep);
+			ep.imap = strcmp(c->proto, "imap") == 0;
+			ep.host = c->host;
+			ep.user = c->account;
+			r = conn_error(c, CURLE_WRITE_ERROR, &ep, cause);
+			conn_close(c);
+			return r;
+		}
+	}
+	free(copy);
+	*cp = c;
+	return RES_OK;
+}
+
 void
 conn_close(struct conn *c)
 {
 	if (c == NULL)
 		return;
+	if (c->memory && c->sock != CURL_SOCKET_BAD)
+		close(c->sock);
 	if (c->h != NULL)
 		curl_easy_cleanup(c->h);
 	free(c->host);

@@ -55,17 +55,28 @@ enum result
 pop3_open(const struct endpoint *ep, const char *account, long timeout,
     struct pop3 **pp, char **cause)
 {
-	struct pop3	*p;
 	struct conn	*c;
 	enum result	 r;
 
 	*pp = NULL;
 	if ((r = conn_open(ep, account, timeout, &c, cause)) != RES_OK)
 		return r;
+	return pop3_open_conn(c, account, ep->host, pp, cause);
+}
+
+/* The session on a logged-in connection: conn_open's, or conn_memory's. */
+enum result
+pop3_open_conn(struct conn *c, const char *account, const char *host,
+    struct pop3 **pp, char **cause)
+{
+	struct pop3	*p;
+	enum result	 r;
+
+	*pp = NULL;
 	p = xcalloc(1, sizeof *p);
 	p->c = c;
 	p->account = xstrdup(account);
-	p->host = xstrdup(ep->host);
+	p->host = xstrdup(host);
 	read_caps(p);
 	if ((r = pop3_utf8(p, cause)) != RES_OK) {
 		pop3_free(p);
