@@ -536,6 +536,9 @@ pop3_scan(struct pop3 *p, struct pop3_msg **msgs_r, unsigned int *count_r,
 			/* UIDL is optional in RFC 1939. */
 			log_debug("%s: pop3: %s has no UIDL; using header "
 			    "hashes", p->account, p->host);
+			/* The refusal is no failure: an OK has no cause. */
+			free(*cause);
+			*cause = NULL;
 			*standin_r = true;
 			r = pop3_standins(p, msgs, count, cause);
 		}
