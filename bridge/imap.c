@@ -294,10 +294,12 @@ enum result
 imap_refused(struct imap *im, const char *what, struct imap_reply *rep,
     enum result r, char **cause)
 {
-	char	 clean[300];
+	char	 clean[300], code[sizeof rep->code + 4];
 
+	/* The code too is the server's: any byte but a space or "]". */
+	log_clean(code, sizeof code, rep->code, strlen(rep->code));
 	return fail(cause, r, "imap: %s: %s refused: %s%s%s%s", im->host,
-	    what, rep->code[0] != '\0' ? "[" : "", rep->code,
+	    what, rep->code[0] != '\0' ? "[" : "", code,
 	    rep->code[0] != '\0' ? "] " : "",
 	    log_clean(clean, sizeof clean, rep->text, strlen(rep->text)));
 }
