@@ -330,9 +330,10 @@ sync_line(struct imap *im, struct append_batch *ab, size_t i, bool *nonsync,
 
 /*
  * Wait for the "+" to item i's literal; a tagged reply to one of the
- * batch's commands is recorded on the way (for item i itself: refused
- * before its literal, *plus false).  Replies to another batch still on
- * the wire are set aside for it; untagged data is skipped.
+ * batch's commands sent so far is recorded on the way (for item i itself:
+ * refused before its literal, *plus false; an OK to it would answer a
+ * message never sent).  Replies to another batch still on the wire are
+ * set aside for it; untagged data is skipped.
  */
 static enum result
 sync_wait_plus(struct imap *im, struct append_batch *ab, size_t i,
@@ -355,9 +356,10 @@ sync_wait_plus(struct imap *im, struct append_batch *ab, size_t i,
 		if (strncmp(im->resp, "* ", 2) == 0)
 			continue;
 		if (imap_resp_tag(im->resp, &num) && num >= ab->tag &&
-		    num < ab->tag + ab->n && !done[num - ab->tag] &&
+		    num <= ab->tag + i && !done[num - ab->tag] &&
 		    (p = strchr(im->resp, ' ')) != NULL &&
-		    imap_parse_status(p + 1, &rep)) {
+		    imap_parse_status(p + 1, &rep) &&
+		    (num - ab->tag < i || rep.status != IMAP_OK)) {
 			set_outcome(im, &rep, &ab->items[num - ab->tag].res,
 			    &ab->items[num - ab->tag].why);
 			done[num - ab->tag] = true;
