@@ -115,12 +115,14 @@ on_hash(struct imap *im, void *arg)
 	size_t		 n, i;
 	char		 hex[65];
 
-	if (strncmp(im->resp, "* ", 2) != 0 ||
-	    strcasestr(im->resp, " FETCH (") == NULL || !hc->lit)
+	if (!hc->lit)
 		return;
+	/* A response's literals are its own, FETCH or not: begin anew. */
 	hash_final(hc->h, hex);
 	hc->h = hash_new();
-	if ((p = strcasestr(im->resp, "UID ")) != NULL &&
+	if (strncmp(im->resp, "* ", 2) == 0 &&
+	    strcasestr(im->resp, " FETCH (") != NULL &&
+	    (p = strcasestr(im->resp, "UID ")) != NULL &&
 	    (n = strspn(p + 4, "0123456789")) > 0 &&
 	    imap_parse_number(p + 4, n, &v) &&
 	    strcasestr(im->resp, "BODY[]") != NULL)
