@@ -86,11 +86,12 @@ adopt_load(struct run *rn, char **cause)
 		return RES_OK;
 	if ((r = ledger_adopted(rn->l, &done, cause)) != RES_OK || done)
 		return r;
-	if ((r = run_imap(rn, true, cause)) != RES_OK)
+	/* An empty mailbox (STATUS says so) has nothing to adopt: no SELECT. */
+	if ((r = run_imap(rn, false, cause)) != RES_OK)
 		return r;
 	a = xcalloc(1, sizeof *a);
-	if (rn->mb.messages > 0 &&
-	    (r = imap_list_msgids(rn->im, on_msgid, a, cause)) != RES_OK) {
+	if (rn->mb.messages > 0 && ((r = run_imap(rn, true, cause)) != RES_OK ||
+	    (r = imap_list_msgids(rn->im, on_msgid, a, cause)) != RES_OK)) {
 		adopt_free(a);
 		return r;
 	}

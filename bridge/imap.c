@@ -337,40 +337,54 @@ on_capability(struct imap *im, void *arg)
 }
 
 /*
- * The capabilities after login, where the login's own tagged OK gave them
- * ("A002 OK [CAPABILITY IMAP4rev1 ... UIDPLUS MULTIAPPEND] Logged in":
- * Dovecot, Cyrus): no CAPABILITY round trip then.  Those before the login
- * differ (no MULTIAPPEND, no UIDPLUS on Dovecot), so only the last line,
- * the login's answer, counts.
+ * The capabilities after login, where the login already gave them: in
+ * its tagged OK ("A002 OK [CAPABILITY IMAP4rev1 ... UIDPLUS] Logged in":
+ * Cyrus), or in an untagged CAPABILITY between the login command and its
+ * OK (Dovecot 2.3).  Then no CAPABILITY round trip.  Those before the
+ * login differ (no MULTIAPPEND, no UIDPLUS on Dovecot), so only lines
+ * after the last but one tagged reply count.
  */
 static bool
 caps_from_login(struct imap *im)
 {
 	const char	*pos = conn_login_lines(im->c), *s, *last = NULL;
-	size_t		 n, lastn = 0;
+	const char	*pending = NULL, *cand = NULL;	/* untagged lists */
+	size_t		 n, lastn = 0, pendn = 0, candn = 0;
 	struct imap_reply rep;
-	char		*line, *caps;
-	bool		 ok;
+	char		*line, *caps = NULL;
 
 	while ((s = login_line_next(&pos, &n)) != NULL) {
-		last = s;
-		lastn = n;
+		if (n > 13 && strncasecmp(s, "* CAPABILITY ", 13) == 0) {
+			pending = s + 13;
+			pendn = n - 13;
+		} else if (s[0] != '*' && s[0] != '+') {
+			/* A tagged reply: what came since it is the step's. */
+			cand = pending;
+			candn = pendn;
+			pending = NULL;
+			last = s;
+			lastn = n;
+		}
 	}
-	if (last == NULL || last[0] == '*' || last[0] == '+')
+	if (last == NULL)
 		return false;
 	line = xstrndup(last, lastn);
 	s = line + strcspn(line, " ");
-	ok = *s == ' ' && imap_parse_status(s + 1, &rep) &&
-	    rep.status == IMAP_OK && strcmp(rep.code, "CAPABILITY") == 0;
-	if (ok) {
-		caps = xstrndup(rep.code_arg, rep.code_arglen);
-		caps_set(im, caps);
-		log_trace("%s: imap: capabilities from the login: %s",
-		    im->account, caps);
-		free(caps);
+	if (*s == ' ' && imap_parse_status(s + 1, &rep) &&
+	    rep.status == IMAP_OK) {
+		if (strcmp(rep.code, "CAPABILITY") == 0)
+			caps = xstrndup(rep.code_arg, rep.code_arglen);
+		else if (cand != NULL)
+			caps = xstrndup(cand, candn);
 	}
 	free(line);
-	return ok;
+	if (caps == NULL)
+		return false;
+	caps_set(im, caps);
+	log_trace("%s: imap: capabilities from the login: %s", im->account,
+	    caps);
+	free(caps);
+	return true;
 }
 
 enum result
