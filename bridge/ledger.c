@@ -37,42 +37,13 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <sqlite3.h>
-
 #include "bridge.h"
+#include "ledger_int.h"
 
 #define LEDGER_SCHEMA_VERSION	2
 
-/* Set aside after this many failed runs in a row; then these rests. */
-#define HOLD_AFTER	3
-static const long hold_rest[] = { 2 * 3600, 8 * 3600, 24 * 3600 };
 
-enum {
-	ST_FIND,
-	ST_NEW,
-	ST_INTENT,
-	ST_ATTEMPT,
-	ST_STORED,
-	ST_DROP_ATTEMPT,
-	ST_REFUSED,
-	ST_STATE,
-	ST_DELETED,
-	ST_OWNER,
-	ST_ATTEMPTS,
-	ST_ADVANCE,
-	ST_PENDING,
-	ST_REMOVALS,
-	ST_REMOVAL_ADD,
-	ST_REMOVAL_DONE,
-	ST_IMPORTED_IN,
-	ST_HASH_ROWS,
-	ST_LIVE,
-	ST_RUN,
-	ST_COUNT
-};
 
-#define MSG_COLS "id, uidl, pop_size, size, hash, state, uidvalidity, uid, " \
-	"fails, hold_until, deleted, imported_at"
 
 static const char *const stmt_sql[ST_COUNT] = {
 	[ST_FIND] = "SELECT " MSG_COLS " FROM msg WHERE dest = ?1 AND "
@@ -202,17 +173,9 @@ static const char upgrade_v1[] =
     "DROP TABLE message;"
     "UPDATE run SET dest = ?1 WHERE dest IS NULL;";
 
-struct ledger {
-	sqlite3		*db;
-	sqlite3_stmt	*st[ST_COUNT];
-	char		*path;
-	char		*source;
-	int64_t		 dest;		/* dest.id of this run's destination */
-	int		 lockfd;
-};
 
-static enum result
-lfail(struct ledger *l, char **cause, const char *what)
+enum result
+ledger_fail(struct ledger *l, char **cause, const char *what)
 {
 	int	 code = sqlite3_errcode(l->db);
 
@@ -437,14 +400,14 @@ ledger_open(const char *state_dir, const char *path, const char *source,
 	if (sqlite3_open_v2(path, &l->db, SQLITE_OPEN_READWRITE |
 	    SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_NOFOLLOW,
 	    NULL) != SQLITE_OK) {
-		r = lfail(l, cause, "open");
+		r = ledger_fail(l, cause, "open");
 		goto bad;
 	}
 	sqlite3_busy_timeout(l->db, 10000);
 	/* Durable: each commit is synced before it returns. */
 	if (sqlite3_exec(l->db, "PRAGMA journal_mode = WAL;"
 	    "PRAGMA synchronous = FULL;", NULL, NULL, NULL) != SQLITE_OK) {
-		r = lfail(l, cause, "set-up");
+		r = ledger_fail(l, cause, "set-up");
 		goto bad;
 	}
 	if (ledger_setup(l, dest, &why) == -1) {
@@ -455,7 +418,7 @@ ledger_open(const char *state_dir, const char *path, const char *source,
 	for (i = 0; i < ST_COUNT; i++)
 		if (sqlite3_prepare_v3(l->db, stmt_sql[i], -1,
 		    SQLITE_PREPARE_PERSISTENT, &l->st[i], NULL) != SQLITE_OK) {
-			r = lfail(l, cause, "prepare");
+			r = ledger_fail(l, cause, "prepare");
 			goto bad;
 		}
 	*lp = l;
@@ -514,7 +477,7 @@ ledger_open_readonly(const char *path, const char *source, const char *dest,
 	return RES_OK;
 bad:
 	{
-		enum result r = lfail(l, cause, "open");
+		enum result r = ledger_fail(l, cause, "open");
 
 		ledger_close(l);
 		return r;
@@ -522,8 +485,8 @@ bad:
 }
 
 /* Reset a statement and bind ?1 to this destination. */
-static sqlite3_stmt *
-stmt(struct ledger *l, int which)
+sqlite3_stmt *
+ledger_stmt(struct ledger *l, int which)
 {
 	sqlite3_stmt	*s = l->st[which];
 
@@ -534,28 +497,28 @@ stmt(struct ledger *l, int which)
 }
 
 /* A statement about one msg row: ?1 is its id. */
-static sqlite3_stmt *
-stmt_row(struct ledger *l, int which, int64_t id)
+sqlite3_stmt *
+ledger_stmt_row(struct ledger *l, int which, int64_t id)
 {
-	sqlite3_stmt	*s = stmt(l, which);
+	sqlite3_stmt	*s = ledger_stmt(l, which);
 
 	sqlite3_bind_int64(s, 1, id);
 	return s;
 }
 
-static enum result
-step_done(struct ledger *l, sqlite3_stmt *s, const char *what, char **cause)
+enum result
+ledger_step(struct ledger *l, sqlite3_stmt *s, const char *what, char **cause)
 {
 	int	 rc = sqlite3_step(s);
 
 	sqlite3_reset(s);
 	if (rc != SQLITE_DONE)
-		return lfail(l, cause, what);
+		return ledger_fail(l, cause, what);
 	return RES_OK;
 }
 
-static void
-bind_text_or_null(sqlite3_stmt *s, int i, const char *t)
+void
+ledger_bind_text(sqlite3_stmt *s, int i, const char *t)
 {
 	if (t != NULL && t[0] != '\0')
 		sqlite3_bind_text(s, i, t, -1, SQLITE_TRANSIENT);
@@ -563,462 +526,12 @@ bind_text_or_null(sqlite3_stmt *s, int i, const char *t)
 		sqlite3_bind_null(s, i);
 }
 
-static void
-copy_col(sqlite3_stmt *s, int col, char *dst, size_t sz)
+void
+ledger_copy_col(sqlite3_stmt *s, int col, char *dst, size_t sz)
 {
 	const unsigned char *t = sqlite3_column_text(s, col);
 
 	snprintf(dst, sz, "%s", t != NULL ? (const char *)t : "");
-}
-
-/* A msg row from the MSG_COLS columns of s. */
-static void
-row_read(sqlite3_stmt *s, struct ledger_msg *m)
-{
-	memset(m, 0, sizeof *m);
-	m->id = sqlite3_column_int64(s, 0);
-	copy_col(s, 1, m->uidl, sizeof m->uidl);
-	m->pop_size = (uint64_t)sqlite3_column_int64(s, 2);
-	m->size = (uint64_t)sqlite3_column_int64(s, 3);
-	copy_col(s, 4, m->hash, sizeof m->hash);
-	m->state = (enum ledger_state)sqlite3_column_int(s, 5);
-	m->uidvalidity = (uint32_t)sqlite3_column_int64(s, 6);
-	m->uid = (uint32_t)sqlite3_column_int64(s, 7);
-	m->fails = (unsigned int)sqlite3_column_int(s, 8);
-	m->hold_until = (time_t)sqlite3_column_int64(s, 9);
-	m->deleted = sqlite3_column_int(s, 10);
-	m->imported_at = (time_t)sqlite3_column_int64(s, 11);
-}
-
-/* Every row of a query of MSG_COLS into a growing array. */
-static enum result
-rows_collect(struct ledger *l, sqlite3_stmt *s, struct ledger_msg **rows,
-    size_t *n, char **cause)
-{
-	size_t	 cap = 0;
-	int	 rc;
-
-	*rows = NULL;
-	*n = 0;
-	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-		if (*n == cap) {
-			cap = cap == 0 ? 4 : cap * 2;
-			*rows = xrealloc(*rows, cap * sizeof **rows);
-		}
-		row_read(s, &(*rows)[(*n)++]);
-	}
-	sqlite3_reset(s);
-	if (rc != SQLITE_DONE) {
-		free(*rows);
-		*rows = NULL;
-		*n = 0;
-		return lfail(l, cause, "read");
-	}
-	return RES_OK;
-}
-
-enum result
-ledger_find(struct ledger *l, const char *uidl, struct ledger_msg **rows,
-    size_t *n, char **cause)
-{
-	sqlite3_stmt	*s = stmt(l, ST_FIND);
-
-	sqlite3_bind_text(s, 2, uidl, -1, SQLITE_TRANSIENT);
-	return rows_collect(l, s, rows, n, cause);
-}
-
-enum result
-ledger_with_hash(struct ledger *l, const char *hash, struct ledger_msg **rows,
-    size_t *n, char **cause)
-{
-	sqlite3_stmt	*s = stmt(l, ST_HASH_ROWS);
-
-	sqlite3_bind_text(s, 2, hash, -1, SQLITE_TRANSIENT);
-	return rows_collect(l, s, rows, n, cause);
-}
-
-enum result
-ledger_pending(struct ledger *l, struct ledger_msg **rows, size_t *n,
-    char **cause)
-{
-	return rows_collect(l, stmt(l, ST_PENDING), rows, n, cause);
-}
-
-/* A row for a message seen for the first time; m->id is set. */
-enum result
-ledger_new(struct ledger *l, struct ledger_msg *m, char **cause)
-{
-	sqlite3_stmt	*s = stmt(l, ST_NEW);
-	enum result	 r;
-
-	sqlite3_bind_text(s, 2, m->uidl, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_int64(s, 3, (sqlite3_int64)m->pop_size);
-	sqlite3_bind_int64(s, 4, (sqlite3_int64)time(NULL));
-	if ((r = step_done(l, s, "record message", cause)) != RES_OK)
-		return r;
-	m->id = sqlite3_last_insert_rowid(l->db);
-	m->state = LEDGER_TODO;
-	return RES_OK;
-}
-
-static void
-bind_info(sqlite3_stmt *s, int first, const struct msg_info *in)
-{
-	bind_text_or_null(s, first, in != NULL ? in->date : NULL);
-	bind_text_or_null(s, first + 1, in != NULL ? in->from : NULL);
-	bind_text_or_null(s, first + 2, in != NULL ? in->subject : NULL);
-}
-
-/*
- * The intent, before the APPEND is sent: the row pending with the size and
- * hash of what goes out, and an attempt row that stays if the reply is
- * never read.
- */
-enum result
-ledger_intent(struct ledger *l, struct ledger_msg *m,
-    const struct msg_info *info, uint32_t uidvalidity, uint32_t lo_uid,
-    int64_t *attempt, char **cause)
-{
-	sqlite3_stmt	*s;
-	enum result	 r;
-
-	if (m->id == 0 && (r = ledger_new(l, m, cause)) != RES_OK)
-		return r;
-	s = stmt_row(l, ST_INTENT, m->id);
-	sqlite3_bind_int64(s, 2, (sqlite3_int64)m->pop_size);
-	sqlite3_bind_int64(s, 3, (sqlite3_int64)m->size);
-	sqlite3_bind_text(s, 4, m->hash, -1, SQLITE_TRANSIENT);
-	bind_info(s, 5, info);
-	sqlite3_bind_int64(s, 8, (sqlite3_int64)time(NULL));
-	if ((r = step_done(l, s, "record intent", cause)) != RES_OK)
-		return r;
-	m->state = LEDGER_PENDING;
-	m->deleted = DEL_NO;
-	s = stmt(l, ST_ATTEMPT);
-	sqlite3_bind_int64(s, 2, m->id);
-	sqlite3_bind_int64(s, 3, (sqlite3_int64)m->size);
-	sqlite3_bind_text(s, 4, m->hash, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_int64(s, 5, uidvalidity);
-	sqlite3_bind_int64(s, 6, lo_uid);
-	sqlite3_bind_int64(s, 7, (sqlite3_int64)time(NULL));
-	if ((r = step_done(l, s, "record intent", cause)) != RES_OK)
-		return r;
-	*attempt = sqlite3_last_insert_rowid(l->db);
-	return RES_OK;
-}
-
-static enum result
-drop_attempt(struct ledger *l, int64_t attempt, char **cause)
-{
-	if (attempt == 0)
-		return RES_OK;
-	return step_done(l, stmt_row(l, ST_DROP_ATTEMPT, attempt),
-	    "drop attempt", cause);
-}
-
-/* The server said OK: imported, in the copy with this UID (0 unknown). */
-enum result
-ledger_stored(struct ledger *l, struct ledger_msg *m, int64_t attempt,
-    uint32_t uidvalidity, uint32_t uid, char **cause)
-{
-	sqlite3_stmt	*s = stmt_row(l, ST_STORED, m->id);
-	enum result	 r;
-
-	sqlite3_bind_int64(s, 2, uidvalidity);
-	if (uid != 0)
-		sqlite3_bind_int64(s, 3, uid);
-	else
-		sqlite3_bind_null(s, 3);
-	sqlite3_bind_int64(s, 4, (sqlite3_int64)time(NULL));
-	if ((r = step_done(l, s, "record import", cause)) != RES_OK)
-		return r;
-	m->state = LEDGER_IMPORTED;
-	m->uidvalidity = uidvalidity;
-	m->uid = uid;
-	return drop_attempt(l, attempt, cause);
-}
-
-/* A rest before the next try once a message has failed often enough. */
-static time_t
-hold_for(unsigned int fails, time_t now)
-{
-	size_t	 i;
-
-	if (fails < HOLD_AFTER)
-		return 0;
-	i = fails - HOLD_AFTER;
-	if (i >= sizeof hold_rest / sizeof hold_rest[0])
-		i = sizeof hold_rest / sizeof hold_rest[0] - 1;
-	return now + hold_rest[i];
-}
-
-/*
- * This message failed in this run (refused, cut off, too big): one more
- * failure in a row, set aside for a while after HOLD_AFTER.  The attempt,
- * if one was sent, got its answer (a NO stores nothing).
- */
-enum result
-ledger_failed(struct ledger *l, struct ledger_msg *m, int64_t attempt,
-    const char *reason, const struct msg_info *info, char **cause)
-{
-	sqlite3_stmt	*s;
-	time_t		 now = time(NULL);
-	enum result	 r;
-
-	if (m->id == 0 && (r = ledger_new(l, m, cause)) != RES_OK)
-		return r;
-	m->fails++;
-	m->hold_until = hold_for(m->fails, now);
-	m->state = LEDGER_FAILED;
-	s = stmt_row(l, ST_REFUSED, m->id);
-	sqlite3_bind_text(s, 2, reason, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_int64(s, 3, (sqlite3_int64)m->hold_until);
-	sqlite3_bind_int64(s, 4, (sqlite3_int64)m->pop_size);
-	bind_info(s, 5, info);
-	sqlite3_bind_int64(s, 8, (sqlite3_int64)now);
-	if ((r = step_done(l, s, "record failure", cause)) != RES_OK)
-		return r;
-	return drop_attempt(l, attempt, cause);
-}
-
-/* The row's state (and its copy, for IMPORTED) as settling found it. */
-enum result
-ledger_set_state(struct ledger *l, struct ledger_msg *m,
-    enum ledger_state state, uint32_t uidvalidity, uint32_t uid,
-    char **cause)
-{
-	sqlite3_stmt	*s = stmt_row(l, ST_STATE, m->id);
-	enum result	 r;
-
-	sqlite3_bind_int(s, 2, (int)state);
-	sqlite3_bind_int64(s, 3, uidvalidity);
-	if (uid != 0)
-		sqlite3_bind_int64(s, 4, uid);
-	else
-		sqlite3_bind_null(s, 4);
-	sqlite3_bind_int64(s, 5, (sqlite3_int64)time(NULL));
-	if ((r = step_done(l, s, "record state", cause)) != RES_OK)
-		return r;
-	m->state = state;
-	m->uidvalidity = uidvalidity;
-	m->uid = uid;
-	return RES_OK;
-}
-
-/* Over quota: nothing stored; it goes again in a later run. */
-enum result
-ledger_unsent(struct ledger *l, struct ledger_msg *m, int64_t attempt,
-    char **cause)
-{
-	enum result	 r;
-
-	if ((r = ledger_set_state(l, m, LEDGER_TODO, 0, 0, cause)) != RES_OK)
-		return r;
-	return drop_attempt(l, attempt, cause);
-}
-
-/* DEL_SENT before a DELE goes out, DEL_DONE once QUIT committed it. */
-enum result
-ledger_deleted(struct ledger *l, struct ledger_msg *m, int how, char **cause)
-{
-	sqlite3_stmt	*s = stmt_row(l, ST_DELETED, m->id);
-	enum result	 r;
-
-	sqlite3_bind_int(s, 2, how);
-	sqlite3_bind_int64(s, 3, (sqlite3_int64)time(NULL));
-	if ((r = step_done(l, s, "record deletion", cause)) == RES_OK)
-		m->deleted = how;
-	return r;
-}
-
-/*
- * Rows whose UIDL the server no longer lists are gone from it (deleted by
- * this program or another client): DEL_DONE, so that a later message that
- * reuses the UIDL is not taken for them.  listed() says if a UIDL is
- * listed.  The rows of every destination: they name messages of one POP3
- * mailbox, and a sibling's row must not answer for a UIDL reused later.
- */
-enum result
-ledger_mark_gone(struct ledger *l, bool (*listed)(void *, const char *),
-    void *arg, char **cause)
-{
-	sqlite3_stmt	*s = stmt(l, ST_LIVE);
-	int64_t		*gone = NULL;
-	size_t		 ngone = 0, i;
-	enum result	 r = RES_OK;
-	int		 rc;
-
-	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-		const unsigned char *u = sqlite3_column_text(s, 1);
-
-		if (u != NULL && listed(arg, (const char *)u))
-			continue;
-		gone = xrealloc(gone, (ngone + 1) * sizeof *gone);
-		gone[ngone++] = sqlite3_column_int64(s, 0);
-	}
-	sqlite3_reset(s);
-	if (rc != SQLITE_DONE) {
-		free(gone);
-		return lfail(l, cause, "read");
-	}
-	for (i = 0; i < ngone && r == RES_OK; i++) {
-		struct ledger_msg m = { .id = gone[i] };
-
-		r = ledger_deleted(l, &m, DEL_DONE, cause);
-	}
-	free(gone);
-	return r;
-}
-
-/* The row that owns the copy uidvalidity/uid, or *id 0. */
-enum result
-ledger_uid_owner(struct ledger *l, uint32_t uidvalidity, uint32_t uid,
-    int64_t *id, char **cause)
-{
-	sqlite3_stmt	*s = stmt(l, ST_OWNER);
-	int		 rc;
-
-	sqlite3_bind_int64(s, 2, uidvalidity);
-	sqlite3_bind_int64(s, 3, uid);
-	rc = sqlite3_step(s);
-	*id = rc == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
-	sqlite3_reset(s);
-	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-		return lfail(l, cause, "read");
-	return RES_OK;
-}
-
-/*
- * Is the message uidl (with this hash, if both are known) imported into
- * another destination of the same POP3 mailbox?  For deleting a message
- * that several accounts import.
- */
-enum result
-ledger_imported_in(struct ledger *l, const char *dest, const char *uidl,
-    const char *hash, bool *yes, char **cause)
-{
-	sqlite3_stmt	*s = l->st[ST_IMPORTED_IN];
-	int		 rc;
-
-	sqlite3_reset(s);
-	sqlite3_clear_bindings(s);
-	sqlite3_bind_text(s, 1, dest, -1, SQLITE_TRANSIENT);
-	sqlite3_bind_text(s, 2, uidl, -1, SQLITE_TRANSIENT);
-	*yes = false;
-	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-		const unsigned char *h = sqlite3_column_text(s, 0);
-
-		if (h == NULL || hash == NULL || hash[0] == '\0' ||
-		    strcmp((const char *)h, hash) == 0) {
-			*yes = true;
-			break;
-		}
-	}
-	sqlite3_reset(s);
-	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-		return lfail(l, cause, "read");
-	return RES_OK;
-}
-
-enum result
-ledger_attempts(struct ledger *l, struct ledger_attempt **list, size_t *n,
-    char **cause)
-{
-	sqlite3_stmt		*s = stmt(l, ST_ATTEMPTS);
-	struct ledger_attempt	*a;
-	size_t			 cap = 0;
-	int			 rc;
-
-	*list = NULL;
-	*n = 0;
-	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-		if (*n == cap) {
-			cap = cap == 0 ? 16 : cap * 2;
-			*list = xrealloc(*list, cap * sizeof **list);
-		}
-		a = &(*list)[(*n)++];
-		memset(a, 0, sizeof *a);
-		a->id = sqlite3_column_int64(s, 0);
-		a->msg = sqlite3_column_int64(s, 1);
-		a->size = (uint64_t)sqlite3_column_int64(s, 2);
-		copy_col(s, 3, a->hash, sizeof a->hash);
-		a->uidvalidity = (uint32_t)sqlite3_column_int64(s, 4);
-		a->lo_uid = (uint32_t)sqlite3_column_int64(s, 5);
-		a->created = (time_t)sqlite3_column_int64(s, 6);
-	}
-	sqlite3_reset(s);
-	if (rc != SQLITE_DONE) {
-		free(*list);
-		*list = NULL;
-		*n = 0;
-		return lfail(l, cause, "read attempts");
-	}
-	return RES_OK;
-}
-
-/* Everything below lo_uid has been looked at: only look above it now. */
-enum result
-ledger_attempt_advance(struct ledger *l, int64_t id, uint32_t uidvalidity,
-    uint32_t lo_uid, char **cause)
-{
-	sqlite3_stmt	*s = stmt_row(l, ST_ADVANCE, id);
-
-	sqlite3_bind_int64(s, 2, uidvalidity);
-	sqlite3_bind_int64(s, 3, lo_uid);
-	return step_done(l, s, "record attempt", cause);
-}
-
-enum result
-ledger_attempt_retire(struct ledger *l, int64_t id, char **cause)
-{
-	return drop_attempt(l, id, cause);
-}
-
-enum result
-ledger_removals(struct ledger *l, struct ledger_removal **list, size_t *n,
-    char **cause)
-{
-	sqlite3_stmt	*s = stmt(l, ST_REMOVALS);
-	int		 rc;
-
-	*list = NULL;
-	*n = 0;
-	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-		*list = xrealloc(*list, (*n + 1) * sizeof **list);
-		(*list)[*n].uidvalidity = (uint32_t)sqlite3_column_int64(s, 0);
-		(*list)[(*n)++].uid = (uint32_t)sqlite3_column_int64(s, 1);
-	}
-	sqlite3_reset(s);
-	if (rc != SQLITE_DONE) {
-		free(*list);
-		*list = NULL;
-		*n = 0;
-		return lfail(l, cause, "read removals");
-	}
-	return RES_OK;
-}
-
-enum result
-ledger_removal_add(struct ledger *l, uint32_t uidvalidity, uint32_t uid,
-    char **cause)
-{
-	sqlite3_stmt	*s = stmt(l, ST_REMOVAL_ADD);
-
-	sqlite3_bind_int64(s, 2, uidvalidity);
-	sqlite3_bind_int64(s, 3, uid);
-	sqlite3_bind_int64(s, 4, (sqlite3_int64)time(NULL));
-	return step_done(l, s, "record removal", cause);
-}
-
-enum result
-ledger_removal_done(struct ledger *l, uint32_t uidvalidity, uint32_t uid,
-    char **cause)
-{
-	sqlite3_stmt	*s = stmt(l, ST_REMOVAL_DONE);
-
-	sqlite3_bind_int64(s, 2, uidvalidity);
-	sqlite3_bind_int64(s, 3, uid);
-	return step_done(l, s, "record removal", cause);
 }
 
 /* Has the first contact scan of this destination been done? */
@@ -1030,13 +543,13 @@ ledger_adopted(struct ledger *l, bool *yes, char **cause)
 
 	if (sqlite3_prepare_v2(l->db, "SELECT adopted FROM dest WHERE id = ?1",
 	    -1, &s, NULL) != SQLITE_OK)
-		return lfail(l, cause, "read");
+		return ledger_fail(l, cause, "read");
 	sqlite3_bind_int64(s, 1, l->dest);
 	rc = sqlite3_step(s);
 	*yes = rc == SQLITE_ROW && sqlite3_column_int(s, 0) != 0;
 	sqlite3_finalize(s);
 	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-		return lfail(l, cause, "read");
+		return ledger_fail(l, cause, "read");
 	return RES_OK;
 }
 
@@ -1051,7 +564,7 @@ ledger_set_adopted(struct ledger *l, char **cause)
 	rc = sqlite3_exec(l->db, sql, NULL, NULL, NULL);
 	free(sql);
 	if (rc != SQLITE_OK)
-		return lfail(l, cause, "record first contact");
+		return ledger_fail(l, cause, "record first contact");
 	return RES_OK;
 }
 
@@ -1060,7 +573,7 @@ ledger_run_record(struct ledger *l, const char *account, time_t started,
     enum result result, const struct run_stats *st, const char *error,
     char **cause)
 {
-	sqlite3_stmt	*s = stmt(l, ST_RUN);
+	sqlite3_stmt	*s = ledger_stmt(l, ST_RUN);
 
 	sqlite3_bind_text(s, 2, account, -1, SQLITE_TRANSIENT);
 	sqlite3_bind_int64(s, 3, (sqlite3_int64)started);
@@ -1075,7 +588,7 @@ ledger_run_record(struct ledger *l, const char *account, time_t started,
 	if (error != NULL)
 		sqlite3_bind_text(s, 12, error, -1, SQLITE_TRANSIENT);
 	sqlite3_bind_int64(s, 13, st->set_aside);
-	return step_done(l, s, "record run", cause);
+	return ledger_step(l, s, "record run", cause);
 }
 
 void
@@ -1105,7 +618,7 @@ ledger_begin(struct ledger *l, char **cause)
 {
 	if (sqlite3_exec(l->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) !=
 	    SQLITE_OK)
-		return lfail(l, cause, "begin");
+		return ledger_fail(l, cause, "begin");
 	return RES_OK;
 }
 
@@ -1114,7 +627,7 @@ enum result
 ledger_begin_read(struct ledger *l, char **cause)
 {
 	if (sqlite3_exec(l->db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK)
-		return lfail(l, cause, "begin");
+		return ledger_fail(l, cause, "begin");
 	return RES_OK;
 }
 
@@ -1122,7 +635,7 @@ enum result
 ledger_commit(struct ledger *l, char **cause)
 {
 	if (sqlite3_exec(l->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
-		enum result r = lfail(l, cause, "commit");
+		enum result r = ledger_fail(l, cause, "commit");
 
 		(void)sqlite3_exec(l->db, "ROLLBACK", NULL, NULL, NULL);
 		return r;
@@ -1151,13 +664,13 @@ ledger_release(struct ledger *l, const char *uidl, unsigned int *n,
 	if (sqlite3_prepare_v2(l->db, "UPDATE msg SET hold_until = 0 WHERE "
 	    "dest = ?1 AND state = 3 AND deleted < 2 AND hold_until > 0 AND "
 	    "(?2 IS NULL OR uidl = ?2)", -1, &s, NULL) != SQLITE_OK)
-		return lfail(l, cause, "retry");
+		return ledger_fail(l, cause, "retry");
 	sqlite3_bind_int64(s, 1, l->dest);
-	bind_text_or_null(s, 2, uidl);
+	ledger_bind_text(s, 2, uidl);
 	rc = sqlite3_step(s);
 	sqlite3_finalize(s);
 	if (rc != SQLITE_DONE)
-		return lfail(l, cause, "retry");
+		return ledger_fail(l, cause, "retry");
 	*n = (unsigned int)sqlite3_changes(l->db);
 	return RES_OK;
 }
