@@ -140,6 +140,11 @@ imap_tag_pending(const struct imap *im, unsigned int tag)
 {
 	size_t	 i;
 
+	/* A reply set aside answers it: a second one is out of step, and
+	 * setting it aside too would let a server fill memory. */
+	for (i = 0; i < im->nstash; i++)
+		if (im->stash[i].tag == tag)
+			return false;
 	for (i = 0; i < im->npend; i++)
 		if (tag >= im->pend[i].lo && tag <= im->pend[i].hi)
 			return true;
