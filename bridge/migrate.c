@@ -172,13 +172,143 @@ migrate_fail(struct migrate *m, enum result r, const char *fmt, ...)
 	return r == RES_CONFIG ? EX_USAGE : result_exit_code(r);
 }
 
+enum { O_USER_POP = 256, O_USER_IMAP, O_KEEP, O_DELETE, O_FLAGS, O_DRY, O_CA,
+	O_PCMD_POP, O_PCMD_IMAP, O_STATE, O_TIMEOUT };
+
+/* --flags: IMAP flags and keywords, separated by commas or blanks. */
+static int
+migrate_flags(struct migrate *m, const char *arg)
+{
+	char	*copy = xstrdup(arg), *tok, *save;
+	int	 code = -1;
+
+	for (tok = strtok_r(copy, ", ", &save); tok != NULL && code == -1;
+	    tok = strtok_r(NULL, ", ", &save))
+		/* tok points into copy: report it before copy goes. */
+		if (!config_flags_add(&m->ac.flags, tok))
+			code = migrate_fail(m, RES_CONFIG, "--flags: \"%.64s\" "
+			    "is not an IMAP flag or keyword", tok);
+	free(copy);
+	return code;
+}
+
+/* One option into m; an exit code, or -1 to go on. */
+static int
+migrate_option(struct migrate *m, int ch, const char **pcmd,
+    const char **icmd, int *nkeep)
+{
+	struct account	*ac = &m->ac;
+	char		*end;
+	long		 t;
+
+	switch (ch) {
+	case O_USER_POP:
+		ac->pop3.user = xstrdup(optarg);
+		return -1;
+	case O_USER_IMAP:
+		ac->imap.user = xstrdup(optarg);
+		return -1;
+	case O_KEEP:
+	case O_DELETE:
+		ac->keep = ch == O_KEEP;
+		(*nkeep)++;
+		return -1;
+	case O_FLAGS:
+		return migrate_flags(m, optarg);
+	case O_DRY:
+		m->dry_run = true;
+		return -1;
+	case O_CA:
+		ac->pop3.ca_file = xstrdup(optarg);
+		ac->imap.ca_file = xstrdup(optarg);
+		return -1;
+	case O_PCMD_POP:
+		*pcmd = optarg;
+		return -1;
+	case O_PCMD_IMAP:
+		*icmd = optarg;
+		return -1;
+	case O_STATE:
+		if (optarg[0] != '/')
+			return migrate_fail(m, RES_CONFIG,
+			    "--state-dir must be an absolute path");
+		m->cf.state_dir = xstrdup(optarg);
+		return -1;
+	case O_TIMEOUT:
+		t = strtol(optarg, &end, 10);
+		if (*end != '\0' || t < 5 || t > 3600)
+			return migrate_fail(m, RES_CONFIG,
+			    "--timeout must be 5 to 3600 seconds");
+		m->cf.timeout = t;
+		return -1;
+	default:
+		fputs(migrate_usage, stderr);
+		return EX_USAGE;
+	}
+}
+
+/* POP3-URL and IMAP-URL[/MAILBOX] into m's account; -1 to go on. */
+static int
+migrate_urls(struct migrate *m, const char *pop3, const char *imap)
+{
+	struct account	*ac = &m->ac;
+	const char	*urls[2] = { pop3, imap }, *bad;
+	char		*why = NULL, *slash;
+	int		 i, code;
+
+	/*
+	 * The logins are --user-pop and --user-imap.  Refused before the
+	 * mailbox is split off: in "imaps://max:pa/ss@host" the '/' of the
+	 * password would start the mailbox.  An '@' in a mailbox name is
+	 * written %40.
+	 */
+	for (i = 0; i < 2; i++)
+		if (strchr(urls[i], '@') != NULL) {
+			char *shown = config_url_redact(urls[i]);
+
+			code = migrate_fail(m, RES_CONFIG, "%s \"%s\": no user "
+			    "or password in the url (the logins are --user-pop "
+			    "and --user-imap; write an '@' in the mailbox as "
+			    "%%40)", i == 0 ? "POP3-URL" : "IMAP-URL", shown);
+			free(shown);
+			return code;
+		}
+	ac->pop3.url = xstrdup(pop3);
+	/* IMAP-URL[/MAILBOX]: the part after the host is the mailbox. */
+	ac->imap.url = xstrdup(imap);
+	ac->imap.imap = true;
+	slash = strstr(ac->imap.url, "://");
+	if (slash != NULL && (slash = strchr(slash + 3, '/')) != NULL &&
+	    slash[1] != '\0') {
+		ac->imap.mailbox = url_decode(slash + 1);
+		slash[1] = '\0';
+	} else
+		ac->imap.mailbox = xstrdup("INBOX");
+	if (config_parse_url(&ac->pop3, &why) != RES_OK ||
+	    config_parse_url(&ac->imap, &why) != RES_OK) {
+		code = migrate_fail(m, RES_CONFIG, "%s", why);
+		free(why);
+		return code;
+	}
+	/* UTF-8 (%C3%BC or as typed) or modified UTF-7, as in a config. */
+	if (ac->imap.mailbox == NULL)
+		return migrate_fail(m, RES_CONFIG, "IMAP-URL: the mailbox holds "
+		    "%%00, a NUL byte");
+	if ((bad = imap_mailbox_check(ac->imap.mailbox)) != NULL) {
+		char clean[300];
+
+		return migrate_fail(m, RES_CONFIG, "mailbox \"%s\" %s",
+		    log_clean(clean, sizeof clean, ac->imap.mailbox,
+		    strlen(ac->imap.mailbox)), bad);
+	}
+	return -1;
+}
+
 /* Parse the command line into m; an exit code, or -1 to go on. */
 static int
 migrate_args(struct migrate *m, int argc, char **argv, const char **pcmd,
     const char **icmd)
 {
-	enum { O_USER_POP = 256, O_USER_IMAP, O_KEEP, O_DELETE, O_FLAGS,
-		O_DRY, O_CA, O_PCMD_POP, O_PCMD_IMAP, O_STATE, O_TIMEOUT };
 	static const struct option opts[] = {
 		{ "user-pop", required_argument, NULL, O_USER_POP },
 		{ "user-imap", required_argument, NULL, O_USER_IMAP },
@@ -195,70 +325,11 @@ migrate_args(struct migrate *m, int argc, char **argv, const char **pcmd,
 		{ NULL, 0, NULL, 0 }
 	};
 	struct account	*ac = &m->ac;
-	char		*why = NULL, *slash, *tok, *save, *copy, *end;
-	const char	*bad;
-	enum result	 r;
-	int		 ch, i, nkeep = 0;
-	long		 t;
+	int		 ch, code, nkeep = 0;
 
-	while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-		switch (ch) {
-		case O_USER_POP:
-			ac->pop3.user = xstrdup(optarg);
-			break;
-		case O_USER_IMAP:
-			ac->imap.user = xstrdup(optarg);
-			break;
-		case O_KEEP:
-		case O_DELETE:
-			ac->keep = ch == O_KEEP;
-			nkeep++;
-			break;
-		case O_FLAGS:
-			/* tok points into copy: report it before copy goes. */
-			copy = xstrdup(optarg);
-			for (tok = strtok_r(copy, ", ", &save); tok != NULL;
-			    tok = strtok_r(NULL, ", ", &save))
-				if (!config_flags_add(&ac->flags, tok)) {
-					ch = migrate_fail(m, RES_CONFIG,
-					    "--flags: \"%.64s\" is not an IMAP "
-					    "flag or keyword", tok);
-					free(copy);
-					return ch;
-				}
-			free(copy);
-			break;
-		case O_DRY:
-			m->dry_run = true;
-			break;
-		case O_CA:
-			ac->pop3.ca_file = xstrdup(optarg);
-			ac->imap.ca_file = xstrdup(optarg);
-			break;
-		case O_PCMD_POP:
-			*pcmd = optarg;
-			break;
-		case O_PCMD_IMAP:
-			*icmd = optarg;
-			break;
-		case O_STATE:
-			if (optarg[0] != '/')
-				return migrate_fail(m, RES_CONFIG,
-				    "--state-dir must be an absolute path");
-			m->cf.state_dir = xstrdup(optarg);
-			break;
-		case O_TIMEOUT:
-			t = strtol(optarg, &end, 10);
-			if (*end != '\0' || t < 5 || t > 3600)
-				return migrate_fail(m, RES_CONFIG,
-				    "--timeout must be 5 to 3600 seconds");
-			m->cf.timeout = t;
-			break;
-		default:
-			fputs(migrate_usage, stderr);
-			return EX_USAGE;
-		}
-	}
+	while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1)
+		if ((code = migrate_option(m, ch, pcmd, icmd, &nkeep)) != -1)
+			return code;
 	if (argc - optind != 2 || nkeep > 1) {
 		fputs(migrate_usage, stderr);
 		return EX_USAGE;
@@ -271,53 +342,7 @@ migrate_args(struct migrate *m, int argc, char **argv, const char **pcmd,
 		return migrate_fail(m, RES_CONFIG, "--user-%s holds a line "
 		    "break (CR or LF)", config_value_ok(ac->pop3.user) ? "imap" :
 		    "pop");
-	/*
-	 * The logins are --user-pop and --user-imap.  Refused before the
-	 * mailbox is split off: in "imaps://max:pa/ss@host" the '/' of the
-	 * password would start the mailbox.  An '@' in a mailbox name is
-	 * written %40.
-	 */
-	for (i = 0; i < 2; i++)
-		if (strchr(argv[optind + i], '@') != NULL) {
-			char *shown = config_url_redact(argv[optind + i]);
-			int code = migrate_fail(m, RES_CONFIG, "%s \"%s\": no user "
-			    "or password in the url (the logins are --user-pop "
-			    "and --user-imap; write an '@' in the mailbox as "
-			    "%%40)", i == 0 ? "POP3-URL" : "IMAP-URL", shown);
-
-			free(shown);
-			return code;
-		}
-	ac->pop3.url = xstrdup(argv[optind]);
-	/* IMAP-URL[/MAILBOX]: the part after the host is the mailbox. */
-	ac->imap.url = xstrdup(argv[optind + 1]);
-	ac->imap.imap = true;
-	slash = strstr(ac->imap.url, "://");
-	if (slash != NULL && (slash = strchr(slash + 3, '/')) != NULL &&
-	    slash[1] != '\0') {
-		ac->imap.mailbox = url_decode(slash + 1);
-		slash[1] = '\0';
-	} else
-		ac->imap.mailbox = xstrdup("INBOX");
-	if ((r = config_parse_url(&ac->pop3, &why)) != RES_OK ||
-	    (r = config_parse_url(&ac->imap, &why)) != RES_OK) {
-		int code = migrate_fail(m, RES_CONFIG, "%s", why);
-
-		free(why);
-		return code;
-	}
-	/* UTF-8 (%C3%BC or as typed) or modified UTF-7, as in a config. */
-	if (ac->imap.mailbox == NULL)
-		return migrate_fail(m, RES_CONFIG, "IMAP-URL: the mailbox holds "
-		    "%%00, a NUL byte");
-	if ((bad = imap_mailbox_check(ac->imap.mailbox)) != NULL) {
-		char clean[300];
-
-		return migrate_fail(m, RES_CONFIG, "mailbox \"%s\" %s",
-		    log_clean(clean, sizeof clean, ac->imap.mailbox,
-		    strlen(ac->imap.mailbox)), bad);
-	}
-	return -1;
+	return migrate_urls(m, argv[optind], argv[optind + 1]);
 }
 
 /* The closing report: counts, rate and every message not imported. */
