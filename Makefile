@@ -38,7 +38,7 @@ SRCS	= bridge/main.c bridge/account.c bridge/config.c bridge/ledger.c \
 	  bridge/ident.c bridge/ledger_status.c bridge/plan.c bridge/settle.c \
 	  bridge/adopt.c bridge/imap_append.c bridge/imap_fetch.c \
 	  bridge/result.c bridge/stop.c bridge/session.c \
-	  bridge/ledger_msg.c bridge/ledger_watch.c
+	  bridge/ledger_msg.c bridge/ledger_watch.c bridge/pace.c
 OBJS	= $(SRCS:.c=.o)
 
 all: bridge/popbridge

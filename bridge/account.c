@@ -144,11 +144,15 @@ deadline_for_mail(struct run *rn)
 {
 	uint64_t	 bytes = 0;
 	unsigned int	 i;
+	double		 rate = DEADLINE_RATE;
 
+	/* migrate --limit-rate below the slow line: at half the cap. */
+	if (pace_rate() > 0 && pace_rate() / 2 < rate)
+		rate = pace_rate() / 2;
 	for (i = 0; i < rn->nmsgs; i++)
 		if (rn->plan[i].act == PA_IMPORT || rn->plan[i].act == PA_VERIFY)
 			bytes += rn->msgs[i].size;
-	net_deadline_extend((double)bytes / DEADLINE_RATE);
+	net_deadline_extend((double)bytes / rate);
 }
 
 /* Steps 2 to 5: plan, settle, adopt, transfer, settle again. */
@@ -168,6 +172,8 @@ run_messages(struct run *rn, char **cause)
 		/* Settling changes rows: plan again with what it found. */
 		if (ghosts && ((r = settle(rn, cause)) != RES_OK ||
 		    (r = plan_make(rn, &need, cause)) != RES_OK))
+			return r;
+		if ((r = plan_since(rn, cause)) != RES_OK)
 			return r;
 		if (need && (r = adopt_load(rn, cause)) != RES_OK)
 			return r;
@@ -319,6 +325,9 @@ account_run(const struct config *cf, const struct account *ac,
 		    st->adopted == 1 ? "" : "s", ac->imap.mailbox);
 	if (st->too_big > 0)
 		log_too_big(&rn);
+	if (st->too_old > 0)
+		log_info("%s: %u message%s dated before --since left on the POP3 "
+		    "server", ac->name, st->too_old, st->too_old == 1 ? "" : "s");
 	if (st->set_aside > 0)
 		log_info("%s: %u message%s set aside after failing in several "
 		    "runs (see `popbridge status`; `popbridge retry %s` tries "

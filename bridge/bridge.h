@@ -129,6 +129,7 @@ struct account {
 	long		 delete_after;	/* keep: delete this many days after
 					 * the import; 0: never */
 	long long	 max_size;	/* bytes; larger stays on POP3; 0: none */
+	time_t		 since;		/* migrate --since: older stays; 0 */
 	int		 line;
 };
 
@@ -350,6 +351,11 @@ void		 hash_update_message(struct hash *, const void *, size_t);
 void		 hash_final(struct hash *, char *);
 void		 hash_hex(const void *, size_t, char *);
 
+/* pace.c: a cap on the bytes a second read from POP3 (0: none). */
+void		 pace_set(double);
+void		 pace_take(size_t);
+double		 pace_rate(void);
+
 /* pop3.c */
 struct pop3;
 struct pop3_caps {
@@ -378,6 +384,10 @@ enum result	 pop3_retr_read(struct pop3 *, unsigned int, uint64_t, msg_sink,
 		     void *, char **);
 enum result	 pop3_dele_send(struct pop3 *, unsigned int, char **);
 enum result	 pop3_dele_read(struct pop3 *, unsigned int, char **);
+/* The headers of these messages (TOP n 0), pipelined, to a callback. */
+enum result	 pop3_headers(struct pop3 *, const unsigned int *, size_t,
+		     void (*)(void *, size_t, const char *, size_t), void *,
+		     char **);
 /* QUIT: the server commits DELEs only now. */
 enum result	 pop3_quit(struct pop3 *, char **);
 /* Drop the connection without QUIT: nothing is committed. */
@@ -521,6 +531,7 @@ struct run_stats {
 	unsigned int	 failed;
 	unsigned int	 set_aside;	/* skipped: failed too often lately */
 	unsigned int	 too_big;	/* skipped: over the account's max_size */
+	unsigned int	 too_old;	/* skipped: dated before --since */
 	unsigned int	 deleted;
 	unsigned int	 removed;	/* duplicates a killed run left, removed */
 	uint64_t	 bytes;

@@ -30,7 +30,8 @@ const char migrate_usage[] =
     "--user-imap U\n"
     "           [--keep | --delete] [--flags F] [--dry-run] [--ca-file F]\n"
     "           [--password-command-pop CMD] [--password-command-imap CMD]\n"
-    "           [--state-dir D] [--timeout S]\n"
+    "           [--state-dir D] [--timeout S] [--since YYYY-MM-DD]\n"
+    "           [--limit-rate BYTES/S]\n"
     "Passwords: --password-command-*, else $POPBRIDGE_POP3_PASSWORD and\n"
     "$POPBRIDGE_IMAP_PASSWORD, else a prompt on the terminal.\n";
 
@@ -38,6 +39,7 @@ struct migrate {
 	struct config	 cf;
 	struct account	 ac;
 	bool		 dry_run;
+	double		 rate;		/* --limit-rate, bytes a second */
 	double		 started;
 	double		 last_shown;
 	bool		 tty;
@@ -173,7 +175,44 @@ migrate_fail(struct migrate *m, enum result r, const char *fmt, ...)
 }
 
 enum { O_USER_POP = 256, O_USER_IMAP, O_KEEP, O_DELETE, O_FLAGS, O_DRY, O_CA,
-	O_PCMD_POP, O_PCMD_IMAP, O_STATE, O_TIMEOUT };
+	O_PCMD_POP, O_PCMD_IMAP, O_STATE, O_TIMEOUT, O_SINCE, O_RATE };
+
+/* --since YYYY-MM-DD: midnight UTC of that day. */
+static bool
+parse_day(const char *s, time_t *t)
+{
+	struct tm	 tm;
+	char		*end;
+
+	memset(&tm, 0, sizeof tm);
+	end = strptime(s, "%Y-%m-%d", &tm);
+	if (end == NULL || *end != '\0' || tm.tm_year < 70)
+		return false;
+	*t = timegm(&tm);
+	return true;
+}
+
+/* --limit-rate N[k|M]: bytes a second, at least 1 kB/s. */
+static bool
+parse_rate(const char *s, double *rate)
+{
+	char		*end;
+	unsigned long	 v;
+
+	if (*s < '0' || *s > '9')
+		return false;
+	errno = 0;
+	v = strtoul(s, &end, 10);
+	if (errno != 0 || v > 1000UL * 1000 * 1000)	/* a GB/s is no cap */
+		return false;
+	if (*end == 'k' || *end == 'K')
+		*rate = (double)v * 1000, end++;
+	else if (*end == 'm' || *end == 'M')
+		*rate = (double)v * 1000 * 1000, end++;
+	else
+		*rate = (double)v;
+	return *end == '\0' && *rate >= 1000;
+}
 
 /* --flags: IMAP flags and keywords, separated by commas or blanks. */
 static int
@@ -240,6 +279,16 @@ migrate_option(struct migrate *m, int ch, const char **pcmd,
 			return migrate_fail(m, RES_CONFIG,
 			    "--timeout must be 5 to 3600 seconds");
 		m->cf.timeout = t;
+		return -1;
+	case O_SINCE:
+		if (!parse_day(optarg, &ac->since))
+			return migrate_fail(m, RES_CONFIG, "--since takes a day "
+			    "as YYYY-MM-DD (1970 or later)");
+		return -1;
+	case O_RATE:
+		if (!parse_rate(optarg, &m->rate))
+			return migrate_fail(m, RES_CONFIG, "--limit-rate takes "
+			    "bytes a second, at least 1000 (e.g. 500k, 2M)");
 		return -1;
 	default:
 		fputs(migrate_usage, stderr);
@@ -322,6 +371,8 @@ migrate_args(struct migrate *m, int argc, char **argv, const char **pcmd,
 		    O_PCMD_IMAP },
 		{ "state-dir", required_argument, NULL, O_STATE },
 		{ "timeout", required_argument, NULL, O_TIMEOUT },
+		{ "since", required_argument, NULL, O_SINCE },
+		{ "limit-rate", required_argument, NULL, O_RATE },
 		{ NULL, 0, NULL, 0 }
 	};
 	struct account	*ac = &m->ac;
@@ -424,6 +475,7 @@ cmd_migrate(struct globals *g, int argc, char **argv)
 	}
 
 	stop_on_signals(true);
+	pace_set(m.rate);
 	m.tty = isatty(STDERR_FILENO);
 	m.started = m.last_shown = now_seconds();
 	opts.stop = &stop_requested;

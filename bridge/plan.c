@@ -225,6 +225,7 @@ plan_make(struct run *rn, bool *need_imap, char **cause)
 
 	*need_imap = false;
 	rn->st->fresh = rn->st->set_aside = rn->st->too_big = 0;
+	rn->st->too_old = 0;
 	rn->st->waiting = rn->nmsgs;
 	uidls_make(&u, rn->msgs, rn->nmsgs);
 	free(rn->plan);
@@ -259,5 +260,54 @@ plan_make(struct run *rn, bool *need_imap, char **cause)
 		ledger_rollback(rn->l);
 out:
 	free(u.v);
+	return r;
+}
+
+struct since_ctx {
+	struct run	*rn;
+	unsigned int	*idx;		/* the messages asked about */
+};
+
+static void
+on_header(void *arg, size_t i, const char *hdr, size_t len)
+{
+	struct since_ctx *sc = arg;
+	struct run	*rn = sc->rn;
+	time_t		 t;
+	int		 tz;
+
+	/* No header (no TOP) or no date: not known to be old, imported. */
+	if (len == 0 || !msg_date(hdr, len, &t, &tz) || t >= rn->ac->since)
+		return;
+	rn->plan[sc->idx[i]].act = PA_OLD;
+	rn->st->fresh--;
+	rn->st->too_old++;
+}
+
+/*
+ * migrate --since: the messages to import whose Date (else newest
+ * Received) is before it stay on the server.  Their headers come from TOP
+ * n 0, so old mail is never downloaded.
+ */
+enum result
+plan_since(struct run *rn, char **cause)
+{
+	struct since_ctx sc = { rn, NULL };
+	unsigned int	*nums, i;
+	size_t		 n = 0;
+	enum result	 r;
+
+	if (rn->ac->since == 0)
+		return RES_OK;
+	sc.idx = xcalloc(rn->nmsgs + 1, sizeof *sc.idx);
+	nums = xcalloc(rn->nmsgs + 1, sizeof *nums);
+	for (i = 0; i < rn->nmsgs; i++)
+		if (rn->plan[i].act == PA_IMPORT) {
+			sc.idx[n] = i;
+			nums[n++] = rn->msgs[i].num;
+		}
+	r = pop3_headers(rn->p, nums, n, on_header, &sc, cause);
+	free(nums);
+	free(sc.idx);
 	return r;
 }

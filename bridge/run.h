@@ -18,6 +18,7 @@ enum plan_act {
 	PA_DELE,	/* imported; delete it from the server now */
 	PA_HELD,	/* failed too often lately: set aside for now */
 	PA_BIG,		/* over the account's max_size: left on the server */
+	PA_OLD,		/* dated before migrate --since: left on the server */
 	PA_IMPORT,	/* fetch and APPEND (row: the one it is known by) */
 	PA_VERIFY,	/* fetch, then tell by content which row it is */
 };
@@ -86,6 +87,8 @@ run_stopping(const struct run *rn)
 
 /* plan.c: what each listed message needs; *need_imap if any IMAP work. */
 enum result	 plan_make(struct run *, bool *, char **);
+/* migrate --since: messages to import dated before it are left alone. */
+enum result	 plan_since(struct run *, char **);
 /* check, dry run: messages not known to be imported (todo_of[i] each). */
 enum result	 plan_count(struct ledger *, const struct pop3_msg *,
 		     unsigned int, unsigned int *, uint64_t *, bool *, char **);

@@ -667,3 +667,96 @@ def test_migrate_imap_unreachable_is_temporary(t):
     assert r.rc == EX_TEMPFAIL, f"IMAP server unreachable: exit {r.rc}, expected {EX_TEMPFAIL}"
     assert RESUME_RE.search(r.stderr), "it does not say to run the same command again"
     assert m.dc.pop3_count(m.src) == len(raws), "IMAP unreachable, yet POP3 messages were deleted"
+
+
+# ----------------------------------------------------------------- since
+def dated_message(tag, i, date=None, received=None):
+    head = ""
+    if received:
+        head += f"Received: from mx.example.org by mx.example.net; {received}\n"
+    if date:
+        head += f"Date: {date}\n"
+    head += (f"From: dated{i}@example.org\nSubject: [{tag}] dated {i}\n"
+             f"Message-ID: <dated.{i}.{tag}@example.org>\n\nbody {i}\n")
+    return head.encode()
+
+
+def test_migrate_since_leaves_older_mail_on_the_server(t):
+    """--since 2023-01-01 with --delete: mail dated before it (by Date, else
+    its newest Received) stays on the POP3 server untouched and is never
+    imported; newer mail and mail with no date at all are imported and
+    deleted; the log says how many were left; a second run leaves them too."""
+    m = Migration(t)
+    old = [dated_message(t.name, i, date=f"Mon, {i + 1} Jun 2020 10:00:00 +0000")
+           for i in range(3)]
+    old.append(dated_message(t.name, 3, received="Tue, 1 Jan 2019 08:00:00 +0100"))
+    # Days are UTC days: 1 Jan 2023 00:30 +0100 is still 2022 ...
+    old.append(dated_message(t.name, 4, date="Sun, 1 Jan 2023 00:30:00 +0100"))
+    new = [dated_message(t.name, 10 + i, date=f"Wed, {i + 1} Mar 2023 10:00:00 +0000")
+           for i in range(3)]
+    new.append(dated_message(t.name, 20))                        # no date at all
+    # ... and 31 Dec 2022 23:30 -0100 is already 2023.
+    new.append(dated_message(t.name, 21, date="Sat, 31 Dec 2022 23:30:00 -0100"))
+    m.deliver(old + new)
+
+    r = m.run("--delete", "--since", "2023-01-01")
+    assert r.rc == EX_OK, f"migrate --since exited {r.rc}: {r.stderr[-400:]}"
+    assert_exactly_once(new, m.dc.imap_messages(m.dst))
+    left = pop3_bodies(m.dc, m.src)
+    assert sorted(left) == sorted(normalise(x) for x in old), \
+        f"{len(left)} messages left on POP3, expected the {len(old)} older ones"
+    assert re.search(rf"\b{len(old)} messages? dated before --since", r.stderr), \
+        f"the log does not say how many were left: {r.stderr[-400:]}"
+
+    r = m.run("--delete", "--since", "2023-01-01")
+    assert r.rc == EX_OK
+    assert_exactly_once(new, m.dc.imap_messages(m.dst))
+    assert len(pop3_bodies(m.dc, m.src)) == len(old), "the second run touched the older mail"
+
+    # Without --since the rest comes over too, once each.
+    r = m.run("--delete")
+    assert r.rc == EX_OK
+    assert_exactly_once(old + new, m.dc.imap_messages(m.dst))
+    assert m.dc.pop3_count(m.src) == 0
+
+
+def test_migrate_since_and_limit_rate_usage(t):
+    """Bad --since and --limit-rate values are usage errors (64) that say
+    what is wanted, before any login."""
+    m = Migration(t)
+    m.deliver(corpus(t, 1, 3))
+    for args, rx in ((["--since", "2023-13-01"], r"--since.*YYYY-MM-DD"),
+                     (["--since", "yesterday"], r"--since"),
+                     (["--since", "1969-12-31"], r"1970"),
+                     (["--limit-rate", "10"], r"--limit-rate.*1000"),
+                     (["--limit-rate", "fast"], r"--limit-rate"),
+                     (["--limit-rate", "5x"], r"--limit-rate"),
+                     (["--limit-rate", "99999999999999999999k"], r"--limit-rate")):
+        r = m.run(*args)
+        assert r.rc == EX_USAGE, f"{args}: exit {r.rc}, expected {EX_USAGE}"
+        assert re.search(rx, r.stderr), f"{args}: {r.stderr.strip()[-200:]!r}"
+    assert not m.dc.auth_attempts(m.src) and not m.dc.auth_attempts(m.dst)
+    assert m.dc.pop3_count(m.src) == 1
+
+
+def test_migrate_limit_rate_caps_the_bandwidth(t):
+    """--limit-rate 100k: 400 kB of mail takes at least about 4 s (a cap
+    makes a run slower, never faster, so only the lower bound is checked,
+    and it holds on a busy machine); everything arrives once, bytes kept."""
+    m = Migration(t)
+    raws = [big_message(f"{t.name}.{i}", 20_000) for i in range(20)]
+    m.deliver(raws)
+    size = sum(len(x) for x in raws)
+    t0 = time.monotonic()
+    r = m.run("--delete", "--limit-rate", "100k")
+    seconds = time.monotonic() - t0
+    t.note(f"{size} bytes at --limit-rate 100k in {seconds:.1f} s")
+    assert r.rc == EX_OK, f"migrate --limit-rate exited {r.rc}: {r.stderr[-300:]}"
+    assert seconds >= 0.9 * size / 100_000, \
+        f"{size} bytes in {seconds:.2f} s: faster than 100 kB/s"
+    msgs = m.dc.imap_messages(m.dst)
+    assert_exactly_once(raws, msgs)
+    by_body = {x["body"]: x for x in msgs}
+    for raw in raws:
+        assert_bytes_equal(raw, by_body[normalise(raw)]["body"])
+    assert m.dc.pop3_count(m.src) == 0
