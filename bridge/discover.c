@@ -656,6 +656,7 @@ server_read(const xmlNode *srv, const char *address, bool imap,
 		}
 	}
 	free(t);
+	t = NULL;		/* freed again below if there is no hostname */
 	s->rank = s->tls == TLS_IMPLICIT ? 0 : s->tls == TLS_STARTTLS ? 1 : 2;
 	if ((e = child(srv, "hostname")) == NULL || (t = elem_text(e)) ==
 	    NULL || (s->host = expand(t, address)) == NULL ||
