@@ -130,6 +130,7 @@ struct account {
 					 * the import; 0: never */
 	long long	 max_size;	/* bytes; larger stays on POP3; 0: none */
 	time_t		 since;		/* migrate --since: older stays; 0 */
+	char		*notify_command;	/* NULL: none (worker_notify) */
 	int		 line;
 };
 
@@ -143,6 +144,7 @@ struct config {
 	long		 max_backoff;	/* seconds, longest wait after failures */
 	char		*user;		/* drop to this user (daemon as root) */
 	char		*pid_file;
+	char		*notify_command;	/* accounts inherit it */
 	struct account	*accounts;
 	size_t		 naccounts;
 };
@@ -615,6 +617,11 @@ enum result	 ledger_commit(struct ledger *, char **);
 void		 ledger_rollback(struct ledger *);
 
 /* ledger_status.c: what `status` shows, read without taking the lock. */
+enum ledger_change {
+	LEDGER_SAME = 0,
+	LEDGER_FAILING,		/* its failures in a row became lasting */
+	LEDGER_RECOVERED,	/* it worked after a lasting failure */
+};
 struct ledger_failure {
 	char		 uidl[UIDL_MAX + 1];
 	char		*error;
@@ -634,6 +641,14 @@ struct ledger_status {
 	unsigned int	 set_aside;	/* of the failures */
 	unsigned int	 auth_refusals;	/* the last runs' refused logins in a row */
 	time_t		 last_refusal;	/* when the last of them started */
+	unsigned int	 fails_in_row;	/* the last runs that failed (temporary,
+					 * login, config), in a row */
+	time_t		 failing_since;	/* when the first of them started */
+	/* What the last run changed (a lasting failure: ledger_status.c). */
+	enum ledger_change change;
+	char		*change_error;	/* the failure's cause, its last run's */
+	time_t		 change_since;	/* when the failures began */
+	unsigned int	 change_fails;	/* how many runs failed in a row */
 };
 /* The account's pair (its POP3 mailbox, its destination) in state_dir. */
 enum result	 ledger_read_status(const char *, const struct account *,
@@ -728,6 +743,11 @@ enum result	 worker_start(const struct config *, const struct account *,
 		     const int *, size_t, struct worker *, char **);
 /* After waitpid(): read the child's report. */
 void		 worker_finish(struct worker *, int, struct worker_report *);
+/* After an account's run that started at the time given (the daemon's
+ * poll, `run`): run its notify_command if the run turned it failing or
+ * recovered. */
+void		 worker_notify(const struct config *, const struct account *,
+		     time_t);
 
 /* daemon.c, status.c: the household daemon and what it reports. */
 int		 cmd_daemon(struct globals *, int, char **);

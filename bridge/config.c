@@ -40,6 +40,7 @@ static const struct key top_keys[] = {
 	{ "max_backoff", K_INT, false },
 	{ "user", K_STRING, false },
 	{ "pid_file", K_STRING, false },
+	{ "notify_command", K_STRING, false },
 	{ "accounts", K_LIST, true },
 	{ NULL, 0, false }
 };
@@ -53,6 +54,7 @@ static const struct key account_keys[] = {
 	{ "deadline", K_INT, false },
 	{ "delete_after", K_INT, false },
 	{ "max_size", K_INT, false },
+	{ "notify_command", K_STRING, false },
 	{ NULL, 0, false }
 };
 /* Both blocks take the same keys; "mailbox" is the IMAP block's alone. */
@@ -582,6 +584,14 @@ load_account(struct loader *ld, struct config *cf, const config_setting_t *a,
 		return r;
 	ac->interval = cf->interval;
 	ac->deadline = cf->deadline;
+	/* The account's own, else the top-level one; "" for none. */
+	if ((ac->notify_command = get_string(a, "notify_command")) == NULL &&
+	    cf->notify_command != NULL)
+		ac->notify_command = xstrdup(cf->notify_command);
+	if (ac->notify_command != NULL && ac->notify_command[0] == '\0') {
+		free(ac->notify_command);
+		ac->notify_command = NULL;
+	}
 	if ((r = get_bounded(ld, a, "interval", 60, 7 * 86400, where,
 	    &ac->interval)) != RES_OK ||
 	    (r = get_bounded(ld, a, "deadline", 10, 7 * 86400, where,
@@ -743,6 +753,7 @@ config_load(const char *path, struct config **cfp, char **cause)
 	    &cf->max_backoff)) != RES_OK)
 		goto out;
 	cf->user = get_string(root, "user");
+	cf->notify_command = get_string(root, "notify_command");
 	if ((cf->pid_file = get_string(root, "pid_file")) == NULL)
 		cf->pid_file = xprintf("%s/popbridge.pid", cf->state_dir);
 	else if (cf->pid_file[0] != '/') {
@@ -804,11 +815,13 @@ config_free(struct config *cf)
 		config_endpoint_free(&cf->accounts[i].imap);
 		free(cf->accounts[i].name);
 		free(cf->accounts[i].flags);
+		free(cf->accounts[i].notify_command);
 	}
 	free(cf->accounts);
 	free(cf->state_dir);
 	free(cf->user);
 	free(cf->pid_file);
+	free(cf->notify_command);
 	free(cf->path);
 	free(cf);
 }

@@ -70,6 +70,124 @@ find_dest(sqlite3 *db, const char *name, int *rc)
 	return id;
 }
 
+/*
+ * The last runs, newest first, as far back as a lasting failure needs: for
+ * `run`'s rest after refused logins and for telling a person when an
+ * account turns failing or recovers (worker_notify).
+ */
+#define HISTORY_MAX	64
+#define LASTING_RUNS	3		/* temporary failures in a row, */
+#define LASTING_SECS	(30 * 60)	/* or for this long, whichever first */
+
+struct run_row {
+	int		 result;	/* enum result */
+	time_t		 started;
+	char		*error;
+};
+
+static bool
+run_failed(int result)
+{
+	return result == RES_TEMP || result == RES_AUTH || result == RES_CONFIG;
+}
+
+/* How many runs from rows[i] on failed, in a row. */
+static size_t
+streak(const struct run_row *rows, size_t n, size_t i)
+{
+	size_t	 k = 0;
+
+	while (i + k < n && run_failed(rows[i + k].result))
+		k++;
+	return k;
+}
+
+/*
+ * Do these n failed runs in a row (newest first) make a lasting failure,
+ * one a person should hear of?  A refused login or a config error at once:
+ * neither goes away by itself.  A temporary one (the network, a server
+ * down, a provider's hiccup) after 3 polls in a row or when the failures
+ * have lasted 30 minutes, whichever comes first: a household wants no mail
+ * for each blip, and under cron every 5 minutes 3 polls are 10 minutes.
+ */
+static bool
+lasting(const struct run_row *rows, size_t n)
+{
+	size_t	 i;
+
+	if (n == 0)
+		return false;
+	if (n >= LASTING_RUNS || rows[0].started - rows[n - 1].started >=
+	    LASTING_SECS)
+		return true;
+	for (i = 0; i < n; i++)
+		if (rows[i].result != RES_TEMP)
+			return true;
+	return false;
+}
+
+/*
+ * What the last run changed: the account turned failing (its failures in
+ * a row became lasting just now), or recovered (it worked after lasting
+ * failures).  Decided from the ledger alone, so the daemon, cron runs and
+ * a restarted daemon agree, and each change is told once.
+ */
+static void
+health(struct ledger_status *ls, const struct run_row *rows, size_t n)
+{
+	size_t	 now = streak(rows, n, 0), before;
+
+	ls->fails_in_row = (unsigned int)now;
+	if (now > 0)
+		ls->failing_since = rows[now - 1].started;
+	if (n == 0)
+		return;
+	if (now > 0 && lasting(rows, now) && !lasting(rows + 1, now - 1)) {
+		ls->change = LEDGER_FAILING;
+		ls->change_since = ls->failing_since;
+		ls->change_fails = (unsigned int)now;
+		ls->change_error = xstrdup(rows[0].error != NULL ?
+		    rows[0].error : "");
+	} else if (now == 0 && (before = streak(rows, n, 1)) > 0 &&
+	    lasting(rows + 1, before)) {
+		ls->change = LEDGER_RECOVERED;
+		ls->change_since = rows[before].started;
+		ls->change_fails = (unsigned int)before;
+		ls->change_error = xstrdup(rows[1].error != NULL ?
+		    rows[1].error : "");
+	}
+}
+
+static int
+read_history(sqlite3 *db, sqlite3_int64 dest, struct ledger_status *ls)
+{
+	struct run_row	 rows[HISTORY_MAX];
+	sqlite3_stmt	*s;
+	size_t		 n = 0, i;
+	int		 rc;
+
+	rc = sqlite3_prepare_v2(db, "SELECT result, started, error FROM run "
+	    "WHERE dest = ?1 ORDER BY id DESC LIMIT 64", -1, &s, NULL);
+	if (rc != SQLITE_OK)
+		return rc;
+	sqlite3_bind_int64(s, 1, dest);
+	while (n < HISTORY_MAX && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+		rows[n].result = sqlite3_column_int(s, 0);
+		rows[n].started = (time_t)sqlite3_column_int64(s, 1);
+		rows[n].error = col_dup(s, 2);
+		n++;
+	}
+	sqlite3_finalize(s);
+	/* The refused logins in a row up to the last run, for `run`'s rest. */
+	for (i = 0; i < n && rows[i].result == RES_AUTH; i++)
+		if (ls->auth_refusals++ == 0)
+			ls->last_refusal = rows[i].started;
+	health(ls, rows, n);
+	for (i = 0; i < n; i++)
+		free(rows[i].error);
+	return rc == SQLITE_ROW || rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
 static int
 read_pair(sqlite3 *db, sqlite3_int64 dest, struct ledger_status *ls)
 {
@@ -94,18 +212,9 @@ read_pair(sqlite3 *db, sqlite3_int64 dest, struct ledger_status *ls)
 		    sqlite3_column_int(s, 3));
 	}
 	sqlite3_finalize(s);
-	/* The refused logins in a row up to the last run, for `run`'s rest. */
-	rc = sqlite3_prepare_v2(db, "SELECT result, started FROM run WHERE "
-	    "dest = ?1 ORDER BY id DESC LIMIT 64", -1, &s, NULL);
+	rc = read_history(db, dest, ls);
 	if (rc != SQLITE_OK)
 		return rc;
-	sqlite3_bind_int64(s, 1, dest);
-	while (sqlite3_step(s) == SQLITE_ROW && sqlite3_column_int(s, 0) ==
-	    RES_AUTH) {
-		if (ls->auth_refusals++ == 0)
-			ls->last_refusal = (time_t)sqlite3_column_int64(s, 1);
-	}
-	sqlite3_finalize(s);
 	rc = sqlite3_prepare_v2(db, "SELECT count(*) FROM msg WHERE dest = ?1 "
 	    "AND state = 2", -1, &s, NULL);
 	if (rc != SQLITE_OK)
@@ -179,6 +288,7 @@ ledger_status_free(struct ledger_status *ls)
 	}
 	free(ls->failures);
 	free(ls->last_error);
+	free(ls->change_error);
 	memset(ls, 0, sizeof *ls);
 }
 

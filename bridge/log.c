@@ -1,26 +1,59 @@
 /*
  * A tiny log: stderr in the foreground or with -v, syslog(LOG_MAIL)
- * otherwise (warnings go to stderr too).  Four levels: warnings, one info line per account run, a
- * debug line per message, and a protocol trace.  Nothing logged here is
- * ever a secret: callers pass server text through log_clean() and never
- * hand a password or token to any of these functions.
+ * otherwise (warnings go to stderr too).  Four levels: warnings, one info
+ * line per account run, a debug line per message, and a protocol trace.
+ * Nothing logged here is ever a secret: callers pass server text through
+ * log_clean() and never hand a password or token to any of these
+ * functions.
+ *
+ * A line on stderr starts with the local time ("2026-12-04 23:59:01
+ * popbridge: ..."): a cron mail or a daemon's log file shows when each
+ * thing happened.  Under systemd, whose journal keeps its own time, stderr
+ * is the journal: every level goes there, each line with its priority as
+ * sd-daemon(3) reads it ("<4>" warning, "<6>" info, "<7>" debug), and
+ * nothing to syslog, which would store each line twice.
  */
+#include <sys/stat.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <syslog.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "bridge.h"
 
 static bool		log_stderr = true;
+static bool		log_journal;	/* stderr is systemd's journal stream */
 static bool		log_bar;	/* a progress bar ends stderr's line */
 static enum log_level	log_max = LOG_LVL_INFO;
+
+/*
+ * Is stderr the journal?  systemd sets JOURNAL_STREAM to "DEVICE:INODE" of
+ * the stream it connected (systemd.exec(5)); a stderr redirected since (a
+ * detached daemon's /dev/null, a shell's 2>file) is another file, and the
+ * variable, inherited, says nothing about it.
+ */
+static bool
+journal_stream(void)
+{
+	const char		*v = getenv("JOURNAL_STREAM");
+	unsigned long long	 dev, ino;
+	struct stat		 sb;
+
+	if (v == NULL || sscanf(v, "%llu:%llu", &dev, &ino) != 2 ||
+	    fstat(STDERR_FILENO, &sb) == -1)
+		return false;
+	return (unsigned long long)sb.st_dev == dev &&
+	    (unsigned long long)sb.st_ino == ino;
+}
 
 void
 log_open(bool to_stderr, int verbosity)
 {
-	log_stderr = to_stderr;
+	log_journal = journal_stream();
+	log_stderr = to_stderr || log_journal;
 	if (verbosity >= 2)
 		log_max = LOG_LVL_TRACE;
 	else if (verbosity == 1)
@@ -44,12 +77,26 @@ log_enabled(enum log_level level)
 	return level <= log_max;
 }
 
+/* "2026-12-04 23:59:01", local time, into buf. */
+static const char *
+log_stamp(char *buf, size_t len)
+{
+	time_t		 now = time(NULL);
+	struct tm	 tm;
+
+	if (localtime_r(&now, &tm) == NULL ||
+	    strftime(buf, len, "%Y-%m-%d %H:%M:%S", &tm) == 0)
+		snprintf(buf, len, "%lld", (long long)now);
+	return buf;
+}
+
 static void
 log_vwrite(enum log_level level, const char *fmt, va_list ap)
 {
+	/* syslog(3)'s numbers, which are also sd-daemon(3)'s prefixes. */
 	static const int prio[] = { LOG_WARNING, LOG_INFO, LOG_DEBUG,
 	    LOG_DEBUG };
-	char	 line[2048];
+	char	 line[2048], stamp[32];
 
 	if (!log_enabled(level))
 		return;
@@ -65,7 +112,11 @@ log_vwrite(enum log_level level, const char *fmt, va_list ap)
 		if (log_bar)
 			fputc('\n', stderr);
 		log_bar = false;
-		fprintf(stderr, "popbridge: %s\n", line);
+		if (log_journal)
+			fprintf(stderr, "<%d>%s\n", prio[level], line);
+		else
+			fprintf(stderr, "%s popbridge: %s\n", log_stamp(stamp,
+			    sizeof stamp), line);
 		fflush(stderr);
 	}
 }

@@ -187,6 +187,7 @@ cmd_run(struct globals *g, int argc, char **argv)
 	char			 *cause;
 	size_t			  i, n;
 	int			  ch, code;
+	time_t			  started;
 	bool			  force = false;
 	static const struct option opts[] = {
 		{ "force", no_argument, NULL, 'f' },
@@ -215,11 +216,14 @@ cmd_run(struct globals *g, int argc, char **argv)
 			continue;
 		}
 		cause = NULL;
+		started = time(NULL);
 		r = account_run(cf, list[i], &ro, &st, &cause);
 		if (r != RES_OK && cause != NULL)
 			log_warn("%s: %s", list[i]->name, cause);
 		log_summary(list[i], &st);
 		free(cause);
+		/* Turned failing, or working again: tell a person (once). */
+		worker_notify(cf, list[i], started);
 		worst = result_worst(worst, r);
 	}
 	/* Stopped before every account had its turn: not finished. */

@@ -3,6 +3,9 @@
  * parent keeps the schedule, the child does the work and reports back
  * through a pipe.  Whatever a run allocates is gone when it ends, and a
  * slow server holds up only its own child.
+ *
+ * After a run, the account's notify_command tells a person when it turned
+ * failing or recovered (worker_notify, for the daemon's polls and `run`).
  */
 #include <sys/wait.h>
 
@@ -12,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "bridge.h"
@@ -33,6 +37,7 @@ worker_child(const struct config *cf, const struct account *ac, int fd)
 	struct run_stats st;
 	char		*cause = NULL;
 	enum result	 r;
+	time_t		 started;
 	FILE		*f;
 
 	signal(SIGTERM, on_term);
@@ -40,7 +45,9 @@ worker_child(const struct config *cf, const struct account *ac, int fd)
 	signal(SIGHUP, SIG_IGN);
 	signal(SIGUSR1, SIG_IGN);
 	signal(SIGCHLD, SIG_DFL);
+	started = time(NULL);
 	r = account_run(cf, ac, &opts, &st, &cause);
+	worker_notify(cf, ac, started);
 	if ((f = fdopen(fd, "w")) != NULL) {
 		fprintf(f, "%d %u %u %u %u %llu %.3f %u\n%s", (int)r, st.fresh,
 		    st.imported, st.failed, st.deleted,
@@ -113,4 +120,150 @@ worker_finish(struct worker *w, int status, struct worker_report *rep)
 	rep->st.bytes = bytes;
 	nl = strchr(buf, '\n');
 	rep->cause = xstrdup(nl != NULL ? nl + 1 : "");
+}
+
+/*
+ * notify_command: a person hears when an account's failures last (see
+ * ledger_status.c for when they do) and when it works again, once each.
+ * The command runs through /bin/sh -c with no stdin, its output on our
+ * stderr, in a process group of its own so that all of it can be ended
+ * after NOTIFY_TIMEOUT; what it gets is in its environment.  Nothing there
+ * is a secret: the cause is the sentence the log shows, which never holds
+ * one.
+ */
+#define NOTIFY_TIMEOUT	60	/* seconds, then SIGTERM, then SIGKILL */
+#define NOTIFY_GRACE	5
+#define NOTIFY_CAUSE_MAX 1024	/* bytes of the cause passed on */
+
+static void
+iso_time(time_t t, char *buf, size_t len)
+{
+	struct tm	 tm;
+
+	gmtime_r(&t, &tm);
+	strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+static void NORETURN
+notify_child(const struct account *ac, const struct ledger_status *ls)
+{
+	char		 since[32], when[32], fails[16];
+	const char	*cause = ls->change_error != NULL ? ls->change_error : "";
+	int		 fd;
+
+	/*
+	 * Our own group: ended whole at the timeout.  SIGPIPE as programs
+	 * expect it (popbridge ignores it; exec would keep that).  SIGHUP
+	 * and SIGUSR1 stay ignored as in the daemon's poll: "systemctl kill
+	 * -s USR1 popbridge" reaches every process of the unit.
+	 */
+	setpgid(0, 0);
+	signal(SIGPIPE, SIG_DFL);
+	signal(SIGINT, SIG_DFL);
+	signal(SIGTERM, SIG_DFL);
+	if ((fd = open("/dev/null", O_RDONLY)) != -1 && fd != STDIN_FILENO) {
+		dup2(fd, STDIN_FILENO);
+		close(fd);
+	}
+	dup2(STDERR_FILENO, STDOUT_FILENO);
+	iso_time(ls->change_since, since, sizeof since);
+	iso_time(ls->last_poll, when, sizeof when);
+	snprintf(fails, sizeof fails, "%u", ls->change_fails);
+	if (setenv("POPBRIDGE_ACCOUNT", ac->name, 1) == -1 ||
+	    setenv("POPBRIDGE_STATE", ls->change == LEDGER_FAILING ?
+	    "failing" : "recovered", 1) == -1 ||
+	    setenv("POPBRIDGE_RESULT", result_words(ls->last_result), 1) ==
+	    -1 ||
+	    setenv("POPBRIDGE_CAUSE", strlen(cause) > NOTIFY_CAUSE_MAX ?
+	    "(too long; see the log)" : cause, 1) == -1 ||
+	    setenv("POPBRIDGE_SINCE", since, 1) == -1 ||
+	    setenv("POPBRIDGE_TIME", when, 1) == -1 ||
+	    setenv("POPBRIDGE_FAILURES", fails, 1) == -1)
+		_exit(126);
+	execl("/bin/sh", "sh", "-c", ac->notify_command, (char *)NULL);
+	_exit(127);
+}
+
+/* Wait for pid until the monotonic time end; false if it has not ended. */
+static bool
+wait_until(pid_t pid, double end, int *status)
+{
+	struct timespec	 nap = { 0, 5 * 1000 * 1000 };
+	pid_t		 r;
+
+	for (;;) {
+		if ((r = waitpid(pid, status, WNOHANG)) == pid ||
+		    (r == -1 && errno != EINTR))
+			return true;
+		if (now_seconds() >= end)
+			return false;
+		nanosleep(&nap, NULL);
+		if (nap.tv_nsec < 200 * 1000 * 1000)
+			nap.tv_nsec *= 2;
+	}
+}
+
+static void
+notify_run(const struct account *ac, const struct ledger_status *ls)
+{
+	const char	*state = ls->change == LEDGER_FAILING ? "failing" :
+	    "recovered";
+	pid_t		 pid;
+	int		 status = 0;
+
+	fflush(NULL);
+	if ((pid = fork()) == -1) {
+		log_warn("%s: notify_command (%s): fork: %s", ac->name, state,
+		    strerror(errno));
+		return;
+	}
+	if (pid == 0)
+		notify_child(ac, ls);
+	setpgid(pid, pid);	/* as the child does: no race with the kill */
+	if (!wait_until(pid, now_seconds() + NOTIFY_TIMEOUT, &status)) {
+		kill(-pid, SIGTERM);
+		if (!wait_until(pid, now_seconds() + NOTIFY_GRACE, &status)) {
+			kill(-pid, SIGKILL);
+			waitpid(pid, &status, 0);
+		}
+		log_warn("%s: notify_command (%s) did not end within %d s; "
+		    "ended", ac->name, state, NOTIFY_TIMEOUT);
+		return;
+	}
+	if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+		log_info("%s: notify_command (%s) exited 0", ac->name, state);
+	else if (WIFEXITED(status))
+		log_warn("%s: notify_command (%s) exited %d", ac->name, state,
+		    WEXITSTATUS(status));
+	else
+		log_warn("%s: notify_command (%s) ended by signal %d",
+		    ac->name, state, WIFSIGNALED(status) ? WTERMSIG(status) :
+		    0);
+}
+
+void
+worker_notify(const struct config *cf, const struct account *ac,
+    time_t started)
+{
+	struct ledger_status ls;
+	char		*cause = NULL, since[32];
+
+	if (ac->notify_command == NULL)
+		return;
+	if (ledger_read_status(cf->state_dir, ac, &ls, &cause) != RES_OK) {
+		log_warn("%s: notify_command: %s", ac->name, cause);
+		free(cause);
+		return;
+	}
+	/* A run that recorded nothing (the mailbox busy, the ledger refused)
+	 * changed nothing: the last row is an earlier run's, told already. */
+	if (ls.ever_run && ls.last_poll >= started && ls.change != LEDGER_SAME) {
+		iso_time(ls.change_since, since, sizeof since);
+		log_info("%s: %s (%u failed poll%s in a row since %s); running "
+		    "notify_command", ac->name, ls.change == LEDGER_FAILING ?
+		    "failing" : "working again", ls.change_fails,
+		    ls.change_fails == 1 ? "" : "s", since);
+		notify_run(ac, &ls);
+	}
+	ledger_status_free(&ls);
 }

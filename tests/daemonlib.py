@@ -209,6 +209,93 @@ class Daemon:
         return self.wait(find, timeout, what)
 
 
+class Detached:
+    """`popbridge -c CFG daemon` without -f, started in the test's folder:
+    it forks, the command returns and the daemon lives on, detached, its
+    log in syslog.  Found through its pid file; ready for signals once its
+    state file exists (it is written by the loop, after the handlers are
+    installed).  The `with` block stops it (SIGTERM, then SIGKILL)."""
+
+    def __init__(self, t, cfg, state_dir, timeout=15.0):
+        self.t = t
+        self.pid = None
+        r = t.bridge("-c", cfg, "daemon")
+        assert r.rc == 0, f"popbridge daemon (detaching) exited {r.rc}: {r.stderr[-300:]!r}"
+        pid_file = state_dir / "popbridge.pid"
+        state = state_dir / "daemon.state"
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                text = pid_file.read_text().split()
+                if text and state.exists():
+                    self.pid = int(text[0])
+                    break
+            except (OSError, ValueError):
+                pass
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the detached daemon wrote no pid file and state file "
+                                     f"within {timeout:g}s")
+            time.sleep(0.05)
+        _detached.add(self.pid)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+        return False
+
+    def alive(self):
+        try:
+            with open(f"/proc/{self.pid}/stat") as f:
+                return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+        except (OSError, IndexError):
+            return False
+
+    def signal(self, sig):
+        assert self.alive(), f"the detached daemon (pid {self.pid}) is gone"
+        os.kill(self.pid, sig)
+
+    def wait(self, cond, timeout, what, step=0.2):
+        """As Daemon.wait: cond() true while the daemon keeps running."""
+        deadline = time.monotonic() + timeout
+        while True:
+            v = cond()
+            if v:
+                return v
+            assert self.alive(), f"the detached daemon exited while waiting for {what}"
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{what}: not within {timeout:g}s")
+            time.sleep(step)
+
+    def stop(self, timeout=15.0):
+        """SIGTERM, wait for the process to go, SIGKILL after timeout.
+        True if it ended by SIGTERM."""
+        if self.pid is None or not self.alive():
+            return True
+        os.kill(self.pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while self.alive() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if self.alive():
+            os.kill(self.pid, signal.SIGKILL)
+            return False
+        _detached.discard(self.pid)
+        return True
+
+
+_detached: set = set()
+
+
+@atexit.register
+def _kill_detached():
+    for pid in list(_detached):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+
+
 def wait_mail(d, dc, user, n, timeout, what):
     """Wait until `user`'s maildir on `dc` holds at least n messages (the
     daemon `d` must stay alive meanwhile).  Counting the maildir files costs

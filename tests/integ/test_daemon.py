@@ -19,8 +19,8 @@ import subprocess
 import time
 from pathlib import Path
 
-from daemonlib import (EX_TEMPFAIL, Daemon, summary_re, wait_mail, wait_mid_import,
-                       write_text_config)
+from daemonlib import (EX_TEMPFAIL, Daemon, Detached, summary_re, wait_mail,
+                       wait_mid_import, write_text_config)
 from harness import (Dovecot, assert_bytes_equal, assert_exactly_once, make_account,
                      small_message, varied_messages)
 
@@ -278,6 +278,112 @@ def test_sighup_new_config_adds_and_removes_accounts(t):
     assert len(got) == 1, (f"'first' has {len(got)} messages, expected 1: an account removed "
                            f"from the config by SIGHUP was still polled")
     assert_exactly_once([raws[2]], got, "INBOX of 'first'")
+
+
+def test_sighup_detached_daemon_with_relative_config(t):
+    """`popbridge -c popbridge.conf daemon` (a relative path, detached):
+    SIGHUP rereads the same file, and a relative password_file in it
+    starts from the config's folder, though the daemon works in "/".
+    Before the fix: the reload failed with "popbridge.conf: cannot read:
+    No such file or directory" and the account added was never polled."""
+    dc = t.dovecot()
+    s1, d1, s2, d2 = (t.user(dc, r) for r in ("s", "d", "s", "d"))
+    raws = [raw for _, raw in varied_messages(t.name)]
+    (t.tmp / "pw").mkdir(mode=0o700)
+    secret = t.tmp / "pw" / "second.imap"
+    write_text_config(secret, dc.users[d2] + "\n")
+    first = dc.account("first", s1, d1)
+    second = dc.account("second", s2, d2)
+    del second["imap"]["password"]
+    second["imap"]["password_file"] = "pw/second.imap"
+    dc.deliver(s1, raws[0])
+    dc.deliver(s2, raws[1])
+    t.config([first], extra=LONG)
+
+    with Detached(t, "popbridge.conf", t.state_dir) as d:
+        wait_mail(d, dc, d1, 1, FIRST_POLL, "the first poll of 'first' (detached daemon)")
+        t.config([first, second], extra=LONG)
+        d.signal(signal.SIGHUP)
+        wait_mail(d, dc, d2, 1, 15, "mail of 'second', added to the relative config and "
+                  "read after SIGHUP, its IMAP password from a relative password_file")
+        stopped = d.stop()
+    assert stopped, "the detached daemon did not end on SIGTERM"
+    assert_exactly_once([raws[1]], dc.imap_messages(d2), "INBOX of 'second'")
+
+
+NOBODY = 65534
+
+
+def _uid(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("Uid:"):
+                return int(line.split()[1])
+    return None
+
+
+def test_sighup_after_dropping_root(t):
+    """Root's daemon with user = "nobody", its config root's with mode 600
+    (as popbridge asks of a file holding passwords): SIGHUP after the file
+    was replaced (written anew and renamed over, as editors and `popbridge
+    add` save it) takes the new account, whose password is in a root-only
+    password_file; a broken config is refused naming the file and line.
+    Root only.  Before the fix: "config reload failed, keeping the old
+    configuration: ...popbridge.conf: cannot read: Permission denied"."""
+    if os.geteuid() != 0:
+        t.note("not root: nothing to drop")
+        return
+    dc = t.dovecot()
+    s1, d1, s2, d2 = (t.user(dc, r) for r in ("s", "d", "s", "d"))
+    raws = [raw for _, raw in varied_messages(t.name)]
+    os.chmod(t.tmp, 0o711)                 # nobody may pass, not read
+    ca = t.tmp / "ca.pem"                  # libcurl reads it as nobody
+    ca.write_bytes(Path(dc.ca_file).read_bytes())
+    os.chmod(ca, 0o644)
+    (t.tmp / "secret").mkdir(mode=0o700)
+    write_text_config(t.tmp / "secret" / "second.pop3", dc.users[s2] + "\n")
+
+    def acct(name, src, dst, **pop3):
+        a = dc.account(name, src, dst)
+        for side in ("pop3", "imap"):
+            a[side]["ca_file"] = str(ca)
+        a["pop3"].update(pop3)
+        return a
+    first = acct("first", s1, d1)
+    second = acct("second", s2, d2)
+    del second["pop3"]["password"]
+    second["pop3"]["password_file"] = "secret/second.pop3"
+    extra = LONG + 'user = "nobody";\n'
+    dc.deliver(s1, raws[0])
+    dc.deliver(s2, raws[1])
+    cfg = t.config([first], extra=extra)
+
+    with Daemon(t, cfg) as d:
+        d.wait_polls("first", 1, FIRST_POLL, what="the first poll of 'first' within ~5 s")
+        assert _uid(d.pid) == NOBODY, f"the daemon runs as uid {_uid(d.pid)}, not nobody"
+        assert dc.maildir_count(d1) == 1, "the daemon, as nobody, did not import 'first'"
+
+        mark = d.mark()
+        new = t.config([first, second], extra=extra, name="popbridge.conf.new")
+        os.replace(new, cfg)
+        d.reload()
+        d.wait_line(lambda line: "config reloaded: 2 accounts" in line or reload_error(line),
+                    NOW, "the reload's outcome", since=mark)
+        wait_mail(d, dc, d2, 1, 15, "mail of 'second', added by SIGHUP to a config that only "
+                  "root can read, its POP3 password in a root-only file")
+
+        mark = d.mark()
+        text = Path(cfg).read_text()
+        write_text_config(cfg, text.replace('mailbox = "INBOX";', "mailbox = ;", 1))
+        d.reload()
+        line = d.wait_line(reload_error, NOW, "a logged error after SIGHUP with a syntax error",
+                           since=mark)
+        assert f"{cfg}:" in line and "/proc/" not in line, \
+            f"the refused reload does not name {cfg} and its line: {line.strip()!r}"
+        dc.deliver(s2, raws[2])
+        d.poll_now()
+        wait_mail(d, dc, d2, 2, NOW, "mail of 'second' after a refused reload")
+    assert_exactly_once([raws[1], raws[2]], dc.imap_messages(d2), "INBOX of 'second'")
 
 
 def test_sigterm_mid_import_exits_promptly(t):
