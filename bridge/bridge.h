@@ -131,6 +131,7 @@ struct account {
 	long long	 max_size;	/* bytes; larger stays on POP3; 0: none */
 	time_t		 since;		/* migrate --since: older stays; 0 */
 	char		*notify_command;	/* NULL: none (worker_notify) */
+	struct routing	*routing;	/* route.h; NULL: all to imap */
 	int		 line;
 };
 
