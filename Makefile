@@ -39,7 +39,7 @@ SRCS	= bridge/main.c bridge/account.c bridge/config.c bridge/ledger.c \
 	  bridge/adopt.c bridge/imap_append.c bridge/imap_fetch.c \
 	  bridge/result.c bridge/stop.c bridge/session.c \
 	  bridge/ledger_msg.c bridge/ledger_watch.c bridge/pace.c \
-	  bridge/route.c
+	  bridge/route.c bridge/config_route.c
 OBJS	= $(SRCS:.c=.o)
 
 all: bridge/popbridge
@@ -48,7 +48,7 @@ bridge/popbridge: $(OBJS)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(OBJS) $(PKG_LIBS)
 
 bridge/%.o: bridge/%.c bridge/bridge.h bridge/run.h bridge/imap_int.h \
-	    bridge/ledger_int.h bridge/route.h
+	    bridge/ledger_int.h bridge/route.h bridge/config_int.h
 	$(CC) $(CFLAGS) $(PKG_CFLAGS) -c -o $@ $<
 
 # Install the Debian packages the build and the tests need (idempotent).

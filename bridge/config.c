@@ -20,6 +20,8 @@
 #include <libconfig.h>
 
 #include "bridge.h"
+#include "config_int.h"
+#include "route.h"
 
 #define SECRET_MAX	4096
 
@@ -55,10 +57,15 @@ static const struct key account_keys[] = {
 	{ "delete_after", K_INT, false },
 	{ "max_size", K_INT, false },
 	{ "notify_command", K_STRING, false },
+	{ "destinations", K_LIST, false },	/* config_route.c */
+	{ "rules", K_LIST, false },
+	{ "multidrop", K_GROUP, false },
 	{ NULL, 0, false }
 };
-/* Both blocks take the same keys; "mailbox" is the IMAP block's alone. */
+/* Both blocks take the same keys; "mailbox" is the IMAP block's alone;
+ * a destination (config_route.c) is an IMAP block with a "name". */
 static const struct key endpoint_keys[] = {
+	{ "name", K_STRING, true },
 	{ "mailbox", K_STRING, false },
 	{ "url", K_STRING, true },
 	{ "user", K_STRING, true },
@@ -72,8 +79,9 @@ static const struct key endpoint_keys[] = {
 	{ "pin", K_STRING, false },
 	{ NULL, 0, false }
 };
-#define pop3_keys	(endpoint_keys + 1)
-#define imap_keys	endpoint_keys
+#define pop3_keys	(endpoint_keys + 2)
+#define imap_keys	(endpoint_keys + 1)
+#define dest_keys	endpoint_keys
 
 static const char *const ktype_names[] = { "a string", "an integer",
 	"true or false", "a group { ... }", "a list ( ... )",
@@ -86,7 +94,7 @@ struct loader {
 	bool		 has_password;
 };
 
-static enum result
+enum result
 cfail(struct loader *ld, const config_setting_t *s, const char *fmt, ...)
     PRINTFLIKE(3, 4);
 
@@ -106,7 +114,7 @@ vcfail(struct loader *ld, int line, const char *fmt, va_list ap)
 	return RES_CONFIG;
 }
 
-static enum result
+enum result
 cfail(struct loader *ld, const config_setting_t *s, const char *fmt, ...)
 {
 	va_list		 ap;
@@ -408,20 +416,17 @@ config_value_ok(const char *v)
 	return strpbrk(v, "\r\n") == NULL;
 }
 
-static enum result
-load_endpoint(struct loader *ld, const config_setting_t *g,
-    struct endpoint *ep, bool imap, const char *acct)
+enum result
+load_endpoint_at(struct loader *ld, const config_setting_t *g,
+    struct endpoint *ep, bool imap, bool named, const char *where)
 {
-	char		 where[160];
 	const char	*tls, *auth, *why;
 	config_setting_t *s;
 	int		 nsecrets;
 	enum result	 r;
 
-	snprintf(where, sizeof where, "account \"%s\": %s: ", acct,
-	    imap ? "imap" : "pop3");
-	if ((r = check_keys(ld, g, imap ? imap_keys : pop3_keys, where)) !=
-	    RES_OK)
+	if ((r = check_keys(ld, g, named ? dest_keys : imap ? imap_keys :
+	    pop3_keys, where)) != RES_OK)
 		return r;
 	ep->imap = imap;
 	ep->line = config_setting_source_line(g);
@@ -504,6 +509,18 @@ load_endpoint(struct loader *ld, const config_setting_t *g,
 			    "%s\"mailbox\" %s", where, why);
 	}
 	return RES_OK;
+}
+
+/* An account's pop3 or imap block. */
+static enum result
+load_endpoint(struct loader *ld, const config_setting_t *g,
+    struct endpoint *ep, bool imap, const char *acct)
+{
+	char	 where[160];
+
+	snprintf(where, sizeof where, "account \"%s\": %s: ", acct,
+	    imap ? "imap" : "pop3");
+	return load_endpoint_at(ld, g, ep, imap, false, where);
 }
 
 /* Append flag f to the space-separated *flags; false if f is no flag. */
@@ -621,7 +638,8 @@ load_account(struct loader *ld, struct config *cf, const config_setting_t *a,
 				    "keywords", where);
 		}
 	}
-	return RES_OK;
+	/* Last: destinations, rules and multidrop use the imap block. */
+	return config_route_load(ld, a, ac);
 }
 
 static enum result
@@ -816,6 +834,7 @@ config_free(struct config *cf)
 		free(cf->accounts[i].name);
 		free(cf->accounts[i].flags);
 		free(cf->accounts[i].notify_command);
+		routing_free(cf->accounts[i].routing);
 	}
 	free(cf->accounts);
 	free(cf->state_dir);
