@@ -754,9 +754,44 @@ conn_send(struct conn *c, const char *p, size_t len, size_t *sent)
 	return CURLE_OK;
 }
 
+/*
+ * A server that ends the session says why first ("* BYE Autologged out",
+ * "-ERR ..."), and a write that fails after it leaves those words unread
+ * in the socket.  Take what is there without waiting and find them, so
+ * the error names the server's reason rather than a broken pipe.
+ */
+static bool
+conn_last_words(struct conn *c, char *out, size_t outsz)
+{
+	const char	*prefix = strcmp(c->proto, "pop3") == 0 ? "-ERR" :
+			    "* BYE";
+	size_t		 n = strlen(prefix), got, i, start;
+	int		 tries;
+
+	for (tries = 0; tries < 4 && c->rend < sizeof c->rbuf; tries++) {
+		if (conn_recv(c, c->rbuf + c->rend, sizeof c->rbuf - c->rend,
+		    &got) != CURLE_OK || got == 0)
+			break;
+		c->rend += got;
+	}
+	for (start = c->rstart, i = c->rstart; i < c->rend; i++) {
+		if (c->rbuf[i] != '\n')
+			continue;
+		if (i - start >= n &&
+		    strncasecmp(c->rbuf + start, prefix, n) == 0) {
+			log_clean(out, outsz, c->rbuf + start,
+			    i - start - (c->rbuf[i - 1] == '\r'));
+			return true;
+		}
+		start = i + 1;
+	}
+	return false;
+}
+
 enum result
 conn_write(struct conn *c, const void *data, size_t len, char **cause)
 {
+	char		 words[200];
 	const char	*p = data;
 	size_t		 sent;
 	CURLcode	 rc;
@@ -771,6 +806,10 @@ conn_write(struct conn *c, const void *data, size_t len, char **cause)
 		}
 		if (rc != CURLE_OK) {
 			c->dead = true;
+			if (conn_last_words(c, words, sizeof words))
+				return fail(cause, RES_TEMP, "%s: %s: the server "
+				    "ended the session while we were sending: "
+				    "%s", c->proto, c->host, words);
 			return fail(cause, RES_TEMP, "%s: %s: connection lost "
 			    "while sending: %s", c->proto, c->host,
 			    curl_easy_strerror(rc));
