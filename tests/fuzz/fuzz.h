@@ -14,6 +14,7 @@
 #ifndef FUZZ_H
 #define FUZZ_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -123,6 +124,79 @@ fuzz_chunks_next(struct fuzz_chunks *c, size_t left)
 	if (s != 0)
 		c->zeros = 0;
 	return s < left ? s : left;
+}
+
+/*
+ * The pace of a scripted server and what the client sends, for
+ * conn_memory (fuzz_pop3_session, fuzz_imap_session): reads move the
+ * chunk sizes in turn (0: a pause, the client polls and reads again);
+ * writes move everything, or with wr_chunked the same sizes; once budget
+ * bytes are sent the next write fails as a lost connection would.  The
+ * bytes sent are kept in out (NUL after them), and for each write where
+ * it began in out and how many of the server's inlen bytes the client had
+ * been handed by then (at[], in pairs).
+ */
+struct fuzz_wire {
+	struct fuzz_chunks rd, wr;
+	int		 wr_chunked;
+	size_t		 budget;
+	char		*out;
+	size_t		 outlen, outcap;
+	size_t		 inlen, handed;	/* server bytes, handed over so far */
+	size_t		*at;		/* per write: out offset, handed */
+	size_t		 nat, atcap;
+};
+
+static size_t __attribute__((unused))
+fuzz_wire_step(void *arg, bool sending, size_t n)
+{
+	struct fuzz_wire *w = arg;
+	size_t	 k;
+
+	if (!sending) {
+		/* conn_memory hands over as much, unless the script ends. */
+		k = fuzz_chunks_next(&w->rd, n);
+		w->handed += k < w->inlen - w->handed ? k : w->inlen - w->handed;
+		return k;
+	}
+	if (w->outlen >= w->budget)
+		return (size_t)-1;	/* CONN_STEP_FAIL */
+	k = w->wr_chunked ? fuzz_chunks_next(&w->wr, n) : n;
+	return k < w->budget - w->outlen ? k : w->budget - w->outlen;
+}
+
+static void __attribute__((unused))
+fuzz_wire_sent(void *arg, const void *p, size_t n)
+{
+	struct fuzz_wire *w = arg;
+
+	if (w->outlen + n + 1 > w->outcap) {
+		w->outcap = (w->outlen + n + 1) * 2;
+		if ((w->out = realloc(w->out, w->outcap)) == NULL)
+			abort();
+	}
+	if (w->nat + 2 > w->atcap) {
+		w->atcap = (w->nat + 2) * 2;
+		if ((w->at = realloc(w->at, w->atcap * sizeof *w->at)) == NULL)
+			abort();
+	}
+	w->at[w->nat++] = w->outlen;
+	w->at[w->nat++] = w->handed;
+	memcpy(w->out + w->outlen, p, n);
+	w->outlen += n;
+	w->out[w->outlen] = '\0';
+}
+
+/* Is s (n bytes) printable ASCII, as every cause must be? */
+static int __attribute__((unused))
+fuzz_printable(const char *s, size_t n)
+{
+	size_t	 i;
+
+	for (i = 0; i < n; i++)
+		if ((unsigned char)s[i] < 0x20 || (unsigned char)s[i] >= 0x7f)
+			return 0;
+	return 1;
 }
 
 #endif

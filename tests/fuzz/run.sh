@@ -117,6 +117,12 @@ build_one() {
 	done
 	deps=("$src" "$fz/fuzz.h" bridge/bridge.h "$fz/run.sh" "$build/.cc-flags"
 	    "${files[@]}")
+	# So do a private header (imap_int.h) and a module included whole
+	# (to reach its static functions).
+	for f in $(sed -n 's|^#include "\(\.\./\.\./\)*\(bridge/\)*\([a-z0-9_]*\.[ch]\)".*|\3|p' \
+	    "$src"); do
+		[ -f "bridge/$f" ] && deps+=("bridge/$f")
+	done
 	if [ -n "${pkgs// /}" ]; then
 		if ! pkgflags=$(pkg-config --cflags --libs $pkgs 2>&1); then
 			echo "$pkgflags" >"$bin.cc.log"
