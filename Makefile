@@ -40,6 +40,8 @@ SRCS	= bridge/main.c bridge/account.c bridge/config.c bridge/ledger.c \
 	  bridge/result.c bridge/stop.c bridge/session.c \
 	  bridge/ledger_msg.c bridge/ledger_watch.c bridge/pace.c \
 	  bridge/route.c bridge/config_route.c
+# The routing engine's pieces (issue 16).
+SRCS	+= bridge/route_show.c
 OBJS	= $(SRCS:.c=.o)
 
 all: bridge/popbridge

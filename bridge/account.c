@@ -30,31 +30,81 @@
 #include <string.h>
 
 #include "bridge.h"
-
+#include "route.h"
 #include "run.h"
 
-/* Other destinations of this POP3 mailbox in the config. */
+/* The ident_dest spellings of every leg of an account. */
+static char **
+account_dests(const struct account *ac, size_t *n)
+{
+	const struct routing *rt = ac->routing;
+	char		**v;
+	size_t		  k;
+
+	if (rt == NULL) {
+		*n = 1;
+		v = xcalloc(1, sizeof *v);
+		v[0] = ident_dest(&ac->imap);
+		return v;
+	}
+	*n = rt->ntargets;
+	v = xcalloc(rt->ntargets, sizeof *v);
+	for (k = 0; k < rt->ntargets; k++)
+		v[k] = ident_dest_in(route_endpoint(ac, k),
+		    rt->targets[k].mailbox);
+	return v;
+}
+
+/* The account's legs: its route targets, or its imap block alone. */
+static enum result
+legs_make(struct run *rn, char **cause)
+{
+	const struct routing *rt = rn->ac->routing;
+	char		**dests;
+	size_t		  k, n;
+	enum result	  r = RES_OK;
+
+	dests = account_dests(rn->ac, &n);
+	rn->legs = xcalloc(n, sizeof *rn->legs);
+	rn->nlegs = n;
+	for (k = 0; k < n; k++) {
+		struct leg *g = &rn->legs[k];
+
+		g->target = k;
+		g->ep = rt != NULL ? route_endpoint(rn->ac, k) : &rn->ac->imap;
+		g->want = rt != NULL ? rt->targets[k].mailbox :
+		    rn->ac->imap.mailbox;
+		g->dest = dests[k];
+		if (r == RES_OK)
+			r = ledger_dest(rn->l, g->dest, &g->dest_id, cause);
+	}
+	free(dests);
+	if (r == RES_OK)
+		leg_enter(rn, &rn->legs[0]);
+	return r;
+}
+
+/* Other accounts of the config that read this POP3 mailbox. */
 static void
 find_siblings(struct run *rn)
 {
-	char		*src = ident_source(&rn->ac->pop3), *s, *d;
+	char		*src = ident_source(&rn->ac->pop3), *s;
 	size_t		 i;
 
 	for (i = 0; i < rn->cf->naccounts; i++) {
 		const struct account *o = &rn->cf->accounts[i];
+		struct sibling	*sb;
 
 		if (o == rn->ac)
 			continue;
 		s = ident_source(&o->pop3);
-		d = ident_dest(&o->imap);
-		if (strcmp(s, src) == 0 && strcmp(d, rn->dest) != 0) {
+		if (strcmp(s, src) == 0) {
 			rn->siblings = xrealloc(rn->siblings,
 			    (rn->nsiblings + 1) * sizeof *rn->siblings);
-			rn->siblings[rn->nsiblings++] = d;
-			d = NULL;
+			sb = &rn->siblings[rn->nsiblings++];
+			sb->dests = account_dests(o, &sb->n);
 		}
 		free(s);
-		free(d);
 	}
 	free(src);
 }
@@ -79,10 +129,14 @@ record_deles(struct run *rn, bool quit_sent, bool quit_ok)
 		goto out;
 	for (i = 0; i < rn->ndele && r == RES_OK; i++) {
 		bool gone = quit_ok && rn->dele[i].answered;
+		size_t k;
 
-		memset(&m, 0, sizeof m);
-		m.id = rn->dele[i].row;
-		r = ledger_deleted(rn->l, &m, gone ? DEL_DONE : DEL_NO, &why);
+		for (k = 0; k < rn->dele[i].nrows && r == RES_OK; k++) {
+			memset(&m, 0, sizeof m);
+			m.id = rn->dele[i].rows[k];
+			r = ledger_deleted(rn->l, &m, gone ? DEL_DONE : DEL_NO,
+			    &why);
+		}
 		done += gone;
 	}
 	if (r == RES_OK && (r = ledger_commit(rn->l, &why)) == RES_OK)
@@ -155,6 +209,75 @@ deadline_for_mail(struct run *rn)
 	net_deadline_extend((double)bytes / rate);
 }
 
+/* Which legs have attempts or removals to settle; *any if one has. */
+static enum result
+legs_ghosts(struct run *rn, bool *any, char **cause)
+{
+	size_t		 k;
+	enum result	 r = RES_OK;
+
+	*any = false;
+	for (k = 0; k < rn->nlegs && r == RES_OK; k++) {
+		leg_enter(rn, &rn->legs[k]);
+		r = settle_needed(rn, &rn->legs[k].ghosts, cause);
+		*any = *any || rn->legs[k].ghosts;
+	}
+	leg_enter(rn, &rn->legs[0]);
+	return r;
+}
+
+/* Each leg's first contact still to make?  (Its scan is adopt.c's.) */
+static enum result
+legs_first(struct run *rn, char **cause)
+{
+	bool		 done;
+	size_t		 k;
+	enum result	 r = RES_OK;
+
+	for (k = 0; k < rn->nlegs && r == RES_OK; k++) {
+		leg_enter(rn, &rn->legs[k]);
+		r = ledger_adopted(rn->l, &done, cause);
+		rn->legs[k].first = !done;
+	}
+	leg_enter(rn, &rn->legs[0]);
+	return r;
+}
+
+/* Settle each leg with ghosts (killed runs' APPENDs, removals). */
+static enum result
+legs_settle(struct run *rn, bool again, char **cause)
+{
+	size_t		 k;
+	enum result	 r = RES_OK;
+
+	for (k = 0; k < rn->nlegs && r == RES_OK; k++) {
+		struct leg *g = &rn->legs[k];
+
+		if (again ? !g->settled : !g->ghosts)
+			continue;
+		leg_enter(rn, g);
+		r = again ? settle_again(rn, cause) : settle(rn, cause);
+	}
+	leg_enter(rn, &rn->legs[0]);
+	return r;
+}
+
+/* After a run that went through every message: first contacts made. */
+static enum result
+legs_adopted(struct run *rn, char **cause)
+{
+	size_t		 k;
+	enum result	 r = RES_OK;
+
+	for (k = 0; k < rn->nlegs && r == RES_OK; k++)
+		if (rn->legs[k].adopt != NULL) {
+			leg_enter(rn, &rn->legs[k]);
+			r = ledger_set_adopted(rn->l, cause);
+		}
+	leg_enter(rn, &rn->legs[0]);
+	return r;
+}
+
 /* Steps 2 to 5: plan, settle, adopt, transfer, settle again. */
 static enum result
 run_messages(struct run *rn, char **cause)
@@ -163,19 +286,22 @@ run_messages(struct run *rn, char **cause)
 	enum result	 r;
 
 	if ((r = plan_make(rn, &need, cause)) != RES_OK ||
-	    (r = settle_needed(rn, &ghosts, cause)) != RES_OK)
+	    (r = legs_ghosts(rn, &ghosts, cause)) != RES_OK ||
+	    (r = legs_first(rn, cause)) != RES_OK)
 		return r;
 	deadline_for_mail(rn);
 	if (need || ghosts) {
-		if ((r = run_imap(rn, false, cause)) != RES_OK)
+		/* One leg: its login first, as before any mail moves. */
+		if (rn->nlegs == 1 && (r = run_imap(rn, false, cause)) != RES_OK)
 			return r;
 		/* Settling changes rows: plan again with what it found. */
-		if (ghosts && ((r = settle(rn, cause)) != RES_OK ||
+		if (ghosts && ((r = legs_settle(rn, false, cause)) != RES_OK ||
 		    (r = plan_make(rn, &need, cause)) != RES_OK))
 			return r;
 		if ((r = plan_since(rn, cause)) != RES_OK)
 			return r;
-		if (need && (r = adopt_load(rn, cause)) != RES_OK)
+		if (need && rn->nlegs == 1 && rn->legs[0].first &&
+		    (r = adopt_load(rn, cause)) != RES_OK)
 			return r;
 	}
 	r = transfer_all(rn, cause);
@@ -184,13 +310,8 @@ run_messages(struct run *rn, char **cause)
 		enum result r2;
 
 		/* A first contact that went through every message is done. */
-		if (rn->adopt != NULL && (r2 = ledger_set_adopted(rn->l, &why)) !=
-		    RES_OK) {
-			free(*cause);
-			*cause = why;
-			return r2;
-		}
-		if ((r2 = settle_again(rn, &why)) != RES_OK) {
+		if ((r2 = legs_adopted(rn, &why)) != RES_OK ||
+		    (r2 = legs_settle(rn, true, &why)) != RES_OK) {
 			free(*cause);
 			*cause = why;
 			return r2;
@@ -255,14 +376,26 @@ run_free(struct run *rn)
 	size_t	 i;
 
 	pop3_free(rn->p);
-	imap_logout(rn->im);
+	sessions_close(rn);
 	transfer_free(rn);
-	adopt_free(rn->adopt);
-	for (i = 0; i < rn->nsiblings; i++)
-		free(rn->siblings[i]);
+	for (i = 0; i < rn->nlegs; i++) {
+		adopt_free(rn->legs[i].adopt);
+		free(rn->legs[i].dest);
+		free(rn->legs[i].mailbox);
+		free(rn->legs[i].plan);
+		free(rn->legs[i].down_why);
+	}
+	free(rn->legs);
+	for (i = 0; i < rn->nsiblings; i++) {
+		size_t k;
+
+		for (k = 0; k < rn->siblings[i].n; k++)
+			free(rn->siblings[i].dests[k]);
+		free(rn->siblings[i].dests);
+	}
 	free(rn->siblings);
-	free(rn->dest);
-	free(rn->mailbox);
+	for (i = 0; i < rn->ndele; i++)
+		free(rn->dele[i].rows);
 	free(rn->dele);
 	free(rn->msgs);
 	free(rn->plan);
@@ -276,7 +409,7 @@ account_run(const struct config *cf, const struct account *ac,
 	static const struct run_opts none = { NULL, NULL, NULL };
 
 	struct run	 rn;
-	char		*path, *source, *why = NULL;
+	char		*path, *source, *dest, *why = NULL;
 	bool		 standin;
 	enum result	 r;
 
@@ -289,17 +422,18 @@ account_run(const struct config *cf, const struct account *ac,
 	rn.st = st;
 	rn.started = now_seconds();
 	rn.began = time(NULL);
-	rn.dest = ident_dest(&ac->imap);
 	find_siblings(&rn);
 	net_deadline(deadline_base(&rn));
 
 	plaintext_warning(ac);
 	path = ledger_path(cf->state_dir, ac);
 	source = ledger_source(ac);
-	r = ledger_open(cf->state_dir, path, source, rn.dest, &rn.l, cause);
+	dest = ident_dest(&ac->imap);
+	r = ledger_open(cf->state_dir, path, source, dest, &rn.l, cause);
 	free(path);
 	free(source);
-	if (r != RES_OK)
+	free(dest);
+	if (r != RES_OK || (r = legs_make(&rn, cause)) != RES_OK)
 		goto done;
 	if ((r = pop3_open(&ac->pop3, ac->name, cf->timeout, &rn.p, cause)) !=
 	    RES_OK ||
@@ -337,6 +471,8 @@ done:
 	net_deadline(0);
 	st->seconds = now_seconds() - rn.started;
 	if (rn.l != NULL) {
+		if (rn.nlegs > 0)
+			leg_enter(&rn, &rn.legs[0]);
 		if (ledger_run_record(rn.l, ac->name, rn.began, r, st,
 		    r == RES_OK ? NULL : *cause, &why) != RES_OK) {
 			log_warn("%s: %s", ac->name, why);
@@ -345,6 +481,41 @@ done:
 	}
 	run_free(&rn);
 	ledger_close(rn.l);
+	return r;
+}
+
+/*
+ * A routed message has rows in the destinations it went to, not always
+ * in the account's own: it is done when it is imported in some and
+ * waits in none.
+ */
+static enum result
+count_routed(const struct account *ac, struct ledger *l,
+    const struct pop3_msg *msgs, unsigned int n, unsigned int *todo,
+    uint64_t *bytes, bool *todo_of, char **cause)
+{
+	char		**dests;
+	size_t		  nd, k;
+	unsigned int	  i;
+	bool		  done;
+	enum result	  r = RES_OK;
+
+	dests = account_dests(ac, &nd);
+	*todo = 0;
+	*bytes = 0;
+	for (i = 0; i < n && r == RES_OK; i++) {
+		r = ledger_done_in(l, dests, nd, msgs[i].uidl, NULL, &done,
+		    cause);
+		if (todo_of != NULL)
+			todo_of[i] = !done;
+		if (!done) {
+			(*todo)++;
+			*bytes += msgs[i].size;
+		}
+	}
+	for (k = 0; k < nd; k++)
+		free(dests[k]);
+	free(dests);
 	return r;
 }
 
@@ -370,6 +541,8 @@ count_todo(const struct config *cf, const struct account *ac,
 	free(dest);
 	if (r == RES_OK)
 		r = plan_count(l, msgs, n, todo, bytes, todo_of, cause);
+	if (r == RES_OK && l != NULL && ac->routing != NULL)
+		r = count_routed(ac, l, msgs, n, todo, bytes, todo_of, cause);
 	ledger_close(l);
 	return r;
 }
@@ -384,14 +557,17 @@ check_pop3(const struct config *cf, const struct account *ac, char **cause)
 	unsigned int		 count = 0, todo = 0;
 	uint64_t		 bytes = 0;
 	char			*why = NULL;
-	bool			 standin;
+	bool			 standin, *todo_of = NULL;
 	enum result		 r;
 
 	r = pop3_open(&ac->pop3, ac->name, cf->timeout, &p, cause);
 	if (r == RES_OK)
 		r = pop3_scan(p, &msgs, &count, &standin, cause);
-	if (r == RES_OK)
-		r = count_todo(cf, ac, msgs, count, &todo, &bytes, NULL, cause);
+	if (r == RES_OK) {
+		todo_of = xcalloc(count + 1, sizeof *todo_of);
+		r = count_todo(cf, ac, msgs, count, &todo, &bytes, todo_of,
+		    cause);
+	}
 	if (r != RES_OK)
 		printf("%s: pop3 %s:%d: FAILED: %s\n", ac->name, ac->pop3.host,
 		    ac->pop3.port, *cause);
@@ -407,6 +583,11 @@ check_pop3(const struct config *cf, const struct account *ac, char **cause)
 		    pc->pipelining ? "yes" : "no", count, count == 1 ? "" : "s",
 		    todo, (double)bytes / 1000.0);
 		starttls_hint(ac, &ac->pop3, pop3_conn(p));
+		/* The first 20 one by one; a dry run shows them all. */
+		if ((r = route_show(ac, p, msgs, count, todo_of, 20, cause)) !=
+		    RES_OK)
+			printf("%s: pop3 %s:%d: FAILED: %s\n", ac->name,
+			    ac->pop3.host, ac->pop3.port, *cause);
 	}
 	/* QUIT with no DELE sent: nothing changes on the server. */
 	if (p != NULL && !conn_dead(pop3_conn(p))) {
@@ -415,7 +596,51 @@ check_pop3(const struct config *cf, const struct account *ac, char **cause)
 		free(why);
 	}
 	pop3_free(p);
+	free(todo_of);
 	free(msgs);
+	return r;
+}
+
+/* check's line for an IMAP destination: login, capabilities, mailbox. */
+static enum result
+check_imap(const struct config *cf, const struct account *ac,
+    const char *label, const struct endpoint *ep, char **cause)
+{
+	struct imap		*im = NULL;
+	struct imap_mbox	 mb;
+	const struct imap_caps	*ic;
+	char			*placed = NULL, limit[32];
+	enum result		 r;
+
+	r = imap_open(ep, ac->name, cf->timeout, &im, cause);
+	if (r == RES_OK)
+		r = imap_place(im, ep->mailbox, &placed, cause);
+	if (r == RES_OK)
+		r = imap_status(im, placed, &mb, cause);
+	if (r != RES_OK) {
+		printf("%s: %s %s:%d: FAILED: %s\n", ac->name, label, ep->host,
+		    ep->port, *cause);
+		goto out;
+	}
+	ic = imap_caps(im);
+	if (ic->appendlimit != 0)
+		snprintf(limit, sizeof limit, "%llu",
+		    (unsigned long long)ic->appendlimit);
+	else
+		strcpy(limit, "none");
+	printf("%s: %s %s:%d: %s%s%s; LITERAL+ %s, MULTIAPPEND %s, "
+	    "UIDPLUS %s, APPENDLIMIT %s; mailbox %s %s\n", ac->name, label,
+	    ep->host, ep->port, conn_tls_version(imap_conn(im)),
+	    conn_cert_subject(imap_conn(im))[0] != '\0' ?
+	    ", certificate " : "", conn_cert_subject(imap_conn(im)),
+	    ic->literal_plus ? "yes" : "no",
+	    ic->multiappend ? "yes" : "no", ic->uidplus ? "yes" : "no",
+	    limit, placed, mb.exists ?
+	    "exists" : "does not exist (it will be created)");
+	starttls_hint(ac, ep, imap_conn(im));
+out:
+	imap_logout(im);
+	free(placed);
 	return r;
 }
 
@@ -423,49 +648,31 @@ enum result
 account_check(const struct config *cf, const struct account *ac,
     char **cause)
 {
-	struct imap		*im = NULL;
-	struct imap_mbox	 mb;
-	const struct imap_caps	*ic;
-	char			*why = NULL, *placed = NULL;
+	const struct routing	*rt = ac->routing;
+	char			*why = NULL, label[128];
 	enum result		 r, worst;
+	size_t			 k;
 
 	plaintext_warning(ac);
 	worst = check_pop3(cf, ac, cause);
-	r = imap_open(&ac->imap, ac->name, cf->timeout, &im, &why);
-	if (r == RES_OK)
-		r = imap_place(im, ac->imap.mailbox, &placed, &why);
-	if (r == RES_OK)
-		r = imap_status(im, placed, &mb, &why);
-	if (r != RES_OK) {
-		printf("%s: imap %s:%d: FAILED: %s\n", ac->name, ac->imap.host,
-		    ac->imap.port, why);
-		worst = result_worst(worst, r);
-		free(*cause);
-		*cause = why;
-		why = NULL;
-	} else {
-		char limit[32];
-
-		ic = imap_caps(im);
-		if (ic->appendlimit != 0)
-			snprintf(limit, sizeof limit, "%llu",
-			    (unsigned long long)ic->appendlimit);
+	/* Every destination logs in, with the account's imap first. */
+	for (k = 0; k <= (rt != NULL ? rt->ndests : 0); k++) {
+		if (k == 0)
+			snprintf(label, sizeof label, "imap");
 		else
-			strcpy(limit, "none");
-		printf("%s: imap %s:%d: %s%s%s; LITERAL+ %s, MULTIAPPEND %s, "
-		    "UIDPLUS %s, APPENDLIMIT %s; mailbox %s %s\n", ac->name,
-		    ac->imap.host, ac->imap.port, conn_tls_version(imap_conn(im)),
-		    conn_cert_subject(imap_conn(im))[0] != '\0' ?
-		    ", certificate " : "", conn_cert_subject(imap_conn(im)),
-		    ic->literal_plus ? "yes" : "no",
-		    ic->multiappend ? "yes" : "no", ic->uidplus ? "yes" : "no",
-		    limit, placed, mb.exists ?
-		    "exists" : "does not exist (it will be created)");
-		starttls_hint(ac, &ac->imap, imap_conn(im));
+			snprintf(label, sizeof label, "destination %s: imap",
+			    rt->dests[k - 1].name);
+		r = check_imap(cf, ac, label, k == 0 ? &ac->imap :
+		    &rt->dests[k - 1].ep, &why);
+		if (r != RES_OK) {
+			worst = result_worst(worst, r);
+			free(*cause);
+			*cause = why;
+			why = NULL;
+		}
+		free(why);
+		why = NULL;
 	}
-	imap_logout(im);
-	free(placed);
-	free(why);
 	return worst;
 }
 
@@ -521,7 +728,6 @@ dry_report(const struct account *ac, const char *mailbox, struct imap *im,
 	if (limit != 0)
 		printf("%s: %u message%s over the server's APPENDLIMIT\n",
 		    ac->name, over, over == 1 ? "" : "s");
-	printf("%s: dry run: nothing was changed\n", ac->name);
 	free(fresh);
 }
 
@@ -552,6 +758,9 @@ account_dry_run(const struct config *cf, const struct account *ac,
 	    RES_OK)
 		goto out;
 	dry_report(ac, placed, im, &mb, msgs, n, todo_of);
+	if ((r = route_show(ac, p, msgs, n, todo_of, 100000, cause)) ==
+	    RES_OK)
+		printf("%s: dry run: nothing was changed\n", ac->name);
 out:
 	/* QUIT with no DELE sent: nothing changes on the server. */
 	if (p != NULL && !conn_dead(pop3_conn(p))) {

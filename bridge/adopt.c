@@ -82,7 +82,7 @@ adopt_load(struct run *rn, char **cause)
 	bool		 done;
 	enum result	 r;
 
-	if (rn->adopt != NULL)
+	if (rn->leg->adopt != NULL)
 		return RES_OK;
 	if ((r = ledger_adopted(rn->l, &done, cause)) != RES_OK || done)
 		return r;
@@ -90,15 +90,17 @@ adopt_load(struct run *rn, char **cause)
 	if ((r = run_imap(rn, false, cause)) != RES_OK)
 		return r;
 	a = xcalloc(1, sizeof *a);
-	if (rn->mb.messages > 0 && ((r = run_imap(rn, true, cause)) != RES_OK ||
-	    (r = imap_list_msgids(rn->im, on_msgid, a, cause)) != RES_OK)) {
+	if (rn->leg->mb.messages > 0 && ((r = run_imap(rn, true, cause)) !=
+	    RES_OK || (r = imap_list_msgids(run_im(rn), on_msgid, a, cause)) !=
+	    RES_OK)) {
 		adopt_free(a);
 		return r;
 	}
-	qsort(a->e, a->n, sizeof *a->e, cmp_entry);
+	if (a->n > 0)		/* qsort wants an array, even of none */
+		qsort(a->e, a->n, sizeof *a->e, cmp_entry);
 	log_debug("%s: first contact with %s: %zu message%s there already",
-	    rn->ac->name, rn->mailbox, a->n, a->n == 1 ? "" : "s");
-	rn->adopt = a;
+	    rn->ac->name, rn->leg->mailbox, a->n, a->n == 1 ? "" : "s");
+	rn->leg->adopt = a;
 	return RES_OK;
 }
 
@@ -134,7 +136,7 @@ adopt_range(struct adopt *a, uint64_t size, uint64_t idh, size_t *lo,
 enum result
 adopt_batch(struct run *rn, struct adopt_query *q, size_t n, char **cause)
 {
-	struct adopt	*a = rn->adopt;
+	struct adopt	*a = rn->leg->adopt;
 	struct uid_hash	*uh = NULL;
 	size_t		 i, k, lo, hi, nu = 0;
 	int64_t		 owner;
@@ -149,7 +151,7 @@ adopt_batch(struct run *rn, struct adopt_query *q, size_t n, char **cause)
 		for (k = lo; k < hi && r == RES_OK; k++) {
 			if (a->e[k].taken)
 				continue;
-			r = ledger_uid_owner(rn->l, rn->mb.uidvalidity,
+			r = ledger_uid_owner(rn->l, rn->leg->mb.uidvalidity,
 			    a->e[k].uid, &owner, cause);
 			if (owner != 0) {
 				a->e[k].taken = true;
@@ -161,7 +163,7 @@ adopt_batch(struct run *rn, struct adopt_query *q, size_t n, char **cause)
 		}
 	}
 	if (r == RES_OK && nu > 0)
-		r = imap_hash_uids(rn->im, uh, nu, cause);
+		r = imap_hash_uids(run_im(rn), uh, nu, cause);
 	for (i = 0; i < n && r == RES_OK && nu > 0; i++) {
 		adopt_range(a, q[i].size, id_hash(q[i].msgid), &lo, &hi);
 		for (k = lo; k < hi && q[i].uid == 0; k++) {

@@ -178,6 +178,7 @@ enum result	 config_secret(const struct endpoint *, char **, char **);
 char		*ident_source(const struct endpoint *);
 /* "user@host/mailbox", INBOX in upper case. */
 char		*ident_dest(const struct endpoint *);
+char		*ident_dest_in(const struct endpoint *, const char *);
 
 /* spool.c: a message held in memory up to a bound, then in a temp file. */
 struct spool {
@@ -414,6 +415,7 @@ enum append_outcome {
 	APPEND_REFUSED,		/* this message; reason in cause */
 	APPEND_TRYCREATE,
 	APPEND_OVERQUOTA,
+	APPEND_UNKNOWN,		/* no reply read (the link failed) */
 };
 struct append_result {
 	enum append_outcome outcome;
@@ -441,6 +443,7 @@ struct append_item {
 	time_t		 date;
 	int		 tz;
 	bool		 binary;	/* has NUL bytes: literal8 (RFC 3516) */
+	const char	*flags;		/* NULL: the batch's */
 	struct append_result res;	/* out */
 	char		*why;		/* out: the refusal, malloc'd */
 };
@@ -498,6 +501,7 @@ enum ledger_state {
 	LEDGER_PENDING,		/* APPEND sent, outcome not known yet */
 	LEDGER_IMPORTED,	/* stored in IMAP, durable */
 	LEDGER_FAILED,		/* failed in the last run; maybe set aside */
+	LEDGER_KEPT,		/* a routing rule keeps it on the POP3 server */
 };
 enum { DEL_NO, DEL_SENT, DEL_DONE };	/* DELE: none, sent, committed */
 /* One message in one destination. */
@@ -513,6 +517,7 @@ struct ledger_msg {
 	time_t		 hold_until;	/* set aside until then */
 	int		 deleted;	/* DEL_* */
 	time_t		 imported_at;	/* when, for delete_after; 0 unknown */
+	bool		 unrouted;	/* a failure's, before routing */
 };
 /* An APPEND sent whose reply was never read: the server may still commit
  * it, above lo_uid. */
@@ -535,6 +540,7 @@ struct run_stats {
 	unsigned int	 set_aside;	/* skipped: failed too often lately */
 	unsigned int	 too_big;	/* skipped: over the account's max_size */
 	unsigned int	 too_old;	/* skipped: dated before --since */
+	unsigned int	 kept;		/* skipped: a routing rule keeps it */
 	unsigned int	 deleted;
 	unsigned int	 removed;	/* duplicates a killed run left, removed */
 	uint64_t	 bytes;
@@ -587,6 +593,15 @@ enum result	 ledger_mark_gone(struct ledger *,
 enum result	 ledger_uid_owner(struct ledger *, uint32_t, uint32_t,
 		     int64_t *, char **);
 /* Is uidl (this hash) imported into the destination named? */
+/* Switch the handle to another destination (a leg); its id, made if new. */
+void		 ledger_use(struct ledger *, int64_t);
+enum result	 ledger_dest(struct ledger *, const char *, int64_t *, char **);
+enum result	 ledger_routed(struct ledger *, struct ledger_msg *,
+		     enum ledger_state, const struct msg_info *, char **);
+enum result	 ledger_forget(struct ledger *, int64_t, char **);
+/* Routed and imported in every row among these destinations? */
+enum result	 ledger_done_in(struct ledger *, char *const *, size_t,
+		     const char *, const char *, bool *, char **);
 enum result	 ledger_imported_in(struct ledger *, const char *, const char *,
 		     const char *, bool *, char **);
 enum result	 ledger_attempts(struct ledger *, struct ledger_attempt **,
@@ -630,6 +645,11 @@ struct ledger_failure {
 	unsigned int	 attempts;	/* failed runs in a row */
 	time_t		 hold_until;	/* set aside until, if in the future */
 };
+/* A routed account's target, as `status` counts it (issue 16). */
+struct ledger_dest_count {
+	char		*name;		/* "anna:INBOX": destination:mailbox */
+	unsigned int	 imported, kept, failed;
+};
 struct ledger_status {
 	bool		 ever_run;
 	time_t		 last_poll;	/* when the last run started */
@@ -650,6 +670,8 @@ struct ledger_status {
 	char		*change_error;	/* the failure's cause, its last run's */
 	time_t		 change_since;	/* when the failures began */
 	unsigned int	 change_fails;	/* how many runs failed in a row */
+	struct ledger_dest_count *dests; /* routed: per target; else NULL */
+	size_t		 ndests;
 };
 /* The account's pair (its POP3 mailbox, its destination) in state_dir. */
 enum result	 ledger_read_status(const char *, const struct account *,

@@ -50,7 +50,14 @@ ident_source(const struct endpoint *pop3)
 char *
 ident_dest(const struct endpoint *imap)
 {
-	const char	*mb = imap->mailbox != NULL ? imap->mailbox : "INBOX";
+	return ident_dest_in(imap, imap->mailbox);
+}
+
+/* The same for another mailbox of that login (a routed account's leg). */
+char *
+ident_dest_in(const struct endpoint *imap, const char *mailbox)
+{
+	const char	*mb = mailbox != NULL ? mailbox : "INBOX";
 	char		*uh, *id, *wire = NULL;
 
 	uh = user_at_host(imap);

@@ -120,6 +120,13 @@ struct append_batch {
 	unsigned int	 tag;		/* MULTI: its tag; PIPELINED: the first */
 };
 
+/* An item's own flags (a routing rule's), else the batch's. */
+static const char *
+item_flags(const struct append_batch *ab, const struct append_item *it)
+{
+	return it->flags != NULL ? it->flags : ab->flags;
+}
+
 static void
 pend_add(struct imap *im, unsigned int lo, unsigned int hi)
 {
@@ -155,7 +162,8 @@ multi_send(struct imap *im, struct append_batch *ab, char **cause)
 	r = conn_write(im->c, line, strlen(line), cause);
 	free(line);
 	for (i = 0; i < ab->n && r == RES_OK; i++) {
-		line = append_part(ab->flags, &ab->items[i]);
+		line = append_part(item_flags(ab, &ab->items[i]),
+		    &ab->items[i]);
 		r = conn_write(im->c, line, strlen(line), cause);
 		free(line);
 		/* The next message's part follows the literal at once; only
@@ -248,7 +256,8 @@ pipelined_send(struct imap *im, struct append_batch *ab, char **cause)
 
 	ab->tag = im->tag + 1;
 	for (i = 0; i < ab->n && r == RES_OK; i++) {
-		part = append_part(ab->flags, &ab->items[i]);
+		part = append_part(item_flags(ab, &ab->items[i]),
+		    &ab->items[i]);
 		line = xprintf("p%u APPEND %s%s", ++im->tag, ab->q, part);
 		log_trace("%s: imap: C: %.*s", im->account,
 		    (int)strcspn(line, "\r"), line);
@@ -313,7 +322,7 @@ sync_line(struct imap *im, struct append_batch *ab, size_t i, bool *nonsync,
 	/* RFC 7888: LITERAL- allows non-synchronising literals to 4096. */
 	*nonsync = im->caps.literal_plus ||
 	    (im->caps.literal_minus && it->sp->size <= 4096);
-	part = append_part(ab->flags, it);
+	part = append_part(item_flags(ab, it), it);
 	if (!*nonsync)		/* "{n+}\r\n" becomes "{n}\r\n" */
 		memmove(part + strlen(part) - 4, part + strlen(part) - 3, 4);
 	line = xprintf("p%u APPEND %s%s", ab->tag + (unsigned int)i, ab->q,

@@ -49,24 +49,25 @@ static const char *const stmt_sql[ST_COUNT] = {
 	[ST_FIND] = "SELECT " MSG_COLS " FROM msg WHERE dest = ?1 AND "
 	    "uidl = ?2 ORDER BY id",
 	[ST_NEW] = "INSERT INTO msg (dest, uidl, pop_size, size, hash, state, "
-	    "first_seen, updated) VALUES (?1, ?2, ?3, 0, NULL, 0, ?4, ?4)",
+	    "first_seen, updated, unrouted) VALUES (?1, ?2, ?3, 0, NULL, 0, "
+	    "?4, ?4, ?5)",
 	[ST_INTENT] = "UPDATE msg SET state = 1, pop_size = ?2, size = ?3, "
 	    "hash = ?4, hdr_date = coalesce(?5, hdr_date), "
 	    "hdr_from = coalesce(?6, hdr_from), "
 	    "hdr_subject = coalesce(?7, hdr_subject), deleted = 0, "
-	    "updated = ?8 WHERE id = ?1",
+	    "updated = ?8, unrouted = 0 WHERE id = ?1",
 	[ST_ATTEMPT] = "INSERT INTO attempt (dest, msg, size, hash, "
 	    "uidvalidity, lo_uid, created) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
 	[ST_STORED] = "UPDATE msg SET state = 2, uidvalidity = ?2, uid = ?3, "
 	    "fails = 0, error = NULL, hold_until = 0, updated = ?4, "
-	    "imported_at = coalesce(imported_at, ?4) WHERE id = ?1",
+	    "imported_at = coalesce(imported_at, ?4), unrouted = 0 WHERE id = ?1",
 	[ST_DROP_ATTEMPT] = "DELETE FROM attempt WHERE id = ?1",
 	[ST_REFUSED] = "UPDATE msg SET state = 3, fails = fails + 1, "
 	    "error = ?2, hold_until = ?3, pop_size = ?4, "
 	    "hdr_date = coalesce(?5, hdr_date), "
 	    "hdr_from = coalesce(?6, hdr_from), "
-	    "hdr_subject = coalesce(?7, hdr_subject), updated = ?8 "
-	    "WHERE id = ?1",
+	    "hdr_subject = coalesce(?7, hdr_subject), updated = ?8, "
+	    "unrouted = ?9 WHERE id = ?1",
 	[ST_STATE] = "UPDATE msg SET state = ?2, uidvalidity = ?3, uid = ?4, "
 	    "updated = ?5, imported_at = CASE ?2 WHEN 2 THEN "
 	    "coalesce(imported_at, ?5) ELSE imported_at END WHERE id = ?1",
@@ -96,6 +97,16 @@ static const char *const stmt_sql[ST_COUNT] = {
 	    "waiting, fresh, imported, failed, deleted, bytes, error, "
 	    "set_aside) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, "
 	    "?12, ?13)",
+	[ST_ROUTED] = "UPDATE msg SET state = ?9, pop_size = ?2, size = ?3, "
+	    "hash = ?4, hdr_date = coalesce(?5, hdr_date), "
+	    "hdr_from = coalesce(?6, hdr_from), "
+	    "hdr_subject = coalesce(?7, hdr_subject), deleted = 0, "
+	    "updated = ?8, unrouted = 0 WHERE id = ?1",
+	[ST_FORGET] = "DELETE FROM msg WHERE id = ?1",
+	/* Another account's legs: by name, as its config spells them. */
+	[ST_DONE_IN] = "SELECT msg.state, msg.hash FROM msg JOIN dest ON "
+	    "msg.dest = dest.id WHERE dest.name = ?1 AND msg.uidl = ?2 AND "
+	    "msg.deleted < 2",
 };
 
 static const char schema[] =
@@ -121,7 +132,10 @@ static const char schema[] =
     " hdr_date TEXT, hdr_from TEXT, hdr_subject TEXT,"
     " first_seen INTEGER NOT NULL,"
     " updated INTEGER NOT NULL,"
-    " imported_at INTEGER);"		/* for delete_after */
+    " imported_at INTEGER,"		/* for delete_after */
+    /* 1: made by a failure before the message was routed (route.h),
+     * in the first leg; no leg is its own yet. */
+    " unrouted INTEGER);"
     "CREATE INDEX IF NOT EXISTS msg_uidl ON msg (dest, uidl);"
     "CREATE INDEX IF NOT EXISTS msg_uid ON msg (dest, uidvalidity, uid);"
     "CREATE INDEX IF NOT EXISTS msg_state ON msg (dest, state);"
@@ -273,12 +287,14 @@ table_exists(sqlite3 *db, const char *name)
 }
 
 /*
- * Is msg.imported_at there?  Added to a version 2 file made before it
- * existed (the time a message was imported, for delete_after; a version 1
- * file gets it with the upgrade's CREATE).  False only if it cannot be.
+ * Is the column there?  Added to a version 2 file made before it existed
+ * (msg.imported_at, the time a message was imported, for delete_after;
+ * msg.unrouted; a version 1 file gets them with the upgrade's CREATE),
+ * then filled by fill.  False only if it cannot be.
  */
 static bool
-column_exists(sqlite3 *db, const char *table, const char *column)
+column_exists(sqlite3 *db, const char *table, const char *column,
+    const char *fill)
 {
 	sqlite3_stmt	*s;
 	char		*sql;
@@ -296,9 +312,8 @@ column_exists(sqlite3 *db, const char *table, const char *column)
 	sql = xprintf("ALTER TABLE %s ADD COLUMN %s INTEGER", table, column);
 	yes = sqlite3_exec(db, sql, NULL, NULL, NULL) == SQLITE_OK;
 	free(sql);
-	/* Imported before it was recorded: as of the row's last change. */
-	return yes && sqlite3_exec(db, "UPDATE msg SET imported_at = updated "
-	    "WHERE state = 2", NULL, NULL, NULL) == SQLITE_OK;
+	return yes && (fill == NULL || sqlite3_exec(db, fill, NULL, NULL,
+	    NULL) == SQLITE_OK);
 }
 
 /* The id of destination name, made if new; *fresh if it was. */
@@ -348,7 +363,10 @@ ledger_setup(struct ledger *l, const char *dest, char **why)
 	    "set_aside INTEGER;", NULL, NULL, NULL) != SQLITE_OK)
 		goto bad;
 	if (sqlite3_exec(l->db, schema, NULL, NULL, NULL) != SQLITE_OK ||
-	    !column_exists(l->db, "msg", "imported_at") ||
+	    /* Imported before it was recorded: as of the row's last change. */
+	    !column_exists(l->db, "msg", "imported_at", "UPDATE msg SET "
+	    "imported_at = updated WHERE state = 2") ||
+	    !column_exists(l->db, "msg", "unrouted", NULL) ||
 	    dest_id(l->db, dest, &l->dest) == -1)
 		goto bad;
 	for (tail = upgrade_v1; v1 && *tail != '\0';) {
@@ -431,7 +449,7 @@ bad:
 /*
  * For a dry run and `check`: the ledger as it is, read-only and unlocked,
  * or *lp NULL if there is none yet (or it has no such destination).  Only
- * ledger_find works on it.
+ * ledger_find and ledger_done_in work on it.
  */
 enum result
 ledger_open_readonly(const char *path, const char *source, const char *dest,
@@ -473,6 +491,10 @@ ledger_open_readonly(const char *path, const char *source, const char *dest,
 	if (sqlite3_prepare_v2(l->db, stmt_sql[ST_FIND], -1, &l->st[ST_FIND],
 	    NULL) != SQLITE_OK)
 		goto bad;
+	/* And ledger_done_in, for a routed account's other destinations. */
+	if (sqlite3_prepare_v2(l->db, stmt_sql[ST_DONE_IN], -1,
+	    &l->st[ST_DONE_IN], NULL) != SQLITE_OK)
+		goto bad;
 	*lp = l;
 	return RES_OK;
 bad:
@@ -482,6 +504,22 @@ bad:
 		ledger_close(l);
 		return r;
 	}
+}
+
+/* The destination the handle's statements are about from now on. */
+void
+ledger_use(struct ledger *l, int64_t dest)
+{
+	l->dest = dest;
+}
+
+/* The id of a destination (a leg of a routed account), made if new. */
+enum result
+ledger_dest(struct ledger *l, const char *name, int64_t *id, char **cause)
+{
+	if (dest_id(l->db, name, id) == -1)
+		return ledger_fail(l, cause, "record destination");
+	return RES_OK;
 }
 
 /* Reset a statement and bind ?1 to this destination. */

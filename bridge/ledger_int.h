@@ -30,12 +30,15 @@ enum {
 	ST_HASH_ROWS,
 	ST_LIVE,
 	ST_RUN,
+	ST_ROUTED,
+	ST_FORGET,
+	ST_DONE_IN,
 	ST_COUNT
 };
 
 /* The columns row_read reads, in its order. */
 #define MSG_COLS "id, uidl, pop_size, size, hash, state, uidvalidity, uid, " \
-	"fails, hold_until, deleted, imported_at"
+	"fails, hold_until, deleted, imported_at, unrouted"
 
 struct ledger {
 	sqlite3		*db;

@@ -33,6 +33,7 @@ row_read(sqlite3_stmt *s, struct ledger_msg *m)
 	m->hold_until = (time_t)sqlite3_column_int64(s, 9);
 	m->deleted = sqlite3_column_int(s, 10);
 	m->imported_at = (time_t)sqlite3_column_int64(s, 11);
+	m->unrouted = sqlite3_column_int(s, 12) != 0;
 }
 
 /* Every row of a query of MSG_COLS into a growing array. */
@@ -99,6 +100,7 @@ ledger_new(struct ledger *l, struct ledger_msg *m, char **cause)
 	sqlite3_bind_text(s, 2, m->uidl, -1, SQLITE_TRANSIENT);
 	sqlite3_bind_int64(s, 3, (sqlite3_int64)m->pop_size);
 	sqlite3_bind_int64(s, 4, (sqlite3_int64)time(NULL));
+	sqlite3_bind_int(s, 5, m->unrouted);
 	if ((r = ledger_step(l, s, "record message", cause)) != RES_OK)
 		return r;
 	m->id = sqlite3_last_insert_rowid(l->db);
@@ -139,6 +141,7 @@ ledger_intent(struct ledger *l, struct ledger_msg *m,
 		return r;
 	m->state = LEDGER_PENDING;
 	m->deleted = DEL_NO;
+	m->unrouted = false;
 	s = ledger_stmt(l, ST_ATTEMPT);
 	sqlite3_bind_int64(s, 2, m->id);
 	sqlite3_bind_int64(s, 3, (sqlite3_int64)m->size);
@@ -150,6 +153,50 @@ ledger_intent(struct ledger *l, struct ledger_msg *m,
 		return r;
 	*attempt = sqlite3_last_insert_rowid(l->db);
 	return RES_OK;
+}
+
+/*
+ * Routing chose this leg for the message, and it is not appended now (the
+ * leg is down or over quota: LEDGER_TODO), or a rule keeps the message on
+ * the POP3 server (LEDGER_KEPT, in the first leg).  Either way the row
+ * records the decision with the content it was made on, so that later
+ * runs follow it: the first delivers it, the second neither downloads it
+ * again nor deletes it.
+ */
+enum result
+ledger_routed(struct ledger *l, struct ledger_msg *m, enum ledger_state state,
+    const struct msg_info *info, char **cause)
+{
+	sqlite3_stmt	*s;
+	enum result	 r;
+
+	if (m->id == 0 && (r = ledger_new(l, m, cause)) != RES_OK)
+		return r;
+	s = ledger_stmt_row(l, ST_ROUTED, m->id);
+	sqlite3_bind_int64(s, 2, (sqlite3_int64)m->pop_size);
+	sqlite3_bind_int64(s, 3, (sqlite3_int64)m->size);
+	sqlite3_bind_text(s, 4, m->hash, -1, SQLITE_TRANSIENT);
+	bind_info(s, 5, info);
+	sqlite3_bind_int64(s, 8, (sqlite3_int64)time(NULL));
+	sqlite3_bind_int(s, 9, (int)state);
+	if ((r = ledger_step(l, s, "record route", cause)) != RES_OK)
+		return r;
+	m->state = state;
+	m->deleted = DEL_NO;
+	m->unrouted = false;
+	return RES_OK;
+}
+
+/*
+ * A row with no content that a failure made before its message was routed
+ * (the default leg's), now that the message goes elsewhere: it answered
+ * for nothing that was ever sent.
+ */
+enum result
+ledger_forget(struct ledger *l, int64_t id, char **cause)
+{
+	return ledger_step(l, ledger_stmt_row(l, ST_FORGET, id),
+	    "forget a row", cause);
 }
 
 /* The server said OK: imported, in the copy with this UID (0 unknown). */
@@ -212,6 +259,7 @@ ledger_failed(struct ledger *l, struct ledger_msg *m, int64_t attempt,
 	sqlite3_bind_int64(s, 4, (sqlite3_int64)m->pop_size);
 	bind_info(s, 5, info);
 	sqlite3_bind_int64(s, 8, (sqlite3_int64)now);
+	sqlite3_bind_int(s, 9, m->unrouted);
 	if ((r = ledger_step(l, s, "record failure", cause)) != RES_OK)
 		return r;
 	return ledger_drop_attempt(l, attempt, cause);
@@ -353,5 +401,45 @@ ledger_imported_in(struct ledger *l, const char *dest, const char *uidl,
 	sqlite3_reset(s);
 	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
 		return ledger_fail(l, cause, "read");
+	return RES_OK;
+}
+
+/*
+ * Is the message uidl (with this hash) done in the legs named, another
+ * account's that reads the same POP3 mailbox: routed there (a row in one
+ * of them at least) and every row of it imported?  A row still to import,
+ * pending, failed or kept by a rule says no; rows of other content under
+ * a reused UIDL do not count.
+ */
+enum result
+ledger_done_in(struct ledger *l, char *const *dests, size_t n,
+    const char *uidl, const char *hash, bool *yes, char **cause)
+{
+	sqlite3_stmt	*s = l->st[ST_DONE_IN];
+	size_t		 i, imported = 0, other = 0;
+	int		 rc = SQLITE_DONE;
+
+	for (i = 0; i < n && other == 0; i++) {
+		sqlite3_reset(s);
+		sqlite3_clear_bindings(s);
+		sqlite3_bind_text(s, 1, dests[i], -1, SQLITE_TRANSIENT);
+		sqlite3_bind_text(s, 2, uidl, -1, SQLITE_TRANSIENT);
+		while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+			const unsigned char *h = sqlite3_column_text(s, 1);
+			bool same = h == NULL || h[0] == '\0' || hash == NULL ||
+			    hash[0] == '\0' || strcmp((const char *)h, hash) == 0;
+
+			if (!same)
+				continue;
+			if (sqlite3_column_int(s, 0) == LEDGER_IMPORTED)
+				imported++;
+			else
+				other++;
+		}
+		sqlite3_reset(s);
+		if (rc != SQLITE_DONE)
+			return ledger_fail(l, cause, "read");
+	}
+	*yes = imported > 0 && other == 0;
 	return RES_OK;
 }

@@ -14,6 +14,7 @@
 #include <sqlite3.h>
 
 #include "bridge.h"
+#include "route.h"
 
 static char *
 col_dup(sqlite3_stmt *s, int col)
@@ -235,6 +236,82 @@ read_pair(sqlite3 *db, sqlite3_int64 dest, struct ledger_status *ls)
 	return rc == SQLITE_DONE ? SQLITE_OK : rc;
 }
 
+/*
+ * A routed account (issue 16) keeps a ledger destination per target: its
+ * messages imported, kept on the POP3 server and failed there, and each
+ * target's failures beside the account's own.
+ */
+static int
+read_targets(sqlite3 *db, const struct account *ac, struct ledger_status *ls)
+{
+	const struct routing *rt = ac->routing;
+	struct ledger_dest_count *dc;
+	sqlite3_stmt	*s;
+	sqlite3_int64	 dest;
+	size_t		 k, cap = ls->nfailures;
+	char		*name;
+	int		 rc = SQLITE_OK;
+
+	ls->dests = xcalloc(rt->ntargets, sizeof *ls->dests);
+	for (k = 0; k < rt->ntargets && rc == SQLITE_OK; k++) {
+		dc = &ls->dests[ls->ndests++];
+		dc->name = xprintf("%s:%s", route_dest_name(ac,
+		    rt->targets[k].dest), rt->targets[k].mailbox != NULL ?
+		    rt->targets[k].mailbox : "INBOX");
+		name = ident_dest_in(route_endpoint(ac, k),
+		    rt->targets[k].mailbox);
+		dest = find_dest(db, name, &rc);
+		free(name);
+		if (rc != SQLITE_OK || dest == 0)
+			continue;
+		/* Imported stays imported once POP3 lost it; the rest
+		 * counts while the message is there. */
+		rc = sqlite3_prepare_v2(db, "SELECT state, count(*), "
+		    "sum(deleted < 2) FROM msg WHERE dest = ?1 GROUP BY state",
+		    -1, &s, NULL);
+		if (rc != SQLITE_OK)
+			break;
+		sqlite3_bind_int64(s, 1, dest);
+		while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+			unsigned int all = (unsigned int)sqlite3_column_int(s, 1),
+			    there = (unsigned int)sqlite3_column_int(s, 2);
+
+			switch (sqlite3_column_int(s, 0)) {
+			case LEDGER_IMPORTED:
+				dc->imported = all;
+				break;
+			case LEDGER_FAILED:
+				dc->failed = there;
+				break;
+			case LEDGER_KEPT:
+				dc->kept = there;
+				break;
+			default:
+				break;
+			}
+		}
+		sqlite3_finalize(s);
+		if (rc != SQLITE_DONE)
+			break;
+		rc = SQLITE_OK;
+		if (k == 0)
+			continue;	/* read_pair had the account's own */
+		ls->imported_total += dc->imported;
+		rc = sqlite3_prepare_v2(db, "SELECT uidl, error, hdr_date, "
+		    "hdr_from, hdr_subject, fails, hold_until FROM msg WHERE "
+		    "dest = ?1 AND state = 3 AND deleted < 2 ORDER BY updated",
+		    -1, &s, NULL);
+		if (rc != SQLITE_OK)
+			break;
+		sqlite3_bind_int64(s, 1, dest);
+		while ((rc = sqlite3_step(s)) == SQLITE_ROW)
+			failure_add(ls, s, &cap);
+		sqlite3_finalize(s);
+		rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
+	}
+	return rc;
+}
+
 enum result
 ledger_read_status(const char *state_dir, const struct account *ac,
     struct ledger_status *ls, char **cause)
@@ -256,6 +333,8 @@ ledger_read_status(const char *state_dir, const struct account *ac,
 		dest = find_dest(db, name, &rc);
 		if (rc == SQLITE_OK && dest != 0)
 			rc = read_pair(db, dest, ls);
+		if (rc == SQLITE_OK && dest != 0 && ac->routing != NULL)
+			rc = read_targets(db, ac, ls);
 	}
 	/*
 	 * A ledger made before any run has no tables yet, one of version 1
@@ -287,6 +366,9 @@ ledger_status_free(struct ledger_status *ls)
 		free(ls->failures[i].subject);
 	}
 	free(ls->failures);
+	for (i = 0; i < ls->ndests; i++)
+		free(ls->dests[i].name);
+	free(ls->dests);
 	free(ls->last_error);
 	free(ls->change_error);
 	memset(ls, 0, sizeof *ls);

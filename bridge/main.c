@@ -30,7 +30,7 @@ static int	cmd_check(struct globals *, int, char **);
 static int	cmd_retry(struct globals *, int, char **);
 
 static const struct command commands[] = {
-	{ "run", "run [--force] [ACCOUNT...]", cmd_run, NULL },
+	{ "run", "run [--force] [--dry-run] [ACCOUNT...]", cmd_run, NULL },
 	{ "check", "check [-n] [ACCOUNT...]", cmd_check, NULL },
 	{ "daemon", "daemon [-f]", cmd_daemon, NULL },
 	{ "status", "status [--json] [ACCOUNT...]", cmd_status, NULL },
@@ -188,18 +188,22 @@ cmd_run(struct globals *g, int argc, char **argv)
 	size_t			  i, n;
 	int			  ch, code;
 	time_t			  started;
-	bool			  force = false;
+	bool			  force = false, dry = false;
 	static const struct option opts[] = {
 		{ "force", no_argument, NULL, 'f' },
+		{ "dry-run", no_argument, NULL, 'n' },
 		{ NULL, 0, NULL, 0 }
 	};
 
-	while ((ch = getopt_long(argc, argv, "f", opts, NULL)) != -1) {
-		if (ch != 'f') {
+	while ((ch = getopt_long(argc, argv, "fn", opts, NULL)) != -1) {
+		if (ch == 'f')
+			force = true;
+		else if (ch == 'n')
+			dry = true;
+		else {
 			usage();
 			return EX_USAGE;
 		}
-		force = true;
 	}
 	argc -= optind;
 	argv += optind;
@@ -210,7 +214,17 @@ cmd_run(struct globals *g, int argc, char **argv)
 		return EX_USAGE;
 	}
 	stop_on_signals(true);
-	for (i = 0; i < n && !stop_requested; i++) {
+	/* --dry-run: what would be imported and where it would go; no
+	 * change on either server or in the ledger. */
+	for (i = 0; dry && i < n && !stop_requested; i++) {
+		cause = NULL;
+		if ((r = account_dry_run(cf, list[i], &cause)) != RES_OK &&
+		    cause != NULL)
+			log_warn("%s: %s", list[i]->name, cause);
+		free(cause);
+		worst = result_worst(worst, r);
+	}
+	for (i = dry ? n : 0; i < n && !stop_requested; i++) {
 		if (!force && resting(cf, list[i])) {
 			worst = result_worst(worst, RES_AUTH);
 			continue;

@@ -77,8 +77,8 @@ plan_may_delete(struct run *rn, const struct ledger_msg *m, bool *yes,
 	    m->imported_at > 0 && time(NULL) - m->imported_at >=
 	    (time_t)rn->ac->delete_after * 86400);
 	for (i = 0; i < rn->nsiblings && *yes; i++)
-		if ((r = ledger_imported_in(rn->l, rn->siblings[i], m->uidl,
-		    m->hash, yes, cause)) != RES_OK)
+		if ((r = ledger_done_in(rn->l, rn->siblings[i].dests,
+		    rn->siblings[i].n, m->uidl, m->hash, yes, cause)) != RES_OK)
 			return r;
 	return RES_OK;
 }
@@ -100,6 +100,9 @@ plan_known(struct run *rn, const struct ledger_msg *m, struct plan *pl,
 		break;
 	case LEDGER_FAILED:
 		pl->act = m->hold_until > time(NULL) ? PA_HELD : PA_IMPORT;
+		break;
+	case LEDGER_KEPT:
+		pl->act = PA_KEPT;
 		break;
 	default:		/* to import; pending ones settle first */
 		pl->act = PA_IMPORT;
@@ -135,13 +138,14 @@ plain_row(const struct ledger_msg *rows, size_t n, size_t mult,
 	return live;		/* NULL if none: a new message */
 }
 
+/* What message i needs in the current leg (rn->leg, the ledger on it). */
 static enum result
 plan_one(struct run *rn, const struct uidls *u, unsigned int i,
     char **cause)
 {
 	const struct pop3_msg	*pm = &rn->msgs[i];
 	const struct ledger_msg	*live;
-	struct plan		*pl = &rn->plan[i];
+	struct plan		*pl = &rn->leg->plan[i];
 	struct ledger_msg	*rows;
 	size_t			 n;
 	bool			 verify;
@@ -156,12 +160,54 @@ plan_one(struct run *rn, const struct uidls *u, unsigned int i,
 		r = plan_known(rn, live, pl, cause);
 	else		/* new ones: transfer.c checks the gone rows too */
 		pl->act = verify ? PA_VERIFY : PA_IMPORT;
-	/* Over max_size (fetchmail's limit): not fetched, left where it is. */
-	if ((pl->act == PA_IMPORT || pl->act == PA_VERIFY) &&
-	    rn->ac->max_size > 0 && pm->size > (uint64_t)rn->ac->max_size)
-		pl->act = PA_BIG;
 	free(rows);
 	return r;
+}
+
+/*
+ * What message i needs, all legs together.  A message some leg has a row
+ * for was routed in an earlier run: the legs with rows are its legs (a leg
+ * without one was not chosen, or did not exist then).  One with no row in
+ * any leg is new: it is fetched and routed.  Where content must decide in
+ * any leg, it decides for all.
+ */
+static void
+plan_combine(struct run *rn, unsigned int i)
+{
+	struct plan	*pl = &rn->plan[i];
+	bool		 routed = false, verify = false, import = false;
+	bool		 held = false, kept = false, dele = true;
+	size_t		 k;
+
+	for (k = 0; k < rn->nlegs; k++) {
+		const struct plan *p = &rn->legs[k].plan[i];
+
+		verify = verify || p->act == PA_VERIFY;
+		if (p->row == 0)
+			continue;
+		routed = true;
+		import = import || p->act == PA_IMPORT;
+		held = held || p->act == PA_HELD;
+		kept = kept || p->act == PA_KEPT;
+		dele = dele && p->act == PA_DELE;
+	}
+	pl->unique = rn->legs[0].plan[i].unique;
+	pl->row = rn->legs[0].plan[i].row;
+	if (verify)
+		pl->act = PA_VERIFY;
+	else if (!routed || import)
+		pl->act = PA_IMPORT;
+	else if (held)
+		pl->act = PA_HELD;
+	else if (kept)
+		pl->act = PA_KEPT;
+	else
+		pl->act = dele ? PA_DELE : PA_SKIP;
+	/* Over max_size (fetchmail's limit): not fetched, left where it is. */
+	if ((pl->act == PA_IMPORT || pl->act == PA_VERIFY) &&
+	    rn->ac->max_size > 0 && rn->msgs[i].size >
+	    (uint64_t)rn->ac->max_size)
+		pl->act = PA_BIG;
 }
 
 static void
@@ -221,11 +267,12 @@ plan_make(struct run *rn, bool *need_imap, char **cause)
 {
 	struct uidls	 u;
 	unsigned int	 i;
+	size_t		 k;
 	enum result	 r;
 
 	*need_imap = false;
 	rn->st->fresh = rn->st->set_aside = rn->st->too_big = 0;
-	rn->st->too_old = 0;
+	rn->st->too_old = rn->st->kept = 0;
 	rn->st->waiting = rn->nmsgs;
 	uidls_make(&u, rn->msgs, rn->nmsgs);
 	free(rn->plan);
@@ -233,9 +280,18 @@ plan_make(struct run *rn, bool *need_imap, char **cause)
 	if ((r = ledger_begin(rn->l, cause)) != RES_OK)
 		goto out;
 	r = ledger_mark_gone(rn->l, listed, &u, cause);
+	for (k = 0; k < rn->nlegs && r == RES_OK; k++) {
+		struct leg *g = &rn->legs[k];
+
+		free(g->plan);
+		g->plan = xcalloc(rn->nmsgs + 1, sizeof *g->plan);
+		leg_enter(rn, g);
+		for (i = 0; i < rn->nmsgs && r == RES_OK; i++)
+			r = plan_one(rn, &u, i, cause);
+	}
+	leg_enter(rn, &rn->legs[0]);
 	for (i = 0; i < rn->nmsgs && r == RES_OK; i++) {
-		if ((r = plan_one(rn, &u, i, cause)) != RES_OK)
-			break;
+		plan_combine(rn, i);
 		switch (rn->plan[i].act) {
 		case PA_IMPORT:
 			rn->st->fresh++;
@@ -249,6 +305,9 @@ plan_make(struct run *rn, bool *need_imap, char **cause)
 			break;
 		case PA_BIG:
 			rn->st->too_big++;
+			break;
+		case PA_KEPT:
+			rn->st->kept++;
 			break;
 		default:
 			break;

@@ -136,6 +136,13 @@ const struct endpoint *route_endpoint(const struct account *, size_t);
 const char	*route_dest_name(const struct account *, size_t);
 void		 routing_free(struct routing *);
 
+/* route_show.c: for check and dry runs, where the messages waiting
+ * (todo_of[i], or all if NULL) would go, the first `limit` one by one,
+ * then a count per target; their headers read with TOP n 0. */
+enum result	 route_show(const struct account *, struct pop3 *,
+		     const struct pop3_msg *, unsigned int, const bool *,
+		     unsigned int, char **);
+
 /* What one message can make route_decide do, at most. */
 #define ROUTE_LINES_MAX	1000	/* header lines looked at */
 #define ROUTE_VALUE_MAX	16384	/* bytes of a value, unfolded (cut there) */

@@ -19,6 +19,7 @@ enum plan_act {
 	PA_HELD,	/* failed too often lately: set aside for now */
 	PA_BIG,		/* over the account's max_size: left on the server */
 	PA_OLD,		/* dated before migrate --since: left on the server */
+	PA_KEPT,	/* a routing rule keeps it on the server */
 	PA_IMPORT,	/* fetch and APPEND (row: the one it is known by) */
 	PA_VERIFY,	/* fetch, then tell by content which row it is */
 };
@@ -30,15 +31,67 @@ struct plan {
 };
 
 /*
+ * One login to one IMAP destination, shared by the legs that go there
+ * (INBOX and Junk of one account need one connection, not two).  Only one
+ * mailbox is selected at a time: settling selects each leg's in turn
+ * before the transfer, and a leg that needs its mailbox selected during
+ * the transfer (first contact, adopt.c) gets a session of its own.
+ */
+struct session {
+	const struct endpoint	*ep;
+	size_t			 dest;		/* route target's dest index */
+	bool			 own;		/* one leg's alone */
+	struct imap		*im;
+	struct leg		*selected;	/* whose mailbox, or NULL */
+};
+
+/*
+ * One place the account's messages go (a route target: a destination and
+ * a mailbox there), with its own ledger destination, so that "exactly
+ * once" holds per message and leg.  An account without routing has one
+ * leg: its imap block's mailbox.
+ */
+struct leg {
+	size_t			 target;	/* index into routing targets */
+	const struct endpoint	*ep;		/* its server and login */
+	const char		*want;		/* mailbox as configured */
+	char			*dest;		/* ident_dest spelling */
+	int64_t			 dest_id;	/* in the ledger */
+	struct session		*ss;		/* NULL until opened */
+	char			*mailbox;	/* on the server: under the
+						 * personal namespace */
+	struct imap_mbox	 mb;
+	uint32_t		 lo_uid;	/* next APPEND gets a UID >= */
+	bool			 opened;	/* STATUS (and CREATE) done */
+	bool			 created;	/* this run made the mailbox */
+	bool			 settled;	/* intents of killed runs found */
+	bool			 ghosts;	/* attempts or removals to settle */
+	bool			 first;		/* first contact: scan it */
+	bool			 full;		/* over quota in this run */
+	enum result		 down;		/* its server failed: why */
+	char			*down_why;
+	struct adopt		*adopt;		/* first contact only */
+	struct plan		*plan;		/* one per message, this leg's */
+};
+
+/*
  * A row marked DEL_SENT in this run.  After QUIT succeeds, the answered
  * ones are DEL_DONE and the rest DEL_NO; without QUIT (never sent), all
  * are DEL_NO; a QUIT that got no answer leaves them DEL_SENT: the next run
- * cannot know, and lets their content decide.
+ * cannot know, and lets their content decide.  A message routed to several
+ * legs has a row in each: they all change together.
  */
 struct dele {
 	unsigned int	 msg;		/* index into run.msgs */
-	int64_t		 row;
+	int64_t		*rows;
+	size_t		 nrows;
 	bool		 answered;	/* +OK to its DELE */
+};
+
+/* Another account of the config reading this POP3 mailbox: its legs. */
+struct sibling {
+	char		**dests;	/* ident_dest of each */
+	size_t		  n;
 };
 
 struct run {
@@ -47,36 +100,39 @@ struct run {
 	const struct run_opts	*opts;
 	struct ledger		*l;
 	struct pop3		*p;
-	struct imap		*im;
-	struct imap_mbox	 mb;
 	struct run_stats	*st;
-	char			*dest;		/* ident_dest of the account */
-	char			*mailbox;	/* on the server: under the personal
-						 * namespace (imap_place) */
-	/* Other destinations that import this POP3 mailbox (keep = false):
-	 * a message is deleted only once each of them has it too. */
-	char			**siblings;
+	struct leg		*legs;		/* [0]: the account's imap */
+	size_t			 nlegs;
+	struct leg		*leg;		/* the one the ledger is on */
+	struct session		**ss;
+	size_t			 nss;
+	/* Other accounts that import this POP3 mailbox: a message is
+	 * deleted only once each of them has it too. */
+	struct sibling		*siblings;
 	size_t			 nsiblings;
-	uint32_t		 lo_uid;	/* next APPEND gets a UID >= */
-	bool			 opened;	/* STATUS (and CREATE) done */
-	bool			 selected;	/* the mailbox is selected */
 	bool			 hold_deletes;	/* end without QUIT */
 	bool			 pop3_dead;	/* the POP3 link broke */
-	bool			 created;	/* this run made the mailbox */
-	bool			 settled;	/* intents of killed runs found */
 	double			 started;	/* now_seconds() at the start */
 	time_t			 began;		/* the same, wall clock */
-	struct adopt		*adopt;		/* first contact only */
 	struct dele		*dele;		/* DEL_SENT in this run */
 	size_t			 ndele;
 	struct pop3_msg		*msgs;
 	unsigned int		 nmsgs;
-	struct plan		*plan;		/* one per msgs[i] */
+	struct plan		*plan;		/* one per msgs[i], all legs' */
 	int64_t			*claimed;	/* rows that answer for a */
 	size_t			 nclaimed, claimcap; /* message of this run */
 	struct popq		*q;		/* POP3 replies still to read */
 	struct slot		*slots;
 };
+
+/* The ledger on this leg's destination, and the leg the current one. */
+static inline struct ledger *
+leg_enter(struct run *rn, struct leg *g)
+{
+	rn->leg = g;
+	ledger_use(rn->l, g->dest_id);
+	return rn->l;
+}
 
 /* Has the caller asked the run to stop after the batch in flight? */
 static inline bool
@@ -124,8 +180,12 @@ enum result	 transfer_all(struct run *, char **);
 enum result	 transfer_drain(struct run *, char **);
 void		 transfer_free(struct run *);
 
-/* account.c: open the IMAP mailbox (STATUS, CREATE) once a run needs it;
- * select it where asked. */
+/* session.c: open a leg's IMAP mailbox (log in, STATUS, CREATE) once a
+ * run needs it; select it where asked.  run_imap and run_im: the current
+ * leg's. */
+enum result	 leg_imap(struct run *, struct leg *, bool, char **);
 enum result	 run_imap(struct run *, bool, char **);
+struct imap	*run_im(const struct run *);
+void		 sessions_close(struct run *);
 
 #endif

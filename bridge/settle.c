@@ -120,7 +120,7 @@ uid_there(struct scan *sc, uint32_t uid, bool *yes, char **cause)
 		    cmp_uid) != NULL;
 		return RES_OK;
 	}
-	return imap_uid_exists(sc->rn->im, uid, yes, cause);
+	return imap_uid_exists(run_im(sc->rn), uid, yes, cause);
 }
 
 /* The candidates' contents, in one FETCH; copies some row owns are no
@@ -142,7 +142,7 @@ hash_candidates(struct scan *sc, char **cause)
 			uh[nu++].uid = sc->c[i].uid;
 	}
 	if (r == RES_OK)
-		r = imap_hash_uids(rn->im, uh, nu, cause);
+		r = imap_hash_uids(run_im(rn), uh, nu, cause);
 	for (i = 0; i < nu && r == RES_OK; i++) {
 		size_t j;
 
@@ -275,10 +275,10 @@ settle_removals(struct run *rn, char **cause)
 		return r;
 	uids = xcalloc(n, sizeof *uids);
 	for (i = 0; i < n; i++)
-		if (rm[i].uidvalidity == rn->mb.uidvalidity)
+		if (rm[i].uidvalidity == rn->leg->mb.uidvalidity)
 			uids[k++] = rm[i].uid;
 	qsort(uids, k, sizeof *uids, cmp_uid);
-	r = imap_remove_uids(rn->im, uids, k, &expunged, cause);
+	r = imap_remove_uids(run_im(rn), uids, k, &expunged, cause);
 	if (r == RES_OK && k > 0) {
 		rn->st->removed += (unsigned int)k;
 		log_info("%s: %s %zu duplicate%s that an interrupted run's "
@@ -344,9 +344,9 @@ settle_scan(struct scan *sc, time_t began, char **cause)
 		if (b < sc->lo)
 			sc->lo = b;
 		if (sc->att[i].created + GHOST_RECENT >= rn->began)
-			rn->settled = true;
+			rn->leg->settled = true;
 	}
-	if ((r = imap_list_sizes(rn->im, sc->lo, on_size, sc, cause)) !=
+	if ((r = imap_list_sizes(run_im(rn), sc->lo, on_size, sc, cause)) !=
 	    RES_OK || (r = hash_candidates(sc, cause)) != RES_OK ||
 	    (r = ledger_begin(rn->l, cause)) != RES_OK)
 		return r;
@@ -389,14 +389,14 @@ settle(struct run *rn, char **cause)
 		goto removals;
 	if ((r = run_imap(rn, true, cause)) != RES_OK)
 		goto out;
-	sc.v = rn->mb.uidvalidity;
+	sc.v = rn->leg->mb.uidvalidity;
 	if ((r = settle_scan(&sc, began, cause)) != RES_OK)
 		goto out;
 	if (sc.found + sc.again > 0)
 		log_info("%s: settled %zu interrupted import%s: %zu already in "
 		    "%s, %zu to import again", rn->ac->name, sc.found + sc.again,
 		    sc.found + sc.again == 1 ? "" : "s", sc.found,
-		    rn->mailbox, sc.again);
+		    rn->leg->mailbox, sc.again);
 removals:
 	if ((r = run_imap(rn, true, cause)) == RES_OK)
 		r = settle_removals(rn, cause);
@@ -413,7 +413,7 @@ settle_again(struct run *rn, char **cause)
 	bool		 need;
 	enum result	 r;
 
-	if (!rn->settled || rn->im == NULL || run_stopping(rn))
+	if (!rn->leg->settled || rn->leg->ss == NULL || run_stopping(rn))
 		return RES_OK;
 	/*
 	 * A killed run was found at the start and its APPEND may still be on
@@ -430,6 +430,6 @@ settle_again(struct run *rn, char **cause)
 	}
 	if ((r = settle_needed(rn, &need, cause)) != RES_OK || !need)
 		return r;
-	rn->settled = false;
+	rn->leg->settled = false;
 	return settle(rn, cause);
 }

@@ -23,6 +23,12 @@
  *     reason and set aside after failing in several runs; the messages
  *     fetched whole before a broken link are still imported.
  *
+ * With routing (route.h), a message is fetched once and goes to each leg
+ * (a destination's mailbox) it is routed to: each leg has its rows, its
+ * intents and its APPENDs, on the leg's own IMAP session, and a message is
+ * deleted only once every leg it went to has it.  An account without
+ * routing has one leg, and this is the whole story.
+ *
  * Memory is bounded: a batch holds at most BATCH_MAX messages and about
  * BATCH_BYTES of them, and each keeps at most SLOT_MEM bytes in memory
  * (the rest goes to a temporary file); three batches are held at most
@@ -33,6 +39,7 @@
 #include <string.h>
 
 #include "bridge.h"
+#include "route.h"
 #include "run.h"
 
 #define BATCH_MAX	32
@@ -44,10 +51,30 @@
 enum slot_state {
 	SL_FREE,
 	SL_SENT,	/* RETR sent */
-	SL_FETCHED,	/* whole, to be appended */
-	SL_FAILED,	/* why says why; stays on the server */
-	SL_KNOWN,	/* in the mailbox already (imported or adopted) */
-	SL_HELD,	/* the row is set aside */
+	SL_FETCHED,	/* whole */
+	SL_FAILED,	/* not fetched whole: why says why; stays */
+};
+
+/* What a fetched message is in one leg. */
+enum leg_state {
+	LG_NONE,	/* not routed to this leg */
+	LG_APPEND,	/* to append */
+	LG_KNOWN,	/* in the mailbox already (imported or adopted) */
+	LG_FAILED,	/* why says why; stays on the server */
+	LG_HELD,	/* the row is set aside */
+	LG_WAIT,	/* the leg cannot take it in this run (down, full) */
+	LG_KEPT,	/* a rule keeps it on the POP3 server (first leg) */
+};
+
+struct slot_leg {
+	enum leg_state	 st;
+	struct ledger_msg row;		/* the row it is known by */
+	bool		 hit;		/* a row of the ledger, found */
+	bool		 forget;	/* an unrouted failure's row: drop it */
+	int64_t		 attempt;	/* its APPEND's attempt row */
+	uint32_t	 adopted;	/* LG_KNOWN: a copy found, its UID */
+	const char	*flags;		/* a rule's, else NULL */
+	char		*why;		/* LG_FAILED: the reason */
 };
 
 struct slot {
@@ -57,10 +84,9 @@ struct slot {
 	struct msg_norm	 norm;
 	struct hash	*h;		/* of the normalised bytes */
 	char		 hex[65];
-	struct ledger_msg row;		/* the row it is known by */
-	int64_t		 attempt;	/* its APPEND's attempt row */
-	uint32_t	 adopted;	/* SL_KNOWN: a copy found, its UID */
+	struct slot_leg	*lg;		/* one per leg */
 	bool		 dele;		/* DEL_SENT recorded: DELE it */
+	bool		 marked;	/* DEL_SENT recorded (once a run) */
 	size_t		 dele_ix;	/* its run.dele entry */
 	char		*why;		/* SL_FAILED: the reason */
 	struct msg_info	 info;
@@ -84,13 +110,20 @@ struct popq {
 	int		 broke;		/* the slot whose RETR broke, or -1 */
 };
 
+/* One leg's part of a batch: its APPENDs, on its session. */
+struct leg_batch {
+	struct append_item items[BATCH_MAX];
+	size_t		 slot[BATCH_MAX];	/* each item's, in the batch */
+	size_t		 n;
+	struct append_batch *ab;	/* sent, replies not yet read */
+	bool		 sent;
+};
+
 /* One batch: todo[from..to) in a group of slots. */
 struct batch {
 	size_t		 from, to;
 	struct slot	*b;
-	struct append_item *items;	/* BATCH_MAX of them */
-	size_t		 nitems;
-	struct append_batch *ab;	/* sent, replies not yet read */
+	struct leg_batch *lb;		/* one per leg */
 };
 
 /* How a run's batches ended so far. */
@@ -145,14 +178,20 @@ slot_fail(struct slot *s, char *why)
 
 /* ---- the queue of POP3 replies ---- */
 
-/* A row marked DEL_SENT in this run; account.c settles it after QUIT. */
+/* Rows marked DEL_SENT in this run (one message's, one per leg it went
+ * to); account.c settles them after QUIT. */
 static size_t
-dele_marked(struct run *rn, unsigned int msg, int64_t row)
+dele_marked(struct run *rn, unsigned int msg, const int64_t *rows, size_t n)
 {
+	struct dele	*d;
+
 	rn->dele = xrealloc(rn->dele, (rn->ndele + 1) * sizeof *rn->dele);
-	rn->dele[rn->ndele].msg = msg;
-	rn->dele[rn->ndele].row = row;
-	rn->dele[rn->ndele].answered = false;
+	d = &rn->dele[rn->ndele];
+	d->msg = msg;
+	d->rows = xcalloc(n + 1, sizeof *d->rows);
+	memcpy(d->rows, rows, n * sizeof *rows);
+	d->nrows = n;
+	d->answered = false;
 	return rn->ndele++;
 }
 
@@ -265,30 +304,53 @@ transfer_drain(struct run *rn, char **cause)
 	return RES_OK;
 }
 
-/* ---- deciding what a fetched message is ---- */
+/* ---- legs that cannot take mail in this run ---- */
 
-/* Ready a fetched message for the APPEND: its date, what the server takes. */
-static void
-prepare(struct run *rn, struct slot *s)
+/*
+ * A leg's server failed (login refused, connection lost): with other legs
+ * to serve, its messages wait for a later run (their rows say where they
+ * go) and the others go on; the run ends with the leg's failure.  Every
+ * leg on the same session is down with it.  An account with one leg has
+ * nothing to go on with: the failure ends the run at once, as it always
+ * did.  RES_OK: go on; else the run ends with r.
+ */
+static enum result
+leg_down(struct run *rn, struct leg *g, enum result r, char **cause)
 {
-	const struct imap_caps *caps = imap_caps(rn->im);
+	struct session	*ss = g->ss;
+	size_t		 k, up = 0;
 
-	if (!msg_date(s->sp.mem, slot_header(s), &s->date, &s->tz))
-		local_now(&s->date, &s->tz);
-	/*
-	 * NUL bytes cannot travel in an ordinary IMAP literal; with BINARY
-	 * (RFC 3516) they go as literal8, without it the message stays on
-	 * the POP3 server.
-	 */
-	if (s->norm.nuls > 0 && !caps->binary)
-		slot_fail(s, xprintf("it has %llu NUL bytes and the IMAP server "
-		    "offers no BINARY extension to store them",
-		    (unsigned long long)s->norm.nuls));
-	else if (caps->appendlimit != 0 && s->sp.size > caps->appendlimit)
-		slot_fail(s, xprintf("%llu bytes is over the IMAP server's "
-		    "APPENDLIMIT of %llu", (unsigned long long)s->sp.size,
-		    (unsigned long long)caps->appendlimit));
+	if (rn->nlegs == 1)
+		return r;
+	for (k = 0; k < rn->nlegs; k++) {
+		struct leg *o = &rn->legs[k];
+
+		if (o == g || (ss != NULL && o->ss == ss)) {
+			if (o->down == RES_OK) {
+				o->down = r;
+				o->down_why = xstrdup(*cause != NULL ?
+				    *cause : "failed");
+			}
+		}
+		up += o->down == RES_OK && !o->full;
+	}
+	log_warn("%s: %s: %s; its messages wait for a later run",
+	    rn->ac->name, g->want, *cause != NULL ? *cause : "failed");
+	if (up == 0)
+		return r;
+	free(*cause);
+	*cause = NULL;
+	return RES_OK;
 }
+
+/* Can this leg take mail in this run? */
+static bool
+leg_up(const struct leg *g)
+{
+	return g->down == RES_OK && !g->full;
+}
+
+/* ---- deciding what a fetched message is ---- */
 
 /*
  * The rows that answer for a message of this run, so that two messages
@@ -353,27 +415,30 @@ others_gone(struct run *rn, struct ledger_msg *rows, size_t n,
 }
 
 /*
- * Which row this message is.  Fetched whole, its content decides: the row
- * of its UIDL with the same hash, else one that never saw its content
- * (it failed before it was fetched) with the same LIST size, else none (a
- * new message: a new UIDL, or a UIDL reused for other content).  Not
- * fetched whole (it failed on the way), the row the plan named, else such
- * a row without content.
+ * Which row of leg k this message is.  Fetched whole, its content decides:
+ * the row of its UIDL with the same hash, else one that never saw its
+ * content (it failed before it was fetched) with the same LIST size, else
+ * none (a new message: a new UIDL, or a UIDL reused for other content).
+ * Not fetched whole (it failed on the way), the row the leg's plan named,
+ * else such a row without content.
  */
 static enum result
-identify(struct run *rn, struct slot *s, char **cause)
+identify(struct run *rn, struct slot *s, size_t k, char **cause)
 {
 	const struct pop3_msg	*pm = &rn->msgs[s->msg];
+	struct leg		*g = &rn->legs[k];
+	struct slot_leg		*sl = &s->lg[k];
 	struct ledger_msg	*rows, *hit = NULL;
-	bool			 whole = s->state != SL_FAILED;
+	bool			 whole = s->state == SL_FETCHED;
 	size_t			 n, i;
 	enum result		 r;
 
+	leg_enter(rn, g);
 	if ((r = ledger_find(rn->l, pm->uidl, &rows, &n, cause)) != RES_OK)
 		return r;
 	for (i = 0; i < n && hit == NULL; i++)
 		if (whole ? strcmp(rows[i].hash, s->hex) == 0 &&
-		    !claimed(rn, rows[i].id) : rows[i].id == rn->plan[s->msg].row)
+		    !claimed(rn, rows[i].id) : rows[i].id == g->plan[s->msg].row)
 			hit = &rows[i];
 	for (i = 0; i < n && hit == NULL; i++)
 		if ((rows[i].hash[0] == '\0' || !whole) &&
@@ -388,67 +453,222 @@ identify(struct run *rn, struct slot *s, char **cause)
 		free(rows);
 		return r;
 	}
-	memset(&s->row, 0, sizeof s->row);
-	snprintf(s->row.uidl, sizeof s->row.uidl, "%s", pm->uidl);
+	memset(&sl->row, 0, sizeof sl->row);
+	snprintf(sl->row.uidl, sizeof sl->row.uidl, "%s", pm->uidl);
+	sl->hit = hit != NULL;
 	if (hit != NULL)
-		s->row = *hit;
-	s->row.pop_size = pm->size;
+		sl->row = *hit;
+	sl->row.pop_size = pm->size;
 	if (whole) {
-		s->row.size = s->sp.size;
-		memcpy(s->row.hash, s->hex, sizeof s->row.hash);
+		sl->row.size = s->sp.size;
+		memcpy(sl->row.hash, s->hex, sizeof sl->row.hash);
 	}
 	free(rows);
 	return RES_OK;
 }
 
-/* A fetched message: in the mailbox already, set aside, or to append. */
+/* A fetched message in a leg whose row it has: what that row says. */
+static enum leg_state
+from_row(const struct ledger_msg *m)
+{
+	switch (m->state) {
+	case LEDGER_IMPORTED:
+		return LG_KNOWN;
+	case LEDGER_KEPT:
+		return LG_KEPT;
+	case LEDGER_FAILED:
+		return m->hold_until > time(NULL) ? LG_HELD : LG_APPEND;
+	default:
+		return LG_APPEND;
+	}
+}
+
+/*
+ * Where a message fetched whole goes.  Rows of earlier runs decide if it
+ * has any (it was routed then: the legs with rows are its legs, whatever
+ * the rules say now); else the rules (route_decide), and without routing
+ * the one leg.  A row that a failure made before the message could be
+ * routed (unrouted, in the first leg) is taken if the first leg is chosen
+ * and dropped if not.
+ */
+static void
+route_whole(struct run *rn, struct slot *s, const struct route_out *ro)
+{
+	size_t		 k, i, routed = 0;
+
+	for (k = 0; k < rn->nlegs; k++)
+		routed += s->lg[k].hit && !s->lg[k].row.unrouted;
+	for (k = 0; k < rn->nlegs; k++) {
+		struct slot_leg *sl = &s->lg[k];
+
+		sl->st = LG_NONE;
+		sl->forget = false;
+		if (routed > 0) {
+			if (sl->hit && !sl->row.unrouted)
+				sl->st = from_row(&sl->row);
+		} else if (rn->ac->routing == NULL)
+			sl->st = from_row(&sl->row);
+		else if (ro->keep)
+			sl->st = k == 0 ? LG_KEPT : LG_NONE;
+		else
+			for (i = 0; i < ro->n; i++)
+				if (ro->picks[i].target == k)
+					sl->st = from_row(&sl->row);
+		if (sl->st == LG_NONE && sl->hit && sl->row.unrouted)
+			sl->forget = true;
+		/* A rule's flags, for the legs it names. */
+		for (i = 0; i < ro->n; i++)
+			if (ro->picks[i].target == k)
+				sl->flags = ro->picks[i].flags;
+	}
+	if (routed == 0 && rn->ac->routing != NULL)
+		log_debug("%s: message %u (UIDL %s): %s", rn->ac->name,
+		    rn->msgs[s->msg].num, rn->msgs[s->msg].uidl, ro->why);
+}
+
+/*
+ * A message not fetched whole fails in the legs it has rows in (those
+ * that have it already keep it); one never routed fails in the first leg,
+ * in a row marked unrouted, so that its failures count and it is set
+ * aside if it keeps failing.
+ */
+static void
+route_failed(struct run *rn, struct slot *s)
+{
+	size_t		 k, hits = 0;
+
+	for (k = 0; k < rn->nlegs; k++) {
+		struct slot_leg *sl = &s->lg[k];
+
+		sl->st = LG_NONE;
+		sl->forget = false;
+		if (!sl->hit)
+			continue;
+		hits++;
+		sl->st = sl->row.state == LEDGER_IMPORTED ? LG_KNOWN :
+		    LG_FAILED;
+	}
+	if (hits == 0) {
+		s->lg[0].st = LG_FAILED;
+		s->lg[0].row.unrouted = rn->ac->routing != NULL;
+	}
+	for (k = 0; k < rn->nlegs; k++)
+		if (s->lg[k].st == LG_FAILED) {
+			free(s->lg[k].why);
+			s->lg[k].why = xstrdup(s->why != NULL ? s->why :
+			    "failed");
+		}
+}
+
+/* The rows of each leg, and where the message goes. */
 static enum result
 classify(struct run *rn, struct slot *s, char **cause)
 {
+	struct route_out ro;
+	size_t		 k;
 	enum result	 r;
 
+	/* What arrived of its header names it for a person. */
 	msg_info_read(s->sp.mem, slot_header(s), &s->info);
-	if ((r = identify(rn, s, cause)) != RES_OK)
-		return r;
-	if (s->row.state == LEDGER_IMPORTED) {
-		s->state = SL_KNOWN;
+	for (k = 0; k < rn->nlegs; k++) {
+		s->lg[k].flags = NULL;
+		if ((r = identify(rn, s, k, cause)) != RES_OK)
+			return r;
+	}
+	if (s->state != SL_FETCHED) {
+		route_failed(rn, s);
 		return RES_OK;
 	}
-	if (s->row.state == LEDGER_FAILED && s->row.hold_until > time(NULL)) {
-		s->state = SL_HELD;
-		return RES_OK;
-	}
+	memset(&ro, 0, sizeof ro);
+	ro.rule = -1;
+	if (rn->ac->routing != NULL)
+		route_decide(rn->ac, s->sp.mem, slot_header(s), s->sp.size,
+		    &ro);
+	route_whole(rn, s, &ro);
 	return RES_OK;
 }
 
-/* First contact: the batch's messages already in the mailbox are adopted. */
+static void
+leg_fail(struct slot_leg *sl, char *why)
+{
+	sl->st = LG_FAILED;
+	free(sl->why);
+	sl->why = why;
+}
+
+/* Ready a message for a leg's APPEND: what that server takes. */
+static void
+prepare(struct leg *g, struct slot *s, struct slot_leg *sl)
+{
+	const struct imap_caps *caps = imap_caps(g->ss->im);
+
+	/*
+	 * NUL bytes cannot travel in an ordinary IMAP literal; with BINARY
+	 * (RFC 3516) they go as literal8, without it the message stays on
+	 * the POP3 server.
+	 */
+	if (s->norm.nuls > 0 && !caps->binary)
+		leg_fail(sl, xprintf("it has %llu NUL bytes and the IMAP server "
+		    "offers no BINARY extension to store them",
+		    (unsigned long long)s->norm.nuls));
+	else if (caps->appendlimit != 0 && s->sp.size > caps->appendlimit)
+		leg_fail(sl, xprintf("%llu bytes is over the IMAP server's "
+		    "APPENDLIMIT of %llu", (unsigned long long)s->sp.size,
+		    (unsigned long long)caps->appendlimit));
+}
+
+/* First contact: the batch's messages already in a leg are adopted. */
 static enum result
-adopt_slots(struct run *rn, struct slot *b, size_t n, char **cause)
+adopt_slots(struct run *rn, struct leg *g, size_t k, struct slot *b,
+    size_t n, char **cause)
 {
 	struct adopt_query *q;
-	size_t		 i, k = 0;
+	size_t		 i, m = 0;
 	enum result	 r;
 
-	if (rn->adopt == NULL)
+	if (g->adopt == NULL)
 		return RES_OK;
+	leg_enter(rn, g);
 	q = xcalloc(n + 1, sizeof *q);
 	for (i = 0; i < n; i++) {
-		if (b[i].state != SL_FETCHED)
+		if (b[i].lg[k].st != LG_APPEND)
 			continue;
-		q[k].size = b[i].sp.size;
-		msg_message_id(b[i].sp.mem, slot_header(&b[i]), q[k].msgid,
-		    sizeof q[k].msgid);
-		q[k++].hex = b[i].hex;
+		q[m].size = b[i].sp.size;
+		msg_message_id(b[i].sp.mem, slot_header(&b[i]), q[m].msgid,
+		    sizeof q[m].msgid);
+		q[m++].hex = b[i].hex;
 	}
-	r = adopt_batch(rn, q, k, cause);
-	for (i = 0, k = 0; i < n && r == RES_OK; i++) {
-		if (b[i].state != SL_FETCHED)
+	r = adopt_batch(rn, q, m, cause);
+	for (i = 0, m = 0; i < n && r == RES_OK; i++) {
+		if (b[i].lg[k].st != LG_APPEND)
 			continue;
-		if ((b[i].adopted = q[k++].uid) != 0)
-			b[i].state = SL_KNOWN;
+		if ((b[i].lg[k].adopted = q[m++].uid) != 0)
+			b[i].lg[k].st = LG_KNOWN;
 	}
 	free(q);
 	return r;
+}
+
+/*
+ * A leg about to get its first message of this run: log in, STATUS (and
+ * CREATE) its mailbox, and on first contact learn what is there.  A
+ * failure of its server puts it down (leg_down).
+ */
+static enum result
+leg_ready(struct run *rn, struct leg *g, char **cause)
+{
+	enum result	 r;
+
+	if (!leg_up(g) || (g->opened && (!g->first || g->adopt != NULL)))
+		return RES_OK;
+	if ((r = leg_imap(rn, g, false, cause)) != RES_OK)
+		return leg_down(rn, g, r, cause);
+	if (g->first && g->adopt == NULL) {
+		leg_enter(rn, g);
+		if ((r = adopt_load(rn, cause)) != RES_OK)
+			return leg_down(rn, g, r, cause);
+	}
+	return RES_OK;
 }
 
 /* ---- batches ---- */
@@ -469,6 +689,21 @@ batch_end(struct run *rn, const unsigned int *todo, size_t ntodo,
 	return i;
 }
 
+static void
+slot_clear(struct run *rn, struct slot *s)
+{
+	size_t	 k;
+
+	s->dele = s->marked = false;
+	memset(&s->info, 0, sizeof s->info);
+	free(s->why);
+	s->why = NULL;
+	for (k = 0; k < rn->nlegs; k++) {
+		free(s->lg[k].why);
+		memset(&s->lg[k], 0, sizeof s->lg[k]);
+	}
+}
+
 /* Ask for the next batch of todo[*next..]; *next moves past it. */
 static enum result
 request_batch(struct run *rn, const unsigned int *todo, size_t ntodo,
@@ -485,13 +720,7 @@ request_batch(struct run *rn, const unsigned int *todo, size_t ntodo,
 
 		s->msg = todo[i];
 		s->state = SL_SENT;
-		s->adopted = 0;
-		s->attempt = 0;
-		s->dele = false;
-		s->row.id = 0;
-		memset(&s->info, 0, sizeof s->info);
-		free(s->why);
-		s->why = NULL;
+		slot_clear(rn, s);
 		if ((r = pq_push(rn, PQ_RETR, todo[i], (int)(s - rn->slots), 0,
 		    cause)) != RES_OK)
 			return r;
@@ -500,72 +729,150 @@ request_batch(struct run *rn, const unsigned int *todo, size_t ntodo,
 }
 
 static void
-message_failed(struct run *rn, const struct slot *s)
+message_failed(struct run *rn, const struct slot *s, size_t k)
 {
 	const struct pop3_msg *m = &rn->msgs[s->msg];
+	const struct slot_leg *sl = &s->lg[k];
+	char		 where[300];
 
 	rn->st->failed++;
-	log_warn("%s: message %u (UIDL %s, %llu bytes%s%s%s%s) not imported: "
+	where[0] = '\0';
+	if (rn->nlegs > 1)
+		snprintf(where, sizeof where, " into %s", rn->legs[k].want);
+	log_warn("%s: message %u (UIDL %s, %llu bytes%s%s%s%s) not imported%s: "
 	    "%s", rn->ac->name, m->num, m->uidl, (unsigned long long)m->size,
 	    s->info.from[0] != '\0' ? ", from " : "", s->info.from,
 	    s->info.subject[0] != '\0' ? ", subject " : "", s->info.subject,
-	    s->why != NULL ? s->why : "refused");
-	if (s->row.hold_until > time(NULL)) {
+	    where, sl->why != NULL ? sl->why : "refused");
+	if (sl->row.hold_until > time(NULL)) {
 		char when[32];
 		struct tm tm;
 
-		localtime_r(&s->row.hold_until, &tm);
+		localtime_r(&sl->row.hold_until, &tm);
 		strftime(when, sizeof when, "%Y-%m-%d %H:%M", &tm);
 		log_warn("%s: message %u (UIDL %s) failed in %u runs in a row; "
 		    "set aside until %s (or `popbridge retry %s`)",
-		    rn->ac->name, m->num, m->uidl, s->row.fails, when,
+		    rn->ac->name, m->num, m->uidl, sl->row.fails, when,
 		    rn->ac->name);
 	}
 }
 
-/* Mark the message to go from the server, if it may; s->dele says. */
+/*
+ * Mark the message to go from the server, if it may: every leg it went to
+ * has it (and none keeps it back), and the account's keep, delete_after
+ * and siblings allow it.  Its rows are DEL_SENT together; s->dele says.
+ */
 static enum result
 mark_dele(struct run *rn, struct slot *s, char **cause)
 {
-	bool		 may;
+	int64_t		 rows[ROUTE_TARGETS_MAX];
+	size_t		 k, n = 0;
+	bool		 may = true;
 	enum result	 r;
 
 	s->dele = false;
-	if (rn->pop3_dead)
+	if (rn->pop3_dead || s->marked)
 		return RES_OK;
-	if ((r = plan_may_delete(rn, &s->row, &may, cause)) != RES_OK || !may)
-		return r;
-	if ((r = ledger_deleted(rn->l, &s->row, DEL_SENT, cause)) == RES_OK) {
-		s->dele = true;
-		s->dele_ix = dele_marked(rn, s->msg, s->row.id);
+	for (k = 0; k < rn->nlegs; k++) {
+		const struct slot_leg *sl = &s->lg[k];
+
+		if (sl->st == LG_NONE)
+			continue;
+		if (sl->st != LG_KNOWN || sl->row.state != LEDGER_IMPORTED)
+			return RES_OK;
+		if ((r = plan_may_delete(rn, &sl->row, &may, cause)) !=
+		    RES_OK || !may)
+			return r;
+		rows[n++] = sl->row.id;
 	}
-	return r;
+	if (n == 0)
+		return RES_OK;
+	for (k = 0; k < rn->nlegs; k++)
+		if (s->lg[k].st == LG_KNOWN && (r = ledger_deleted(rn->l,
+		    &s->lg[k].row, DEL_SENT, cause)) != RES_OK)
+			return r;
+	s->dele = s->marked = true;
+	s->dele_ix = dele_marked(rn, s->msg, rows, n);
+	return RES_OK;
 }
 
-/* A slot in the mailbox already: record what was found. */
+/* A message in a leg's mailbox already: record what was found. */
 static enum result
-record_known(struct run *rn, struct slot *s, char **cause)
+record_known(struct run *rn, struct leg *g, struct slot *s,
+    struct slot_leg *sl, char **cause)
 {
 	enum result	 r;
 
-	if (s->row.id == 0 && (r = ledger_new(rn->l, &s->row, cause)) != RES_OK)
+	if (sl->row.id == 0 && (r = ledger_new(rn->l, &sl->row, cause)) !=
+	    RES_OK)
 		return r;
-	if (s->adopted != 0) {
+	if (sl->adopted != 0) {
 		rn->st->adopted++;
 		log_debug("%s: message %u (UIDL %s) is in %s already as UID "
 		    "%u: adopted", rn->ac->name, rn->msgs[s->msg].num,
-		    s->row.uidl, rn->mailbox, s->adopted);
-		if ((r = ledger_intent(rn->l, &s->row, &s->info,
-		    rn->mb.uidvalidity, s->adopted, &s->attempt, cause)) !=
+		    sl->row.uidl, g->mailbox, sl->adopted);
+		if ((r = ledger_intent(rn->l, &sl->row, &s->info,
+		    g->mb.uidvalidity, sl->adopted, &sl->attempt, cause)) !=
 		    RES_OK)
 			return r;
-		if ((r = ledger_stored(rn->l, &s->row, s->attempt,
-		    rn->mb.uidvalidity, s->adopted, cause)) != RES_OK)
+		if ((r = ledger_stored(rn->l, &sl->row, sl->attempt,
+		    g->mb.uidvalidity, sl->adopted, cause)) != RES_OK)
 			return r;
-	} else if (s->row.deleted != DEL_NO &&
-	    (r = ledger_deleted(rn->l, &s->row, DEL_NO, cause)) != RES_OK)
+	} else if (sl->row.deleted != DEL_NO &&
+	    (r = ledger_deleted(rn->l, &sl->row, DEL_NO, cause)) != RES_OK)
 		return r;	/* it was not deleted after all */
-	return mark_dele(rn, s, cause);
+	return RES_OK;
+}
+
+/* One message's rows in one leg, for the intents' commit. */
+static enum result
+record_leg(struct run *rn, struct slot *s, size_t k, bool *held,
+    char **cause)
+{
+	struct leg	*g = &rn->legs[k];
+	struct slot_leg	*sl = &s->lg[k];
+	enum result	 r = RES_OK;
+
+	leg_enter(rn, g);
+	if (sl->forget && (r = ledger_forget(rn->l, sl->row.id, cause)) !=
+	    RES_OK)
+		return r;
+	switch (sl->st) {
+	case LG_FAILED:
+		r = ledger_failed(rn->l, &sl->row, 0, sl->why, &s->info,
+		    cause);
+		if (r == RES_OK)
+			message_failed(rn, s, k);
+		break;
+	case LG_KNOWN:
+		r = record_known(rn, g, s, sl, cause);
+		break;
+	case LG_HELD:
+		*held = true;
+		break;
+	case LG_APPEND:
+		r = ledger_intent(rn->l, &sl->row, &s->info, g->mb.uidvalidity,
+		    g->lo_uid, &sl->attempt, cause);
+		break;
+	case LG_WAIT:
+		/* Routed here, not sent: the row keeps the route. */
+		if (sl->row.id == 0 || sl->row.unrouted)
+			r = ledger_routed(rn->l, &sl->row, LEDGER_TODO,
+			    &s->info, cause);
+		break;
+	case LG_KEPT:
+		if (sl->row.state != LEDGER_KEPT)
+			r = ledger_routed(rn->l, &sl->row, LEDGER_KEPT,
+			    &s->info, cause);
+		rn->st->kept++;
+		break;
+	default:
+		break;
+	}
+	/* A row made here answers for its message too. */
+	if (r == RES_OK)
+		claim(rn, sl->row.id);
+	return r;
 }
 
 /* Record the intents (and what is known and failed) in one commit. */
@@ -573,37 +880,25 @@ static enum result
 record_intents(struct run *rn, struct slot *b, size_t n, char **cause)
 {
 	enum result	 r = RES_OK;
-	size_t		 i;
+	size_t		 i, k;
+	bool		 held;
 
 	if ((r = ledger_begin(rn->l, cause)) != RES_OK)
 		return r;
 	for (i = 0; i < n && r == RES_OK; i++) {
 		struct slot *s = &b[i];
 
-		switch (s->state) {
-		case SL_FAILED:
-			r = ledger_failed(rn->l, &s->row, 0, s->why, &s->info,
-			    cause);
-			if (r == RES_OK)
-				message_failed(rn, s);
-			break;
-		case SL_KNOWN:
-			r = record_known(rn, s, cause);
-			break;
-		case SL_HELD:
+		if (s->state != SL_FETCHED && s->state != SL_FAILED)
+			continue;
+		held = false;
+		for (k = 0; k < rn->nlegs && r == RES_OK; k++)
+			r = record_leg(rn, s, k, &held, cause);
+		if (held)
 			rn->st->set_aside++;
-			break;
-		case SL_FETCHED:
-			r = ledger_intent(rn->l, &s->row, &s->info,
-			    rn->mb.uidvalidity, rn->lo_uid, &s->attempt, cause);
-			break;
-		default:
-			break;
-		}
-		/* A row made here answers for its message too. */
 		if (r == RES_OK)
-			claim(rn, s->row.id);
+			r = mark_dele(rn, s, cause);
 	}
+	leg_enter(rn, &rn->legs[0]);
 	if (r != RES_OK) {
 		ledger_rollback(rn->l);
 		return r;
@@ -627,121 +922,208 @@ push_deles(struct run *rn, struct slot *b, size_t n, char **cause)
 	return r;
 }
 
+/* Does any message of the batch go to leg k? */
+static bool
+leg_wanted(const struct batch *bt, size_t k)
+{
+	size_t	 i;
+
+	for (i = 0; i < bt->to - bt->from; i++)
+		if (bt->b[i].lg != NULL && bt->b[i].lg[k].st == LG_APPEND &&
+		    (bt->b[i].state == SL_FETCHED))
+			return true;
+	return false;
+}
+
+/* Each leg of the batch opened, its first contact's copies adopted, and
+ * each message made ready for its server (or waiting, if the leg is
+ * down). */
+static enum result
+ready_legs(struct run *rn, struct batch *bt, char **cause)
+{
+	size_t		 i, k, n = bt->to - bt->from;
+	enum result	 r;
+
+	for (k = 0; k < rn->nlegs; k++) {
+		struct leg *g = &rn->legs[k];
+
+		if (!leg_wanted(bt, k))
+			continue;
+		if ((r = leg_ready(rn, g, cause)) != RES_OK)
+			return r;
+		if (leg_up(g) && (r = adopt_slots(rn, g, k, bt->b, n,
+		    cause)) != RES_OK)
+			return r;
+		for (i = 0; i < n; i++) {
+			struct slot_leg *sl = &bt->b[i].lg[k];
+
+			if (bt->b[i].state != SL_FETCHED ||
+			    sl->st != LG_APPEND)
+				continue;
+			if (!leg_up(g))
+				sl->st = LG_WAIT;
+			else
+				prepare(g, &bt->b[i], sl);
+		}
+	}
+	return RES_OK;
+}
+
+/* Send leg k's APPENDs of the batch. */
+static enum result
+send_leg(struct run *rn, struct batch *bt, size_t k, char **cause)
+{
+	struct leg	 *g = &rn->legs[k];
+	struct leg_batch *lb = &bt->lb[k];
+	size_t		  i, n = bt->to - bt->from;
+	enum result	  r;
+
+	lb->n = 0;
+	lb->sent = false;
+	for (i = 0; i < n; i++) {
+		struct slot *s = &bt->b[i];
+
+		if (s->state != SL_FETCHED || s->lg[k].st != LG_APPEND)
+			continue;
+		lb->items[lb->n].sp = &s->sp;
+		lb->items[lb->n].date = s->date;
+		lb->items[lb->n].tz = s->tz;
+		lb->items[lb->n].binary = s->norm.nuls > 0;
+		lb->items[lb->n].flags = s->lg[k].flags;
+		lb->items[lb->n].res.outcome = APPEND_UNKNOWN;
+		lb->slot[lb->n++] = i;
+	}
+	if (lb->n == 0)
+		return RES_OK;
+	r = imap_append_send(g->ss->im, g->mailbox, rn->ac->flags, lb->items,
+	    lb->n, &lb->ab, cause);
+	if (r != RES_OK)
+		return leg_down(rn, g, r, cause);
+	lb->sent = true;
+	return RES_OK;
+}
+
+/* Is it to import somewhere and imported nowhere yet? */
+static bool
+slot_new(const struct run *rn, const struct slot *s)
+{
+	size_t	 k;
+	bool	 todo = false;
+
+	for (k = 0; k < rn->nlegs; k++) {
+		if (s->lg[k].st == LG_KNOWN)
+			return false;
+		todo = todo || s->lg[k].st == LG_APPEND ||
+		    s->lg[k].st == LG_FAILED;
+	}
+	return todo;
+}
+
 /* Decide, record the intents and send the batch; replies are read later. */
 static enum result
 send_batch(struct run *rn, struct batch *bt, char **cause)
 {
-	size_t		 i, n = bt->to - bt->from, k = 0;
+	size_t		 i, k, n = bt->to - bt->from;
 	enum result	 r;
 
 	for (i = 0; i < n; i++) {
 		struct slot *s = &bt->b[i];
 
-		if (s->state == SL_FETCHED)
-			r = classify(rn, s, cause);
-		else if (s->state == SL_FAILED) {
-			/* What arrived of its header names it for a person. */
-			msg_info_read(s->sp.mem, slot_header(s), &s->info);
-			r = identify(rn, s, cause);
-		} else
+		if (s->state != SL_FETCHED && s->state != SL_FAILED)
 			continue;
-		if (r != RES_OK)
+		if ((r = classify(rn, s, cause)) != RES_OK)
 			return r;
-	}
-	if ((r = adopt_slots(rn, bt->b, n, cause)) != RES_OK)
-		return r;
-	for (i = 0; i < n; i++) {
-		struct slot *s = &bt->b[i];
-
-		if (s->state == SL_FETCHED)
-			prepare(rn, s);
+		if (s->state == SL_FETCHED &&
+		    !msg_date(s->sp.mem, slot_header(s), &s->date, &s->tz))
+			local_now(&s->date, &s->tz);
 		/* Content said it is new (or failed as a new one). */
-		if (rn->plan[s->msg].act == PA_VERIFY &&
-		    (s->state == SL_FETCHED || s->state == SL_FAILED))
+		if (rn->plan[s->msg].act == PA_VERIFY && slot_new(rn, s))
 			rn->st->fresh++;
 	}
-	if ((r = record_intents(rn, bt->b, n, cause)) != RES_OK ||
+	if ((r = ready_legs(rn, bt, cause)) != RES_OK ||
+	    (r = record_intents(rn, bt->b, n, cause)) != RES_OK ||
 	    (r = push_deles(rn, bt->b, n, cause)) != RES_OK)
 		return r;
-	for (i = 0; i < n; i++) {
-		struct slot *s = &bt->b[i];
-
-		if (s->state != SL_FETCHED)
-			continue;
-		bt->items[k].sp = &s->sp;
-		bt->items[k].date = s->date;
-		bt->items[k].tz = s->tz;
-		bt->items[k].binary = s->norm.nuls > 0;
-		k++;
-	}
-	bt->nitems = k;
-	return imap_append_send(rn->im, rn->mailbox, rn->ac->flags,
-	    bt->items, k, &bt->ab, cause);
+	for (k = 0; k < rn->nlegs; k++)
+		if ((r = send_leg(rn, bt, k, cause)) != RES_OK)
+			return r;
+	return RES_OK;
 }
 
-/* Read a batch's replies; a missing mailbox is made once a run. */
+/* Read leg k's replies to the batch; a missing mailbox is made once. */
 static enum result
-recv_batch(struct run *rn, struct batch *bt, char **cause)
+recv_leg(struct run *rn, struct batch *bt, size_t k, char **cause)
 {
-	bool		 create = false;
-	size_t		 i;
-	enum result	 r;
+	struct leg	 *g = &rn->legs[k];
+	struct leg_batch *lb = &bt->lb[k];
+	bool		  create = false;
+	size_t		  i;
+	enum result	  r;
 
-	r = imap_append_recv(rn->im, bt->ab, cause);
-	bt->ab = NULL;
+	if (!lb->sent)
+		return RES_OK;
+	lb->sent = false;
+	r = imap_append_recv(g->ss->im, lb->ab, cause);
+	lb->ab = NULL;
 	if (r != RES_OK)
 		return r;
-	for (i = 0; i < bt->nitems; i++)
-		create = create || bt->items[i].res.outcome == APPEND_TRYCREATE;
+	for (i = 0; i < lb->n; i++)
+		create = create || lb->items[i].res.outcome == APPEND_TRYCREATE;
 	if (!create)
 		return RES_OK;
 	/* The next batch, already sent, is refused too and comes here. */
-	if (!rn->created && (r = imap_create(rn->im, rn->mailbox,
+	if (!g->created && (r = imap_create(g->ss->im, g->mailbox,
 	    cause)) != RES_OK)
 		return r;
-	rn->created = true;
+	g->created = true;
 	/* Nothing was stored (TRYCREATE): append them all again. */
-	return imap_append_many(rn->im, rn->mailbox, rn->ac->flags,
-	    bt->items, bt->nitems, cause);
+	return imap_append_many(g->ss->im, g->mailbox, rn->ac->flags,
+	    lb->items, lb->n, cause);
 }
 
-/* The server's answer to one message's APPEND, recorded. */
+/* The server's answer to one message's APPEND into leg k, recorded. */
 static enum result
-record_outcome(struct run *rn, struct slot *s, struct append_item *it,
-    struct outcome *oc, char **cause)
+record_outcome(struct run *rn, size_t k, struct slot *s,
+    struct append_item *it, struct outcome *oc, char **cause)
 {
-	uint32_t	 v = rn->mb.uidvalidity;
+	struct leg	*g = &rn->legs[k];
+	struct slot_leg	*sl = &s->lg[k];
+	uint32_t	 v = g->mb.uidvalidity;
 	enum result	 r;
 
+	leg_enter(rn, g);
 	switch (it->res.outcome) {
 	case APPEND_STORED:
 		if (it->res.uid != 0) {
 			if (it->res.uidvalidity != 0)
-				v = rn->mb.uidvalidity = it->res.uidvalidity;
-			if (it->res.uid >= rn->lo_uid)
-				rn->lo_uid = it->res.uid + 1;
+				v = g->mb.uidvalidity = it->res.uidvalidity;
+			if (it->res.uid >= g->lo_uid)
+				g->lo_uid = it->res.uid + 1;
 		}
-		if ((r = ledger_stored(rn->l, &s->row, s->attempt, v,
+		if ((r = ledger_stored(rn->l, &sl->row, sl->attempt, v,
 		    it->res.uid, cause)) != RES_OK)
 			return r;
+		sl->st = LG_KNOWN;
 		rn->st->imported++;
 		rn->st->bytes += s->sp.size;
-		log_debug("%s: message %u (UIDL %s) imported, %llu bytes",
-		    rn->ac->name, rn->msgs[s->msg].num, s->row.uidl,
+		log_debug("%s: message %u (UIDL %s) imported%s%s, %llu bytes",
+		    rn->ac->name, rn->msgs[s->msg].num, sl->row.uidl,
+		    rn->nlegs > 1 ? " into " : "", rn->nlegs > 1 ? g->want : "",
 		    (unsigned long long)s->sp.size);
-		return mark_dele(rn, s, cause);
+		return RES_OK;
 	case APPEND_OVERQUOTA:
 		/* NO: nothing stored.  It stays for a later run. */
 		oc->overquota = true;
+		g->full = true;
 		if (oc->quota_why == NULL && it->why != NULL)
 			oc->quota_why = xstrdup(it->why);
-		s->state = SL_FREE;
-		return ledger_unsent(rn->l, &s->row, s->attempt, cause);
+		sl->st = LG_WAIT;
+		return ledger_unsent(rn->l, &sl->row, sl->attempt, cause);
 	default:
-		slot_fail(s, xstrdup(it->why != NULL ? it->why : "refused"));
-		if ((r = ledger_failed(rn->l, &s->row, s->attempt, s->why,
+		leg_fail(sl, xstrdup(it->why != NULL ? it->why : "refused"));
+		if ((r = ledger_failed(rn->l, &sl->row, sl->attempt, sl->why,
 		    &s->info, cause)) == RES_OK)
-			message_failed(rn, s);
+			message_failed(rn, s, k);
 		return r;
 	}
 }
@@ -751,15 +1133,24 @@ static enum result
 record_outcomes(struct run *rn, struct batch *bt, struct outcome *oc,
     char **cause)
 {
-	size_t		 i, k = 0, n = bt->to - bt->from;
+	size_t		 i, k, n = bt->to - bt->from;
 	enum result	 r;
 
 	if ((r = ledger_begin(rn->l, cause)) != RES_OK)
 		return r;
+	for (k = 0; k < rn->nlegs && r == RES_OK; k++) {
+		struct leg_batch *lb = &bt->lb[k];
+
+		for (i = 0; i < lb->n && r == RES_OK; i++)
+			if (lb->items[i].res.outcome != APPEND_UNKNOWN)
+				r = record_outcome(rn, k, &bt->b[lb->slot[i]],
+				    &lb->items[i], oc, cause);
+		lb->n = 0;
+	}
 	for (i = 0; i < n && r == RES_OK; i++)
 		if (bt->b[i].state == SL_FETCHED)
-			r = record_outcome(rn, &bt->b[i], &bt->items[k++], oc,
-			    cause);
+			r = mark_dele(rn, &bt->b[i], cause);
+	leg_enter(rn, &rn->legs[0]);
 	if (r != RES_OK) {
 		ledger_rollback(rn->l);
 		return r;
@@ -772,11 +1163,20 @@ static enum result
 finish_batch(struct run *rn, struct batch *bt, struct outcome *oc,
     char **cause)
 {
-	size_t		 i, n = bt->to - bt->from;
+	size_t		 i, k, n = bt->to - bt->from;
 	enum result	 r;
 
-	if ((r = recv_batch(rn, bt, cause)) != RES_OK ||
-	    (r = record_outcomes(rn, bt, oc, cause)) != RES_OK)
+	for (k = 0; k < rn->nlegs; k++) {
+		if ((r = recv_leg(rn, bt, k, cause)) == RES_OK)
+			continue;
+		/* The leg's link failed: its outcomes stay unknown (the
+		 * intents are on disk; the next run settles them). */
+		for (i = 0; i < bt->lb[k].n; i++)
+			bt->lb[k].items[i].res.outcome = APPEND_UNKNOWN;
+		if ((r = leg_down(rn, &rn->legs[k], r, cause)) != RES_OK)
+			return r;
+	}
+	if ((r = record_outcomes(rn, bt, oc, cause)) != RES_OK)
 		return r;
 	/*
 	 * Imported is on disk: only now may the POP3 copies go.  Over quota,
@@ -838,7 +1238,9 @@ transfer_plan(struct run *rn, unsigned int *todo, size_t *ntodo,
     char **cause)
 {
 	struct ledger_msg m;
+	int64_t		 rows[ROUTE_TARGETS_MAX];
 	unsigned int	 i;
+	size_t		 k, nr;
 	enum result	 r = RES_OK;
 	bool		 any = false;
 
@@ -858,36 +1260,80 @@ transfer_plan(struct run *rn, unsigned int *todo, size_t *ntodo,
 	for (i = 0; i < rn->nmsgs && r == RES_OK; i++) {
 		if (rn->plan[i].act != PA_DELE)
 			continue;
-		memset(&m, 0, sizeof m);
-		m.id = rn->plan[i].row;
-		r = ledger_deleted(rn->l, &m, DEL_SENT, cause);
+		for (k = 0; k < rn->nlegs && r == RES_OK; k++) {
+			memset(&m, 0, sizeof m);
+			if ((m.id = rn->legs[k].plan[i].row) != 0)
+				r = ledger_deleted(rn->l, &m, DEL_SENT, cause);
+		}
 	}
 	if (r != RES_OK || (r = ledger_commit(rn->l, cause)) != RES_OK) {
 		ledger_rollback(rn->l);
 		return r;
 	}
-	for (i = 0; i < rn->nmsgs && r == RES_OK; i++)
-		if (rn->plan[i].act == PA_DELE)
-			r = pq_push(rn, PQ_DELE, i, -1, dele_marked(rn, i,
-			    rn->plan[i].row), cause);
+	for (i = 0; i < rn->nmsgs && r == RES_OK; i++) {
+		if (rn->plan[i].act != PA_DELE)
+			continue;
+		for (k = 0, nr = 0; k < rn->nlegs; k++)
+			if (rn->legs[k].plan[i].row != 0)
+				rows[nr++] = rn->legs[k].plan[i].row;
+		r = pq_push(rn, PQ_DELE, i, -1, dele_marked(rn, i, rows, nr),
+		    cause);
+	}
 	return r;
 }
 
 static void
-transfer_init(struct run *rn, struct batch *bt,
-    struct append_item (*items)[BATCH_MAX])
+transfer_init(struct run *rn, struct batch *bt)
 {
 	size_t	 i;
 
 	rn->q = xcalloc(1, sizeof *rn->q);
 	rn->q->broke = -1;
 	rn->slots = xcalloc(NSLOTS, sizeof *rn->slots);
-	for (i = 0; i < NSLOTS; i++)
+	for (i = 0; i < NSLOTS; i++) {
 		spool_init(&rn->slots[i].sp, SLOT_MEM, rn->cf->state_dir);
+		rn->slots[i].lg = xcalloc(rn->nlegs, sizeof *rn->slots[i].lg);
+	}
 	for (i = 0; i < NGROUPS; i++) {
 		bt[i].b = &rn->slots[i * BATCH_MAX];
-		bt[i].items = items[i];
+		bt[i].lb = xcalloc(rn->nlegs, sizeof *bt[i].lb);
 	}
+}
+
+/* The legs' outstanding batches forgotten, their buffers freed. */
+static void
+batches_free(struct run *rn, struct batch *bt)
+{
+	size_t	 i, j, k;
+
+	for (i = 0; i < NGROUPS; i++) {
+		for (k = 0; k < rn->nlegs && bt[i].lb != NULL; k++) {
+			imap_append_abandon(bt[i].lb[k].ab);
+			for (j = 0; j < BATCH_MAX; j++)
+				free(bt[i].lb[k].items[j].why);
+		}
+		free(bt[i].lb);
+	}
+}
+
+/* The worst failure of a leg that went down, for the run's end. */
+static enum result
+legs_result(struct run *rn, char **cause)
+{
+	enum result	 r = RES_OK;
+	size_t		 k;
+
+	for (k = 0; k < rn->nlegs; k++) {
+		struct leg *g = &rn->legs[k];
+
+		if (g->down == RES_OK || (r != RES_OK &&
+		    result_worst(r, g->down) == r))
+			continue;
+		r = g->down;
+		free(*cause);
+		*cause = xprintf("%s: %s", g->want, g->down_why);
+	}
+	return r;
 }
 
 /* How the run ends, once every batch sent has been answered. */
@@ -918,6 +1364,8 @@ transfer_end(struct run *rn, struct outcome *oc, char *broke, size_t ntodo,
 	}
 	if ((r = transfer_drain(rn, cause)) != RES_OK)
 		return r;
+	if ((r = legs_result(rn, cause)) != RES_OK)
+		return r;
 	if (rn->st->failed > 0)
 		return fail(cause, RES_MSG, "%u message%s not imported (kept on "
 		    "the POP3 server, tried again next run)", rn->st->failed,
@@ -925,21 +1373,31 @@ transfer_end(struct run *rn, struct outcome *oc, char *broke, size_t ntodo,
 	return RES_OK;
 }
 
+/* May the transfer go on to another batch? */
+static bool
+legs_any_up(const struct run *rn)
+{
+	size_t	 k;
+
+	for (k = 0; k < rn->nlegs; k++)
+		if (leg_up(&rn->legs[k]))
+			return true;
+	return false;
+}
+
 enum result
 transfer_all(struct run *rn, char **cause)
 {
-	struct append_item items[NGROUPS][BATCH_MAX];
 	struct batch	 bt[NGROUPS], *cur = NULL, *prev = NULL, *after;
 	struct outcome	 oc = { false, NULL };
 	unsigned int	*todo;
-	size_t		 ntodo = 0, next = 0, i, j;
+	size_t		 ntodo = 0, next = 0;
 	char		*broke = NULL;
 	bool		 pipelining;
 	enum result	 r;
 
-	memset(items, 0, sizeof items);
 	memset(bt, 0, sizeof bt);
-	transfer_init(rn, bt, items);
+	transfer_init(rn, bt);
 	pipelining = pop3_caps(rn->p)->pipelining;
 	todo = xcalloc(rn->nmsgs + 1, sizeof *todo);
 	r = transfer_plan(rn, todo, &ntodo, cause);
@@ -974,7 +1432,8 @@ transfer_all(struct run *rn, char **cause)
 			break;
 		prev = cur;
 		cur = NULL;
-		if (oc.overquota)
+		/* Every leg full or down: the rest waits for a later run. */
+		if (!legs_any_up(rn))
 			break;
 		if (after != NULL && !pipelining && (r = request_batch(rn,
 		    todo, ntodo, &next, after, cause)) != RES_OK)
@@ -983,11 +1442,7 @@ transfer_all(struct run *rn, char **cause)
 	}
 	if (r == RES_OK && prev != NULL)
 		r = finish_batch(rn, prev, &oc, cause);
-	for (i = 0; i < NGROUPS; i++) {
-		imap_append_abandon(bt[i].ab);
-		for (j = 0; j < BATCH_MAX; j++)
-			free(items[i][j].why);
-	}
+	batches_free(rn, bt);
 	free(todo);
 	if (r == RES_OK)
 		r = transfer_end(rn, &oc, broke, ntodo, cause);
@@ -1000,12 +1455,15 @@ transfer_all(struct run *rn, char **cause)
 void
 transfer_free(struct run *rn)
 {
-	size_t	 i;
+	size_t	 i, k;
 
 	if (rn->slots != NULL)
 		for (i = 0; i < NSLOTS; i++) {
 			spool_free(&rn->slots[i].sp);
 			free(rn->slots[i].why);
+			for (k = 0; k < rn->nlegs; k++)
+				free(rn->slots[i].lg[k].why);
+			free(rn->slots[i].lg);
 			if (rn->slots[i].h != NULL)
 				hash_final(rn->slots[i].h, rn->slots[i].hex);
 		}
