@@ -34,7 +34,7 @@
 #include "run.h"
 
 /* The ident_dest spellings of every leg of an account. */
-static char **
+char **
 account_dests(const struct account *ac, size_t *n)
 {
 	const struct routing *rt = ac->routing;

@@ -621,6 +621,9 @@ enum result	 ledger_set_adopted(struct ledger *, char **);
 /* `retry`: set-aside messages (all, or the one UIDL) go again next run. */
 enum result	 ledger_release(struct ledger *, const char *, unsigned int *,
 		     char **);
+/* The rows of messages a routing rule kept: routed again next run. */
+enum result	 ledger_unkeep(struct ledger *, const char *, unsigned int *,
+		     char **);
 enum result	 ledger_run_record(struct ledger *, const char *, time_t,
 		     enum result, const struct run_stats *, const char *,
 		     char **);
@@ -829,6 +832,8 @@ struct run_opts {
 	void		*progress_arg;
 };
 /* Log in, list, compare with the ledger and report; change nothing. */
+/* The ledger destinations of an account's legs (one without routing). */
+char		**account_dests(const struct account *, size_t *);
 enum result	 account_dry_run(const struct config *, const struct account *,
 		     char **);
 enum result	 account_run(const struct config *, const struct account *,

@@ -712,3 +712,30 @@ ledger_release(struct ledger *l, const char *uidl, unsigned int *n,
 	*n = (unsigned int)sqlite3_changes(l->db);
 	return RES_OK;
 }
+
+/*
+ * And the messages a routing rule kept on the POP3 server: their rows go,
+ * so the next run routes them again by the rules as they are then (a rule
+ * changed since).  Nothing of them was imported, so nothing can double.
+ */
+enum result
+ledger_unkeep(struct ledger *l, const char *uidl, unsigned int *n,
+    char **cause)
+{
+	sqlite3_stmt	*s;
+	int		 rc;
+
+	if (sqlite3_prepare_v2(l->db, "DELETE FROM msg WHERE dest = ?1 AND "
+	    "state = ?3 AND (?2 IS NULL OR uidl = ?2)", -1, &s, NULL) !=
+	    SQLITE_OK)
+		return ledger_fail(l, cause, "retry");
+	sqlite3_bind_int64(s, 1, l->dest);
+	ledger_bind_text(s, 2, uidl);
+	sqlite3_bind_int(s, 3, LEDGER_KEPT);
+	rc = sqlite3_step(s);
+	sqlite3_finalize(s);
+	if (rc != SQLITE_DONE)
+		return ledger_fail(l, cause, "retry");
+	*n = (unsigned int)sqlite3_changes(l->db);
+	return RES_OK;
+}

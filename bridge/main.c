@@ -248,9 +248,39 @@ cmd_run(struct globals *g, int argc, char **argv)
 	return result_exit_code(worst);
 }
 
+/* retry in each leg of a routed account (one leg without routing). */
+static enum result
+retry_legs(struct ledger *l, const struct account *ac, const char *uidl,
+    unsigned int *n, unsigned int *kept, char **cause)
+{
+	char		**dests;
+	size_t		  nd, k;
+	int64_t		  id;
+	unsigned int	  c;
+	enum result	  r = RES_OK;
+
+	*n = *kept = 0;
+	dests = account_dests(ac, &nd);
+	for (k = 0; k < nd && r == RES_OK; k++) {
+		if ((r = ledger_dest(l, dests[k], &id, cause)) != RES_OK)
+			break;
+		ledger_use(l, id);
+		if ((r = ledger_release(l, uidl, &c, cause)) == RES_OK)
+			*n += c;
+		if (r == RES_OK && (r = ledger_unkeep(l, uidl, &c, cause)) ==
+		    RES_OK)
+			*kept += c;
+	}
+	for (k = 0; k < nd; k++)
+		free(dests[k]);
+	free(dests);
+	return r;
+}
+
 /*
  * `retry ACCOUNT [UIDL]`: messages set aside after failing in several runs
- * are tried again at the next run (all of the account's, or the one).
+ * are tried again at the next run (all of the account's, or the one), and
+ * those a routing rule kept on the POP3 server are routed again.
  */
 static int
 cmd_retry(struct globals *g, int argc, char **argv)
@@ -259,7 +289,7 @@ cmd_retry(struct globals *g, int argc, char **argv)
 	struct config		*cf;
 	struct ledger		*l = NULL;
 	char			*path, *source, *dest, *cause = NULL;
-	unsigned int		 n = 0;
+	unsigned int		 n = 0, kept = 0;
 	enum result		 r;
 	int			 code;
 
@@ -281,11 +311,16 @@ cmd_retry(struct globals *g, int argc, char **argv)
 	dest = ident_dest(&ac->imap);
 	r = ledger_open(cf->state_dir, path, source, dest, &l, &cause);
 	if (r == RES_OK)
-		r = ledger_release(l, argc == 3 ? argv[2] : NULL, &n, &cause);
-	if (r == RES_OK)
+		r = retry_legs(l, ac, argc == 3 ? argv[2] : NULL, &n, &kept,
+		    &cause);
+	if (r == RES_OK) {
 		printf("%s: %u message%s set aside will be tried again at the "
 		    "next run\n", ac->name, n, n == 1 ? "" : "s");
-	else
+		if (kept > 0)
+			printf("%s: %u message%s kept on the POP3 server by a "
+			    "rule will be routed again at the next run\n",
+			    ac->name, kept, kept == 1 ? "" : "s");
+	} else
 		log_warn("%s: %s", ac->name, cause);
 	ledger_close(l);
 	free(cause);
