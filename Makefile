@@ -17,7 +17,7 @@ DOCDIR	 = $(PREFIX)/share/doc/popbridge
 DATADIR	 = $(PREFIX)/share/popbridge
 
 CC	?= cc
-PKGS	 = libcurl openssl libconfig sqlite3 libxml-2.0 jansson
+PKGS	 = libcurl openssl libconfig sqlite3 libxml-2.0 libmicrohttpd jansson
 CFLAGS	?= -O2 -g
 CFLAGS	+= -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wformat=2 -Wshadow \
 	   -Wmissing-prototypes -Wstrict-prototypes -Wno-unused-parameter
@@ -44,6 +44,10 @@ SRCS	= bridge/main.c bridge/account.c bridge/config.c bridge/ledger.c \
 	  bridge/gmail_find.c bridge/config_gmail.c
 # The routing engine's pieces (issue 16).
 SRCS	+= bridge/route_show.c
+# The daemon's web page and metrics (issue 18), the reload helper.
+SRCS	+= bridge/reload.c bridge/config_listen.c bridge/ledger_metrics.c \
+	   bridge/metrics.c bridge/page.c bridge/http_form.c bridge/web.c \
+	   bridge/http.c
 OBJS	= $(SRCS:.c=.o)
 
 all: bridge/popbridge

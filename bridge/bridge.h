@@ -15,6 +15,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/types.h>
 #include <time.h>
 
@@ -146,6 +147,9 @@ struct config {
 	char		*user;		/* drop to this user (daemon as root) */
 	char		*pid_file;
 	char		*notify_command;	/* accounts inherit it */
+	char		*listen;	/* "127.0.0.1:8025": the web page; NULL */
+	char		*listen_token_file;	/* the web page's token: one */
+	char		*listen_token_command;	/* of these, or neither */
 	struct account	*accounts;
 	size_t		 naccounts;
 };
@@ -172,6 +176,11 @@ bool		 config_flags_add(char **, const char *);
 void		 config_endpoint_free(struct endpoint *);
 /* Resolve an endpoint's secret; the caller wipes it with secret_free. */
 enum result	 config_secret(const struct endpoint *, char **, char **);
+/* listen's "ADDRESS:PORT" (IPv4, [IPv6] or localhost): the address as
+ * text into host, the port, and whether it is loopback; NULL, or why not
+ * as a phrase. */
+const char	*config_listen_parse(const char *, char *, size_t, int *,
+		     bool *);
 
 /* ident.c: the canonical spelling of a POP3 mailbox and an IMAP destination. */
 /* "user@host": the same for pop3:// and pop3s://, any port, any case of host. */
@@ -354,6 +363,9 @@ void		 hash_update_message(struct hash *, const void *, size_t);
 /* Finish into out (65 bytes) and free the context. */
 void		 hash_final(struct hash *, char *);
 void		 hash_hex(const void *, size_t, char *);
+/* HMAC-SHA256 of msg under key, in hex, into out (65 bytes). */
+void		 hash_hmac(const void *, size_t, const void *, size_t, char *);
+
 
 /* pace.c: a cap on the bytes a second read from POP3 (0: none). */
 void		 pace_set(double);
@@ -683,6 +695,23 @@ void		 ledger_status_free(struct ledger_status *);
 /* "date, from X, subject (UIDL u): why" (malloc'd). */
 char		*ledger_failure_text(const struct ledger_failure *);
 
+/* ledger_metrics.c: the counters of the metrics (metrics.c), read-only. */
+#define LEDGER_BUCKETS	10	/* poll durations: <= 1, 2, 5 ... 1800 s */
+extern const long ledger_bucket_le[LEDGER_BUCKETS];
+struct ledger_metrics {
+	uint64_t	 imported;	/* messages in the destination */
+	uint64_t	 imported_bytes;	/* their sizes as stored */
+	uint64_t	 imported_today;	/* since the time given */
+	uint64_t	 polls[RES_CONFIG + 1];	/* runs, by their result */
+	uint64_t	 messages_failed;	/* a message's failure in a run */
+	time_t		 last_success;	/* a run's end, ok or some failed; 0 */
+	uint64_t	 buckets[LEDGER_BUCKETS];	/* runs that took <= le */
+	uint64_t	 seconds;	/* the runs' durations added up */
+};
+/* The account's pair in state_dir; runs and imports since `today`. */
+enum result	 ledger_read_metrics(const char *, const struct account *,
+		     time_t, struct ledger_metrics *, char **);
+
 /* csv.c: RFC 4180 rows, pure and bounded. */
 struct csv {
 	const char	*p, *end;
@@ -782,6 +811,138 @@ int		 cmd_status(struct globals *, int, char **);
 char		*daemon_state_path(const struct config *);
 /* Is a daemon holding this pid file? */
 bool		 daemon_running(const char *);
+/* An account as the daemon's state file has it (status.c). */
+struct daemon_entry {
+	time_t		 next;		/* its next poll */
+	unsigned int	 failures;	/* in a row */
+	bool		 found;		/* a daemon runs and knows it */
+	bool		 polling;	/* a poll of it is under way */
+};
+/* One account as `status`, the web page and the metrics show it. */
+struct account_view {
+	const struct account *ac;
+	struct ledger_status ls;
+	char		*ledger_error;	/* NULL: the ledger was read */
+	struct ledger_metrics lm;	/* with metrics only */
+	bool		 have_metrics;
+	struct daemon_entry de;
+};
+/* Read it (metrics too if asked), with the words of password and token
+ * file paths hidden if asked (the JSON, the page). */
+void		 status_view(const struct config *, const struct account *,
+		     bool, bool, struct account_view *);
+void		 status_view_free(struct account_view *);
+/* `status --json`'s document of these views (daemon: one runs). */
+void		 status_json(FILE *, const struct account_view *, size_t,
+		     bool);
+/* The worst last poll of these views, for the exit status. */
+enum result	 status_worst(const struct account_view *, size_t);
+/* Local midnight of today, for "imported today". */
+time_t		 status_today(void);
+
+/* metrics.c: the Prometheus text exposition (format 0.0.4) of views. */
+void		 metrics_write(FILE *, const struct account_view *, size_t,
+		     bool);
+
+/* page.c: the daemon's status page, one HTML document. */
+struct page_opts {
+	const char	*csrf;		/* for the forms; NULL: no buttons */
+	bool		 token_set;	/* a token is configured */
+	const char	*asked;		/* "Check now" was asked for this
+					 * account ("" all); NULL */
+	time_t		 now;
+};
+void		 page_write(FILE *, const struct account_view *, size_t,
+		     const struct page_opts *);
+/* Text into f with &, <, >, " and ' as entities. */
+void		 page_escape(FILE *, const char *);
+
+/* web.c: the daemon's side of the web page: the listening socket, the
+ * token, the process that serves (http.c) and its "check now" requests. */
+struct web {
+	int		 listen_fd;	/* -1: no page */
+	int		 chan;		/* requests from the process; -1 */
+	pid_t		 pid;		/* the process; 0: none */
+	time_t		 restart_at;	/* start it again then (after a crash) */
+	unsigned int	 crashes;	/* in a row, for the wait */
+	char		*token;		/* NULL: none configured */
+	unsigned char	 key[32];	/* the CSRF tokens' secret */
+	bool		 loopback;
+	char		 line[256];	/* a request being read */
+	size_t		 linelen;
+	bool		 overlong;	/* the line is too long: dropped */
+};
+/* Listen and read listen_token_file, before the daemon drops root. */
+enum result	 web_open(struct web *, const struct config *, char **);
+/* Run listen_token_command, after it has. */
+enum result	 web_token_command(struct web *, const struct config *,
+		     char **);
+/* Start the serving process; close_fds are closed in it. */
+void		 web_start(struct web *, struct config *, const int *, size_t);
+/* Was this pid the serving process?  Then it is started again later. */
+bool		 web_reaped(struct web *, pid_t, int);
+/* Start it again if it is due; the seconds until it is, or wait. */
+long		 web_due(struct web *, struct config *, const int *, size_t,
+		     long);
+/* Read "check now" requests: check(arg, NAME), NAME "" for all. */
+void		 web_read(struct web *, void (*)(void *, const char *), void *);
+/* After a reload: serve the new config (the same socket and token). */
+void		 web_restart(struct web *, struct config *, const int *,
+		     size_t);
+/* Stop the process (wait for it) and close everything. */
+void		 web_close(struct web *);
+/* The descriptors a poll's child must close (up to 2); how many. */
+size_t		 web_fds(const struct web *, int *);
+
+/* reload.c: rereading the config for the daemon's SIGHUP. */
+/* Before dropping root for cf's `user`, fork the helper that keeps root
+ * to reread the config at path; its socket in *sock (-1: none needed).
+ * close_fds are closed in it. */
+enum result	 reload_helper_start(struct config *, const char *, bool,
+		     const int *, size_t, int *, char **);
+/* The config reread (through the helper if *sock is one), with what a
+ * reload cannot change kept from old; NULL if it failed (logged). */
+struct config	*reload_config(const struct config *, const char *, int *);
+
+/* http.c: the serving process: libmicrohttpd on the listening socket. */
+struct http_setup {
+	const struct config *cf;
+	int		 listen_fd;
+	int		 chan;		/* "check NAME\n" to the daemon */
+	const char	*token;		/* NULL: none */
+	const unsigned char *key;	/* 32 bytes */
+	bool		 loopback;
+};
+void		 http_serve(const struct http_setup *) NORETURN;
+
+/* http_form.c: pure parsing of what a browser sends (tests/fuzz). */
+/* The first field `name` of a urlencoded form, decoded into out; false if
+ * absent, malformed, or longer than outsz - 1 bytes. */
+bool		 http_form_get(const char *, size_t, const char *, char *,
+		     size_t);
+/* The token of an Authorization header: "Bearer T", or "Basic" with
+ * base64 of "user:T" (any user); false if none fits outsz - 1 bytes. */
+bool		 http_auth_token(const char *, char *, size_t);
+/* Equal strings, in a time that does not tell where they differ. */
+bool		 http_equal(const char *, const char *);
+/* A CSRF token "TIME.HMAC" for now, and whether one is good now. */
+#define HTTP_CSRF_MAX	96
+#define HTTP_CSRF_TTL	(12 * 3600)	/* seconds a page's buttons last */
+void		 http_csrf_make(const unsigned char *, size_t, time_t, char *,
+		     size_t);
+bool		 http_csrf_check(const unsigned char *, size_t, const char *,
+		     time_t);
+/* Is a Host header a loopback address or localhost, with a port or not? */
+bool		 http_host_loopback(const char *);
+/* Does an Origin ("http://h:p") or Referer ("http://h:p/...") name the
+ * host of the Host header? */
+bool		 http_same_origin(const char *, const char *, bool);
+/* A token bucket: burst tokens, refilled rate a second. */
+struct http_bucket {
+	double		 tokens, last;
+};
+bool		 http_bucket_take(struct http_bucket *, double, double,
+		     double);
 
 /* tty.c: questions on the terminal. */
 bool		 tty_available(void);

@@ -43,6 +43,9 @@ static const struct key top_keys[] = {
 	{ "user", K_STRING, false },
 	{ "pid_file", K_STRING, false },
 	{ "notify_command", K_STRING, false },
+	{ "listen", K_STRING, false },		/* the web page (web.c) */
+	{ "listen_token_file", K_STRING, false },
+	{ "listen_token_command", K_STRING, false },
 	{ "accounts", K_LIST, true },
 	{ NULL, 0, false }
 };
@@ -772,6 +775,8 @@ config_load(const char *path, struct config **cfp, char **cause)
 		goto out;
 	cf->user = get_string(root, "user");
 	cf->notify_command = get_string(root, "notify_command");
+	if ((r = config_listen_load(&ld, root, ld.dir, cf)) != RES_OK)
+		goto out;
 	if ((cf->pid_file = get_string(root, "pid_file")) == NULL)
 		cf->pid_file = xprintf("%s/popbridge.pid", cf->state_dir);
 	else if (cf->pid_file[0] != '/') {
@@ -841,6 +846,9 @@ config_free(struct config *cf)
 	free(cf->user);
 	free(cf->pid_file);
 	free(cf->notify_command);
+	free(cf->listen);
+	free(cf->listen_token_file);
+	free(cf->listen_token_command);
 	free(cf->path);
 	free(cf);
 }

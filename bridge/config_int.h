@@ -32,4 +32,10 @@ enum result	 load_endpoint_at(struct loader *, const config_setting_t *,
 enum result	 config_route_load(struct loader *, const config_setting_t *,
 		     struct account *);
 
+/* config_listen.c */
+/* listen, listen_token_file (relative to dir) and listen_token_command
+ * of the top level root into cf, checked; freed by config_free. */
+enum result	 config_listen_load(struct loader *, const config_setting_t *,
+		     const char *, struct config *);
+
 #endif

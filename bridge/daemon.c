@@ -16,12 +16,14 @@
  * then QUIT, committing what is durable) and exit.
  *
  * Started as root with `user`, the daemon leaves a helper behind that
- * keeps root to reread the config for SIGHUP (see "Rereading the config").
+ * keeps root to reread the config for SIGHUP (reload.c).
+ *
+ * With `listen`, a process of its own serves the web page (web.c); its
+ * "Check now" requests come to the loop on a socket, beside the signals,
+ * and do what SIGUSR1 does, for one account or all.
  */
 #include <sys/file.h>
-#include <sys/mman.h>
 #include <sys/prctl.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 
@@ -43,9 +45,7 @@
 
 #define FIRST_POLL_JITTER	5	/* seconds: spread the first polls */
 #define STOP_GRACE		20	/* seconds before children are killed */
-#define CONFIG_MAX		(8 << 20)	/* bytes of config the helper copies */
-#define REPLY_MAX		(16 << 20)	/* bytes of the helper's answer */
-#define HELPER_TIMEOUT		30	/* seconds to wait for its answer */
+#define CLOSE_MAX		6	/* descriptors a child closes */
 
 struct sched {
 	char		*name;
@@ -65,6 +65,7 @@ struct daemon {
 	int		 sigpipe[2];
 	int		 pidfd;
 	int		 helper;	/* to the root helper; -1: none */
+	struct web	 web;		/* the web page, if listen is set */
 	bool		 foreground;	/* -f */
 	bool		 stopping;
 };
@@ -183,15 +184,31 @@ write_state(struct daemon *d)
 	free(path);
 }
 
+/*
+ * What a child (a poll, the web page's process) closes: it must not hold
+ * the pid file's lock past the daemon, keep the helper waiting for the
+ * end of its socket, or (a poll) accept the page's connections.
+ */
+static size_t
+child_fds(const struct daemon *d, int *fds, bool web)
+{
+	size_t	 n = 0;
+
+	fds[n++] = d->sigpipe[0];
+	fds[n++] = d->sigpipe[1];
+	fds[n++] = d->pidfd;
+	if (d->helper != -1)
+		fds[n++] = d->helper;
+	return n + (web ? web_fds(&d->web, fds + n) : 0);
+}
+
 static void
 start_poll(struct daemon *d, const struct account *ac, struct sched *s)
 {
-	/* The child must not hold the pid file's lock past the daemon, nor
-	 * keep the helper waiting for the end of its socket. */
-	int	 fds[4] = { d->sigpipe[0], d->sigpipe[1], d->pidfd, d->helper };
+	int	 fds[CLOSE_MAX];
 	char	*cause = NULL;
 
-	if (worker_start(d->cf, ac, fds, d->helper != -1 ? 4 : 3, &s->w,
+	if (worker_start(d->cf, ac, fds, child_fds(d, fds, true), &s->w,
 	    &cause) != RES_OK) {
 		log_warn("%s: cannot poll: %s", ac->name, cause);
 		free(cause);
@@ -272,517 +289,56 @@ reap(struct daemon *d)
 	int	 status;
 	size_t	 i;
 
-	while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
+	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+		if (web_reaped(&d->web, pid, status))
+			continue;
 		for (i = 0; i < d->ns; i++)
 			if (d->s[i].w.pid == pid) {
 				finish_poll(d, &d->s[i], status);
 				break;
 			}
-}
-
-/*
- * Rereading the config after dropping root.
- *
- * The daemon's user may not be able to read what root read at the start:
- * a config owned by root with mode 600 (the mode popbridge asks of a file
- * that holds a password), password files the same.  A descriptor kept
- * open from the start would not do: an editor saving the file, and
- * `popbridge add` appending an account, write a new file and rename it
- * over the old one, so the descriptor would go on reading the config of
- * the start and a reload would silently change nothing.  Refusing root's
- * files at the start would refuse the set-up `user` was made for.  So,
- * before dropping root, the daemon forks a helper that keeps it and does
- * one thing, when the daemon writes it a byte: read the config at its
- * path, check it as config_load does, read its password files, and answer
- * with a copy of the file (a memfd the daemon's user owns, with the file's
- * mode) and those passwords, or with why not.  It opens nothing the daemon
- * names: all a subverted daemon can get from it is the configuration and
- * the passwords the daemon holds anyway.  It ends when the daemon's end of
- * the socket closes (the daemon exits; its polls do not hold it).
- */
-struct reply_head {
-	int32_t		 result;	/* enum result */
-	uint32_t	 moved;		/* state_dir, pid_file or user changed */
-	uint32_t	 len;		/* bytes that follow: cause or passwords */
-};
-
-/* A buffer for passwords: a copy left behind when it grows is wiped. */
-struct secret_buf {
-	char		*p;
-	size_t		 len, cap;
-};
-
-static void
-secret_add(struct secret_buf *b, const char *fmt, ...) PRINTFLIKE(2, 3);
-
-static void
-secret_add(struct secret_buf *b, const char *fmt, ...)
-{
-	va_list	 ap;
-	char	*line, *bigger;
-	size_t	 n;
-
-	va_start(ap, fmt);
-	line = xvprintf(fmt, ap);
-	va_end(ap);
-	n = strlen(line);
-	if (b->len + n + 1 > b->cap) {
-		b->cap = (b->len + n + 1) * 2;
-		bigger = xmalloc(b->cap);
-		if (b->len > 0)
-			memcpy(bigger, b->p, b->len);
-		if (b->p != NULL)
-			explicit_bzero(b->p, b->len);
-		free(b->p);
-		b->p = bigger;
-	}
-	memcpy(b->p + b->len, line, n + 1);
-	b->len += n;
-	secret_free(line);
-}
-
-static char *
-replace_all(const char *s, const char *from, const char *to)
-{
-	const char	*at;
-	char		*out = xstrdup(""), *t;
-	size_t		 n = strlen(from);
-
-	while ((at = strstr(s, from)) != NULL) {
-		t = xprintf("%s%.*s%s", out, (int)(at - s), s, to);
-		free(out);
-		out = t;
-		s = at + n;
-	}
-	t = xprintf("%s%s", out, s);
-	free(out);
-	return t;
-}
-
-/* A path config_load made from a relative one in the copy's folder: from
- * the config's folder instead. */
-static void
-relocate(char **path, const char *from, const char *dir)
-{
-	char	*p;
-
-	if (*path == NULL || strncmp(*path, from, strlen(from)) != 0)
-		return;
-	p = xprintf("%s/%s", dir, *path + strlen(from));
-	free(*path);
-	*path = p;
-}
-
-/*
- * config_load of the copy in fd as the file at path.  The copy is read as
- * /proc/PID/fd/N, whose folder config_load takes for the config's: the
- * relative password_file and ca_file paths it made there start from the
- * config's folder again, and messages name the config, not the copy.
- */
-static enum result
-load_copy(int fd, const char *path, struct config **cfp, char **cause)
-{
-	char		 proc[96], procdir[64], *dir, *tmp;
-	size_t		 i;
-	enum result	 r;
-
-	snprintf(procdir, sizeof procdir, "/proc/%ld/fd/", (long)getpid());
-	snprintf(proc, sizeof proc, "%s%d", procdir, fd);
-	if ((r = config_load(proc, cfp, cause)) != RES_OK) {
-		tmp = replace_all(*cause, proc, path);
-		free(*cause);
-		*cause = tmp;
-		return r;
-	}
-	tmp = xstrdup(path);
-	dir = xstrdup(dirname(tmp));
-	free(tmp);
-	for (i = 0; i < (*cfp)->naccounts; i++) {
-		struct account *ac = &(*cfp)->accounts[i];
-
-		relocate(&ac->pop3.password_file, procdir, dir);
-		relocate(&ac->pop3.ca_file, procdir, dir);
-		relocate(&ac->imap.password_file, procdir, dir);
-		relocate(&ac->imap.ca_file, procdir, dir);
-	}
-	free(dir);
-	free((*cfp)->path);
-	(*cfp)->path = xstrdup(path);
-	return RES_OK;
-}
-
-/* The helper: a copy of the config file for the daemon's user. */
-static enum result
-config_copy(const char *path, uid_t uid, gid_t gid, int *fdp, char **cause)
-{
-	struct stat	 sb;
-	char		*data;
-	size_t		 len, off = 0;
-	ssize_t		 n;
-	enum result	 r;
-	int		 fd;
-
-	*fdp = -1;
-	if ((r = file_read(path, CONFIG_MAX, &data, &len, &sb, cause)) !=
-	    RES_OK)
-		return r;
-	if ((fd = memfd_create("popbridge.conf", MFD_CLOEXEC)) == -1)
-		r = fail(cause, RES_TEMP, "memfd_create: %s", strerror(errno));
-	while (r == RES_OK && off < len) {
-		if ((n = write(fd, data + off, len - off)) == -1 &&
-		    errno != EINTR)
-			r = fail(cause, RES_TEMP, "memfd: %s", strerror(errno));
-		off += n > 0 ? (size_t)n : 0;
-	}
-	if (r == RES_OK && (fchown(fd, uid, gid) == -1 ||
-	    fchmod(fd, sb.st_mode & 0777) == -1))
-		r = fail(cause, RES_TEMP, "memfd: %s", strerror(errno));
-	explicit_bzero(data, len);
-	free(data);
-	if (r != RES_OK) {
-		if (fd != -1)
-			close(fd);
-		return r;
-	}
-	*fdp = fd;
-	return RES_OK;
-}
-
-/* The helper: "ACCOUNT SIDE PASSWORD" lines, one per password_file. */
-static enum result
-config_passwords(const struct config *cf, struct secret_buf *b, char **cause)
-{
-	const struct endpoint *ep;
-	char		*secret, *why = NULL;
-	size_t		 i, j;
-	enum result	 r;
-
-	for (i = 0; i < cf->naccounts; i++)
-		for (j = 0; j < 2; j++) {
-			ep = j == 0 ? &cf->accounts[i].pop3 :
-			    &cf->accounts[i].imap;
-			if (ep->password_file == NULL)
-				continue;
-			if ((r = config_secret(ep, &secret, &why)) != RES_OK) {
-				fail(cause, r, "account \"%s\": %s: %s",
-				    cf->accounts[i].name, j == 0 ? "pop3" :
-				    "imap", why);
-				free(why);
-				return r;
-			}
-			secret_add(b, "%zu %zu %s\n", i, j, secret);
-			secret_free(secret);
-		}
-	return RES_OK;
-}
-
-static bool
-same(const char *a, const char *b)
-{
-	return a == NULL || b == NULL ? a == b : strcmp(a, b) == 0;
-}
-
-/* Settings a reload does not change; true if cf has others. */
-static bool
-keep_settings(const struct config *old, struct config *cf)
-{
-	bool	 moved;
-
-	moved = !same(old->state_dir, cf->state_dir) ||
-	    !same(old->pid_file, cf->pid_file) || !same(old->user, cf->user);
-	free(cf->state_dir);
-	free(cf->pid_file);
-	free(cf->user);
-	cf->state_dir = xstrdup(old->state_dir);
-	cf->pid_file = xstrdup(old->pid_file);
-	cf->user = old->user != NULL ? xstrdup(old->user) : NULL;
-	return moved;
-}
-
-static void
-helper_send(int sock, const struct reply_head *h, int fd, const char *data)
-{
-	union {
-		struct cmsghdr	 c;
-		char		 buf[CMSG_SPACE(sizeof(int))];
-	}		 u;
-	struct msghdr	 msg;
-	struct iovec	 iov = { (void *)h, sizeof *h };
-	size_t		 off = 0;
-	ssize_t		 n;
-
-	memset(&msg, 0, sizeof msg);
-	msg.msg_iov = &iov;
-	msg.msg_iovlen = 1;
-	if (fd != -1) {
-		memset(&u, 0, sizeof u);
-		msg.msg_control = u.buf;
-		msg.msg_controllen = sizeof u.buf;
-		u.c.cmsg_level = SOL_SOCKET;
-		u.c.cmsg_type = SCM_RIGHTS;
-		u.c.cmsg_len = CMSG_LEN(sizeof(int));
-		memcpy(CMSG_DATA(&u.c), &fd, sizeof fd);
-	}
-	if (sendmsg(sock, &msg, MSG_NOSIGNAL) != (ssize_t)sizeof *h)
-		_exit(0);	/* the daemon is gone */
-	while (off < h->len) {
-		if ((n = send(sock, data + off, h->len - off, MSG_NOSIGNAL)) ==
-		    -1 && errno != EINTR)
-			_exit(0);
-		off += n > 0 ? (size_t)n : 0;
 	}
 }
 
-/* The helper's answer to one request: reread the config as root. */
-static void
-helper_answer(int sock, const char *path, const struct config *start,
-    uid_t uid, gid_t gid)
-{
-	struct reply_head h = { RES_OK, 0, 0 };
-	struct secret_buf b = { NULL, 0, 0 };
-	struct config	*cf = NULL;
-	char		*cause = NULL;
-	enum result	 r;
-	int		 fd = -1;
 
-	if ((r = config_copy(path, uid, gid, &fd, &cause)) == RES_OK &&
-	    (r = load_copy(fd, path, &cf, &cause)) == RES_OK &&
-	    (r = config_passwords(cf, &b, &cause)) == RES_OK)
-		h.moved = keep_settings(start, cf);
-	h.result = r;
-	if (r == RES_OK) {
-		h.len = (uint32_t)b.len;
-		helper_send(sock, &h, fd, b.p);
-	} else {
-		h.len = (uint32_t)strlen(cause);
-		helper_send(sock, &h, -1, cause);
-	}
-	if (b.p != NULL)
-		explicit_bzero(b.p, b.len);
-	free(b.p);
-	free(cause);
-	config_free(cf);
-	if (fd != -1)
-		close(fd);
-}
-
-static void NORETURN
-helper_main(int sock, struct daemon *d, uid_t uid, gid_t gid)
-{
-	struct config	 start;
-	unsigned char	 c;
-	ssize_t		 n;
-	int		 fd;
-
-	/* Not the daemon's signals: "kill -HUP" or Ctrl-C of the whole group
-	 * must not end it; SIGTERM (systemd stopping the unit) may. */
-	signal(SIGHUP, SIG_IGN);
-	signal(SIGINT, SIG_IGN);
-	signal(SIGUSR1, SIG_IGN);
-	close(d->pidfd);
-	/* It says nothing; a detaching daemon's caller (a shell's $(...),
-	 * ssh) must see the end of its output when the daemon detaches. */
-	if ((fd = open("/dev/null", O_RDWR)) != -1) {
-		dup2(fd, STDIN_FILENO);
-		dup2(fd, STDOUT_FILENO);
-		if (!d->foreground)
-			dup2(fd, STDERR_FILENO);
-		if (fd > STDERR_FILENO)
-			close(fd);
-	}
-	/* What a reload cannot change, compared; the rest (passwords) goes. */
-	memset(&start, 0, sizeof start);
-	start.state_dir = xstrdup(d->cf->state_dir);
-	start.pid_file = xstrdup(d->cf->pid_file);
-	start.user = xstrdup(d->cf->user);
-	config_free(d->cf);
-	d->cf = NULL;
-	for (;;) {
-		if ((n = read(sock, &c, 1)) == 1)
-			helper_answer(sock, d->config, &start, uid, gid);
-		else if (n == 0 || errno != EINTR)
-			_exit(0);
-	}
-}
-
-/* Before dropping root for `user`: the helper (when the daemon drops). */
-static enum result
-helper_start(struct daemon *d, char **cause)
-{
-	const struct timeval tv = { HELPER_TIMEOUT, 0 };
-	struct passwd	*pw;
-	uid_t		 uid;
-	gid_t		 gid;
-	pid_t		 pid;
-	int		 sv[2];
-
-	if (d->cf->user == NULL || geteuid() != 0 ||
-	    (pw = getpwnam(d->cf->user)) == NULL)
-		return RES_OK;		/* nothing to drop, or it says why */
-	uid = pw->pw_uid;
-	gid = pw->pw_gid;
-	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == -1)
-		return fail(cause, RES_TEMP, "socketpair: %s", strerror(errno));
-	fflush(NULL);
-	if ((pid = fork()) == -1) {
-		close(sv[0]);
-		close(sv[1]);
-		return fail(cause, RES_TEMP, "fork: %s", strerror(errno));
-	}
-	if (pid == 0) {
-		close(sv[0]);
-		helper_main(sv[1], d, uid, gid);
-	}
-	close(sv[1]);
-	if (setsockopt(sv[0], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) == -1)
-		log_debug("SO_RCVTIMEO: %s", strerror(errno));
-	d->helper = sv[0];
-	return RES_OK;
-}
-
-/* Ask the helper; its answer's head, the copy's descriptor, the rest. */
-static bool
-helper_ask(int sock, struct reply_head *h, int *fd, char **data)
-{
-	union {
-		struct cmsghdr	 c;
-		char		 buf[CMSG_SPACE(sizeof(int))];
-	}		 u;
-	struct cmsghdr	*c;
-	struct msghdr	 msg;
-	struct iovec	 iov = { h, sizeof *h };
-	size_t		 off = 0;
-	ssize_t		 n;
-
-	*fd = -1;
-	*data = NULL;
-	if (send(sock, "R", 1, MSG_NOSIGNAL) != 1)
-		return false;
-	memset(&msg, 0, sizeof msg);
-	msg.msg_iov = &iov;
-	msg.msg_iovlen = 1;
-	msg.msg_control = u.buf;
-	msg.msg_controllen = sizeof u.buf;
-	while ((n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC)) == -1 &&
-	    errno == EINTR)
-		;
-	if (n != (ssize_t)sizeof *h)
-		return false;
-	for (c = CMSG_FIRSTHDR(&msg); c != NULL; c = CMSG_NXTHDR(&msg, c))
-		if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS)
-			memcpy(fd, CMSG_DATA(c), sizeof *fd);
-	if (h->len > REPLY_MAX)
-		return false;
-	*data = xmalloc(h->len + 1);
-	while (off < h->len) {
-		if ((n = read(sock, *data + off, h->len - off)) <= 0) {
-			if (n == -1 && errno == EINTR)
-				continue;
-			return false;
-		}
-		off += (size_t)n;
-	}
-	(*data)[h->len] = '\0';
-	return true;
-}
-
-/* The passwords of the helper's answer into cf's password_file endpoints. */
-static void
-apply_passwords(struct config *cf, char *text)
-{
-	struct endpoint	*ep;
-	char		*line, *next, *end;
-	unsigned long	 i, j;
-
-	for (line = text; *line != '\0'; line = next) {
-		if ((next = strchr(line, '\n')) == NULL)
-			break;
-		*next++ = '\0';
-		i = strtoul(line, &end, 10);
-		if (*end != ' ' || i >= cf->naccounts)
-			continue;
-		j = strtoul(end + 1, &end, 10);
-		if (*end != ' ' || j > 1)
-			continue;
-		ep = j == 0 ? &cf->accounts[i].pop3 : &cf->accounts[i].imap;
-		if (ep->password_file == NULL)
-			continue;
-		secret_free(ep->password);
-		ep->password = xstrdup(end + 1);
-		free(ep->password_file);
-		ep->password_file = NULL;
-	}
-}
-
-/* The config as the helper reads it; false if it cannot be asked. */
-static bool
-helper_load(struct daemon *d, struct config **cfp, bool *moved,
-    enum result *r, char **cause)
-{
-	struct reply_head h;
-	char		*data;
-	int		 fd;
-
-	if (!helper_ask(d->helper, &h, &fd, &data)) {
-		if (fd != -1)
-			close(fd);
-		free(data);
-		return false;
-	}
-	*moved = h.moved != 0;
-	if ((*r = (enum result)h.result) != RES_OK) {
-		*cause = data;
-		data = NULL;
-	} else if (fd == -1)
-		*r = fail(cause, RES_TEMP, "the helper sent no copy of %s",
-		    d->config);
-	else if ((*r = load_copy(fd, d->config, cfp, cause)) == RES_OK)
-		apply_passwords(*cfp, data);
-	if (fd != -1)
-		close(fd);
-	if (data != NULL) {
-		explicit_bzero(data, h.len);
-		free(data);
-	}
-	return true;
-}
-
+/* SIGHUP: the config reread (reload.c), the schedule and page to it. */
 static void
 reload(struct daemon *d)
 {
-	struct config	*cf = NULL;
-	char		*cause = NULL;
-	enum result	 r;
-	bool		 moved = false, asked = false;
+	struct config	*cf;
+	int		 fds[CLOSE_MAX];
 
-	if (d->helper != -1 &&
-	    !(asked = helper_load(d, &cf, &moved, &r, &cause))) {
-		log_warn("config reload: the root helper does not answer; "
-		    "reading %s as %s (a restart brings the helper back)",
-		    d->config, d->cf->user);
-		close(d->helper);
-		d->helper = -1;
-	}
-	if (!asked)
-		r = config_load(d->config, &cf, &cause);
-	if (r != RES_OK) {
-		log_warn("config reload failed, keeping the old configuration: "
-		    "%s", cause);
-		free(cause);
+	if ((cf = reload_config(d->cf, d->config, &d->helper)) == NULL)
 		return;
-	}
-	/* The helper compared them as root, whose default state_dir may not
-	 * be the daemon user's; kept either way. */
-	if (keep_settings(d->cf, cf) && !asked)
-		moved = true;
-	if (moved)
-		log_warn("config reload: state_dir, pid_file and user take "
-		    "effect only at restart");
 	config_free(d->cf);
 	d->cf = cf;
 	sched_sync(d);
+	web_restart(&d->web, d->cf, fds, child_fds(d, fds, false));
 	log_info("config reloaded: %zu account%s", cf->naccounts,
 	    cf->naccounts == 1 ? "" : "s");
+}
+
+/*
+ * Poll an account now (name), or every one (""): SIGUSR1, and the web
+ * page's "Check now".  A poll under way may have listed the mailbox
+ * before the mail the user is waiting for came: it polls again as soon
+ * as it ends.
+ */
+static void
+check_now(void *arg, const char *name)
+{
+	struct daemon	*d = arg;
+	size_t		 i;
+
+	for (i = 0; i < d->ns; i++) {
+		if (name[0] != '\0' && strcmp(d->s[i].name, name) != 0)
+			continue;
+		d->s[i].next = 0;
+		d->s[i].again = d->s[i].w.pid != 0;
+		if (name[0] != '\0')
+			log_info("%s: polling now, as the web page asked",
+			    d->s[i].name);
+	}
 }
 
 static size_t
@@ -824,7 +380,6 @@ static void
 handle_signals(struct daemon *d)
 {
 	unsigned char	 c;
-	size_t		 i;
 
 	while (read(d->sigpipe[0], &c, 1) == 1) {
 		switch (c) {
@@ -840,15 +395,7 @@ handle_signals(struct daemon *d)
 			break;
 		case SIGUSR1:
 			log_info("polling every account now");
-			/*
-			 * A poll under way may have listed the mailbox before
-			 * the mail the user is waiting for came: poll it again
-			 * as soon as it ends.
-			 */
-			for (i = 0; i < d->ns; i++) {
-				d->s[i].next = 0;
-				d->s[i].again = d->s[i].w.pid != 0;
-			}
+			check_now(d, "");
 			break;
 		default:
 			break;		/* SIGCHLD: reaped below */
@@ -880,21 +427,41 @@ stop_children(struct daemon *d)
 		reap(d);
 }
 
+/* A "Check now" from the page, logged as the page's for all. */
+static void
+page_check(void *arg, const char *name)
+{
+	if (name[0] == '\0')
+		log_info("polling every account now, as the web page asked");
+	check_now(arg, name);
+}
+
 static void
 loop(struct daemon *d)
 {
-	struct pollfd	 pfd;
-	int		 wait;
+	struct pollfd	 pfd[2];
+	int		 fds[CLOSE_MAX];
+	long		 wait;
 
 	while (!d->stopping) {
 		reap(d);
 		wait = start_due(d);
+		wait = web_due(&d->web, d->cf, fds, child_fds(d, fds, false),
+		    wait);
 		write_state(d);
-		pfd.fd = d->sigpipe[0];
-		pfd.events = POLLIN;
-		if (poll(&pfd, 1, wait * 1000) > 0)
-			handle_signals(d);
+		pfd[0].fd = d->sigpipe[0];
+		pfd[0].events = POLLIN;
+		pfd[1].fd = d->web.chan;	/* -1: ignored */
+		pfd[1].events = POLLIN;
+		pfd[1].revents = 0;
+		if (poll(pfd, 2, (int)wait * 1000) > 0) {
+			if (pfd[0].revents != 0)
+				handle_signals(d);
+			if (pfd[1].revents != 0)
+				web_read(&d->web, page_check, d);
+		}
 	}
+	web_close(&d->web);	/* first: it ends at once */
 	stop_children(d);
 }
 
@@ -1091,6 +658,7 @@ cmd_daemon(struct globals *g, int argc, char **argv)
 {
 	struct daemon	 d;
 	static const int sigs[] = { SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGCHLD };
+	int		 fds[CLOSE_MAX];
 	bool		 foreground = false;
 	char		*cause = NULL, *state;
 	enum result	 r;
@@ -1111,6 +679,7 @@ cmd_daemon(struct globals *g, int argc, char **argv)
 	}
 	memset(&d, 0, sizeof d);
 	d.helper = -1;
+	d.web.listen_fd = d.web.chan = -1;
 	d.foreground = foreground;
 	d.config = absolute_path(g->config);
 	if ((r = config_load(d.config, &d.cf, &cause)) != RES_OK) {
@@ -1127,10 +696,16 @@ cmd_daemon(struct globals *g, int argc, char **argv)
 		free(d.config);
 		return result_exit_code(r);
 	}
-	if ((r = helper_start(&d, &cause)) != RES_OK ||
-	    (r = drop_privileges(d.cf, &cause)) != RES_OK) {
+	/* The page's port and token file are opened as root, if root. */
+	fds[0] = d.pidfd;
+	if ((r = web_open(&d.web, d.cf, &cause)) != RES_OK ||
+	    (r = reload_helper_start(d.cf, d.config, foreground, fds,
+	    1 + web_fds(&d.web, fds + 1), &d.helper, &cause)) != RES_OK ||
+	    (r = drop_privileges(d.cf, &cause)) != RES_OK ||
+	    (r = web_token_command(&d.web, d.cf, &cause)) != RES_OK) {
 		log_warn("%s", cause);
 		free(cause);
+		web_close(&d.web);
 		config_free(d.cf);
 		free(d.config);
 		return result_exit_code(r);
@@ -1152,6 +727,10 @@ cmd_daemon(struct globals *g, int argc, char **argv)
 	sched_sync(&d);
 	log_info("daemon started: %zu account%s, pid %ld", d.cf->naccounts,
 	    d.cf->naccounts == 1 ? "" : "s", (long)getpid());
+	if (d.web.listen_fd != -1) {
+		web_start(&d.web, d.cf, fds, child_fds(&d, fds, false));
+		log_info("web page: http://%s/", d.cf->listen);
+	}
 	loop(&d);
 
 	state = daemon_state_path(d.cf);

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
 
 #include <string.h>
 
@@ -85,4 +86,25 @@ hash_hex(const void *p, size_t n, char *out)
 
 	hash_update(h, p, n);
 	hash_final(h, out);
+}
+
+/*
+ * HMAC-SHA256 in hex: the web page's CSRF tokens (http_form.c), signed
+ * with a secret of the daemon's so that only a page it served has them.
+ */
+void
+hash_hmac(const void *key, size_t keylen, const void *msg, size_t n,
+    char *out)
+{
+	static const char hex[] = "0123456789abcdef";
+	unsigned char	 md[EVP_MAX_MD_SIZE];
+	unsigned int	 mdlen = 0, i;
+
+	if (HMAC(EVP_sha256(), key, (int)keylen, msg, n, md, &mdlen) == NULL)
+		fatal("OpenSSL HMAC-SHA256 failed");
+	for (i = 0; i < mdlen && i < 32; i++) {
+		out[2 * i] = hex[md[i] >> 4];
+		out[2 * i + 1] = hex[md[i] & 15];
+	}
+	out[2 * i] = '\0';
 }

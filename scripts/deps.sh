@@ -11,7 +11,8 @@ set -eu
 PACKAGES="build-essential pkg-config libcurl4-openssl-dev libssl-dev
 libconfig-dev libsqlite3-dev libxml2-dev libjansson-dev clang libclang-rt-14-dev dovecot-imapd dovecot-pop3d openssl python3
 sqlite3 ca-certificates
-libcourier-unicode4 libgamin0 libidn12 libltdl7 socat"
+libcourier-unicode4 libgamin0 libidn12 libltdl7 socat
+libmicrohttpd-dev chromium chromium-driver python3-selenium prometheus"
 
 SUDO=
 if [ "$(id -u)" -ne 0 ]; then
