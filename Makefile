@@ -41,7 +41,7 @@ SRCS	= bridge/main.c bridge/account.c bridge/config.c bridge/ledger.c \
 	  bridge/ledger_msg.c bridge/ledger_watch.c bridge/pace.c \
 	  bridge/route.c bridge/config_route.c \
 	  bridge/gmail.c bridge/gmail_json.c bridge/gmail_import.c \
-	  bridge/gmail_find.c bridge/config_gmail.c
+	  bridge/gmail_find.c bridge/gmail_quota.c bridge/config_gmail.c
 # The routing engine's pieces (issue 16).
 SRCS	+= bridge/route_show.c
 # The daemon's web page and metrics (issue 18), the reload helper.

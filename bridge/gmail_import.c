@@ -49,17 +49,18 @@ import_url(struct gmail *g, const char *type, bool never_spam)
 	    never_spam ? "true" : "false");
 }
 
-/* A boundary no message is likely to hold: 128 random bits. */
+/* A boundary no message is likely to hold: 128 random bits in hex. */
 static void
 boundary(char *out, size_t outsz)
 {
 	unsigned char	 rnd[16];
-	char		 hex[33];
+	size_t		 i, n;
 
 	if (getrandom(rnd, sizeof rnd, 0) != (ssize_t)sizeof rnd)
 		fatal("getrandom failed");
-	hash_hex(rnd, sizeof rnd, hex);
-	snprintf(out, outsz, "popbridge_%s", hex);
+	n = (size_t)snprintf(out, outsz, "popbridge_");
+	for (i = 0; i < sizeof rnd && n + 3 <= outsz; i++)
+		n += (size_t)snprintf(out + n, outsz - n, "%02x", rnd[i]);
 }
 
 static void
