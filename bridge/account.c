@@ -649,11 +649,18 @@ account_check(const struct config *cf, const struct account *ac,
     char **cause)
 {
 	const struct routing	*rt = ac->routing;
-	char			*why = NULL, label[128];
+	char			*why = NULL, *note, label[128];
 	enum result		 r, worst;
+	const struct endpoint	*via[2] = { &ac->pop3, &ac->imap };
 	size_t			 k;
 
 	plaintext_warning(ac);
+	/* Through a proxy (the config's, or the environment's)? */
+	for (k = 0; k < 2; k++)
+		if ((note = config_proxy_note(via[k])) != NULL) {
+			printf("%s: %s\n", ac->name, note);
+			free(note);
+		}
 	worst = check_pop3(cf, ac, cause);
 	/* Every destination logs in, with the account's imap first. */
 	for (k = 0; k <= (rt != NULL ? rt->ndests : 0); k++) {

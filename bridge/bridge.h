@@ -114,6 +114,7 @@ struct endpoint {
 	bool		 oauth2;	/* auth xoauth2 or oauthbearer */
 	char		*oauth2_token_command;
 	char		*pin;		/* sha256//... public key pins */
+	char		*proxy;		/* NULL: the environment's; "": none */
 	char		*mailbox;	/* IMAP only */
 	int		 line;		/* in the config file */
 };
@@ -155,6 +156,11 @@ struct config {
 };
 
 enum result	 config_load(const char *, struct config **, char **);
+/* The same for a copy of the config at path, open as fd (reload.c: the
+ * root helper's copy for the daemon's user): relative paths and @include
+ * start at path's folder, messages name path.  Its password files are not
+ * checked (the copy's owner is not the config's): the helper reads them. */
+enum result	 config_load_fd(int, const char *, struct config **, char **);
 /* Where state lives when no config says: $XDG_STATE_HOME/popbridge if set,
  * else /var/lib/popbridge for root, ~/.local/state/popbridge for others. */
 char		*config_default_state_dir(void);
@@ -176,6 +182,12 @@ bool		 config_flags_add(char **, const char *);
 void		 config_endpoint_free(struct endpoint *);
 /* Resolve an endpoint's secret; the caller wipes it with secret_free. */
 enum result	 config_secret(const struct endpoint *, char **, char **);
+/* The proxy libcurl takes from the environment for a scheme ("pop3s"),
+ * as it looks for one; NULL if none, else its value and variable. */
+const char	*config_env_proxy(const char *, const char **);
+/* For `check`: "pop3: through the proxy ..." (credentials hidden), or
+ * NULL when the connection goes direct; malloc'd. */
+char		*config_proxy_note(const struct endpoint *);
 /* listen's "ADDRESS:PORT" (IPv4, [IPv6] or localhost): the address as
  * text into host, the port, and whether it is loopback; NULL, or why not
  * as a phrase. */

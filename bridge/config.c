@@ -1,9 +1,17 @@
 /*
  * The configuration file (libconfig syntax), validated strictly against a
  * table of keys: unknown keys, wrong types, missing required keys and bad
- * values are errors reported as "file:line: message".  Secrets are read
- * only when a connection needs them (config_secret), never at load time,
- * and a file that holds a password must not be readable by others.
+ * values are errors reported as "file:line: message", the file being the
+ * one that holds the error (the main file or one it @includes).
+ *
+ * Secrets are read only when a connection needs them (config_secret),
+ * never at load time; but what can be known about them without reading
+ * them is checked at load, so that `check -n` says what `run` would meet:
+ * a file that holds a password (the main file or an included one) must
+ * not be readable by others, and every password_file must exist, be
+ * readable by its owner only, and be readable by the user that runs
+ * popbridge (runner_lookup: the systemd unit's user cannot read root's
+ * files).
  */
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -11,7 +19,11 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <libgen.h>
+#include <limits.h>
+#include <poll.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +36,10 @@
 #include "route.h"
 
 #define SECRET_MAX	4096
+#define GROUPS_MAX	256		/* of the user that runs popbridge */
+#define ERR_KEEP	4096		/* bytes of a command's stderr kept */
+#define ERR_LINES	3		/* lines of it shown */
+#define ERR_LINE_MAX	200		/* bytes of each shown */
 
 enum ktype { K_STRING, K_INT, K_BOOL, K_GROUP, K_LIST, K_ARRAY };
 
@@ -80,6 +96,7 @@ static const struct key endpoint_keys[] = {
 	{ "auth", K_STRING, false },
 	{ "oauth2_token_command", K_STRING, false },
 	{ "pin", K_STRING, false },
+	{ "proxy", K_STRING, false },
 	{ NULL, 0, false }
 };
 #define pop3_keys	(endpoint_keys + 2)
@@ -91,41 +108,105 @@ static const char *const ktype_names[] = { "a string", "an integer",
 	"an array [ ... ]" };
 
 struct loader {
-	const char	*file;
+	const char	*file;		/* the main file, as named */
 	char		*dir;		/* relative paths start here */
+	const char	*read_as;	/* the name libconfig was given for it */
 	char		*cause;
-	bool		 has_password;
+	char		**pw_files;	/* files holding a password (malloc'd) */
+	size_t		 npw_files;
+	char		**acct_files;	/* the file of each account */
+	size_t		 naccts;
+	char		*read_base;	/* read_as, when it is ours */
+	bool		 check_secrets;	/* password files, for `check -n` */
+	/* Who reads the password files (runner_lookup), looked up at the
+	 * first password_file. */
+	const config_setting_t *user_key;
+	uid_t		 owner;		/* of the config file */
+	mode_t		 cmode;
+	bool		 runner_known;
+	struct passwd	 runner;	/* pw_name, pw_uid, pw_gid */
+	char		 runner_name[64];
+	const char	*runner_why;	/* "the config's user", ... */
+	gid_t		 groups[GROUPS_MAX];
+	int		 ngroups;
 };
+
+/*
+ * The file a setting comes from, fit to print (malloc'd).  libconfig 1.5
+ * records an included file's name as written in the @include; it opened
+ * it from the main file's folder (read_config), so that is where a
+ * relative one is.
+ */
+static char *
+source_file(const struct loader *ld, const char *f)
+{
+	if (f == NULL || strcmp(f, ld->read_as) == 0)
+		return xstrdup(ld->file);
+	if (f[0] == '/')
+		return xstrdup(f);
+	return xprintf("%s/%s", ld->dir, f);
+}
+
+static char *
+setting_file(const struct loader *ld, const config_setting_t *s)
+{
+	return source_file(ld, s != NULL ? config_setting_source_file(s) :
+	    NULL);
+}
 
 enum result
 cfail(struct loader *ld, const config_setting_t *s, const char *fmt, ...)
     PRINTFLIKE(3, 4);
 
-/* "file:line: message" into ld->cause. */
+/* "file:line: message" into ld->cause, with class r. */
 static enum result
-vcfail(struct loader *ld, int line, const char *fmt, va_list ap)
-    PRINTFLIKE(3, 0);
+vcfail(struct loader *ld, enum result r, const char *file, int line,
+    const char *fmt, va_list ap) PRINTFLIKE(5, 0);
 
 static enum result
-vcfail(struct loader *ld, int line, const char *fmt, va_list ap)
+vcfail(struct loader *ld, enum result r, const char *file, int line,
+    const char *fmt, va_list ap)
 {
 	char	*msg = xvprintf(fmt, ap);
 
 	free(ld->cause);
-	ld->cause = xprintf("%s:%d: %s", ld->file, line, msg);
+	ld->cause = xprintf("%s:%d: %s", file, line, msg);
 	free(msg);
-	return RES_CONFIG;
+	return r;
 }
 
 enum result
 cfail(struct loader *ld, const config_setting_t *s, const char *fmt, ...)
 {
 	va_list		 ap;
+	char		*file = setting_file(ld, s);
 	enum result	 r;
 
 	va_start(ap, fmt);
-	r = vcfail(ld, s != NULL ? config_setting_source_line(s) : 0, fmt, ap);
+	r = vcfail(ld, RES_CONFIG, file, s != NULL ?
+	    config_setting_source_line(s) : 0, fmt, ap);
 	va_end(ap);
+	free(file);
+	return r;
+}
+
+/* The same with another class (RES_AUTH: a secret others can read). */
+static enum result
+cfail_as(struct loader *ld, enum result r, const config_setting_t *s,
+    const char *fmt, ...) PRINTFLIKE(4, 5);
+
+static enum result
+cfail_as(struct loader *ld, enum result r, const config_setting_t *s,
+    const char *fmt, ...)
+{
+	va_list		 ap;
+	char		*file = setting_file(ld, s);
+
+	va_start(ap, fmt);
+	r = vcfail(ld, r, file, s != NULL ? config_setting_source_line(s) : 0,
+	    fmt, ap);
+	va_end(ap);
+	free(file);
 	return r;
 }
 
@@ -419,6 +500,355 @@ config_value_ok(const char *v)
 	return strpbrk(v, "\r\n") == NULL;
 }
 
+/*
+ * A proxy: "" (none, not even the environment's), or
+ * http://, socks5:// or socks5h:// [USER[:PASSWORD]@]HOST[:PORT][/].
+ * NULL if fine, else why not (a phrase).  The user and password may hold
+ * anything but control bytes, up to the last '@' (as config_url_redact
+ * reads a URL).
+ */
+static const char *
+proxy_check(const char *v)
+{
+	static const char *const schemes[] = { "http://", "socks5://",
+		"socks5h://" };
+	const char	*p = NULL, *at, *h, *e;
+	size_t		 i, n;
+	long		 port;
+
+	if (*v == '\0')
+		return NULL;
+	for (h = v; *h != '\0'; h++)
+		if ((unsigned char)*h < 0x20 || *h == 0x7f)
+			return "holds a control character";
+	for (i = 0; i < sizeof schemes / sizeof schemes[0] && p == NULL; i++)
+		if (strncasecmp(v, schemes[i], strlen(schemes[i])) == 0)
+			p = v + strlen(schemes[i]);
+	if (p == NULL)
+		return "must start with http://, socks5:// or socks5h://";
+	if ((at = strrchr(p, '@')) != NULL && at == p)
+		return "has an '@' with no user before it";
+	h = at != NULL ? at + 1 : p;
+	if (*h == '[') {
+		if ((e = strchr(h, ']')) == NULL || e == h + 1)
+			return "has an unclosed [ or an empty IPv6 address";
+		for (n = 1; h + n < e; n++)
+			if (!isxdigit((unsigned char)h[n]) && h[n] != ':' &&
+			    h[n] != '.')
+				return "has a bad IPv6 address";
+		e++;
+	} else {
+		for (e = h; isalnum((unsigned char)*e) || *e == '.' ||
+		    *e == '-' || *e == '_'; e++)
+			;
+		if (e == h)
+			return "has no host";
+	}
+	if (*e == ':') {
+		n = strspn(e + 1, "0123456789");
+		for (port = 0, i = 1; i <= n && port <= 65535; i++)
+			port = port * 10 + (e[i] - '0');
+		if (n == 0 || port < 1 || port > 65535)
+			return "has a bad port";
+		e += 1 + n;
+	}
+	if (*e == '/')
+		e++;
+	if (*e != '\0')
+		return "may hold only [USER[:PASSWORD]@]HOST[:PORT] after the "
+		    "scheme";
+	return NULL;
+}
+
+/*
+ * The proxy libcurl takes from the environment for a URL scheme when the
+ * config names none, as libcurl looks for it: scheme_proxy, SCHEME_PROXY,
+ * all_proxy, ALL_PROXY.  NULL if none; *name says which variable.
+ */
+const char *
+config_env_proxy(const char *scheme, const char **name)
+{
+	static char	 var[4][32];
+	const char	*v;
+	size_t		 i, j;
+
+	snprintf(var[0], sizeof var[0], "%s_proxy", scheme);
+	snprintf(var[1], sizeof var[1], "%s_PROXY", scheme);
+	for (j = 0; var[1][j] != '\0'; j++)
+		var[1][j] = (char)toupper((unsigned char)var[1][j]);
+	snprintf(var[2], sizeof var[2], "all_proxy");
+	snprintf(var[3], sizeof var[3], "ALL_PROXY");
+	for (i = 0; i < 4; i++)
+		if ((v = getenv(var[i])) != NULL && v[0] != '\0') {
+			*name = var[i];
+			return v;
+		}
+	return NULL;
+}
+
+/* Does NO_PROXY (or no_proxy) exempt host, as libcurl reads it ("*",
+ * or names that are the host or a domain above it)? */
+static bool
+no_proxy_for(const char *host)
+{
+	const char	*v = getenv("no_proxy"), *p, *e;
+	size_t		 n, hl = strlen(host);
+
+	if (v == NULL || *v == '\0')
+		v = getenv("NO_PROXY");
+	if (v == NULL)
+		return false;
+	for (p = v; *p != '\0'; p = *e != '\0' ? e + 1 : e) {
+		p += strspn(p, " \t");
+		e = p + strcspn(p, ",");
+		n = (size_t)(e - p);
+		while (n > 0 && (p[n - 1] == ' ' || p[n - 1] == '\t'))
+			n--;
+		if (n > 0 && *p == '.') {
+			p++;
+			n--;
+		}
+		if ((n == 1 && *p == '*') || (n > 0 && ((n == hl &&
+		    strncasecmp(p, host, n) == 0) || (hl > n &&
+		    host[hl - n - 1] == '.' && strncasecmp(host + hl - n, p,
+		    n) == 0))))
+			return true;
+	}
+	return false;
+}
+
+char *
+config_proxy_note(const struct endpoint *ep)
+{
+	const char	*proto = ep->imap ? "imap" : "pop3", *name, *v;
+	char		 scheme[8], *shown, *note;
+
+	snprintf(scheme, sizeof scheme, "%s%s", proto, ep->tls ==
+	    TLS_IMPLICIT ? "s" : "");
+	if (ep->proxy != NULL && ep->proxy[0] != '\0') {
+		shown = config_url_redact(ep->proxy);
+		note = xprintf("%s: through the proxy %s (the \"proxy\" key)",
+		    proto, shown);
+		free(shown);
+		return note;
+	}
+	if ((v = config_env_proxy(scheme, &name)) == NULL)
+		return NULL;
+	shown = config_url_redact(v);
+	if (ep->proxy != NULL)
+		note = xprintf("%s: directly: proxy = \"\" (the environment's "
+		    "%s=%s is not used)", proto, name, shown);
+	else if (no_proxy_for(ep->host))
+		note = xprintf("%s: directly: NO_PROXY names %s (the "
+		    "environment's %s=%s is not used)", proto, ep->host, name,
+		    shown);
+	else
+		note = xprintf("%s: through the environment's proxy %s=%s (no "
+		    "\"proxy\" key; proxy = \"\" connects directly)", proto,
+		    name, shown);
+	free(shown);
+	return note;
+}
+
+/* ---- password files: there, private, and readable by the runner ---- */
+
+/*
+ * Who runs popbridge with this config, and so reads its password files:
+ * someone who can read the config.
+ *
+ *   - A config of another user's is that user's to run: the systemd
+ *     unit's User= (installed with -o popbridge, or written by `add`).
+ *   - One of root's that only root can read is run by root: a daemon
+ *     started as root reads the password files before it becomes `user`
+ *     (and its reloads go through a helper that stayed root).
+ *   - One of root's that others can read may be run by the unit as well:
+ *     by its `user`, if it names one, else by root.
+ *
+ * RES_CONFIG if `user` names no one.
+ */
+static enum result
+runner_lookup(struct loader *ld)
+{
+	struct passwd	*pw = NULL;
+	const char	*name;
+	int		 n = GROUPS_MAX;
+
+	if (ld->runner_known)
+		return RES_OK;
+	if (ld->owner != 0) {
+		ld->runner_why = "the config file's owner";
+		if ((pw = getpwuid(ld->owner)) == NULL) {
+			/* An owner with no name: only its uid counts. */
+			ld->runner.pw_uid = ld->owner;
+			ld->runner.pw_gid = (gid_t)-1;
+			snprintf(ld->runner_name, sizeof ld->runner_name,
+			    "uid %lu", (unsigned long)ld->owner);
+			ld->runner.pw_name = ld->runner_name;
+			ld->ngroups = 0;
+			ld->runner_known = true;
+			return RES_OK;
+		}
+	} else if ((ld->cmode & 044) != 0 && ld->user_key != NULL) {
+		name = config_setting_get_string(ld->user_key);
+		if ((pw = getpwnam(name)) == NULL)
+			return cfail(ld, ld->user_key, "\"user\" \"%s\": no "
+			    "such user (it reads the password files and runs "
+			    "the daemon)", name);
+		ld->runner_why = "the config's \"user\"; the config can be "
+		    "read by others";
+	} else {
+		ld->runner.pw_uid = 0;
+		ld->runner_why = "root, the only one who can read the config";
+		snprintf(ld->runner_name, sizeof ld->runner_name, "root");
+		ld->runner.pw_name = ld->runner_name;
+		ld->runner_known = true;
+		return RES_OK;
+	}
+	snprintf(ld->runner_name, sizeof ld->runner_name, "%s", pw->pw_name);
+	ld->runner.pw_name = ld->runner_name;
+	ld->runner.pw_uid = pw->pw_uid;
+	ld->runner.pw_gid = pw->pw_gid;
+	if (pw->pw_uid != 0 && getgrouplist(ld->runner_name, pw->pw_gid,
+	    ld->groups, &n) == -1)
+		n = GROUPS_MAX;		/* more than that: the first ones */
+	ld->ngroups = pw->pw_uid != 0 ? n : 0;
+	ld->runner_known = true;
+	return RES_OK;
+}
+
+/* May the runner do `bit` (S_IXUSR: search, S_IRUSR: read) on st? */
+static bool
+runner_may(const struct loader *ld, const struct stat *st, mode_t bit)
+{
+	int	 i;
+
+	if (ld->runner.pw_uid == 0)
+		return true;
+	if (st->st_uid == ld->runner.pw_uid)
+		return (st->st_mode & bit) != 0;
+	for (i = 0; i < ld->ngroups; i++)
+		if (st->st_gid == ld->groups[i])
+			return (st->st_mode & (bit >> 3)) != 0;
+	if (st->st_gid == ld->runner.pw_gid)
+		return (st->st_mode & (bit >> 3)) != 0;
+	return (st->st_mode & (bit >> 6)) != 0;
+}
+
+static const char *
+owner_name(uid_t uid, char *buf, size_t sz)
+{
+	struct passwd	*pw = getpwuid(uid);
+
+	if (pw != NULL)
+		snprintf(buf, sz, "%s", pw->pw_name);
+	else
+		snprintf(buf, sz, "uid %lu", (unsigned long)uid);
+	return buf;
+}
+
+/*
+ * Can the runner reach and read the file at real (symbolic links
+ * resolved): search every folder from / down, then read it?  Mode bits
+ * only (no ACLs).  A folder we cannot look at ourselves (EACCES: we are
+ * neither root nor the runner) is taken as fine: we cannot tell.
+ */
+static enum result
+runner_reads(struct loader *ld, const config_setting_t *s, const char *where,
+    const char *path, const char *real)
+{
+	struct stat	 st;
+	char		*dir, *slash, who[64];
+	enum result	 r = RES_OK;
+
+	/* The file first: its owner is the usual mistake (root's, from a
+	 * root shell), then every folder above it. */
+	if (stat(real, &st) == 0 && !runner_may(ld, &st, S_IRUSR))
+		return cfail_as(ld, RES_AUTH, s, "%spassword_file %s cannot be "
+		    "read by %s (%s, who runs popbridge): it belongs to %s "
+		    "(mode %04o); fix: chown %s %s", where, path,
+		    ld->runner_name, ld->runner_why, owner_name(st.st_uid, who,
+		    sizeof who), (unsigned int)(st.st_mode & 07777),
+		    ld->runner_name, path);
+	dir = xstrdup(real);
+	for (slash = dir; r == RES_OK && (slash = strchr(slash + 1, '/')) !=
+	    NULL; ) {
+		*slash = '\0';
+		if (stat(dir, &st) == 0 && !runner_may(ld, &st, S_IXUSR))
+			r = cfail_as(ld, RES_AUTH, s, "%spassword_file %s cannot "
+			    "be read by %s (%s, who runs popbridge): the "
+			    "folder %s (owner %s, mode %04o) is closed to them; "
+			    "fix: chown %s %s", where, path, ld->runner_name,
+			    ld->runner_why, dir, owner_name(st.st_uid, who,
+			    sizeof who), (unsigned int)(st.st_mode & 07777),
+			    ld->runner_name, dir);
+		*slash = '/';
+	}
+	free(dir);
+	return r;
+}
+
+/*
+ * A password_file as `run` will open it: it exists, is a regular file
+ * that only its owner can read (as secret_from_file insists), and the
+ * user that runs popbridge can read it.  When we cannot look (not root,
+ * not the runner, a folder closed to us), we say nothing: the runner
+ * will see for itself.
+ */
+static enum result
+check_password_file(struct loader *ld, const config_setting_t *s,
+    const char *where, const char *path)
+{
+	struct stat	 st;
+	char		 real[PATH_MAX];
+	enum result	 r;
+
+	if (stat(path, &st) == -1) {
+		if (errno == EACCES && geteuid() != 0)
+			return RES_OK;
+		return cfail(ld, s, "%spassword_file %s: %s", where, path,
+		    strerror(errno));
+	}
+	if (!S_ISREG(st.st_mode))
+		return cfail(ld, s, "%spassword_file %s is not a regular file",
+		    where, path);
+	if ((st.st_mode & 077) != 0)
+		return cfail_as(ld, RES_AUTH, s, "%spassword_file %s can be read "
+		    "by others (mode %04o); refusing to use it (fix: chmod 600 "
+		    "%s)", where, path, (unsigned int)(st.st_mode & 07777),
+		    path);
+	if ((r = runner_lookup(ld)) != RES_OK)
+		return r;
+	if (ld->runner.pw_uid == 0)
+		return RES_OK;
+	if (ld->runner.pw_uid == geteuid() && geteuid() != 0) {
+		/* The runner is us: ask the kernel (ACLs included). */
+		if (faccessat(AT_FDCWD, path, R_OK, AT_EACCESS) == -1)
+			return cfail_as(ld, RES_AUTH, s, "%spassword_file %s: %s",
+			    where, path, strerror(errno));
+		return RES_OK;
+	}
+	if (realpath(path, real) == NULL)
+		return RES_OK;		/* stat worked: a race; run will see */
+	return runner_reads(ld, s, where, path, real);
+}
+
+/* Remember the file that holds an inline password (once). */
+static void
+note_password_file(struct loader *ld, const config_setting_t *s)
+{
+	char	*f = setting_file(ld, s);
+	size_t	 i;
+
+	for (i = 0; i < ld->npw_files; i++)
+		if (strcmp(ld->pw_files[i], f) == 0) {
+			free(f);
+			return;
+		}
+	ld->pw_files = xrealloc(ld->pw_files, (ld->npw_files + 1) *
+	    sizeof *ld->pw_files);
+	ld->pw_files[ld->npw_files++] = f;
+}
+
 enum result
 load_endpoint_at(struct loader *ld, const config_setting_t *g,
     struct endpoint *ep, bool imap, bool named, const char *where)
@@ -442,6 +872,7 @@ load_endpoint_at(struct loader *ld, const config_setting_t *g,
 	ep->auth = get_string(g, "auth");
 	ep->oauth2_token_command = get_string(g, "oauth2_token_command");
 	ep->pin = get_string(g, "pin");
+	ep->proxy = get_string(g, "proxy");
 	ep->oauth2 = ep->auth != NULL && (strcmp(ep->auth, "xoauth2") == 0 ||
 	    strcmp(ep->auth, "oauthbearer") == 0);
 	if ((r = parse_url(ld, config_setting_get_member(g, "url"), ep,
@@ -480,8 +911,20 @@ load_endpoint_at(struct loader *ld, const config_setting_t *g,
 		    "\";\"), e.g. from: openssl x509 -pubkey -noout -in "
 		    "cert.pem | openssl pkey -pubin -outform der | openssl "
 		    "dgst -sha256 -binary | base64", where);
+	if (ep->proxy != NULL && (why = proxy_check(ep->proxy)) != NULL) {
+		char *shown = config_url_redact(ep->proxy);
+
+		r = cfail(ld, config_setting_get_member(g, "proxy"), "%s\"proxy\" "
+		    "\"%s\" %s (\"\" for none)", where, shown, why);
+		free(shown);
+		return r;
+	}
 	if (ep->password != NULL)
-		ld->has_password = true;
+		note_password_file(ld, config_setting_get_member(g, "password"));
+	if (ep->password_file != NULL && ld->check_secrets &&
+	    (r = check_password_file(ld, config_setting_get_member(g,
+	    "password_file"), where, ep->password_file)) != RES_OK)
+		return r;
 	if (config_setting_lookup_string(g, "tls", &tls) == CONFIG_TRUE) {
 		s = config_setting_get_member(g, "tls");
 		if (strcmp(tls, "none") != 0)
@@ -645,36 +1088,54 @@ load_account(struct loader *ld, struct config *cf, const config_setting_t *a,
 	return config_route_load(ld, a, ac);
 }
 
+/*
+ * Every file that holds a password (the main file, or one it @includes)
+ * must be readable by its owner only: the same rule wherever the
+ * password is written.
+ */
 static enum result
-check_permissions(struct loader *ld, const char *path)
+check_permissions(struct loader *ld)
 {
 	struct stat	 st;
+	size_t		 i;
 
-	if (!ld->has_password || stat(path, &st) == -1)
-		return RES_OK;
-	if ((st.st_mode & 077) != 0) {
+	for (i = 0; i < ld->npw_files; i++) {
+		if (stat(ld->pw_files[i], &st) == -1 || (st.st_mode & 077) == 0)
+			continue;
 		free(ld->cause);
 		ld->cause = xprintf("%s holds a password and others can read "
-		    "it; refusing to use it (fix: chmod 600 %s)", path, path);
+		    "it (mode %04o); refusing to use it (fix: chmod 600 %s)",
+		    ld->pw_files[i], (unsigned int)(st.st_mode & 07777),
+		    ld->pw_files[i]);
 		return RES_AUTH;
 	}
 	return RES_OK;
 }
 
-/* An error at a line that is no single setting's. */
+/* An error at an account's line (the file that holds the account). */
 static enum result
-lfail_at(struct loader *ld, int line, const char *fmt, ...) PRINTFLIKE(3, 4);
+lfail_at(struct loader *ld, size_t acct, int line, const char *fmt, ...)
+    PRINTFLIKE(4, 5);
 
 static enum result
-lfail_at(struct loader *ld, int line, const char *fmt, ...)
+lfail_at(struct loader *ld, size_t acct, int line, const char *fmt, ...)
 {
 	va_list		 ap;
 	enum result	 r;
 
 	va_start(ap, fmt);
-	r = vcfail(ld, line, fmt, ap);
+	r = vcfail(ld, RES_CONFIG, ld->acct_files[acct], line, fmt, ap);
 	va_end(ap);
 	return r;
+}
+
+/* "line 7", or "line 7 of FILE" when the account is in another file. */
+static char *
+acct_where(const struct loader *ld, size_t acct, int line)
+{
+	if (strcmp(ld->acct_files[acct], ld->file) == 0)
+		return xprintf("line %d", line);
+	return xprintf("line %d of %s", line, ld->acct_files[acct]);
 }
 
 /*
@@ -700,13 +1161,19 @@ check_shared(struct loader *ld, const struct config *cf)
 			b = &cf->accounts[j];
 			sb = ident_source(&b->pop3);
 			if (strcmp(sa, sb) == 0 && (a->keep != b->keep ||
-			    a->delete_after != b->delete_after))
-				r = lfail_at(ld, a->line, "accounts \"%s\" (line "
-				    "%d) and \"%s\" (line %d) read the same POP3 "
+			    a->delete_after != b->delete_after)) {
+				char *wa = acct_where(ld, i, a->line);
+				char *wb = acct_where(ld, j, b->line);
+
+				r = lfail_at(ld, i, a->line, "accounts \"%s\" (%s) "
+				    "and \"%s\" (%s) read the same POP3 "
 				    "mailbox %s, but keep or delete_after differ: "
 				    "one would delete what the other still needs; "
-				    "give both the same", b->name, b->line,
-				    a->name, a->line, sa);
+				    "give both the same", b->name, wb,
+				    a->name, wa, sa);
+				free(wa);
+				free(wb);
+			}
 			free(sb);
 		}
 		free(sa);
@@ -714,34 +1181,161 @@ check_shared(struct loader *ld, const struct config *cf)
 	return r;
 }
 
-enum result
-config_load(const char *path, struct config **cfp, char **cause)
+/*
+ * The name an "@include" names, from the line that holds it (libconfig
+ * 1.5 says only "cannot open include file"); "" if it cannot be found.
+ */
+static void
+include_name(const char *file, int line, char *out, size_t outsz)
+{
+	char	 buf[1024], *q, *e;
+	size_t	 n = 0;
+	FILE	*f;
+	int	 c, at = 1;
+
+	out[0] = '\0';
+	if ((f = fopen(file, "re")) == NULL)
+		return;
+	while (at < line && (c = getc(f)) != EOF)
+		if (c == '\n')
+			at++;
+	while (n < sizeof buf - 1 && (c = getc(f)) != EOF && c != '\n')
+		buf[n++] = (char)c;
+	buf[n] = '\0';
+	fclose(f);
+	if ((q = strstr(buf, "@include")) != NULL &&
+	    (q = strchr(q, '"')) != NULL && (e = strchr(q + 1, '"')) != NULL)
+		log_clean(out, outsz, q + 1, (size_t)(e - q - 1));
+}
+
+/*
+ * Read the file (or the copy of it open as fd, if not -1) and what it
+ * @includes.  libconfig 1.5 (Debian 12) opens an included file by the
+ * name as written, from the working folder; config_set_include_dir would
+ * prefix every name with a folder, absolute ones too, which breaks them.
+ * So the file is read from its own folder: a relative @include (in an
+ * included file as well) starts at the folder of the main file, as
+ * relative paths of settings do, wherever popbridge was started.  Its
+ * errors name the file that holds them.
+ */
+static enum result
+read_config(config_t *cfg, struct loader *ld, int fd, char **cause)
+{
+	char		*tmp, *base, *file, inc[200];
+	FILE		*f = NULL;
+	int		 here, rc, e, copy = -1;
+	enum result	 r;
+
+	tmp = xstrdup(ld->file);
+	base = xstrdup(basename(tmp));
+	free(tmp);
+	/* A copy is read from its start: the descriptor may be shared with
+	 * the one who wrote it, its offset at the end. */
+	if (fd != -1 && ((copy = dup(fd)) == -1 || (f = fdopen(copy, "re")) ==
+	    NULL || fseeko(f, 0, SEEK_SET) == -1)) {
+		e = errno;
+		if (f != NULL)
+			fclose(f);
+		else if (copy != -1)
+			close(copy);
+		free(base);
+		return fail(cause, RES_CONFIG, "%s: cannot read: %s", ld->file,
+		    strerror(e));
+	}
+	here = open(".", O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (here != -1 && chdir(ld->dir) == 0) {
+		ld->read_as = base;
+		rc = f != NULL ? config_read(cfg, f) : config_read_file(cfg,
+		    base);
+		e = errno;
+		if (fchdir(here) == -1)
+			fatal("cannot return to the working folder: %s",
+			    strerror(errno));
+	} else {
+		ld->read_as = ld->file;
+		rc = f != NULL ? config_read(cfg, f) : config_read_file(cfg,
+		    ld->file);
+		e = errno;
+	}
+	if (f != NULL)
+		fclose(f);
+	if (here != -1)
+		close(here);
+	if (rc == CONFIG_TRUE) {
+		/* read_as must live as long as the settings' file names are
+		 * compared with it: until config_load returns. */
+		ld->read_base = base;
+		return RES_OK;
+	}
+	if (config_error_type(cfg) == CONFIG_ERR_FILE_IO)
+		r = fail(cause, RES_CONFIG, "%s: cannot read: %s", ld->file,
+		    strerror(e));
+	else {
+		file = source_file(ld, config_error_file(cfg));
+		inc[0] = '\0';
+		if (strcmp(config_error_text(cfg), "cannot open include file") ==
+		    0)
+			include_name(file, config_error_line(cfg), inc,
+			    sizeof inc);
+		if (inc[0] != '\0')
+			r = fail(cause, RES_CONFIG, "%s:%d: cannot open include "
+			    "file %s%s%s", file, config_error_line(cfg),
+			    inc[0] == '/' ? "" : ld->dir, inc[0] == '/' ? "" :
+			    "/", inc);
+		else
+			r = fail(cause, RES_CONFIG, "%s:%d: %s", file,
+			    config_error_line(cfg), config_error_text(cfg));
+		free(file);
+	}
+	free(base);
+	ld->read_as = NULL;
+	return r;
+}
+
+static void
+loader_free(struct loader *ld)
+{
+	size_t	 i;
+
+	for (i = 0; i < ld->npw_files; i++)
+		free(ld->pw_files[i]);
+	free(ld->pw_files);
+	for (i = 0; i < ld->naccts; i++)
+		free(ld->acct_files[i]);
+	free(ld->acct_files);
+	free(ld->read_base);
+	free(ld->dir);
+}
+
+/*
+ * The config at path, or its copy open as fd (-1: none).  check_secrets:
+ * check the password files as `run` will read them (check_password_file).
+ */
+static enum result
+load(const char *path, int fd, bool check_secrets, struct config **cfp,
+    char **cause)
 {
 	config_t	 cfg;
-	struct loader	 ld = { path, NULL, NULL, false };
+	struct loader	 ld;
 	struct config	*cf;
-	config_setting_t *root, *accts;
+	config_setting_t *root, *accts, *a;
+	struct stat	 st;
 	const char	*sd;
 	char		*tmp;
 	int		 i, n;
 	enum result	 r = RES_OK;
 
 	*cfp = NULL;
+	memset(&ld, 0, sizeof ld);
+	ld.file = path;
+	ld.check_secrets = check_secrets;
 	tmp = xstrdup(path);
 	ld.dir = xstrdup(dirname(tmp));
 	free(tmp);
 	config_init(&cfg);
-	if (config_read_file(&cfg, path) != CONFIG_TRUE) {
-		if (config_error_type(&cfg) == CONFIG_ERR_FILE_IO)
-			r = fail(cause, RES_CONFIG, "%s: cannot read: %s", path,
-			    strerror(errno));
-		else
-			r = fail(cause, RES_CONFIG, "%s:%d: %s",
-			    config_error_file(&cfg) != NULL ?
-			    config_error_file(&cfg) : path,
-			    config_error_line(&cfg), config_error_text(&cfg));
+	if ((r = read_config(&cfg, &ld, fd, cause)) != RES_OK) {
 		config_destroy(&cfg);
-		free(ld.dir);
+		loader_free(&ld);
 		return r;
 	}
 	cf = xcalloc(1, sizeof *cf);
@@ -784,30 +1378,52 @@ config_load(const char *path, struct config **cfp, char **cause)
 		    "\"pid_file\" must be an absolute path");
 		goto out;
 	}
+	/* Who will read the password files (runner_lookup). */
+	ld.user_key = config_lookup(&cfg, "user");
+	if (stat(path, &st) == 0) {
+		ld.owner = st.st_uid;
+		ld.cmode = st.st_mode;
+	} else
+		ld.owner = geteuid();
 	accts = config_lookup(&cfg, "accounts");
 	n = config_setting_length(accts);
 	cf->accounts = xcalloc((size_t)n + 1, sizeof *cf->accounts);
+	ld.acct_files = xcalloc((size_t)n + 1, sizeof *ld.acct_files);
 	for (i = 0; i < n; i++) {
+		a = config_setting_get_elem(accts, (unsigned int)i);
+		ld.acct_files[ld.naccts++] = setting_file(&ld, a);
 		cf->naccounts++;
-		r = load_account(&ld, cf, config_setting_get_elem(accts,
-		    (unsigned int)i), &cf->accounts[i]);
+		r = load_account(&ld, cf, a, &cf->accounts[i]);
 		if (r != RES_OK)
 			goto out;
 	}
 	if ((r = check_shared(&ld, cf)) != RES_OK)
 		goto out;
-	r = check_permissions(&ld, path);
+	r = check_permissions(&ld);
 out:
 	config_destroy(&cfg);
-	free(ld.dir);
 	if (r != RES_OK) {
 		free(*cause);
 		*cause = ld.cause;
+		ld.cause = NULL;
 		config_free(cf);
-		return r;
-	}
-	*cfp = cf;
-	return RES_OK;
+	} else
+		*cfp = cf;
+	free(ld.cause);
+	loader_free(&ld);
+	return r;
+}
+
+enum result
+config_load(const char *path, struct config **cfp, char **cause)
+{
+	return load(path, -1, true, cfp, cause);
+}
+
+enum result
+config_load_fd(int fd, const char *path, struct config **cfp, char **cause)
+{
+	return load(path, fd, false, cfp, cause);
 }
 
 void
@@ -823,6 +1439,7 @@ config_endpoint_free(struct endpoint *ep)
 	free(ep->auth);
 	free(ep->oauth2_token_command);
 	free(ep->pin);
+	secret_free(ep->proxy);		/* it may hold a proxy password */
 	free(ep->mailbox);
 }
 
@@ -938,38 +1555,231 @@ secret_from_file(const struct endpoint *ep, char **secret, char **cause)
 	return RES_OK;
 }
 
+/* What a command printed: its stdout's first line (the secret, up to
+ * the bound) and the start of its stderr (for a failure's message). */
+struct cmd_out {
+	char		 line[SECRET_MAX + 2];
+	size_t		 nline;
+	bool		 line_done;	/* its LF seen, or the bound reached */
+	char		 err[ERR_KEEP + 1];
+	size_t		 nerr;
+};
+
+/* The command's fd onto the child's target fd, close-on-exec cleared. */
+static void
+child_fd(int fd, int target)
+{
+	if (fd == target)
+		(void)fcntl(fd, F_SETFD, 0);
+	else if (dup2(fd, target) == -1)
+		_exit(127);
+}
+
+/*
+ * Take what arrives on the two pipes until both are closed: the first
+ * line of stdout and the first ERR_KEEP bytes of stderr are kept, the rest
+ * read and dropped (a command must not die of SIGPIPE, nor block on a
+ * full pipe while we wait for the other one).
+ */
+static void
+cmd_read(int ofd, int efd, struct cmd_out *o)
+{
+	struct pollfd	 pfd[2];
+	char		 buf[4096];
+	ssize_t		 n;
+	size_t		 take, i;
+	int		 open_fds = 2, k;
+
+	pfd[0].fd = ofd;
+	pfd[1].fd = efd;
+	pfd[0].events = pfd[1].events = POLLIN;
+	while (open_fds > 0) {
+		if (poll(pfd, 2, -1) == -1) {
+			if (errno == EINTR)
+				continue;
+			break;
+		}
+		for (k = 0; k < 2; k++) {
+			if (pfd[k].fd == -1 || pfd[k].revents == 0)
+				continue;
+			n = read(pfd[k].fd, buf, sizeof buf);
+			if (n == -1 && errno == EINTR)
+				continue;
+			if (n <= 0) {
+				pfd[k].fd = -1;
+				open_fds--;
+				continue;
+			}
+			if (k == 1) {
+				take = (size_t)n < ERR_KEEP - o->nerr ?
+				    (size_t)n : ERR_KEEP - o->nerr;
+				memcpy(o->err + o->nerr, buf, take);
+				o->nerr += take;
+				continue;
+			}
+			for (i = 0; i < (size_t)n && !o->line_done; i++) {
+				o->line[o->nline++] = buf[i];
+				if (buf[i] == '\n' || o->nline == sizeof o->line)
+					o->line_done = true;
+			}
+		}
+		explicit_bzero(buf, sizeof buf);
+	}
+	o->err[o->nerr] = '\0';
+}
+
+/*
+ * The command's stderr, fit for a message: its first ERR_LINES lines,
+ * each cut to ERR_LINE_MAX and cleaned of control bytes, joined by " | ".
+ * The secret is its stdout: never shown; should stderr hold it as well
+ * (a "set -x" trace, a helper that echoes), it is shown as "***".
+ */
+static char *
+cmd_stderr(struct cmd_out *o, const char *secret)
+{
+	char		 clean[ERR_LINE_MAX + 1], *out = xstrdup(""), *next;
+	char		*p, *e, *hit;
+	size_t		 slen = secret != NULL ? strlen(secret) : 0, n;
+	int		 lines = 0, more = 0;
+
+	if (slen > 0)
+		while ((hit = memmem(o->err, o->nerr, secret, slen)) != NULL) {
+			memmove(hit + 3, hit + slen, o->nerr - (size_t)(hit -
+			    o->err) - slen + 1);
+			memcpy(hit, "***", 3);
+			o->nerr -= slen - 3;
+		}
+	for (p = o->err; p < o->err + o->nerr; p = e + (*e != '\0')) {
+		e = p + strcspn(p, "\n");
+		n = (size_t)(e - p);
+		if (n > 0 && p[n - 1] == '\r')
+			n--;
+		if (n == 0)
+			continue;
+		if (lines == ERR_LINES) {
+			more++;
+			continue;
+		}
+		log_clean(clean, sizeof clean, p, n);
+		next = xprintf("%s%s%s", out, lines > 0 ? " | " : "", clean);
+		free(out);
+		out = next;
+		lines++;
+	}
+	if (more > 0) {
+		next = xprintf("%s | (%d more line%s)", out, more, more == 1 ?
+		    "" : "s");
+		free(out);
+		out = next;
+	}
+	explicit_bzero(o->err, sizeof o->err);
+	return out;
+}
+
+/*
+ * Run cmd with sh -c, as popen would, but with its stderr captured too:
+ * a helper that fails says why there ("gpg: decryption failed"), and that
+ * belongs in the failure's message.  *status as from waitpid, -1 if the
+ * command could not be run.
+ */
+static enum result
+cmd_run(const char *cmd, const char *what, struct cmd_out *o, int *status,
+    char **cause)
+{
+	int	 out[2] = { -1, -1 }, err[2] = { -1, -1 }, e;
+	pid_t	 pid;
+
+	memset(o, 0, sizeof *o);
+	*status = -1;
+	fflush(NULL);
+	if (pipe2(out, O_CLOEXEC) == -1 || pipe2(err, O_CLOEXEC) == -1 ||
+	    (pid = fork()) == -1) {
+		e = errno;
+		if (out[0] != -1) {
+			close(out[0]);
+			close(out[1]);
+		}
+		if (err[0] != -1) {
+			close(err[0]);
+			close(err[1]);
+		}
+		return fail(cause, RES_TEMP, "%s: %s", what, strerror(e));
+	}
+	if (pid == 0) {
+		child_fd(out[1], STDOUT_FILENO);
+		child_fd(err[1], STDERR_FILENO);
+		execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+		_exit(127);
+	}
+	close(out[1]);
+	close(err[1]);
+	cmd_read(out[0], err[0], o);
+	close(out[0]);
+	close(err[0]);
+	while (waitpid(pid, status, 0) == -1)
+		if (errno != EINTR) {
+			*status = -1;
+			break;
+		}
+	return RES_OK;
+}
+
 static enum result
 secret_from_command(const char *cmd, const char *what, char **secret,
     char **cause)
 {
-	const char *bad;
-	FILE	*f;
-	int	 status;
+	const char	*bad, *kind = strncmp(what, "oauth2", 6) == 0 ? "token" :
+			    "password";
+	struct cmd_out	*o = xcalloc(1, sizeof *o);
+	char		*raw, *why;
+	FILE		*f;
+	int		 status;
+	enum result	 r;
 
-	fflush(NULL);
-	if ((f = popen(cmd, "r")) == NULL)
-		return fail(cause, RES_TEMP, "%s: %s", what, strerror(errno));
-	first_line(f, secret, &bad);
-	/* Read the rest so the command is not killed by SIGPIPE. */
-	while (fgetc(f) != EOF)
-		;
-	status = pclose(f);
-	if (bad != NULL)
-		return fail(cause, RES_CONFIG, "%s printed a %s that cannot be "
-		    "sent: %s", what, strncmp(what, "oauth2", 6) == 0 ?
-		    "token" : "password", bad);
-	if (status == -1 || !WIFEXITED(status) || WEXITSTATUS(status) != 0 ||
-	    **secret == '\0') {
-		secret_free(*secret);
-		*secret = NULL;
-		if (status != -1 && WIFEXITED(status) &&
-		    WEXITSTATUS(status) != 0)
-			return fail(cause, RES_TEMP, "%s failed (exit %d)",
-			    what, WEXITSTATUS(status));
-		return fail(cause, RES_TEMP, "%s printed no %s", what,
-		    strncmp(what, "oauth2", 6) == 0 ? "token" : "password");
+	*secret = NULL;
+	if ((r = cmd_run(cmd, what, o, &status, cause)) != RES_OK) {
+		free(o);
+		return r;
 	}
-	return RES_OK;
+	/* The first line's checks are those of a password_file's. */
+	bad = "it printed nothing";
+	if (o->nline == 0)
+		*secret = xstrdup("");
+	else if ((f = fmemopen(o->line, o->nline, "r")) != NULL) {
+		first_line(f, secret, &bad);
+		fclose(f);
+	}
+	/* Its raw first line, to keep it out of what stderr shows. */
+	raw = xstrndup(o->line, strcspn(o->line, "\r\n"));
+	explicit_bzero(o->line, sizeof o->line);
+	if (*secret == NULL) {
+		r = fail(cause, RES_CONFIG, "%s printed a %s that cannot be "
+		    "sent: %s", what, kind, bad);
+		goto out;
+	}
+	if (status != -1 && WIFEXITED(status) && WEXITSTATUS(status) == 0 &&
+	    **secret != '\0') {
+		r = RES_OK;
+		goto out;
+	}
+	secret_free(*secret);
+	*secret = NULL;
+	why = cmd_stderr(o, raw);
+	if (status != -1 && WIFEXITED(status) && WEXITSTATUS(status) != 0)
+		r = fail(cause, RES_TEMP, "%s failed (exit %d)%s%s", what,
+		    WEXITSTATUS(status), why[0] != '\0' ? ": " : "", why);
+	else if (status != -1 && WIFSIGNALED(status))
+		r = fail(cause, RES_TEMP, "%s was killed by signal %d%s%s", what,
+		    WTERMSIG(status), why[0] != '\0' ? ": " : "", why);
+	else
+		r = fail(cause, RES_TEMP, "%s printed no %s%s%s", what, kind,
+		    why[0] != '\0' ? ": " : "", why);
+	free(why);
+out:
+	secret_free(raw);
+	explicit_bzero(o, sizeof *o);
+	free(o);
+	return r;
 }
 
 enum result
@@ -1024,7 +1834,9 @@ config_state_dir(const struct globals *g, char **dir, char **cause)
 		*dir = config_default_state_dir();
 		return RES_OK;
 	}
-	if ((r = config_load(g->config, &cf, &why)) != RES_OK) {
+	/* Only state_dir is wanted: a password file another command would
+	 * refuse is no reason to keep ledgers elsewhere. */
+	if ((r = load(g->config, -1, false, &cf, &why)) != RES_OK) {
 		if (g->config_given) {
 			free(*cause);
 			*cause = why;

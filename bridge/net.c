@@ -534,6 +534,15 @@ conn_login(struct conn *c, const struct endpoint *ep, const char *secret,
 	curl_easy_setopt(c->h, CURLOPT_SSL_VERIFYHOST, 2L);
 	if (ep->ca_file != NULL)
 		curl_easy_setopt(c->h, CURLOPT_CAINFO, ep->ca_file);
+	/*
+	 * The config's proxy ("" for none), else libcurl's from the
+	 * environment (ALL_PROXY ...).  POP3 and IMAP go through an HTTP
+	 * proxy as a CONNECT tunnel, whose reply is no server line.
+	 */
+	if (ep->proxy != NULL)
+		curl_easy_setopt(c->h, CURLOPT_PROXY, ep->proxy);
+	curl_easy_setopt(c->h, CURLOPT_HTTPPROXYTUNNEL, 1L);
+	curl_easy_setopt(c->h, CURLOPT_SUPPRESS_CONNECT_HEADERS, 1L);
 	curl_easy_setopt(c->h, CURLOPT_CONNECTTIMEOUT, c->timeout);
 	/* The whole login within the account's deadline too. */
 	if (deadline_at > 0)

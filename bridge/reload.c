@@ -8,7 +8,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <libgen.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -80,76 +79,6 @@ secret_add(struct secret_buf *b, const char *fmt, ...)
 	memcpy(b->p + b->len, line, n + 1);
 	b->len += n;
 	secret_free(line);
-}
-
-static char *
-replace_all(const char *s, const char *from, const char *to)
-{
-	const char	*at;
-	char		*out = xstrdup(""), *t;
-	size_t		 n = strlen(from);
-
-	while ((at = strstr(s, from)) != NULL) {
-		t = xprintf("%s%.*s%s", out, (int)(at - s), s, to);
-		free(out);
-		out = t;
-		s = at + n;
-	}
-	t = xprintf("%s%s", out, s);
-	free(out);
-	return t;
-}
-
-/* A path config_load made from a relative one in the copy's folder: from
- * the config's folder instead. */
-static void
-relocate(char **path, const char *from, const char *dir)
-{
-	char	*p;
-
-	if (*path == NULL || strncmp(*path, from, strlen(from)) != 0)
-		return;
-	p = xprintf("%s/%s", dir, *path + strlen(from));
-	free(*path);
-	*path = p;
-}
-
-/*
- * config_load of the copy in fd as the file at path.  The copy is read as
- * /proc/PID/fd/N, whose folder config_load takes for the config's: the
- * relative password_file and ca_file paths it made there start from the
- * config's folder again, and messages name the config, not the copy.
- */
-static enum result
-load_copy(int fd, const char *path, struct config **cfp, char **cause)
-{
-	char		 proc[96], procdir[64], *dir, *tmp;
-	size_t		 i;
-	enum result	 r;
-
-	snprintf(procdir, sizeof procdir, "/proc/%ld/fd/", (long)getpid());
-	snprintf(proc, sizeof proc, "%s%d", procdir, fd);
-	if ((r = config_load(proc, cfp, cause)) != RES_OK) {
-		tmp = replace_all(*cause, proc, path);
-		free(*cause);
-		*cause = tmp;
-		return r;
-	}
-	tmp = xstrdup(path);
-	dir = xstrdup(dirname(tmp));
-	free(tmp);
-	for (i = 0; i < (*cfp)->naccounts; i++) {
-		struct account *ac = &(*cfp)->accounts[i];
-
-		relocate(&ac->pop3.password_file, procdir, dir);
-		relocate(&ac->pop3.ca_file, procdir, dir);
-		relocate(&ac->imap.password_file, procdir, dir);
-		relocate(&ac->imap.ca_file, procdir, dir);
-	}
-	free(dir);
-	free((*cfp)->path);
-	(*cfp)->path = xstrdup(path);
-	return RES_OK;
 }
 
 /* The helper: a copy of the config file for the daemon's user. */
@@ -300,7 +229,7 @@ helper_answer(int sock, const char *path, const struct config *start,
 	int		 fd = -1;
 
 	if ((r = config_copy(path, uid, gid, &fd, &cause)) == RES_OK &&
-	    (r = load_copy(fd, path, &cf, &cause)) == RES_OK &&
+	    (r = config_load_fd(fd, path, &cf, &cause)) == RES_OK &&
 	    (r = config_passwords(cf, &b, &cause)) == RES_OK)
 		h.moved = keep_settings(start, cf);
 	h.result = r;
@@ -492,7 +421,7 @@ helper_load(int sock, const char *path, struct config **cfp, bool *moved,
 	} else if (fd == -1)
 		*r = fail(cause, RES_TEMP, "the helper sent no copy of %s",
 		    path);
-	else if ((*r = load_copy(fd, path, cfp, cause)) == RES_OK)
+	else if ((*r = config_load_fd(fd, path, cfp, cause)) == RES_OK)
 		apply_passwords(*cfp, data);
 	if (fd != -1)
 		close(fd);

@@ -1,4 +1,4 @@
-// link: bridge/config.c bridge/config_route.c bridge/route.c bridge/ident.c bridge/imap_parse.c
+// link: bridge/config.c bridge/config_listen.c bridge/config_route.c bridge/route.c bridge/ident.c bridge/imap_parse.c
 // pkg: libconfig
 /*
  * bridge/config.c: config_load on files written to a temporary folder
@@ -6,6 +6,7 @@
  * the result class, the "FILE:LINE:" at the start of the cause and a part
  * of the message), file permissions, and config_secret from each source.
  */
+#include <sys/mman.h>
 #include <sys/stat.h>
 
 #include <errno.h>
@@ -81,6 +82,9 @@ test_minimal(const void *arg)
 	char		*want;
 
 	(void)arg;
+	/* A password_file must be there (and private) for the config to
+	 * load: `check -n` says what `run` would meet. */
+	free(write_file("imap.pass", "pw2\n", 0600));
 	cf = load_ok("minimal", ACCT(P_OK, I_URL "user = \"alice@example.org\";"
 	    " password_file = \"imap.pass\";", ""), 0600);
 	if (cf == NULL)
@@ -136,10 +140,12 @@ test_full(const void *arg)
 {
 	struct config	*cf;
 	const struct account *ac;
-	char		*want;
+	char		*want, *pass, *text;
 
 	(void)arg;
-	cf = load_ok("full",
+	/* An absolute password_file, which must exist: one in tmpdir. */
+	pass = write_file("bob.pass", "pw\n", 0600);
+	text = xprintf(
 	    "# a comment\n"
 	    "state_dir = \"/var/tmp/popbridge-state\";\n"
 	    "timeout = 30;\n"
@@ -159,7 +165,7 @@ test_full(const void *arg)
 	    "  imap = {\n"
 	    "    url = \"imap://[::1]:1143\";\n"
 	    "    user = \"bob\";\n"
-	    "    password_file = \"/etc/popbridge/bob.pass\";\n"
+	    "    password_file = \"%s\";\n"
 	    "    ca_file = \"certs/ca.pem\";\n"
 	    "    mailbox = \"Archive/2024 &AOQ-\";\n"
 	    "    auth = \"any\";\n"
@@ -173,9 +179,13 @@ test_full(const void *arg)
 	    "  imap = { url = \"imaps://i:65535\"; user = \"c\"; "
 	    "password = \"y\"; };\n"
 	    " }\n"
-	    ");\n", 0600);
-	if (cf == NULL)
+	    ");\n", pass);
+	cf = load_ok("full", text, 0600);
+	free(text);
+	if (cf == NULL) {
+		free(pass);
 		return;
+	}
 	CHECK_STR(cf->state_dir, "/var/tmp/popbridge-state", "state_dir");
 	CHECK(cf->timeout == 30, "timeout %ld", cf->timeout);
 	CHECK(cf->naccounts == 2, "naccounts %zu", cf->naccounts);
@@ -197,8 +207,8 @@ test_full(const void *arg)
 	CHECK(ac->imap.port == 1143, "imap port %d", ac->imap.port);
 	CHECK(ac->imap.tls == TLS_STARTTLS, "imap:// is STARTTLS: %d",
 	    ac->imap.tls);
-	CHECK_STR(ac->imap.password_file, "/etc/popbridge/bob.pass",
-	    "absolute password_file");
+	CHECK_STR(ac->imap.password_file, pass, "absolute password_file");
+	free(pass);
 	want = xprintf("%s/certs/ca.pem", tmpdir);
 	CHECK_STR(ac->imap.ca_file, want, "relative ca_file");
 	free(want);
@@ -270,6 +280,7 @@ test_permissions_ok(const void *arg)
 	struct config	*cf;
 
 	(void)arg;
+	free(write_file("p", "pw\n", 0600));
 	cf = load_ok("0644 without password", ACCT(P_URL "user = \"a\"; "
 	    "password_file = \"p\";", I_URL "user = \"a\"; "
 	    "password_command = \"echo x\";", ""), 0644);
@@ -624,6 +635,61 @@ test_missing_file(const void *arg)
 	free(path);
 }
 
+/*
+ * config_load_fd: a copy of the config in a descriptor whose offset is at
+ * its end (as the root helper's memfd arrives): relative paths and a
+ * relative @include start at the real config's folder, not the
+ * descriptor's (/proc/PID/fd), and errors name the real file.
+ */
+static void
+test_load_fd(const void *arg)
+{
+	static const char good[] = "@include \"extra.conf\"\n"
+	    ACCT(P_URL "user = \"alice\"; password_file = \"sub/pw\";",
+	    I_OK, "");
+	static const char bad[] = "timeout = 30;\njobs = ;\n";
+	struct config	*cf = NULL;
+	char		*path, *want, *cause = NULL, *inc;
+	enum result	 r;
+	int		 fd;
+
+	(void)arg;
+	inc = write_file("extra.conf", "timeout = 33;\n", 0600);
+	/* No such file: only the copy holds it (its mode is not checked). */
+	path = xprintf("%s/copy.conf", tmpdir);
+	want = xprintf("%s/sub/pw", tmpdir);
+	fd = memfd_create("copy", 0);
+	CHECK(fd != -1 && write(fd, good, strlen(good)) ==
+	    (ssize_t)strlen(good), "memfd: %s", strerror(errno));
+	r = config_load_fd(fd, path, &cf, &cause);
+	CHECK(r == RES_OK && cf != NULL, "copy: %d, cause %s", r,
+	    unit_sesc(cause));
+	if (cf != NULL) {
+		CHECK_STR(cf->accounts[0].pop3.password_file, want,
+		    "relative password_file of a copy");
+		CHECK_STR(cf->path, path, "the copy's path");
+		CHECK(cf->timeout == 33, "the copy's @include: timeout %ld",
+		    (long)cf->timeout);
+		config_free(cf);
+		cf = NULL;
+	}
+	free(cause);
+	cause = NULL;
+	CHECK(ftruncate(fd, 0) == 0 && lseek(fd, 0, SEEK_SET) == 0 &&
+	    write(fd, bad, strlen(bad)) == (ssize_t)strlen(bad), "memfd");
+	r = config_load_fd(fd, path, &cf, &cause);
+	CHECK(r == RES_CONFIG && cf == NULL && cause != NULL &&
+	    strncmp(cause, path, strlen(path)) == 0 &&
+	    strncmp(cause + strlen(path), ":2:", 3) == 0,
+	    "a broken copy: %d, cause %s", r, unit_sesc(cause));
+	free(cause);
+	close(fd);
+	unlink(inc);
+	free(inc);
+	free(want);
+	free(path);
+}
+
 /* ---- config_url_redact ---- */
 
 static void
@@ -879,6 +945,7 @@ main(void)
 	UNIT_ISOLATED("mailbox names", test_mailbox_names, NULL);
 	UNIT_ISOLATED("broken configs", test_errors, NULL);
 	UNIT_ISOLATED("missing config", test_missing_file, NULL);
+	UNIT_ISOLATED("config_load_fd", test_load_fd, NULL);
 	UNIT_ISOLATED("config_url_redact", test_url_redact, NULL);
 	UNIT_ISOLATED("config_secret", test_secret, NULL);
 	rc = UNIT_END();
