@@ -944,6 +944,12 @@ void		 http_csrf_make(const unsigned char *, size_t, time_t, char *,
 		     size_t);
 bool		 http_csrf_check(const unsigned char *, size_t, const char *,
 		     time_t);
+/* The same for the session cookie a browser gets at /login. */
+#define HTTP_SESSION_TTL (30 * 86400)	/* seconds a sign-in lasts */
+void		 http_session_make(const unsigned char *, size_t, time_t,
+		     char *, size_t);
+bool		 http_session_check(const unsigned char *, size_t,
+		     const char *, time_t);
 /* Is a Host header a loopback address or localhost, with a port or not? */
 bool		 http_host_loopback(const char *);
 /* Does an Origin ("http://h:p") or Referer ("http://h:p/...") name the

@@ -20,7 +20,9 @@
  *     resolve to 127.0.0.1 (DNS rebinding) gets nothing.
  * The token comes as HTTP Basic authentication (any user name, the token
  * as the password: what a browser asks a person for) or as a Bearer token
- * (Prometheus' authorization setting).
+ * (Prometheus' authorization setting).  A browser that signed in at
+ * /login with it gets a session cookie that stands for it (browsers do
+ * not send Basic credentials unasked to a page that did not ask).
  *
  * Bounds: libmicrohttpd takes at most CONN_MAX connections, PER_IP_MAX
  * from one address, each with CONN_MEMORY bytes for the request line and
@@ -56,6 +58,7 @@
 #define READ_BURST	60.0	/* ... and at once */
 #define CHECK_RATE	0.5	/* "Check now" presses a second ... */
 #define CHECK_BURST	10.0	/* ... and at once */
+#define COOKIE		"popbridge_session"
 
 static const struct http_setup *su;
 static struct http_bucket read_bucket, check_bucket;
@@ -67,8 +70,8 @@ struct upload {
 };
 
 static enum MHD_Result
-respond(struct MHD_Connection *c, unsigned int status, const char *type,
-    char *body, size_t len)
+respond_cookie(struct MHD_Connection *c, unsigned int status,
+    const char *type, char *body, size_t len, const char *cookie)
 {
 	struct MHD_Response *r;
 	enum MHD_Result	 ret;
@@ -91,9 +94,18 @@ respond(struct MHD_Connection *c, unsigned int status, const char *type,
 		    "Basic realm=\"popbridge\", charset=\"UTF-8\"");
 	if (status == MHD_HTTP_SEE_OTHER)
 		MHD_add_response_header(r, "Location", body);
+	if (cookie != NULL)
+		MHD_add_response_header(r, "Set-Cookie", cookie);
 	ret = MHD_queue_response(c, status, r);
 	MHD_destroy_response(r);
 	return ret;
+}
+
+static enum MHD_Result
+respond(struct MHD_Connection *c, unsigned int status, const char *type,
+    char *body, size_t len)
+{
+	return respond_cookie(c, status, type, body, len, NULL);
 }
 
 /* A short plain-text answer: "403 Forbidden: why". */
@@ -137,7 +149,7 @@ peer_loopback(struct MHD_Connection *c)
 	    s6->sin6_addr.s6_addr[12] == 127);
 }
 
-/* Did the request bring the token? */
+/* Did the request bring the token (in an Authorization header)? */
 static bool
 has_token(struct MHD_Connection *c)
 {
@@ -149,6 +161,45 @@ has_token(struct MHD_Connection *c)
 	    !http_auth_token(h, tok, sizeof tok))
 		return false;
 	return http_equal(tok, su->token);
+}
+
+/* The token, or the cookie of a sign-in with it? */
+static bool
+signed_in(struct MHD_Connection *c)
+{
+	const char	*v;
+
+	if (su->token == NULL)
+		return false;
+	if (has_token(c))
+		return true;
+	v = MHD_lookup_connection_value(c, MHD_COOKIE_KIND, COOKIE);
+	return v != NULL && strlen(v) < HTTP_CSRF_MAX &&
+	    http_session_check(su->key, 32, v, time(NULL));
+}
+
+/* /login: a browser that sent the token gets a cookie that says so
+ * (HttpOnly: no script reads it; SameSite=Strict: no other site's page
+ * sends it), and goes back to the page. */
+static enum MHD_Result
+login(struct MHD_Connection *c, bool in)
+{
+	char	 tok[HTTP_CSRF_MAX], *cookie;
+	enum MHD_Result ret;
+
+	if (su->token == NULL)
+		return plain(c, MHD_HTTP_NOT_FOUND, "Not Found: no token is "
+		    "configured");
+	if (!in)
+		return plain(c, MHD_HTTP_UNAUTHORIZED, "Unauthorized: any user "
+		    "name, the token as password");
+	http_session_make(su->key, 32, time(NULL), tok, sizeof tok);
+	cookie = xprintf("%s=%s; Path=/; Max-Age=%d; HttpOnly; "
+	    "SameSite=Strict", COOKIE, tok, HTTP_SESSION_TTL);
+	ret = respond_cookie(c, MHD_HTTP_SEE_OTHER, "text/plain; "
+	    "charset=utf-8", xstrdup("/"), 1, cookie);
+	free(cookie);
+	return ret;
 }
 
 /* The views of every account, with paths of secrets hidden. */
@@ -178,7 +229,7 @@ views_free(struct account_view *v, size_t n)
 enum what { PAGE, METRICS, JSON };
 
 static enum MHD_Result
-serve(struct MHD_Connection *c, enum what what, bool signed_in)
+serve(struct MHD_Connection *c, enum what what, bool in)
 {
 	struct account_view *v;
 	struct page_opts o;
@@ -196,7 +247,7 @@ serve(struct MHD_Connection *c, enum what what, bool signed_in)
 		memset(&o, 0, sizeof o);
 		o.now = time(NULL);
 		o.token_set = su->token != NULL;
-		if (signed_in) {
+		if (in) {
 			http_csrf_make(su->key, 32, o.now, csrf, sizeof csrf);
 			o.csrf = csrf;
 		}
@@ -283,7 +334,7 @@ check(struct MHD_Connection *c, const struct upload *u, const char *host)
 	if (su->token == NULL)
 		return plain(c, MHD_HTTP_FORBIDDEN, "Forbidden: \"Check now\" "
 		    "needs a token (listen_token_file in the config)");
-	if (!has_token(c))
+	if (!signed_in(c))
 		return plain(c, MHD_HTTP_UNAUTHORIZED, "Unauthorized: the "
 		    "token is needed (any user name, the token as password)");
 	type = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
@@ -323,8 +374,7 @@ check(struct MHD_Connection *c, const struct upload *u, const char *host)
 
 /* Who may, before anything is read or parsed further. */
 static enum MHD_Result
-gate(struct MHD_Connection *c, const char **hostp, bool *signed_in,
-    bool *refused)
+gate(struct MHD_Connection *c, const char **hostp, bool *in, bool *refused)
 {
 	const char	*host;
 
@@ -340,8 +390,8 @@ gate(struct MHD_Connection *c, const char **hostp, bool *signed_in,
 	    READ_BURST))
 		return plain(c, MHD_HTTP_TOO_MANY_REQUESTS, "Too Many "
 		    "Requests");
-	*signed_in = has_token(c);
-	if (!*signed_in && !peer_loopback(c))
+	*in = signed_in(c);
+	if (!*in && !peer_loopback(c))
 		return plain(c, MHD_HTTP_UNAUTHORIZED, "Unauthorized: the "
 		    "token is needed (any user name, the token as password)");
 	*hostp = host;
@@ -351,24 +401,17 @@ gate(struct MHD_Connection *c, const char **hostp, bool *signed_in,
 
 /* A GET (or HEAD) allowed through the gate. */
 static enum MHD_Result
-get(struct MHD_Connection *c, const char *url, bool signed_in)
+get(struct MHD_Connection *c, const char *url, bool in)
 {
 	if (strcmp(url, "/") == 0)
-		return serve(c, PAGE, signed_in);
+		return serve(c, PAGE, in);
 	if (strcmp(url, "/metrics") == 0)
-		return serve(c, METRICS, signed_in);
+		return serve(c, METRICS, in);
 	if (strcmp(url, "/status.json") == 0)
-		return serve(c, JSON, signed_in);
-	if (strcmp(url, "/login") != 0)
-		return plain(c, MHD_HTTP_NOT_FOUND, "Not Found");
-	if (su->token == NULL)
-		return plain(c, MHD_HTTP_NOT_FOUND, "Not Found: no token is "
-		    "configured");
-	if (!signed_in)
-		return plain(c, MHD_HTTP_UNAUTHORIZED, "Unauthorized: any user "
-		    "name, the token as password");
-	return respond(c, MHD_HTTP_SEE_OTHER, "text/plain; charset=utf-8",
-	    xstrdup("/"), 1);
+		return serve(c, JSON, in);
+	if (strcmp(url, "/login") == 0)
+		return login(c, in);
+	return plain(c, MHD_HTTP_NOT_FOUND, "Not Found");
 }
 
 /*
@@ -385,10 +428,10 @@ handle(void *cls, struct MHD_Connection *c, const char *url,
 	struct upload	*u = *state;
 	const char	*host = NULL, *cl;
 	enum MHD_Result	 ret;
-	bool		 signed_in = false, refused;
+	bool		 in = false, refused;
 
 	if (u == NULL) {
-		if ((ret = gate(c, &host, &signed_in, &refused)) != MHD_YES ||
+		if ((ret = gate(c, &host, &in, &refused)) != MHD_YES ||
 		    refused)
 			return ret;
 		if (strcmp(method, MHD_HTTP_METHOD_POST) != 0) {
@@ -396,7 +439,7 @@ handle(void *cls, struct MHD_Connection *c, const char *url,
 			    strcmp(method, MHD_HTTP_METHOD_HEAD) != 0)
 				return plain(c, MHD_HTTP_METHOD_NOT_ALLOWED,
 				    "Method Not Allowed");
-			return get(c, url, signed_in);
+			return get(c, url, in);
 		}
 		if (strcmp(url, "/check") != 0)
 			return plain(c, MHD_HTTP_NOT_FOUND, "Not Found");

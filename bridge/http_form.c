@@ -1,7 +1,9 @@
 /*
  * What a browser sends the web page, parsed: the "Check now" form
  * (application/x-www-form-urlencoded), the token in an Authorization
- * header, the CSRF token, and the Host, Origin and Referer headers.  The
+ * header, the CSRF token and the session cookie (both an HMAC of their
+ * time under a key of the daemon's), and the Host, Origin and Referer
+ * headers.  The
  * input is whatever anyone who reaches the port sends, so every function
  * here is pure, bounded by its output's size, and fails closed
  * (tests/unit/http_form_test.c, tests/fuzz/fuzz_http_form.c).
@@ -189,29 +191,33 @@ http_equal(const char *a, const char *b)
 	return d == 0;
 }
 
+/* The MAC of "popbridge PURPOSE TIME": a CSRF token and a session are
+ * different purposes, so one is never taken for the other. */
 static void
-csrf_mac(const unsigned char *key, size_t keylen, long long t, char *mac)
+token_mac(const unsigned char *key, size_t keylen, const char *purpose,
+    long long t, char *mac)
 {
 	char	 msg[64];
 	int	 n;
 
-	n = snprintf(msg, sizeof msg, "popbridge check now %lld", t);
+	n = snprintf(msg, sizeof msg, "popbridge %s %lld", purpose, t);
 	hash_hmac(key, keylen, msg, (size_t)n, mac);
 }
 
-void
-http_csrf_make(const unsigned char *key, size_t keylen, time_t now, char *out,
-    size_t outsz)
+static void
+token_make(const unsigned char *key, size_t keylen, const char *purpose,
+    time_t now, char *out, size_t outsz)
 {
 	char	 mac[65];
 
-	csrf_mac(key, keylen, (long long)now, mac);
+	token_mac(key, keylen, purpose, (long long)now, mac);
 	snprintf(out, outsz, "%lld.%s", (long long)now, mac);
 }
 
-bool
-http_csrf_check(const unsigned char *key, size_t keylen, const char *tok,
-    time_t now)
+/* "TIME.HMAC", made for purpose at most ttl seconds ago. */
+static bool
+token_check(const unsigned char *key, size_t keylen, const char *purpose,
+    const char *tok, time_t now, long ttl)
 {
 	char		 mac[65];
 	long long	 t = 0;
@@ -224,11 +230,40 @@ http_csrf_check(const unsigned char *key, size_t keylen, const char *tok,
 	}
 	if (i == 0 || tok[i] != '.' || strlen(tok + i + 1) != 64)
 		return false;
-	/* A page lasts HTTP_CSRF_TTL; a minute ahead is a clock step. */
-	if (t < (long long)now - HTTP_CSRF_TTL || t > (long long)now + 60)
+	/* A minute ahead is a clock step. */
+	if (t < (long long)now - ttl || t > (long long)now + 60)
 		return false;
-	csrf_mac(key, keylen, t, mac);
+	token_mac(key, keylen, purpose, t, mac);
 	return http_equal(mac, tok + i + 1);
+}
+
+void
+http_csrf_make(const unsigned char *key, size_t keylen, time_t now, char *out,
+    size_t outsz)
+{
+	token_make(key, keylen, "check now", now, out, outsz);
+}
+
+bool
+http_csrf_check(const unsigned char *key, size_t keylen, const char *tok,
+    time_t now)
+{
+	return token_check(key, keylen, "check now", tok, now, HTTP_CSRF_TTL);
+}
+
+void
+http_session_make(const unsigned char *key, size_t keylen, time_t now,
+    char *out, size_t outsz)
+{
+	token_make(key, keylen, "session", now, out, outsz);
+}
+
+bool
+http_session_check(const unsigned char *key, size_t keylen, const char *tok,
+    time_t now)
+{
+	return token_check(key, keylen, "session", tok, now,
+	    HTTP_SESSION_TTL);
 }
 
 /* The digits of an optional ":PORT" at s, to its end. */
