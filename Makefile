@@ -43,7 +43,8 @@ SRCS	= bridge/main.c bridge/account.c bridge/config.c bridge/ledger.c \
 	  bridge/gmail.c bridge/gmail_json.c bridge/gmail_import.c \
 	  bridge/gmail_find.c bridge/gmail_quota.c bridge/config_gmail.c
 # The routing engine's pieces (issue 16).
-SRCS	+= bridge/route_show.c
+SRCS	+= bridge/route_show.c bridge/transfer_pop.c bridge/transfer_route.c \
+	   bridge/transfer_record.c
 # The daemon's web page and metrics (issue 18), the reload helper.
 SRCS	+= bridge/reload.c bridge/config_listen.c bridge/ledger_metrics.c \
 	   bridge/metrics.c bridge/page.c bridge/http_form.c bridge/web.c \
@@ -57,6 +58,7 @@ bridge/popbridge: $(OBJS)
 
 bridge/%.o: bridge/%.c bridge/bridge.h bridge/run.h bridge/imap_int.h \
 	    bridge/ledger_int.h bridge/route.h bridge/config_int.h \
+	    bridge/transfer_int.h \
 	    bridge/gmail.h bridge/gmail_int.h bridge/config_gmail.h
 	$(CC) $(CFLAGS) $(PKG_CFLAGS) -c -o $@ $<
 

@@ -75,6 +75,9 @@ legs_make(struct run *rn, char **cause)
 		g->want = rt != NULL ? rt->targets[k].mailbox :
 		    rn->ac->imap.mailbox;
 		g->dest = dests[k];
+		g->label = rt != NULL ? xprintf("%s:%s", route_dest_name(rn->ac,
+		    rt->targets[k].dest), g->want != NULL ? g->want : "INBOX") :
+		    xstrdup(g->want != NULL ? g->want : "INBOX");
 		if (r == RES_OK)
 			r = ledger_dest(rn->l, g->dest, &g->dest_id, cause);
 	}
@@ -381,6 +384,7 @@ run_free(struct run *rn)
 	for (i = 0; i < rn->nlegs; i++) {
 		adopt_free(rn->legs[i].adopt);
 		free(rn->legs[i].dest);
+		free(rn->legs[i].label);
 		free(rn->legs[i].mailbox);
 		free(rn->legs[i].plan);
 		free(rn->legs[i].down_why);

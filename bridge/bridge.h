@@ -626,6 +626,10 @@ enum result	 ledger_forget(struct ledger *, int64_t, char **);
 /* Routed and imported in every row among these destinations? */
 enum result	 ledger_done_in(struct ledger *, char *const *, size_t,
 		     const char *, const char *, bool *, char **);
+/* Rows routing it to destinations none of these (renamed, removed). */
+enum result	 ledger_orphans(struct ledger *, char *const *, size_t,
+		     const char *, const char *, int64_t *, size_t, size_t *,
+		     char **);
 enum result	 ledger_imported_in(struct ledger *, const char *, const char *,
 		     const char *, bool *, char **);
 enum result	 ledger_attempts(struct ledger *, struct ledger_attempt **,

@@ -107,6 +107,10 @@ static const char *const stmt_sql[ST_COUNT] = {
 	[ST_DONE_IN] = "SELECT msg.state, msg.hash FROM msg JOIN dest ON "
 	    "msg.dest = dest.id WHERE dest.name = ?1 AND msg.uidl = ?2 AND "
 	    "msg.deleted < 2",
+	/* A message's rows that route it somewhere it has not arrived. */
+	[ST_ORPHANS] = "SELECT msg.id, dest.name, msg.hash FROM msg JOIN "
+	    "dest ON msg.dest = dest.id WHERE msg.uidl = ?1 AND msg.state IN "
+	    "(0, 3, 4) AND msg.deleted < 2 AND msg.unrouted = 0",
 };
 
 static const char schema[] =

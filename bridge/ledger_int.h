@@ -33,6 +33,7 @@ enum {
 	ST_ROUTED,
 	ST_FORGET,
 	ST_DONE_IN,
+	ST_ORPHANS,
 	ST_COUNT
 };
 

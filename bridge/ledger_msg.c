@@ -443,3 +443,42 @@ ledger_done_in(struct ledger *l, char *const *dests, size_t n,
 	*yes = imported > 0 && other == 0;
 	return RES_OK;
 }
+
+/*
+ * The rows of a message (of this content, if hash) in destinations that
+ * are none of `known` (the account's legs and its siblings'), that route
+ * it to a place it has not arrived: a destination renamed or removed from
+ * the config since.  Their ids into ids[max]; *n says how many there are.
+ */
+enum result
+ledger_orphans(struct ledger *l, char *const *known, size_t nknown,
+    const char *uidl, const char *hash, int64_t *ids, size_t max, size_t *n,
+    char **cause)
+{
+	sqlite3_stmt	*s = l->st[ST_ORPHANS];
+	size_t		 i;
+	int		 rc;
+
+	*n = 0;
+	sqlite3_reset(s);
+	sqlite3_clear_bindings(s);
+	sqlite3_bind_text(s, 1, uidl, -1, SQLITE_TRANSIENT);
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		const char *name = (const char *)sqlite3_column_text(s, 1);
+		const char *h = (const char *)sqlite3_column_text(s, 2);
+
+		for (i = 0; i < nknown; i++)
+			if (name != NULL && strcmp(known[i], name) == 0)
+				break;
+		if (i < nknown || (hash != NULL && hash[0] != '\0' &&
+		    h != NULL && h[0] != '\0' && strcmp(h, hash) != 0))
+			continue;
+		if (*n < max)
+			ids[*n] = sqlite3_column_int64(s, 0);
+		(*n)++;
+	}
+	sqlite3_reset(s);
+	if (rc != SQLITE_DONE)
+		return ledger_fail(l, cause, "read");
+	return RES_OK;
+}

@@ -254,11 +254,15 @@ read_targets(sqlite3 *db, const struct account *ac, struct ledger_status *ls)
 
 	ls->dests = xcalloc(rt->ntargets, sizeof *ls->dests);
 	for (k = 0; k < rt->ntargets && rc == SQLITE_OK; k++) {
+		/* route_dest_name() and route_endpoint() by hand: the
+		 * ledger links without the router. */
+		size_t d = rt->targets[k].dest;
+
 		dc = &ls->dests[ls->ndests++];
-		dc->name = xprintf("%s:%s", route_dest_name(ac,
-		    rt->targets[k].dest), rt->targets[k].mailbox != NULL ?
+		dc->name = xprintf("%s:%s", d == 0 ? "imap" :
+		    rt->dests[d - 1].name, rt->targets[k].mailbox != NULL ?
 		    rt->targets[k].mailbox : "INBOX");
-		name = ident_dest_in(route_endpoint(ac, k),
+		name = ident_dest_in(d == 0 ? &ac->imap : &rt->dests[d - 1].ep,
 		    rt->targets[k].mailbox);
 		dest = find_dest(db, name, &rc);
 		free(name);

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "bridge.h"
+#include "route.h"
 
 struct command {
 	const char	*name;
@@ -113,12 +114,33 @@ pick_accounts(const struct config *cf, int argc, char **argv, size_t *n)
 	return list;
 }
 
+/* check -n: what a routed account's config says, in one line. */
+static void
+routing_summary(const struct account *ac)
+{
+	const struct routing *rt = ac->routing;
+	size_t		 k;
+
+	if (rt == NULL)
+		return;
+	printf("%s: %zu rule%s%s; destinations: imap", ac->name, rt->nrules,
+	    rt->nrules == 1 ? "" : "s", rt->md != NULL ? ", multidrop" : "");
+	for (k = 0; k < rt->ndests; k++)
+		printf(", %s", rt->dests[k].name);
+	printf("\n");
+}
+
 static void
 log_summary(const struct account *ac, const struct run_stats *st)
 {
+	char	 kept[64] = "";
+
+	if (st->kept > 0)
+		snprintf(kept, sizeof kept, "; %u kept on the POP3 server by a "
+		    "rule", st->kept);
 	log_info("%s: %u new, %u imported, %u failed, %u deleted, %.1f MB in "
-	    "%.1f s", ac->name, st->fresh, st->imported, st->failed,
-	    st->deleted, (double)st->bytes / 1e6, st->seconds);
+	    "%.1f s%s", ac->name, st->fresh, st->imported, st->failed,
+	    st->deleted, (double)st->bytes / 1e6, st->seconds, kept);
 }
 
 /*
@@ -358,6 +380,8 @@ cmd_check(struct globals *g, int argc, char **argv)
 		return EX_USAGE;
 	}
 	if (config_only) {
+		for (i = 0; i < n; i++)
+			routing_summary(list[i]);
 		printf("configuration OK\n");
 		free(list);
 		config_free(cf);

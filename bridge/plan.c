@@ -210,6 +210,65 @@ plan_combine(struct run *rn, unsigned int i)
 		pl->act = PA_BIG;
 }
 
+char **
+plan_known_dests(const struct run *rn, size_t *n)
+{
+	char		**v;
+	size_t		  k, i, cap = rn->nlegs;
+
+	for (i = 0; i < rn->nsiblings; i++)
+		cap += rn->siblings[i].n;
+	v = xcalloc(cap + 1, sizeof *v);
+	*n = 0;
+	for (k = 0; k < rn->nlegs; k++)
+		v[(*n)++] = rn->legs[k].dest;
+	for (i = 0; i < rn->nsiblings; i++)
+		for (k = 0; k < rn->siblings[i].n; k++)
+			v[(*n)++] = rn->siblings[i].dests[k];
+	return v;
+}
+
+/*
+ * A message routed in an earlier run to a destination that is no longer
+ * one of the account's (renamed: a new host name for the same server; or
+ * removed) and has not arrived there: the legs it has rows in are not the
+ * whole of its route.  It is fetched and routed again by the rules as
+ * they are now, beside the legs that have it (transfer_route.c), and is
+ * not deleted before that.
+ */
+static enum result
+plan_orphans(struct run *rn, char **cause)
+{
+	char		**known;
+	size_t		  nknown, n, k;
+	unsigned int	  i;
+	bool		  rows;
+	enum result	  r = RES_OK;
+
+	known = plan_known_dests(rn, &nknown);
+	for (i = 0; i < rn->nmsgs && r == RES_OK; i++) {
+		rn->plan[i].orphan = false;
+		for (k = 0, rows = false; k < rn->nlegs; k++)
+			rows = rows || rn->legs[k].plan[i].row != 0;
+		if (!rows)
+			continue;	/* new: it is routed anyway */
+		r = ledger_orphans(rn->l, known, nknown, rn->msgs[i].uidl,
+		    NULL, NULL, 0, &n, cause);
+		if (r != RES_OK || n == 0)
+			continue;
+		plan_combine(rn, i);
+		if (rn->plan[i].act == PA_BIG)
+			continue;
+		rn->plan[i].orphan = true;
+		rn->plan[i].act = PA_VERIFY;	/* its content finds its rows */
+		log_info("%s: message %u (UIDL %s) was routed to a destination "
+		    "the config no longer has: it is routed again", rn->ac->name,
+		    rn->msgs[i].num, rn->msgs[i].uidl);
+	}
+	free(known);
+	return r;
+}
+
 static void
 uidls_make(struct uidls *u, const struct pop3_msg *msgs, unsigned int n)
 {
@@ -290,8 +349,11 @@ plan_make(struct run *rn, bool *need_imap, char **cause)
 			r = plan_one(rn, &u, i, cause);
 	}
 	leg_enter(rn, &rn->legs[0]);
+	if (r == RES_OK && rn->ac->routing != NULL)
+		r = plan_orphans(rn, cause);
 	for (i = 0; i < rn->nmsgs && r == RES_OK; i++) {
-		plan_combine(rn, i);
+		if (!rn->plan[i].orphan)
+			plan_combine(rn, i);
 		switch (rn->plan[i].act) {
 		case PA_IMPORT:
 			rn->st->fresh++;

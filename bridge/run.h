@@ -28,6 +28,7 @@ struct plan {
 	enum plan_act	 act;
 	bool		 unique;	/* the only message with its UIDL */
 	int64_t		 row;		/* ledger row, 0 if none yet */
+	bool		 orphan;	/* routed where no leg goes now */
 };
 
 /*
@@ -55,6 +56,7 @@ struct leg {
 	size_t			 target;	/* index into routing targets */
 	const struct endpoint	*ep;		/* its server and login */
 	const char		*want;		/* mailbox as configured */
+	char			*label;		/* "bob:INBOX" (routed), for people */
 	char			*dest;		/* ident_dest spelling */
 	int64_t			 dest_id;	/* in the ledger */
 	struct session		*ss;		/* NULL until opened */
@@ -145,6 +147,8 @@ run_stopping(const struct run *rn)
 enum result	 plan_make(struct run *, bool *, char **);
 /* migrate --since: messages to import dated before it are left alone. */
 enum result	 plan_since(struct run *, char **);
+/* The ledger destinations of the legs and the siblings (borrowed). */
+char		**plan_known_dests(const struct run *, size_t *);
 /* check, dry run: messages not known to be imported (todo_of[i] each). */
 enum result	 plan_count(struct ledger *, const struct pop3_msg *,
 		     unsigned int, unsigned int *, uint64_t *, bool *, char **);
