@@ -475,3 +475,21 @@ def test_listen_settings_checked(t):
         cfg = t.config([acct], extra=LONG + f'listen = "127.0.0.1:{port}";\n', name="busy.conf")
         r = t.bridge("-c", cfg, "daemon", "-f", timeout=120)
     assert r.rc == 75 and "cannot listen there" in r.stderr, (r.rc, r.stderr)
+
+
+def test_readme_prometheus_config(t):
+    """The scrape config and the alert rule the README gives are what
+    Prometheus takes (promtool check config, check rules)."""
+    readme = (os.path.dirname(os.path.abspath(__file__)) + "/../../README.md")
+    blocks = re.findall(r"```yaml\n(.*?)```", open(readme).read(), re.S)
+    conf = next((b for b in blocks if "scrape_configs" in b and "popbridge" in b), None)
+    rules = next((b for b in blocks if "PopbridgeAccountFailing" in b), None)
+    assert conf and rules, "the README has no Prometheus scrape config or alert rule"
+    (t.tmp / "prometheus.yml").write_text(conf)
+    (t.tmp / "popbridge.rules.yml").write_text(rules)
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool not found (Debian's prometheus package: make deps)"
+    for args in (["check", "config", "prometheus.yml"], ["check", "rules", "popbridge.rules.yml"]):
+        p = subprocess.run([promtool, *args], cwd=t.tmp, capture_output=True, timeout=120)
+        assert p.returncode == 0, f"promtool {' '.join(args)}: {(p.stdout + p.stderr).decode()[-800:]}"
+    assert "popbridge_failing_since_timestamp_seconds > 3600" in rules
