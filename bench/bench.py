@@ -882,14 +882,15 @@ class Bench:
     _IMAP_LOGIN_RE = re.compile(r"\bimap-login: Info: Login: user=<([^>]*)>")
     _IMAP_END_RE = re.compile(r"\bimap\(([^)]*)\)<\d+><[^>]*>: Info: (.*?)\bin=(\d+) out=(\d+)(.*)$")
 
-    def imap_traffic(self, user, since, timeout=20.0):
+    def imap_traffic(self, user, since, timeout=60.0):
         """What Dovecot said at the end of each IMAP session of `user` that
         logged in after byte `since` of its log ("Disconnected: Logged out
         in=.. out=.. hdr_count=.. body_count=.. body_bytes=.."), summed:
         {sessions, in, out, hdr_count, body_count, body_bytes, ...}.  in and
         out are the bytes of the IMAP protocol (inside TLS) received from and
         sent to the client.  Waits until every such session has logged its
-        end (Dovecot's log process may lag a little behind the client)."""
+        end (Dovecot's log process may lag behind the client: seconds, on a
+        loaded machine)."""
         deadline = time.monotonic() + timeout
         while True:
             with open(self.dc.log_path, "rb") as f:
@@ -1448,7 +1449,9 @@ class Bench:
                                     stderr=err, cwd=run)
         summary = re.compile(r"\bbench: (?:(\d+) new, (\d+) imported, (\d+) failed|nothing new)")
         known = re.compile(r"\bbench: (?:\d+ new, \d+ imported|nothing new|polling \(pid \d+\)|message \d+ .*imported)"
-                           r"|polling every account now|stopping: finishing|daemon (?:started|stopped)")
+                           r"|polling every account now|stopping: finishing|daemon (?:started|stopped)"
+                           # -v: adopt.c's note on the first poll (nothing there yet)
+                           r"|\bbench: first contact with .*: \d+ messages? there already")
         state = {"pos": 0, "buf": "", "polls": 0, "imported": 0, "failed": 0, "odd": []}
 
         def read_log():
@@ -1825,6 +1828,8 @@ class Bench:
                 "memory": out(["sh", "-c", "free -g | awk '/^Mem:/ {print $2\" GiB\"}'"]),
                 "dovecot": out(["dovecot", "--version"]),
                 "fetchmail": m.group(1) if m else fm,
+                "mpop": (out([MPOP, "--version"]).splitlines() or ["?"])[0].replace(
+                    "mpop version ", "") if os.access(MPOP, os.X_OK) else "not installed",
                 "python": platform.python_version(),
                 "libcurl": out(["sh", "-c", "curl-config --version 2>/dev/null || "
                                 "pkg-config --modversion libcurl"]).replace("libcurl ", "")}
@@ -1910,7 +1915,7 @@ class Bench:
              f"- Date: {self.started:%Y-%m-%d %H:%M} UTC; whole run {total / 60:.1f} min",
              f"- Machine: {f['nproc']} cores ({f['cpu']}), {f['memory']}, kernel {f['kernel']}",
              f"- Dovecot {f['dovecot']} (private instance on 127.0.0.1, default `mail_fsync`), "
-             f"fetchmail {f['fetchmail']}, libcurl {f['libcurl']}, Python {f['python']}",
+             f"fetchmail {f['fetchmail']}, mpop {f['mpop']}, libcurl {f['libcurl']}, Python {f['python']}",
              f"- popbridge {self.commit}",
              f"- Load: load average {self.loadavg_start} at the start; over the whole run the "
              f"CPUs were {self.busy_all:.0f}% busy, {self.others_all:.0f}% of it with work that "
