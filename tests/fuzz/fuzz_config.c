@@ -1,4 +1,4 @@
-// link: bridge/config.c bridge/config_route.c bridge/route.c bridge/ident.c bridge/imap_parse.c
+// link: bridge/config.c bridge/config_listen.c bridge/config_route.c bridge/route.c bridge/ident.c bridge/imap_parse.c
 // pkg: libconfig
 // max_len: 8192
 /*
