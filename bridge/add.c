@@ -8,16 +8,24 @@
  *      the account name, where the files will go and that we may write
  *      there;
  *   2. find the POP3 server (discover.c) unless --pop3 names it;
- *   3. get the IMAP user and both passwords (options, environment, or the
- *      terminal without echo);
+ *   3. get the IMAP user, the login methods, both passwords (or, where
+ *      the provider takes OAuth2 only, a command that prints a token) and
+ *      keep or delete (options, environment, or the terminal: Enter takes
+ *      the default shown in brackets; passwords without echo);
  *   4. log in to both servers as `check` does.  If either refuses, stop:
- *      nothing has been written;
- *   5. write each secret to its own 0600 file (temp file, fsync, rename);
+ *      nothing has been written.  If a login could not be tried at all
+ *      (no network, a server down: RES_TEMP), stop too, unless
+ *      --save-untested (or a "yes" on the terminal) says to save the
+ *      account untested, which it then says;
+ *   5. write each secret to its own 0600 file (temp file, fsync, rename),
+ *      owned by the user that will run popbridge (see add_owner), in a
+ *      folder that user can enter;
  *   6. insert the account's text into the config, keeping the user's
  *      comments and layout (libconfig's writer would drop them), write the
  *      result to a temp file next to it, prove that it loads with
- *      config_load and holds the new account, and only then rename it over
- *      the old one.  Any failure from 5 on removes the secret files again.
+ *      config_load (which checks the secret files as `check -n` does) and
+ *      holds the new account, and only then rename it over the old one.
+ *      Any failure from 5 on removes the secret files again.
  *
  * Passwords live in memory only as long as needed and are wiped with
  * secret_free; they are never printed or logged.
@@ -30,6 +38,7 @@
 #include <getopt.h>
 #include <libgen.h>
 #include <limits.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,6 +55,9 @@
 #define CONFIG_MAX	(4 * 1024 * 1024)
 #define LOGIN_TIMEOUT	60		/* seconds, when no config says */
 #define DEFAULT_STATE	"/var/lib/popbridge"
+#define UNIT_NAME	"popbridge.service"
+#define UNIT_MAX	(64 * 1024)
+#define OAUTH2_README	"README.md, section \"OAuth2 (Outlook.com, Hotmail)\""
 
 const char add_usage[] =
     "usage: popbridge [-c FILE] add ADDRESS --to IMAP-URL [--imap-user U]\n"
@@ -53,16 +65,40 @@ const char add_usage[] =
     "[--pop3-user U]\n"
     "           [--ca-file F] [--pop3-password-file F] "
     "[--imap-password-file F]\n"
-    "           [--state-dir D] [--allow-plaintext]\n";
+    "           [--pop3-auth M] [--imap-auth M] [--pop3-token-command C]\n"
+    "           [--imap-token-command C] [--keep | --delete] "
+    "[--owner USER]\n"
+    "           [--state-dir D] [--allow-plaintext] [--save-untested]\n";
+
+/* One side's login test, for the summary. */
+struct side {
+	bool		 skipped;	/* not tried: no token command yet */
+	enum result	 r;
+	enum dns_result	 dns;		/* DNS_OK unless the name failed */
+};
 
 struct add {
 	/* the command line */
 	const char	*address;
 	const char	*name_opt, *to, *mailbox, *imap_user, *pop3_user;
 	const char	*pop3_url, *ca_opt, *pop3_pwfile, *imap_pwfile;
-	const char	*state_dir;
+	const char	*state_dir, *owner_opt;
+	const char	*auth_opt[2], *token_opt[2];	/* pop3, imap */
+	int		 keep_opt;	/* -1 not given, 0 --delete, 1 --keep */
 	bool		 allow_plain;
+	bool		 save_untested;
 	bool		 usage;		/* the failure is the command line's */
+	bool		 interactive;	/* stdin a terminal: ask what has a
+					 * default, too */
+
+	/* Who runs popbridge and so must read the files (add_owner). */
+	char		 owner[64];
+	uid_t		 owner_uid;
+	gid_t		 owner_gid;
+	const char	*owner_why;
+	bool		 chown_config;	/* the config goes to the owner too */
+	bool		 user_key;	/* a new config says user = owner */
+	char		*unit_note;	/* the unit's user who does not exist */
 
 	char		*config;	/* the config file, symlinks resolved */
 	bool		 exists;
@@ -78,6 +114,11 @@ struct add {
 	char		*files[2];	/* secret files written so far */
 	bool		 made_dir;
 	char		*group;		/* the account's text in the config */
+	char		*hint;		/* the preset's advice on a refusal */
+	const char	*auth_found;	/* POP3 takes only this (OAuth2) */
+	bool		 keep;
+	bool		 placeholder[2];	/* token command still to be set */
+	char		*untested;	/* why it was saved untested, or NULL */
 };
 
 /* A failure of the command line (exit 64), with its cause. */
@@ -124,13 +165,36 @@ name_ok(const char *n)
 	return true;
 }
 
+/* The login methods of config.c's "auth". */
+static bool
+auth_ok(const char *m)
+{
+	static const char *const ok[] = { "auto", "plain", "login", "any",
+		"xoauth2", "oauthbearer" };
+	size_t	 i;
+
+	for (i = 0; i < sizeof ok / sizeof ok[0]; i++)
+		if (strcmp(m, ok[i]) == 0)
+			return true;
+	return false;
+}
+
+static bool
+auth_is_oauth2(const char *m)
+{
+	return m != NULL && (strcmp(m, "xoauth2") == 0 ||
+	    strcmp(m, "oauthbearer") == 0);
+}
+
 /* ---- step 1: the command line, the config, names and places ---- */
 
 static int
 add_args(struct add *a, int argc, char **argv)
 {
 	enum { O_NAME = 256, O_TO, O_MAILBOX, O_IMAP_USER, O_POP3_USER,
-		O_POP3, O_CA, O_POP3_PW, O_IMAP_PW, O_STATE, O_PLAIN, O_HELP };
+		O_POP3, O_CA, O_POP3_PW, O_IMAP_PW, O_STATE, O_PLAIN, O_HELP,
+		O_OWNER, O_UNTESTED, O_KEEP, O_DELETE, O_POP3_AUTH, O_IMAP_AUTH,
+		O_POP3_TOKEN, O_IMAP_TOKEN };
 	static const struct option opts[] = {
 		{ "name", required_argument, NULL, O_NAME },
 		{ "to", required_argument, NULL, O_TO },
@@ -143,6 +207,14 @@ add_args(struct add *a, int argc, char **argv)
 		{ "imap-password-file", required_argument, NULL, O_IMAP_PW },
 		{ "state-dir", required_argument, NULL, O_STATE },
 		{ "allow-plaintext", no_argument, NULL, O_PLAIN },
+		{ "owner", required_argument, NULL, O_OWNER },
+		{ "save-untested", no_argument, NULL, O_UNTESTED },
+		{ "keep", no_argument, NULL, O_KEEP },
+		{ "delete", no_argument, NULL, O_DELETE },
+		{ "pop3-auth", required_argument, NULL, O_POP3_AUTH },
+		{ "imap-auth", required_argument, NULL, O_IMAP_AUTH },
+		{ "pop3-token-command", required_argument, NULL, O_POP3_TOKEN },
+		{ "imap-token-command", required_argument, NULL, O_IMAP_TOKEN },
 		{ "help", no_argument, NULL, O_HELP },
 		{ NULL, 0, NULL, 0 }
 	};
@@ -164,6 +236,21 @@ add_args(struct add *a, int argc, char **argv)
 		case O_IMAP_PW: a->imap_pwfile = optarg; break;
 		case O_STATE: a->state_dir = optarg; break;
 		case O_PLAIN: a->allow_plain = true; break;
+		case O_OWNER: a->owner_opt = optarg; break;
+		case O_UNTESTED: a->save_untested = true; break;
+		case O_KEEP:
+		case O_DELETE:
+			if (a->keep_opt != -1 && a->keep_opt != (ch == O_KEEP)) {
+				fprintf(stderr, "popbridge: add: --keep or "
+				    "--delete, not both\n");
+				return EX_USAGE;
+			}
+			a->keep_opt = ch == O_KEEP;
+			break;
+		case O_POP3_AUTH: a->auth_opt[0] = optarg; break;
+		case O_IMAP_AUTH: a->auth_opt[1] = optarg; break;
+		case O_POP3_TOKEN: a->token_opt[0] = optarg; break;
+		case O_IMAP_TOKEN: a->token_opt[1] = optarg; break;
 		case O_HELP:
 			fputs(add_usage, stdout);
 			return -1;
@@ -187,6 +274,13 @@ add_args(struct add *a, int argc, char **argv)
 	}
 	if (a->mailbox == NULL)
 		a->mailbox = "INBOX";
+	for (ch = 0; ch < 2; ch++)
+		if (a->auth_opt[ch] != NULL && !auth_ok(a->auth_opt[ch])) {
+			fprintf(stderr, "popbridge: add: --%s-auth: one of "
+			    "auto, plain, login, any, xoauth2, oauthbearer\n",
+			    ch == 0 ? "pop3" : "imap");
+			return EX_USAGE;
+		}
 	return 0;
 }
 
@@ -302,6 +396,175 @@ secret_exists(const struct add *a, const char *name)
 		free(p);
 	}
 	return yes;
+}
+
+/* ---- who runs popbridge: the files must be readable by that user ---- */
+
+/* The User= of a systemd unit's [Service] section, into user; false if
+ * the file cannot be read or says none. */
+static bool
+unit_user_of(const char *path, char *user, size_t sz)
+{
+	char		*text = NULL, *why = NULL, *line, *save = NULL, *v;
+	size_t		 len, n;
+	bool		 service = false, found = false;
+
+	if (file_read(path, UNIT_MAX, &text, &len, NULL, &why) != RES_OK) {
+		free(why);
+		return false;
+	}
+	for (line = strtok_r(text, "\n", &save); line != NULL && !found;
+	    line = strtok_r(NULL, "\n", &save)) {
+		line += strspn(line, " \t");
+		if (line[0] == '[')
+			service = strncmp(line, "[Service]", 9) == 0;
+		else if (service && strncmp(line, "User=", 5) == 0) {
+			v = line + 5;
+			n = strcspn(v, " \t\r#;");
+			if (n > 0 && n < sz) {
+				memcpy(user, v, n);
+				user[n] = '\0';
+				found = name_ok(user);
+			}
+		}
+	}
+	free(text);
+	return found;
+}
+
+/*
+ * The systemd unit that will run the daemon: $POPBRIDGE_UNIT (""
+ * switches this off), the one systemd loads (/etc/systemd/system, then
+ * the packaged place), else the one shipped beside the program
+ * (PREFIX/share/popbridge/, or config/ in the source tree), as for the
+ * presets.  Its User= into user, its path into *where (malloc'd).
+ */
+static bool
+unit_user(char *user, size_t sz, char **where)
+{
+	static const char *const sys[] = { "/etc/systemd/system/" UNIT_NAME,
+		"/usr/local/lib/systemd/system/" UNIT_NAME,
+		"/lib/systemd/system/" UNIT_NAME };
+	const char	*env = getenv("POPBRIDGE_UNIT");
+	char		 exe[PATH_MAX], *p, *dir;
+	ssize_t		 n;
+	size_t		 i;
+
+	*where = NULL;
+	if (env != NULL) {
+		if (env[0] == '\0' || !unit_user_of(env, user, sz))
+			return false;
+		*where = xstrdup(env);
+		return true;
+	}
+	for (i = 0; i < sizeof sys / sizeof sys[0]; i++)
+		if (unit_user_of(sys[i], user, sz)) {
+			*where = xstrdup(sys[i]);
+			return true;
+		}
+	if ((n = readlink("/proc/self/exe", exe, sizeof exe - 1)) <= 0)
+		return false;
+	exe[n] = '\0';
+	dir = dirname(exe);
+	for (i = 0; i < 2; i++) {
+		p = xprintf("%s/%s/%s", dir, i == 0 ? "../share/popbridge" :
+		    "../config", UNIT_NAME);
+		if (unit_user_of(p, user, sz)) {
+			*where = p;
+			return true;
+		}
+		free(p);
+	}
+	return false;
+}
+
+static bool
+owner_set(struct add *a, const char *name, const char *why)
+{
+	struct passwd	*pw;
+
+	if ((pw = getpwnam(name)) == NULL)
+		return false;
+	snprintf(a->owner, sizeof a->owner, "%s", pw->pw_name);
+	a->owner_uid = pw->pw_uid;
+	a->owner_gid = pw->pw_gid;
+	a->owner_why = why;
+	return true;
+}
+
+/*
+ * Who will run popbridge, and so must be able to read the config and the
+ * secret files: the systemd unit runs the daemon as its User= (shipped:
+ * popbridge), which cannot read root's 0600 files.  In this order:
+ *
+ *   - --owner USER (it must agree with an existing config's `user`); an
+ *     existing config goes to USER too, who must read it;
+ *   - the existing config's owner, unless root;
+ *   - the existing config's `user` (a daemon started as root becomes it);
+ *   - for a new config, the unit's User=, if that user exists;
+ *   - else whoever runs `add`.
+ *
+ * What add writes then passes config.c's check of the password files
+ * (runner_lookup: who can read the config).  A new config of someone
+ * else's says `user` too.  Only root can give files away; anyone else
+ * writes their own.
+ */
+static enum result
+add_owner(struct add *a, char **cause)
+{
+	struct passwd	*pw;
+	char		 unit[64], *where = NULL;
+	bool		 fresh = !a->exists || a->textlen == 0;
+
+	if ((pw = getpwuid(geteuid())) == NULL)
+		return fail(cause, RES_CONFIG, "who am I? (uid %lu has no "
+		    "name)", (unsigned long)geteuid());
+	snprintf(a->owner, sizeof a->owner, "%s", pw->pw_name);
+	a->owner_uid = pw->pw_uid;
+	a->owner_gid = pw->pw_gid;
+	a->owner_why = "you";
+	if (a->owner_opt != NULL && getpwnam(a->owner_opt) == NULL)
+		return ufail(a, cause, "--owner %s: no such user", a->owner_opt);
+	if (geteuid() != 0) {
+		if (a->owner_opt != NULL && strcmp(a->owner_opt, a->owner) != 0)
+			return ufail(a, cause, "--owner %s: only root can give "
+			    "files to another user", a->owner_opt);
+		return RES_OK;
+	}
+	if (a->owner_opt != NULL) {
+		if (a->cf != NULL && a->cf->user != NULL &&
+		    strcmp(a->owner_opt, a->cf->user) != 0)
+			return ufail(a, cause, "--owner %s, but %s says user = "
+			    "\"%s\": that user runs popbridge and must read "
+			    "the files", a->owner_opt, a->config, a->cf->user);
+		(void)owner_set(a, a->owner_opt, "--owner");
+		/* It runs popbridge: it must read the config as well. */
+		a->chown_config = !fresh && a->st.st_uid != a->owner_uid;
+		a->user_key = fresh && a->owner_uid != 0;
+		return RES_OK;
+	}
+	if (!fresh) {
+		if (a->st.st_uid != 0 && (pw = getpwuid(a->st.st_uid)) != NULL)
+			(void)owner_set(a, pw->pw_name, "the config's owner");
+		else if (a->cf != NULL && a->cf->user != NULL &&
+		    !owner_set(a, a->cf->user, "the config's \"user\""))
+			return fail(cause, RES_CONFIG, "%s: user \"%s\": no "
+			    "such user", a->config, a->cf->user);
+		return RES_OK;
+	}
+	if (unit_user(unit, sizeof unit, &where)) {
+		if (owner_set(a, unit, "the systemd unit's User="))
+			a->user_key = a->owner_uid != 0;
+		else
+			a->unit_note = xprintf("note: %s runs popbridge as %s, "
+			    "who does not exist here: the files go to root, "
+			    "which the unit cannot read.  Create the user first "
+			    "(useradd --system --home-dir /var/lib/popbridge "
+			    "--shell /usr/sbin/nologin %s) and add again, or "
+			    "give --owner", where, unit, unit);
+	}
+	free(where);
+	return RES_OK;
 }
 
 /* --name, or the address made valid and unique (among the accounts and
@@ -475,8 +738,20 @@ add_source(struct add *a, char **cause)
 	}
 	a->source = d.source;
 	d.source = NULL;
+	a->hint = d.hint;
+	d.hint = NULL;
 	printf("%s: POP3 server %s, user %s (from %s)\n", a->name, ep->url,
 	    ep->user, a->source);
+	/* The provider takes a token, not a password (Outlook.com): a
+	 * password login would be refused at every poll. */
+	if (d.auth != NULL) {
+		a->auth_found = "xoauth2";
+		printf("%s: %s takes only OAuth2 for POP3, no password (so says "
+		    "%s): setting up auth = \"xoauth2\" with an "
+		    "oauth2_token_command, a command that prints a fresh access "
+		    "token; how to get one: %s\n", a->name, strchr(a->address,
+		    '@') + 1, a->source, OAUTH2_README);
+	}
 	if (d.imap != NULL)
 		printf("%s: the provider's own IMAP server is %s\n", a->name,
 		    d.imap);
@@ -570,21 +845,25 @@ add_secret(struct add *a, const char *what, const char *file,
 	return RES_OK;
 }
 
-/* Can every question be answered?  Asked before any network use. */
+/* Can every question be answered?  Asked before any network use, but
+ * for the POP3 password: whether one is needed (or an OAuth2 token
+ * instead) may only be known once the POP3 server is found. */
 static enum result
-add_can_ask(struct add *a, char **cause)
+add_can_ask(struct add *a, bool pop3, char **cause)
 {
 	if (tty_available())
 		return RES_OK;
-	if (a->imap_user == NULL)
+	if (!pop3 && a->imap_user == NULL)
 		return ufail(a, cause, "give --imap-user (there is no terminal "
 		    "to ask on)");
-	if (a->pop3_pwfile == NULL && getenv("POPBRIDGE_POP3_PASSWORD") ==
-	    NULL)
+	if (pop3 && !auth_is_oauth2(a->auth_opt[0] != NULL ? a->auth_opt[0] :
+	    a->auth_found) && a->pop3_pwfile == NULL &&
+	    getenv("POPBRIDGE_POP3_PASSWORD") == NULL)
 		return ufail(a, cause, "give the POP3 password with "
 		    "--pop3-password-file or POPBRIDGE_POP3_PASSWORD (there is "
 		    "no terminal to ask on)");
-	if (a->imap_pwfile == NULL && getenv("POPBRIDGE_IMAP_PASSWORD") ==
+	if (!pop3 && !auth_is_oauth2(a->auth_opt[1]) &&
+	    a->imap_pwfile == NULL && getenv("POPBRIDGE_IMAP_PASSWORD") ==
 	    NULL)
 		return ufail(a, cause, "give the IMAP password with "
 		    "--imap-password-file or POPBRIDGE_IMAP_PASSWORD (there is "
@@ -592,18 +871,126 @@ add_can_ask(struct add *a, char **cause)
 	return RES_OK;
 }
 
+/* The login method of one side: --X-auth, else asked (Enter: the
+ * default, automatic or what the provider takes), else the default. */
+static enum result
+ask_auth(struct add *a, int i, struct endpoint *ep, char **cause)
+{
+	const char	*dflt = i == 0 && a->auth_found != NULL ?
+			    a->auth_found : "auto";
+	char		*q, *m = NULL;
+	enum result	 r;
+	int		 tries;
+
+	if (a->auth_opt[i] != NULL)
+		m = xstrdup(a->auth_opt[i]);
+	else if (a->interactive) {
+		q = xprintf("%s login method for %s at %s (auto, plain, login, "
+		    "any, xoauth2, oauthbearer)", i == 0 ? "POP3" : "IMAP",
+		    ep->user, ep->host);
+		for (tries = 0; tries < 3; tries++) {
+			free(m);
+			if ((r = tty_ask_default(q, dflt, &m, cause)) != RES_OK) {
+				free(q);
+				return r;
+			}
+			if (auth_ok(m))
+				break;
+		}
+		free(q);
+		if (tries == 3) {
+			free(m);
+			return ufail(a, cause, "no login method given");
+		}
+	} else
+		m = xstrdup(dflt);
+	if (strcmp(m, "auto") == 0)
+		free(m);
+	else {
+		ep->auth = m;
+		ep->oauth2 = auth_is_oauth2(m);
+	}
+	return RES_OK;
+}
+
+/*
+ * The command that prints an OAuth2 token: --X-token-command, else asked,
+ * else a placeholder that fails with a word on what to do: the account
+ * is set up all the same, its login untested, and the message says so.
+ */
+static enum result
+ask_token(struct add *a, int i, struct endpoint *ep, char **cause)
+{
+	char		*q, *cmd = NULL;
+	enum result	 r;
+
+	if (a->token_opt[i] != NULL)
+		cmd = xstrdup(a->token_opt[i]);
+	else if (a->interactive) {
+		q = xprintf("%s: a command that prints a fresh OAuth2 access "
+		    "token for %s (Enter: a placeholder, to fill in later)",
+		    i == 0 ? "POP3" : "IMAP", ep->user);
+		r = tty_ask_default(q, NULL, &cmd, cause);
+		free(q);
+		if (r != RES_OK)
+			return r;
+	}
+	if (cmd != NULL && cmd[0] == '\0') {
+		free(cmd);
+		cmd = NULL;
+	}
+	if (cmd != NULL && !text_ok(cmd, 1000)) {
+		free(cmd);
+		return ufail(a, cause, "the token command is too long or holds "
+		    "a control character");
+	}
+	if (cmd == NULL) {
+		a->placeholder[i] = true;
+		/* The name only (name_ok: safe in single quotes), not
+		 * the config's path, which could hold a quote. */
+		cmd = xprintf("echo 'popbridge: set oauth2_token_command of "
+		    "account %s to a command that prints an access token (see "
+		    "README.md, OAuth2)' >&2; exit 1", a->name);
+	}
+	ep->oauth2_token_command = cmd;
+	return RES_OK;
+}
+
+/* A password: asked again when the answer is empty (Enter has no
+ * default to take here). */
+static enum result
+ask_password(struct add *a, const char *what, const char *file,
+    const char *env, const struct endpoint *ep, char **secret, char **cause)
+{
+	enum result	 r;
+	int		 tries;
+
+	for (tries = 0; ; tries++) {
+		r = add_secret(a, what, file, env, ep, secret, cause);
+		if (r == RES_OK || file != NULL || getenv(env) != NULL ||
+		    tries == 2 || !a->usage)
+			return r;
+		printf("(empty: type the password, or Ctrl-C to stop)\n");
+		fflush(stdout);
+		a->usage = false;
+	}
+}
+
 static enum result
 add_ask(struct add *a, char **cause)
 {
-	char		*prompt, *user;
+	char		*q, *user;
 	enum result	 r;
+	bool		 keep;
 
 	if (a->imap_user != NULL)
 		a->imap.user = xstrdup(a->imap_user);
 	else {
-		prompt = xprintf("IMAP user name at %s: ", a->imap.host);
-		r = tty_ask(prompt, true, &user, cause);
-		free(prompt);
+		/* Mail clients take the address for the user name: a
+		 * default that is often right, and Enter takes it. */
+		q = xprintf("IMAP user name at %s", a->imap.host);
+		r = tty_ask_default(q, a->address, &user, cause);
+		free(q);
 		if (r != RES_OK)
 			return r;
 		if (!text_ok(user, VALUE_MAX)) {
@@ -613,33 +1000,94 @@ add_ask(struct add *a, char **cause)
 		}
 		a->imap.user = user;
 	}
-	if ((r = add_secret(a, "POP3", a->pop3_pwfile,
-	    "POPBRIDGE_POP3_PASSWORD", &a->pop3, &a->pop3.password,
-	    cause)) != RES_OK)
+	if ((r = ask_auth(a, 0, &a->pop3, cause)) != RES_OK)
 		return r;
-	return add_secret(a, "IMAP", a->imap_pwfile, "POPBRIDGE_IMAP_PASSWORD",
-	    &a->imap, &a->imap.password, cause);
+	if (a->pop3.oauth2)
+		r = ask_token(a, 0, &a->pop3, cause);
+	else
+		r = ask_password(a, "POP3", a->pop3_pwfile,
+		    "POPBRIDGE_POP3_PASSWORD", &a->pop3, &a->pop3.password,
+		    cause);
+	if (r != RES_OK || (r = ask_auth(a, 1, &a->imap, cause)) != RES_OK)
+		return r;
+	if (a->imap.oauth2)
+		r = ask_token(a, 1, &a->imap, cause);
+	else
+		r = ask_password(a, "IMAP", a->imap_pwfile,
+		    "POPBRIDGE_IMAP_PASSWORD", &a->imap, &a->imap.password,
+		    cause);
+	if (r != RES_OK)
+		return r;
+	a->keep = a->keep_opt != 0;
+	if (a->keep_opt == -1 && a->interactive) {
+		if ((r = tty_yes_no("Keep a copy of each message on the POP3 "
+		    "server (no: delete it there once it is imported)?", true,
+		    &keep, cause)) != RES_OK)
+			return r;
+		a->keep = keep;
+	}
+	return RES_OK;
 }
 
 /* ---- step 4: log in to both, as `check` does ---- */
 
-static enum result
-try_pop3(struct add *a, long timeout, char **cause)
+/*
+ * Can the server's name be found?  Asked before the login, so that a
+ * name that does not exist, or a resolver that does not answer (no
+ * network), is called that instead of a failed login.  Not through a
+ * proxy from the environment: that one looks the name up itself.
+ */
+static bool
+try_dns(struct add *a, const struct endpoint *ep, struct side *sd,
+    char **cause)
+{
+	char		 scheme[8], *why = NULL;
+	const char	*var;
+
+	snprintf(scheme, sizeof scheme, "%s%s", ep->imap ? "imap" : "pop3",
+	    ep->tls == TLS_IMPLICIT ? "s" : "");
+	/* An address needs no lookup; a proxy looks names up itself. */
+	if (ep->host[0] == '[' || strchr(ep->host, ':') != NULL ||
+	    config_env_proxy(scheme, &var) != NULL)
+		return true;
+	if ((sd->dns = discover_host_check(ep->host, &why)) == DNS_OK)
+		return true;
+	printf("%s: %s %s:%d: FAILED: %s\n", a->name, ep->imap ? "imap" :
+	    "pop3", ep->host, ep->port, why);
+	free(*cause);
+	*cause = why;
+	sd->r = RES_TEMP;
+	return false;
+}
+
+static void
+try_pop3(struct add *a, long timeout, struct side *sd, char **cause)
 {
 	struct pop3	*p = NULL;
 	unsigned int	 count;
 	uint64_t	 size;
-	char		*why = NULL;
-	enum result	 r;
+	char		*why = NULL, clean[400];
 
-	r = pop3_open(&a->pop3, a->name, timeout, &p, cause);
-	if (r == RES_OK)
-		r = pop3_stat(p, &count, &size, cause);
-	if (r != RES_OK) {
+	if (a->placeholder[0]) {
+		sd->skipped = true;
+		printf("%s: pop3 %s:%d: not tested: no OAuth2 token command "
+		    "yet\n", a->name, a->pop3.host, a->pop3.port);
+		return;
+	}
+	if (!try_dns(a, &a->pop3, sd, cause))
+		return;
+	sd->r = pop3_open(&a->pop3, a->name, timeout, &p, cause);
+	if (sd->r == RES_OK)
+		sd->r = pop3_stat(p, &count, &size, cause);
+	if (sd->r != RES_OK) {
 		printf("%s: pop3 %s:%d: FAILED: %s\n", a->name, a->pop3.host,
 		    a->pop3.port, *cause);
+		/* GMX, WEB.DE: POP3 off until switched on in the web mailer. */
+		if (sd->r == RES_AUTH && a->hint != NULL)
+			printf("%s: hint: %s\n", a->name, log_clean(clean,
+			    sizeof clean, a->hint, strlen(a->hint)));
 		pop3_free(p);
-		return r;
+		return;
 	}
 	printf("%s: pop3 %s:%d: %s%s%s; %u message%s, %.1f kB waiting\n",
 	    a->name, a->pop3.host, a->pop3.port, conn_tls_version(pop3_conn(p)),
@@ -649,24 +1097,30 @@ try_pop3(struct add *a, long timeout, char **cause)
 	/* QUIT with no DELE sent commits nothing. */
 	(void)pop3_quit(p, &why);
 	free(why);
-	return RES_OK;
 }
 
-static enum result
-try_imap(struct add *a, long timeout, char **cause)
+static void
+try_imap(struct add *a, long timeout, struct side *sd, char **cause)
 {
 	struct imap	*im = NULL;
 	struct imap_mbox mb;
-	enum result	 r;
 
-	r = imap_open(&a->imap, a->name, timeout, &im, cause);
-	if (r == RES_OK)
-		r = imap_status(im, a->imap.mailbox, &mb, cause);
-	if (r != RES_OK) {
+	if (a->placeholder[1]) {
+		sd->skipped = true;
+		printf("%s: imap %s:%d: not tested: no OAuth2 token command "
+		    "yet\n", a->name, a->imap.host, a->imap.port);
+		return;
+	}
+	if (!try_dns(a, &a->imap, sd, cause))
+		return;
+	sd->r = imap_open(&a->imap, a->name, timeout, &im, cause);
+	if (sd->r == RES_OK)
+		sd->r = imap_status(im, a->imap.mailbox, &mb, cause);
+	if (sd->r != RES_OK) {
 		printf("%s: imap %s:%d: FAILED: %s\n", a->name, a->imap.host,
 		    a->imap.port, *cause);
 		imap_logout(im);
-		return r;
+		return;
 	}
 	printf("%s: imap %s:%d: %s%s%s; mailbox %s %s\n", a->name,
 	    a->imap.host, a->imap.port, conn_tls_version(imap_conn(im)),
@@ -674,41 +1128,131 @@ try_imap(struct add *a, long timeout, char **cause)
 	    conn_cert_subject(imap_conn(im)), a->imap.mailbox, mb.exists ?
 	    "exists" : "does not exist (it will be created)");
 	imap_logout(im);
-	return RES_OK;
 }
 
-/* Both, so one attempt shows every problem; the worse result counts. */
+/* What went wrong on one side, in a few words for the summary (the
+ * side's cause for the rest: the server's or libcurl's words). */
+static char *
+side_words(const struct add *a, const struct side *sd, bool imap,
+    const char *cause)
+{
+	const struct endpoint *ep = imap ? &a->imap : &a->pop3;
+	const char	*proto = imap ? "IMAP" : "POP3";
+	char		 clean[400];
+
+	if (sd->dns == DNS_NO_SUCH_HOST)
+		return xprintf("the %s server's host name %s does not resolve "
+		    "(DNS: no such host)", proto, ep->host);
+	if (sd->dns == DNS_NO_ANSWER)
+		return xprintf("the DNS resolver gave no answer for the %s "
+		    "server %s (is this machine online?)", proto, ep->host);
+	switch (sd->r) {
+	case RES_AUTH:
+		if (!imap && a->hint != NULL)
+			return xprintf("the POP3 login was refused (%s)",
+			    log_clean(clean, sizeof clean, a->hint,
+			    strlen(a->hint)));
+		return xprintf("the %s login was refused", proto);
+	case RES_CONFIG:
+		return xprintf("the %s server cannot be used as set up", proto);
+	default:
+		return xprintf("the %s login could not be tested (%.160s)",
+		    proto, cause != NULL ? log_clean(clean, sizeof clean, cause,
+		    strlen(cause)) : "no reason given");
+	}
+}
+
+/* May this outcome be saved untested?  Only when a login could not be
+ * tried (no network, a server down), never when it was refused or the
+ * name does not exist. */
+static bool
+side_untestable(const struct side *sd)
+{
+	return sd->skipped || sd->r == RES_OK || (sd->r == RES_TEMP &&
+	    sd->dns != DNS_NO_SUCH_HOST);
+}
+
+/*
+ * Both, so one attempt shows every problem; the worse result counts.  A
+ * login that could not be tried may be saved untested, if the user says
+ * so (--save-untested, or yes on the terminal).
+ */
 static enum result
 add_logins(struct add *a, char **cause)
 {
 	long		 timeout = a->cf != NULL ? a->cf->timeout : LOGIN_TIMEOUT;
-	char		*c1 = NULL, *c2 = NULL;
-	enum result	 r1, r2;
+	struct side	 sd[2];
+	char		*c[2] = { NULL, NULL }, *w[2] = { NULL, NULL }, *what, *q;
+	enum result	 r;
+	bool		 save;
+	int		 i;
 
-	r1 = try_pop3(a, timeout, &c1);
-	r2 = try_imap(a, timeout, &c2);
-	if (r1 == RES_OK && r2 == RES_OK)
+	memset(sd, 0, sizeof sd);
+	try_pop3(a, timeout, &sd[0], &c[0]);
+	try_imap(a, timeout, &sd[1], &c[1]);
+	for (i = 0; i < 2; i++)
+		if (sd[i].r != RES_OK)
+			w[i] = side_words(a, &sd[i], i == 1, c[i]);
+	free(c[0]);
+	free(c[1]);
+	r = result_worst(sd[0].r, sd[1].r);
+	if (r == RES_OK)
 		return RES_OK;
-	free(*cause);
-	*cause = xprintf("nothing was written: the %s login failed",
-	    r1 != RES_OK && r2 != RES_OK ? "POP3 and the IMAP" :
-	    r1 != RES_OK ? "POP3" : "IMAP");
-	free(c1);
-	free(c2);
-	return result_worst(r1, r2);
+	what = xprintf("%s%s%s", w[0] != NULL ? w[0] : "", w[0] != NULL &&
+	    w[1] != NULL ? ", and " : "", w[1] != NULL ? w[1] : "");
+	free(w[0]);
+	free(w[1]);
+	save = false;
+	if (side_untestable(&sd[0]) && side_untestable(&sd[1])) {
+		if (a->save_untested)
+			save = true;
+		else if (a->interactive) {
+			q = xprintf("%s.  Save the account anyway, untested?",
+			    what);
+			fflush(stdout);
+			if (tty_yes_no(q, false, &save, cause) != RES_OK)
+				save = false;
+			free(q);
+		}
+		if (save) {
+			a->untested = what;
+			return RES_OK;
+		}
+		free(*cause);
+		*cause = xprintf("nothing was written: %s; --save-untested "
+		    "saves it all the same, untested", what);
+	} else {
+		free(*cause);
+		*cause = xprintf("nothing was written: %s", what);
+	}
+	free(what);
+	return r;
 }
 
 /* ---- step 5: files, written atomically (file.c) ---- */
 
+/* The owner as file_tmp_write takes it (for root; others own theirs). */
+static struct stat
+owner_stat(const struct add *a)
+{
+	struct stat	 st;
+
+	memset(&st, 0, sizeof st);
+	st.st_uid = a->owner_uid;
+	st.st_gid = a->owner_gid;
+	return st;
+}
+
 static enum result
 write_secret(struct add *a, int i, const char *secret, char **cause)
 {
+	struct stat	 like = owner_stat(a);
 	char		*path, *data, *tmp;
 	enum result	 r;
 
 	path = xprintf("%s/%s.%s", a->secrets, a->name, i ? "imap" : "pop3");
 	data = xprintf("%s\n", secret);
-	r = file_tmp_write(path, data, strlen(data), 0600, NULL, &tmp, cause);
+	r = file_tmp_write(path, data, strlen(data), 0600, &like, &tmp, cause);
 	secret_free(data);
 	if (r == RES_OK)
 		r = file_tmp_commit(tmp, path, true, cause);
@@ -719,10 +1263,15 @@ write_secret(struct add *a, int i, const char *secret, char **cause)
 	return r;
 }
 
+/*
+ * The secrets folder, 0700, and the user that runs popbridge must be
+ * able to enter it: made for that user, or (root's from an earlier add)
+ * handed to it.
+ */
 static enum result
-add_secret_files(struct add *a, char **cause)
+secrets_folder(struct add *a, char **cause)
 {
-	enum result	 r;
+	struct stat	 st;
 
 	if (mkdir(a->secrets, 0700) == 0) {
 		a->made_dir = true;
@@ -730,9 +1279,36 @@ add_secret_files(struct add *a, char **cause)
 	} else if (errno != EEXIST)
 		return fail(cause, RES_CONFIG, "cannot make %s: %s", a->secrets,
 		    strerror(errno));
-	if ((r = write_secret(a, 0, a->pop3.password, cause)) != RES_OK)
+	if (geteuid() != 0 || a->owner_uid == 0)
+		return RES_OK;
+	if (lstat(a->secrets, &st) == -1 || !S_ISDIR(st.st_mode))
+		return fail(cause, RES_CONFIG, "%s is not a folder", a->secrets);
+	if (st.st_uid == a->owner_uid)
+		return RES_OK;
+	if (chown(a->secrets, a->owner_uid, a->owner_gid) == -1)
+		return fail(cause, RES_CONFIG, "cannot give %s to %s: %s",
+		    a->secrets, a->owner, strerror(errno));
+	if (!a->made_dir)
+		printf("%s: %s now belongs to %s (%s), who runs popbridge\n",
+		    a->name, a->secrets, a->owner, a->owner_why);
+	return RES_OK;
+}
+
+static enum result
+add_secret_files(struct add *a, char **cause)
+{
+	enum result	 r;
+
+	if (a->pop3.password == NULL && a->imap.password == NULL)
+		return RES_OK;		/* OAuth2 on both sides: no files */
+	if ((r = secrets_folder(a, cause)) != RES_OK)
 		return r;
-	return write_secret(a, 1, a->imap.password, cause);
+	if (a->pop3.password != NULL &&
+	    (r = write_secret(a, 0, a->pop3.password, cause)) != RES_OK)
+		return r;
+	if (a->imap.password != NULL)
+		return write_secret(a, 1, a->imap.password, cause);
+	return RES_OK;
 }
 
 /* Undo step 5 after a later failure. */
@@ -799,12 +1375,23 @@ append_key(char **buf, const char *indent, const char *key, const char *v)
 }
 
 static void
-append_endpoint(char **buf, const struct endpoint *ep, const char *file)
+append_endpoint(char **buf, const struct endpoint *ep, const char *file,
+    bool placeholder)
 {
 	append(buf, "    %s = {\n", ep->imap ? "imap" : "pop3");
 	append_key(buf, "      ", "url", ep->url);
 	append_key(buf, "      ", "user", ep->user);
-	append_key(buf, "      ", "password_file", file);
+	if (ep->auth != NULL)
+		append_key(buf, "      ", "auth", ep->auth);
+	if (ep->oauth2) {
+		if (placeholder)
+			append(buf, "      # A PLACEHOLDER: put here a command "
+			    "that prints a fresh OAuth2\n      # access token "
+			    "(%s).\n", OAUTH2_README);
+		append_key(buf, "      ", "oauth2_token_command",
+		    ep->oauth2_token_command);
+	} else
+		append_key(buf, "      ", "password_file", file);
 	if (ep->ca_file != NULL)
 		append_key(buf, "      ", "ca_file", ep->ca_file);
 	if (ep->tls == TLS_NONE)
@@ -817,7 +1404,7 @@ append_endpoint(char **buf, const struct endpoint *ep, const char *file)
 static void
 add_group(struct add *a)
 {
-	char		 day[16], note[200];
+	char		 day[16], note[400];
 	time_t		 now = time(NULL);
 	struct tm	 tm;
 	size_t		 i;
@@ -831,11 +1418,22 @@ add_group(struct add *a)
 			note[i] = '?';
 	append(&a->group, "  {\n    # added by \"popbridge add\" on %s; POP3 "
 	    "server from\n    # %s\n", day, note);
+	if (a->untested != NULL) {
+		snprintf(note, sizeof note, "%s", a->untested);
+		for (i = 0; note[i] != '\0'; i++)
+			if ((unsigned char)note[i] < 0x20 || note[i] == 0x7f)
+				note[i] = '?';
+		append(&a->group, "    # NOT TESTED when added: %s\n", note);
+	}
 	append_key(&a->group, "    ", "name", a->name);
-	append_endpoint(&a->group, &a->pop3, a->files[0]);
-	append_endpoint(&a->group, &a->imap, a->files[1]);
-	append(&a->group, "    keep = true;    # false: delete from the POP3 "
-	    "server once imported\n  }");
+	append_endpoint(&a->group, &a->pop3, a->files[0], a->placeholder[0]);
+	append_endpoint(&a->group, &a->imap, a->files[1], a->placeholder[1]);
+	if (a->keep)
+		append(&a->group, "    keep = true;    # false: delete from the "
+		    "POP3 server once imported\n  }");
+	else
+		append(&a->group, "    keep = false;   # true: leave a copy on "
+		    "the POP3 server\n  }");
 }
 
 /* Skip blanks and comments (#, //, slash-star) from t[i]. */
@@ -995,14 +1593,24 @@ static char *
 new_config_text(const struct add *a)
 {
 	char	*sd = lc_quote(a->state_dir != NULL ? a->state_dir :
-		    DEFAULT_STATE), *t;
+		    DEFAULT_STATE), *user = NULL, *t;
 
+	/* Not root's: the files are this user's (add_owner), a daemon
+	 * started as root becomes it, and check -n asks whether it can
+	 * read them. */
+	if (a->user_key) {
+		t = lc_quote(a->owner);
+		user = xprintf("# The user that runs popbridge (%s): it reads "
+		    "the password files.\nuser = %s;\n\n", a->owner_why, t);
+		free(t);
+	}
 	t = xprintf("# popbridge configuration (libconfig syntax), started by "
 	    "\"popbridge add\".\n# Every key is in popbridge.conf(5); check "
 	    "the file with \"popbridge check -n\".\n\n# Where the ledgers "
 	    "live (what was imported from each mailbox).\nstate_dir = %s;\n\n"
-	    "accounts = (\n);\n", sd);
+	    "%saccounts = (\n);\n", sd, user != NULL ? user : "");
 	free(sd);
+	free(user);
 	return t;
 }
 
@@ -1043,6 +1651,7 @@ add_to_config(struct add *a, char **cause)
 	char		*base, *text = NULL, *tmp, *why = NULL;
 	size_t		 len = 0;
 	mode_t		 mode = a->exists ? a->st.st_mode & 07777 : 0600;
+	struct stat	 like;
 	enum result	 r;
 
 	base = a->textlen > 0 ? xstrdup(a->text) : new_config_text(a);
@@ -1051,8 +1660,11 @@ add_to_config(struct add *a, char **cause)
 	free(base);
 	if (r != RES_OK)
 		return r;
-	r = file_tmp_write(a->config, text, len, mode,
-	    a->exists ? &a->st : NULL, &tmp, cause);
+	/* A new config is the owner's (add_owner), as is an existing one
+	 * that --owner gives to another user; else it keeps its owner. */
+	like = owner_stat(a);
+	r = file_tmp_write(a->config, text, len, mode, a->exists &&
+	    !a->chown_config ? &a->st : &like, &tmp, cause);
 	free(text);
 	if (r != RES_OK)
 		return r;
@@ -1096,6 +1708,8 @@ endpoint_clear(struct endpoint *ep)
 	free(ep->user);
 	secret_free(ep->password);
 	free(ep->ca_file);
+	free(ep->auth);
+	free(ep->oauth2_token_command);
 	free(ep->mailbox);
 	memset(ep, 0, sizeof *ep);
 }
@@ -1117,19 +1731,47 @@ add_free(struct add *a)
 	for (i = 0; i < 2; i++)
 		free(a->files[i]);
 	free(a->group);
+	free(a->hint);
+	free(a->untested);
+	free(a->unit_note);
 }
 
 static void
 add_report(const struct add *a, const struct globals *g)
 {
+	const char	*next = strcmp(g->config, DEFAULT_CONFIG) == 0 ? "" : "-c ";
+	const char	*cfg = strcmp(g->config, DEFAULT_CONFIG) == 0 ? "" :
+			    a->config;
+	int		 i;
+
 	printf("added account \"%s\" to %s:\n%s\n", a->name, a->config,
 	    a->group);
-	printf("passwords in %s and %s (mode 600)\n", a->files[0],
-	    a->files[1]);
-	if (strcmp(g->config, DEFAULT_CONFIG) == 0)
-		printf("next: popbridge check %s\n", a->name);
-	else
-		printf("next: popbridge -c %s check %s\n", a->config, a->name);
+	for (i = 0; i < 2; i++)
+		if (a->files[i] != NULL)
+			printf("%s password in %s (mode 600, owner %s, who "
+			    "runs popbridge: %s)\n", i == 0 ? "POP3" : "IMAP",
+			    a->files[i], a->owner, a->owner_why);
+	if (a->chown_config)
+		printf("%s now belongs to %s (--owner), who runs popbridge\n",
+		    a->config, a->owner);
+	for (i = 0; i < 2; i++)
+		if (a->placeholder[i])
+			printf("NOT DONE YET: the %s login needs an OAuth2 token: "
+			    "%s holds a placeholder oauth2_token_command for "
+			    "\"%s\"; replace it with a command that prints a "
+			    "fresh access token (%s), then run popbridge %s%s%s"
+			    "check %s\n", i == 0 ? "POP3" : "IMAP", a->config,
+			    a->name, OAUTH2_README, next, cfg, cfg[0] != '\0' ?
+			    " " : "", a->name);
+	if (a->untested != NULL)
+		printf("SAVED UNTESTED: %s; once the servers can be reached: "
+		    "popbridge %s%s%scheck %s\n", a->untested, next, cfg,
+		    cfg[0] != '\0' ? " " : "", a->name);
+	else if (!a->placeholder[0] && !a->placeholder[1])
+		printf("next: popbridge %s%s%scheck %s\n", next, cfg,
+		    cfg[0] != '\0' ? " " : "", a->name);
+	if (a->unit_note != NULL)
+		printf("%s\n", a->unit_note);
 }
 
 int
@@ -1141,6 +1783,7 @@ cmd_add(struct globals *g, int argc, char **argv)
 	int		 code;
 
 	memset(&a, 0, sizeof a);
+	a.keep_opt = -1;
 	if ((code = add_args(&a, argc, argv)) != 0)
 		return code == -1 ? EX_OK : code;
 	if (!discover_address_valid(a.address)) {
@@ -1149,12 +1792,18 @@ cmd_add(struct globals *g, int argc, char **argv)
 		    "its xn-- form)\n", a.address);
 		return EX_USAGE;
 	}
+	/* Questions with a default only when someone is there to press
+	 * Enter: a script with a terminal but its stdin elsewhere gets the
+	 * defaults. */
+	a.interactive = isatty(STDIN_FILENO) && tty_available();
 	if ((r = add_config(&a, g->config, &cause)) == RES_OK &&
 	    (r = add_where(&a, &cause)) == RES_OK &&
 	    (r = add_target(&a, &cause)) == RES_OK &&
+	    (r = add_owner(&a, &cause)) == RES_OK &&
 	    (r = add_name(&a, &cause)) == RES_OK &&
-	    (r = add_can_ask(&a, &cause)) == RES_OK &&
+	    (r = add_can_ask(&a, false, &cause)) == RES_OK &&
 	    (r = add_source(&a, &cause)) == RES_OK &&
+	    (r = add_can_ask(&a, true, &cause)) == RES_OK &&
 	    (r = add_unique_mailbox(&a, &cause)) == RES_OK &&
 	    (r = add_ask(&a, &cause)) == RES_OK &&
 	    (r = add_logins(&a, &cause)) == RES_OK) {

@@ -970,6 +970,11 @@ bool		 http_bucket_take(struct http_bucket *, double, double,
 bool		 tty_available(void);
 /* Ask on /dev/tty (echo off unless echo); *answer is malloc'd. */
 enum result	 tty_ask(const char *, bool, char **, char **);
+/* A question with its default shown in brackets: Enter takes it. */
+enum result	 tty_ask_default(const char *, const char *, char **,
+		     char **);
+/* A yes/no question, [Y/n] or [y/N] as the default is; Enter takes it. */
+enum result	 tty_yes_no(const char *, bool, bool *, char **);
 
 /* migrate.c: `popbridge migrate`, one mailbox in one go, no config. */
 int		 cmd_migrate(struct globals *, int, char **);
@@ -987,10 +992,17 @@ struct discovery {
 	char		*user;		/* the login, placeholders replaced */
 	char		*imap;		/* the provider's IMAP URL, or NULL */
 	char		*source;	/* where it was found, for the user */
+	char		*auth;		/* "xoauth2": no password login; NULL */
+	char		*hint;		/* the preset's advice, or NULL */
 };
 /* local@domain, printable ASCII, bounded, domain a DNS name? */
 bool		 discover_address_valid(const char *);
-/* Presets, autoconfig, ISPDB, DNS SRV in turn; RES_TEMP if none knows. */
+/* Does a host name resolve?  DNS_NO_SUCH_HOST when a name server said
+ * no, DNS_NO_ANSWER when none answered; a sentence in *why (malloc'd). */
+enum dns_result { DNS_OK, DNS_NO_SUCH_HOST, DNS_NO_ANSWER };
+enum dns_result	 discover_host_check(const char *, char **);
+/* Presets, autoconfig, ISPDB, DNS SRV in turn; RES_TEMP if none knows
+ * (RES_CONFIG for a provider the presets say offers no POP3). */
 enum result	 discover_pop3(const char *, struct discovery *, char **);
 void		 discover_free(struct discovery *);
 /* pop3[s]:// or imap[s]://HOST[:PORT][/]; *host is malloc'd. */

@@ -178,6 +178,8 @@ discover_free(struct discovery *d)
 	free(d->user);
 	free(d->imap);
 	free(d->source);
+	free(d->auth);
+	free(d->hint);
 	memset(d, 0, sizeof *d);
 }
 
@@ -226,19 +228,54 @@ expand(const char *tmpl, const char *address)
 /* ---- 1. provider presets ---- */
 
 /*
+ * The options after a preset's provider name, each after a "|":
+ * "auth=oauth2" (no password login: OAuth2 only) and "hint=TEXT" (advice
+ * shown when the login is refused).  false with *why for anything else.
+ */
+static bool
+preset_options(char *opts, char **auth, char **hint, const char **why)
+{
+	char	*o, *save = NULL, *e;
+
+	for (o = strtok_r(opts, "|", &save); o != NULL;
+	    o = strtok_r(NULL, "|", &save)) {
+		o += strspn(o, " \t");
+		for (e = o + strlen(o); e > o && (e[-1] == ' ' || e[-1] == '\t');
+		    e--)
+			;
+		*e = '\0';
+		if (strcmp(o, "auth=oauth2") == 0) {
+			free(*auth);
+			*auth = xstrdup("xoauth2");
+		} else if (strncmp(o, "hint=", 5) == 0 && o[5] != '\0') {
+			free(*hint);
+			*hint = xstrdup(o + 5);
+		} else {
+			*why = "an option after \"|\" must be auth=oauth2 or "
+			    "hint=TEXT";
+			return false;
+		}
+	}
+	return true;
+}
+
+/*
  * One line of the preset file, comment already cut off:
- *	DOMAIN  POP3-URL  IMAP-URL|-  PROVIDER NAME...
+ *	DOMAIN  POP3-URL|-  IMAP-URL|-  PROVIDER NAME [| OPTION]...
  * RES_OK with *found when DOMAIN is the address's; RES_CONFIG for a line
  * that does not follow the format (the file is ours: strict is right).
+ * A POP3-URL of "-" says the provider offers no POP3 at all: found, with
+ * no host, and why in d->hint.
  */
 static enum result
 preset_line(char *line, const char *file, int lineno, const char *address,
     struct discovery *d, bool *found, char **cause)
 {
-	const char	*domain = strchr(address, '@') + 1;
+	const char	*domain = strchr(address, '@') + 1, *why = NULL;
 	char		*f[3], *rest, *save = NULL, *host = NULL, *ihost = NULL;
-	int		 port, iport, i;
-	enum tls_mode	 tls, itls;
+	char		*opts, *auth = NULL, *hint = NULL;
+	int		 port = 0, iport, i;
+	enum tls_mode	 tls = TLS_IMPLICIT, itls;
 
 	for (i = 0; i < 3; i++)
 		if ((f[i] = strtok_r(i == 0 ? line : NULL, " \t", &save)) ==
@@ -247,18 +284,21 @@ preset_line(char *line, const char *file, int lineno, const char *address,
 	if (i == 0)
 		return RES_OK;		/* blank */
 	rest = save != NULL ? save + strspn(save, " \t") : NULL;
-	if (i < 3 || rest == NULL || *rest == '\0')
-		return fail(cause, RES_CONFIG, "%s:%d: want \"DOMAIN POP3-URL "
-		    "IMAP-URL|- PROVIDER\"", file, lineno);
+	if (i < 3 || rest == NULL || *rest == '\0' || *rest == '|')
+		return fail(cause, RES_CONFIG, "%s:%d: want \"DOMAIN POP3-URL|- "
+		    "IMAP-URL|- PROVIDER [| OPTION]...\"", file, lineno);
+	if ((opts = strchr(rest, '|')) != NULL)
+		*opts++ = '\0';
 	while (rest[strlen(rest) - 1] == ' ' || rest[strlen(rest) - 1] == '\t')
 		rest[strlen(rest) - 1] = '\0';
 	if (!host_valid(f[0]) || strchr(f[0], '.') == NULL)
 		return fail(cause, RES_CONFIG, "%s:%d: bad domain \"%s\"", file,
 		    lineno, f[0]);
-	if (!discover_parse_url(f[1], false, &host, &port, &tls))
+	if (strcmp(f[1], "-") != 0 &&
+	    !discover_parse_url(f[1], false, &host, &port, &tls))
 		return fail(cause, RES_CONFIG, "%s:%d: bad POP3 URL \"%s\" "
-		    "(pop3s://HOST[:PORT] or pop3://HOST[:PORT] for STARTTLS)",
-		    file, lineno, f[1]);
+		    "(pop3s://HOST[:PORT], pop3://HOST[:PORT] for STARTTLS, or "
+		    "- for none)", file, lineno, f[1]);
 	if (strcmp(f[2], "-") != 0 &&
 	    !discover_parse_url(f[2], true, &ihost, &iport, &itls)) {
 		free(host);
@@ -267,8 +307,16 @@ preset_line(char *line, const char *file, int lineno, const char *address,
 		    lineno, f[2]);
 	}
 	free(ihost);
+	if (opts != NULL && !preset_options(opts, &auth, &hint, &why)) {
+		free(host);
+		free(auth);
+		free(hint);
+		return fail(cause, RES_CONFIG, "%s:%d: %s", file, lineno, why);
+	}
 	if (*found || strcasecmp(f[0], domain) != 0) {
 		free(host);
+		free(auth);
+		free(hint);
 		return RES_OK;
 	}
 	*found = true;
@@ -277,6 +325,22 @@ preset_line(char *line, const char *file, int lineno, const char *address,
 	d->tls = tls;
 	d->user = xstrdup(address);
 	d->imap = strcmp(f[2], "-") != 0 ? xstrdup(f[2]) : NULL;
+	d->auth = auth;
+	if (host == NULL) {
+		/* No POP3: that is what the user must hear, not "not found". */
+		d->hint = xprintf("%s offers no POP3%s%s%s%s", rest,
+		    d->imap != NULL ? " (only IMAP, at " : "", d->imap != NULL ?
+		    d->imap : "", d->imap != NULL ? ")" : "", hint != NULL ?
+		    "; " : "");
+		if (hint != NULL) {
+			char *both = xprintf("%s%s", d->hint, hint);
+
+			free(d->hint);
+			d->hint = both;
+			free(hint);
+		}
+	} else
+		d->hint = hint;
 	d->source = xprintf("the provider presets (%s, %s:%d)", rest, file,
 	    lineno);
 	return RES_OK;
@@ -587,15 +651,20 @@ child(const xmlNode *e, const char *name)
 	return NULL;
 }
 
-/* Can popbridge log in with a password where the server wants this? */
-static bool
-auth_usable(const xmlNode *srv)
+/*
+ * How popbridge logs in where the server wants this: 0 with a password
+ * (or no <authentication> listed at all), 1 with an OAuth2 token (the
+ * provider takes nothing else: Outlook.com, Hotmail), -1 not at all
+ * (NTLM, GSSAPI, client certificates).
+ */
+static int
+auth_kind(const xmlNode *srv)
 {
 	static const char *const ok[] = { "password-cleartext",
 		"password-encrypted", "plain", "secure" };
 	const xmlNode	*c;
 	char		*t;
-	bool		 listed = false, usable = false;
+	bool		 listed = false, usable = false, oauth2 = false;
 	size_t		 i;
 
 	for (c = srv->children; c != NULL && !usable; c = c->next) {
@@ -607,13 +676,19 @@ auth_usable(const xmlNode *srv)
 		for (i = 0; i < sizeof ok / sizeof ok[0]; i++)
 			if (strcasecmp(t, ok[i]) == 0)
 				usable = true;
+		if (strcasecmp(t, "OAuth2") == 0)
+			oauth2 = true;
 		free(t);
 	}
-	return !listed || usable;
+	if (!listed || usable)
+		return 0;
+	return oauth2 ? 1 : -1;
 }
 
 struct server {
-	int		 rank;		/* 0 best: SSL, STARTTLS, plain */
+	int		 rank;		/* 0 best: SSL, STARTTLS, plain; then
+					 * the same with OAuth2 only */
+	bool		 oauth2;	/* it takes an OAuth2 token only */
 	char		*host;
 	int		 port;
 	enum tls_mode	 tls;
@@ -691,9 +766,16 @@ server_read(const xmlNode *srv, const char *address, bool imap,
 		*why = "a bad user name (an unknown placeholder?)";
 		return false;
 	}
-	if (!auth_usable(srv)) {
-		*why = "no password login (OAuth2 only?)";
+	/* A password login is better; OAuth2 only, popbridge can do too,
+	 * with a command that prints a token. */
+	switch (auth_kind(srv)) {
+	case -1:
+		*why = "neither a password nor an OAuth2 login";
 		return false;
+	case 1:
+		s->oauth2 = true;
+		s->rank += 10;
+		break;
 	}
 	return true;
 }
@@ -771,10 +853,17 @@ discover_parse_autoconfig(const char *xml, size_t len, const char *address,
 	best_server(root, address, true, &imap, &iwhy);
 	xmlFreeDoc(doc);
 	if (pop.host == NULL) {
-		r = fail(cause, RES_TEMP, "lists no usable POP3 server%s%s",
-		    why != NULL ? ": one has " : "", why != NULL ? why : "");
+		if (why == NULL && imap.host != NULL)
+			r = fail(cause, RES_TEMP, "lists no usable POP3 server: "
+			    "IMAP only (the provider may offer no POP3)");
+		else
+			r = fail(cause, RES_TEMP, "lists no usable POP3 server%s%s",
+			    why != NULL ? ": one has " : "", why != NULL ? why :
+			    "");
 		goto out;
 	}
+	if (pop.oauth2)
+		d->auth = xstrdup("xoauth2");
 	d->host = pop.host;
 	d->port = pop.port;
 	d->tls = pop.tls;
@@ -982,6 +1071,27 @@ in_domain(const char *host, const char *domain)
 	    host[h - d - 1] == '.' && strcasecmp(host + h - d, domain) == 0);
 }
 
+/*
+ * Why a DNS query got no record, from the resolver's h_errno: "no record"
+ * only when a name server said so; a resolver that could not be reached
+ * or did not answer is another matter (no network, a dead resolver).
+ */
+static const char *
+dns_why(int herr)
+{
+	switch (herr) {
+	case HOST_NOT_FOUND:
+	case NO_DATA:
+		return "no such record";
+	case TRY_AGAIN:
+		return "no answer from the resolver (is this machine online?)";
+	case NO_RECOVERY:
+		return "the resolver refused or failed the query";
+	default:
+		return "the resolver could not be asked";
+	}
+}
+
 /* One SRV name; true with d filled, else a note. */
 static bool
 srv_query(const char *service, const char *domain, enum tls_mode tls,
@@ -990,7 +1100,7 @@ srv_query(const char *service, const char *domain, enum tls_mode tls,
 	struct __res_state st;
 	unsigned char	 answer[DNS_ANSWER_MAX];
 	char		*name, host[NS_MAXDNAME];
-	int		 n, port = 0, got;
+	int		 n, port = 0, got, herr;
 
 	name = xprintf("%s.%s", service, domain);
 	memset(&st, 0, sizeof st);
@@ -1004,6 +1114,7 @@ srv_query(const char *service, const char *domain, enum tls_mode tls,
 	st.retry = 2;
 	log_debug("add: DNS SRV %s", name);
 	n = res_nquery(&st, name, ns_c_in, ns_t_srv, answer, sizeof answer);
+	herr = st.res_h_errno;
 	res_nclose(&st);
 	got = n > 0 ? discover_parse_srv(answer, (size_t)n, host, sizeof host,
 	    &port) : 0;
@@ -1020,7 +1131,7 @@ srv_query(const char *service, const char *domain, enum tls_mode tls,
 		    "this is your provider's server)");
 	} else
 		*note = xprintf("%s: %s", name, got < 0 ? "malformed answer" :
-		    "no record");
+		    n > 0 ? "no record" : dns_why(herr));
 	free(name);
 	return got == 1;
 }
@@ -1046,6 +1157,44 @@ from_srv(const char *address, const char *domain, struct discovery *d,
 	free(n1);
 	free(n2);
 	return false;
+}
+
+/* ---- can a host name be found at all? ---- */
+
+enum dns_result
+discover_host_check(const char *host, char **why)
+{
+	struct addrinfo	 hints, *res = NULL;
+	int		 rc;
+
+	*why = NULL;
+	memset(&hints, 0, sizeof hints);
+	hints.ai_socktype = SOCK_STREAM;
+	rc = getaddrinfo(host, NULL, &hints, &res);
+	if (res != NULL)
+		freeaddrinfo(res);
+	switch (rc) {
+	case 0:
+		return DNS_OK;
+	case EAI_NONAME:
+	case EAI_NODATA:
+		/* A name server answered: there is no such name. */
+		*why = xprintf("the host name %s does not resolve (DNS: no "
+		    "such host; is it spelt right?)", host);
+		return DNS_NO_SUCH_HOST;
+	case EAI_AGAIN:
+		*why = xprintf("no answer from the DNS resolver for %s (is "
+		    "this machine online?)", host);
+		return DNS_NO_ANSWER;
+	case EAI_FAIL:
+		*why = xprintf("the DNS resolver refused or failed the query "
+		    "for %s", host);
+		return DNS_NO_ANSWER;
+	default:
+		*why = xprintf("the host name %s cannot be looked up: %s", host,
+		    rc == EAI_SYSTEM ? strerror(errno) : gai_strerror(rc));
+		return DNS_NO_ANSWER;
+	}
 }
 
 /* ---- all four, in order ---- */
@@ -1083,8 +1232,17 @@ discover_pop3(const char *address, struct discovery *d, char **cause)
 	domain = xstrdup(strchr(address, '@') + 1);
 	for (p = domain; *p != '\0'; p++)
 		*p = (char)tolower((unsigned char)*p);
-	if ((r = from_presets(address, d, &found, &note, cause)) != RES_OK ||
-	    found)
+	if ((r = from_presets(address, d, &found, &note, cause)) != RES_OK)
+		goto out;
+	if (found && d->host == NULL) {
+		/* iCloud: IMAP only.  "Not found" would send the user
+		 * looking for a server that does not exist. */
+		r = fail(cause, RES_CONFIG, "%s; popbridge fetches mail by POP3 "
+		    "only, so it cannot fetch %s (from %s)", d->hint, address,
+		    d->source);
+		goto out;
+	}
+	if (found)
 		goto out;
 	tried_add(&tried, &details, "presets", note);
 	note = NULL;

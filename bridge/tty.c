@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <termios.h>
 #include <unistd.h>
 
@@ -108,3 +109,77 @@ tty_ask(const char *prompt, bool echo, char **answer, char **cause)
 	return RES_OK;
 }
 
+
+/* An answer without the blanks around it (a pasted name, a stray space). */
+static void
+trim(char *s)
+{
+	size_t	 n = strlen(s), k = strspn(s, " \t");
+
+	while (n > k && (s[n - 1] == ' ' || s[n - 1] == '\t'))
+		n--;
+	memmove(s, s + k, n - k);
+	s[n - k] = '\0';
+}
+
+/*
+ * A question with its default in brackets ("IMAP user name [max@gmx.net]:
+ * "); Enter takes the default.  With no default (NULL or ""), Enter is an
+ * empty answer.
+ */
+enum result
+tty_ask_default(const char *question, const char *dflt, char **answer,
+    char **cause)
+{
+	char		*prompt;
+	enum result	 r;
+
+	if (dflt != NULL && dflt[0] != '\0')
+		prompt = xprintf("%s [%s]: ", question, dflt);
+	else
+		prompt = xprintf("%s: ", question);
+	r = tty_ask(prompt, true, answer, cause);
+	free(prompt);
+	if (r != RES_OK)
+		return r;
+	trim(*answer);
+	if ((*answer)[0] == '\0' && dflt != NULL) {
+		free(*answer);
+		*answer = xstrdup(dflt);
+	}
+	return RES_OK;
+}
+
+/* A yes/no question: "[Y/n]" or "[y/N]" after it, Enter takes the capital
+ * one; anything but y, yes, n, no is asked again (three times at most). */
+enum result
+tty_yes_no(const char *question, bool dflt, bool *yes, char **cause)
+{
+	char		*prompt, *a;
+	enum result	 r;
+	int		 tries;
+
+	prompt = xprintf("%s [%s] ", question, dflt ? "Y/n" : "y/N");
+	for (tries = 0; tries < 3; tries++) {
+		if ((r = tty_ask(prompt, true, &a, cause)) != RES_OK) {
+			free(prompt);
+			return r;
+		}
+		trim(a);
+		if (a[0] == '\0')
+			*yes = dflt;
+		else if (strcasecmp(a, "y") == 0 || strcasecmp(a, "yes") == 0)
+			*yes = true;
+		else if (strcasecmp(a, "n") == 0 || strcasecmp(a, "no") == 0)
+			*yes = false;
+		else {
+			free(a);
+			continue;
+		}
+		free(a);
+		free(prompt);
+		return RES_OK;
+	}
+	free(prompt);
+	return fail(cause, RES_CONFIG, "no yes or no to \"%s\"", question);
+}

@@ -20,7 +20,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from autoconfig_server import AutoconfigServer, config_xml, incoming_server  # noqa: E402
-from harness import normalise, popbridge_path, varied_messages  # noqa: E402
+from harness import (REPO_ROOT, BridgeResult, free_ports, normalise,  # noqa: E402
+                     popbridge_path, varied_messages)
 
 DOMAIN = "example.test"
 AC_PATH = f"/{DOMAIN}/config-v1.1.xml"
@@ -399,7 +400,44 @@ def test_add_usage_errors(t):
         assert "POPBRIDGE_POP3_PASSWORD" in p.stderr
 
 
+def _pty_run(t, args, env, answers, timeout=90):
+    """popbridge with a pseudo-terminal for its terminal and stdin: each
+    prompt of `answers` ((text in the prompt, reply), in order) is answered
+    as it appears.  Returns (exit code, transcript, prompts not asked).  A
+    popbridge still waiting at the deadline is killed (it asked something
+    the test does not know)."""
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.chdir(t.tmp)
+        os.execve(popbridge_path(), [popbridge_path(), *map(str, args)], env)
+    pending = list(answers)
+    out = b""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], 0.5)
+        if ready:
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            out += chunk
+        if pending and pending[0][0].encode() in out.split(b"\n")[-1]:
+            os.write(fd, pending.pop(0)[1].encode() + b"\n")
+    else:
+        os.kill(pid, 9)
+    _, status = os.waitpid(pid, 0)
+    os.close(fd)
+    text = out.decode(errors="replace")
+    t.note("terminal transcript:\n" + "\n".join("    " + x for x in text.splitlines()[:40]))
+    return os.waitstatus_to_exitcode(status), text, [a for a, _ in pending]
+
+
 def test_add_asks_on_the_terminal_without_echo(t):
+    """On a terminal add asks what it was not told: the IMAP user (echoed),
+    the login methods and keep (Enter: the default shown), the passwords
+    (not echoed)."""
     with AutoconfigServer() as srv:
         s = Setup(t, srv)
         s.serve_autoconfig()
@@ -409,32 +447,356 @@ def test_add_asks_on_the_terminal_without_echo(t):
         args = [str(a) for a in s.args()]
         imap_user = args.index("--imap-user")
         del args[imap_user:imap_user + 2]            # asked too
-        pid, fd = pty.fork()
-        if pid == 0:
-            os.chdir(t.tmp)
-            os.execve(popbridge_path(), [popbridge_path(), *args], env)
-        answers = [("IMAP user name", s.dst), ("POP3 password", s.pop3_pw),
-                   ("IMAP password", s.imap_pw)]
-        out = b""
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([fd], [], [], 1)
-            if ready:
-                try:
-                    chunk = os.read(fd, 4096)
-                except OSError:
-                    break
-                if not chunk:
-                    break
-                out += chunk
-            if answers and answers[0][0].encode() in out.split(b"\n")[-1]:
-                os.write(fd, answers.pop(0)[1].encode() + b"\n")
-        _, status = os.waitpid(pid, 0)
-        os.close(fd)
-        text = out.decode(errors="replace")
-        t.note("terminal transcript:\n" + "\n".join("    " + x for x in text.splitlines()[:6]))
-        assert not answers, f"popbridge did not ask for: {[a for a, _ in answers]}"
-        assert os.waitstatus_to_exitcode(status) == 0, f"add on a terminal exited {status}"
+        rc, text, left = _pty_run(t, args, env, [
+            ("IMAP user name", s.dst), ("POP3 login method", ""),
+            ("POP3 password", s.pop3_pw), ("IMAP login method", ""),
+            ("IMAP password", s.imap_pw), ("Keep a copy", "")])
+        assert not left, f"popbridge did not ask for: {left}"
+        assert rc == 0, f"add on a terminal exited {rc}"
         s.assert_no_password_in(text, "the terminal (echo was on?)")
         assert s.dst in text, "the IMAP user name was not echoed (it should be)"
+        cfg = s.cfg.read_text()
+        assert "keep = true;" in cfg and "auth =" not in cfg, \
+            "Enter did not take keep = true and the automatic login method"
     _assert_imported(s)
+
+
+def test_add_enter_takes_the_defaults(t):
+    """Enter at a question takes the default shown in brackets: the IMAP
+    user name (the address, as mail clients assume), the login methods
+    (auto); an answer replaces it (keep: n).  Before the fix: Enter at
+    "IMAP user name" ended the wizard ("the IMAP user name is empty or too
+    long", exit 64), and there was no keep or login method question."""
+    with AutoconfigServer() as srv:
+        s = Setup(t, srv)
+        s.serve_autoconfig()
+        # The IMAP account is named by the address, as the default says.
+        s.dc.add_user(s.address, s.imap_pw)
+        env = {**os.environ, **s.env()}
+        args = [str(a) for a in s.args()]
+        imap_user = args.index("--imap-user")
+        del args[imap_user:imap_user + 2]
+        rc, text, left = _pty_run(t, args, env, [
+            (f"IMAP user name at localhost [{s.address}]", ""),
+            ("POP3 login method", ""), ("IMAP login method", ""),
+            ("Keep a copy", "n")])
+        assert not left, f"popbridge did not ask: {left} (transcript in the notes)"
+        assert rc == 0, f"add with Enter at the questions exited {rc}"
+        cfg = s.cfg.read_text()
+        assert f'user = "{s.address}";' in cfg, "Enter did not take the IMAP user shown"
+        assert "keep = false;" in cfg, "the answer n to keep was not taken"
+        assert "auth =" not in cfg, "Enter did not take the automatic login method"
+        r = t.bridge("-c", s.cfg, "check", "-n")
+        assert r.rc == 0, f"the config does not load: {r.stderr.strip()!r}"
+
+
+def test_add_save_untested(t):
+    """Servers that cannot be reached (a closed port): nothing is saved,
+    and the message says how to save anyway; --save-untested saves the
+    account, untested, and says so (in the output and the config); on a
+    terminal the question is asked (y).  A refused login is never saved.
+    Before the fix: "nothing was written: the POP3 and the IMAP login
+    failed", with no way to save."""
+    with AutoconfigServer() as srv:
+        s = Setup(t, srv)
+        closed = free_ports(1)[0]
+        down = ["--pop3", f"pop3s://127.0.0.1:{closed}", "--to", f"imaps://127.0.0.1:{closed}"]
+        base = [a for a in map(str, s.args("--pop3-user", s.src))]
+        to = base.index("--to")
+        del base[to:to + 2]
+        r = t.bridge(*base, *down, env=s.env())
+        assert r.rc == 75, f"servers down: exit {r.rc}"
+        assert "--save-untested" in r.output, "the message does not say how to save anyway"
+        assert not s.cfg.exists()
+
+        r = t.bridge(*base, *down, "--save-untested", env=s.env())
+        assert r.rc == 0, f"--save-untested: exit {r.rc}"
+        assert "SAVED UNTESTED" in r.output, "add does not say the account is untested"
+        text = s.cfg.read_text()
+        assert "NOT TESTED" in text, "the config does not say the account is untested"
+        s.assert_no_password_in(text, "the config")
+        r = t.bridge("-c", s.cfg, "check", "-n")
+        assert r.rc == 0, f"the untested account's config does not load: {r.stderr.strip()!r}"
+
+        # On a terminal: asked, default no; y saves.
+        s.cfg.unlink()
+        for f in s.secrets_dir().iterdir():
+            f.unlink()
+        rc, out, left = _pty_run(t, [*base, *down], {**os.environ, **s.env()}, [
+            ("POP3 login method", ""), ("IMAP login method", ""), ("Keep a copy", ""),
+            ("Save the account anyway, untested? [y/N]", "y")])
+        assert not left and rc == 0, f"asked {left}, exit {rc}"
+        assert "SAVED UNTESTED" in out and s.cfg.exists()
+
+        # A refused login is not "untested": never saved.
+        s.cfg.unlink()
+        for f in s.secrets_dir().iterdir():
+            f.unlink()
+        s.serve_autoconfig()
+        r = s.add("--save-untested", env={"POPBRIDGE_POP3_PASSWORD": "wrong-31337"})
+        assert r.rc == 77 and not s.cfg.exists(), f"a refused login was saved: exit {r.rc}"
+
+
+# ------------------------------------------------ providers: OAuth2, no POP3
+SHIPPED_PRESETS = REPO_ROOT / "config" / "providers.conf"
+
+
+def test_add_oauth2_only_from_the_ispdb(t):
+    """The ISPDB lists the POP3 server with <authentication>OAuth2 only:
+    add says the provider takes no password, sets up auth = "xoauth2" with
+    a placeholder oauth2_token_command (no token command was given, and
+    there is no terminal to ask on) and points to the README's OAuth2
+    section; the POP3 login is not tried, the IMAP one is.  Before the fix:
+    the document was refused ("no password login (OAuth2 only?)") and add
+    ended "could not find the POP3 server" (75)."""
+    with AutoconfigServer() as srv:
+        s = Setup(t, srv)
+        srv.put(ISPDB_PATH, config_xml(servers=incoming_server(
+            "localhost", s.dc.pop3s_port, "SSL", "%EMAILLOCALPART%", auth="OAuth2")))
+        env = s.env()
+        env.pop("POPBRIDGE_POP3_PASSWORD")      # none is needed
+        r = t.bridge(*s.args(), env={**env, "POPBRIDGE_POP3_PASSWORD": ""})
+        assert r.rc == 0, f"add for an OAuth2-only provider exited {r.rc}"
+        assert "takes only OAuth2" in r.output, "add does not say the provider takes OAuth2 only"
+        assert "README.md" in r.output and "OAuth2" in r.output, "no pointer to the README"
+        assert "NOT DONE YET" in r.output, "the placeholder is not called out"
+        text = s.cfg.read_text()
+        assert 'auth = "xoauth2";' in text and "oauth2_token_command" in text, text
+        assert "PLACEHOLDER" in text, "the config does not mark the placeholder"
+        assert text.count("password_file") == 1, "a POP3 password file was set up"
+        assert not (s.secrets_dir() / f"{s.address}.pop3").exists()
+        r = t.bridge("-c", s.cfg, "check", "-n")
+        assert r.rc == 0, f"the config does not load: {r.stderr.strip()!r}"
+        # The placeholder fails with the fix, before any connection.
+        r = t.bridge("-c", s.cfg, "run")
+        assert r.rc == 75 and "set oauth2_token_command" in r.stderr, r.stderr
+        assert s.dc.auth_attempts(s.src) == [], "a POP3 login was tried with the placeholder"
+
+
+def test_add_outlook_preset_oauth2(t):
+    """The shipped presets mark Outlook.com and Hotmail as OAuth2 only: add
+    sets up auth = "xoauth2" (with a placeholder: no token command given)
+    and asks for no POP3 password.  Nothing reaches Microsoft: the POP3
+    login is not tried without a token.  Before the fix: a password login
+    was set up, and without POPBRIDGE_POP3_PASSWORD add stopped ("give the
+    POP3 password")."""
+    with AutoconfigServer() as srv:
+        s = Setup(t, srv)
+        address = "max.household@outlook.com"
+        env = {"POPBRIDGE_PROVIDERS": str(SHIPPED_PRESETS), "POPBRIDGE_POP3_PASSWORD": ""}
+        r = s.add(env=env, address=address)
+        assert r.rc == 0, f"add for outlook.com exited {r.rc}"
+        assert "takes only OAuth2" in r.output and "NOT DONE YET" in r.output, r.output
+        text = s.cfg.read_text()
+        assert 'auth = "xoauth2";' in text and 'url = "pop3s://outlook.office365.com"' in text
+        assert srv.requests == [], f"HTTP asked despite a preset: {srv.requests}"
+
+
+def test_add_oauth2_token_command_is_written(t):
+    """--pop3-token-command is the oauth2_token_command written, and the
+    login is tried with its token (here against a closed port, so the
+    account is saved with --save-untested).  Before the fix: an unknown
+    option (64)."""
+    with AutoconfigServer() as srv:
+        s = Setup(t, srv)
+        closed = free_ports(1)[0]
+        srv.put(ISPDB_PATH, config_xml(servers=incoming_server(
+            "localhost", closed, "SSL", "%EMAILLOCALPART%", auth="OAuth2")))
+        r = s.add("--pop3-token-command", "printf 'tok-%s' test", "--save-untested",
+                  env={"POPBRIDGE_POP3_PASSWORD": ""})
+        assert r.rc == 0, f"exit {r.rc}"
+        text = s.cfg.read_text()
+        assert 'oauth2_token_command = "printf \'tok-%s\' test";' in text, text
+        assert "PLACEHOLDER" not in text and "SAVED UNTESTED" in r.output
+        assert re.search(rf"pop3 localhost:{closed}: FAILED: .*connect", r.output), \
+            "the login was not tried with the token"
+
+
+def test_add_icloud_offers_no_pop3(t):
+    """iCloud offers no POP3: the shipped presets say so, and add says it in
+    those words, before any lookup or question.  Before the fix: "could not
+    find the POP3 server for icloud.com" after asking the network."""
+    with AutoconfigServer() as srv:
+        s = Setup(t, srv)
+        r = s.add(env={"POPBRIDGE_PROVIDERS": str(SHIPPED_PRESETS)},
+                  address="max.household@icloud.com")
+        assert r.rc == 78, f"add for icloud.com exited {r.rc}, want 78"
+        assert "iCloud offers no POP3" in r.output, f"not said: {r.output.strip()!r}"
+        assert "could not find" not in r.output
+        assert srv.requests == [], f"the network was asked: {srv.requests}"
+        assert not s.cfg.exists()
+
+
+def test_add_refused_login_shows_the_provider_hint(t):
+    """GMX and WEB.DE refuse POP3 until it is switched on in their web
+    mailer; their presets carry that hint, and add shows it when the POP3
+    login is refused.  (The GMX line of the shipped presets, pointed at the
+    test's Dovecot.)  Before the fix: only "pop3: ... refused the login"."""
+    hints = {}
+    for line in SHIPPED_PRESETS.read_text().splitlines():
+        m = re.match(r"(gmx\.net|web\.de)\s.*\|\s*hint=(.*)$", line)
+        if m:
+            hints[m.group(1)] = m.group(2).strip()
+    assert set(hints) == {"gmx.net", "web.de"}, f"GMX and WEB.DE presets without a hint: {hints}"
+    assert all("POP3" in h for h in hints.values()), hints
+    with AutoconfigServer() as srv:
+        s = Setup(t, srv)
+        s.presets.write_text(f"{DOMAIN}  pop3s://localhost:{s.dc.pop3s_port}  -  GMX (test) "
+                             f"| hint={hints['gmx.net']}\n")
+        r = s.add("--pop3-user", s.src, env={"POPBRIDGE_POP3_PASSWORD": "wrong-31337"})
+        assert r.rc == 77, f"a refused login: exit {r.rc}"
+        assert f"hint: {hints['gmx.net']}" in r.output, f"the hint is not shown: {r.output.strip()!r}"
+        assert "POP3 login was refused (" + hints["gmx.net"] in r.stderr, \
+            f"the summary does not give the hint: {r.stderr.strip()!r}"
+        assert not s.cfg.exists()
+
+
+# ---------------------------------------------------- DNS: what failed
+class _DNS:
+    """A name server on 127.0.0.1:53 (UDP) for a resolver pointed at it:
+    "nxdomain" answers every query "no such name", "silent" answers
+    nothing.  Records the names asked."""
+
+    def __init__(self, mode):
+        import socket
+        import threading
+        self.mode = mode
+        self.asked = []
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 53))
+        self.sock.settimeout(0.2)
+        self.stopping = False
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+        self.thread.start()
+
+    def _loop(self):
+        while not self.stopping:
+            try:
+                q, peer = self.sock.recvfrom(512)
+            except OSError:
+                continue
+            if len(q) < 12:
+                continue
+            name, i = [], 12
+            while i < len(q) and q[i] != 0:
+                name.append(q[i + 1:i + 1 + q[i]].decode(errors="replace"))
+                i += 1 + q[i]
+            self.asked.append(".".join(name))
+            if self.mode == "silent":
+                continue
+            # The question back, QR and RA set, RD kept, RCODE 3 (NXDOMAIN).
+            flags = 0x8000 | (q[2] & 0x01) << 8 | 0x0080 | 3
+            end = i + 5
+            self.sock.sendto(q[:2] + flags.to_bytes(2, "big") + b"\x00\x01" + b"\x00" * 6
+                             + q[12:end], peer)
+
+    def stop(self):
+        self.stopping = True
+        self.thread.join(5)
+        self.sock.close()
+
+
+def _with_resolver(t, args, env, resolv_conf):
+    """popbridge in a private mount namespace whose /etc/resolv.conf is
+    resolv_conf (a name server on 127.0.0.1); nothing else changes."""
+    rc = t.tmp / "resolv.conf"
+    rc.write_text(resolv_conf)
+    cmd = ["unshare", "-m", "sh", "-c", 'mount --bind "$0" /etc/resolv.conf && exec "$@"',
+           str(rc), popbridge_path(), *map(str, args)]
+    t0 = time.monotonic()
+    p = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                       cwd=t.tmp, env={**os.environ, **env}, timeout=180)
+    res = BridgeResult(cmd, p.returncode, p.stdout, p.stderr, time.monotonic() - t0)
+    t.runs.append(res)
+    return res
+
+
+def _dns_possible(t):
+    if os.geteuid() != 0:
+        t.note("not root: no private mount namespace for /etc/resolv.conf")
+        return False
+    p = subprocess.run(["unshare", "-m", "true"], capture_output=True)
+    if p.returncode != 0:
+        t.note(f"unshare -m refused here: {p.stderr.decode().strip()}")
+        return False
+    return True
+
+
+RESOLV = "nameserver 127.0.0.1\noptions timeout:1 attempts:1\n"
+
+
+def test_add_dns_failures_are_called_dns(t):
+    """A host name that does not resolve, and a resolver that does not
+    answer, are called that, not a failed login: "the host name ... does
+    not resolve (DNS: no such host)", "no answer from the DNS resolver (is
+    this machine online?)".  A name that does not exist is not saved with
+    --save-untested; an offline machine is (untested).  The resolver is a
+    name server on 127.0.0.1:53 seen through a private /etc/resolv.conf.
+    Before the fix: "nothing was written: the POP3 and the IMAP login
+    failed" for both."""
+    if not _dns_possible(t):
+        return
+    with AutoconfigServer() as srv:
+        s = Setup(t, srv)
+        args = ["-c", s.cfg, "add", s.address, "--pop3", "pop3s://pop.nowhere.test",
+                "--to", "imaps://imap.nowhere.test", "--imap-user", s.dst,
+                "--state-dir", t.state_dir]
+        try:
+            dns = _DNS("nxdomain")
+        except OSError as e:
+            t.note(f"127.0.0.1:53 is taken ({e}): no private name server")
+            return
+        try:
+            r = _with_resolver(t, args, s.env(), RESOLV)
+            assert r.rc == 75, f"names that do not resolve: exit {r.rc}"
+            for host in ("pop.nowhere.test", "imap.nowhere.test"):
+                assert re.search(rf"host name {re.escape(host)} does not resolve", r.output), \
+                    f"{host}: not called a DNS failure: {r.output.strip()!r}"
+            assert "login failed" not in r.output and "DNS" in r.stderr, r.stderr
+            r = _with_resolver(t, [*args, "--save-untested"], s.env(), RESOLV)
+            assert r.rc == 75 and not s.cfg.exists(), \
+                f"a name that does not exist was saved untested: exit {r.rc}"
+            assert any("nowhere.test" in n for n in dns.asked), f"our name server was not asked: {dns.asked}"
+        finally:
+            dns.stop()
+
+        dns = _DNS("silent")
+        try:
+            r = _with_resolver(t, args, s.env(), RESOLV)
+            assert r.rc == 75, f"a silent resolver: exit {r.rc}"
+            assert "no answer from the DNS resolver" in r.output, r.output.strip()
+            assert "--save-untested" in r.stderr, r.stderr
+            r = _with_resolver(t, [*args, "--save-untested"], s.env(), RESOLV)
+            assert r.rc == 0 and "SAVED UNTESTED" in r.output, f"offline, --save-untested: exit {r.rc}"
+            assert s.cfg.exists()
+        finally:
+            dns.stop()
+
+
+def test_add_srv_no_answer_is_not_no_record(t):
+    """Discovery's last source, DNS SRV: a resolver that does not answer is
+    "no answer from the resolver", a name server that says no is "no such
+    record".  Before the fix: "no record" for both."""
+    if not _dns_possible(t):
+        return
+    with AutoconfigServer() as srv:
+        s = Setup(t, srv)
+        env = {**s.env()}
+        del env["POPBRIDGE_SRV"]
+        args = ["-c", s.cfg, *s.args()[2:]]
+        for mode, want, not_want in (("silent", "no answer from the resolver", "no such record"),
+                                     ("nxdomain", "no such record", "no answer")):
+            try:
+                dns = _DNS(mode)
+            except OSError as e:
+                t.note(f"127.0.0.1:53 is taken ({e}): no private name server")
+                return
+            try:
+                r = _with_resolver(t, args, env, RESOLV)
+            finally:
+                dns.stop()
+            assert r.rc == 75, f"[{mode}] exit {r.rc}"
+            m = re.search(r"DNS SRV: (.*)", r.stderr)
+            assert m and want in m.group(1) and not_want not in m.group(1), \
+                f"[{mode}] the SRV note: {m.group(1) if m else r.stderr.strip()!r}"
+            assert any(n.startswith("_pop3s._tcp.") for n in dns.asked), dns.asked

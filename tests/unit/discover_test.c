@@ -352,10 +352,10 @@ static const struct acase ac_cases[] = {
 	/* Refused. */
 	{ "IMAP only", DOC_HEAD SRV("imap", "imap.example.org", "993", "SSL",
 	    "u") DOC_TAIL, RES_TEMP, "no usable POP3", 0, 0, NULL, NULL },
-	{ "OAuth2 only", DOC_HEAD "<incomingServer type=\"pop3\"><hostname>"
-	    "x.example.org</hostname><authentication>OAuth2</authentication>"
-	    "</incomingServer>" DOC_TAIL, RES_TEMP, "OAuth2", 0, 0, NULL,
-	    NULL },
+	{ "neither password nor OAuth2", DOC_HEAD "<incomingServer type="
+	    "\"pop3\"><hostname>x.example.org</hostname><authentication>NTLM"
+	    "</authentication></incomingServer>" DOC_TAIL, RES_TEMP,
+	    "neither a password nor an OAuth2", 0, 0, NULL, NULL },
 	{ "port out of range", DOC_HEAD SRV("pop3", "x.example.org", "99999",
 	    "SSL", "u") DOC_TAIL, RES_TEMP, "bad port", 0, 0, NULL, NULL },
 	{ "port not a number", DOC_HEAD SRV("pop3", "x.example.org", "995x",
@@ -704,6 +704,98 @@ test_srv(void)
 	check_srv("target runs past rdlength", &p, -1, NULL, 0);
 }
 
+/*
+ * What the presets and documents say beyond the server (issue 13): a
+ * POP3 server that takes OAuth2 only (auth "xoauth2"), a preset's hint, a
+ * provider without POP3, and the shipped file's lines for them.
+ */
+static void
+test_auth_hints(void)
+{
+	static const char oauth_doc[] = DOC_HEAD "<incomingServer type="
+	    "\"pop3\"><hostname>x.example.org</hostname><socketType>SSL"
+	    "</socketType><authentication>OAuth2</authentication>"
+	    "</incomingServer>" DOC_TAIL;
+	static const char presets[] =
+	    "other.org - imaps://imap.other.org Other\n"
+	    "example.org pop3s://p.example.org - Test | auth=oauth2 | "
+	    "hint=switch POP3 on first\n";
+	static const struct {
+		const char	*address, *host, *auth, *hint;
+	} shipped[] = {
+		{ "max@outlook.com", "outlook.office365.com", "xoauth2", NULL },
+		{ "max@hotmail.de", "outlook.office365.com", "xoauth2", NULL },
+		{ "max@live.com", "outlook.office365.com", "xoauth2", NULL },
+		{ "max@gmx.net", "pop.gmx.net", NULL, "POP3" },
+		{ "max@web.de", "pop3.web.de", NULL, "POP3" },
+		{ "max@icloud.com", NULL, NULL, "iCloud offers no POP3" },
+		{ "max@me.com", NULL, NULL, "iCloud offers no POP3" },
+	};
+	struct discovery d;
+	char		*cause = NULL, *text;
+	size_t		 len, i;
+	bool		 found;
+	enum result	 r;
+
+	r = discover_parse_autoconfig(oauth_doc, strlen(oauth_doc), ADDR, &d,
+	    &cause);
+	CHECK(r == RES_OK, "OAuth2 only: %d (%s)", (int)r, unit_sesc(cause));
+	if (r == RES_OK) {
+		CHECK_STR(d.host, "x.example.org", "OAuth2-only host");
+		CHECK_STR(d.auth, "xoauth2", "OAuth2-only auth");
+		discover_free(&d);
+	}
+	free(cause);
+	cause = NULL;
+
+	memset(&d, 0, sizeof d);
+	r = discover_parse_presets(presets, strlen(presets), "t.conf", ADDR, &d,
+	    &found, &cause);
+	CHECK(r == RES_OK && found, "preset options: %d (%s)", (int)r,
+	    unit_sesc(cause));
+	if (r == RES_OK && found) {
+		CHECK_STR(d.auth, "xoauth2", "preset auth=oauth2");
+		CHECK_STR(d.hint, "switch POP3 on first", "preset hint");
+		discover_free(&d);
+	}
+	r = discover_parse_presets(presets, strlen(presets), "t.conf",
+	    "max@other.org", &d, &found, &cause);
+	CHECK(r == RES_OK && found && d.host == NULL && d.hint != NULL &&
+	    strstr(d.hint, "Other offers no POP3 (only IMAP, at "
+	    "imaps://imap.other.org)") != NULL, "no POP3: %s",
+	    unit_sesc(found ? d.hint : cause));
+	if (r == RES_OK && found)
+		discover_free(&d);
+	text = "example.org pop3s://x - A | auth=plain\n";
+	r = discover_parse_presets(text, strlen(text), "t.conf", ADDR, &d,
+	    &found, &cause);
+	CHECK(r == RES_CONFIG && cause != NULL && strncmp(cause, "t.conf:1:",
+	    9) == 0, "an unknown option: %d %s", (int)r, unit_sesc(cause));
+	free(cause);
+	cause = NULL;
+
+	if ((text = slurp("config/providers.conf", &len)) == NULL) {
+		CHECK(0, "cannot read config/providers.conf");
+		return;
+	}
+	for (i = 0; i < NELEM(shipped); i++) {
+		memset(&d, 0, sizeof d);
+		r = discover_parse_presets(text, len, "providers.conf",
+		    shipped[i].address, &d, &found, &cause);
+		CHECK(r == RES_OK && found, "%s: %d (%s)", shipped[i].address,
+		    (int)r, unit_sesc(cause));
+		if (r != RES_OK || !found)
+			continue;
+		CHECK_STR(d.host, shipped[i].host, shipped[i].address);
+		CHECK_STR(d.auth, shipped[i].auth, shipped[i].address);
+		CHECK(shipped[i].hint == NULL ? d.hint == NULL : d.hint != NULL &&
+		    strstr(d.hint, shipped[i].hint) != NULL, "%s: hint %s",
+		    shipped[i].address, unit_sesc(d.hint));
+		discover_free(&d);
+	}
+	free(text);
+}
+
 int
 main(void)
 {
@@ -712,6 +804,7 @@ main(void)
 	test_shipped_presets();
 	test_preset_lines();
 	test_autoconfig_table();
+	test_auth_hints();
 	/* In a child each: a crash in libxml2 fails that case only. */
 	UNIT_ISOLATED("entity bomb", test_entity_bomb, NULL);
 	UNIT_ISOLATED("big documents", test_big_documents, NULL);
