@@ -49,6 +49,10 @@ SRCS	+= bridge/route_show.c bridge/transfer_pop.c bridge/transfer_route.c \
 SRCS	+= bridge/reload.c bridge/config_listen.c bridge/ledger_metrics.c \
 	   bridge/metrics.c bridge/page.c bridge/http_form.c bridge/web.c \
 	   bridge/http.c
+# The config's and add's parts (issue 13, split for issue 14).
+SRCS	+= bridge/config_url.c bridge/config_proxy.c bridge/config_secfile.c \
+	   bridge/config_read.c bridge/config_secret.c bridge/add_owner.c \
+	   bridge/add_ask.c bridge/add_login.c bridge/add_write.c
 OBJS	= $(SRCS:.c=.o)
 
 all: bridge/popbridge
@@ -57,7 +61,7 @@ bridge/popbridge: $(OBJS)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(OBJS) $(PKG_LIBS)
 
 bridge/%.o: bridge/%.c bridge/bridge.h bridge/run.h bridge/imap_int.h \
-	    bridge/ledger_int.h bridge/route.h bridge/config_int.h \
+	    bridge/ledger_int.h bridge/route.h bridge/config_int.h bridge/add_int.h \
 	    bridge/transfer_int.h \
 	    bridge/gmail.h bridge/gmail_int.h bridge/config_gmail.h
 	$(CC) $(CFLAGS) $(PKG_CFLAGS) -c -o $@ $<

@@ -1,20 +1,51 @@
 /*
- * What config.c shares with config_route.c (an account's routing keys),
- * and with no other file.  The loader's state stays opaque; libconfig's
- * types stay in the two files that read the config.
+ * What the files that load the config share (config.c, config_read.c,
+ * config_secfile.c, config_proxy.c, config_route.c, config_listen.c),
+ * and no other file: the loader's state, and libconfig's types.
  */
 #ifndef CONFIG_INT_H
 #define CONFIG_INT_H
 
+#include <pwd.h>
+
 #include <libconfig.h>
 
-struct loader;
+#define GROUPS_MAX	256		/* of the user that runs popbridge */
+
+/* One load of a config file (config_load). */
+struct loader {
+	const char	*file;		/* the main file, as named */
+	char		*dir;		/* relative paths start here */
+	const char	*read_as;	/* the name libconfig was given for it */
+	char		*cause;
+	char		**pw_files;	/* files holding a password (malloc'd) */
+	size_t		 npw_files;
+	char		**acct_files;	/* the file of each account */
+	size_t		 naccts;
+	char		*read_base;	/* read_as, when it is ours */
+	bool		 check_secrets;	/* password files, for `check -n` */
+	/* Who reads the password files (runner_lookup), looked up at the
+	 * first password_file. */
+	const config_setting_t *user_key;
+	uid_t		 owner;		/* of the config file */
+	mode_t		 cmode;
+	bool		 runner_known;
+	struct passwd	 runner;	/* pw_name, pw_uid, pw_gid */
+	char		 runner_name[64];
+	const char	*runner_why;	/* "the config's user", ... */
+	gid_t		 groups[GROUPS_MAX];
+	int		 ngroups;
+};
 
 /* config.c */
 /* "file:line: message" (the file and line of setting s) into the
  * loader's cause; returns RES_CONFIG. */
 enum result	 cfail(struct loader *, const config_setting_t *,
 		     const char *, ...) PRINTFLIKE(3, 4);
+/* The same with another class (RES_AUTH: a secret others can read). */
+enum result	 cfail_as(struct loader *, enum result,
+		     const config_setting_t *, const char *, ...)
+		     PRINTFLIKE(4, 5);
 /*
  * An endpoint group, checked and loaded as the account's pop3 or imap
  * block is (url, secrets and their file permissions, tls, auth, pin,
@@ -24,6 +55,27 @@ enum result	 cfail(struct loader *, const config_setting_t *,
  */
 enum result	 load_endpoint_at(struct loader *, const config_setting_t *,
 		     struct endpoint *, bool, bool, const char *);
+
+/* config_read.c */
+/* Read ld->file (or its copy open as fd, if not -1) and its @includes
+ * into cfg; a failure's "file:line: message" in *cause. */
+enum result	 read_config(config_t *, struct loader *, int, char **);
+/* The file setting s comes from, as a path to print (malloc'd). */
+char		*setting_file(const struct loader *, const config_setting_t *);
+
+/* config_secfile.c */
+/* A password_file as `run` will open it: there, a regular file, its
+ * owner's only, readable by the user that runs popbridge (s: the key). */
+enum result	 secfile_check(struct loader *, const config_setting_t *,
+		     const char *, const char *);
+/* Remember the file that holds an inline password (setting s). */
+void		 secfile_note(struct loader *, const config_setting_t *);
+/* Every file remembered so must be readable by its owner only. */
+enum result	 secfile_check_inline(struct loader *);
+
+/* config_proxy.c */
+/* A "proxy" value: NULL if fine, else why not (a phrase). */
+const char	*config_proxy_check(const char *);
 
 /* config_route.c */
 /* The account's destinations, rules and multidrop (account group a):

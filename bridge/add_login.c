@@ -1,0 +1,222 @@
+/*
+ * `add`, step 4: log in to both servers as `check` does, after asking
+ * DNS for their names, and decide whether the account may be saved
+ * untested (a login that could not be tried, never one refused).
+ */
+#include <sys/stat.h>
+
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <limits.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "bridge.h"
+#include "add_int.h"
+
+/* ---- step 4: log in to both, as `check` does ---- */
+
+/*
+ * Can the server's name be found?  Asked before the login, so that a
+ * name that does not exist, or a resolver that does not answer (no
+ * network), is called that instead of a failed login.  Not through a
+ * proxy from the environment: that one looks the name up itself.
+ */
+static bool
+try_dns(struct add *a, const struct endpoint *ep, struct side *sd,
+    char **cause)
+{
+	char		 scheme[8], *why = NULL;
+	const char	*var;
+
+	snprintf(scheme, sizeof scheme, "%s%s", ep->imap ? "imap" : "pop3",
+	    ep->tls == TLS_IMPLICIT ? "s" : "");
+	/* An address needs no lookup; a proxy looks names up itself. */
+	if (ep->host[0] == '[' || strchr(ep->host, ':') != NULL ||
+	    config_env_proxy(scheme, &var) != NULL)
+		return true;
+	if ((sd->dns = discover_host_check(ep->host, &why)) == DNS_OK)
+		return true;
+	printf("%s: %s %s:%d: FAILED: %s\n", a->name, ep->imap ? "imap" :
+	    "pop3", ep->host, ep->port, why);
+	free(*cause);
+	*cause = why;
+	sd->r = RES_TEMP;
+	return false;
+}
+
+static void
+try_pop3(struct add *a, long timeout, struct side *sd, char **cause)
+{
+	struct pop3	*p = NULL;
+	unsigned int	 count;
+	uint64_t	 size;
+	char		*why = NULL, clean[400];
+
+	if (a->placeholder[0]) {
+		sd->skipped = true;
+		printf("%s: pop3 %s:%d: not tested: no OAuth2 token command "
+		    "yet\n", a->name, a->pop3.host, a->pop3.port);
+		return;
+	}
+	if (!try_dns(a, &a->pop3, sd, cause))
+		return;
+	sd->r = pop3_open(&a->pop3, a->name, timeout, &p, cause);
+	if (sd->r == RES_OK)
+		sd->r = pop3_stat(p, &count, &size, cause);
+	if (sd->r != RES_OK) {
+		printf("%s: pop3 %s:%d: FAILED: %s\n", a->name, a->pop3.host,
+		    a->pop3.port, *cause);
+		/* GMX, WEB.DE: POP3 off until switched on in the web mailer. */
+		if (sd->r == RES_AUTH && a->hint != NULL)
+			printf("%s: hint: %s\n", a->name, log_clean(clean,
+			    sizeof clean, a->hint, strlen(a->hint)));
+		pop3_free(p);
+		return;
+	}
+	printf("%s: pop3 %s:%d: %s%s%s; %u message%s, %.1f kB waiting\n",
+	    a->name, a->pop3.host, a->pop3.port, conn_tls_version(pop3_conn(p)),
+	    conn_cert_subject(pop3_conn(p))[0] != '\0' ? ", certificate " : "",
+	    conn_cert_subject(pop3_conn(p)), count, count == 1 ? "" : "s",
+	    (double)size / 1000.0);
+	/* QUIT with no DELE sent commits nothing. */
+	(void)pop3_quit(p, &why);
+	free(why);
+}
+
+static void
+try_imap(struct add *a, long timeout, struct side *sd, char **cause)
+{
+	struct imap	*im = NULL;
+	struct imap_mbox mb;
+
+	if (a->placeholder[1]) {
+		sd->skipped = true;
+		printf("%s: imap %s:%d: not tested: no OAuth2 token command "
+		    "yet\n", a->name, a->imap.host, a->imap.port);
+		return;
+	}
+	if (!try_dns(a, &a->imap, sd, cause))
+		return;
+	sd->r = imap_open(&a->imap, a->name, timeout, &im, cause);
+	if (sd->r == RES_OK)
+		sd->r = imap_status(im, a->imap.mailbox, &mb, cause);
+	if (sd->r != RES_OK) {
+		printf("%s: imap %s:%d: FAILED: %s\n", a->name, a->imap.host,
+		    a->imap.port, *cause);
+		imap_logout(im);
+		return;
+	}
+	printf("%s: imap %s:%d: %s%s%s; mailbox %s %s\n", a->name,
+	    a->imap.host, a->imap.port, conn_tls_version(imap_conn(im)),
+	    conn_cert_subject(imap_conn(im))[0] != '\0' ? ", certificate " : "",
+	    conn_cert_subject(imap_conn(im)), a->imap.mailbox, mb.exists ?
+	    "exists" : "does not exist (it will be created)");
+	imap_logout(im);
+}
+
+/* What went wrong on one side, in a few words for the summary (the
+ * side's cause for the rest: the server's or libcurl's words). */
+static char *
+side_words(const struct add *a, const struct side *sd, bool imap,
+    const char *cause)
+{
+	const struct endpoint *ep = imap ? &a->imap : &a->pop3;
+	const char	*proto = imap ? "IMAP" : "POP3";
+	char		 clean[400];
+
+	if (sd->dns == DNS_NO_SUCH_HOST)
+		return xprintf("the %s server's host name %s does not resolve "
+		    "(DNS: no such host)", proto, ep->host);
+	if (sd->dns == DNS_NO_ANSWER)
+		return xprintf("the DNS resolver gave no answer for the %s "
+		    "server %s (is this machine online?)", proto, ep->host);
+	switch (sd->r) {
+	case RES_AUTH:
+		if (!imap && a->hint != NULL)
+			return xprintf("the POP3 login was refused (%s)",
+			    log_clean(clean, sizeof clean, a->hint,
+			    strlen(a->hint)));
+		return xprintf("the %s login was refused", proto);
+	case RES_CONFIG:
+		return xprintf("the %s server cannot be used as set up", proto);
+	default:
+		return xprintf("the %s login could not be tested (%.160s)",
+		    proto, cause != NULL ? log_clean(clean, sizeof clean, cause,
+		    strlen(cause)) : "no reason given");
+	}
+}
+
+/* May this outcome be saved untested?  Only when a login could not be
+ * tried (no network, a server down), never when it was refused or the
+ * name does not exist. */
+static bool
+side_untestable(const struct side *sd)
+{
+	return sd->skipped || sd->r == RES_OK || (sd->r == RES_TEMP &&
+	    sd->dns != DNS_NO_SUCH_HOST);
+}
+
+/*
+ * Both, so one attempt shows every problem; the worse result counts.  A
+ * login that could not be tried may be saved untested, if the user says
+ * so (--save-untested, or yes on the terminal).
+ */
+enum result
+add_logins(struct add *a, char **cause)
+{
+	long		 timeout = a->cf != NULL ? a->cf->timeout : LOGIN_TIMEOUT;
+	struct side	 sd[2];
+	char		*c[2] = { NULL, NULL }, *w[2] = { NULL, NULL }, *what, *q;
+	enum result	 r;
+	bool		 save;
+	int		 i;
+
+	memset(sd, 0, sizeof sd);
+	try_pop3(a, timeout, &sd[0], &c[0]);
+	try_imap(a, timeout, &sd[1], &c[1]);
+	for (i = 0; i < 2; i++)
+		if (sd[i].r != RES_OK)
+			w[i] = side_words(a, &sd[i], i == 1, c[i]);
+	free(c[0]);
+	free(c[1]);
+	r = result_worst(sd[0].r, sd[1].r);
+	if (r == RES_OK)
+		return RES_OK;
+	what = xprintf("%s%s%s", w[0] != NULL ? w[0] : "", w[0] != NULL &&
+	    w[1] != NULL ? ", and " : "", w[1] != NULL ? w[1] : "");
+	free(w[0]);
+	free(w[1]);
+	save = false;
+	if (side_untestable(&sd[0]) && side_untestable(&sd[1])) {
+		if (a->save_untested)
+			save = true;
+		else if (a->interactive) {
+			q = xprintf("%s.  Save the account anyway, untested?",
+			    what);
+			fflush(stdout);
+			if (tty_yes_no(q, false, &save, cause) != RES_OK)
+				save = false;
+			free(q);
+		}
+		if (save) {
+			a->untested = what;
+			return RES_OK;
+		}
+		free(*cause);
+		*cause = xprintf("nothing was written: %s; --save-untested "
+		    "saves it all the same, untested", what);
+	} else {
+		free(*cause);
+		*cause = xprintf("nothing was written: %s", what);
+	}
+	free(what);
+	return r;
+}
