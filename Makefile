@@ -44,7 +44,7 @@ SRCS	= bridge/main.c bridge/account.c bridge/config.c bridge/ledger.c \
 	  bridge/gmail_find.c bridge/gmail_quota.c bridge/config_gmail.c
 # The routing engine's pieces (issue 16).
 SRCS	+= bridge/route_show.c bridge/transfer_pop.c bridge/transfer_route.c \
-	   bridge/transfer_record.c
+	   bridge/transfer_record.c bridge/transfer_gmail.c
 # The daemon's web page and metrics (issue 18), the reload helper.
 SRCS	+= bridge/reload.c bridge/config_listen.c bridge/ledger_metrics.c \
 	   bridge/metrics.c bridge/page.c bridge/http_form.c bridge/web.c \

@@ -221,6 +221,12 @@ legs_ghosts(struct run *rn, bool *any, char **cause)
 
 	*any = false;
 	for (k = 0; k < rn->nlegs && r == RES_OK; k++) {
+		/* A Gmail leg settles a message when it is fetched again
+		 * (transfer_gmail.c), not before. */
+		if (rn->legs[k].ep->gmail != NULL) {
+			rn->legs[k].settled = true;
+			continue;
+		}
 		leg_enter(rn, &rn->legs[k]);
 		r = settle_needed(rn, &rn->legs[k].ghosts, cause);
 		*any = *any || rn->legs[k].ghosts;
@@ -273,7 +279,8 @@ legs_adopted(struct run *rn, char **cause)
 	enum result	 r = RES_OK;
 
 	for (k = 0; k < rn->nlegs && r == RES_OK; k++)
-		if (rn->legs[k].adopt != NULL) {
+		if (rn->legs[k].adopt != NULL || (rn->legs[k].gm != NULL &&
+		    rn->legs[k].first)) {
 			leg_enter(rn, &rn->legs[k]);
 			r = ledger_set_adopted(rn->l, cause);
 		}
@@ -295,7 +302,8 @@ run_messages(struct run *rn, char **cause)
 	deadline_for_mail(rn);
 	if (need || ghosts) {
 		/* One leg: its login first, as before any mail moves. */
-		if (rn->nlegs == 1 && (r = run_imap(rn, false, cause)) != RES_OK)
+		if (rn->nlegs == 1 && rn->legs[0].ep->gmail == NULL &&
+		    (r = run_imap(rn, false, cause)) != RES_OK)
 			return r;
 		/* Settling changes rows: plan again with what it found. */
 		if (ghosts && ((r = legs_settle(rn, false, cause)) != RES_OK ||
@@ -304,6 +312,7 @@ run_messages(struct run *rn, char **cause)
 		if ((r = plan_since(rn, cause)) != RES_OK)
 			return r;
 		if (need && rn->nlegs == 1 && rn->legs[0].first &&
+		    rn->legs[0].ep->gmail == NULL &&
 		    (r = adopt_load(rn, cause)) != RES_OK)
 			return r;
 	}
@@ -383,6 +392,7 @@ run_free(struct run *rn)
 	transfer_free(rn);
 	for (i = 0; i < rn->nlegs; i++) {
 		adopt_free(rn->legs[i].adopt);
+		gmail_leg_free(&rn->legs[i]);
 		free(rn->legs[i].dest);
 		free(rn->legs[i].label);
 		free(rn->legs[i].mailbox);
@@ -605,6 +615,26 @@ check_pop3(const struct config *cf, const struct account *ac, char **cause)
 	return r;
 }
 
+/* check's line for a Gmail API destination: its token command works.
+ * Nothing is asked of the API (labels are made at the first import). */
+static enum result
+check_gmail(const struct account *ac, const char *label,
+    const struct endpoint *ep, char **cause)
+{
+	char		*token = NULL;
+	enum result	 r;
+
+	if ((r = config_secret(ep, &token, cause)) != RES_OK) {
+		printf("%s: %s Gmail API %s: FAILED: %s\n", ac->name, label,
+		    ep->host, *cause);
+		return r;
+	}
+	secret_free(token);
+	printf("%s: %s Gmail API %s: %s; the token command gave a token; "
+	    "label %s\n", ac->name, label, ep->host, ep->user, ep->mailbox);
+	return RES_OK;
+}
+
 /* check's line for an IMAP destination: login, capabilities, mailbox. */
 static enum result
 check_imap(const struct config *cf, const struct account *ac,
@@ -616,6 +646,8 @@ check_imap(const struct config *cf, const struct account *ac,
 	char			*placed = NULL, limit[32];
 	enum result		 r;
 
+	if (ep->gmail != NULL)
+		return check_gmail(ac, label, ep, cause);
 	r = imap_open(ep, ac->name, cf->timeout, &im, cause);
 	if (r == RES_OK)
 		r = imap_place(im, ep->mailbox, &placed, cause);
@@ -742,19 +774,47 @@ dry_report(const struct account *ac, const char *mailbox, struct imap *im,
 	free(fresh);
 }
 
+/* The dry run's IMAP side: the mailbox, what the server takes. */
+static enum result
+dry_imap(const struct config *cf, const struct account *ac,
+    const struct pop3_msg *msgs, unsigned int n, const bool *todo_of,
+    char **cause)
+{
+	struct imap		*im = NULL;
+	struct imap_mbox	 mb;
+	char			*placed = NULL;
+	unsigned int		 i, todo = 0;
+	enum result		 r;
+
+	if (ac->imap.gmail != NULL) {
+		for (i = 0; i < n; i++)
+			todo += todo_of[i];
+		printf("%s: POP3 %s: %u messages; %u to import into the Gmail "
+		    "API at %s for %s\n", ac->name, ac->pop3.host, n, todo,
+		    ac->imap.host, ac->imap.user);
+		return RES_OK;
+	}
+	if ((r = imap_open(&ac->imap, ac->name, cf->timeout, &im, cause)) ==
+	    RES_OK && (r = imap_place(im, ac->imap.mailbox, &placed,
+	    cause)) == RES_OK && (r = imap_status(im, placed, &mb, cause)) ==
+	    RES_OK)
+		dry_report(ac, placed, im, &mb, msgs, n, todo_of);
+	imap_logout(im);
+	free(placed);
+	return r;
+}
+
 /* --dry-run: what a run would import, and what the server would refuse. */
 enum result
 account_dry_run(const struct config *cf, const struct account *ac,
     char **cause)
 {
 	struct pop3		*p = NULL;
-	struct imap		*im = NULL;
 	struct pop3_msg		*msgs = NULL;
-	struct imap_mbox	 mb;
 	unsigned int		 n = 0, todo;
 	uint64_t		 bytes;
 	bool			 standin, *todo_of = NULL;
-	char			*placed = NULL;
+	char			*why = NULL;
 	enum result		 r;
 
 	if ((r = pop3_open(&ac->pop3, ac->name, cf->timeout, &p, cause)) !=
@@ -763,27 +823,19 @@ account_dry_run(const struct config *cf, const struct account *ac,
 		goto out;
 	todo_of = xcalloc(n + 1, sizeof *todo_of);
 	if ((r = count_todo(cf, ac, msgs, n, &todo, &bytes, todo_of, cause)) !=
-	    RES_OK || (r = imap_open(&ac->imap, ac->name, cf->timeout, &im,
-	    cause)) != RES_OK || (r = imap_place(im, ac->imap.mailbox, &placed,
-	    cause)) != RES_OK || (r = imap_status(im, placed, &mb, cause)) !=
+	    RES_OK || (r = dry_imap(cf, ac, msgs, n, todo_of, cause)) !=
 	    RES_OK)
 		goto out;
-	dry_report(ac, placed, im, &mb, msgs, n, todo_of);
 	if ((r = route_show(ac, p, msgs, n, todo_of, 100000, cause)) ==
 	    RES_OK)
 		printf("%s: dry run: nothing was changed\n", ac->name);
 out:
 	/* QUIT with no DELE sent: nothing changes on the server. */
-	if (p != NULL && !conn_dead(pop3_conn(p))) {
-		char *why = NULL;
-
+	if (p != NULL && !conn_dead(pop3_conn(p)))
 		(void)pop3_quit(p, &why);
-		free(why);
-		p = NULL;
-	}
-	pop3_free(p);
-	imap_logout(im);
-	free(placed);
+	else
+		pop3_free(p);
+	free(why);
 	free(todo_of);
 	free(msgs);
 	return r;

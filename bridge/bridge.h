@@ -99,6 +99,7 @@ enum tls_mode {
 	TLS_NONE,		/* tls = "none": plaintext, warned */
 };
 
+struct gmail_dest;
 struct endpoint {
 	char		*url;		/* as configured */
 	bool		 imap;		/* an IMAP block, else POP3 */
@@ -117,6 +118,7 @@ struct endpoint {
 	char		*proxy;		/* NULL: the environment's; "": none */
 	char		*mailbox;	/* IMAP only */
 	int		 line;		/* in the config file */
+	struct gmail_dest *gmail;	/* a "gmail-api:" destination; NULL */
 };
 
 struct account {
@@ -440,6 +442,7 @@ enum append_outcome {
 	APPEND_TRYCREATE,
 	APPEND_OVERQUOTA,
 	APPEND_UNKNOWN,		/* no reply read (the link failed) */
+	APPEND_LATER,		/* not stored, not refused: a later run */
 };
 struct append_result {
 	enum append_outcome outcome;

@@ -30,6 +30,7 @@
 
 #include "bridge.h"
 #include "config_int.h"
+#include "config_gmail.h"
 #include "route.h"
 
 enum ktype { K_STRING, K_INT, K_BOOL, K_GROUP, K_LIST, K_ARRAY };
@@ -324,6 +325,11 @@ load_endpoint_at(struct loader *ld, const config_setting_t *g,
 	int		 nsecrets;
 	enum result	 r;
 
+	/* The Gmail API (issue 17): HTTPS and a token, no IMAP keys. */
+	if (imap && config_setting_get_member(g, "url") != NULL &&
+	    config_gmail_is(config_setting_get_string(
+	    config_setting_get_member(g, "url"))))
+		return config_gmail_endpoint(ld, g, ep, named, where);
 	if ((r = check_keys(ld, g, named ? dest_keys : imap ? imap_keys :
 	    pop3_keys, where)) != RES_OK)
 		return r;
@@ -772,6 +778,8 @@ config_endpoint_free(struct endpoint *ep)
 	free(ep->pin);
 	secret_free(ep->proxy);		/* it may hold a proxy password */
 	free(ep->mailbox);
+	config_gmail_free(ep->gmail);
+	free(ep->gmail);
 }
 
 void

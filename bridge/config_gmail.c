@@ -224,3 +224,93 @@ config_gmail_free(struct gmail_dest *gd)
 	free(gd->base);
 	memset(gd, 0, sizeof *gd);
 }
+
+/* The keys of a gmail-api: group: an endpoint's without passwords or
+ * TLS choices (it is always HTTPS), and the Gmail ones. */
+static const char *const endpoint_keys[] = { "name", "url", "user",
+	"oauth2_token_command", "auth", "ca_file", "pin", "proxy", "mailbox",
+	"labels", "inbox", "unread", "never_mark_spam", NULL };
+
+static char *
+opt_string(const config_setting_t *g, const char *key)
+{
+	const char	*v;
+
+	return config_setting_lookup_string(g, key, &v) == CONFIG_TRUE ?
+	    xstrdup(v) : NULL;
+}
+
+/* The host of "https://HOST[:PORT]" (or Google's), for messages and the
+ * ledger's name of the destination. */
+static void
+base_host(struct endpoint *ep, const char *base)
+{
+	const char	*h = base != NULL ? base + 8 : "gmail.googleapis.com";
+	size_t		 n = strcspn(h, ":/");
+
+	if (h[0] == '[')
+		n = strcspn(h, "]") + 1;
+	ep->host = xstrndup(h, n);
+	ep->port = h[n] == ':' ? atoi(h + n + 1) : 443;
+}
+
+enum result
+config_gmail_endpoint(struct loader *ld, const config_setting_t *g,
+    struct endpoint *ep, bool named, const char *where)
+{
+	const config_setting_t	*m;
+	const char		*key, *why;
+	char			*p;
+	unsigned int		 i;
+	size_t			 k;
+
+	for (i = 0; (m = config_setting_get_elem(g, i)) != NULL; i++) {
+		key = config_setting_name(m);
+		for (k = 0; endpoint_keys[k] != NULL; k++)
+			if (strcmp(key, endpoint_keys[k]) == 0)
+				break;
+		if (endpoint_keys[k] == NULL || (!named &&
+		    strcmp(key, "name") == 0))
+			return cfail(ld, m, "%s\"%s\" is no key of a gmail-api: "
+			    "destination (it signs in with "
+			    "\"oauth2_token_command\" only, over HTTPS)", where,
+			    key);
+	}
+	ep->imap = true;
+	ep->tls = TLS_IMPLICIT;
+	ep->line = config_setting_source_line(g);
+	ep->url = opt_string(g, "url");
+	ep->user = opt_string(g, "user");
+	ep->oauth2_token_command = opt_string(g, "oauth2_token_command");
+	ep->auth = xstrdup("oauthbearer");
+	ep->oauth2 = true;
+	ep->pin = opt_string(g, "pin");
+	ep->proxy = opt_string(g, "proxy");
+	ep->mailbox = opt_string(g, "mailbox");
+	if ((p = opt_string(g, "ca_file")) != NULL && p[0] != '/' &&
+	    ld->dir != NULL) {
+		ep->ca_file = xprintf("%s/%s", ld->dir, p);
+		free(p);
+	} else
+		ep->ca_file = p;
+	if (ep->user == NULL || ep->user[0] == '\0' ||
+	    !config_value_ok(ep->user))
+		return cfail(ld, g, "%s\"user\" (the Gmail address) is missing "
+		    "or empty", where);
+	if (ep->oauth2_token_command == NULL)
+		return cfail(ld, g, "%sa gmail-api: destination takes "
+		    "\"oauth2_token_command\" (a command printing a fresh "
+		    "access token with the scope gmail.insert or gmail.modify)",
+		    where);
+	if (ep->mailbox == NULL)
+		ep->mailbox = xstrdup("INBOX");
+	else if (strcasecmp(ep->mailbox, "INBOX") != 0 &&
+	    (why = config_gmail_label_check(ep->mailbox)) != NULL)
+		return cfail(ld, config_setting_get_member(g, "mailbox"),
+		    "%s\"mailbox\" (a label here) %s", where, why);
+	ep->gmail = xcalloc(1, sizeof *ep->gmail);
+	if (config_gmail_load(ld, g, where, ep->gmail) != RES_OK)
+		return RES_CONFIG;
+	base_host(ep, ep->gmail->base);
+	return RES_OK;
+}

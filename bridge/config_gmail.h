@@ -22,4 +22,12 @@ extern const char *const config_gmail_keys[];
 enum result	 config_gmail_load(struct loader *, const config_setting_t *,
 		     const char *, struct gmail_dest *);
 
+/*
+ * A whole "gmail-api:" group, the account's imap block or a destination
+ * (named: it holds a "name"), into ep with ep->gmail set; load_endpoint_at
+ * hands such a group here.  Passwords and TLS keys are refused.
+ */
+enum result	 config_gmail_endpoint(struct loader *, const config_setting_t *,
+		     struct endpoint *, bool, const char *);
+
 #endif

@@ -233,12 +233,21 @@ read_cb(char *buf, size_t size, size_t nitems, void *arg)
 	return k;
 }
 
-/* A rewind (HTTP/2 refused stream, redirect): start the body again. */
+/*
+ * A rewind (HTTP/2 refused stream, redirect): start the body again; but
+ * not once all of it went out.  libcurl resends a request whose reused
+ * connection died before any reply, and an import the server stored
+ * before dying would then be stored twice (found by test_gmail_dest: a cut
+ * after the store gave two copies).  Refused, the request fails with its
+ * body sent: UNKNOWN, and settled by gmail_find.
+ */
 static int
 seek_cb(void *arg, curl_off_t off, int origin)
 {
 	struct gmail_req *rq = arg;
 
+	if (rq->body_sent)
+		return CURL_SEEKFUNC_FAIL;
 	if (origin != SEEK_SET || off < 0 ||
 	    (uint64_t)off > body_size(&rq->body))
 		return CURL_SEEKFUNC_CANTSEEK;

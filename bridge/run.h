@@ -74,6 +74,10 @@ struct leg {
 	char			*down_why;
 	struct adopt		*adopt;		/* first contact only */
 	struct plan		*plan;		/* one per message, this leg's */
+	/* A Gmail API leg (ep->gmail, issue 17): no session, a handle. */
+	struct gmail		*gm;
+	char			**label_ids;	/* its labels' ids */
+	size_t			 nlabel_ids;
 };
 
 /*
@@ -183,6 +187,8 @@ enum result	 transfer_all(struct run *, char **);
 /* Read the POP3 replies still due, so that QUIT can follow. */
 enum result	 transfer_drain(struct run *, char **);
 void		 transfer_free(struct run *);
+/* A Gmail leg's handle and label ids (transfer_gmail.c). */
+void		 gmail_leg_free(struct leg *);
 
 /* session.c: open a leg's IMAP mailbox (log in, STATUS, CREATE) once a
  * run needs it; select it where asked.  run_imap and run_im: the current

@@ -91,6 +91,27 @@ leg_down(struct run *rn, struct leg *g, enum result r, char **cause)
 	return RES_OK;
 }
 
+/*
+ * A Gmail leg that stopped in the middle of a batch (a daily limit, the
+ * token refused): the batch's outcomes are recorded all the same (some
+ * were imported), the leg takes nothing more this run, and the run ends
+ * with its failure (legs_result).
+ */
+static enum result
+gmail_stopped(struct run *rn, struct leg *g, enum result r, char **cause)
+{
+	if (g->down == RES_OK) {
+		g->down = r;
+		g->down_why = xstrdup(*cause != NULL ? *cause : "failed");
+	}
+	if (rn->nlegs > 1)
+		log_warn("%s: destination %s: %s; its messages wait for a "
+		    "later run", rn->ac->name, g->label, g->down_why);
+	free(*cause);
+	*cause = NULL;
+	return RES_OK;
+}
+
 /* Can this leg take mail in this run? */
 static bool
 leg_up(const struct leg *g)
@@ -112,7 +133,13 @@ leg_fail(struct slot_leg *sl, char *why)
 static void
 prepare(struct leg *g, struct slot *s, struct slot_leg *sl)
 {
-	const struct imap_caps *caps = imap_caps(g->ss->im);
+	const struct imap_caps *caps;
+
+	if (leg_is_gmail(g)) {
+		gmail_leg_prepare(s, sl);
+		return;
+	}
+	caps = imap_caps(g->ss->im);
 
 	/*
 	 * NUL bytes cannot travel in an ordinary IMAP literal; with BINARY
@@ -171,8 +198,14 @@ leg_ready(struct run *rn, struct leg *g, char **cause)
 {
 	enum result	 r;
 
-	if (!leg_up(g) || (g->opened && (!g->first || g->adopt != NULL)))
+	if (!leg_up(g) || (g->opened && (!g->first || g->adopt != NULL ||
+	    leg_is_gmail(g))))
 		return RES_OK;
+	if (leg_is_gmail(g)) {
+		if ((r = gmail_leg_open(rn, g, cause)) != RES_OK)
+			return leg_down(rn, g, r, cause);
+		return RES_OK;
+	}
 	if ((r = leg_imap(rn, g, false, cause)) != RES_OK)
 		return leg_down(rn, g, r, cause);
 	if (g->first && g->adopt == NULL) {
@@ -269,8 +302,11 @@ ready_legs(struct run *rn, struct batch *bt, char **cause)
 			continue;
 		if ((r = leg_ready(rn, g, cause)) != RES_OK)
 			return r;
-		if (leg_up(g) && (r = adopt_slots(rn, g, k, bt->b, n,
-		    cause)) != RES_OK)
+		if (leg_up(g) && leg_is_gmail(g))
+			r = gmail_leg_find(rn, g, k, bt->b, n, cause);
+		else if (leg_up(g))
+			r = adopt_slots(rn, g, k, bt->b, n, cause);
+		if (r != RES_OK && (r = leg_down(rn, g, r, cause)) != RES_OK)
 			return r;
 		for (i = 0; i < n; i++) {
 			struct slot_leg *sl = &bt->b[i].lg[k];
@@ -313,6 +349,12 @@ send_leg(struct run *rn, struct batch *bt, size_t k, char **cause)
 	}
 	if (lb->n == 0)
 		return RES_OK;
+	if (leg_is_gmail(g)) {
+		/* Done at once; its outcomes are recorded as replies are. */
+		if ((r = gmail_leg_send(rn, g, lb, bt->b, cause)) != RES_OK)
+			return gmail_stopped(rn, g, r, cause);
+		return RES_OK;
+	}
 	r = imap_append_send(g->ss->im, g->mailbox, rn->ac->flags, lb->items,
 	    lb->n, &lb->ab, cause);
 	if (r != RES_OK)
@@ -419,6 +461,10 @@ record_outcome(struct run *rn, size_t k, struct slot *s,
 		g->full = true;
 		if (oc->quota_why == NULL && it->why != NULL)
 			oc->quota_why = xstrdup(it->why);
+		sl->st = LG_WAIT;
+		return ledger_unsent(rn->l, &sl->row, sl->attempt, cause);
+	case APPEND_LATER:
+		/* Certainly not stored (a Gmail limit): a later run. */
 		sl->st = LG_WAIT;
 		return ledger_unsent(rn->l, &sl->row, sl->attempt, cause);
 	default:

@@ -43,6 +43,7 @@ struct slot_leg {
 	bool		 forget;	/* an unrouted failure's row: drop it */
 	int64_t		 attempt;	/* its APPEND's attempt row */
 	uint32_t	 adopted;	/* LG_KNOWN: a copy found, its UID */
+	uint32_t	 adopted_v;	/* and UIDVALIDITY, if not the leg's */
 	const char	*flags;		/* a rule's, else NULL */
 	char		*why;		/* LG_FAILED: the reason */
 };
@@ -130,5 +131,14 @@ void		 message_failed(struct run *, const struct slot *, size_t);
 enum result	 mark_dele(struct run *, struct slot *, char **);
 enum result	 record_intents(struct run *, struct slot *, size_t, char **);
 enum result	 push_deles(struct run *, struct slot *, size_t, char **);
+
+/* transfer_gmail.c: a leg whose destination is the Gmail API. */
+bool		 leg_is_gmail(const struct leg *);
+enum result	 gmail_leg_open(struct run *, struct leg *, char **);
+enum result	 gmail_leg_find(struct run *, struct leg *, size_t,
+		     struct slot *, size_t, char **);
+void		 gmail_leg_prepare(struct slot *, struct slot_leg *);
+enum result	 gmail_leg_send(struct run *, struct leg *, struct leg_batch *,
+		     struct slot *, char **);
 
 #endif

@@ -92,12 +92,14 @@ record_known(struct run *rn, struct leg *g, struct slot *s,
 		log_debug("%s: message %u (UIDL %s) is in %s already as UID "
 		    "%u: adopted", rn->ac->name, rn->msgs[s->msg].num,
 		    sl->row.uidl, g->mailbox, sl->adopted);
-		if ((r = ledger_intent(rn->l, &sl->row, &s->info,
-		    g->mb.uidvalidity, sl->adopted, &sl->attempt, cause)) !=
-		    RES_OK)
+		uint32_t v = sl->adopted_v != 0 ? sl->adopted_v :
+		    g->mb.uidvalidity;
+
+		if ((r = ledger_intent(rn->l, &sl->row, &s->info, v,
+		    sl->adopted, &sl->attempt, cause)) != RES_OK)
 			return r;
-		if ((r = ledger_stored(rn->l, &sl->row, sl->attempt,
-		    g->mb.uidvalidity, sl->adopted, cause)) != RES_OK)
+		if ((r = ledger_stored(rn->l, &sl->row, sl->attempt, v,
+		    sl->adopted, cause)) != RES_OK)
 			return r;
 	} else if (sl->row.deleted != DEL_NO &&
 	    (r = ledger_deleted(rn->l, &sl->row, DEL_NO, cause)) != RES_OK)
