@@ -293,8 +293,9 @@ config_gmail_endpoint(struct loader *ld, const config_setting_t *g,
 		free(p);
 	} else
 		ep->ca_file = p;
+	/* A line break in a value would start a header of its own. */
 	if (ep->user == NULL || ep->user[0] == '\0' ||
-	    !config_value_ok(ep->user))
+	    strpbrk(ep->user, "\r\n") != NULL)
 		return cfail(ld, g, "%s\"user\" (the Gmail address) is missing "
 		    "or empty", where);
 	if (ep->oauth2_token_command == NULL)
