@@ -104,6 +104,8 @@ install: all
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 \
 	    $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(DOCDIR) $(DESTDIR)$(DATADIR)
 	install -m 755 bridge/popbridge $(DESTDIR)$(BINDIR)/popbridge
+	# a command people run (authorize) and configs name: on PATH, prefixed
+	install -m 755 scripts/gmail-token $(DESTDIR)$(BINDIR)/popbridge-gmail-token
 	install -m 644 bridge/popbridge.1 $(DESTDIR)$(MANDIR)/man1/popbridge.1
 	install -m 644 bridge/popbridge.conf.5 \
 	    $(DESTDIR)$(MANDIR)/man5/popbridge.conf.5
@@ -115,6 +117,7 @@ install: all
 
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/popbridge \
+	    $(DESTDIR)$(BINDIR)/popbridge-gmail-token \
 	    $(DESTDIR)$(MANDIR)/man1/popbridge.1 \
 	    $(DESTDIR)$(MANDIR)/man5/popbridge.conf.5
 	rm -rf $(DESTDIR)$(DOCDIR) $(DESTDIR)$(DATADIR)
