@@ -691,21 +691,15 @@ ledger_rollback(struct ledger *l)
 	(void)sqlite3_exec(l->db, "ROLLBACK", NULL, NULL, NULL);
 }
 
-/*
- * `popbridge retry`: the set-aside messages of this destination (or the one
- * with this UIDL) are tried again at the next run.  Their failures in a row
- * stay counted: one more failure sets them aside again at once.
- */
-enum result
-ledger_release(struct ledger *l, const char *uidl, unsigned int *n,
-    char **cause)
+/* One retry statement on this destination's rows (?2: the UIDL or all). */
+static enum result
+retry_rows(struct ledger *l, const char *sql, const char *uidl,
+    unsigned int *n, char **cause)
 {
 	sqlite3_stmt	*s;
 	int		 rc;
 
-	if (sqlite3_prepare_v2(l->db, "UPDATE msg SET hold_until = 0 WHERE "
-	    "dest = ?1 AND state = 3 AND deleted < 2 AND hold_until > 0 AND "
-	    "(?2 IS NULL OR uidl = ?2)", -1, &s, NULL) != SQLITE_OK)
+	if (sqlite3_prepare_v2(l->db, sql, -1, &s, NULL) != SQLITE_OK)
 		return ledger_fail(l, cause, "retry");
 	sqlite3_bind_int64(s, 1, l->dest);
 	ledger_bind_text(s, 2, uidl);
@@ -718,28 +712,29 @@ ledger_release(struct ledger *l, const char *uidl, unsigned int *n,
 }
 
 /*
- * And the messages a routing rule kept on the POP3 server: their rows go,
- * so the next run routes them again by the rules as they are then (a rule
- * changed since).  Nothing of them was imported, so nothing can double.
+ * `popbridge retry`: the set-aside messages of this destination (or the one
+ * with this UIDL) are tried again at the next run.  Their failures in a row
+ * stay counted: one more failure sets them aside again at once.
+ */
+enum result
+ledger_release(struct ledger *l, const char *uidl, unsigned int *n,
+    char **cause)
+{
+	return retry_rows(l, "UPDATE msg SET hold_until = 0 WHERE dest = ?1 "
+	    "AND state = 3 AND deleted < 2 AND hold_until > 0 AND "
+	    "(?2 IS NULL OR uidl = ?2)", uidl, n, cause);
+}
+
+/*
+ * And the messages a routing rule kept on the POP3 server (state 4,
+ * LEDGER_KEPT): their rows go, so the next run routes them again by the
+ * rules as they are then (a rule changed since).  Nothing of them was
+ * imported, so nothing can double.
  */
 enum result
 ledger_unkeep(struct ledger *l, const char *uidl, unsigned int *n,
     char **cause)
 {
-	sqlite3_stmt	*s;
-	int		 rc;
-
-	if (sqlite3_prepare_v2(l->db, "DELETE FROM msg WHERE dest = ?1 AND "
-	    "state = ?3 AND (?2 IS NULL OR uidl = ?2)", -1, &s, NULL) !=
-	    SQLITE_OK)
-		return ledger_fail(l, cause, "retry");
-	sqlite3_bind_int64(s, 1, l->dest);
-	ledger_bind_text(s, 2, uidl);
-	sqlite3_bind_int(s, 3, LEDGER_KEPT);
-	rc = sqlite3_step(s);
-	sqlite3_finalize(s);
-	if (rc != SQLITE_DONE)
-		return ledger_fail(l, cause, "retry");
-	*n = (unsigned int)sqlite3_changes(l->db);
-	return RES_OK;
+	return retry_rows(l, "DELETE FROM msg WHERE dest = ?1 AND state = 4 "
+	    "AND (?2 IS NULL OR uidl = ?2)", uidl, n, cause);
 }
