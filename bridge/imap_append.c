@@ -49,8 +49,16 @@ send_spool(struct imap *im, struct spool *sp, char **cause)
 static bool
 is_quota(const struct imap_reply *rep)
 {
+	/*
+	 * Gmail's IMAP takes about 500 MB of uploads a day, then answers
+	 * "[ALERT] Account exceeded command or bandwidth limits" (and may
+	 * lock IMAP out for a day): not this message's fault, so the account
+	 * stops for the run like over quota, nothing deleted, and tries
+	 * again later; the reason is the server's, in the run's error.
+	 */
 	return strcmp(rep->code, "OVERQUOTA") == 0 ||
-	    (rep->code[0] == '\0' && strcasestr(rep->text, "quota") != NULL);
+	    (rep->code[0] == '\0' && strcasestr(rep->text, "quota") != NULL) ||
+	    strcasestr(rep->text, "exceeded command or bandwidth") != NULL;
 }
 
 static void
