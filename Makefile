@@ -53,6 +53,8 @@ SRCS	+= bridge/reload.c bridge/config_listen.c bridge/ledger_metrics.c \
 SRCS	+= bridge/config_url.c bridge/config_proxy.c bridge/config_secfile.c \
 	   bridge/config_read.c bridge/config_secret.c bridge/add_owner.c \
 	   bridge/add_ask.c bridge/add_login.c bridge/add_write.c
+# Issue 14's splits: route.c's header text, batch.c's rows and scheduling.
+SRCS	+= bridge/route_text.c bridge/batch_row.c bridge/batch_run.c
 OBJS	= $(SRCS:.c=.o)
 
 all: bridge/popbridge
@@ -65,6 +67,7 @@ bridge/%.o: bridge/%.c bridge/bridge.h bridge/run.h bridge/imap_int.h \
 	    bridge/transfer_int.h \
 	    bridge/gmail.h bridge/gmail_int.h bridge/config_gmail.h
 	$(CC) $(CFLAGS) $(PKG_CFLAGS) -c -o $@ $<
+bridge/batch.o bridge/batch_row.o bridge/batch_run.o: bridge/batch_int.h
 
 # bridge/gmail*.c driven from the command line, for test_gmail_api.py
 # until the engine calls them (issue 17).

@@ -404,11 +404,9 @@ enum result	 pop3_stat(struct pop3 *, unsigned int *, uint64_t *,
 /* List every message with its size and UIDL (or a stand-in). */
 enum result	 pop3_scan(struct pop3 *, struct pop3_msg **,
 		     unsigned int *, bool *, char **);
-/* Fetch message n (announced size given), dot-decoded, into sink. */
-enum result	 pop3_retr(struct pop3 *, unsigned int, uint64_t, msg_sink,
-		     void *, char **);
-enum result	 pop3_dele(struct pop3 *, unsigned int, char **);
-/* The same in two halves, for pipelining: replies come in sending order. */
+/* Fetch message n (announced size given), dot-decoded, into sink; delete
+ * message n.  In two halves, for pipelining: replies come in sending
+ * order. */
 enum result	 pop3_retr_send(struct pop3 *, unsigned int, char **);
 enum result	 pop3_retr_read(struct pop3 *, unsigned int, uint64_t, msg_sink,
 		     void *, char **);
@@ -798,7 +796,8 @@ void		 file_sync_dir(const char *);
 
 /* batch.c: `popbridge batch`, many accounts from a CSV file. */
 int		 cmd_batch(struct globals *, int, char **);
-/* A data row to an account as `batch` maps it (tests/fuzz): NULL or why not. */
+/* batch_row.c: a data row to an account as `batch` maps it (tests/fuzz):
+ * NULL or why not. */
 const char	*batch_row(const struct csv_row *, struct csv_row *, const char *,
 		     const char *, bool, struct account *, char *, size_t);
 

@@ -51,6 +51,8 @@ field_add(struct csv_row *row, char *buf, size_t len)
 /*
  * The next row into *row (line = where it starts).  Returns 1 for a row,
  * 0 at the end, -1 on an error (*why says what, row->line where).
+ * A byte-level state machine (in quotes, after a closing quote, plain),
+ * kept whole: each byte's meaning depends on the state, read at a glance.
  */
 int
 csv_next(struct csv *c, struct csv_row *row, const char **why)

@@ -538,6 +538,50 @@ fetch_number(const char *p, const char *end, uint64_t *v)
 }
 
 /*
+ * The value of a BODY[...] item at p into f: a literal (or literal8), a
+ * quoted string without escapes, or NIL (no body); after it, or NULL.
+ */
+static const char *
+fetch_body(const char *p, const char *end, struct imap_fetch *f)
+{
+	const char	*r;
+	uint64_t	 v;
+
+	if (p >= end)
+		return NULL;
+	/* literal8 (RFC 3516), for a message with NUL bytes */
+	if (*p == '~' && p + 1 < end && p[1] == '{')
+		p++;
+	if (*p == '{') {
+		for (r = ++p; r < end && isdigit((unsigned char)*r); r++)
+			;
+		if (r + 3 > end || r[0] != '}' || r[1] != '\r' ||
+		    r[2] != '\n' || !imap_parse_number(p, (size_t)(r - p), &v) ||
+		    v > (uint64_t)(end - (r + 3)))
+			return NULL;
+		f->body = r + 3;
+		f->bodylen = (size_t)v;
+		p = r + 3 + v;
+	} else if (*p == '"') {
+		/*
+		 * A quoted body is taken as it stands; one with an escape
+		 * would need decoding: refused.
+		 */
+		for (r = ++p; r < end && *r != '"'; r++)
+			if (*r == '\\' || *r == '\r' || *r == '\n')
+				return NULL;
+		if (r >= end)
+			return NULL;
+		f->body = p;
+		f->bodylen = (size_t)(r - p);
+		p = r + 1;
+	} else if ((p = skip_value(p, end)) == NULL)
+		return NULL;
+	f->have_body = f->body != NULL;
+	return p;
+}
+
+/*
  * "* n FETCH (UID u RFC822.SIZE s BODY[...]<0> {len}CRLF bytes)" as read with
  * its literals inline.  Items may come in any order; unknown ones are
  * skipped.  body points into resp.
@@ -585,45 +629,8 @@ imap_parse_fetch(const char *resp, size_t len, struct imap_fetch *f)
 		    19 && strncasecmp(p, "BODY[HEADER.FIELDS ", 19) == 0)) {
 			/* BODY[], or BODY[HEADER.FIELDS (MESSAGE-ID)] for the
 			 * first contact scan: the one section asked for. */
-			p = q + 1;
-			if (p >= end)
+			if ((p = fetch_body(q + 1, end, f)) == NULL)
 				return false;
-			/* literal8 (RFC 3516), for a message with NUL bytes */
-			if (*p == '~' && p + 1 < end && p[1] == '{')
-				p++;
-			if (*p == '{') {
-				const char *r;
-
-				for (r = ++p; r < end &&
-				    isdigit((unsigned char)*r); r++)
-					;
-				if (r + 3 > end || r[0] != '}' ||
-				    r[1] != '\r' || r[2] != '\n' ||
-				    !imap_parse_number(p, (size_t)(r - p), &v) ||
-				    v > (uint64_t)(end - (r + 3)))
-					return false;
-				f->body = r + 3;
-				f->bodylen = (size_t)v;
-				p = r + 3 + v;
-			} else if (*p == '"') {
-				const char *r;
-
-				/*
-				 * A quoted body is taken as it stands; one with
-				 * an escape would need decoding: refused.
-				 */
-				for (r = ++p; r < end && *r != '"'; r++)
-					if (*r == '\\' || *r == '\r' ||
-					    *r == '\n')
-						return false;
-				if (r >= end)
-					return false;
-				f->body = p;
-				f->bodylen = (size_t)(r - p);
-				p = r + 1;
-			} else if ((p = skip_value(p, end)) == NULL)
-				return false;
-			f->have_body = f->body != NULL;
 		} else if ((p = skip_value(q + 1, end)) == NULL)
 			return false;
 	}

@@ -1,6 +1,6 @@
 /*
- * popbridge's command line: global options, a table of subcommands, and
- * the one place where result classes become sysexits(3) exit codes.
+ * popbridge's command line: global options and a table of subcommands.
+ * Result classes become sysexits(3) exit codes in result.c.
  */
 #include <sys/prctl.h>
 #include <sys/resource.h>

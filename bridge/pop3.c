@@ -480,6 +480,55 @@ pop3_standins(struct pop3 *p, struct pop3_msg *msgs, unsigned int count,
 	return RES_OK;
 }
 
+/*
+ * UIDL's reply into msgs (sent already if pipelined), or header hashes
+ * standing in where the server has no UIDL; then the listing checked.
+ */
+static enum result
+pop3_scan_uidl(struct pop3 *p, struct pop3_msg *msgs, unsigned int count,
+    bool pipelined, bool *standin_r, char **cause)
+{
+	enum result	 r;
+
+	r = pipelined ? pop3_listing_read(p, "UIDL", msgs, count, cause) :
+	    pop3_listing(p, "UIDL", msgs, count, cause);
+	if (r == RES_MSG && (p->caps.uidl ||
+	    strstr(*cause, "refused: [") != NULL)) {
+		/*
+		 * A server that lists UIDL in CAPA, or says why in a
+		 * response code ([SYS/TEMP], [IN-USE]: RFC 2449, 3206), has
+		 * UIDL and cannot give it now.  Header hashes instead would
+		 * name the same messages differently and import them again
+		 * once UIDL works.
+		 */
+		char *why = *cause;
+
+		*cause = xprintf("%s (the server has UIDL, so nothing is "
+		    "imported without it; tried again next run)", why);
+		free(why);
+		r = RES_TEMP;
+	} else if (r == RES_MSG) {
+		/* UIDL is optional in RFC 1939. */
+		log_debug("%s: pop3: %s has no UIDL; using header hashes",
+		    p->account, p->host);
+		/* The refusal is no failure: an OK has no cause. */
+		free(*cause);
+		*cause = NULL;
+		*standin_r = true;
+		r = pop3_standins(p, msgs, count, cause);
+	}
+	if (r != RES_OK)
+		return r;
+	if (!pop3_list_check(msgs, count, cause)) {
+		char *why = *cause;
+
+		*cause = xprintf("pop3: %s: %s", p->host, why);
+		free(why);
+		return RES_TEMP;
+	}
+	return RES_OK;
+}
+
 enum result
 pop3_scan(struct pop3 *p, struct pop3_msg **msgs_r, unsigned int *count_r,
     bool *standin_r, char **cause)
@@ -515,45 +564,9 @@ pop3_scan(struct pop3 *p, struct pop3_msg **msgs_r, unsigned int *count_r,
 	    pop3_listing_read(p, "LIST", msgs, count, cause) :
 	    pop3_listing(p, "LIST", msgs, count, cause)) != RES_OK)
 		goto out;
-	if (count > 0 || pipelined) {
-		r = pipelined ? pop3_listing_read(p, "UIDL", msgs, count,
-		    cause) : pop3_listing(p, "UIDL", msgs, count, cause);
-		if (r == RES_MSG && (p->caps.uidl ||
-		    strstr(*cause, "refused: [") != NULL)) {
-			/*
-			 * A server that lists UIDL in CAPA, or says why in a
-			 * response code ([SYS/TEMP], [IN-USE]: RFC 2449, 3206),
-			 * has UIDL and cannot give it now.  Header hashes
-			 * instead would name the same messages differently
-			 * and import them again once UIDL works.
-			 */
-			char *why = *cause;
-
-			*cause = xprintf("%s (the server has UIDL, so nothing is "
-			    "imported without it; tried again next run)", why);
-			free(why);
-			r = RES_TEMP;
-		} else if (r == RES_MSG) {
-			/* UIDL is optional in RFC 1939. */
-			log_debug("%s: pop3: %s has no UIDL; using header "
-			    "hashes", p->account, p->host);
-			/* The refusal is no failure: an OK has no cause. */
-			free(*cause);
-			*cause = NULL;
-			*standin_r = true;
-			r = pop3_standins(p, msgs, count, cause);
-		}
-		if (r != RES_OK)
-			goto out;
-		if (!pop3_list_check(msgs, count, cause)) {
-			char *why = *cause;
-
-			*cause = xprintf("pop3: %s: %s", p->host, why);
-			free(why);
-			r = RES_TEMP;
-			goto out;
-		}
-	} else if (!p->caps.uidl)
+	if (count > 0 || pipelined)
+		r = pop3_scan_uidl(p, msgs, count, pipelined, standin_r, cause);
+	else if (!p->caps.uidl)
 		*standin_r = true;
 out:
 	if (r != RES_OK) {
@@ -595,17 +608,6 @@ pop3_retr_read(struct pop3 *p, unsigned int num, uint64_t size,
 }
 
 enum result
-pop3_retr(struct pop3 *p, unsigned int num, uint64_t size, msg_sink sink,
-    void *arg, char **cause)
-{
-	enum result	 r;
-
-	if ((r = pop3_retr_send(p, num, cause)) != RES_OK)
-		return r;
-	return pop3_retr_read(p, num, size, sink, arg, cause);
-}
-
-enum result
 pop3_dele_send(struct pop3 *p, unsigned int num, char **cause)
 {
 	char	 cmd[32];
@@ -621,16 +623,6 @@ pop3_dele_read(struct pop3 *p, unsigned int num, char **cause)
 
 	snprintf(cmd, sizeof cmd, "DELE %u", num);
 	return pop3_status(p, cmd, NULL, cause);
-}
-
-enum result
-pop3_dele(struct pop3 *p, unsigned int num, char **cause)
-{
-	enum result	 r;
-
-	if ((r = pop3_dele_send(p, num, cause)) != RES_OK)
-		return r;
-	return pop3_dele_read(p, num, cause);
 }
 
 enum result

@@ -167,4 +167,13 @@ size_t		 routing_target(const struct routing *, size_t, const char *);
 /* Are these two the same mailbox, as routing_target compares them? */
 bool		 route_same_mailbox(const char *, const char *);
 
+/* The text of a header value, for route.c (route_text.c; pure, bounded). */
+/* The encoded-words of in[0, n) decoded (RFC 2047) into out, a C string
+ * of at most outsz - 1 bytes; its length. */
+size_t		 route_decode_words(const char *, size_t, char *, size_t);
+/* Each address of the address list in v[0, n) to cb while *left
+ * (counted down) allows; true if cb asked to stop. */
+bool		 route_addr_each(const char *, size_t, size_t *,
+		     bool (*)(void *, const char *), void *);
+
 #endif

@@ -1,7 +1,7 @@
 /*
  * Is a server's refusal "slow down" rather than "failed", and how long does
  * the server ask us to wait?  Pure functions of the server's words, so the
- * batch (batch.c) and the login code (net.c) agree, and so they can be
+ * batch (batch_run.c) and the login code (net.c) agree, and so they can be
  * tested from a table (tests/unit/throttle_test.c).
  *
  * Providers say it in many ways: RFC 5530 codes (NO [LIMIT], [INUSE],
