@@ -727,6 +727,16 @@ cmp_size_desc(const void *a, const void *b)
 	return x->size < y->size ? 1 : x->size > y->size ? -1 : 0;
 }
 
+/* Could a missing mailbox be made as named?  A "/" in its name on a
+ * server whose separator is "." (Dovecot's and Cyrus' default) is refused
+ * by CREATE ("Invalid mailbox name"); a "." on a "/" server is only a
+ * character of the name. */
+static bool
+sep_ok(const struct imap *im, const char *mailbox)
+{
+	return imap_separator(im) != '.' || strchr(mailbox, '/') == NULL;
+}
+
 /* The dry run's report, from the listing and what is to import. */
 static void
 dry_report(const struct account *ac, const char *mailbox, struct imap *im,
@@ -752,7 +762,9 @@ dry_report(const struct account *ac, const char *mailbox, struct imap *im,
 	    log_size(fresh_bytes, s2, sizeof s2));
 	printf("%s: IMAP %s: mailbox %s %s; MULTIAPPEND %s, LITERAL+ %s, "
 	    "APPENDLIMIT %s\n", ac->name, ac->imap.host, mailbox,
-	    mb->exists ? "exists" : "will be created",
+	    mb->exists ? "exists" : !sep_ok(im, mailbox) ? "does not exist, "
+	    "and cannot be created with that name: the server's hierarchy "
+	    "separator is \".\", not \"/\"" : "will be created",
 	    imap_caps(im)->multiappend ? "yes" : "no",
 	    imap_caps(im)->literal_plus ? "yes" : "no",
 	    limit != 0 ? log_size(limit, s1, sizeof s1) : "none");

@@ -463,6 +463,8 @@ enum result	 imap_create(struct imap *, const char *, char **);
 /* The configured mailbox as the server names it: under the personal
  * namespace's prefix (RFC 2342) if relative to it; malloc'd. */
 enum result	 imap_place(struct imap *, const char *, char **, char **);
+/* The hierarchy separator imap_place learnt ('\0': not known). */
+char		 imap_separator(const struct imap *);
 struct append_item {
 	struct spool	*sp;
 	time_t		 date;

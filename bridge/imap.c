@@ -661,7 +661,14 @@ imap_namespace(struct imap *im, char *prefix, size_t psz, char *sep,
 		return r;
 	if (rep.status != IMAP_OK)
 		prefix[0] = '\0';
+	im->sep = *sep;
 	return RES_OK;
+}
+
+char
+imap_separator(const struct imap *im)
+{
+	return im->sep;
 }
 
 /*

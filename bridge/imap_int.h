@@ -30,6 +30,8 @@ struct imap {
 	char		*resp;		/* the current response */
 	size_t		 resplen, respcap;
 	char		 bye[256];	/* the server's BYE text, if any */
+	char		 sep;		/* hierarchy separator, from NAMESPACE;
+					 * '\0' not known */
 	bool		 dead;		/* the link failed: no LOGOUT */
 	struct pend	 pend[IMAP_PEND_MAX];
 	size_t		 npend;

@@ -59,3 +59,21 @@ def test_check_missing_mailbox_reported(t):
     r = t.bridge("-c", cfg, "check")
     assert re.search(r"NoSuchFolder[^\n]*(not exist|n't exist|missing|no such|not found)",
                      r.output, re.I), "check does not say that the target mailbox is missing"
+
+
+def test_dry_run_names_a_mailbox_the_server_cannot_create(t):
+    """A mailbox "Archive/2024" on a server whose hierarchy separator is
+    "." (Dovecot's): the dry run says it cannot be created as named,
+    rather than "will be created" (issue 13, point 7)."""
+    dc = t.dovecot()
+    src, dst = t.user(dc, "s"), t.user(dc, "d")
+    dc.deliver(src, b"From: a@example.org\nSubject: one\n\nbody\n")
+    bad = t.config([dc.account("sep", src, dst, mailbox="Archive/2024")], name="bad.conf")
+    good = t.config([dc.account("sep", src, dst, mailbox="Archive.2024")], name="good.conf")
+    r = t.bridge("-c", bad, "run", "--dry-run")
+    assert r.rc == 0, f"dry run exited {r.rc}"
+    assert "cannot be created with that name" in r.stdout and "will be created" not in r.stdout, \
+        r.stdout
+    r = t.bridge("-c", good, "run", "--dry-run")
+    assert r.rc == 0 and "will be created" in r.stdout, r.stdout
+    assert dc.pop3_count(src) == 1 and dc.imap_count(dst) == 0
