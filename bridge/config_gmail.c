@@ -5,7 +5,7 @@
  *       name = "gmail";
  *       url = "gmail-api:";            # or "gmail-api:https://HOST:PORT"
  *       user = "you@gmail.com";         # for messages; the token decides
- *       oauth2_token_command = "...";   # scope gmail.insert or gmail.modify
+ *       oauth2_token_command = "...";   # gmail.insert + gmail.readonly, or gmail.modify
  *       mailbox = "INBOX";              # a label; INBOX is the inbox
  *       labels = [ "From GMX" ];        # on every message too
  *       inbox = true;                   # false: skip the inbox (archive)
@@ -301,8 +301,13 @@ config_gmail_endpoint(struct loader *ld, const config_setting_t *g,
 	if (ep->oauth2_token_command == NULL)
 		return cfail(ld, g, "%sa gmail-api: destination takes "
 		    "\"oauth2_token_command\" (a command printing a fresh "
-		    "access token with the scope gmail.insert or gmail.modify)",
+		    "access token with the scopes gmail.insert and gmail.readonly, "
+		    "or gmail.modify: the search that settles a lost reply and "
+		    "finds mail already in Gmail needs to read)",
 		    where);
+	if (ep->proxy != NULL && (why = config_proxy_check(ep->proxy)) != NULL)
+		return cfail(ld, config_setting_get_member(g, "proxy"),
+		    "%s\"proxy\" %s (\"\" for none)", where, why);
 	if (ep->mailbox == NULL)
 		ep->mailbox = xstrdup("INBOX");
 	else if (strcasecmp(ep->mailbox, "INBOX") != 0 &&

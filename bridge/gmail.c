@@ -370,6 +370,9 @@ req_start(struct gmail *g, struct gmail_req *rq)
 	curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 2L);
 	if (g->ep->ca_file != NULL)
 		curl_easy_setopt(h, CURLOPT_CAINFO, g->ep->ca_file);
+	/* The block's proxy ("" for none), else the environment's. */
+	if (g->ep->proxy != NULL)
+		curl_easy_setopt(h, CURLOPT_PROXY, g->ep->proxy);
 	if (g->ep->pin != NULL)
 		curl_easy_setopt(h, CURLOPT_PINNEDPUBLICKEY, g->ep->pin);
 	/* A proxy: libcurl's from the environment (HTTPS_PROXY ...). */

@@ -1,4 +1,4 @@
-// link: bridge/gmail_quota.c bridge/config_gmail.c
+// link: bridge/gmail_quota.c bridge/config_gmail.c bridge/config_proxy.c bridge/config_url.c
 // pkg: libconfig
 /*
  * The Gmail destination's pure parts: when Google's daily quota starts
