@@ -52,7 +52,8 @@ SRCS	+= bridge/reload.c bridge/config_listen.c bridge/ledger_metrics.c \
 # The config's and add's parts (issue 13, split for issue 14).
 SRCS	+= bridge/config_url.c bridge/config_proxy.c bridge/config_secfile.c \
 	   bridge/config_read.c bridge/config_secret.c bridge/add_owner.c \
-	   bridge/add_ask.c bridge/add_login.c bridge/add_write.c
+	   bridge/add_ask.c bridge/add_login.c bridge/add_write.c \
+	   bridge/add_gmail.c
 # Issue 14's splits: route.c's header text, batch.c's rows and scheduling.
 SRCS	+= bridge/route_text.c bridge/batch_row.c bridge/batch_run.c
 OBJS	= $(SRCS:.c=.o)

@@ -1,6 +1,7 @@
 /*
  * `popbridge add ADDRESS --to IMAP-URL`: set up an account in one step, as
- * a mail client's account wizard does.  The order of operations is what
+ * a mail client's account wizard does.  (--to gmail-api: into Gmail through
+ * its API instead, with a token command; see add_gmail.c.)  The order of operations is what
  * keeps a failed attempt from leaving anything behind:
  *
  *   1. check everything that needs no network: the command line, the
@@ -52,14 +53,15 @@
 #include "add_int.h"
 
 const char add_usage[] =
-    "usage: popbridge [-c FILE] add ADDRESS --to IMAP-URL [--imap-user U]\n"
+    "usage: popbridge [-c FILE] add ADDRESS --to IMAP-URL|gmail-api "
+    "[--imap-user U]\n"
     "           [--mailbox M] [--name NAME] [--pop3 POP3-URL] "
     "[--pop3-user U]\n"
     "           [--ca-file F] [--pop3-password-file F] "
     "[--imap-password-file F]\n"
     "           [--pop3-auth M] [--imap-auth M] [--pop3-token-command C]\n"
-    "           [--imap-token-command C] [--keep | --delete] "
-    "[--owner USER]\n"
+    "           [--imap-token-command C | --oauth2-token-command C]\n"
+    "           [--keep | --delete] [--owner USER]\n"
     "           [--state-dir D] [--allow-plaintext] [--save-untested]\n";
 
 /* A failure of the command line (exit 64), with its cause. */
@@ -135,7 +137,7 @@ add_args(struct add *a, int argc, char **argv)
 	enum { O_NAME = 256, O_TO, O_MAILBOX, O_IMAP_USER, O_POP3_USER,
 		O_POP3, O_CA, O_POP3_PW, O_IMAP_PW, O_STATE, O_PLAIN, O_HELP,
 		O_OWNER, O_UNTESTED, O_KEEP, O_DELETE, O_POP3_AUTH, O_IMAP_AUTH,
-		O_POP3_TOKEN, O_IMAP_TOKEN };
+		O_POP3_TOKEN, O_IMAP_TOKEN, O_OAUTH2_TOKEN };
 	static const struct option opts[] = {
 		{ "name", required_argument, NULL, O_NAME },
 		{ "to", required_argument, NULL, O_TO },
@@ -156,6 +158,8 @@ add_args(struct add *a, int argc, char **argv)
 		{ "imap-auth", required_argument, NULL, O_IMAP_AUTH },
 		{ "pop3-token-command", required_argument, NULL, O_POP3_TOKEN },
 		{ "imap-token-command", required_argument, NULL, O_IMAP_TOKEN },
+		{ "oauth2-token-command", required_argument, NULL,
+		    O_OAUTH2_TOKEN },
 		{ "help", no_argument, NULL, O_HELP },
 		{ NULL, 0, NULL, 0 }
 	};
@@ -191,7 +195,19 @@ add_args(struct add *a, int argc, char **argv)
 		case O_POP3_AUTH: a->auth_opt[0] = optarg; break;
 		case O_IMAP_AUTH: a->auth_opt[1] = optarg; break;
 		case O_POP3_TOKEN: a->token_opt[0] = optarg; break;
-		case O_IMAP_TOKEN: a->token_opt[1] = optarg; break;
+		case O_IMAP_TOKEN:
+		case O_OAUTH2_TOKEN:
+			/* Two names for the destination's token command:
+			 * --oauth2-token-command reads better for Gmail. */
+			if (a->token_opt[1] != NULL &&
+			    strcmp(a->token_opt[1], optarg) != 0) {
+				fprintf(stderr, "popbridge: add: one token "
+				    "command for the destination (--imap-token-"
+				    "command or --oauth2-token-command)\n");
+				return EX_USAGE;
+			}
+			a->token_opt[1] = optarg;
+			break;
 		case O_HELP:
 			fputs(add_usage, stdout);
 			return -1;
@@ -209,7 +225,8 @@ add_args(struct add *a, int argc, char **argv)
 	a->address = argv[optind];
 	if (a->to == NULL) {
 		fprintf(stderr, "popbridge: add: give the IMAP account the mail "
-		    "goes to: --to imaps://HOST[:PORT]\n");
+		    "goes to: --to imaps://HOST[:PORT], or --to gmail-api for "
+		    "Gmail through its API\n");
 		fputs(add_usage, stderr);
 		return EX_USAGE;
 	}
@@ -394,15 +411,14 @@ url_fail(struct add *a, char **cause, const char *opt, const char *url,
 	return r;
 }
 
-/* --to, --mailbox, --imap-user and --ca-file. */
+/* --to and --mailbox for an IMAP server. */
 static enum result
-add_target(struct add *a, char **cause)
+imap_target(struct add *a, char **cause)
 {
-	char		 real[PATH_MAX];
 	const char	*why;
 	struct endpoint	*ep = &a->imap;
+	char		 clean[300];
 
-	ep->imap = true;
 	/* Any '@': a user or password, whatever else is wrong with the url
 	 * (a password may hold '/' or '#'); never echoed. */
 	if (strchr(a->to, '@') != NULL)
@@ -413,13 +429,26 @@ add_target(struct add *a, char **cause)
 		return url_fail(a, cause, "--to", a->to, "imap");
 	ep->url = xstrdup(a->to);
 	/* As config.c wants it: UTF-8, or modified UTF-7 (in ASCII). */
-	if ((why = imap_mailbox_check(a->mailbox)) != NULL) {
-		char clean[300];
-
+	if ((why = imap_mailbox_check(a->mailbox)) != NULL)
 		return ufail(a, cause, "--mailbox \"%s\" %s", log_clean(clean,
 		    sizeof clean, a->mailbox, strlen(a->mailbox)), why);
-	}
 	ep->mailbox = xstrdup(a->mailbox);
+	return RES_OK;
+}
+
+/* --to, --mailbox, --imap-user and --ca-file. */
+static enum result
+add_target(struct add *a, char **cause)
+{
+	char		 real[PATH_MAX];
+	struct endpoint	*ep = &a->imap;
+	enum result	 r;
+
+	ep->imap = true;
+	r = add_gmail_is(a->to) ? add_gmail_target(a, cause) :
+	    imap_target(a, cause);
+	if (r != RES_OK)
+		return r;
 	if (a->imap_user != NULL && !text_ok(a->imap_user, VALUE_MAX))
 		return ufail(a, cause, "--imap-user: empty, too long or with "
 		    "control characters");
@@ -432,7 +461,10 @@ add_target(struct add *a, char **cause)
 			return ufail(a, cause, "--ca-file: control characters "
 			    "in the path");
 		a->ca = xstrdup(real);
-		ep->ca_file = xstrdup(real);
+		/* Google's own API is checked against the system's CAs: a
+		 * --ca-file for a private POP3 server would refuse it. */
+		if (!a->gmail || a->gmail_base != NULL)
+			ep->ca_file = xstrdup(real);
 		a->pop3.ca_file = xstrdup(real);
 	}
 	if (a->state_dir != NULL && (a->state_dir[0] != '/' ||
@@ -590,6 +622,7 @@ add_free(struct add *a)
 	free(a->hint);
 	free(a->untested);
 	free(a->unit_note);
+	free(a->gmail_base);
 }
 
 static void
@@ -616,9 +649,10 @@ add_report(const struct add *a, const struct globals *g)
 			    "%s holds a placeholder oauth2_token_command for "
 			    "\"%s\"; replace it with a command that prints a "
 			    "fresh access token (%s), then run popbridge %s%s%s"
-			    "check %s\n", i == 0 ? "POP3" : "IMAP", a->config,
-			    a->name, OAUTH2_README, next, cfg, cfg[0] != '\0' ?
-			    " " : "", a->name);
+			    "check %s\n", i == 0 ? "POP3" : a->gmail ?
+			    "Gmail API" : "IMAP", a->config, a->name, i == 1 &&
+			    a->gmail ? GMAIL_README : OAUTH2_README, next, cfg,
+			    cfg[0] != '\0' ? " " : "", a->name);
 	if (a->untested != NULL)
 		printf("SAVED UNTESTED: %s; once the servers can be reached: "
 		    "popbridge %s%s%scheck %s\n", a->untested, next, cfg,

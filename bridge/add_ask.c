@@ -93,15 +93,16 @@ add_can_ask(struct add *a, bool pop3, char **cause)
 	if (tty_available())
 		return RES_OK;
 	if (!pop3 && a->imap_user == NULL)
-		return ufail(a, cause, "give --imap-user (there is no terminal "
-		    "to ask on)");
+		return ufail(a, cause, "give --imap-user%s (there is no "
+		    "terminal to ask on)", a->gmail ? " (the Gmail address)" :
+		    "");
 	if (pop3 && !auth_is_oauth2(a->auth_opt[0] != NULL ? a->auth_opt[0] :
 	    a->auth_found) && a->pop3_pwfile == NULL &&
 	    getenv("POPBRIDGE_POP3_PASSWORD") == NULL)
 		return ufail(a, cause, "give the POP3 password with "
 		    "--pop3-password-file or POPBRIDGE_POP3_PASSWORD (there is "
 		    "no terminal to ask on)");
-	if (!pop3 && !auth_is_oauth2(a->auth_opt[1]) &&
+	if (!pop3 && !a->gmail && !auth_is_oauth2(a->auth_opt[1]) &&
 	    a->imap_pwfile == NULL && getenv("POPBRIDGE_IMAP_PASSWORD") ==
 	    NULL)
 		return ufail(a, cause, "give the IMAP password with "
@@ -161,14 +162,18 @@ static enum result
 ask_token(struct add *a, int i, struct endpoint *ep, char **cause)
 {
 	char		*q, *cmd = NULL;
+	const char	*why;
 	enum result	 r;
+	bool		 gmail = i == 1 && a->gmail;
 
 	if (a->token_opt[i] != NULL)
 		cmd = xstrdup(a->token_opt[i]);
 	else if (a->interactive) {
 		q = xprintf("%s: a command that prints a fresh OAuth2 access "
-		    "token for %s (Enter: a placeholder, to fill in later)",
-		    i == 0 ? "POP3" : "IMAP", ep->user);
+		    "token for %s%s (Enter: a placeholder, to fill in later)",
+		    i == 0 ? "POP3" : gmail ? "Gmail API" : "IMAP", ep->user,
+		    gmail ? ", scopes gmail.insert and gmail.readonly, or "
+		    "gmail.modify" : "");
 		r = tty_ask_default(q, NULL, &cmd, cause);
 		free(q);
 		if (r != RES_OK)
@@ -183,13 +188,18 @@ ask_token(struct add *a, int i, struct endpoint *ep, char **cause)
 		return ufail(a, cause, "the token command is too long or holds "
 		    "a control character");
 	}
+	if (cmd != NULL && (why = add_gmail_token_like(cmd)) != NULL) {
+		free(cmd);
+		return ufail(a, cause, "the token command %s", why);
+	}
 	if (cmd == NULL) {
 		a->placeholder[i] = true;
 		/* The name only (name_ok: safe in single quotes), not
 		 * the config's path, which could hold a quote. */
 		cmd = xprintf("echo 'popbridge: set oauth2_token_command of "
 		    "account %s to a command that prints an access token (see "
-		    "README.md, OAuth2)' >&2; exit 1", a->name);
+		    "README.md, %s)' >&2; exit 1", a->name, gmail ? "Gmail" :
+		    "OAuth2");
 	}
 	ep->oauth2_token_command = cmd;
 	return RES_OK;
@@ -224,7 +234,19 @@ add_ask(struct add *a, char **cause)
 
 	if (a->imap_user != NULL)
 		a->imap.user = xstrdup(a->imap_user);
-	else {
+	else if (a->gmail) {
+		/* No default: the address is the POP3 mailbox's. */
+		r = tty_ask_default("Gmail address the mail goes to", NULL,
+		    &user, cause);
+		if (r != RES_OK)
+			return r;
+		if (!text_ok(user, VALUE_MAX)) {
+			free(user);
+			return ufail(a, cause, "the Gmail address is empty or "
+			    "too long");
+		}
+		a->imap.user = user;
+	} else {
 		/* Mail clients take the address for the user name: a
 		 * default that is often right, and Enter takes it. */
 		q = xprintf("IMAP user name at %s", a->imap.host);
@@ -247,7 +269,8 @@ add_ask(struct add *a, char **cause)
 		r = ask_password(a, "POP3", a->pop3_pwfile,
 		    "POPBRIDGE_POP3_PASSWORD", &a->pop3, &a->pop3.password,
 		    cause);
-	if (r != RES_OK || (r = ask_auth(a, 1, &a->imap, cause)) != RES_OK)
+	if (r != RES_OK || (!a->gmail &&
+	    (r = ask_auth(a, 1, &a->imap, cause)) != RES_OK))
 		return r;
 	if (a->imap.oauth2)
 		r = ask_token(a, 1, &a->imap, cause);

@@ -14,12 +14,14 @@
 #define UNIT_NAME	"popbridge.service"
 #define UNIT_MAX	(64 * 1024)
 #define OAUTH2_README	"README.md, section \"OAuth2 (Outlook.com, Hotmail)\""
+#define GMAIL_README	"README.md on Gmail; popbridge-gmail-token prints one"
 
 /* One side's login test, for the summary. */
 struct side {
 	bool		 skipped;	/* not tried: no token command yet */
 	enum result	 r;
 	enum dns_result	 dns;		/* DNS_OK unless the name failed */
+	bool		 token_cmd;	/* the token command itself failed */
 };
 
 struct add {
@@ -64,6 +66,11 @@ struct add {
 	bool		 keep;
 	bool		 placeholder[2];	/* token command still to be set */
 	char		*untested;	/* why it was saved untested, or NULL */
+
+	/* --to gmail-api[:https://HOST[:PORT]]: the destination is Gmail
+	 * through its API (add_gmail.c), the imap endpoint its block. */
+	bool		 gmail;
+	char		*gmail_base;	/* NULL: Google's */
 };
 
 /* add.c */
@@ -77,6 +84,23 @@ bool		 name_ok(const char *);
 /* The login methods of config.c's "auth". */
 bool		 auth_ok(const char *);
 bool		 auth_is_oauth2(const char *);
+
+/* add_login.c: can the endpoint's host name be found (else *sd and
+ * *cause say why not)? */
+bool		 add_try_dns(struct add *, const struct endpoint *,
+		     struct side *, char **);
+/* "pop3", "imap" or "gmail-api", for the lines of the login tests. */
+const char	*add_side_name(const struct add *, const struct endpoint *);
+
+/* add_gmail.c: a Gmail API destination (--to gmail-api). */
+bool		 add_gmail_is(const char *);
+/* --to and --mailbox for it. */
+enum result	 add_gmail_target(struct add *, char **);
+/* Does the command look like a token rather than a command printing
+ * one?  Then why, as a phrase. */
+const char	*add_gmail_token_like(const char *);
+/* Step 4 for it: run the token command, then one read-only request. */
+void		 add_gmail_login(struct add *, long, struct side *, char **);
 
 /* add_owner.c: who runs popbridge (a->owner), who must read the files. */
 enum result	 add_owner(struct add *, char **);

@@ -23,29 +23,35 @@
 
 /* ---- step 4: log in to both, as `check` does ---- */
 
+const char *
+add_side_name(const struct add *a, const struct endpoint *ep)
+{
+	return !ep->imap ? "pop3" : a->gmail ? "gmail-api" : "imap";
+}
+
 /*
  * Can the server's name be found?  Asked before the login, so that a
  * name that does not exist, or a resolver that does not answer (no
  * network), is called that instead of a failed login.  Not through a
  * proxy from the environment: that one looks the name up itself.
  */
-static bool
-try_dns(struct add *a, const struct endpoint *ep, struct side *sd,
+bool
+add_try_dns(struct add *a, const struct endpoint *ep, struct side *sd,
     char **cause)
 {
 	char		 scheme[8], *why = NULL;
 	const char	*var;
 
-	snprintf(scheme, sizeof scheme, "%s%s", ep->imap ? "imap" : "pop3",
-	    ep->tls == TLS_IMPLICIT ? "s" : "");
+	snprintf(scheme, sizeof scheme, "%s%s", !ep->imap ? "pop3" : a->gmail ?
+	    "http" : "imap", ep->tls == TLS_IMPLICIT ? "s" : "");
 	/* An address needs no lookup; a proxy looks names up itself. */
 	if (ep->host[0] == '[' || strchr(ep->host, ':') != NULL ||
 	    config_env_proxy(scheme, &var) != NULL)
 		return true;
 	if ((sd->dns = discover_host_check(ep->host, &why)) == DNS_OK)
 		return true;
-	printf("%s: %s %s:%d: FAILED: %s\n", a->name, ep->imap ? "imap" :
-	    "pop3", ep->host, ep->port, why);
+	printf("%s: %s %s:%d: FAILED: %s\n", a->name, add_side_name(a, ep),
+	    ep->host, ep->port, why);
 	free(*cause);
 	*cause = why;
 	sd->r = RES_TEMP;
@@ -66,7 +72,7 @@ try_pop3(struct add *a, long timeout, struct side *sd, char **cause)
 		    "yet\n", a->name, a->pop3.host, a->pop3.port);
 		return;
 	}
-	if (!try_dns(a, &a->pop3, sd, cause))
+	if (!add_try_dns(a, &a->pop3, sd, cause))
 		return;
 	sd->r = pop3_open(&a->pop3, a->name, timeout, &p, cause);
 	if (sd->r == RES_OK)
@@ -103,7 +109,7 @@ try_imap(struct add *a, long timeout, struct side *sd, char **cause)
 		    "yet\n", a->name, a->imap.host, a->imap.port);
 		return;
 	}
-	if (!try_dns(a, &a->imap, sd, cause))
+	if (!add_try_dns(a, &a->imap, sd, cause))
 		return;
 	sd->r = imap_open(&a->imap, a->name, timeout, &im, cause);
 	if (sd->r == RES_OK)
@@ -129,8 +135,13 @@ side_words(const struct add *a, const struct side *sd, bool imap,
     const char *cause)
 {
 	const struct endpoint *ep = imap ? &a->imap : &a->pop3;
-	const char	*proto = imap ? "IMAP" : "POP3";
+	const char	*proto = !imap ? "POP3" : a->gmail ? "Gmail API" :
+			    "IMAP";
 	char		 clean[400];
+
+	if (sd->token_cmd)
+		return xprintf("the %s token command failed (it must print a "
+		    "fresh access token: %s)", proto, GMAIL_README);
 
 	if (sd->dns == DNS_NO_SUCH_HOST)
 		return xprintf("the %s server's host name %s does not resolve "
@@ -144,6 +155,10 @@ side_words(const struct add *a, const struct side *sd, bool imap,
 			return xprintf("the POP3 login was refused (%s)",
 			    log_clean(clean, sizeof clean, a->hint,
 			    strlen(a->hint)));
+		if (imap && a->gmail)
+			return xstrdup("the Gmail API refused the token (not "
+			    "valid, or without the scope gmail.readonly or "
+			    "gmail.modify)");
 		return xprintf("the %s login was refused", proto);
 	case RES_CONFIG:
 		return xprintf("the %s server cannot be used as set up", proto);
@@ -181,7 +196,10 @@ add_logins(struct add *a, char **cause)
 
 	memset(sd, 0, sizeof sd);
 	try_pop3(a, timeout, &sd[0], &c[0]);
-	try_imap(a, timeout, &sd[1], &c[1]);
+	if (a->gmail)
+		add_gmail_login(a, timeout, &sd[1], &c[1]);
+	else
+		try_imap(a, timeout, &sd[1], &c[1]);
 	for (i = 0; i < 2; i++)
 		if (sd[i].r != RES_OK)
 			w[i] = side_words(a, &sd[i], i == 1, c[i]);

@@ -167,6 +167,29 @@ append_key(char **buf, const char *indent, const char *key, const char *v)
 	free(q);
 }
 
+/*
+ * A gmail-api: block holds only what config_gmail_endpoint takes: no
+ * password, no tls, no auth (a token is its one way in), and the mailbox
+ * is a label.
+ */
+static void
+append_gmail(char **buf, const struct endpoint *ep, bool placeholder)
+{
+	append(buf, "    imap = {    # Gmail through its API, not IMAP\n");
+	append_key(buf, "      ", "url", ep->url);
+	append_key(buf, "      ", "user", ep->user);
+	if (placeholder)
+		append(buf, "      # A PLACEHOLDER: put here a command that "
+		    "prints a fresh OAuth2\n      # access token (%s).\n",
+		    GMAIL_README);
+	append_key(buf, "      ", "oauth2_token_command",
+	    ep->oauth2_token_command);
+	if (ep->ca_file != NULL)
+		append_key(buf, "      ", "ca_file", ep->ca_file);
+	append_key(buf, "      ", "mailbox", ep->mailbox);
+	append(buf, "    };\n");
+}
+
 static void
 append_endpoint(char **buf, const struct endpoint *ep, const char *file,
     bool placeholder)
@@ -220,7 +243,11 @@ add_group(struct add *a)
 	}
 	append_key(&a->group, "    ", "name", a->name);
 	append_endpoint(&a->group, &a->pop3, a->files[0], a->placeholder[0]);
-	append_endpoint(&a->group, &a->imap, a->files[1], a->placeholder[1]);
+	if (a->gmail)
+		append_gmail(&a->group, &a->imap, a->placeholder[1]);
+	else
+		append_endpoint(&a->group, &a->imap, a->files[1],
+		    a->placeholder[1]);
 	if (a->keep)
 		append(&a->group, "    keep = true;    # false: delete from the "
 		    "POP3 server once imported\n  }");

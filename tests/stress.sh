@@ -6,7 +6,7 @@
 #      half of each segment with two CPU-bound processes beside it --
 #      tests/stress_kill.py (harness.InterruptLoop, as test_crash);
 #   1b. the same loop with SIGTERM and with SIGINT, at least
-#      $POPBRIDGE_STRESS_SIGNALS (150) of each: every signalled run must
+#      $POPBRIDGE_STRESS_SIGNALS (500) of each: every signalled run must
 #      stop by itself (exit 75), and nothing be lost or imported twice;
 #   2. the fault tests (tests/integ/test_faults.py) $POPBRIDGE_STRESS_ROUNDS
 #      times (5), each round with another seed for its kill loop;
@@ -21,7 +21,7 @@ set -u
 cd "$(dirname "$0")/.."
 
 KILLS=${POPBRIDGE_STRESS_KILLS:-500}
-SIGNALS=${POPBRIDGE_STRESS_SIGNALS:-150}
+SIGNALS=${POPBRIDGE_STRESS_SIGNALS:-500}
 ROUNDS=${POPBRIDGE_STRESS_ROUNDS:-5}
 HOSTILE=${POPBRIDGE_STRESS_HOSTILE:-1}
 SEED=${POPBRIDGE_TEST_SEED:-$(date +%s)}
