@@ -1,7 +1,7 @@
-// link: bridge/discover.c bridge/file.c
+// link: bridge/discover.c bridge/discover_preset.c bridge/discover_autoconfig.c bridge/discover_http.c bridge/discover_srv.c bridge/file.c
 // pkg: libcurl libxml-2.0
 /*
- * bridge/discover.c, the pure parts: address and URL checks; the preset
+ * bridge/discover*.c, the pure parts: address and URL checks; the preset
  * file (the shipped config/providers.conf must parse, and a table of broken
  * lines must fail with FILE:LINE); autoconfig documents, good ones and a
  * table of hostile ones (entity bombs, external entities, over the size
