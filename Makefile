@@ -56,9 +56,9 @@ SRCS	+= bridge/config_url.c bridge/config_proxy.c bridge/config_secfile.c \
 	   bridge/add_gmail.c
 # Issue 14's splits: route.c's header text, batch.c's rows and scheduling.
 SRCS	+= bridge/route_text.c bridge/batch_row.c bridge/batch_run.c
-# Issue 14's splits: discover.c's sources.
+# Issue 14's splits: discover.c's sources, net.c's reads and writes.
 SRCS	+= bridge/discover_preset.c bridge/discover_autoconfig.c \
-	   bridge/discover_http.c bridge/discover_srv.c
+	   bridge/discover_http.c bridge/discover_srv.c bridge/net_io.c
 OBJS	= $(SRCS:.c=.o)
 
 all: bridge/popbridge
@@ -73,6 +73,7 @@ bridge/%.o: bridge/%.c bridge/bridge.h bridge/run.h bridge/imap_int.h \
 	$(CC) $(CFLAGS) $(PKG_CFLAGS) -c -o $@ $<
 bridge/discover.o bridge/discover_preset.o bridge/discover_autoconfig.o \
     bridge/discover_http.o bridge/discover_srv.o: bridge/discover_int.h
+bridge/net.o bridge/net_io.o: bridge/net_int.h
 bridge/batch.o bridge/batch_row.o bridge/batch_run.o: bridge/batch_int.h
 
 # bridge/gmail*.c driven from the command line, for test_gmail_api.py

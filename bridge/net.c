@@ -9,12 +9,14 @@
  * Secrets: the password reaches libcurl and nothing else.  curl's verbose
  * output is never shown as is; the trace callback below drops every line
  * the client sends during login, since SASL lines are base64 of the
- * password.
+ * password. *
+ * This file opens (and closes) the connection and keeps what the login
+ * told: the server's lines, the TLS facts for `check`, a failure as the
+ * cause a user reads.  Bytes over the open connection are net_io.c's.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <malloc.h>
-#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,34 +29,7 @@
 #include <openssl/x509v3.h>
 
 #include "bridge.h"
-
-#define RBUF_SIZE	65536
-#define LOGIN_LINES_MAX	16384
-
-struct conn {
-	CURL		*h;
-	curl_socket_t	 sock;
-	const char	*proto;		/* "pop3" or "imap", for messages */
-	char		*host;
-	char		*account;
-	long		 timeout;	/* seconds */
-	char		 rbuf[RBUF_SIZE];
-	size_t		 rstart, rend;
-	char		 login_lines[LOGIN_LINES_MAX];
-	size_t		 login_len;
-	char		 tls_version[32];
-	char		 cert_subject[512];
-	char		 cert_names[512];	/* DNS names it is for */
-	char		 errbuf[CURL_ERROR_SIZE];
-	bool		 bad_greeting;	/* the first line was no greeting */
-	bool		 dead;		/* a read or write failed */
-	SSL		*ssl;		/* curl's, once the handshake is done */
-	/* conn_memory: a scripted server instead of libcurl's socket. */
-	bool		 memory;
-	const char	*in;
-	size_t		 inlen, inpos;
-	struct conn_memory_io io;
-};
+#include "net_int.h"
 
 static bool	ssl_is_openssl;
 static int	ssl_ex_index = -1;	/* our slot in curl's SSL_CTX */
@@ -343,54 +318,74 @@ cert_hint(const char *err)
 	return "set ca_file to the CA that signed it";
 }
 
-static enum result
-conn_error(struct conn *c, CURLcode rc, const struct endpoint *ep,
-    char **cause)
+/*
+ * A server that turns the connection away says why: an IMAP BYE (in the
+ * greeting or during the login: "* BYE [UNAVAILABLE] Too many
+ * connections, try again in 30 seconds"), a POP3 greeting of -ERR.  curl
+ * only says it got a weird reply; the server's words go into the cause,
+ * where the batch finds the throttling and the hint.  A BYE beside a
+ * refused login counts only if it says "not now": a wrong password stays
+ * a refused login.  true with *r and the cause when the server said so.
+ */
+static bool
+server_refused(struct conn *c, CURLcode rc, const struct endpoint *ep,
+    char **cause, enum result *r)
 {
-	char	 line[300], text[300];
+	char	 text[300];
 
-	last_server_line(c, line, sizeof line);
-	if (c->bad_greeting)
-		return fail(cause, RES_TEMP, "%s: %s does not greet as a %s "
-		    "server: \"%s\"", c->proto, c->host, ep->imap ? "IMAP" :
-		    "POP3", line);
-	/*
-	 * A server that turns the connection away says why: an IMAP BYE (in
-	 * the greeting or during the login: "* BYE [UNAVAILABLE] Too many
-	 * connections, try again in 30 seconds"), a POP3 greeting of -ERR.
-	 * curl only says it got a weird reply; the server's words go into
-	 * the cause, where the batch finds the throttling and the hint.  A
-	 * BYE beside a refused login counts only if it says "not now": a
-	 * wrong password stays a refused login.
-	 */
 	if (ep->imap && server_line(c, "* BYE ", text, sizeof text) &&
-	    (rc != CURLE_LOGIN_DENIED || throttle_login(text) == RES_TEMP))
-		return fail(cause, RES_TEMP, "imap: %s: the server ended the "
+	    (rc != CURLE_LOGIN_DENIED || throttle_login(text) == RES_TEMP)) {
+		*r = fail(cause, RES_TEMP, "imap: %s: the server ended the "
 		    "session: %s", c->host, text);
+		return true;
+	}
 	if (!ep->imap && strncmp(c->login_lines, "-ERR", 4) == 0 &&
-	    server_line(c, "-ERR", text, sizeof text))
-		return fail(cause, RES_TEMP, "pop3: %s: the server turned the "
+	    server_line(c, "-ERR", text, sizeof text)) {
+		*r = fail(cause, RES_TEMP, "pop3: %s: the server turned the "
 		    "connection away: %s", c->host, text[0] == ' ' ? text + 1 :
 		    text);
+		return true;
+	}
+	return false;
+}
+
+/* A refused login, with the server's last line: "not now", or no. */
+static enum result
+login_refused(struct conn *c, const struct endpoint *ep, char *line,
+    size_t linesz, char **cause)
+{
+	/*
+	 * RFC 2449 / 3206 / 5530 response codes and words that say "not
+	 * now", not "wrong password" (Cyrus 3.6 with popminpoll: -ERR
+	 * [LOGIN-DELAY]; providers: NO [LIMIT], "too many connections").
+	 */
+	if (throttle_login(line) == RES_TEMP)
+		return fail(cause, RES_TEMP, "%s: %s cannot take the login for "
+		    "%s now: %s", c->proto, c->host, ep->user, line);
+	/* A SASL error challenge ("+ base64") says nothing readable. */
+	if (line[0] == '+')
+		snprintf(line, linesz, "%s refused",
+		    ep->oauth2 ? "the token was" : "the credentials were");
+	return fail(cause, RES_AUTH, "%s: %s refused the login for %s%s%s",
+	    c->proto, c->host, ep->user, line[0] != '\0' ? ": " : "", line);
+}
+
+/* curl's own words, where nothing more useful is known. */
+static enum result
+curl_failed(struct conn *c, CURLcode rc, char **cause)
+{
+	return fail(cause, RES_TEMP, "%s: %s: %s%s%s", c->proto, c->host,
+	    curl_easy_strerror(rc), c->errbuf[0] != '\0' ? ": " : "",
+	    c->errbuf);
+}
+
+/* TLS went wrong: no STARTTLS, a certificate or key not accepted, the
+ * CA file, plaintext where TLS was expected. */
+static enum result
+tls_refused(struct conn *c, CURLcode rc, const struct endpoint *ep,
+    char **cause)
+{
 	switch (rc) {
-	case CURLE_LOGIN_DENIED:
-		/*
-		 * RFC 2449 / 3206 / 5530 response codes and words that say
-		 * "not now", not "wrong password" (Cyrus 3.6 with popminpoll:
-		 * -ERR [LOGIN-DELAY]; providers: NO [LIMIT], "too many
-		 * connections").
-		 */
-		if (throttle_login(line) == RES_TEMP)
-			return fail(cause, RES_TEMP, "%s: %s cannot take the "
-			    "login for %s now: %s", c->proto, c->host,
-			    ep->user, line);
-		/* A SASL error challenge ("+ base64") says nothing readable. */
-		if (line[0] == '+')
-			snprintf(line, sizeof line, "%s refused",
-			    ep->oauth2 ? "the token was" : "the credentials were");
-		return fail(cause, RES_AUTH, "%s: %s refused the login for %s%s%s",
-		    c->proto, c->host, ep->user, line[0] != '\0' ? ": " : "",
-		    line);
 	case CURLE_USE_SSL_FAILED:
 		/* A server that lacks STARTTLS will not grow it: the config
 		 * must change. */
@@ -423,6 +418,42 @@ conn_error(struct conn *c, CURLcode rc, const struct endpoint *ep,
 		    "match \"pin\" (the server has a new key, or this is not "
 		    "the server you pinned; check, then update the pin)",
 		    c->proto, c->host);
+	default:
+		/* OpenSSL took the server's plaintext greeting for a record. */
+		if (rc == CURLE_SSL_CONNECT_ERROR &&
+		    strcasestr(c->errbuf, "wrong version number") != NULL)
+			return fail(cause, RES_CONFIG, "%s: %s:%d answers in "
+			    "plaintext, not TLS: use %s:// (STARTTLS) for that "
+			    "port, or the server's TLS port with %ss://",
+			    c->proto, c->host, ep->port, c->proto, c->proto);
+		return curl_failed(c, rc, cause);
+	}
+}
+
+/* A failed login (libcurl's rc) as the cause a user reads. */
+static enum result
+conn_error(struct conn *c, CURLcode rc, const struct endpoint *ep,
+    char **cause)
+{
+	char		 line[300];
+	enum result	 r;
+
+	last_server_line(c, line, sizeof line);
+	if (c->bad_greeting)
+		return fail(cause, RES_TEMP, "%s: %s does not greet as a %s "
+		    "server: \"%s\"", c->proto, c->host, ep->imap ? "IMAP" :
+		    "POP3", line);
+	if (server_refused(c, rc, ep, cause, &r))
+		return r;
+	switch (rc) {
+	case CURLE_LOGIN_DENIED:
+		return login_refused(c, ep, line, sizeof line, cause);
+	case CURLE_USE_SSL_FAILED:
+	case CURLE_PEER_FAILED_VERIFICATION:
+	case CURLE_SSL_CACERT_BADFILE:
+	case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+	case CURLE_SSL_CONNECT_ERROR:
+		return tls_refused(c, rc, ep, cause);
 	case CURLE_OPERATION_TIMEDOUT:
 		/* Silence from the first byte: a port that waits for a TLS
 		 * handshake says nothing to a plaintext client. */
@@ -433,60 +464,79 @@ conn_error(struct conn *c, CURLcode rc, const struct endpoint *ep,
 			    c->proto, c->host, ep->port, c->timeout, c->proto);
 		return fail(cause, RES_TEMP, "%s: %s: timed out after %ld s",
 		    c->proto, c->host, c->timeout);
-	case CURLE_SSL_CONNECT_ERROR:
-		/* OpenSSL took the server's plaintext greeting for a record. */
-		if (strcasestr(c->errbuf, "wrong version number") != NULL)
-			return fail(cause, RES_CONFIG, "%s: %s:%d answers in "
-			    "plaintext, not TLS: use %s:// (STARTTLS) for that "
-			    "port, or the server's TLS port with %ss://",
-			    c->proto, c->host, ep->port, c->proto, c->proto);
-		/* FALLTHROUGH */
 	default:
-		return fail(cause, RES_TEMP, "%s: %s: %s%s%s", c->proto, c->host,
-		    curl_easy_strerror(rc), c->errbuf[0] != '\0' ? ": " : "",
-		    c->errbuf);
+		return curl_failed(c, rc, cause);
 	}
 }
 
-/*
- * The deadline of the account run in progress (monotonic seconds; 0 for
- * none): every wait and every login ends by then.  One per process: a run
- * does one account at a time, and the daemon and batch run each in a
- * child of its own.
- */
-static double	 deadline_at;
-static double	 deadline_total;
-
-void
-net_deadline(double seconds)
+/* Who logs in, and how: the user, the password or token, the mechanism. */
+static void
+login_credentials(struct conn *c, const struct endpoint *ep,
+    const char *secret, bool fallback)
 {
-	deadline_total = seconds;
-	deadline_at = seconds > 0 ? now_seconds() + seconds : 0;
+	const char	*opts;
+
+	curl_easy_setopt(c->h, CURLOPT_USERNAME, ep->user);
+	/*
+	 * A token goes as a bearer, with the mechanism named (with a password
+	 * too, curl would pick another).  SASL-IR stays off: Microsoft's POP3
+	 * wants the two-step AUTH XOAUTH2 exchange.
+	 */
+	if (ep->oauth2)
+		curl_easy_setopt(c->h, CURLOPT_XOAUTH2_BEARER, secret);
+	else
+		curl_easy_setopt(c->h, CURLOPT_PASSWORD, secret);
+	/* IMAP (RFC 4959) takes the first SASL response with AUTHENTICATE:
+	 * one round trip less.  Not for POP3: Microsoft's refuses it. */
+	if (ep->imap)
+		curl_easy_setopt(c->h, CURLOPT_SASL_IR, 1L);
+	if ((opts = login_options(ep, fallback)) != NULL)
+		curl_easy_setopt(c->h, CURLOPT_LOGIN_OPTIONS, opts);
 }
 
-void
-net_deadline_extend(double seconds)
+/* The way there: TLS and its checks, the proxy, the timeouts. */
+static void
+login_transport(struct conn *c, const struct endpoint *ep)
 {
-	if (deadline_at > 0) {
-		deadline_at += seconds;
-		deadline_total += seconds;
+	double	left;
+
+	if (ep->pin != NULL)
+		curl_easy_setopt(c->h, CURLOPT_PINNEDPUBLICKEY, ep->pin);
+	/* Never CURLUSESSL_TRY: it logs in in clear when STARTTLS is absent. */
+	curl_easy_setopt(c->h, CURLOPT_USE_SSL, ep->tls == TLS_NONE ?
+	    (long)CURLUSESSL_NONE : (long)CURLUSESSL_ALL);
+	curl_easy_setopt(c->h, CURLOPT_SSL_VERIFYPEER, 1L);
+	curl_easy_setopt(c->h, CURLOPT_SSL_VERIFYHOST, 2L);
+	if (ep->ca_file != NULL)
+		curl_easy_setopt(c->h, CURLOPT_CAINFO, ep->ca_file);
+	/*
+	 * The config's proxy ("" for none), else libcurl's from the
+	 * environment (ALL_PROXY ...).  POP3 and IMAP go through an HTTP
+	 * proxy as a CONNECT tunnel, whose reply is no server line.
+	 */
+	if (ep->proxy != NULL)
+		curl_easy_setopt(c->h, CURLOPT_PROXY, ep->proxy);
+	curl_easy_setopt(c->h, CURLOPT_HTTPPROXYTUNNEL, 1L);
+	curl_easy_setopt(c->h, CURLOPT_SUPPRESS_CONNECT_HEADERS, 1L);
+	curl_easy_setopt(c->h, CURLOPT_CONNECTTIMEOUT, c->timeout);
+	/* The whole login within the account's deadline too. */
+	if ((left = net_deadline_left()) < NET_NO_DEADLINE)
+		curl_easy_setopt(c->h, CURLOPT_TIMEOUT_MS, left > 1 ?
+		    (long)(left * 1000) : 1L);
+	curl_easy_setopt(c->h, CURLOPT_SERVER_RESPONSE_TIMEOUT, c->timeout);
+	if (ssl_is_openssl && ep->tls != TLS_NONE) {
+		curl_easy_setopt(c->h, CURLOPT_SSL_CTX_FUNCTION, ssl_ctx_cb);
+		curl_easy_setopt(c->h, CURLOPT_SSL_CTX_DATA, c);
 	}
-}
-
-/* Seconds left, or a large number when there is no deadline. */
-static double
-deadline_left(void)
-{
-	return deadline_at > 0 ? deadline_at - now_seconds() : 1e9;
 }
 
 static CURLcode
 conn_login(struct conn *c, const struct endpoint *ep, const char *secret,
     bool fallback)
 {
-	char	*url;
-	const char *scheme, *opts;
-	CURLcode rc;
+	char		*url;
+	const char	*scheme;
+	CURLcode	 rc;
 
 	if (ep->imap)
 		scheme = ep->tls == TLS_IMPLICIT ? "imaps" : "imap";
@@ -509,50 +559,8 @@ conn_login(struct conn *c, const struct endpoint *ep, const char *secret,
 	curl_easy_setopt(c->h, CURLOPT_CONNECT_ONLY, 1L);
 	curl_easy_setopt(c->h, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(c->h, CURLOPT_ERRORBUFFER, c->errbuf);
-	curl_easy_setopt(c->h, CURLOPT_USERNAME, ep->user);
-	/*
-	 * A token goes as a bearer, with the mechanism named (with a password
-	 * too, curl would pick another).  SASL-IR stays off: Microsoft's POP3
-	 * wants the two-step AUTH XOAUTH2 exchange.
-	 */
-	if (ep->oauth2)
-		curl_easy_setopt(c->h, CURLOPT_XOAUTH2_BEARER, secret);
-	else
-		curl_easy_setopt(c->h, CURLOPT_PASSWORD, secret);
-	if (ep->pin != NULL)
-		curl_easy_setopt(c->h, CURLOPT_PINNEDPUBLICKEY, ep->pin);
-	/* IMAP (RFC 4959) takes the first SASL response with AUTHENTICATE:
-	 * one round trip less.  Not for POP3: Microsoft's refuses it. */
-	if (ep->imap)
-		curl_easy_setopt(c->h, CURLOPT_SASL_IR, 1L);
-	if ((opts = login_options(ep, fallback)) != NULL)
-		curl_easy_setopt(c->h, CURLOPT_LOGIN_OPTIONS, opts);
-	/* Never CURLUSESSL_TRY: it logs in in clear when STARTTLS is absent. */
-	curl_easy_setopt(c->h, CURLOPT_USE_SSL, ep->tls == TLS_NONE ?
-	    (long)CURLUSESSL_NONE : (long)CURLUSESSL_ALL);
-	curl_easy_setopt(c->h, CURLOPT_SSL_VERIFYPEER, 1L);
-	curl_easy_setopt(c->h, CURLOPT_SSL_VERIFYHOST, 2L);
-	if (ep->ca_file != NULL)
-		curl_easy_setopt(c->h, CURLOPT_CAINFO, ep->ca_file);
-	/*
-	 * The config's proxy ("" for none), else libcurl's from the
-	 * environment (ALL_PROXY ...).  POP3 and IMAP go through an HTTP
-	 * proxy as a CONNECT tunnel, whose reply is no server line.
-	 */
-	if (ep->proxy != NULL)
-		curl_easy_setopt(c->h, CURLOPT_PROXY, ep->proxy);
-	curl_easy_setopt(c->h, CURLOPT_HTTPPROXYTUNNEL, 1L);
-	curl_easy_setopt(c->h, CURLOPT_SUPPRESS_CONNECT_HEADERS, 1L);
-	curl_easy_setopt(c->h, CURLOPT_CONNECTTIMEOUT, c->timeout);
-	/* The whole login within the account's deadline too. */
-	if (deadline_at > 0)
-		curl_easy_setopt(c->h, CURLOPT_TIMEOUT_MS, deadline_left() > 1 ?
-		    (long)(deadline_left() * 1000) : 1L);
-	curl_easy_setopt(c->h, CURLOPT_SERVER_RESPONSE_TIMEOUT, c->timeout);
-	if (ssl_is_openssl && ep->tls != TLS_NONE) {
-		curl_easy_setopt(c->h, CURLOPT_SSL_CTX_FUNCTION, ssl_ctx_cb);
-		curl_easy_setopt(c->h, CURLOPT_SSL_CTX_DATA, c);
-	}
+	login_credentials(c, ep, secret, fallback);
+	login_transport(c, ep);
 	curl_easy_setopt(c->h, CURLOPT_HEADERFUNCTION, header_cb);
 	curl_easy_setopt(c->h, CURLOPT_HEADERDATA, c);
 	if (log_enabled(LOG_LVL_TRACE)) {
@@ -674,271 +682,6 @@ conn_open(const struct endpoint *ep, const char *account, long timeout,
 	return RES_OK;
 }
 
-static enum result
-conn_wait(struct conn *c, short events, char **cause)
-{
-	struct pollfd	 pfd;
-	double		 left = deadline_left();
-	int		 n, ms = (int)(c->timeout * 1000);
-
-	/*
-	 * A server that trickles a byte at a time never lets the per-wait
-	 * timeout fire: the account's deadline bounds the whole run.
-	 */
-	if (left <= 0) {
-		c->dead = true;
-		return fail(cause, RES_TEMP, "%s: %s: the account's deadline "
-		    "passed (%.0f s for this run; \"deadline\" in the config)",
-		    c->proto, c->host, deadline_total);
-	}
-	if (left * 1000 < ms)
-		ms = (int)(left * 1000) + 1;
-	pfd.fd = c->sock;
-	pfd.events = events;
-	do
-		n = poll(&pfd, 1, ms);
-	while (n == -1 && errno == EINTR);
-	if (n != 1)
-		c->dead = true;
-	if (n == 0 && deadline_left() <= 0)
-		return fail(cause, RES_TEMP, "%s: %s: the account's deadline "
-		    "passed (%.0f s for this run; \"deadline\" in the config)",
-		    c->proto, c->host, deadline_total);
-	if (n == 0)
-		return fail(cause, RES_TEMP, "%s: %s: no answer for %ld s",
-		    c->proto, c->host, c->timeout);
-	if (n == -1)
-		return fail(cause, RES_TEMP, "%s: %s: poll: %s", c->proto,
-		    c->host, strerror(errno));
-	return RES_OK;
-}
-
-/*
- * The two places where bytes cross: libcurl's socket, or for a memory
- * connection (conn_memory) its script, in steps its io->step chooses.
- * Everything above them (conn_wait, the buffer, the line reader) is the
- * same for both.
- */
-static CURLcode
-conn_recv(struct conn *c, char *buf, size_t n, size_t *got)
-{
-	size_t	 k;
-
-	if (!c->memory)
-		return curl_easy_recv(c->h, buf, n, got);
-	*got = 0;
-	k = c->io.step != NULL ? c->io.step(c->io.arg, false, n) : n;
-	if (k == CONN_STEP_FAIL)
-		return CURLE_RECV_ERROR;
-	if (k == 0 && c->inpos < c->inlen)
-		return CURLE_AGAIN;
-	if (k > n)
-		k = n;
-	if (k > c->inlen - c->inpos)
-		k = c->inlen - c->inpos;
-	memcpy(buf, c->in + c->inpos, k);	/* 0 at the end: closed */
-	c->inpos += k;
-	*got = k;
-	return CURLE_OK;
-}
-
-static CURLcode
-conn_send(struct conn *c, const char *p, size_t len, size_t *sent)
-{
-	size_t	 k;
-
-	if (!c->memory)
-		return curl_easy_send(c->h, p, len, sent);
-	*sent = 0;
-	k = c->io.step != NULL ? c->io.step(c->io.arg, true, len) : len;
-	if (k == CONN_STEP_FAIL)
-		return CURLE_SEND_ERROR;
-	if (k == 0)
-		return CURLE_AGAIN;
-	if (k > len)
-		k = len;
-	if (c->io.sent != NULL)
-		c->io.sent(c->io.arg, p, k);
-	*sent = k;
-	return CURLE_OK;
-}
-
-/*
- * A server that ends the session says why first ("* BYE Autologged out",
- * "-ERR ..."), and a write that fails after it leaves those words unread
- * in the socket.  Take what is there without waiting and find them, so
- * the error names the server's reason rather than a broken pipe.
- */
-static bool
-conn_last_words(struct conn *c, char *out, size_t outsz)
-{
-	const char	*prefix = strcmp(c->proto, "pop3") == 0 ? "-ERR" :
-			    "* BYE";
-	size_t		 n = strlen(prefix), got, i, start;
-	int		 tries;
-
-	for (tries = 0; tries < 4 && c->rend < sizeof c->rbuf; tries++) {
-		if (conn_recv(c, c->rbuf + c->rend, sizeof c->rbuf - c->rend,
-		    &got) != CURLE_OK || got == 0)
-			break;
-		c->rend += got;
-	}
-	for (start = c->rstart, i = c->rstart; i < c->rend; i++) {
-		if (c->rbuf[i] != '\n')
-			continue;
-		if (i - start >= n &&
-		    strncasecmp(c->rbuf + start, prefix, n) == 0) {
-			log_clean(out, outsz, c->rbuf + start,
-			    i - start - (c->rbuf[i - 1] == '\r'));
-			return true;
-		}
-		start = i + 1;
-	}
-	return false;
-}
-
-enum result
-conn_write(struct conn *c, const void *data, size_t len, char **cause)
-{
-	char		 words[200];
-	const char	*p = data;
-	size_t		 sent;
-	CURLcode	 rc;
-	enum result	 r;
-
-	while (len > 0) {
-		rc = conn_send(c, p, len, &sent);
-		if (rc == CURLE_AGAIN) {
-			if ((r = conn_wait(c, POLLOUT, cause)) != RES_OK)
-				return r;
-			continue;
-		}
-		if (rc != CURLE_OK) {
-			c->dead = true;
-			if (conn_last_words(c, words, sizeof words))
-				return fail(cause, RES_TEMP, "%s: %s: the server "
-				    "ended the session while we were sending: "
-				    "%s", c->proto, c->host, words);
-			return fail(cause, RES_TEMP, "%s: %s: connection lost "
-			    "while sending: %s", c->proto, c->host,
-			    curl_easy_strerror(rc));
-		}
-		p += sent;
-		len -= sent;
-	}
-	return RES_OK;
-}
-
-/* Read more bytes into rbuf after rend; there must be room. */
-static enum result
-conn_fill(struct conn *c, char **cause)
-{
-	size_t		 got;
-	CURLcode	 rc;
-	enum result	 r;
-
-	if (c->rstart == c->rend)
-		c->rstart = c->rend = 0;
-	else if (c->rend == sizeof c->rbuf && c->rstart > 0) {
-		memmove(c->rbuf, c->rbuf + c->rstart, c->rend - c->rstart);
-		c->rend -= c->rstart;
-		c->rstart = 0;
-	}
-	for (;;) {
-		/* Only wait after CURLE_AGAIN: TLS may hold decrypted bytes. */
-		rc = conn_recv(c, c->rbuf + c->rend,
-		    sizeof c->rbuf - c->rend, &got);
-		if (rc == CURLE_AGAIN) {
-			if ((r = conn_wait(c, POLLIN, cause)) != RES_OK)
-				return r;
-			continue;
-		}
-		if (rc != CURLE_OK || got == 0)
-			c->dead = true;
-		if (rc != CURLE_OK)
-			return fail(cause, RES_TEMP, "%s: %s: connection lost: %s",
-			    c->proto, c->host, curl_easy_strerror(rc));
-		if (got == 0)
-			return fail(cause, RES_TEMP, "%s: %s: connection closed "
-			    "by the server", c->proto, c->host);
-		c->rend += got;
-		/*
-		 * A TLS read gives one record; take what else is there
-		 * already, so that the caller works on large blocks.
-		 */
-		while (sizeof c->rbuf - c->rend >= 16384 &&
-		    conn_recv(c, c->rbuf + c->rend,
-		    sizeof c->rbuf - c->rend, &got) == CURLE_OK && got > 0)
-			c->rend += got;
-		return RES_OK;
-	}
-}
-
-enum result
-conn_getline(struct conn *c, char **line, size_t *len, size_t max,
-    char **cause)
-{
-	char		*nl;
-	size_t		 scanned = 0, n;
-	enum result	 r;
-
-	if (max > sizeof c->rbuf - 1)
-		max = sizeof c->rbuf - 1;
-	for (;;) {
-		nl = memchr(c->rbuf + c->rstart + scanned, '\n',
-		    c->rend - c->rstart - scanned);
-		if (nl != NULL)
-			break;
-		scanned = c->rend - c->rstart;
-		if (scanned > max)
-			return fail(cause, RES_TEMP, "%s: %s: a reply line longer "
-			    "than %zu bytes", c->proto, c->host, max);
-		if (c->rend == sizeof c->rbuf) {
-			memmove(c->rbuf, c->rbuf + c->rstart, scanned);
-			c->rend = scanned;
-			c->rstart = 0;
-		}
-		if ((r = conn_fill(c, cause)) != RES_OK)
-			return r;
-	}
-	*line = c->rbuf + c->rstart;
-	n = (size_t)(nl - *line);
-	c->rstart += n + 1;
-	if (n > max)
-		return fail(cause, RES_TEMP, "%s: %s: a reply line longer than "
-		    "%zu bytes", c->proto, c->host, max);
-	if (n > 0 && (*line)[n - 1] == '\r')
-		n--;
-	(*line)[n] = '\0';
-	*len = n;
-	return RES_OK;
-}
-
-enum result
-conn_peek(struct conn *c, const char **p, size_t *n, char **cause)
-{
-	enum result	 r;
-
-	if (c->rstart == c->rend && (r = conn_fill(c, cause)) != RES_OK)
-		return r;
-	*p = c->rbuf + c->rstart;
-	*n = c->rend - c->rstart;
-	return RES_OK;
-}
-
-void
-conn_consume(struct conn *c, size_t n)
-{
-	if (n > c->rend - c->rstart)
-		n = c->rend - c->rstart;
-	c->rstart += n;
-}
-
-bool
-conn_dead(struct conn *c)
-{
-	return c->dead;
-}
 
 const char *
 conn_login_lines(struct conn *c)

@@ -1,4 +1,4 @@
-// link: bridge/net.c bridge/imap.c bridge/imap_append.c bridge/imap_fetch.c bridge/imap_parse.c bridge/spool.c bridge/date.c bridge/hash.c bridge/throttle.c
+// link: bridge/net.c bridge/net_io.c bridge/imap.c bridge/imap_append.c bridge/imap_fetch.c bridge/imap_parse.c bridge/spool.c bridge/date.c bridge/hash.c bridge/throttle.c
 // pkg: libcurl openssl
 // max_len: 81920
 /*

@@ -1,4 +1,4 @@
-// link: bridge/imap_parse.c bridge/throttle.c
+// link: bridge/net_io.c bridge/imap_parse.c bridge/throttle.c
 // pkg: libcurl openssl
 // max_len: 20000
 /*

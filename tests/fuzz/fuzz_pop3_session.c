@@ -1,4 +1,4 @@
-// link: bridge/net.c bridge/pop3.c bridge/pop3_parse.c bridge/pace.c bridge/hash.c bridge/imap_parse.c bridge/throttle.c
+// link: bridge/net.c bridge/net_io.c bridge/pop3.c bridge/pop3_parse.c bridge/pace.c bridge/hash.c bridge/imap_parse.c bridge/throttle.c
 // pkg: libcurl openssl
 // max_len: 81920
 /*
