@@ -68,7 +68,7 @@ bridge/popbridge: $(OBJS)
 
 bridge/%.o: bridge/%.c bridge/bridge.h bridge/run.h bridge/imap_int.h \
 	    bridge/ledger_int.h bridge/route.h bridge/config_int.h bridge/add_int.h \
-	    bridge/transfer_int.h \
+	    bridge/transfer_int.h bridge/ledger.h \
 	    bridge/gmail.h bridge/gmail_int.h bridge/config_gmail.h
 	$(CC) $(CFLAGS) $(PKG_CFLAGS) -c -o $@ $<
 bridge/discover.o bridge/discover_preset.o bridge/discover_autoconfig.o \
