@@ -106,4 +106,6 @@ fi
 
 $SUDO /usr/bin/python3 bench/bench.py "$@" || exit $?
 # The batch scenario (issue 5): accounts per minute, memory and fds.
-exec $SUDO /usr/bin/python3 bench/batch_bench.py
+$SUDO /usr/bin/python3 bench/batch_bench.py || exit $?
+# What routing and the Gmail API cost (issues 16, 17): bench/RESULTS-route.md.
+exec $SUDO /usr/bin/python3 bench/route_bench.py
