@@ -2,9 +2,9 @@
  * The network side shared by POP3 and IMAP.  libcurl does what it does
  * well -- TCP, TLS or STARTTLS, certificate checks, SASL login -- in
  * CONNECT_ONLY mode, and then hands us the logged-in connection; popbridge
- * speaks the protocol itself over curl_easy_send/recv (see
- * ../shared/LIBCURL.md for why: curl's own transfers mark every upload
- * \Seen, cannot set INTERNALDATE and accept truncated RETRs).
+ * speaks the protocol itself over curl_easy_send/recv (the README's
+ * "libcurl 7.88, measured" says why: curl's own transfers mark every
+ * upload \Seen, cannot set INTERNALDATE and accept truncated RETRs).
  *
  * Secrets: the password reaches libcurl and nothing else.  curl's verbose
  * output is never shown as is; the trace callback below drops every line
