@@ -104,8 +104,12 @@ if [ ! -x bridge/popbridge ]; then
     exit 1
 fi
 
-$SUDO /usr/bin/python3 bench/bench.py "$@" || exit $?
+# Each part runs even if one before it failed; the exit status is the
+# first failure's.
+status=0
+$SUDO /usr/bin/python3 bench/bench.py "$@" || status=$?
 # The batch scenario (issue 5): accounts per minute, memory and fds.
-$SUDO /usr/bin/python3 bench/batch_bench.py || exit $?
+$SUDO /usr/bin/python3 bench/batch_bench.py || { rc=$?; [ $status -ne 0 ] || status=$rc; }
 # What routing and the Gmail API cost (issues 16, 17): bench/RESULTS-route.md.
-exec $SUDO /usr/bin/python3 bench/route_bench.py
+$SUDO /usr/bin/python3 bench/route_bench.py || { rc=$?; [ $status -ne 0 ] || status=$rc; }
+exit $status
