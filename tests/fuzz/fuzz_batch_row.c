@@ -189,7 +189,12 @@ check_redact(const char *url)
 	if (s != NULL && (at = strrchr(s + 3, '@')) != NULL &&
 	    memchr(s + 3, ':', (size_t)(at - (s + 3))) != NULL) {
 		pw = xstrndup(s + 3, (size_t)(at - (s + 3)));
-		FUZZ_CHECK(strlen(pw) < 4 || strstr(r, pw) == NULL ||
+		/* Looked for after the scheme, which r keeps as it was: in
+		 * "pop3s://pop3s://*@web" the "password" is "pop3s://*", and
+		 * r's own "pop3s://" and first "*" are no leak (found by a
+		 * 30-minute run). */
+		FUZZ_CHECK(strlen(pw) < 4 || strlen(r) < (size_t)(s + 3 - url) ||
+		    strstr(r + (s + 3 - url), pw) == NULL ||
 		    strstr(at + 1, pw) != NULL || strstr(url, pw) < s,
 		    "\"%s\" redacted to \"%s\"", url, r);
 		free(pw);

@@ -606,16 +606,21 @@ on_listed(void *arg, uint32_t uid, uint64_t size, const char *body,
 		l->uids[l->nuids++] = uid;
 }
 
+/* Does the response name this UID?  By value: "UID 012" names 12 (the
+ * parser is lenient about leading zeros; found by a 30-minute run). */
 static bool
 names_uid(const struct fresp *r, uint32_t uid)
 {
-	char	 t[20];
-	size_t	 k = (size_t)snprintf(t, sizeof t, "UID %u", uid);
-	const char *p;
+	const char	*p, *d;
+	uint64_t	 v;
 
-	for (p = r->text; (p = strcasestr(p, "UID ")) != NULL; p++)
-		if (strncasecmp(p, t, k) == 0 && !isdigit((unsigned char)p[k]))
+	for (p = r->text; (p = strcasestr(p, "UID ")) != NULL; p++) {
+		for (d = p + 4, v = 0; isdigit((unsigned char)*d) &&
+		    v <= UINT32_MAX; d++)
+			v = v * 10 + (uint64_t)(*d - '0');
+		if (d > p + 4 && v == uid)
 			return true;
+	}
 	return false;
 }
 
