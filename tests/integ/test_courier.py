@@ -685,3 +685,30 @@ def test_kill9_loop_popa3d_to_dovecot_imap(t):
 
 def test_kill9_loop_dovecot_pop3_to_courier_imap(t):
     kill_loop(t, t.dovecot(), courier(t), "starttls", "tls")
+
+
+def test_plain_pop3_url_to_popa3d_and_to_a_tls_port(t):
+    """Issue 11, point 7, against the real servers: pop3:// to popa3d,
+    which has no STLS, is a configuration error (78) that says so and sends
+    no credentials; pop3:// pointed at a port that speaks TLS from the
+    first byte (Dovecot's pop3s) says to use pop3s://."""
+    pa, dc = popa3d(t), t.dovecot()
+    src, dst = t.user(pa, "s"), t.user(dc, "d")
+    put(pa, src, [raw for _, raw in varied_messages(t.name)[:1]])
+    block = pa.pop3_block(src, mode="plain")
+    block.pop("tls", None)          # STARTTLS required, as by default
+    cfg = t.config([make_account("nostls", block, dc.imap_block(dst))])
+    r = t.bridge("-c", cfg, "run")
+    assert r.rc == 78, f"pop3:// to popa3d (no STLS): exit {r.rc}, want 78"
+    assert re.search(r"does not offer STARTTLS; no credentials were sent", r.stderr), \
+        error_lines(r)
+    assert "pop3s://" in r.stderr, "no hint to use pop3s://"
+    assert not pa.logins(src), "credentials reached popa3d in clear"
+
+    ddc_src = t.user(dc, "s2")
+    tlsport = dict(dc.pop3_block(ddc_src), url=f"pop3://{dc.host}:{dc.pop3s_port}")
+    cfg = t.config([make_account("tlsport", tlsport, dc.imap_block(dst))],
+                   extra="timeout = 5;\n", name="tlsport.conf")
+    r = t.bridge("-c", cfg, "run")
+    assert r.rc in (75, 78), f"pop3:// to a TLS port: exit {r.rc}"
+    assert re.search(r"use pop3s://", r.stderr), f"no pop3s:// hint: {error_lines(r)}"
