@@ -736,3 +736,51 @@ config_route_load(struct loader *ld, const config_setting_t *a,
 		return r;
 	return make_targets(ld, a, ac);
 }
+
+/*
+ * Here, not in route.c, so that the router stays pure: freeing a routing
+ * frees its destinations' endpoints, which is the config's business.
+ */
+static void
+pattern_free(struct pattern *p)
+{
+	if (p->kind == MATCH_REGEX && p->text != NULL)
+		regfree(&p->re);
+	free(p->text);
+}
+
+void
+routing_free(struct routing *rt)
+{
+	size_t	 i;
+
+	if (rt == NULL)
+		return;
+	for (i = 0; i < rt->ndests; i++) {
+		free(rt->dests[i].name);
+		config_endpoint_free(&rt->dests[i].ep);
+	}
+	free(rt->dests);
+	for (i = 0; i < rt->nrules; i++) {
+		free(rt->rules[i].header);
+		pattern_free(&rt->rules[i].pat);
+		free(rt->rules[i].mailbox);
+		free(rt->rules[i].flags);
+	}
+	free(rt->rules);
+	if (rt->md != NULL) {
+		for (i = 0; i < rt->md->nheaders; i++)
+			free(rt->md->headers[i]);
+		free(rt->md->headers);
+		for (i = 0; i < rt->md->nmap; i++) {
+			pattern_free(&rt->md->map[i].pat);
+			free(rt->md->map[i].mailbox);
+		}
+		free(rt->md->map);
+		free(rt->md);
+	}
+	for (i = 0; i < rt->ntargets; i++)
+		free(rt->targets[i].mailbox);
+	free(rt->targets);
+	free(rt);
+}

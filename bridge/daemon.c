@@ -70,26 +70,6 @@ struct daemon {
 	bool		 stopping;
 };
 
-char *
-daemon_state_path(const struct config *cf)
-{
-	return xprintf("%s/daemon.state", cf->state_dir);
-}
-
-bool
-daemon_running(const char *pid_file)
-{
-	int	 fd;
-	bool	 running = false;
-
-	if (file_open(pid_file, O_RDONLY, 0, &fd, NULL) != RES_OK)
-		return false;
-	if (flock(fd, LOCK_SH | LOCK_NB) == -1 && errno == EWOULDBLOCK)
-		running = true;
-	close(fd);
-	return running;
-}
-
 /* Random in [0, n], good enough to spread polls. */
 static long
 jitter(long n)

@@ -134,7 +134,7 @@ const struct endpoint *route_endpoint(const struct account *, size_t);
 /* "imap" or the destination's name, for messages; the argument is a
  * destination (0, or 1 + index into routing.dests), as in target.dest. */
 const char	*route_dest_name(const struct account *, size_t);
-void		 routing_free(struct routing *);
+void		 routing_free(struct routing *);	/* config_route.c */
 
 /* route_show.c: for check and dry runs, where the messages waiting
  * (todo_of[i], or all if NULL) would go, the first `limit` one by one,

@@ -20,14 +20,6 @@
 #include "route.h"
 #include "fuzz.h"
 
-/* routing_free frees destinations' endpoints (config.c); none are freed
- * here. */
-void
-config_endpoint_free(struct endpoint *ep)
-{
-	(void)ep;
-}
-
 static struct account	 ac;
 static struct routing	 rt;
 
