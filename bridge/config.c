@@ -316,40 +316,14 @@ config_value_ok(const char *v)
 	return strpbrk(v, "\r\n") == NULL;
 }
 
-enum result
-load_endpoint_at(struct loader *ld, const config_setting_t *g,
-    struct endpoint *ep, bool imap, bool named, const char *where)
+/* An endpoint's login: the user and exactly one way to its secret. */
+static enum result
+endpoint_login(struct loader *ld, const config_setting_t *g,
+    struct endpoint *ep, const char *where)
 {
-	const char	*tls, *auth, *why;
-	config_setting_t *s;
 	int		 nsecrets;
 	enum result	 r;
 
-	/* The Gmail API (issue 17): HTTPS and a token, no IMAP keys. */
-	if (imap && config_setting_get_member(g, "url") != NULL &&
-	    config_gmail_is(config_setting_get_string(
-	    config_setting_get_member(g, "url"))))
-		return config_gmail_endpoint(ld, g, ep, named, where);
-	if ((r = check_keys(ld, g, named ? dest_keys : imap ? imap_keys :
-	    pop3_keys, where)) != RES_OK)
-		return r;
-	ep->imap = imap;
-	ep->line = config_setting_source_line(g);
-	ep->url = get_string(g, "url");
-	ep->user = get_string(g, "user");
-	ep->password = get_string(g, "password");
-	ep->password_file = get_path(ld, g, "password_file");
-	ep->password_command = get_string(g, "password_command");
-	ep->ca_file = get_path(ld, g, "ca_file");
-	ep->auth = get_string(g, "auth");
-	ep->oauth2_token_command = get_string(g, "oauth2_token_command");
-	ep->pin = get_string(g, "pin");
-	ep->proxy = get_string(g, "proxy");
-	ep->oauth2 = ep->auth != NULL && (strcmp(ep->auth, "xoauth2") == 0 ||
-	    strcmp(ep->auth, "oauthbearer") == 0);
-	if ((r = parse_url(ld, config_setting_get_member(g, "url"), ep,
-	    where)) != RES_OK)
-		return r;
 	if (ep->user[0] == '\0')
 		return cfail(ld, config_setting_get_member(g, "user"),
 		    "%s\"user\" is empty", where);
@@ -377,6 +351,24 @@ load_endpoint_at(struct loader *ld, const config_setting_t *g,
 	else if (nsecrets != 1)
 		return cfail(ld, g, "%sgive exactly one of \"password\", "
 		    "\"password_file\" or \"password_command\"", where);
+	if (ep->password != NULL)
+		secfile_note(ld, config_setting_get_member(g, "password"));
+	if (ep->password_file != NULL && ld->check_secrets &&
+	    (r = secfile_check(ld, config_setting_get_member(g,
+	    "password_file"), where, ep->password_file)) != RES_OK)
+		return r;
+	return RES_OK;
+}
+
+/* How it connects: pin, proxy, tls = "none", auth. */
+static enum result
+endpoint_transport(struct loader *ld, const config_setting_t *g,
+    struct endpoint *ep, bool imap, const char *where)
+{
+	const char	*tls, *auth, *why;
+	config_setting_t *s;
+	enum result	 r;
+
 	if (ep->pin != NULL && !pin_valid(ep->pin))
 		return cfail(ld, config_setting_get_member(g, "pin"),
 		    "%s\"pin\" must be sha256//BASE64 (several joined with "
@@ -391,12 +383,6 @@ load_endpoint_at(struct loader *ld, const config_setting_t *g,
 		free(shown);
 		return r;
 	}
-	if (ep->password != NULL)
-		secfile_note(ld, config_setting_get_member(g, "password"));
-	if (ep->password_file != NULL && ld->check_secrets &&
-	    (r = secfile_check(ld, config_setting_get_member(g,
-	    "password_file"), where, ep->password_file)) != RES_OK)
-		return r;
 	if (config_setting_lookup_string(g, "tls", &tls) == CONFIG_TRUE) {
 		s = config_setting_get_member(g, "tls");
 		if (strcmp(tls, "none") != 0)
@@ -415,6 +401,43 @@ load_endpoint_at(struct loader *ld, const config_setting_t *g,
 		return cfail(ld, config_setting_get_member(g, "auth"),
 		    "%s\"auth\" must be \"auto\", \"plain\", \"login\", "
 		    "\"any\", \"xoauth2\" or \"oauthbearer\"", where);
+	return RES_OK;
+}
+
+enum result
+load_endpoint_at(struct loader *ld, const config_setting_t *g,
+    struct endpoint *ep, bool imap, bool named, const char *where)
+{
+	const char	*why;
+	enum result	 r;
+
+	/* The Gmail API (issue 17): HTTPS and a token, no IMAP keys. */
+	if (imap && config_setting_get_member(g, "url") != NULL &&
+	    config_gmail_is(config_setting_get_string(
+	    config_setting_get_member(g, "url"))))
+		return config_gmail_endpoint(ld, g, ep, named, where);
+	if ((r = check_keys(ld, g, named ? dest_keys : imap ? imap_keys :
+	    pop3_keys, where)) != RES_OK)
+		return r;
+	ep->imap = imap;
+	ep->line = config_setting_source_line(g);
+	ep->url = get_string(g, "url");
+	ep->user = get_string(g, "user");
+	ep->password = get_string(g, "password");
+	ep->password_file = get_path(ld, g, "password_file");
+	ep->password_command = get_string(g, "password_command");
+	ep->ca_file = get_path(ld, g, "ca_file");
+	ep->auth = get_string(g, "auth");
+	ep->oauth2_token_command = get_string(g, "oauth2_token_command");
+	ep->pin = get_string(g, "pin");
+	ep->proxy = get_string(g, "proxy");
+	ep->oauth2 = ep->auth != NULL && (strcmp(ep->auth, "xoauth2") == 0 ||
+	    strcmp(ep->auth, "oauthbearer") == 0);
+	if ((r = parse_url(ld, config_setting_get_member(g, "url"), ep,
+	    where)) != RES_OK || (r = endpoint_login(ld, g, ep, where)) !=
+	    RES_OK || (r = endpoint_transport(ld, g, ep, imap, where)) !=
+	    RES_OK)
+		return r;
 	if (imap) {
 		ep->mailbox = get_string(g, "mailbox");
 		if (ep->mailbox == NULL)
