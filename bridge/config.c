@@ -671,6 +671,50 @@ loader_free(struct loader *ld)
  * The config at path, or its copy open as fd (-1: none).  check_secrets:
  * check the password files as `run` will read them (check_password_file).
  */
+/* The top-level keys: state_dir, the numbers, user, notify, listen, pid. */
+static enum result
+load_top(struct loader *ld, config_t *cfg, config_setting_t *root,
+    struct config *cf)
+{
+	const char	*sd;
+	enum result	 r;
+
+	cf->timeout = 120;
+	if ((r = check_keys(ld, root, top_keys, "")) != RES_OK)
+		return r;
+	if (config_lookup_string(cfg, "state_dir", &sd) == CONFIG_TRUE) {
+		if (sd[0] != '/')
+			return cfail(ld, config_lookup(cfg, "state_dir"),
+			    "\"state_dir\" must be an absolute path");
+		cf->state_dir = xstrdup(sd);
+	} else
+		cf->state_dir = config_default_state_dir();
+	cf->interval = 300;
+	cf->jobs = 4;
+	cf->max_backoff = 3600;
+	if ((r = get_bounded(ld, root, "timeout", 5, 3600, "",
+	    &cf->timeout)) != RES_OK ||
+	    (r = get_bounded(ld, root, "deadline", 10, 7 * 86400, "",
+	    &cf->deadline)) != RES_OK ||
+	    (r = get_bounded(ld, root, "interval", 60, 7 * 86400, "",
+	    &cf->interval)) != RES_OK ||
+	    (r = get_bounded(ld, root, "jobs", 1, 64, "", &cf->jobs)) !=
+	    RES_OK ||
+	    (r = get_bounded(ld, root, "max_backoff", 60, 7 * 86400, "",
+	    &cf->max_backoff)) != RES_OK)
+		return r;
+	cf->user = get_string(root, "user");
+	cf->notify_command = get_string(root, "notify_command");
+	if ((r = config_listen_load(ld, root, ld->dir, cf)) != RES_OK)
+		return r;
+	if ((cf->pid_file = get_string(root, "pid_file")) == NULL)
+		cf->pid_file = xprintf("%s/popbridge.pid", cf->state_dir);
+	else if (cf->pid_file[0] != '/')
+		return cfail(ld, config_lookup(cfg, "pid_file"),
+		    "\"pid_file\" must be an absolute path");
+	return RES_OK;
+}
+
 static enum result
 load(const char *path, int fd, bool check_secrets, struct config **cfp,
     char **cause)
@@ -680,7 +724,6 @@ load(const char *path, int fd, bool check_secrets, struct config **cfp,
 	struct config	*cf;
 	config_setting_t *root, *accts, *a;
 	struct stat	 st;
-	const char	*sd;
 	char		*tmp;
 	int		 i, n;
 	enum result	 r = RES_OK;
@@ -700,44 +743,9 @@ load(const char *path, int fd, bool check_secrets, struct config **cfp,
 	}
 	cf = xcalloc(1, sizeof *cf);
 	cf->path = xstrdup(path);
-	cf->timeout = 120;
 	root = config_root_setting(&cfg);
-	if ((r = check_keys(&ld, root, top_keys, "")) != RES_OK)
+	if ((r = load_top(&ld, &cfg, root, cf)) != RES_OK)
 		goto out;
-	if (config_lookup_string(&cfg, "state_dir", &sd) == CONFIG_TRUE) {
-		if (sd[0] != '/') {
-			r = cfail(&ld, config_lookup(&cfg, "state_dir"),
-			    "\"state_dir\" must be an absolute path");
-			goto out;
-		}
-		cf->state_dir = xstrdup(sd);
-	} else
-		cf->state_dir = config_default_state_dir();
-	cf->interval = 300;
-	cf->jobs = 4;
-	cf->max_backoff = 3600;
-	if ((r = get_bounded(&ld, root, "timeout", 5, 3600, "",
-	    &cf->timeout)) != RES_OK ||
-	    (r = get_bounded(&ld, root, "deadline", 10, 7 * 86400, "",
-	    &cf->deadline)) != RES_OK ||
-	    (r = get_bounded(&ld, root, "interval", 60, 7 * 86400, "",
-	    &cf->interval)) != RES_OK ||
-	    (r = get_bounded(&ld, root, "jobs", 1, 64, "", &cf->jobs)) !=
-	    RES_OK ||
-	    (r = get_bounded(&ld, root, "max_backoff", 60, 7 * 86400, "",
-	    &cf->max_backoff)) != RES_OK)
-		goto out;
-	cf->user = get_string(root, "user");
-	cf->notify_command = get_string(root, "notify_command");
-	if ((r = config_listen_load(&ld, root, ld.dir, cf)) != RES_OK)
-		goto out;
-	if ((cf->pid_file = get_string(root, "pid_file")) == NULL)
-		cf->pid_file = xprintf("%s/popbridge.pid", cf->state_dir);
-	else if (cf->pid_file[0] != '/') {
-		r = cfail(&ld, config_lookup(&cfg, "pid_file"),
-		    "\"pid_file\" must be an absolute path");
-		goto out;
-	}
 	/* Who will read the password files (runner_lookup). */
 	ld.user_key = config_lookup(&cfg, "user");
 	if (stat(path, &st) == 0) {
