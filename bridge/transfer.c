@@ -580,6 +580,20 @@ salvage(struct run *rn, struct batch *bt, char *why, char **broke)
 	rn->q->head = rn->q->tail;
 }
 
+/* A batch asked for on a POP3 link that broke: none of it was read (it
+ * stays on the server); *broke keeps the reason for the run's end. */
+static void
+abandon(struct run *rn, struct batch *bt, char *why, char **broke)
+{
+	size_t	 i, n = bt->to - bt->from;
+
+	rn->pop3_dead = true;
+	*broke = why;
+	for (i = 0; i < n; i++)
+		bt->b[i].state = SL_FREE;
+	rn->q->head = rn->q->tail;
+}
+
 /* The messages the plan wants fetched, and the DELEs it wants now. */
 static enum result
 transfer_plan(struct run *rn, unsigned int *todo, size_t *ntodo,
@@ -771,8 +785,17 @@ transfer_all(struct run *rn, char **cause)
 		after = next < ntodo && broke == NULL && !run_stopping(rn) ?
 		    &bt[(cur - bt + 1) % NGROUPS] : NULL;
 		if (after != NULL && pipelining && (r = request_batch(rn, todo,
-		    ntodo, &next, after, cause)) != RES_OK)
-			break;
+		    ntodo, &next, after, cause)) != RES_OK) {
+			if (r != RES_TEMP)
+				break;
+			/* The link broke while the next batch was asked for
+			 * (a write fails before the read notices): this one,
+			 * fetched whole, still goes to IMAP. */
+			abandon(rn, after, *cause, &broke);
+			*cause = NULL;
+			after = NULL;
+			r = RES_OK;
+		}
 		if ((r = send_batch(rn, cur, cause)) != RES_OK)
 			break;
 		if (prev != NULL && (r = finish_batch(rn, prev, &oc,
