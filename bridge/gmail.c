@@ -330,18 +330,10 @@ header_cb(char *data, size_t size, size_t n, void *arg)
 	return size * n;
 }
 
+/* Clear what the last try left, for another go. */
 static void
-req_start(struct gmail *g, struct gmail_req *rq)
+req_reset(struct gmail *g, struct gmail_req *rq)
 {
-	CURL		*h;
-	struct curl_slist *hl = NULL;
-	char		*hdr;
-	double		 left;
-	size_t		 i;
-
-	if ((h = curl_easy_init()) == NULL)
-		fatal("curl_easy_init failed");
-	rq->h = h;
 	rq->tries++;
 	rq->gen = g->token_gen;
 	rq->status = 0;
@@ -356,12 +348,16 @@ req_start(struct gmail *g, struct gmail_req *rq)
 	rq->replylen = 0;
 	free(rq->location);
 	rq->location = NULL;
+}
 
-	curl_easy_setopt(h, CURLOPT_URL, rq->url);
+/* HTTPS only, verified, the bearer token, and the handle's time limits. */
+static void
+req_transport(struct gmail *g, CURL *h)
+{
+	double		 left;
+
 	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "https");
 	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(h, CURLOPT_PRIVATE, rq);
-	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, rq->errbuf);
 	curl_easy_setopt(h, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
 	curl_easy_setopt(h, CURLOPT_PIPEWAIT, 1L);
 	curl_easy_setopt(h, CURLOPT_HTTPAUTH, (long)CURLAUTH_BEARER);
@@ -385,12 +381,16 @@ req_start(struct gmail *g, struct gmail_req *rq)
 		curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, left > 0.001 ?
 		    (long)(left * 1000) : 1L);
 	}
-	curl_easy_setopt(h, CURLOPT_ACCEPT_ENCODING, "");
-	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, write_cb);
-	curl_easy_setopt(h, CURLOPT_WRITEDATA, rq);
-	curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, header_cb);
-	curl_easy_setopt(h, CURLOPT_HEADERDATA, rq);
-	curl_easy_setopt(h, CURLOPT_USERAGENT, "popbridge/" POPBRIDGE_VERSION);
+}
+
+/* The request's own headers; the list lives until req_stop. */
+static struct curl_slist *
+req_headers(const struct gmail_req *rq)
+{
+	struct curl_slist *hl = NULL;
+	char		*hdr;
+	size_t		 i;
+
 	/* No "Expect: 100-continue": a round trip per import for nothing. */
 	hl = curl_slist_append(hl, "Expect:");
 	if (rq->ctype != NULL) {
@@ -401,8 +401,13 @@ req_start(struct gmail *g, struct gmail_req *rq)
 	for (i = 0; i < 2; i++)
 		if (rq->extra[i] != NULL)
 			hl = curl_slist_append(hl, rq->extra[i]);
-	curl_easy_setopt(h, CURLOPT_HTTPHEADER, hl);
-	rq->hdrs = hl;
+	return hl;
+}
+
+/* The method and, for POST and PUT, the body read from rq->body. */
+static void
+req_method(struct gmail_req *rq, CURL *h)
+{
 	if (strcmp(rq->method, "POST") == 0) {
 		curl_easy_setopt(h, CURLOPT_POST, 1L);
 		curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE,
@@ -419,6 +424,30 @@ req_start(struct gmail *g, struct gmail_req *rq)
 		curl_easy_setopt(h, CURLOPT_SEEKDATA, rq);
 	} else if (strcmp(rq->method, "GET") != 0)
 		curl_easy_setopt(h, CURLOPT_POSTFIELDS, "");
+}
+
+static void
+req_start(struct gmail *g, struct gmail_req *rq)
+{
+	CURL		*h;
+
+	if ((h = curl_easy_init()) == NULL)
+		fatal("curl_easy_init failed");
+	rq->h = h;
+	req_reset(g, rq);
+	curl_easy_setopt(h, CURLOPT_URL, rq->url);
+	curl_easy_setopt(h, CURLOPT_PRIVATE, rq);
+	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, rq->errbuf);
+	req_transport(g, h);
+	curl_easy_setopt(h, CURLOPT_ACCEPT_ENCODING, "");
+	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, write_cb);
+	curl_easy_setopt(h, CURLOPT_WRITEDATA, rq);
+	curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, header_cb);
+	curl_easy_setopt(h, CURLOPT_HEADERDATA, rq);
+	curl_easy_setopt(h, CURLOPT_USERAGENT, "popbridge/" POPBRIDGE_VERSION);
+	rq->hdrs = req_headers(rq);
+	curl_easy_setopt(h, CURLOPT_HTTPHEADER, rq->hdrs);
+	req_method(rq, h);
 	if (curl_multi_add_handle(g->multi, h) != CURLM_OK)
 		fatal("curl_multi_add_handle failed");
 }
@@ -588,90 +617,129 @@ bucket_take(struct gmail *g, int cost, double now, double *when)
 	return false;
 }
 
+/* The requests of one gmail_run: those waiting to start, and counts. */
+struct runq {
+	struct gmail_req **waiting;
+	size_t		 nwait;
+	size_t		 active;
+	size_t		 done;
+};
+
+/* End every waiting request with `end`: none of them will start. */
+static void
+run_drop(struct runq *run, enum gmail_end end)
+{
+	size_t		 i;
+
+	for (i = 0; i < run->nwait; i++) {
+		run->waiting[i]->end = end;
+		run->done++;
+	}
+	run->nwait = 0;
+}
+
+/* Start what may start, in order; *when: the next time one may. */
+static void
+run_start(struct gmail *g, struct runq *run, double now, double *when)
+{
+	struct gmail_req *r;
+	double		 w;
+	size_t		 i;
+
+	for (i = 0; i < run->nwait && run->active < g->inflight; ) {
+		r = run->waiting[i];
+		if (now < g->hold_until || now < r->not_before) {
+			w = g->hold_until > r->not_before ?
+			    g->hold_until : r->not_before;
+			if (w < *when)
+				*when = w;
+			i++;
+			continue;
+		}
+		if (!bucket_take(g, r->cost, now, when))
+			break;
+		memmove(run->waiting + i, run->waiting + i + 1,
+		    (run->nwait - i - 1) * sizeof *run->waiting);
+		run->nwait--;
+		req_start(g, r);
+		run->active++;
+	}
+}
+
+/* The finished transfers: each ends or goes back to wait for another go. */
+static void
+run_collect(struct gmail *g, struct runq *run)
+{
+	struct gmail_req *r;
+	CURLMsg		*m;
+	int		 left;
+
+	while ((m = curl_multi_info_read(g->multi, &left)) != NULL) {
+		if (m->msg != CURLMSG_DONE)
+			continue;
+		curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE,
+		    (char **)&r);
+		if (req_done(g, r, m->data.result))
+			run->waiting[run->nwait++] = r;
+		else
+			run->done++;
+		req_stop(g, r);		/* m is invalid from here */
+		run->active--;
+	}
+}
+
+/* Wait for the sockets, curl's timers, or the next start (at `when`). */
+static void
+run_wait(struct gmail *g, const struct runq *run, double when)
+{
+	double		 now;
+	long		 ms, w;
+
+	curl_multi_timeout(g->multi, &ms);
+	now = now_seconds();
+	if (run->nwait > 0 && run->active < g->inflight) {
+		w = when > now ? (long)((when - now) * 1000) + 1 : 0;
+		if (ms < 0 || w < ms)
+			ms = w;
+	}
+	if (ms < 0 || ms > 1000)
+		ms = 1000;
+	if (run->active > 0 || ms > 0)
+		curl_multi_poll(g->multi, NULL, 0, (int)ms, NULL);
+}
+
 void
 gmail_run(struct gmail *g, struct gmail_req **rq, size_t n)
 {
-	struct gmail_req **waiting, *r;
-	CURLMsg		*m;
-	size_t		 nwait = 0, active = 0, done = 0, i;
+	struct runq	 run = { NULL, 0, 0, 0 };
 	double		 now, when;
-	long		 ms;
-	int		 running, left;
+	size_t		 i;
+	int		 running;
 
-	waiting = xcalloc(n + 1, sizeof *waiting);
+	run.waiting = xcalloc(n + 1, sizeof *run.waiting);
 	for (i = 0; i < n; i++) {
 		rq[i]->tries = 0;
 		rq[i]->not_before = 0;
-		waiting[nwait++] = rq[i];
+		run.waiting[run.nwait++] = rq[i];
 	}
 	g->waited = 0;
 	g->refreshes = 0;
-	while (done < n) {
+	while (run.done < n) {
 		now = now_seconds();
 		when = now + 3600;
-		if (g->deadline > 0 && now >= g->deadline) {
-			/* Those in flight end with curl's timeout. */
-			for (i = 0; i < nwait; i++) {
-				waiting[i]->end = END_DEADLINE;
-				done++;
-			}
-			nwait = 0;
-		}
-		if (g->halted) {
-			for (i = 0; i < nwait; i++) {
-				waiting[i]->end = END_HALTED;
-				done++;
-			}
-			nwait = 0;
-		}
-		/* Start what may start, in order. */
-		for (i = 0; i < nwait && active < g->inflight; ) {
-			r = waiting[i];
-			if (now < g->hold_until || now < r->not_before) {
-				double w = g->hold_until > r->not_before ?
-				    g->hold_until : r->not_before;
-				if (w < when)
-					when = w;
-				i++;
-				continue;
-			}
-			if (!bucket_take(g, r->cost, now, &when))
-				break;
-			memmove(waiting + i, waiting + i + 1,
-			    (nwait - i - 1) * sizeof *waiting);
-			nwait--;
-			req_start(g, r);
-			active++;
-		}
+		/* Those in flight end with curl's timeout. */
+		if (g->deadline > 0 && now >= g->deadline)
+			run_drop(&run, END_DEADLINE);
+		if (g->halted)
+			run_drop(&run, END_HALTED);
+		run_start(g, &run, now, &when);
 		curl_multi_perform(g->multi, &running);
-		while ((m = curl_multi_info_read(g->multi, &left)) != NULL) {
-			if (m->msg != CURLMSG_DONE)
-				continue;
-			curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE,
-			    (char **)&r);
-			if (req_done(g, r, m->data.result))
-				waiting[nwait++] = r;
-			else
-				done++;
-			req_stop(g, r);		/* m is invalid from here */
-			active--;
-		}
-		if (done >= n)
+		run_collect(g, &run);
+		if (run.done >= n)
 			break;
-		/* Wait for the sockets, curl's timers, or the next start. */
-		curl_multi_timeout(g->multi, &ms);
-		now = now_seconds();
-		if (nwait > 0 && active < g->inflight) {
-			long w = when > now ? (long)((when - now) * 1000) + 1 : 0;
-			if (ms < 0 || w < ms)
-				ms = w;
-		}
-		if (ms < 0 || ms > 1000)
-			ms = 1000;
-		if (active > 0 || ms > 0)
-			curl_multi_poll(g->multi, NULL, 0, (int)ms, NULL);
+		run_wait(g, &run, when);
 	}
-	free(waiting);
+	free(run.waiting);
 }
 
 /* ---- what a request's end means to its caller ---- */

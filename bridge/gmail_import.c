@@ -137,16 +137,13 @@ set_why(struct gmail_item *it, const char *fmt, ...)
 	va_end(ap);
 }
 
-/* What a finished request made of its item, and for the call. */
+/* A request that ended without a reply to read: the link, rate, token. */
 static enum result
-job_outcome(struct gmail *g, struct job *j, char **cause)
+job_cut(struct gmail *g, struct job *j, char **cause)
 {
 	struct gmail_item *it = j->it;
 	struct gmail_req *rq = &j->rq;
-	char		 reason[64], msg[200];
-	enum result	 r;
 
-	it->http = (int)rq->status;
 	switch (rq->end) {
 	case END_LINK:
 	case END_DEADLINE:
@@ -155,15 +152,12 @@ job_outcome(struct gmail *g, struct job *j, char **cause)
 		    GMAIL_UNKNOWN : GMAIL_NOT_DONE;
 		set_why(it, "%s", rq->end == END_LINK ? rq->why :
 		    "the deadline passed");
-		return gmail_req_result(rq, "import", cause);
+		break;
 	case END_RATE:
 		it->status = GMAIL_RETRY_AFTER;
 		it->retry_after = rq->retry_after;
 		set_why(it, "rate limited (HTTP %ld)", rq->status);
-		return gmail_req_result(rq, "import", cause);
-	case END_AUTH:
-		it->status = GMAIL_NOT_DONE;
-		return gmail_req_result(rq, "import", cause);
+		break;
 	case END_HALTED:
 		if (g->daily) {
 			it->status = GMAIL_DAILY_LIMIT;
@@ -174,21 +168,24 @@ job_outcome(struct gmail *g, struct job *j, char **cause)
 			    gmail_when(it->until));
 		}
 		it->status = GMAIL_NOT_DONE;
-		return gmail_req_result(rq, "import", cause);
+		break;
+	case END_AUTH:
 	case END_REPLY:
+		it->status = GMAIL_NOT_DONE;
 		break;
 	}
-	if (rq->status >= 200 && rq->status < 300) {
-		if (gmail_json_id(rq->reply, rq->replylen, it->id,
-		    sizeof it->id)) {
-			it->status = GMAIL_IMPORTED;
-			return RES_OK;
-		}
-		it->status = GMAIL_UNKNOWN;
-		set_why(it, "HTTP %ld without a message id", rq->status);
-		return fail(cause, RES_TEMP, "gmail: import: HTTP %ld without a "
-		    "message id", rq->status);
-	}
+	return gmail_req_result(rq, "import", cause);
+}
+
+/* An error reply: its item's fate, and the call's. */
+static enum result
+job_refused(struct gmail *g, struct job *j, char **cause)
+{
+	struct gmail_item *it = j->it;
+	struct gmail_req *rq = &j->rq;
+	char		 reason[64], msg[200];
+	enum result	 r;
+
 	gmail_json_error(rq->reply, rq->replylen, reason, sizeof reason, msg,
 	    sizeof msg);
 	if (rq->status == 403 && strcmp(reason, "dailyLimitExceeded") == 0) {
@@ -226,6 +223,28 @@ job_outcome(struct gmail *g, struct job *j, char **cause)
 	return r;
 }
 
+/* What a finished request made of its item, and for the call. */
+static enum result
+job_outcome(struct gmail *g, struct job *j, char **cause)
+{
+	struct gmail_item *it = j->it;
+	struct gmail_req *rq = &j->rq;
+
+	it->http = (int)rq->status;
+	if (rq->end != END_REPLY)
+		return job_cut(g, j, cause);
+	if (rq->status < 200 || rq->status >= 300)
+		return job_refused(g, j, cause);
+	if (gmail_json_id(rq->reply, rq->replylen, it->id, sizeof it->id)) {
+		it->status = GMAIL_IMPORTED;
+		return RES_OK;
+	}
+	it->status = GMAIL_UNKNOWN;
+	set_why(it, "HTTP %ld without a message id", rq->status);
+	return fail(cause, RES_TEMP, "gmail: import: HTTP %ld without a "
+	    "message id", rq->status);
+}
+
 /* Keep the worse result, and the cause of the first of the worst. */
 static void
 worse(enum result *r, char **cause, enum result ri, char **ci)
@@ -241,58 +260,55 @@ worse(enum result *r, char **cause, enum result ri, char **ci)
 	*ci = NULL;
 }
 
-enum result
-gmail_import(struct gmail *g, struct gmail_item *items, size_t n,
-    char **cause)
+/* Check one item and build its first request: false if decided without. */
+static bool
+job_prepare(struct gmail *g, struct job *j, struct gmail_item *it)
 {
-	struct job	*jobs;
-	struct gmail_req **rqs;
-	size_t		 i, nrq;
-	enum result	 r = RES_OK, ri;
-	char		*ci = NULL, *meta;
+	char		*meta;
 	uint64_t	 size;
 
-	jobs = xcalloc(n + 1, sizeof *jobs);
-	rqs = xcalloc(n + 1, sizeof *rqs);
-	for (i = 0, nrq = 0; i < n; i++) {
-		struct gmail_item *it = &items[i];
-
-		jobs[i].it = it;
-		it->status = GMAIL_NOT_DONE;
-		it->id[0] = '\0';
-		it->retry_after = 0;
-		it->until = 0;
-		it->http = 0;
-		size = gmail_src_size(&it->src);
-		if (size > GMAIL_IMPORT_MAX) {
-			it->status = GMAIL_TOO_BIG;
-			set_why(it, "%llu bytes: over the %llu bytes Gmail's "
-			    "import takes", (unsigned long long)size,
-			    (unsigned long long)GMAIL_IMPORT_MAX);
-			continue;
-		}
-		if (it->nlabels > GMAIL_LABELS_MAX || (meta =
-		    gmail_json_import_meta(it->label_ids, it->nlabels,
-		    it->unread)) == NULL) {
-			it->status = GMAIL_REFUSED;
-			set_why(it, "its labels cannot be sent (too many, or "
-			    "not UTF-8)");
-			continue;
-		}
-		jobs[i].resumable = size > GMAIL_SIMPLE_MAX;
-		if (jobs[i].resumable)
-			job_open(g, &jobs[i], meta);
-		else
-			job_multipart(g, &jobs[i], meta);
-		free(meta);
-		rqs[nrq++] = &jobs[i].rq;
+	j->it = it;
+	it->status = GMAIL_NOT_DONE;
+	it->id[0] = '\0';
+	it->retry_after = 0;
+	it->until = 0;
+	it->http = 0;
+	size = gmail_src_size(&it->src);
+	if (size > GMAIL_IMPORT_MAX) {
+		it->status = GMAIL_TOO_BIG;
+		set_why(it, "%llu bytes: over the %llu bytes Gmail's import "
+		    "takes", (unsigned long long)size,
+		    (unsigned long long)GMAIL_IMPORT_MAX);
+		return false;
 	}
-	gmail_run(g, rqs, nrq);
+	if (it->nlabels > GMAIL_LABELS_MAX || (meta =
+	    gmail_json_import_meta(it->label_ids, it->nlabels,
+	    it->unread)) == NULL) {
+		it->status = GMAIL_REFUSED;
+		set_why(it, "its labels cannot be sent (too many, or not "
+		    "UTF-8)");
+		return false;
+	}
+	j->resumable = size > GMAIL_SIMPLE_MAX;
+	if (j->resumable)
+		job_open(g, j, meta);
+	else
+		job_multipart(g, j, meta);
+	free(meta);
+	return true;
+}
 
-	/* Resumable uploads: now the bytes, to each session opened. */
-	for (i = 0, nrq = 0; i < n; i++) {
-		struct job *j = &jobs[i];
+/* Resumable uploads: the bytes, to each session opened.  The count. */
+static size_t
+jobs_upload(struct gmail *g, struct job *jobs, size_t n,
+    struct gmail_req **rqs, enum result *r, char **cause)
+{
+	struct job	*j;
+	char		*ci = NULL;
+	size_t		 i, nrq = 0;
 
+	for (i = 0; i < n; i++) {
+		j = &jobs[i];
 		if (!j->resumable || j->rq.url == NULL ||
 		    j->rq.end != END_REPLY || j->rq.status < 200 ||
 		    j->rq.status >= 300)
@@ -303,12 +319,31 @@ gmail_import(struct gmail *g, struct gmail_item *items, size_t n,
 			j->it->status = GMAIL_NOT_DONE;
 			j->decided = true;
 			set_why(j->it, "no upload session on %s", gmail_base(g));
-			worse(&r, cause, fail(&ci, RES_TEMP, "gmail: import: "
+			worse(r, cause, fail(&ci, RES_TEMP, "gmail: import: "
 			    "the reply opened no upload session on %s",
 			    gmail_base(g)), &ci);
 		}
 	}
-	if (nrq > 0)
+	return nrq;
+}
+
+enum result
+gmail_import(struct gmail *g, struct gmail_item *items, size_t n,
+    char **cause)
+{
+	struct job	*jobs;
+	struct gmail_req **rqs;
+	size_t		 i, nrq;
+	enum result	 r = RES_OK, ri;
+	char		*ci = NULL;
+
+	jobs = xcalloc(n + 1, sizeof *jobs);
+	rqs = xcalloc(n + 1, sizeof *rqs);
+	for (i = 0, nrq = 0; i < n; i++)
+		if (job_prepare(g, &jobs[i], &items[i]))
+			rqs[nrq++] = &jobs[i].rq;
+	gmail_run(g, rqs, nrq);
+	if ((nrq = jobs_upload(g, jobs, n, rqs, &r, cause)) > 0)
 		gmail_run(g, rqs, nrq);
 
 	for (i = 0; i < n; i++) {
