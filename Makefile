@@ -51,6 +51,8 @@ SRCS	+= bridge/route_show.c bridge/transfer_pop.c bridge/transfer_route.c \
 SRCS	+= bridge/reload.c bridge/config_listen.c bridge/ledger_metrics.c \
 	   bridge/metrics.c bridge/page.c bridge/http_form.c bridge/web.c \
 	   bridge/http.c
+# Hex and base64, shared by the web form, routing and Gmail parsers.
+SRCS	+= bridge/codec.c
 # The config's and add's parts (issue 13, split for issue 14).
 SRCS	+= bridge/config_url.c bridge/config_proxy.c bridge/config_secfile.c \
 	   bridge/config_read.c bridge/config_secret.c bridge/add_owner.c \

@@ -727,6 +727,20 @@ struct http_setup {
 };
 void		 http_serve(const struct http_setup *) NORETURN;
 
+/* codec.c: hex digits and base64, shared by the parsers. */
+/* A hex digit's value, or -1. */
+int		 hex_digit(unsigned char);
+/* Where b64_decode stopped: the letters read (up to the first "=" or
+ * the end), and whether a lone last letter was left over. */
+struct b64_end {
+	size_t		 used;
+	bool		 lone;
+};
+/* Base64 letters (url: "-" and "_" too, RFC 4648 5) into out: its
+ * length, or -1 for a byte that is no letter or more than outsz bytes. */
+long		 b64_decode(const char *, size_t, bool, unsigned char *,
+		     size_t, struct b64_end *);
+
 /* http_form.c: pure parsing of what a browser sends (tests/fuzz). */
 /* The first field `name` of a urlencoded form, decoded into out; false if
  * absent, malformed, or longer than outsz - 1 bytes. */

@@ -166,37 +166,15 @@ out:
 static bool
 b64url_decode(const char *s, size_t len, char *out, size_t *outlen)
 {
-	uint32_t	 acc = 0;
-	size_t		 i, n = 0;
-	int		 bits = 0, v;
+	struct b64_end	 e;
+	long		 n;
 
 	while (len > 0 && s[len - 1] == '=')
 		len--;
-	for (i = 0; i < len; i++) {
-		char c = s[i];
-
-		if (c >= 'A' && c <= 'Z')
-			v = c - 'A';
-		else if (c >= 'a' && c <= 'z')
-			v = c - 'a' + 26;
-		else if (c >= '0' && c <= '9')
-			v = c - '0' + 52;
-		else if (c == '-' || c == '+')
-			v = 62;
-		else if (c == '_' || c == '/')
-			v = 63;
-		else
-			return false;
-		acc = (acc << 6) | (uint32_t)v;
-		bits += 6;
-		if (bits >= 8) {
-			bits -= 8;
-			out[n++] = (char)((acc >> bits) & 0xff);
-		}
-	}
-	if (bits >= 6)
-		return false;		/* a lone final character */
-	*outlen = n;
+	if ((n = b64_decode(s, len, true, (unsigned char *)out, len, &e)) < 0 ||
+	    e.used != len || e.lone)
+		return false;
+	*outlen = (size_t)n;
 	return true;
 }
 

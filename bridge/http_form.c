@@ -21,18 +21,6 @@
 
 #define BASIC_MAX	512	/* bytes of "user:token" decoded */
 
-static int
-hexval(unsigned char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* Decode a urlencoded value ("+" a space, %XX a byte); no NUL in it. */
 static bool
 form_decode(const char *p, size_t n, char *out, size_t outsz)
@@ -46,8 +34,9 @@ form_decode(const char *p, size_t n, char *out, size_t outsz)
 		if (c == '+')
 			c = ' ';
 		else if (c == '%') {
-			if (n - i < 3 || (hi = hexval((unsigned char)p[i + 1])) <
-			    0 || (lo = hexval((unsigned char)p[i + 2])) < 0)
+			if (n - i < 3 ||
+			    (hi = hex_digit((unsigned char)p[i + 1])) < 0 ||
+			    (lo = hex_digit((unsigned char)p[i + 2])) < 0)
 				return false;
 			c = (char)(hi << 4 | lo);
 			i += 2;
@@ -82,49 +71,22 @@ http_form_get(const char *body, size_t len, const char *name, char *out,
 	return false;
 }
 
-static int
-b64val(unsigned char c)
-{
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	if (c == '+')
-		return 62;
-	if (c == '/')
-		return 63;
-	return -1;
-}
-
 /* Base64 (RFC 4648, padding optional at the end) into out; its length,
  * or -1 if malformed or too long. */
 static long
-b64_decode(const char *p, size_t n, unsigned char *out, size_t outsz)
+basic_decode(const char *p, size_t n, unsigned char *out, size_t outsz)
 {
-	unsigned long	 acc = 0;
-	size_t		 i, o = 0, bits = 0, pad = 0;
-	int		 v;
+	struct b64_end	 e;
+	long		 o;
+	size_t		 pad;
 
-	for (i = 0; i < n; i++) {
-		if (p[i] == '=') {
-			pad++;
-			continue;
-		}
-		if (pad > 0 || (v = b64val((unsigned char)p[i])) < 0)
-			return -1;
-		acc = (acc << 6 | (unsigned long)v) & 0xffffff;
-		if ((bits += 6) >= 8) {
-			bits -= 8;
-			if (o >= outsz)
-				return -1;
-			out[o++] = (unsigned char)(acc >> bits);
-		}
-	}
-	if (pad > 2 || (pad > 0 && (n % 4) != 0) || bits >= 6)
+	if ((o = b64_decode(p, n, false, out, outsz, &e)) < 0 || e.lone)
 		return -1;
-	return (long)o;
+	for (pad = 0; e.used + pad < n && p[e.used + pad] == '='; pad++)
+		;
+	if (e.used + pad != n || pad > 2 || (pad > 0 && (n % 4) != 0))
+		return -1;
+	return o;
 }
 
 /* s up to its trailing blanks, copied if it fits and has no control or
@@ -166,7 +128,7 @@ http_auth_token(const char *h, char *out, size_t outsz)
 	for (skip = strlen(h); skip > 0 && (h[skip - 1] == ' ' ||
 	    h[skip - 1] == '\t'); skip--)
 		;
-	if ((n = b64_decode(h, skip, dec, sizeof dec)) < 0 ||
+	if ((n = basic_decode(h, skip, dec, sizeof dec)) < 0 ||
 	    (colon = memchr(dec, ':', (size_t)n)) == NULL ||
 	    memchr(dec, '\0', (size_t)n) != NULL)
 		return false;

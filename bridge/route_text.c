@@ -116,63 +116,24 @@ charset_cp(enum charset cs, unsigned char c)
 	return c;
 }
 
-static int
-b64_value(unsigned char c)
-{
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	if (c == '+')
-		return 62;
-	if (c == '/')
-		return 63;
-	return -1;
-}
-
-static int
-hex_value(unsigned char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* An encoded-word's text (B or Q) into out; its length, or -1 if it is
  * not valid base64 (then the word stays as it is). */
 static long
 eword_bytes(char enc, const char *t, size_t n, unsigned char *out)
 {
+	struct b64_end	 e;
 	size_t		 i, o = 0;
-	unsigned int	 acc = 0;
-	int		 bits = 0, v, h, l;
+	int		 h, l;
 
-	if (enc == 'b' || enc == 'B') {
-		for (i = 0; i < n; i++) {
-			if (t[i] == '=')
-				break;		/* padding: the end */
-			if ((v = b64_value((unsigned char)t[i])) < 0)
-				return -1;
-			acc = (acc << 6 | (unsigned int)v) & 0xffffff;
-			if ((bits += 6) >= 8) {
-				bits -= 8;
-				out[o++] = (unsigned char)(acc >> bits);
-			}
-		}
-		return (long)o;
-	}
+	/* Padding, or whatever follows it, ends the text. */
+	if (enc == 'b' || enc == 'B')
+		return b64_decode(t, n, false, out, n, &e);
 	for (i = 0; i < n; i++) {
 		if (t[i] == '_')
 			out[o++] = ' ';
 		else if (t[i] == '=' && i + 2 < n &&
-		    (h = hex_value((unsigned char)t[i + 1])) >= 0 &&
-		    (l = hex_value((unsigned char)t[i + 2])) >= 0) {
+		    (h = hex_digit((unsigned char)t[i + 1])) >= 0 &&
+		    (l = hex_digit((unsigned char)t[i + 2])) >= 0) {
 			out[o++] = (unsigned char)(h << 4 | l);
 			i += 2;
 		} else

@@ -1,4 +1,4 @@
-// link: bridge/route.c bridge/route_text.c
+// link: bridge/route.c bridge/route_text.c bridge/codec.c
 // max_len: 8192
 /*
  * route.c: route_decide on a header section from the input, for an

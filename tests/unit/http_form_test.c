@@ -1,4 +1,4 @@
-// link: bridge/http_form.c bridge/hash.c
+// link: bridge/http_form.c bridge/codec.c bridge/hash.c
 // pkg: openssl
 /*
  * bridge/http_form.c: what a browser or a scraper sends the daemon's web

@@ -94,7 +94,7 @@ unit_esc(const void *p, size_t n)
 	return b;
 }
 
-static const char *
+static __attribute__((unused)) const char *
 unit_sesc(const char *s)
 {
 	return s == NULL ? "(null)" : unit_esc(s, strlen(s));
@@ -124,7 +124,7 @@ unit_sesc(const char *s)
  * through a pipe; a child that dies before that (signal, sanitizer report,
  * exit) is one failure, reported with the sanitizer's SUMMARY line.
  */
-static void
+static __attribute__((unused)) void
 unit_isolated(const char *file, int line, const char *name,
     void (*fn)(const void *), const void *arg)
 {
