@@ -1,6 +1,6 @@
 /*
- * `add`, step 4: log in to both servers as `check` does, after asking
- * DNS for their names, and decide whether the account may be saved
+ * `add`, step 4: log in to both servers with `check`'s own tests
+ * (check.c), after asking DNS for their names, and decide whether the account may be saved
  * untested (a login that could not be tried, never one refused).
  */
 #include <sys/stat.h>
@@ -21,7 +21,7 @@
 #include "bridge.h"
 #include "add_int.h"
 
-/* ---- step 4: log in to both, as `check` does ---- */
+/* ---- step 4: log in to both, with check's tests ---- */
 
 const char *
 add_side_name(const struct add *a, const struct endpoint *ep)
@@ -58,13 +58,32 @@ add_try_dns(struct add *a, const struct endpoint *ep, struct side *sd,
 	return false;
 }
 
+/*
+ * The account as check sees it, for check's lines: no routing, and no
+ * state_dir, since an account not yet saved has no ledger (every message
+ * listed is to import).  Shallow: a's endpoints keep their secrets.
+ */
+static void
+as_account(const struct add *a, long timeout, struct account *ac,
+    struct config *cf)
+{
+	memset(ac, 0, sizeof *ac);
+	memset(cf, 0, sizeof *cf);
+	ac->name = a->name;
+	ac->pop3 = a->pop3;
+	ac->imap = a->imap;
+	cf->timeout = timeout;
+}
+
+/* The POP3 side: check's line, after add's own steps around it (a token
+ * command not yet set is not tried; the name is looked up first; a
+ * refused login gets the preset's advice). */
 static void
 try_pop3(struct add *a, long timeout, struct side *sd, char **cause)
 {
-	struct pop3	*p = NULL;
-	unsigned int	 count;
-	uint64_t	 size;
-	char		*why = NULL, clean[400];
+	struct account	 ac;
+	struct config	 cf;
+	char		 clean[400];
 
 	if (a->placeholder[0]) {
 		sd->skipped = true;
@@ -74,34 +93,21 @@ try_pop3(struct add *a, long timeout, struct side *sd, char **cause)
 	}
 	if (!add_try_dns(a, &a->pop3, sd, cause))
 		return;
-	sd->r = pop3_open(&a->pop3, a->name, timeout, &p, cause);
-	if (sd->r == RES_OK)
-		sd->r = pop3_stat(p, &count, &size, cause);
-	if (sd->r != RES_OK) {
-		printf("%s: pop3 %s:%d: FAILED: %s\n", a->name, a->pop3.host,
-		    a->pop3.port, *cause);
-		/* GMX, WEB.DE: POP3 off until switched on in the web mailer. */
-		if (sd->r == RES_AUTH && a->hint != NULL)
-			printf("%s: hint: %s\n", a->name, log_clean(clean,
-			    sizeof clean, a->hint, strlen(a->hint)));
-		pop3_free(p);
-		return;
-	}
-	printf("%s: pop3 %s:%d: %s%s%s; %u message%s, %.1f kB waiting\n",
-	    a->name, a->pop3.host, a->pop3.port, conn_tls_version(pop3_conn(p)),
-	    conn_cert_subject(pop3_conn(p))[0] != '\0' ? ", certificate " : "",
-	    conn_cert_subject(pop3_conn(p)), count, count == 1 ? "" : "s",
-	    (double)size / 1000.0);
-	/* QUIT with no DELE sent commits nothing. */
-	(void)pop3_quit(p, &why);
-	free(why);
+	as_account(a, timeout, &ac, &cf);
+	sd->r = check_pop3_line(&cf, &ac, cause);
+	/* GMX, WEB.DE: POP3 off until switched on in the web mailer. */
+	if (sd->r == RES_AUTH && a->hint != NULL)
+		printf("%s: hint: %s\n", a->name, log_clean(clean, sizeof clean,
+		    a->hint, strlen(a->hint)));
 }
 
+/* The IMAP side: check's line (a Gmail API destination has its own test,
+ * add_gmail_login, which asks more of the token than check does). */
 static void
 try_imap(struct add *a, long timeout, struct side *sd, char **cause)
 {
-	struct imap	*im = NULL;
-	struct imap_mbox mb;
+	struct account	 ac;
+	struct config	 cf;
 
 	if (a->placeholder[1]) {
 		sd->skipped = true;
@@ -111,21 +117,8 @@ try_imap(struct add *a, long timeout, struct side *sd, char **cause)
 	}
 	if (!add_try_dns(a, &a->imap, sd, cause))
 		return;
-	sd->r = imap_open(&a->imap, a->name, timeout, &im, cause);
-	if (sd->r == RES_OK)
-		sd->r = imap_status(im, a->imap.mailbox, &mb, cause);
-	if (sd->r != RES_OK) {
-		printf("%s: imap %s:%d: FAILED: %s\n", a->name, a->imap.host,
-		    a->imap.port, *cause);
-		imap_logout(im);
-		return;
-	}
-	printf("%s: imap %s:%d: %s%s%s; mailbox %s %s\n", a->name,
-	    a->imap.host, a->imap.port, conn_tls_version(imap_conn(im)),
-	    conn_cert_subject(imap_conn(im))[0] != '\0' ? ", certificate " : "",
-	    conn_cert_subject(imap_conn(im)), a->imap.mailbox, mb.exists ?
-	    "exists" : "does not exist (it will be created)");
-	imap_logout(im);
+	as_account(a, timeout, &ac, &cf);
+	sd->r = check_imap_line(&cf, &ac, "imap", &a->imap, cause);
 }
 
 /* What went wrong on one side, in a few words for the summary (the

@@ -836,14 +836,25 @@ struct run_opts {
 	void		(*progress)(void *, const struct run_stats *);
 	void		*progress_arg;
 };
-/* Log in, list, compare with the ledger and report; change nothing. */
 /* The ledger destinations of an account's legs (one without routing). */
 char		**account_dests(const struct account *, size_t *);
-enum result	 account_dry_run(const struct config *, const struct account *,
-		     char **);
 enum result	 account_run(const struct config *, const struct account *,
 		     const struct run_opts *, struct run_stats *, char **);
+/* The warning for tls = "none", said by run and check alike. */
+void		 account_plaintext_warning(const struct account *);
+
+/* check.c: log in, list, compare with the ledger and report; change
+ * nothing (account.c's names: check and dry runs are about an account). */
+enum result	 account_dry_run(const struct config *, const struct account *,
+		     char **);
 enum result	 account_check(const struct config *, const struct account *,
 		     char **);
+/* check's line for each side, which add's login test prints too: the POP3
+ * server's, and one IMAP destination's (its label: "imap", "destination
+ * NAME: imap").  cf: the timeout, and state_dir (NULL: no ledger yet). */
+enum result	 check_pop3_line(const struct config *, const struct account *,
+		     char **);
+enum result	 check_imap_line(const struct config *, const struct account *,
+		     const char *, const struct endpoint *, char **);
 
 #endif
