@@ -122,16 +122,17 @@ job_done(struct batch *b, struct job *j, int status)
 	if (hi != hp)
 		hi->running--;
 	/*
-	 * A refused message (RES_MSG) is never throttling, even [LIMIT].  A
-	 * backoff hint ("try again in 30 seconds", in a BYE, NO or -ERR) makes
-	 * a temporary failure throttling too, and says how long to rest.
+	 * A server's "slow down" (throttle.c, as the worker reported it: only
+	 * ever a temporary failure, never a refused message): rest as long as
+	 * it asked ("try again in 30 seconds", in a BYE, NO or -ERR), or else
+	 * 5 s doubling.
 	 */
-	asked = j->rep.r == RES_TEMP && throttle_hint(j->rep.cause, &delay);
-	if (j->rep.r == RES_TEMP && (asked || throttle_is(j->rep.cause)) &&
-	    j->tries < THROTTLE_TRIES && !b->stopping) {
+	asked = j->rep.thr.retry_after > 0;
+	delay = j->rep.thr.retry_after;
+	if (j->rep.thr.throttled && j->tries < THROTTLE_TRIES &&
+	    !b->stopping) {
 		/* Slow down on the server that said it, then try again. */
-		struct host *h = strncmp(j->rep.cause, "imap:", 5) == 0 ?
-		    hi : hp;
+		struct host *h = j->rep.thr.imap ? hi : hp;
 
 		if (!asked)
 			delay = 5L << (h->throttles < 6 ? h->throttles : 6);

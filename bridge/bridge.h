@@ -538,7 +538,8 @@ void		 csv_init(struct csv *, const char *, size_t);
 int		 csv_next(struct csv *, struct csv_row *, const char **);
 void		 csv_row_free(struct csv_row *);
 
-/* throttle.c: pure; does a server's refusal mean "slow down"? */
+/* throttle.c: does a server's refusal mean "slow down"?  Pure but for the
+ * notes of one run (throttle_note, throttle_take). */
 #define THROTTLE_HINT_MAX	(15 * 60)	/* a longer hint is cut to this */
 #define THROTTLE_HINT_ABSURD	(24 * 3600)	/* a longer one is ignored */
 /* Words of "slow down, try again" (NO [LIMIT], "too many connections"). */
@@ -547,6 +548,23 @@ bool		 throttle_is(const char *);
 enum result	 throttle_login(const char *);
 /* "try again in 30 seconds": the seconds asked for (1 .. _MAX), or false. */
 bool		 throttle_hint(const char *, long *);
+/* A server's "slow down" as fields, set where its words are read. */
+struct throttle {
+	bool		 throttled;	/* "not now", not "failed" */
+	bool		 imap;		/* the IMAP side said it (else POP3) */
+	long		 retry_after;	/* seconds it asked for (1 .. _MAX);
+					 * 0: it named none */
+};
+/* The server's words (bounded text) as fields. */
+void		 throttle_read(const char *, bool, struct throttle *);
+/* The sentence made of them is *cause: remember a "slow down" for the
+ * run's report; throttle_heard reads the words (imap side or not), then
+ * notes. */
+void		 throttle_note(const struct throttle *, char **);
+void		 throttle_heard(const char *, bool, char **);
+/* At the run's end: the "slow down" that ended it (its sentence is part of
+ * the final cause), all zero if none; the notes are forgotten. */
+bool		 throttle_take(const char *, struct throttle *);
 
 /* sigpipe.c: the given signals become their number, a byte, on fds[0]. */
 void		 sigpipe_open(int [2], const int *, size_t);
@@ -603,6 +621,7 @@ struct worker {
 struct worker_report {
 	enum result	 r;
 	struct run_stats st;
+	struct throttle	 thr;		/* a RES_TEMP that was "slow down" */
 	char		*cause;		/* malloc'd, "" if none */
 };
 /* Fork a child that runs the account and reports; close_fds in the child. */

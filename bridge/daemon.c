@@ -246,7 +246,8 @@ finish_poll(struct daemon *d, struct sched *s, int status)
 	else
 		log_debug("%s: nothing new (%.1f s)", s->name, secs);
 	/* "Try again in 10 minutes": a server that says so gets as long. */
-	asked = r == RES_TEMP && throttle_hint(cause, &hint);
+	hint = rep.thr.retry_after;
+	asked = hint > 0;
 	free(cause);
 	if (ac != NULL) {
 		delay = next_delay(d, ac, s);

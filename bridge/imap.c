@@ -204,6 +204,7 @@ imap_take(struct imap *im, unsigned int lo, unsigned int hi, untagged_fn fn,
 				free(*cause);
 				*cause = xprintf("imap: %s: the server ended "
 				    "the session: %s", im->host, im->bye);
+				throttle_heard(im->bye, true, cause);
 			}
 			return r;
 		}
@@ -299,14 +300,16 @@ enum result
 imap_refused(struct imap *im, const char *what, struct imap_reply *rep,
     enum result r, char **cause)
 {
-	char	 clean[300], code[sizeof rep->code + 4];
+	char	 clean[300], code[sizeof rep->code + 4], words[400];
 
 	/* The code too is the server's: any byte but a space or "]". */
 	log_clean(code, sizeof code, rep->code, strlen(rep->code));
-	return fail(cause, r, "imap: %s: %s refused: %s%s%s%s", im->host,
-	    what, rep->code[0] != '\0' ? "[" : "", code,
-	    rep->code[0] != '\0' ? "] " : "",
-	    log_clean(clean, sizeof clean, rep->text, strlen(rep->text)));
+	log_clean(clean, sizeof clean, rep->text, strlen(rep->text));
+	snprintf(words, sizeof words, "%s%s%s%s", rep->code[0] != '\0' ?
+	    "[" : "", code, rep->code[0] != '\0' ? "] " : "", clean);
+	r = fail(cause, r, "imap: %s: %s refused: %s", im->host, what, words);
+	throttle_heard(words, true, cause);
+	return r;
 }
 
 static void

@@ -323,7 +323,8 @@ cert_hint(const char *err)
  * greeting or during the login: "* BYE [UNAVAILABLE] Too many
  * connections, try again in 30 seconds"), a POP3 greeting of -ERR.  curl
  * only says it got a weird reply; the server's words go into the cause,
- * where the batch finds the throttling and the hint.  A BYE beside a
+ * and a "slow down" with its hint is noted for the batch (throttle.c).  A
+ * BYE beside a
  * refused login counts only if it says "not now": a wrong password stays
  * a refused login.  true with *r and the cause when the server said so.
  */
@@ -337,6 +338,7 @@ server_refused(struct conn *c, CURLcode rc, const struct endpoint *ep,
 	    (rc != CURLE_LOGIN_DENIED || throttle_login(text) == RES_TEMP)) {
 		*r = fail(cause, RES_TEMP, "imap: %s: the server ended the "
 		    "session: %s", c->host, text);
+		throttle_heard(text, true, cause);
 		return true;
 	}
 	if (!ep->imap && strncmp(c->login_lines, "-ERR", 4) == 0 &&
@@ -344,6 +346,7 @@ server_refused(struct conn *c, CURLcode rc, const struct endpoint *ep,
 		*r = fail(cause, RES_TEMP, "pop3: %s: the server turned the "
 		    "connection away: %s", c->host, text[0] == ' ' ? text + 1 :
 		    text);
+		throttle_heard(text, false, cause);
 		return true;
 	}
 	return false;
@@ -354,14 +357,24 @@ static enum result
 login_refused(struct conn *c, const struct endpoint *ep, char *line,
     size_t linesz, char **cause)
 {
+	struct throttle	 t;
+	enum result	 r;
+
 	/*
 	 * RFC 2449 / 3206 / 5530 response codes and words that say "not
 	 * now", not "wrong password" (Cyrus 3.6 with popminpoll: -ERR
 	 * [LOGIN-DELAY]; providers: NO [LIMIT], "too many connections").
+	 * Such a refusal is a "slow down" even without the words for it
+	 * ("temporary failure").
 	 */
-	if (throttle_login(line) == RES_TEMP)
-		return fail(cause, RES_TEMP, "%s: %s cannot take the login for "
+	if (throttle_login(line) == RES_TEMP) {
+		r = fail(cause, RES_TEMP, "%s: %s cannot take the login for "
 		    "%s now: %s", c->proto, c->host, ep->user, line);
+		throttle_read(line, ep->imap, &t);
+		t.throttled = true;
+		throttle_note(&t, cause);
+		return r;
+	}
 	/* A SASL error challenge ("+ base64") says nothing readable. */
 	if (line[0] == '+')
 		snprintf(line, linesz, "%s refused",
@@ -439,10 +452,13 @@ conn_error(struct conn *c, CURLcode rc, const struct endpoint *ep,
 	enum result	 r;
 
 	last_server_line(c, line, sizeof line);
-	if (c->bad_greeting)
-		return fail(cause, RES_TEMP, "%s: %s does not greet as a %s "
+	if (c->bad_greeting) {
+		r = fail(cause, RES_TEMP, "%s: %s does not greet as a %s "
 		    "server: \"%s\"", c->proto, c->host, ep->imap ? "IMAP" :
 		    "POP3", line);
+		throttle_heard(line, ep->imap, cause);
+		return r;
+	}
 	if (server_refused(c, rc, ep, cause, &r))
 		return r;
 	switch (rc) {

@@ -187,10 +187,14 @@ conn_write(struct conn *c, const void *data, size_t len, char **cause)
 		}
 		if (rc != CURLE_OK) {
 			c->dead = true;
-			if (conn_last_words(c, words, sizeof words))
-				return fail(cause, RES_TEMP, "%s: %s: the server "
+			if (conn_last_words(c, words, sizeof words)) {
+				r = fail(cause, RES_TEMP, "%s: %s: the server "
 				    "ended the session while we were sending: "
 				    "%s", c->proto, c->host, words);
+				throttle_heard(words, strcmp(c->proto, "imap") ==
+				    0, cause);
+				return r;
+			}
 			return fail(cause, RES_TEMP, "%s: %s: connection lost "
 			    "while sending: %s", c->proto, c->host,
 			    curl_easy_strerror(rc));

@@ -136,11 +136,16 @@ pop3_status(struct pop3 *p, const char *cmd, char **text, char **cause)
 		return RES_OK;
 	}
 	if (strncmp(line, "-ERR", 4) == 0)
-		return fail(cause, RES_MSG, "pop3: %s: %s refused: %s", p->host,
+		r = fail(cause, RES_MSG, "pop3: %s: %s refused: %s", p->host,
 		    cmd, log_clean(clean, sizeof clean, line + 4 +
 		    (line[4] == ' '), len - 4 - (line[4] == ' ')));
-	return fail(cause, RES_TEMP, "pop3: %s: unexpected reply to %s: %s",
-	    p->host, cmd, log_clean(clean, sizeof clean, line, len));
+	else
+		r = fail(cause, RES_TEMP, "pop3: %s: unexpected reply to %s: "
+		    "%s", p->host, cmd, log_clean(clean, sizeof clean, line,
+		    len));
+	/* "-ERR [SYS/TEMP] ..., try again in 5 minutes": for the batch. */
+	throttle_heard(clean, false, cause);
+	return r;
 }
 
 static enum result

@@ -1,8 +1,12 @@
 /*
  * Is a server's refusal "slow down" rather than "failed", and how long does
  * the server ask us to wait?  Pure functions of the server's words, so the
- * batch (batch_run.c) and the login code (net.c) agree, and so they can be
- * tested from a table (tests/unit/throttle_test.c).
+ * connection and protocol code (net.c, net_io.c, pop3.c, imap.c) read them
+ * alike, and so they can be tested from a table
+ * (tests/unit/throttle_test.c).  What they find travels as fields (struct
+ * throttle), never as text to search again: the code that reads the
+ * server's words notes it here, the worker puts it in its report
+ * (worker.c), and the batch and the daemon rest as long as it says.
  *
  * Providers say it in many ways: RFC 5530 codes (NO [LIMIT], [INUSE],
  * [UNAVAILABLE]), RFC 2449 / 3206 POP3 codes ([IN-USE], [SYS/TEMP],
@@ -12,6 +16,7 @@
  */
 #include <ctype.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <string.h>
 #include <strings.h>
 
@@ -25,8 +30,7 @@ throttle_is(const char *text)
 {
 	static const char *const words[] = { "[LIMIT]", "throttl",
 		"too many", "[SYS/TEMP]", "[IN-USE]", "[UNAVAILABLE]",
-		"try again later", "rate limit", "[INUSE]", "[LOGIN-DELAY]",
-		"cannot take the login" };
+		"try again later", "rate limit", "[INUSE]", "[LOGIN-DELAY]" };
 	size_t	 i;
 
 	for (i = 0; i < sizeof words / sizeof words[0]; i++)
@@ -193,4 +197,75 @@ throttle_hint(const char *text, long *secs_r)
 		}
 	}
 	return false;
+}
+
+/* The server's words as fields: "slow down"?  For how long? */
+void
+throttle_read(const char *words, bool imap, struct throttle *t)
+{
+	memset(t, 0, sizeof *t);
+	t->imap = imap;
+	if (words == NULL)
+		return;
+	if (!throttle_hint(words, &t->retry_after))
+		t->retry_after = 0;
+	t->throttled = t->retry_after > 0 || throttle_is(words);
+}
+
+/*
+ * The "slow down"s heard in this process's run, newest last, each with
+ * the sentence it made (its cause).  A run goes on after some failures (a
+ * destination down, a message refused), and wraps or keeps a cause for
+ * later ("destination bob:INBOX: ..."), so what counts at its end is the
+ * refusal whose sentence is part of the run's final cause.  One run per
+ * process (the worker's child); bounded, the oldest dropped.
+ */
+#define NOTES_MAX	8
+#define NOTE_CAUSE_MAX	512
+
+static struct {
+	struct throttle	 t;
+	char		 cause[NOTE_CAUSE_MAX];
+} notes[NOTES_MAX];
+static size_t	 nnotes;
+
+void
+throttle_note(const struct throttle *t, char **cause)
+{
+	if (!t->throttled || cause == NULL || *cause == NULL ||
+	    **cause == '\0')
+		return;
+	if (nnotes == NOTES_MAX) {
+		memmove(&notes[0], &notes[1], (NOTES_MAX - 1) * sizeof notes[0]);
+		nnotes--;
+	}
+	notes[nnotes].t = *t;
+	/* A prefix cut at the bound still identifies the sentence. */
+	snprintf(notes[nnotes].cause, sizeof notes[nnotes].cause, "%s",
+	    *cause);
+	nnotes++;
+}
+
+void
+throttle_heard(const char *words, bool imap, char **cause)
+{
+	struct throttle	 t;
+
+	throttle_read(words, imap, &t);
+	throttle_note(&t, cause);
+}
+
+bool
+throttle_take(const char *cause, struct throttle *t)
+{
+	size_t	 i;
+
+	memset(t, 0, sizeof *t);
+	for (i = nnotes; cause != NULL && i > 0; i--)
+		if (strstr(cause, notes[i - 1].cause) != NULL) {
+			*t = notes[i - 1].t;
+			break;
+		}
+	nnotes = 0;
+	return t->throttled;
 }

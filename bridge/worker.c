@@ -35,6 +35,7 @@ worker_child(const struct config *cf, const struct account *ac, int fd)
 {
 	const struct run_opts opts = { &stop_child, NULL, NULL };
 	struct run_stats st;
+	struct throttle	 t;
 	char		*cause = NULL;
 	enum result	 r;
 	time_t		 started;
@@ -47,11 +48,15 @@ worker_child(const struct config *cf, const struct account *ac, int fd)
 	signal(SIGCHLD, SIG_DFL);
 	started = time(NULL);
 	r = account_run(cf, ac, &opts, &st, &cause);
+	/* Only a temporary failure can be a server's "slow down". */
+	if (!throttle_take(r == RES_TEMP ? cause : NULL, &t))
+		memset(&t, 0, sizeof t);
 	worker_notify(cf, ac, started);
 	if ((f = fdopen(fd, "w")) != NULL) {
-		fprintf(f, "%d %u %u %u %u %llu %.3f %u\n%s", (int)r, st.fresh,
-		    st.imported, st.failed, st.deleted,
+		fprintf(f, "%d %u %u %u %u %llu %.3f %u %d %d %ld\n%s", (int)r,
+		    st.fresh, st.imported, st.failed, st.deleted,
 		    (unsigned long long)st.bytes, st.seconds, st.waiting,
+		    (int)t.throttled, (int)t.imap, t.retry_after,
 		    cause != NULL ? cause : "");
 		fclose(f);
 	}
@@ -95,7 +100,8 @@ worker_finish(struct worker *w, int status, struct worker_report *rep)
 	ssize_t		 n;
 	size_t		 len = 0;
 	unsigned long long bytes = 0;
-	int		 r = RES_TEMP;
+	int		 r = RES_TEMP, throttled = 0, imap = 0;
+	long		 retry_after = 0;
 
 	memset(rep, 0, sizeof *rep);
 	while (len < sizeof buf - 1 &&
@@ -105,9 +111,10 @@ worker_finish(struct worker *w, int status, struct worker_report *rep)
 	close(w->fd);
 	w->fd = -1;
 	w->pid = 0;
-	if (sscanf(buf, "%d %u %u %u %u %llu %lf %u", &r, &rep->st.fresh,
-	    &rep->st.imported, &rep->st.failed, &rep->st.deleted, &bytes,
-	    &rep->st.seconds, &rep->st.waiting) != 8 || r < RES_OK ||
+	if (sscanf(buf, "%d %u %u %u %u %llu %lf %u %d %d %ld", &r,
+	    &rep->st.fresh, &rep->st.imported, &rep->st.failed,
+	    &rep->st.deleted, &bytes, &rep->st.seconds, &rep->st.waiting,
+	    &throttled, &imap, &retry_after) != 11 || r < RES_OK ||
 	    r > RES_CONFIG) {
 		rep->r = RES_TEMP;
 		rep->cause = xprintf("the run ended without a report (%s %d)",
@@ -118,6 +125,13 @@ worker_finish(struct worker *w, int status, struct worker_report *rep)
 	}
 	rep->r = (enum result)r;
 	rep->st.bytes = bytes;
+	/* Our own child's words, yet checked as any input: a "slow down" is
+	 * for a temporary failure only, its hint within THROTTLE_HINT_MAX. */
+	rep->thr.throttled = throttled == 1 && rep->r == RES_TEMP;
+	rep->thr.imap = imap == 1;
+	rep->thr.retry_after = rep->thr.throttled && retry_after > 0 ?
+	    (retry_after < THROTTLE_HINT_MAX ? retry_after :
+	    THROTTLE_HINT_MAX) : 0;
 	nl = strchr(buf, '\n');
 	rep->cause = xstrdup(nl != NULL ? nl + 1 : "");
 }

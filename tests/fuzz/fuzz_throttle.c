@@ -19,6 +19,11 @@
  * or none, from the text's first bytes.  The expected seconds are
  * computed here: the number times the unit, a fraction rounding up, more
  * than nine digits or more than a day ignored, cut to 1 .. 900.
+ *
+ * As fields (throttle_read): throttled exactly when there is a hint or
+ * words of throttling, retry_after the hint or 0.  A "slow down" noted
+ * with the text as its sentence is what a report takes from any text
+ * holding it (prefix + text + rest), and from nothing else once taken.
  */
 #include "bridge.h"
 #include "fuzz.h"
@@ -45,6 +50,7 @@ check_text(const char *s)
 	static const char *const temp[] = { "[LOGIN-DELAY]", "[IN-USE]",
 		"[SYS/TEMP]", "[UNAVAILABLE]", "[LIMIT]", "[INUSE]" };
 	enum result	 r = throttle_login(s);
+	struct throttle	 t;
 	long		 v = -1;
 	size_t		 i;
 
@@ -56,6 +62,10 @@ check_text(const char *s)
 		FUZZ_CHECK(v >= 1 && v <= THROTTLE_HINT_MAX, "hint %ld", v);
 	else
 		FUZZ_CHECK(v == -1, "no hint, yet %ld", v);
+	throttle_read(s, true, &t);
+	FUZZ_CHECK(t.imap && t.retry_after == (v == -1 ? 0 : v) &&
+	    t.throttled == (v != -1 || throttle_is(s)), "read: %d %ld vs %ld",
+	    t.throttled, t.retry_after, v);
 }
 
 /* "NO [LIMIT] <lead> <fillers> <number> <unit>" from the input. */
@@ -120,6 +130,22 @@ check_built(unsigned ctl, const uint8_t *data, size_t len)
 	    text);
 }
 
+/* A "slow down" noted with sentence s: taken from whole (which holds s),
+ * never twice. */
+static void
+check_notes(char *s, const char *whole)
+{
+	struct throttle	 t, got;
+
+	throttle_read(s, false, &t);
+	throttle_note(&t, &s);
+	FUZZ_CHECK(throttle_take(whole, &got) == (t.throttled && s[0] != '\0'),
+	    "\"%s\": noted %d, taken %d", s, t.throttled, got.throttled);
+	FUZZ_CHECK(!got.throttled || got.retry_after == t.retry_after,
+	    "taken %ld, noted %ld", got.retry_after, t.retry_after);
+	FUZZ_CHECK(!throttle_take(whole, &got), "taken twice");
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t len)
 {
@@ -145,6 +171,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t len)
 	if (throttle_is(s))
 		FUZZ_CHECK(throttle_is(whole), "\"%s\" in \"%s\"", s, whole);
 	check_text(whole);
+	check_notes(s, whole);
 	free(whole);
 	free(pre);
 	free(s);

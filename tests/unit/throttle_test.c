@@ -4,7 +4,7 @@
  * providers use, the nasty ones: no unit, a unit that is no unit of time,
  * fractions, huge numbers, digits without end), which refusals are
  * throttling, and which refused logins are "not now" rather than "wrong
- * password".
+ * password"; the words as fields, and the refusal a run's report takes.
  */
 #include "bridge.h"
 #include "unit.h"
@@ -199,6 +199,58 @@ test_login(const void *arg)
 		    (int)login_cases[i].r);
 }
 
+/* The server's words as fields; a throttled run's report finds the
+ * refusal that ended it, wrapped or not, and no other. */
+static void
+test_read_note_take(const void *arg)
+{
+	struct throttle	 t;
+	char		*cause, *other, *wrapped;
+	int		 i;
+
+	(void)arg;
+	throttle_read("[UNAVAILABLE] busy, try again in 2 seconds", true, &t);
+	CHECK(t.throttled && t.imap && t.retry_after == 2, "read: %d %d %ld",
+	    t.throttled, t.imap, t.retry_after);
+	throttle_read("[LIMIT] too many", false, &t);
+	CHECK(t.throttled && !t.imap && t.retry_after == 0, "no hint: %ld",
+	    t.retry_after);
+	throttle_read("please wait 10 s", false, &t);
+	CHECK(t.throttled && t.retry_after == 10, "a hint alone throttles");
+	throttle_read("Mailbox does not exist", true, &t);
+	CHECK(!t.throttled && t.retry_after == 0, "no throttle");
+	throttle_read(NULL, true, &t);
+	CHECK(!t.throttled, "NULL words");
+
+	cause = xstrdup("imap: h: STATUS refused: [LIMIT] retry in 5 s");
+	throttle_heard("[LIMIT] retry in 5 s", true, &cause);
+	other = xstrdup("pop3: h: connection lost");
+	throttle_heard("connection lost", false, &other);
+	wrapped = xprintf("destination bob:INBOX: %s", cause);
+	CHECK(throttle_take(wrapped, &t) && t.imap && t.retry_after == 5,
+	    "the wrapped refusal not found");
+	CHECK(!throttle_take(wrapped, &t), "the notes outlive a take");
+	throttle_heard("[LIMIT] retry in 5 s", true, &cause);
+	CHECK(!throttle_take(other, &t) && !t.throttled && t.retry_after == 0,
+	    "another failure taken as the refusal");
+	throttle_heard("[LIMIT] retry in 5 s", true, &cause);
+	CHECK(!throttle_take(NULL, &t), "a NULL cause");
+	throttle_heard("[LIMIT] retry in 5 s", true, NULL);
+
+	/* More notes than kept: the newest stay. */
+	for (i = 0; i < 20; i++) {
+		free(other);
+		other = xprintf("pop3: h: -ERR [SYS/TEMP] busy %d, retry in "
+		    "%d s", i, i + 1);
+		throttle_heard(other, false, &other);
+	}
+	CHECK(throttle_take(other, &t) && t.retry_after == 20 && !t.imap,
+	    "the newest note lost: %ld", t.retry_after);
+	free(cause);
+	free(other);
+	free(wrapped);
+}
+
 int
 main(void)
 {
@@ -206,5 +258,7 @@ main(void)
 	UNIT_ISOLATED("throttle_hint, long input", test_hint_long, NULL);
 	UNIT_ISOLATED("throttle_is", test_is, NULL);
 	UNIT_ISOLATED("throttle_login", test_login, NULL);
+	UNIT_ISOLATED("throttle_read, _note, _take", test_read_note_take,
+	    NULL);
 	return UNIT_END();
 }
