@@ -53,6 +53,8 @@ SRCS	+= bridge/reload.c bridge/config_listen.c bridge/ledger_metrics.c \
 	   bridge/http.c
 # Hex and base64, shared by the web form, routing and Gmail parsers.
 SRCS	+= bridge/codec.c
+# A ledger read from outside a run, for status and the metrics.
+SRCS	+= bridge/ledger_read.c
 # The config's and add's parts (issue 13, split for issue 14).
 SRCS	+= bridge/config_url.c bridge/config_proxy.c bridge/config_secfile.c \
 	   bridge/config_read.c bridge/config_secret.c bridge/add_owner.c \
@@ -81,6 +83,8 @@ bridge/discover.o bridge/discover_preset.o bridge/discover_autoconfig.o \
     bridge/discover_http.o bridge/discover_srv.o: bridge/discover_int.h
 bridge/net.o bridge/net_io.o: bridge/net_int.h
 bridge/batch.o bridge/batch_row.o bridge/batch_run.o: bridge/batch_int.h
+bridge/ledger_read.o bridge/ledger_status.o bridge/ledger_metrics.o: \
+    bridge/ledger_read.h
 
 # bridge/gmail*.c driven from the command line, for test_gmail_api.py
 # until the engine calls them (issue 17).

@@ -14,11 +14,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include <sqlite3.h>
 
 #include "bridge.h"
+#include "ledger_read.h"
 
 const long ledger_bucket_le[LEDGER_BUCKETS] = {
 	1, 2, 5, 10, 30, 60, 120, 300, 600, 1800
@@ -120,56 +120,32 @@ read_all(sqlite3 *db, sqlite3_int64 dest, time_t today,
 	return read_durations(db, dest, m);
 }
 
-/* The destination's id in the ledger, 0 if it has none. */
-static int
-find_dest(sqlite3 *db, const char *name, sqlite3_int64 *id)
-{
-	sqlite3_stmt	*s;
-	int		 rc;
+struct metrics_arg {
+	time_t			 today;
+	struct ledger_metrics	*m;
+};
 
-	*id = 0;
-	if ((rc = sqlite3_prepare_v2(db, "SELECT id FROM dest WHERE name = ?1",
-	    -1, &s, NULL)) != SQLITE_OK)
-		return rc;
-	sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
-	if ((rc = sqlite3_step(s)) == SQLITE_ROW)
-		*id = sqlite3_column_int64(s, 0);
-	sqlite3_finalize(s);
-	return rc == SQLITE_ROW || rc == SQLITE_DONE ? SQLITE_OK : rc;
+static int
+read_metrics(sqlite3 *db, sqlite3_int64 dest, const struct account *ac,
+    void *arg)
+{
+	struct metrics_arg *ma = arg;
+
+	(void)ac;
+	return read_all(db, dest, ma->today, ma->m);
 }
 
 enum result
 ledger_read_metrics(const char *state_dir, const struct account *ac,
     time_t today, struct ledger_metrics *m, char **cause)
 {
-	sqlite3		*db = NULL;
-	sqlite3_int64	 dest = 0;
-	char		*path, *name;
-	enum result	 r = RES_OK;
-	int		 rc;
+	struct metrics_arg ma = { today, m };
+	enum result	 r;
 
 	memset(m, 0, sizeof *m);
-	path = ledger_path(state_dir, ac);
-	name = ident_dest(&ac->imap);
-	if (access(path, F_OK) == -1)
-		goto out;		/* never polled */
-	rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL);
-	if (rc == SQLITE_OK) {
-		sqlite3_busy_timeout(db, 5000);
-		rc = find_dest(db, name, &dest);
-	}
-	if (rc == SQLITE_OK && dest != 0)
-		rc = read_all(db, dest, today, m);
 	/* As for `status`: a ledger without its tables yet is no error. */
-	if (rc != SQLITE_OK && strstr(sqlite3_errmsg(db), "no such table") ==
-	    NULL) {
-		r = fail(cause, RES_TEMP, "ledger %s: %s", path,
-		    sqlite3_errmsg(db));
+	if ((r = ledger_read_pair(state_dir, ac, read_metrics, &ma, cause)) !=
+	    RES_OK)
 		memset(m, 0, sizeof *m);
-	}
-	sqlite3_close(db);
-out:
-	free(name);
-	free(path);
 	return r;
 }

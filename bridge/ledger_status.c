@@ -9,11 +9,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include <sqlite3.h>
 
 #include "bridge.h"
+#include "ledger_read.h"
 #include "route.h"
 
 static char *
@@ -51,24 +51,24 @@ failure_add(struct ledger_status *ls, sqlite3_stmt *s, size_t *cap)
 		ls->set_aside++;
 }
 
-/* The id of a destination, or 0 if the ledger does not know it. */
-static sqlite3_int64
-find_dest(sqlite3 *db, const char *name, int *rc)
+/* The messages failed at dest and still on the server, oldest first. */
+static int
+read_failures(sqlite3 *db, sqlite3_int64 dest, struct ledger_status *ls,
+    size_t *cap)
 {
 	sqlite3_stmt	*s;
-	sqlite3_int64	 id = 0;
+	int		 rc;
 
-	*rc = sqlite3_prepare_v2(db, "SELECT id FROM dest WHERE name = ?1", -1,
-	    &s, NULL);
-	if (*rc != SQLITE_OK)
-		return 0;
-	sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
-	*rc = sqlite3_step(s);
-	if (*rc == SQLITE_ROW)
-		id = sqlite3_column_int64(s, 0);
+	rc = sqlite3_prepare_v2(db, "SELECT uidl, error, hdr_date, hdr_from, "
+	    "hdr_subject, fails, hold_until FROM msg WHERE dest = ?1 AND "
+	    "state = 3 AND deleted < 2 ORDER BY updated", -1, &s, NULL);
+	if (rc != SQLITE_OK)
+		return rc;
+	sqlite3_bind_int64(s, 1, dest);
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW)
+		failure_add(ls, s, cap);
 	sqlite3_finalize(s);
-	*rc = *rc == SQLITE_ROW || *rc == SQLITE_DONE ? SQLITE_OK : *rc;
-	return id;
+	return rc == SQLITE_DONE ? SQLITE_OK : rc;
 }
 
 /*
@@ -224,16 +224,7 @@ read_pair(sqlite3 *db, sqlite3_int64 dest, struct ledger_status *ls)
 	if (sqlite3_step(s) == SQLITE_ROW)
 		ls->imported_total = (uint64_t)sqlite3_column_int64(s, 0);
 	sqlite3_finalize(s);
-	rc = sqlite3_prepare_v2(db, "SELECT uidl, error, hdr_date, hdr_from, "
-	    "hdr_subject, fails, hold_until FROM msg WHERE dest = ?1 AND "
-	    "state = 3 AND deleted < 2 ORDER BY updated", -1, &s, NULL);
-	if (rc != SQLITE_OK)
-		return rc;
-	sqlite3_bind_int64(s, 1, dest);
-	while ((rc = sqlite3_step(s)) == SQLITE_ROW)
-		failure_add(ls, s, &cap);
-	sqlite3_finalize(s);
-	return rc == SQLITE_DONE ? SQLITE_OK : rc;
+	return read_failures(db, dest, ls, &cap);
 }
 
 /*
@@ -264,7 +255,7 @@ read_targets(sqlite3 *db, const struct account *ac, struct ledger_status *ls)
 		    rt->targets[k].mailbox : "INBOX");
 		name = ident_dest_in(d == 0 ? &ac->imap : &rt->dests[d - 1].ep,
 		    rt->targets[k].mailbox);
-		dest = find_dest(db, name, &rc);
+		dest = ledger_find_dest(db, name, &rc);
 		free(name);
 		if (rc != SQLITE_OK || dest == 0)
 			continue;
@@ -301,18 +292,21 @@ read_targets(sqlite3 *db, const struct account *ac, struct ledger_status *ls)
 		if (k == 0)
 			continue;	/* read_pair had the account's own */
 		ls->imported_total += dc->imported;
-		rc = sqlite3_prepare_v2(db, "SELECT uidl, error, hdr_date, "
-		    "hdr_from, hdr_subject, fails, hold_until FROM msg WHERE "
-		    "dest = ?1 AND state = 3 AND deleted < 2 ORDER BY updated",
-		    -1, &s, NULL);
-		if (rc != SQLITE_OK)
-			break;
-		sqlite3_bind_int64(s, 1, dest);
-		while ((rc = sqlite3_step(s)) == SQLITE_ROW)
-			failure_add(ls, s, &cap);
-		sqlite3_finalize(s);
-		rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
+		rc = read_failures(db, dest, ls, &cap);
 	}
+	return rc;
+}
+
+static int
+read_status(sqlite3 *db, sqlite3_int64 dest, const struct account *ac,
+    void *arg)
+{
+	struct ledger_status *ls = arg;
+	int		 rc;
+
+	rc = read_pair(db, dest, ls);
+	if (rc == SQLITE_OK && ac->routing != NULL)
+		rc = read_targets(db, ac, ls);
 	return rc;
 }
 
@@ -320,41 +314,12 @@ enum result
 ledger_read_status(const char *state_dir, const struct account *ac,
     struct ledger_status *ls, char **cause)
 {
-	sqlite3		*db = NULL;
-	sqlite3_int64	 dest;
-	char		*path, *name;
-	enum result	 r = RES_OK;
-	int		 rc;
+	enum result	 r;
 
 	memset(ls, 0, sizeof *ls);
-	path = ledger_path(state_dir, ac);
-	name = ident_dest(&ac->imap);
-	if (access(path, F_OK) == -1)
-		goto out;		/* never polled */
-	rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL);
-	if (rc == SQLITE_OK) {
-		sqlite3_busy_timeout(db, 5000);
-		dest = find_dest(db, name, &rc);
-		if (rc == SQLITE_OK && dest != 0)
-			rc = read_pair(db, dest, ls);
-		if (rc == SQLITE_OK && dest != 0 && ac->routing != NULL)
-			rc = read_targets(db, ac, ls);
-	}
-	/*
-	 * A ledger made before any run has no tables yet, one of version 1
-	 * none of version 2 until a run upgrades it: not an error.  Anything
-	 * else is, and `status` says so instead of "never polled".
-	 */
-	if (rc != SQLITE_OK && strstr(sqlite3_errmsg(db), "no such table") ==
-	    NULL) {
-		r = fail(cause, RES_TEMP, "ledger %s: %s", path,
-		    sqlite3_errmsg(db));
+	if ((r = ledger_read_pair(state_dir, ac, read_status, ls, cause)) !=
+	    RES_OK)
 		ledger_status_free(ls);
-	}
-	sqlite3_close(db);
-out:
-	free(name);
-	free(path);
 	return r;
 }
 

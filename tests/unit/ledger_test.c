@@ -1,4 +1,4 @@
-// link: bridge/ledger.c bridge/ledger_msg.c bridge/ledger_watch.c bridge/ledger_status.c bridge/ident.c bridge/hash.c bridge/file.c bridge/imap_parse.c
+// link: bridge/ledger.c bridge/ledger_msg.c bridge/ledger_watch.c bridge/ledger_status.c bridge/ledger_read.c bridge/ident.c bridge/hash.c bridge/file.c bridge/imap_parse.c
 // pkg: sqlite3 libcrypto
 /*
  * bridge/ledger.c and bridge/ledger_status.c (schema version 2) in a
