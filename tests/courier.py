@@ -152,24 +152,20 @@ bytes by design (see the quirks below).
 
 from __future__ import annotations
 
-import atexit
 import fcntl
 import itertools
 import os
-import poplib
 import re
 import shutil
 import signal
-import socket
 import ssl as _ssl
 import subprocess
-import tempfile
 import threading
 import time
 from pathlib import Path
 
-import harness
-from harness import HOST, LOOPBACK, free_ports, make_tls
+import serverbase
+from serverbase import LOOPBACK, PortInUse, free_ports
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 FETCH_SCRIPT = REPO_ROOT / "scripts" / "courier-fetch.sh"
@@ -184,8 +180,6 @@ FIRST_USER_UID = 5200   # popa3d's users, one uid each
 
 LD_PATH = "/usr/lib:/usr/lib/courier-authlib"     # inside the namespace
 
-_live: set = set()
-_seq = itertools.count(1)
 _deliver_seq = itertools.count(1)
 _lock = threading.Lock()
 
@@ -193,16 +187,6 @@ _lock = threading.Lock()
 class CourierUnavailable(RuntimeError):
     """Courier/popa3d cannot be run on this machine; the message says why."""
 
-
-def _stop_all_at_exit():
-    for s in list(_live):
-        try:
-            s.stop()
-        except Exception:
-            pass
-
-
-atexit.register(_stop_all_at_exit)
 
 # ------------------------------------------------------------------ the tree
 _NEED = ["usr/bin/imapd", "usr/bin/couriertls", "usr/sbin/couriertcpd",
@@ -259,8 +243,7 @@ class _Log:
         path.touch()
         self._lock = threading.Lock()
         self._threads = []
-        self._sock = None
-        self._stopping = False
+        self._sink = None
 
     def write(self, source, text):
         now = time.time()
@@ -288,62 +271,20 @@ class _Log:
         return th
 
     def syslog_socket(self, sock_path: Path):
-        """Receive syslog datagrams on a unix socket (the namespace's /dev/log)."""
-        try:
-            sock_path.unlink()
-        except FileNotFoundError:
-            pass
-        self._stopping = False
-        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self._sock.bind(str(sock_path))
-        os.chmod(sock_path, 0o666)
-        self._sock.settimeout(0.2)
-
-        def run():
-            while not self._stopping:
-                try:
-                    data = self._sock.recv(65536)
-                except socket.timeout:
-                    continue
-                except OSError:
-                    break
-                # "<PRI>Mon DD HH:MM:SS tag[pid]: text": keep the tag and text.
-                data = re.sub(rb"^<\d+>(?:\w{3} [ \d]\d \d\d:\d\d:\d\d )?", b"", data)
-                self.write("syslog", data.rstrip(b"\0\r\n"))
-        th = threading.Thread(target=run, daemon=True, name="log-syslog")
-        th.start()
-        self._threads.append(th)
+        """Receive syslog datagrams on a unix socket (the namespace's /dev/log),
+        keeping the tag and text ("<PRI>Mon DD HH:MM:SS " goes)."""
+        self._sink = serverbase.SyslogSink(
+            sock_path, lambda data: self.write("syslog", data),
+            strip=rb"^<\d+>(?:\w{3} [ \d]\d \d\d:\d\d:\d\d )?")
+        self._sink.start()
 
     def close(self):
-        self._stopping = True
         for th in self._threads:
             th.join(2)
         self._threads = []
-        if self._sock:
-            self._sock.close()
-            self._sock = None
-
-    def size(self):
-        try:
-            return self.path.stat().st_size
-        except OSError:
-            return 0
-
-    def text(self):
-        try:
-            return self.path.read_text(errors="replace")
-        except OSError:
-            return ""
-
-    def tail(self, lines, since, prefix):
-        try:
-            with open(self.path, "rb") as f:
-                f.seek(since)
-                data = f.read().decode("utf-8", "replace")
-        except OSError:
-            data = ""
-        return "".join(f"  {prefix}| {line}\n" for line in data.splitlines()[-lines:])
-
+        if self._sink:
+            self._sink.close()
+            self._sink = None
 
 # ------------------------------------------------------------------ the namespace
 # Run by `unshare -m --propagation private sh -c`; $1 the instance's ns
@@ -496,7 +437,7 @@ class _Namespace:
                 while pids and time.monotonic() < deadline:
                     for p in self.procs:
                         p.poll()
-                    pids = [pid for pid in self.pids() if harness._pid_alive(pid)]
+                    pids = [pid for pid in self.pids() if serverbase.pid_alive(pid)]
                     if pids:
                         time.sleep(0.05)
                 if not pids:
@@ -527,59 +468,28 @@ def _crypt(password):
     return p.stdout.decode().strip()
 
 
-def _greeting(host, port, ca_file, tls=False, timeout=20):
-    with socket.create_connection((LOOPBACK, port), timeout=timeout) as s:
-        if tls:
-            ctx = _ssl.create_default_context(cafile=ca_file)
-            with ctx.wrap_socket(s, server_hostname=host) as t:
-                line = t.makefile("rb").readline()
-        else:
-            line = s.makefile("rb").readline()
-    text = line.decode("utf-8", "replace")
-    if not (text.startswith("* OK") or text.startswith("+OK")):
-        raise RuntimeError(f"port {port} greets with {text!r}")
-    return text.strip()
-
-
 def _valid_user(name, password):
     if (not name or not re.fullmatch(r"[a-z][a-z0-9_-]{0,30}", name)
             or not password or any(c in password for c in "\n\r\t:|")):
         raise ValueError(f"bad user name or password for a private server: {name!r}")
 
 
-class _PortInUse(Exception):
-    pass
+class _Private(serverbase.Server):
+    """What Courier and Popa3d share: the namespace, /etc's users, the log
+    of their daemons' output and syslog, and the start of their listeners."""
 
-
-class _Private:
-    """What Courier and Popa3d share: the folder, the namespace, /etc's
-    users, the log, TLS, the POP3 client side and popbridge config blocks."""
-
-    family = "?"
-    log_prefix = "server"
+    start_timeout = 60.0
 
     def __init__(self, ssl=True, tmp=None, name=None):
         if os.geteuid() != 0:
             raise CourierUnavailable("a private Courier or popa3d needs root "
                                      "(a mount namespace, files of other uids)")
         self.root = courier_root()
-        self.ssl = ssl
-        seq = next(_seq)
-        self.name = name or f"pb{self.family}{os.getpid()}-{seq}"
-        parent = tmp or os.environ.get("POPBRIDGE_TEST_TMP")
-        if parent:
-            os.makedirs(parent, exist_ok=True)
-        self.dir = Path(tempfile.mkdtemp(prefix=f"popbridge-{self.family}-", dir=parent))
-        # The daemons run as other uids and must traverse the tree.
-        os.chmod(self.dir, 0o755)
-        self.log = _Log(self.dir / f"{self.family}.log")
-        self.log_path = self.log.path
+        super().__init__(ssl=ssl, tmp=tmp, name=name)
+        self.log = _Log(self.log_path)
         self.mail_dir = self.dir / "mail"           # /var/mail inside
         self.mail_dir.mkdir(mode=0o755)
         os.chmod(self.mail_dir, 0o755)
-        self.host = HOST
-        self.users: dict[str, str] = {}
-        self.version = None
         self._passwd = [("root", 0, 0, "/root", "/bin/sh"),
                         ("courier", COURIER_UID, COURIER_UID, "/nonexistent", "/usr/sbin/nologin"),
                         ("popa3d", POPA3D_UID, POPA3D_UID, "/nonexistent", "/usr/sbin/nologin"),
@@ -588,8 +498,6 @@ class _Private:
         self._shadow: dict[str, str] = {}
         self._etc_lock = threading.Lock()
         self._listeners = []
-        self.ca_file, self.cert_file, self.key_file = make_tls(self.dir / "tls")
-        os.chmod(self.dir / "tls", 0o755)
         # couriertls and socat read key and certificate from one PEM.
         self.pem_file = str(self.dir / "tls" / "server-key-cert.pem")
         with open(self.pem_file, "wb") as f:
@@ -641,66 +549,44 @@ class _Private:
         return self.ns.holder is not None and self.ns.holder.poll() is None
 
     # ----------------------------------------------------------- lifecycle
-    @property
-    def ports(self):
-        return [p for p in (getattr(self, "imap_port", None), getattr(self, "imaps_port", None),
-                            self.pop3_port, self.pop3s_port) if p]
+    def _prepare(self):
+        self._start_at = self.log_size()
+        self.ns.start()
+        self._before_daemons()
 
-    def start(self, timeout=60.0):
-        """Start the namespace and the daemons; wait until every port answers
-        with a greeting.  A port taken meanwhile by someone else: new ports,
-        started again (3 times)."""
-        if self.running:
-            return self
-        _live.add(self)
-        start_at = self.log.size()
-        try:
-            self.ns.start()
-            self._before_daemons()
-            for attempt in range(4):
-                self._listeners = []
-                try:
-                    self._start_daemons(timeout, start_at, last=attempt == 3)
-                    break
-                except _PortInUse:
-                    self._stop_listeners()
-                    self._new_ports()
-        except BaseException:
-            self.stop()
-            raise
-        return self
+    def _start_once(self, timeout, last):
+        self._listeners = []
+        self._start_daemons(timeout, self._start_at, last)
 
-    def _wait_ready(self, services, timeout, start_at, last):
-        """services: [(port, tls, proc)]; each port must greet."""
-        deadline = time.monotonic() + timeout
-        pending = list(services)
-        greeting = None
-        while pending:
-            for port, tls, proc in list(pending):
-                if proc.poll() is not None:
-                    # Its last words reach the log when its pipe is drained.
-                    proc.log_thread.join(10)
-                    text = self.log.text()[start_at:]
-                    if "Address already in use" in text and not last:
-                        raise _PortInUse()
-                    raise RuntimeError(f"{self.family}: the daemon for port {port} exited "
-                                       f"with status {proc.returncode} during start\n"
-                                       f"{self.log_tail(30, since=start_at)}")
-                try:
-                    # A short wait per try: the port may belong to someone
-                    # else who never answers (then our daemon exits).
-                    g = _greeting(self.host, port, self.ca_file, tls, timeout=5)
-                except (OSError, RuntimeError, _ssl.SSLError):
-                    continue
-                greeting = greeting or g
-                pending.remove((port, tls, proc))
-            if not pending:
-                break
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{self.family}: ports {[p for p, _, _ in pending]} do not "
-                                   f"greet after {timeout}s\n{self.log_tail(30, since=start_at)}")
-            time.sleep(0.05)
-        return greeting
+    def _port_lost(self):
+        self._stop_listeners()
+        self._new_ports()
+
+    def _wait_greetings(self, services, timeout, start_at, last):
+        """services: [(port, tls, proc)]; each port must greet.  Returns the
+        first greeting."""
+        by_port = {port: (tls, proc) for port, tls, proc in services}
+        greetings = []
+
+        def ready(port):
+            tls, proc = by_port[port]
+            if proc.poll() is not None:
+                # Its last words reach the log when its pipe is drained.
+                proc.log_thread.join(10)
+                if "Address already in use" in self.log_text()[start_at:] and not last:
+                    raise PortInUse()
+                raise RuntimeError(f"{self.family}: the daemon for port {port} exited "
+                                   f"with status {proc.returncode} during start\n"
+                                   f"{self.log_tail(30, since=start_at)}")
+            try:
+                # A short wait per try: the port may belong to someone
+                # else who never answers (then our daemon exits).
+                greetings.append(self.greeting(port, tls, timeout=5))
+            except (OSError, RuntimeError, _ssl.SSLError):
+                return False
+            return True
+        self._wait_ready(by_port, ready, timeout, start_at)
+        return greetings[0] if greetings else None
 
     def _listen(self, source, args, env=None):
         """Start a listening daemon (couriertcpd, socat) inside."""
@@ -726,72 +612,7 @@ class _Private:
     def stop(self, timeout=10.0):
         self.ns.stop(timeout)
         self.log.close()
-        _live.discard(self)
-
-    def cleanup(self):
-        """Stop the instance and remove its folder."""
-        self.stop()
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.cleanup()
-        return False
-
-    # ----------------------------------------------------------- log
-    def log_text(self):
-        return self.log.text()
-
-    def log_size(self):
-        return self.log.size()
-
-    def log_tail(self, lines=40, since=0):
-        return self.log.tail(lines, since, self.log_prefix)
-
-    # ----------------------------------------------------------- clients
-    def ssl_context(self):
-        return _ssl.create_default_context(cafile=self.ca_file)
-
-    def pop3(self, user, password=None, timeout=30, tls=True):
-        """A logged-in poplib client (POP3S, or the plain port)."""
-        password = self.users[user] if password is None else password
-        if tls and self.pop3s_port:
-            c = poplib.POP3_SSL(self.host, self.pop3s_port, context=self.ssl_context(),
-                                timeout=timeout)
-        else:
-            c = poplib.POP3(self.host, self.pop3_port, timeout=timeout)
-        c.user(user)
-        c.pass_(password)
-        return c
-
-    def pop3_count(self, user):
-        c = self.pop3(user)
-        try:
-            return c.stat()[0]
-        finally:
-            c.quit()
-
-    def pop3_messages(self, user, utf8=False):
-        """[(uidl, bytes)] of the POP3 mailbox as the server serves them
-        (CRLF lines, dot-stuffing undone).  utf8: send UTF8 (RFC 6856) first."""
-        c = self.pop3(user)
-        try:
-            if utf8:
-                c.utf8()
-            out = []
-            for line in c.uidl()[1]:
-                num, uidl = line.decode().split()
-                lines = c.retr(int(num))[1]
-                out.append((uidl, b"\r\n".join(lines) + b"\r\n"))
-            return out
-        finally:
-            c.quit()
-
-    # ----------------------------------------------------------- popbridge config
-    url = harness.Dovecot.url
-    pop3_block = harness.Dovecot.pop3_block
+        self._stopped()
 
     def logins(self, user):
         raise NotImplementedError
@@ -814,7 +635,7 @@ class Courier(_Private):
     """
 
     family = "courier"
-    log_prefix = "courier"
+    name_prefix = "pbcourier"
 
     def __init__(self, ssl=True, imap_env=None, pop3_env=None, tmp=None, name=None):
         super().__init__(ssl=ssl, tmp=tmp, name=name)
@@ -904,7 +725,7 @@ class Courier(_Private):
             p = self._listen(source, ["sh", "-c", script, source, *args],
                              env={"LD_LIBRARY_PATH": LD_PATH})
             services.append((port, behind_tls, p))
-        greeting = self._wait_ready(services, timeout, start_at, last)
+        greeting = self._wait_greetings(services, timeout, start_at, last)
         m = re.search(r"(Courier-IMAP) ready", greeting or "")
         self.version = m.group(1) if m else greeting
 
@@ -975,13 +796,6 @@ class Courier(_Private):
         bytes (a CR not before an LF) removed."""
         return re.sub(rb"\r(?!\n)", b"", raw)
 
-    # ----------------------------------------------------------- IMAP side
-    imap = harness.Dovecot.imap
-    imap_messages = harness.Dovecot.imap_messages
-    imap_count = harness.Dovecot.imap_count
-    imap_block = harness.Dovecot.imap_block
-    account = harness.Dovecot.account
-
     def stored_count(self, user, mailbox="INBOX"):
         """Messages in `mailbox` of `user`, counted in the Maildir itself (no
         IMAP session: cheap enough to poll while popbridge runs).  imapd
@@ -1051,26 +865,6 @@ class Courier(_Private):
                 if s["user"] == user and s["proto"] in protocols
                 and (logged_in_before is None or (s["pid"], s["start"]) in logged_in_before)]
 
-    def wait_sessions_ended(self, user, timeout=120.0, protocols=("imap", "pop3"),
-                            logged_in_before=None):
-        """Wait until every session of `user` has ended (see open_sessions):
-        after that no APPEND of a killed client can still be stored.  True
-        when they have (at once if none is open), False if some are still
-        open after `timeout` seconds.  The state must be seen twice, 50 ms
-        apart, as harness.Dovecot.wait_sessions_ended does."""
-        deadline = time.monotonic() + timeout
-        quiet = 0
-        while True:
-            if self.open_sessions(user, protocols, logged_in_before):
-                quiet = 0
-            else:
-                quiet += 1
-                if quiet >= 2:
-                    return True
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(0.05 if quiet else 0.02)
-
     def logins(self, user):
         """Log lines of successful logins of `user`, e.g. "imaps: INFO: LOGIN,
         user=bob, ip=[::ffff:127.0.0.1], port=[...], protocol=IMAP"."""
@@ -1093,8 +887,7 @@ class Popa3d(_Private):
     /var/mail/USER (DIR/mail/USER), owned by the user, mode 600."""
 
     family = "popa3d"
-    log_prefix = "popa3d"
-    imap_port = imaps_port = None
+    name_prefix = "pbpopa3d"
 
     def __init__(self, ssl=True, tmp=None, name=None):
         super().__init__(ssl=ssl, tmp=tmp, name=name)
@@ -1122,7 +915,7 @@ class Popa3d(_Private):
         for source, port, tls, listen, exe in plan:
             p = self._listen(source, ["socat", listen, exe])
             services.append((port, tls, p))
-        greeting = self._wait_ready(services, timeout, start_at, last)
+        greeting = self._wait_greetings(services, timeout, start_at, last)
         self.version = f"popa3d ({greeting})"
 
     # ----------------------------------------------------------- users and mail
@@ -1212,7 +1005,7 @@ class Popa3d(_Private):
     def pop3_block(self, user, mode="tls", password=None, **extra):
         if mode == "starttls":
             raise ValueError("popa3d has no STLS: use mode 'tls' or 'plain'")
-        return harness.Dovecot.pop3_block(self, user, mode, password, **extra)
+        return super().pop3_block(user, mode, password, **extra)
 
     def __repr__(self):
         return f"<Popa3d {self.dir}>"

@@ -144,26 +144,20 @@ each mailbox it creates), not by files: Cyrus keeps its own spool and index.
 
 from __future__ import annotations
 
-import atexit
 import imaplib
-import itertools
 import os
 import poplib
 import pwd
 import grp
 import re
-import shutil
 import signal
-import socket
-import ssl as _ssl
 import subprocess
-import tempfile
 import threading
 import time
 from pathlib import Path
 
-import harness
-from harness import HOST, LOOPBACK, free_ports, make_tls
+import serverbase
+from serverbase import LOOPBACK, PortInUse
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 FETCH_SCRIPT = REPO_ROOT / "scripts" / "cyrus-fetch.sh"
@@ -174,23 +168,10 @@ ADMIN = "cyrus"
 MULTIARCH = {"x86_64": "x86_64-linux-gnu", "aarch64": "aarch64-linux-gnu"}.get(
     os.uname().machine, f"{os.uname().machine}-linux-gnu")
 
-_live: set = set()
-_seq = itertools.count(1)
 
 
 class CyrusUnavailable(RuntimeError):
     """Cyrus cannot be run on this machine; the message says what is missing."""
-
-
-def _stop_all_at_exit():
-    for cy in list(_live):
-        try:
-            cy.stop()
-        except Exception:
-            pass
-
-
-atexit.register(_stop_all_at_exit)
 
 
 def _tree_ok(root: Path):
@@ -252,14 +233,6 @@ def cyrus_root() -> Path:
         return root
 
 
-def _port_open(port, timeout=0.2):
-    try:
-        with socket.create_connection((LOOPBACK, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
 def _quote(name):
     return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
@@ -307,45 +280,7 @@ def _can_unshare():
     return _unshare_ok
 
 
-class _SyslogSink(threading.Thread):
-    """Receives syslog datagrams on a unix socket and appends them to a file."""
-
-    def __init__(self, sock_path: Path, log_path: Path):
-        super().__init__(daemon=True, name=f"cyrus-syslog-{sock_path.parent.name}")
-        try:
-            sock_path.unlink()
-        except FileNotFoundError:
-            pass
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(str(sock_path))
-        os.chmod(sock_path, 0o666)
-        self.sock.settimeout(0.2)
-        self.log_path = log_path
-        self.stopping = False
-
-    def run(self):
-        with open(self.log_path, "ab", buffering=0) as f:
-            while not self.stopping:
-                try:
-                    data = self.sock.recv(65536)
-                except socket.timeout:
-                    continue
-                except OSError:
-                    break
-                # "<PRI>Mon DD HH:MM:SS tag[pid]: text": keep it, minus the PRI.
-                data = re.sub(rb"^<\d+>", b"", data).rstrip(b"\0\r\n")
-                f.write(data + b"\n")
-
-    def close(self):
-        self.stopping = True
-        self.join(2)
-        try:
-            self.sock.close()
-        except OSError:
-            pass
-
-
-class Cyrus:
+class Cyrus(serverbase.Server):
     """A private Cyrus IMAP instance on 127.0.0.1 serving IMAP and POP3.
 
     ssl=False: no TLS at all (no imaps/pop3s ports, no STARTTLS).
@@ -357,6 +292,9 @@ class Cyrus:
     """
 
     family = "cyrus"
+    name_prefix = "pbcy"
+    start_timeout = 30.0
+    stderr_name = "master.stderr"
 
     def __init__(self, ssl=True, quota_storage=None, maxmessagesize=None,
                  mechs="PLAIN LOGIN", conf=None, tmp=None, name=None):
@@ -364,9 +302,9 @@ class Cyrus:
             raise CyrusUnavailable("a private Cyrus needs root (its services switch to "
                                    f"{CYRUS_USER}; its /dev/log is a private mount)")
         self.root = cyrus_root()
+        super().__init__(ssl=ssl, tmp=tmp, name=name)
         self.bin = self.root / "usr/lib/cyrus/bin"
         self.libdir = self.root / "usr/lib" / MULTIARCH
-        self.ssl = ssl
         self.quota_storage = quota_storage
         self.maxmessagesize = maxmessagesize
         self.mechs = mechs
@@ -375,13 +313,6 @@ class Cyrus:
         # 3.0) or "." (netnews).
         self.sep = "." if str(self.extra_conf.get("unixhierarchysep", "yes")).lower() in (
             "0", "no", "off", "false", "f", "n") else "/"
-        seq = next(_seq)
-        self.name = name or f"pbcy{os.getpid()}-{seq}"
-        parent = tmp or os.environ.get("POPBRIDGE_TEST_TMP")
-        if parent:
-            os.makedirs(parent, exist_ok=True)
-        self.dir = Path(tempfile.mkdtemp(prefix="popbridge-cyrus-", dir=parent))
-        os.chmod(self.dir, 0o755)
         self.uid = pwd.getpwnam(CYRUS_USER).pw_uid
         self.gid = grp.getgrnam(CYRUS_GROUP).gr_gid
         self.conf_dir = self.dir / "conf"
@@ -397,27 +328,16 @@ class Cyrus:
         self.imapd_conf = self.dir / "imapd.conf"
         self.cyrus_conf = self.dir / "cyrus.conf"
         self.sasldb = self.dir / "sasldb2"
-        self.log_path = self.dir / "cyrus.log"
         self.log_path.touch()
         self.syslog_sock = self.dir / "syslog.sock"
         self.pid_file = self.dir / "master.pid"
-        self.host = HOST
-        self.users: dict[str, str] = {}
-        self.version = None
         self.has_log = False        # True once syslog capture works (see start)
-        self.proc = None
         self._sink = None
-        self._stderr_file = None
         self._admin = None
         self._admin_lock = threading.Lock()
         self.admin_password = "adm-" + os.urandom(9).hex()
-        self.ca_file, self.cert_file, self.key_file = make_tls(self.dir / "tls")
-        os.chmod(self.dir / "tls", 0o755)
         os.chown(self.key_file, self.uid, self.gid)
-        (self.imap_port, self.imaps_port,
-         self.pop3_port, self.pop3s_port) = free_ports(4)
-        if not ssl:
-            self.imaps_port = self.pop3s_port = None
+        self._new_ports()
         self._saslpasswd(ADMIN, self.admin_password)
         self.write_conf()
 
@@ -487,35 +407,21 @@ class Cyrus:
         os.chown(self.sasldb, self.uid, self.gid)
         os.chmod(self.sasldb, 0o640)
 
-    @property
-    def ports(self):
-        return [p for p in (self.imap_port, self.imaps_port,
-                            self.pop3_port, self.pop3s_port) if p]
-
     # ----------------------------------------------------------- lifecycle
-    def start(self, timeout=30.0):
-        """Start master and wait until every service answers with its greeting.
-        Ports taken meanwhile by someone else: new ports, tried again (3 times)."""
-        if self.proc and self.proc.poll() is None:
-            return self
+    def _prepare(self):
         if os.geteuid() != 0:
             raise CyrusUnavailable("a private Cyrus needs root (it switches to "
                                    f"{CYRUS_USER} and mounts a private /dev/log)")
-        for attempt in range(3):
-            try:
-                return self._start_once(timeout)
-            except _PortInUse:
-                (self.imap_port, self.imaps_port,
-                 self.pop3_port, self.pop3s_port) = free_ports(4)
-                if not self.ssl:
-                    self.imaps_port = self.pop3s_port = None
-                self.write_conf()
-        return self._start_once(timeout)
 
-    def _start_once(self, timeout):
+    def _write_log(self, data: bytes):
+        # "Mon DD HH:MM:SS tag[pid]: text" as syslog sent it.
+        with open(self.log_path, "ab", buffering=0) as f:
+            f.write(data + b"\n")
+
+    def _start_once(self, timeout, last):
         log_start = self.log_size()
         if self._sink is None and _can_unshare():
-            self._sink = _SyslogSink(self.syslog_sock, self.log_path)
+            self._sink = serverbase.SyslogSink(self.syslog_sock, self._write_log)
             self._sink.start()
         master = [str(self.bin / "master"), "-C", str(self.imapd_conf),
                   "-M", str(self.cyrus_conf), "-p", str(self.pid_file), "-D"]
@@ -529,67 +435,30 @@ class Cyrus:
                 f.write("(no Cyrus log: unshare --mount is not possible here, so no "
                         "private /dev/log)\n")
             cmd = master
-        out_path = self.dir / "master.stderr"
-        self._stderr_file = open(out_path, "ab")
         # unshare and sh exec, so the child's pid is master's pid.
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self._stderr_file,
-                                     stderr=subprocess.STDOUT, start_new_session=True,
-                                     env=self._env(), cwd=self.dir)
-        _live.add(self)
-        deadline = time.monotonic() + timeout
-        pending = list(self.ports)
-        while True:
+        self._spawn(cmd, env=self._env(), cwd=self.dir)
+
+        def check():
             if self.proc.poll() is not None:
-                rc = self.proc.returncode
-                self.stop()
-                raise RuntimeError(f"cyrus master exited with status {rc} during start\n"
-                                   f"{self.startup_output()}{self.log_tail(since=log_start)}")
-            text = self.log_text()[log_start:]
-            if "Address already in use" in text:
-                self.stop()
-                raise _PortInUse()
-            pending = [p for p in pending if not _port_open(p)]
-            if not pending:
-                break
-            if time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"cyrus ports {pending} not accepting after {timeout}s\n"
-                                   f"{self.startup_output()}{self.log_tail(since=log_start)}")
-            time.sleep(0.05)
+                raise RuntimeError(f"cyrus master exited with status {self.proc.returncode} "
+                                   f"during start\n{self.startup_output()}"
+                                   f"{self.log_tail(since=log_start)}")
+            if "Address already in use" in self.log_text()[log_start:]:
+                raise PortInUse()
+        self._wait_ready(self.ports, serverbase.port_open, timeout, log_start, check)
         # Listening is master's job; a service that cannot run (wrong user,
         # library, config) only shows when a connection is served.
         try:
-            greeting = self._greeting(self.imap_port)
-            self._greeting(self.pop3_port)
+            greeting = self.greeting(self.imap_port)
+            self.greeting(self.pop3_port)
             if self.ssl:
-                self._greeting(self.imaps_port, tls=True)
-                self._greeting(self.pop3s_port, tls=True)
+                self.greeting(self.imaps_port, tls=True)
+                self.greeting(self.pop3s_port, tls=True)
         except Exception as e:
-            self.stop()
             raise RuntimeError(f"cyrus services do not answer ({e})\n"
                                f"{self.startup_output()}{self.log_tail(since=log_start)}")
         m = re.search(r"Cyrus IMAP (\S+)", greeting)
-        self.version = m.group(1) if m else greeting.strip()
-        return self
-
-    def _greeting(self, port, tls=False, timeout=20):
-        with socket.create_connection((LOOPBACK, port), timeout=timeout) as s:
-            if tls:
-                ctx = _ssl.create_default_context(cafile=self.ca_file)
-                with ctx.wrap_socket(s, server_hostname=self.host) as t:
-                    line = t.makefile("rb").readline()
-            else:
-                line = s.makefile("rb").readline()
-        text = line.decode("utf-8", "replace")
-        if not (text.startswith("* OK") or text.startswith("+OK")):
-            raise RuntimeError(f"port {port} greets with {text!r}")
-        return text
-
-    def startup_output(self):
-        try:
-            return (self.dir / "master.stderr").read_text(errors="replace")
-        except OSError:
-            return ""
+        self.version = m.group(1) if m else greeting
 
     def master_pid(self):
         return self.proc.pid if self.proc else None
@@ -598,70 +467,18 @@ class Cyrus:
         self._close_admin()
         if self.proc:
             pid = self.proc.pid
-            try:
-                os.kill(pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                try:
-                    self.proc.wait(5)
-                except subprocess.TimeoutExpired:
-                    pass
+            self._end_master(pid, timeout)
             # Children left behind by a master that died (our own session).
             try:
                 os.killpg(pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 pass
-        self.proc = None
-        if self._stderr_file:
-            self._stderr_file.close()
-            self._stderr_file = None
+        self._stopped()
         if self._sink:
             self._sink.close()
             self._sink = None
-        _live.discard(self)
-
-    def cleanup(self):
-        """Stop the instance and remove its directory."""
-        self.stop()
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.cleanup()
-        return False
 
     # ----------------------------------------------------------- log
-    def log_text(self):
-        try:
-            return self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
-
-    def log_size(self):
-        try:
-            return self.log_path.stat().st_size
-        except OSError:
-            return 0
-
-    def log_tail(self, lines=40, since=0):
-        try:
-            with open(self.log_path, "rb") as f:
-                f.seek(since)
-                data = f.read().decode("utf-8", "replace")
-        except OSError:
-            data = ""
-        text = data.splitlines()[-lines:]
-        return "".join(f"  cyrus| {line}\n" for line in text)
-
     def logins(self, user):
         """Log lines of successful logins of `user` (IMAP or POP3), e.g.
         "imaps[123]: login: localhost [127.0.0.1] bob plaintext+TLS User logged in"."""
@@ -763,16 +580,13 @@ class Cyrus:
         return self.admin(lambda c: c.setquota(box, limits))
 
     # ----------------------------------------------------------- clients
-    def ssl_context(self):
-        return _ssl.create_default_context(cafile=self.ca_file)
-
     def pop3(self, user, password=None, timeout=30, busy_wait=30.0):
         """A logged-in poplib client.  A login refused with -ERR [IN-USE] or
         -ERR [LOGIN-DELAY] (popminpoll) is tried again for up to `busy_wait` s."""
         deadline = time.monotonic() + busy_wait
         while True:
             try:
-                return harness.Dovecot.pop3(self, user, password, timeout)
+                return super().pop3(user, password, timeout)
             except poplib.error_proto as e:
                 if not re.search(r"\[(IN-USE|LOGIN-DELAY)\]", str(e)) \
                         or time.monotonic() > deadline:
@@ -791,21 +605,5 @@ class Cyrus:
             return int(re.search(rb"MESSAGES (\d+)", data[0]).group(1))
         return self.admin(status)
 
-    # Same code as the Dovecot harness: it uses only host, ports, ssl,
-    # ca_file and users.
-    imap = harness.Dovecot.imap
-    imap_messages = harness.Dovecot.imap_messages
-    imap_count = harness.Dovecot.imap_count
-    pop3_count = harness.Dovecot.pop3_count
-    pop3_messages = harness.Dovecot.pop3_messages
-    url = harness.Dovecot.url
-    pop3_block = harness.Dovecot.pop3_block
-    imap_block = harness.Dovecot.imap_block
-    account = harness.Dovecot.account
-
     def __repr__(self):
         return f"<Cyrus {self.version or '?'} {self.dir}>"
-
-
-class _PortInUse(Exception):
-    pass

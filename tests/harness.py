@@ -48,121 +48,31 @@ What Dovecot 2.3.19 answers (checked by experiment, see tests/integ):
 from __future__ import annotations
 
 import atexit
-import datetime as _dt
 import email.utils
-import imaplib
 import itertools
 import os
-import poplib
 import re
-import shutil
 import signal
-import socket
-import ssl as _ssl
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
 
+import serverbase
+from imapread import logout as _logout, parse_internaldate  # noqa: F401
+from imapread import quote_mailbox as _quote_mailbox  # noqa: F401
+from serverbase import (HOST, LOOPBACK, PortInUse, free_ports, make_account,  # noqa: F401
+                        make_tls, pid_alive as _pid_alive)
+
 DOVECOT_BIN = "/usr/sbin/dovecot"
 MAIL_UID = 5000
 MAIL_GID = 5000
-HOST = "localhost"
-LOOPBACK = "127.0.0.1"
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
-_live_instances: set = set()
-_instance_seq = itertools.count(1)
 _deliver_seq = itertools.count(1)
 _lock = threading.Lock()
-
-
-def _stop_all_at_exit():
-    for dc in list(_live_instances):
-        try:
-            dc.stop()
-        except Exception:
-            pass
-
-
-atexit.register(_stop_all_at_exit)
-
-
-def _run(cmd, **kw):
-    return subprocess.run(cmd, check=True, stdin=subprocess.DEVNULL,
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kw)
-
-
-def free_ports(n):
-    """Return n distinct free TCP ports on 127.0.0.1."""
-    socks, ports = [], []
-    try:
-        while len(ports) < n:
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind((LOOPBACK, 0))
-            socks.append(s)
-            ports.append(s.getsockname()[1])
-    finally:
-        for s in socks:
-            s.close()
-    return ports
-
-
-def _port_open(port, timeout=0.2):
-    try:
-        with socket.create_connection((LOOPBACK, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
-def make_tls(dirpath):
-    """Make a test CA and a localhost server certificate (openssl CLI).
-
-    Returns (ca_file, cert_file, key_file)."""
-    d = Path(dirpath)
-    d.mkdir(parents=True, exist_ok=True)
-    ca_key, ca_crt = d / "ca.key", d / "ca.pem"
-    srv_key, srv_csr, srv_crt = d / "server.key", d / "server.csr", d / "server.pem"
-    ext = d / "server.ext"
-    _run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
-          "-keyout", str(ca_key), "-out", str(ca_crt), "-days", "30",
-          "-subj", "/O=popbridge tests/CN=popbridge test CA",
-          "-addext", "basicConstraints=critical,CA:TRUE",
-          "-addext", "keyUsage=critical,keyCertSign,cRLSign"])
-    _run(["openssl", "req", "-new", "-newkey", "rsa:2048", "-nodes",
-          "-keyout", str(srv_key), "-out", str(srv_csr),
-          "-subj", "/O=popbridge tests/CN=localhost"])
-    ext.write_text("basicConstraints=CA:FALSE\n"
-                   "keyUsage=critical,digitalSignature,keyEncipherment\n"
-                   "extendedKeyUsage=serverAuth\n"
-                   "subjectAltName=DNS:localhost,IP:127.0.0.1\n")
-    _run(["openssl", "x509", "-req", "-in", str(srv_csr), "-CA", str(ca_crt),
-          "-CAkey", str(ca_key), "-CAcreateserial", "-out", str(srv_crt),
-          "-days", "30", "-extfile", str(ext)])
-    os.chmod(srv_key, 0o600)
-    os.chmod(ca_key, 0o600)
-    return str(ca_crt), str(srv_crt), str(srv_key)
-
-
-_MONTHS = {m: i for i, m in enumerate(
-    "Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split(), 1)}
-
-
-def parse_internaldate(s):
-    """'25-Nov-2025 21:55:00 +0200' -> timezone-aware datetime."""
-    m = re.fullmatch(r"\s*(\d{1,2})-(\w{3})-(\d{4}) (\d\d):(\d\d):(\d\d) ([+-])(\d\d)(\d\d)\s*", s)
-    if not m:
-        raise ValueError(f"bad INTERNALDATE {s!r}")
-    day, mon, year, hh, mm, ss, sign, oh, om = m.groups()
-    off = _dt.timedelta(hours=int(oh), minutes=int(om))
-    if sign == "-":
-        off = -off
-    return _dt.datetime(int(year), _MONTHS[mon], int(day), int(hh), int(mm), int(ss),
-                        tzinfo=_dt.timezone(off))
 
 
 def normalise(raw: bytes) -> bytes:
@@ -201,7 +111,7 @@ def newest_received_date(raw: bytes):
     return max(dates) if dates else None
 
 
-class Dovecot:
+class Dovecot(serverbase.Server):
     """A private Dovecot instance on 127.0.0.1 serving IMAP and POP3.
 
     ssl=False gives an instance with `ssl = no` (no STARTTLS, no imaps or
@@ -211,24 +121,20 @@ class Dovecot:
     NO [OVERQUOTA].
     """
 
+    family = "dovecot"
+    name_prefix = "pbt"
+    dir_prefix = "popbridge-test-"
+    stderr_name = "dovecot.stderr"
+
     def __init__(self, ssl=True, quota_max_mail_size=None, quota_storage=None,
                  tmp=None, name=None):
-        self.ssl = ssl
+        super().__init__(ssl=ssl, tmp=tmp, name=name)
         self.quota_max_mail_size = quota_max_mail_size
         self.quota_storage = quota_storage
-        seq = next(_instance_seq)
-        self.name = name or f"pbt{os.getpid()}-{seq}"
-        parent = tmp or os.environ.get("POPBRIDGE_TEST_TMP")
-        if parent:
-            os.makedirs(parent, exist_ok=True)
-        self.dir = Path(tempfile.mkdtemp(prefix="popbridge-test-", dir=parent))
-        # Mail processes run as uid 5000 and must traverse the tree.
-        os.chmod(self.dir, 0o755)
         self.base_dir = self.dir / "run"
         self.state_dir = self.dir / "state"
         self.mail_dir = self.dir / "mail"
         self.home_dir = self.dir / "home"
-        self.log_path = self.dir / "dovecot.log"
         # One passwd-file per user (passdb path DIR/passwd.d/%u): Dovecot
         # re-reads a changed passwd-file at most once a second, so users
         # added to one shared file right after a login would be unknown for
@@ -238,18 +144,9 @@ class Dovecot:
         for d in (self.state_dir, self.mail_dir, self.home_dir):
             d.mkdir(mode=0o755)
         self.passwd_dir.mkdir(mode=0o755)
-        self.host = HOST
-        self.users: dict[str, str] = {}
         # What the log says about sessions so far (open_sessions).
         self._sessions = {"pos": 0, "open": {}, "ended": set()}
-        self.proc = None
-        self._stderr_file = None
-        self.ca_file, self.cert_file, self.key_file = make_tls(self.dir / "tls")
-        os.chmod(self.dir / "tls", 0o755)
-        (self.imap_port, self.imaps_port,
-         self.pop3_port, self.pop3s_port) = free_ports(4)
-        if not ssl:
-            self.imaps_port = self.pop3s_port = None
+        self._new_ports()
         self.write_conf()
 
     # ----------------------------------------------------------- config
@@ -355,69 +252,26 @@ service stats {{
 {quota}"""
         self.conf_path.write_text(conf)
 
-    @property
-    def ports(self):
-        return [p for p in (self.imap_port, self.imaps_port,
-                            self.pop3_port, self.pop3s_port) if p]
-
     # ----------------------------------------------------------- lifecycle
-    def start(self, timeout=15.0):
-        """Start the instance and wait (at most `timeout` s) until every port
-        accepts connections.  If a port was taken meanwhile by someone else,
-        new ports are picked and the start is tried again (3 times)."""
-        if self.proc and self.proc.poll() is None:
-            return self
+    def _prepare(self):
         if os.geteuid() != 0:
             raise RuntimeError("a private Dovecot needs root (mail runs as uid 5000)")
-        for attempt in range(3):
-            try:
-                return self._start_once(timeout)
-            except _PortInUse:
-                (self.imap_port, self.imaps_port,
-                 self.pop3_port, self.pop3s_port) = free_ports(4)
-                if not self.ssl:
-                    self.imaps_port = self.pop3s_port = None
-                self.write_conf()
-        return self._start_once(timeout)
 
-    def _start_once(self, timeout):
-        out_path = self.dir / "dovecot.stderr"
-        out_start = out_path.stat().st_size if out_path.exists() else 0
-        self._stderr_file = open(out_path, "ab")
+    def _start_once(self, timeout, last):
+        out_start = len(self.startup_output())
         # -F keeps the master in the foreground as our child, so stop() can
         # reap it; it still writes BASE_DIR/master.pid.
-        self.proc = subprocess.Popen(
-            [DOVECOT_BIN, "-F", "-c", str(self.conf_path)],
-            stdin=subprocess.DEVNULL, stdout=self._stderr_file,
-            stderr=subprocess.STDOUT, start_new_session=True)
-        _live_instances.add(self)
-        deadline = time.monotonic() + timeout
-        pending = list(self.ports)
-        while pending:
+        self._spawn([DOVECOT_BIN, "-F", "-c", str(self.conf_path)])
+
+        def check():
             if self.proc.poll() is not None:
                 rc = self.proc.returncode
                 out = self.startup_output()[out_start:]
-                self.stop()
                 if "Address already in use" in out:
-                    raise _PortInUse()
+                    raise PortInUse()
                 raise RuntimeError(f"dovecot exited with status {rc} during start\n"
                                    f"{out}{self.log_tail()}")
-            pending = [p for p in pending if not _port_open(p)]
-            if not pending:
-                break
-            if time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(
-                    f"dovecot ports {pending} not accepting after {timeout}s\n"
-                    f"{self.startup_output()}{self.log_tail()}")
-            time.sleep(0.05)
-        return self
-
-    def startup_output(self):
-        try:
-            return (self.dir / "dovecot.stderr").read_text(errors="replace")
-        except OSError:
-            return ""
+        self._wait_ready(self.ports, serverbase.port_open, timeout, 0, check)
 
     def master_pid(self):
         try:
@@ -429,69 +283,8 @@ service stats {{
         pid = self.master_pid()
         if pid is None and self.proc:
             pid = self.proc.pid
-        if pid is not None:
-            try:
-                os.kill(pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            deadline = time.monotonic() + timeout
-            while time.monotonic() < deadline:
-                if self.proc and self.proc.pid == pid:
-                    if self.proc.poll() is not None:
-                        break
-                elif not _pid_alive(pid):
-                    break
-                time.sleep(0.05)
-            else:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                if self.proc:
-                    try:
-                        self.proc.wait(5)
-                    except subprocess.TimeoutExpired:
-                        pass
-        self.proc = None
-        if self._stderr_file:
-            self._stderr_file.close()
-            self._stderr_file = None
-        _live_instances.discard(self)
-
-    def cleanup(self):
-        """Stop the instance and remove its directory."""
-        self.stop()
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.cleanup()
-        return False
-
-    def log_text(self):
-        try:
-            return self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
-
-    def log_size(self):
-        try:
-            return self.log_path.stat().st_size
-        except OSError:
-            return 0
-
-    def log_tail(self, lines=40, since=0):
-        """The last `lines` log lines (written after byte offset `since`)."""
-        try:
-            with open(self.log_path, "rb") as f:
-                f.seek(since)
-                data = f.read().decode("utf-8", "replace")
-        except OSError:
-            data = ""
-        text = data.splitlines()[-lines:]
-        return "".join(f"  dovecot| {line}\n" for line in text)
+        self._end_master(pid, timeout)
+        self._stopped()
 
     # ----------------------------------------------------------- users and mail
     def maildir(self, user) -> Path:
@@ -561,139 +354,6 @@ service stats {{
                 continue
             names.update(e.split(":", 1)[0] for e in entries if not e.startswith("."))
         return len(names)
-
-    # ----------------------------------------------------------- clients
-    def ssl_context(self):
-        ctx = _ssl.create_default_context(cafile=self.ca_file)
-        return ctx
-
-    def imap(self, user, password=None, timeout=30):
-        """A logged-in imaplib client (imaps, or plain imap if ssl=False)."""
-        password = self.users[user] if password is None else password
-        if self.ssl:
-            c = imaplib.IMAP4_SSL(self.host, self.imaps_port,
-                                  ssl_context=self.ssl_context(), timeout=timeout)
-        else:
-            c = imaplib.IMAP4(self.host, self.imap_port, timeout=timeout)
-        c.login(user, password)
-        return c
-
-    def pop3(self, user, password=None, timeout=30):
-        """A logged-in poplib client (pop3s, or plain pop3 if ssl=False)."""
-        password = self.users[user] if password is None else password
-        if self.ssl:
-            c = poplib.POP3_SSL(self.host, self.pop3s_port,
-                                context=self.ssl_context(), timeout=timeout)
-        else:
-            c = poplib.POP3(self.host, self.pop3_port, timeout=timeout)
-        c.user(user)
-        c.pass_(password)
-        return c
-
-    def imap_messages(self, user, mailbox="INBOX"):
-        """Every message of `mailbox` as dicts, in UID order:
-        {uid, body (bytes), internaldate (aware datetime), internaldate_raw,
-        flags (set of str, without \\Recent)}."""
-        c = self.imap(user)
-        try:
-            typ, data = c.select(_quote_mailbox(mailbox), readonly=True)
-            if typ != "OK":
-                raise AssertionError(f"IMAP SELECT {mailbox} for {user}: {typ} {data}")
-            if int(data[0] or 0) == 0:
-                return []
-            typ, data = c.uid("FETCH", "1:*", "(UID FLAGS INTERNALDATE BODY.PEEK[])")
-            if typ != "OK":
-                raise AssertionError(f"IMAP FETCH for {user}: {typ} {data}")
-            out = []
-            for item in data:
-                if not isinstance(item, tuple):
-                    continue
-                meta = item[0].decode("latin-1")
-                uid = int(re.search(r"\bUID (\d+)", meta).group(1))
-                flags_m = re.search(r"\bFLAGS \(([^)]*)\)", meta)
-                flags = set(flags_m.group(1).split()) if flags_m else set()
-                flags.discard("\\Recent")
-                idate_raw = re.search(r'\bINTERNALDATE "([^"]+)"', meta).group(1)
-                out.append({"uid": uid, "body": item[1], "flags": flags,
-                            "internaldate": parse_internaldate(idate_raw),
-                            "internaldate_raw": idate_raw})
-            out.sort(key=lambda m: m["uid"])
-            return out
-        finally:
-            _logout(c)
-
-    def imap_count(self, user, mailbox="INBOX"):
-        c = self.imap(user)
-        try:
-            typ, data = c.select(_quote_mailbox(mailbox), readonly=True)
-            if typ != "OK":
-                raise AssertionError(f"IMAP SELECT {mailbox} for {user}: {typ} {data}")
-            return int(data[0] or 0)
-        finally:
-            _logout(c)
-
-    def pop3_count(self, user):
-        """Messages in the user's POP3 mailbox, asked over POP3."""
-        c = self.pop3(user)
-        try:
-            return c.stat()[0]
-        finally:
-            c.quit()
-
-    def pop3_messages(self, user):
-        """[(uidl, bytes)] of the POP3 mailbox, as the server serves them."""
-        c = self.pop3(user)
-        try:
-            out = []
-            for line in c.uidl()[1]:
-                num, uidl = line.decode().split()
-                lines = c.retr(int(num))[1]
-                out.append((uidl, b"\r\n".join(lines) + b"\r\n"))
-            return out
-        finally:
-            c.quit()
-
-    # ----------------------------------------------------------- popbridge config
-    def url(self, proto, mode="tls"):
-        """URL for proto 'pop3'/'imap'; mode 'tls' (pop3s/imaps), 'starttls'
-        (pop3://, imap:// on the plain ports) or 'plain' (same URL as
-        starttls; pair it with tls = "none")."""
-        if mode == "tls":
-            port = self.pop3s_port if proto == "pop3" else self.imaps_port
-            if port is None:
-                raise ValueError("this instance has no TLS ports")
-            return f"{proto}s://{self.host}:{port}"
-        port = self.pop3_port if proto == "pop3" else self.imap_port
-        return f"{proto}://{self.host}:{port}"
-
-    def pop3_block(self, user, mode="tls", password=None, **extra):
-        """The `pop3 = { ... }` group of an account for `user` here."""
-        b = {"url": self.url("pop3", mode), "user": user,
-             "password": self.users[user] if password is None else password,
-             "ca_file": self.ca_file}
-        if mode == "plain":
-            b["tls"] = "none"
-        b.update(extra)
-        return b
-
-    def imap_block(self, user, mode="tls", mailbox="INBOX", password=None, **extra):
-        """The `imap = { ... }` group of an account for `user` here."""
-        b = {"url": self.url("imap", mode), "user": user,
-             "password": self.users[user] if password is None else password,
-             "ca_file": self.ca_file, "mailbox": mailbox}
-        if mode == "plain":
-            b["tls"] = "none"
-        b.update(extra)
-        return b
-
-    def account(self, name, src, dst, mode="tls", keep=True, flags=(),
-                mailbox="INBOX", pop3_extra=None, imap_extra=None, **extra):
-        """An account dict for write_config() bridging src (POP3) to dst (IMAP)
-        on this instance.  mode: "tls" (pop3s/imaps), "starttls" (pop3://,
-        imap://) or "plain" (pop3://, imap:// with tls = "none")."""
-        return make_account(name, self.pop3_block(src, mode, **(pop3_extra or {})),
-                            self.imap_block(dst, mode, mailbox, **(imap_extra or {})),
-                            keep=keep, flags=flags, **extra)
 
     # ----------------------------------------------------------- log reading
     def logins(self, user):
@@ -770,53 +430,11 @@ service stats {{
             out.append({"session": sid, **s})
         return out
 
-    def wait_sessions_ended(self, user, timeout=120.0, protocols=("imap", "pop3"),
-                            logged_in_before=None):
-        """Wait until Dovecot has ended every session of `user` it logged in
-        (see open_sessions): after that no APPEND of a killed client can
-        still be committed late.  Returns True when they have all ended
-        (at once if none is open), False if some are still open after
-        `timeout` seconds (open_sessions() says which).  The state must be
-        seen twice, 50 ms apart, so that a Login line still on its way
-        through Dovecot's log process is not missed."""
-        deadline = time.monotonic() + timeout
-        quiet = 0
-        while True:
-            if self.open_sessions(user, protocols, logged_in_before):
-                quiet = 0
-            else:
-                quiet += 1
-                if quiet >= 2:
-                    return True
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(0.05 if quiet else 0.02)
-
     def auth_attempts(self, user):
         """Every log line showing that a client tried to log in as `user`
         (a successful login, a failed one, or an aborted one naming it)."""
         return [line for line in self.log_text().splitlines()
                 if f"user=<{user}>" in line or f"passwd-file({user}," in line]
-
-
-def make_account(name, pop3, imap, keep=True, flags=(), **extra):
-    acct = {"name": name, "pop3": pop3, "imap": imap, "keep": keep,
-            "flags": list(flags)}
-    acct.update(extra)
-    return acct
-
-
-class _PortInUse(Exception):
-    pass
-
-
-def _pid_alive(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            state = f.read().rsplit(")", 1)[1].split()[0]
-        return state not in ("Z", "X")
-    except (OSError, IndexError):
-        return False
 
 
 def _proc_is(pid, name):
@@ -830,17 +448,6 @@ def _proc_is(pid, name):
     comm = text[text.find("(") + 1:text.rfind(")")]
     state = text.rsplit(")", 1)[1].split()[0]
     return comm == name and state not in ("Z", "X")
-
-
-def _quote_mailbox(name):
-    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def _logout(c):
-    try:
-        c.logout()
-    except Exception:
-        pass
 
 
 # --------------------------------------------------------------- libconfig
