@@ -1,4 +1,4 @@
-// link: bridge/config.c bridge/config_gmail.c bridge/config_url.c bridge/config_proxy.c bridge/config_secfile.c bridge/config_read.c bridge/config_secret.c bridge/config_listen.c bridge/config_route.c bridge/route.c bridge/route_text.c bridge/codec.c bridge/ident.c bridge/imap_parse.c
+// link: bridge/config.c bridge/account_valid.c bridge/config_gmail.c bridge/config_url.c bridge/config_proxy.c bridge/config_secfile.c bridge/config_read.c bridge/config_secret.c bridge/config_listen.c bridge/config_route.c bridge/route.c bridge/route_text.c bridge/codec.c bridge/ident.c bridge/imap_parse.c
 // pkg: libconfig
 /*
  * bridge/config.c: config_load on files written to a temporary folder
@@ -13,26 +13,8 @@
 #include <fcntl.h>
 
 #include "bridge.h"
-#include "unit.h"
-
-static char	 tmpdir[256];
-
-static char *
-write_file(const char *name, const char *text, mode_t mode)
-{
-	char	*path = xprintf("%s/%s", tmpdir, name);
-	FILE	*f;
-
-	unlink(path);
-	if ((f = fopen(path, "w")) == NULL) {
-		printf("cannot write %s: %s\n", path, strerror(errno));
-		exit(2);
-	}
-	fputs(text, f);
-	fclose(f);
-	chmod(path, mode);
-	return path;
-}
+#define TESTLIB_CONFIG
+#include "testlib.h"
 
 /*
  * The account block; lines 1-5 are fixed, the extra lines start on line
@@ -61,17 +43,7 @@ write_file(const char *name, const char *text, mode_t mode)
 static struct config *
 load_ok(const char *what, const char *text, mode_t mode)
 {
-	struct config	*cf = NULL;
-	char		*path = write_file("popbridge.conf", text, mode);
-	char		*cause = NULL;
-	enum result	 r;
-
-	r = config_load(path, &cf, &cause);
-	CHECK(r == RES_OK && cf != NULL, "%s: config_load = %d, cause %s",
-	    what, r, unit_sesc(cause));
-	free(cause);
-	free(path);
-	return r == RES_OK ? cf : NULL;
+	return load_config(what, "popbridge.conf", text, mode);
 }
 
 static void
@@ -929,16 +901,7 @@ test_secret(const void *arg)
 int
 main(void)
 {
-	const char	*t = getenv("TMPDIR");
-	char		*rm;
-	int		 rc;
-
-	snprintf(tmpdir, sizeof tmpdir, "%s/popbridge-config-XXXXXX",
-	    t != NULL && *t != '\0' ? t : "/tmp");
-	if (mkdtemp(tmpdir) == NULL) {
-		printf("mkdtemp %s: %s\n", tmpdir, strerror(errno));
-		return 2;
-	}
+	tmp_make("config");
 	UNIT_ISOLATED("minimal config", test_minimal, NULL);
 	UNIT_ISOLATED("full config", test_full, NULL);
 	UNIT_ISOLATED("0644 without a password", test_permissions_ok, NULL);
@@ -948,10 +911,5 @@ main(void)
 	UNIT_ISOLATED("config_load_fd", test_load_fd, NULL);
 	UNIT_ISOLATED("config_url_redact", test_url_redact, NULL);
 	UNIT_ISOLATED("config_secret", test_secret, NULL);
-	rc = UNIT_END();
-	rm = xprintf("rm -rf '%s'", tmpdir);
-	if (system(rm) != 0)
-		printf("cannot remove %s\n", tmpdir);
-	free(rm);
-	return rc;
+	return tmp_end();
 }

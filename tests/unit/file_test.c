@@ -13,28 +13,7 @@
 #include <fcntl.h>
 
 #include "bridge.h"
-#include "unit.h"
-
-static char	 tmpdir[256];
-
-static char *
-at(const char *name)
-{
-	return xprintf("%s/%s", tmpdir, name);
-}
-
-static void
-put(const char *path, const char *text)
-{
-	FILE	*f = fopen(path, "w");
-
-	if (f == NULL) {
-		printf("cannot write %s: %s\n", path, strerror(errno));
-		exit(2);
-	}
-	fputs(text, f);
-	fclose(f);
-}
+#include "testlib.h"
 
 /* The file's bytes, "" if none; malloc'd. */
 static char *
@@ -87,7 +66,7 @@ static const struct {
 static void
 test_dir_safe(const void *arg)
 {
-	char		*dir = at("d"), *lnk = at("dlink"), *file = at("dfile");
+	char		*dir = tmp_path("d"), *lnk = tmp_path("dlink"), *file = tmp_path("dfile");
 	char		*cause = NULL;
 	enum result	 r;
 	size_t		 i;
@@ -121,7 +100,7 @@ test_dir_safe(const void *arg)
 	free(cause);
 	cause = NULL;
 
-	put(file, "x");
+	put_file(file, "x");
 	r = file_dir_safe(file, "state_dir", &cause);
 	CHECK(r == RES_AUTH, "a file as the folder: %d (%s)", r,
 	    unit_sesc(cause));
@@ -135,15 +114,15 @@ test_dir_safe(const void *arg)
 static void
 test_open(const void *arg)
 {
-	char		*target = at("o-target"), *lnk = at("o-link");
-	char		*hard = at("o-hard"), *fifo = at("o-fifo");
-	char		*fresh = at("o-fresh"), *text, *cause = NULL;
+	char		*target = tmp_path("o-target"), *lnk = tmp_path("o-link");
+	char		*hard = tmp_path("o-hard"), *fifo = tmp_path("o-fifo");
+	char		*fresh = tmp_path("o-fresh"), *text, *cause = NULL;
 	struct stat	 st;
 	enum result	 r;
 	int		 fd;
 
 	(void)arg;
-	put(target, "precious\n");
+	put_file(target, "precious\n");
 	if (symlink(target, lnk) == -1 || link(target, hard) == -1 ||
 	    mkfifo(fifo, 0600) == -1)
 		CHECK(0, "set-up: %s", strerror(errno));
@@ -201,7 +180,7 @@ test_open(const void *arg)
 	cause = NULL;
 
 	free(fresh);
-	fresh = at("o-none");
+	fresh = tmp_path("o-none");
 	r = file_open(fresh, O_RDONLY, 0, &fd, &cause);
 	CHECK(r == RES_TEMP && fd == -1, "a missing file: %d (%s)", r,
 	    unit_sesc(cause));
@@ -231,14 +210,14 @@ test_open(const void *arg)
 static void
 test_read(const void *arg)
 {
-	char		*p = at("r-file"), *fifo = at("r-fifo"), *data;
-	char		*cause = NULL, *lnk = at("r-link");
+	char		*p = tmp_path("r-file"), *fifo = tmp_path("r-fifo"), *data;
+	char		*cause = NULL, *lnk = tmp_path("r-link");
 	struct stat	 st;
 	size_t		 len;
 	enum result	 r;
 
 	(void)arg;
-	put(p, "0123456789");
+	put_file(p, "0123456789");
 	r = file_read(p, 10, &data, &len, &st, &cause);
 	CHECK(r == RES_OK && st.st_size == 10, "at the bound: %d (%s)", r,
 	    unit_sesc(cause));
@@ -269,7 +248,7 @@ test_read(const void *arg)
 	cause = NULL;
 
 	free(p);
-	p = at("r-none");
+	p = tmp_path("r-none");
 	r = file_read(p, 100, &data, &len, NULL, &cause);
 	CHECK(r == RES_CONFIG && data == NULL, "a missing file: %d (%s)", r,
 	    unit_sesc(cause));
@@ -282,7 +261,7 @@ test_read(const void *arg)
 static void
 test_replace(const void *arg)
 {
-	char		*dir = at("w"), *path, *target = at("w-target");
+	char		*dir = tmp_path("w"), *path, *target = tmp_path("w-target");
 	char		*tmp, *text, *cause = NULL, *plant;
 	struct stat	 st;
 	enum result	 r;
@@ -300,7 +279,7 @@ test_replace(const void *arg)
 
 	/* A link at the name itself is replaced, not written through; so
 	 * is one at the old fixed temporary name left alone. */
-	put(target, "precious\n");
+	put_file(target, "precious\n");
 	plant = xprintf("%s.tmp", path);
 	unlink(path);
 	if (symlink(target, path) == -1 || symlink(target, plant) == -1)
@@ -351,24 +330,10 @@ test_replace(const void *arg)
 int
 main(void)
 {
-	const char	*t = getenv("TMPDIR");
-	char		*rm;
-	int		 rc;
-
-	snprintf(tmpdir, sizeof tmpdir, "%s/popbridge-file-XXXXXX",
-	    t != NULL && *t != '\0' ? t : "/tmp");
-	if (mkdtemp(tmpdir) == NULL) {
-		printf("mkdtemp %s: %s\n", tmpdir, strerror(errno));
-		return 2;
-	}
+	tmp_make("file");
 	UNIT_ISOLATED("file_dir_safe", test_dir_safe, NULL);
 	UNIT_ISOLATED("file_open, file_check", test_open, NULL);
 	UNIT_ISOLATED("file_read", test_read, NULL);
 	UNIT_ISOLATED("file_replace", test_replace, NULL);
-	rc = UNIT_END();
-	rm = xprintf("rm -rf '%s'", tmpdir);
-	if (system(rm) != 0)
-		printf("cannot remove %s\n", tmpdir);
-	free(rm);
-	return rc;
+	return tmp_end();
 }

@@ -19,11 +19,9 @@
 #include <sqlite3.h>
 
 #include "bridge.h"
-#include "unit.h"
+#include "testlib.h"
 
 #define HOUR	3600
-
-static char	 tmpdir[256];
 
 #define OK(call, what) do {						\
 	char *ok_cause = NULL;						\
@@ -2179,16 +2177,7 @@ out:
 int
 main(void)
 {
-	const char	*t = getenv("TMPDIR");
-	char		*rm;
-	int		 rc;
-
-	snprintf(tmpdir, sizeof tmpdir, "%s/popbridge-ledger-XXXXXX",
-	    t != NULL && *t != '\0' ? t : "/tmp");
-	if (mkdtemp(tmpdir) == NULL) {
-		printf("mkdtemp %s: %s\n", tmpdir, strerror(errno));
-		return 2;
-	}
+	tmp_make("ledger");
 	UNIT_ISOLATED("ledger_path", test_path, NULL);
 	UNIT_ISOLATED("rows per destination", test_dest_rows, NULL);
 	UNIT_ISOLATED("ledger_imported_in", test_imported_in, NULL);
@@ -2214,10 +2203,5 @@ main(void)
 	UNIT_ISOLATED("ledger_open_readonly", test_readonly, NULL);
 	UNIT_ISOLATED("bad state_dir", test_bad_state_dir, NULL);
 	UNIT_ISOLATED("odd UIDLs", test_odd_uidls, NULL);
-	rc = UNIT_END();
-	rm = xprintf("rm -rf '%s'", tmpdir);
-	if (system(rm) != 0)
-		printf("cannot remove %s\n", tmpdir);
-	free(rm);
-	return rc;
+	return tmp_end();
 }

@@ -1,4 +1,4 @@
-// link: bridge/route.c bridge/route_text.c bridge/codec.c bridge/config_route.c bridge/config.c bridge/config_gmail.c bridge/config_url.c bridge/config_proxy.c bridge/config_secfile.c bridge/config_read.c bridge/config_secret.c bridge/config_listen.c bridge/ident.c bridge/imap_parse.c
+// link: bridge/route.c bridge/route_text.c bridge/codec.c bridge/config_route.c bridge/config.c bridge/account_valid.c bridge/config_gmail.c bridge/config_url.c bridge/config_proxy.c bridge/config_secfile.c bridge/config_read.c bridge/config_secret.c bridge/config_listen.c bridge/ident.c bridge/imap_parse.c
 // pkg: libconfig
 /*
  * bridge/route.c and bridge/config_route.c (issue 16): real config text
@@ -18,26 +18,8 @@
 
 #include "bridge.h"
 #include "route.h"
-#include "unit.h"
-
-static char	 tmpdir[256];
-
-static char *
-write_file(const char *name, const char *text, mode_t mode)
-{
-	char	*path = xprintf("%s/%s", tmpdir, name);
-	FILE	*f;
-
-	unlink(path);
-	if ((f = fopen(path, "w")) == NULL) {
-		printf("cannot write %s: %s\n", path, strerror(errno));
-		exit(2);
-	}
-	fputs(text, f);
-	fclose(f);
-	chmod(path, mode);
-	return path;
-}
+#define TESTLIB_CONFIG
+#include "testlib.h"
 
 /* The line of text on which needle first stands. */
 static int
@@ -158,17 +140,7 @@ decide(const struct account *ac, const char *hdr, uint64_t size,
 static struct config *
 load_text(const char *what, const char *text)
 {
-	struct config	*cf = NULL;
-	char		*path = write_file("route.conf", text, 0600);
-	char		*cause = NULL;
-	enum result	 r;
-
-	r = config_load(path, &cf, &cause);
-	CHECK(r == RES_OK && cf != NULL, "%s: config_load = %d, cause %s",
-	    what, r, unit_sesc(cause));
-	free(cause);
-	free(path);
-	return r == RES_OK ? cf : NULL;
+	return load_config(what, "route.conf", text, 0600);
 }
 
 struct rcase {
@@ -1149,16 +1121,7 @@ test_limits(const void *arg)
 int
 main(void)
 {
-	const char	*t = getenv("TMPDIR");
-	char		*rm;
-	int		 rc;
-
-	snprintf(tmpdir, sizeof tmpdir, "%s/popbridge-route-XXXXXX",
-	    t != NULL && *t != '\0' ? t : "/tmp");
-	if (mkdtemp(tmpdir) == NULL) {
-		printf("mkdtemp %s: %s\n", tmpdir, strerror(errno));
-		return 2;
-	}
+	tmp_make("route");
 	UNIT_ISOLATED("rules", test_rules, NULL);
 	UNIT_ISOLATED("multidrop", test_multidrop, NULL);
 	UNIT_ISOLATED("no routing", test_no_routing, NULL);
@@ -1166,10 +1129,5 @@ main(void)
 	UNIT_ISOLATED("bridge.conf.sample", test_sample, NULL);
 	UNIT_ISOLATED("broken configs", test_errors, NULL);
 	UNIT_ISOLATED("limits and secrets", test_limits, NULL);
-	rc = UNIT_END();
-	rm = xprintf("rm -rf '%s'", tmpdir);
-	if (system(rm) != 0)
-		printf("cannot remove %s\n", tmpdir);
-	free(rm);
-	return rc;
+	return tmp_end();
 }
