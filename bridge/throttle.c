@@ -15,6 +15,7 @@
  * is read with a bounded parse, and a value nobody would mean is ignored.
  */
 #include <ctype.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
@@ -218,7 +219,8 @@ throttle_read(const char *words, bool imap, struct throttle *t)
  * destination down, a message refused), and wraps or keeps a cause for
  * later ("destination bob:INBOX: ..."), so what counts at its end is the
  * refusal whose sentence is part of the run's final cause.  One run per
- * process (the worker's child); bounded, the oldest dropped.
+ * process (the worker's child); bounded, the oldest dropped; locked, as
+ * an IMAP login may go on in a thread of its own (prelogin.c).
  */
 #define NOTES_MAX	8
 #define NOTE_CAUSE_MAX	512
@@ -228,6 +230,7 @@ static struct {
 	char		 cause[NOTE_CAUSE_MAX];
 } notes[NOTES_MAX];
 static size_t	 nnotes;
+static pthread_mutex_t notes_lock = PTHREAD_MUTEX_INITIALIZER;
 
 void
 throttle_note(const struct throttle *t, char **cause)
@@ -235,6 +238,7 @@ throttle_note(const struct throttle *t, char **cause)
 	if (!t->throttled || cause == NULL || *cause == NULL ||
 	    **cause == '\0')
 		return;
+	pthread_mutex_lock(&notes_lock);
 	if (nnotes == NOTES_MAX) {
 		memmove(&notes[0], &notes[1], (NOTES_MAX - 1) * sizeof notes[0]);
 		nnotes--;
@@ -244,6 +248,7 @@ throttle_note(const struct throttle *t, char **cause)
 	snprintf(notes[nnotes].cause, sizeof notes[nnotes].cause, "%s",
 	    *cause);
 	nnotes++;
+	pthread_mutex_unlock(&notes_lock);
 }
 
 void
@@ -261,11 +266,13 @@ throttle_take(const char *cause, struct throttle *t)
 	size_t	 i;
 
 	memset(t, 0, sizeof *t);
+	pthread_mutex_lock(&notes_lock);
 	for (i = nnotes; cause != NULL && i > 0; i--)
 		if (strstr(cause, notes[i - 1].cause) != NULL) {
 			*t = notes[i - 1].t;
 			break;
 		}
 	nnotes = 0;
+	pthread_mutex_unlock(&notes_lock);
 	return t->throttled;
 }
