@@ -66,7 +66,7 @@ SRCS	+= bridge/route_text.c bridge/batch_row.c bridge/batch_run.c
 SRCS	+= bridge/discover_preset.c bridge/discover_autoconfig.c \
 	   bridge/discover_http.c bridge/discover_srv.c bridge/net_io.c
 # Issue 14: check and dry runs out of account.c.
-SRCS	+= bridge/check.c
+SRCS	+= bridge/check.c bridge/account_valid.c
 OBJS	= $(SRCS:.c=.o)
 
 all: bridge/popbridge

@@ -429,7 +429,7 @@ imap_target(struct add *a, char **cause)
 		return url_fail(a, cause, "--to", a->to, "imap");
 	ep->url = xstrdup(a->to);
 	/* As config.c wants it: UTF-8, or modified UTF-7 (in ASCII). */
-	if ((why = imap_mailbox_check(a->mailbox)) != NULL)
+	if ((why = account_valid_mailbox(a->mailbox, false)) != NULL)
 		return ufail(a, cause, "--mailbox \"%s\" %s", log_clean(clean,
 		    sizeof clean, a->mailbox, strlen(a->mailbox)), why);
 	ep->mailbox = xstrdup(a->mailbox);

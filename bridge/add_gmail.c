@@ -66,8 +66,7 @@ add_gmail_target(struct add *a, char **cause)
 	ep->tls = TLS_IMPLICIT;
 	ep->oauth2 = true;
 	api_host(ep, a->gmail_base);
-	if (strcasecmp(a->mailbox, "INBOX") != 0 &&
-	    (why = config_gmail_label_check(a->mailbox)) != NULL)
+	if ((why = account_valid_mailbox(a->mailbox, true)) != NULL)
 		return ufail(a, cause, "--mailbox \"%s\" (a Gmail label here) %s",
 		    log_clean(clean, sizeof clean, a->mailbox,
 		    strlen(a->mailbox)), why);

@@ -140,6 +140,25 @@ row_secret(const struct batch *b, struct endpoint *ep, const char *v,
 	return NULL;
 }
 
+/* The login as every source checks it (account_valid_login), in the
+ * columns' words: "empty imap_user", "pop3_password holds a line break".
+ * (A quoted field may hold a CR or LF: it would end the login's protocol
+ * line and start a command of the CSV author's.) */
+static const char *
+row_login(const struct endpoint *ep, char *why, size_t whysz)
+{
+	struct account_fault	 f;
+	const char		*side = ep->imap ? "imap" : "pop3";
+
+	if (account_valid_login(ep, &f))
+		return NULL;
+	if (f.empty)
+		snprintf(why, whysz, "empty %s_%s", side, f.key);
+	else
+		snprintf(why, whysz, "%s_%s %s", side, f.key, f.why);
+	return why;
+}
+
 static const char *
 row_endpoint(struct batch *b, struct endpoint *ep, bool imap,
     const char *url, const char *user, const char *pw, const char *ca,
@@ -156,19 +175,12 @@ row_endpoint(struct batch *b, struct endpoint *ep, bool imap,
 		free(cause);
 		return why;
 	}
-	if (user[0] == '\0')
-		return imap ? "empty imap_user" : "empty pop3_user";
-	/* A CR or LF (a quoted field may hold them) would end the login's
-	 * protocol line and start a command of the CSV author's. */
-	if (!config_value_ok(user))
-		return imap ? "imap_user holds a line break (CR or LF)" :
-		    "pop3_user holds a line break (CR or LF)";
 	ep->user = xstrdup(user);
-	if ((err = row_secret(b, ep, pw, why, whysz)) != NULL)
+	/* The user before the secret is read, the secret once it is. */
+	if ((err = row_login(ep, why, whysz)) != NULL ||
+	    (err = row_secret(b, ep, pw, why, whysz)) != NULL ||
+	    (err = row_login(ep, why, whysz)) != NULL)
 		return err;
-	if (ep->password != NULL && !config_value_ok(ep->password))
-		return imap ? "imap_password holds a line break (CR or LF)" :
-		    "pop3_password holds a line break (CR or LF)";
 	if (ca != NULL && ca[0] != '\0')
 		ep->ca_file = xstrdup(ca);
 	else if (b->ca_file != NULL)
@@ -214,7 +226,7 @@ batch_row_account(struct batch *b, const int *col, struct csv_row *row,
 	ac->imap.mailbox = xstrdup(v[C_MAILBOX] != NULL &&
 	    v[C_MAILBOX][0] != '\0' ? v[C_MAILBOX] : "INBOX");
 	/* UTF-8 or modified UTF-7, as in the config (imap_mailbox_encode). */
-	if ((err = imap_mailbox_check(ac->imap.mailbox)) != NULL) {
+	if ((err = account_valid_mailbox(ac->imap.mailbox, false)) != NULL) {
 		snprintf(why, whysz, "mailbox %s", err);
 		return why;
 	}

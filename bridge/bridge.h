@@ -177,7 +177,8 @@ enum result	 config_parse_url(struct endpoint *, char **);
 /* The url fit to print: a user or password in it (all between the
  * scheme and the last '@') shown as three stars; malloc'd. */
 char		*config_url_redact(const char *);
-/* May v be sent to a server in a protocol line (no CR, no LF)? */
+/* account_valid.c: may v be sent to a server in a protocol line (no CR,
+ * no LF)? */
 bool		 config_value_ok(const char *);
 bool		 config_flag_valid(const char *);
 bool		 config_flags_add(char **, const char *);
@@ -875,5 +876,20 @@ enum result	 check_pop3_line(const struct config *, const struct account *,
 		     char **);
 enum result	 check_imap_line(const struct config *, const struct account *,
 		     const char *, const struct endpoint *, char **);
+
+/* account_valid.c: what every source of accounts (config, add, batch,
+ * migrate) checks alike; each says where in its own words. */
+/* NULL, or why the mailbox is refused, as a phrase ("is empty"); gmail:
+ * a Gmail API destination's label. */
+const char	*account_valid_mailbox(const char *, bool);
+/* A login's fault: the key ("user", "password"), why as a phrase after
+ * it, and whether the value is empty. */
+struct account_fault {
+	const char	*key;
+	const char	*why;
+	bool		 empty;
+};
+bool		 account_valid_login(const struct endpoint *,
+		     struct account_fault *);
 
 #endif

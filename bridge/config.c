@@ -304,37 +304,18 @@ pin_valid(const char *pin)
 	}
 }
 
-/*
- * Can v go to a server as (part of) a protocol line?  No CR or LF: they
- * would end the line (USER, LOGIN, AUTHENTICATE) and what follows would
- * be a command of its own.  (A NUL cannot be in a C string; where one can
- * come, from a file, a command or a CSV field, it is refused as read.)
- */
-bool
-config_value_ok(const char *v)
-{
-	return strpbrk(v, "\r\n") == NULL;
-}
-
 /* An endpoint's login: the user and exactly one way to its secret. */
 static enum result
 endpoint_login(struct loader *ld, const config_setting_t *g,
     struct endpoint *ep, const char *where)
 {
+	struct account_fault f;
 	int		 nsecrets;
 	enum result	 r;
 
-	if (ep->user[0] == '\0')
-		return cfail(ld, config_setting_get_member(g, "user"),
-		    "%s\"user\" is empty", where);
-	/* A value sent to the server is one line of the protocol: a CR or
-	 * LF in it would end that line and start a command of its own. */
-	if (!config_value_ok(ep->user))
-		return cfail(ld, config_setting_get_member(g, "user"),
-		    "%s\"user\" holds a line break (CR or LF)", where);
-	if (ep->password != NULL && !config_value_ok(ep->password))
-		return cfail(ld, config_setting_get_member(g, "password"),
-		    "%s\"password\" holds a line break (CR or LF)", where);
+	if (!account_valid_login(ep, &f))
+		return cfail(ld, config_setting_get_member(g, f.key),
+		    "%s\"%s\" %s", where, f.key, f.why);
 	nsecrets = (ep->password != NULL) + (ep->password_file != NULL) +
 	    (ep->password_command != NULL);
 	if (ep->oauth2) {
@@ -404,18 +385,33 @@ endpoint_transport(struct loader *ld, const config_setting_t *g,
 	return RES_OK;
 }
 
+/* The destination's mailbox, as every source of accounts checks it: an
+ * IMAP mailbox, or a label of the Gmail API. */
+static enum result
+endpoint_mailbox(struct loader *ld, const config_setting_t *g,
+    const struct endpoint *ep, const char *where)
+{
+	const char	*why;
+
+	if ((why = account_valid_mailbox(ep->mailbox, ep->gmail != NULL)) ==
+	    NULL)
+		return RES_OK;
+	return cfail(ld, config_setting_get_member(g, "mailbox"), "%s\"mailbox\" "
+	    "%s%s", where, ep->gmail != NULL ? "(a label here) " : "", why);
+}
+
 enum result
 load_endpoint_at(struct loader *ld, const config_setting_t *g,
     struct endpoint *ep, bool imap, bool named, const char *where)
 {
-	const char	*why;
 	enum result	 r;
 
 	/* The Gmail API (issue 17): HTTPS and a token, no IMAP keys. */
 	if (imap && config_setting_get_member(g, "url") != NULL &&
 	    config_gmail_is(config_setting_get_string(
 	    config_setting_get_member(g, "url"))))
-		return config_gmail_endpoint(ld, g, ep, named, where);
+		return (r = config_gmail_endpoint(ld, g, ep, named, where)) !=
+		    RES_OK ? r : endpoint_mailbox(ld, g, ep, where);
 	if ((r = check_keys(ld, g, named ? dest_keys : imap ? imap_keys :
 	    pop3_keys, where)) != RES_OK)
 		return r;
@@ -442,12 +438,7 @@ load_endpoint_at(struct loader *ld, const config_setting_t *g,
 		ep->mailbox = get_string(g, "mailbox");
 		if (ep->mailbox == NULL)
 			ep->mailbox = xstrdup("INBOX");
-		/* In UTF-8 or modified UTF-7; imap_quote_mailbox encodes it
-		 * for the wire, so what it refuses is refused here, at load,
-		 * not at every run. */
-		if ((why = imap_mailbox_check(ep->mailbox)) != NULL)
-			return cfail(ld, config_setting_get_member(g, "mailbox"),
-			    "%s\"mailbox\" %s", where, why);
+		return endpoint_mailbox(ld, g, ep, where);
 	}
 	return RES_OK;
 }

@@ -308,12 +308,10 @@ config_gmail_endpoint(struct loader *ld, const config_setting_t *g,
 	if (ep->proxy != NULL && (why = config_proxy_check(ep->proxy)) != NULL)
 		return cfail(ld, config_setting_get_member(g, "proxy"),
 		    "%s\"proxy\" %s (\"\" for none)", where, why);
+	/* The label is checked by the caller, as every account's mailbox
+	 * is (account_valid_mailbox). */
 	if (ep->mailbox == NULL)
 		ep->mailbox = xstrdup("INBOX");
-	else if (strcasecmp(ep->mailbox, "INBOX") != 0 &&
-	    (why = config_gmail_label_check(ep->mailbox)) != NULL)
-		return cfail(ld, config_setting_get_member(g, "mailbox"),
-		    "%s\"mailbox\" (a label here) %s", where, why);
 	ep->gmail = xcalloc(1, sizeof *ep->gmail);
 	if (config_gmail_load(ld, g, where, ep->gmail) != RES_OK)
 		return RES_CONFIG;

@@ -180,7 +180,8 @@ load_mailbox(struct loader *ld, const config_setting_t *g, const char *where,
 	*mb = NULL;
 	if (s == NULL)
 		return RES_OK;
-	if ((why = imap_mailbox_check(config_setting_get_string(s))) != NULL)
+	if ((why = account_valid_mailbox(config_setting_get_string(s),
+	    false)) != NULL)
 		return cfail(ld, s, "%s\"mailbox\" %s", where, why);
 	*mb = xstrdup(config_setting_get_string(s));
 	return RES_OK;

@@ -343,7 +343,7 @@ migrate_urls(struct migrate *m, const char *pop3, const char *imap)
 	if (ac->imap.mailbox == NULL)
 		return migrate_fail(m, RES_CONFIG, "IMAP-URL: the mailbox holds "
 		    "%%00, a NUL byte");
-	if ((bad = imap_mailbox_check(ac->imap.mailbox)) != NULL) {
+	if ((bad = account_valid_mailbox(ac->imap.mailbox, false)) != NULL) {
 		char clean[300];
 
 		return migrate_fail(m, RES_CONFIG, "mailbox \"%s\" %s",
@@ -376,6 +376,7 @@ migrate_args(struct migrate *m, int argc, char **argv, const char **pcmd,
 		{ NULL, 0, NULL, 0 }
 	};
 	struct account	*ac = &m->ac;
+	struct account_fault f;
 	int		 ch, code, nkeep = 0;
 
 	while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1)
@@ -388,11 +389,12 @@ migrate_args(struct migrate *m, int argc, char **argv, const char **pcmd,
 	if (ac->pop3.user == NULL || ac->imap.user == NULL)
 		return migrate_fail(m, RES_CONFIG, "--user-pop and --user-imap "
 		    "name the two logins");
-	/* Each goes to its server in a protocol line: no CR, no LF. */
-	if (!config_value_ok(ac->pop3.user) || !config_value_ok(ac->imap.user))
-		return migrate_fail(m, RES_CONFIG, "--user-%s holds a line "
-		    "break (CR or LF)", config_value_ok(ac->pop3.user) ? "imap" :
-		    "pop");
+	/* As every source of accounts checks a login (no secret yet: that
+	 * is read later, by get_secret). */
+	if (!account_valid_login(&ac->pop3, &f))
+		return migrate_fail(m, RES_CONFIG, "--user-pop %s", f.why);
+	if (!account_valid_login(&ac->imap, &f))
+		return migrate_fail(m, RES_CONFIG, "--user-imap %s", f.why);
 	return migrate_urls(m, argv[optind], argv[optind + 1]);
 }
 
