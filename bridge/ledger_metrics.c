@@ -33,9 +33,8 @@ query(sqlite3 *db, const char *sql, sqlite3_int64 dest, sqlite3_int64 arg,
 	sqlite3_stmt	*s;
 	int		 rc, i;
 
-	if ((rc = sqlite3_prepare_v2(db, sql, -1, &s, NULL)) != SQLITE_OK)
+	if ((rc = ledger_prepare_dest(db, sql, dest, &s)) != SQLITE_OK)
 		return rc;
-	sqlite3_bind_int64(s, 1, dest);
 	if (sqlite3_bind_parameter_count(s) > 1)
 		sqlite3_bind_int64(s, 2, arg);
 	if ((rc = sqlite3_step(s)) == SQLITE_ROW)
@@ -51,11 +50,10 @@ read_polls(sqlite3 *db, sqlite3_int64 dest, struct ledger_metrics *m)
 	sqlite3_stmt	*s;
 	int		 rc, res;
 
-	rc = sqlite3_prepare_v2(db, "SELECT result, count(*), sum(failed) "
-	    "FROM run WHERE dest = ?1 GROUP BY result", -1, &s, NULL);
+	rc = ledger_prepare_dest(db, "SELECT result, count(*), sum(failed) "
+	    "FROM run WHERE dest = ?1 GROUP BY result", dest, &s);
 	if (rc != SQLITE_OK)
 		return rc;
-	sqlite3_bind_int64(s, 1, dest);
 	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
 		res = sqlite3_column_int(s, 0);
 		if (res < RES_OK || res > RES_CONFIG)

@@ -16,6 +16,17 @@
 #include "bridge.h"
 #include "ledger_read.h"
 
+int
+ledger_prepare_dest(sqlite3 *db, const char *sql, sqlite3_int64 dest,
+    sqlite3_stmt **s)
+{
+	int	 rc;
+
+	if ((rc = sqlite3_prepare_v2(db, sql, -1, s, NULL)) == SQLITE_OK)
+		sqlite3_bind_int64(*s, 1, dest);
+	return rc;
+}
+
 sqlite3_int64
 ledger_find_dest(sqlite3 *db, const char *name, int *rc)
 {

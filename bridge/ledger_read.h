@@ -15,6 +15,9 @@ typedef int	(*ledger_reader)(sqlite3 *, sqlite3_int64,
  * without its tables yet, reads as nothing and is no error. */
 enum result	 ledger_read_pair(const char *, const struct account *,
 		     ledger_reader, void *, char **);
+/* sql prepared, ?1 bound to the destination's id: an SQLite result. */
+int		 ledger_prepare_dest(sqlite3 *, const char *, sqlite3_int64,
+		     sqlite3_stmt **);
 /* The id of a destination, or 0 if the ledger does not know it; *rc the
  * SQLite result. */
 sqlite3_int64	 ledger_find_dest(sqlite3 *, const char *, int *);

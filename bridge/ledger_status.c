@@ -59,12 +59,11 @@ read_failures(sqlite3 *db, sqlite3_int64 dest, struct ledger_status *ls,
 	sqlite3_stmt	*s;
 	int		 rc;
 
-	rc = sqlite3_prepare_v2(db, "SELECT uidl, error, hdr_date, hdr_from, "
+	rc = ledger_prepare_dest(db, "SELECT uidl, error, hdr_date, hdr_from, "
 	    "hdr_subject, fails, hold_until FROM msg WHERE dest = ?1 AND "
-	    "state = 3 AND deleted < 2 ORDER BY updated", -1, &s, NULL);
+	    "state = 3 AND deleted < 2 ORDER BY updated", dest, &s);
 	if (rc != SQLITE_OK)
 		return rc;
-	sqlite3_bind_int64(s, 1, dest);
 	while ((rc = sqlite3_step(s)) == SQLITE_ROW)
 		failure_add(ls, s, cap);
 	sqlite3_finalize(s);
@@ -167,11 +166,10 @@ read_history(sqlite3 *db, sqlite3_int64 dest, struct ledger_status *ls)
 	size_t		 n = 0, i;
 	int		 rc;
 
-	rc = sqlite3_prepare_v2(db, "SELECT result, started, error FROM run "
-	    "WHERE dest = ?1 ORDER BY id DESC LIMIT 64", -1, &s, NULL);
+	rc = ledger_prepare_dest(db, "SELECT result, started, error FROM run "
+	    "WHERE dest = ?1 ORDER BY id DESC LIMIT 64", dest, &s);
 	if (rc != SQLITE_OK)
 		return rc;
-	sqlite3_bind_int64(s, 1, dest);
 	while (n < HISTORY_MAX && (rc = sqlite3_step(s)) == SQLITE_ROW) {
 		rows[n].result = sqlite3_column_int(s, 0);
 		rows[n].started = (time_t)sqlite3_column_int64(s, 1);
@@ -196,12 +194,11 @@ read_pair(sqlite3 *db, sqlite3_int64 dest, struct ledger_status *ls)
 	size_t		 cap = 0;
 	int		 rc;
 
-	rc = sqlite3_prepare_v2(db, "SELECT started, result, error, imported, "
+	rc = ledger_prepare_dest(db, "SELECT started, result, error, imported, "
 	    "waiting, fresh FROM run WHERE dest = ?1 ORDER BY id DESC LIMIT 1",
-	    -1, &s, NULL);
+	    dest, &s);
 	if (rc != SQLITE_OK)
 		return rc;
-	sqlite3_bind_int64(s, 1, dest);
 	if (sqlite3_step(s) == SQLITE_ROW) {
 		ls->ever_run = true;
 		ls->last_poll = (time_t)sqlite3_column_int64(s, 0);
@@ -216,11 +213,10 @@ read_pair(sqlite3 *db, sqlite3_int64 dest, struct ledger_status *ls)
 	rc = read_history(db, dest, ls);
 	if (rc != SQLITE_OK)
 		return rc;
-	rc = sqlite3_prepare_v2(db, "SELECT count(*) FROM msg WHERE dest = ?1 "
-	    "AND state = 2", -1, &s, NULL);
+	rc = ledger_prepare_dest(db, "SELECT count(*) FROM msg WHERE dest = ?1 "
+	    "AND state = 2", dest, &s);
 	if (rc != SQLITE_OK)
 		return rc;
-	sqlite3_bind_int64(s, 1, dest);
 	if (sqlite3_step(s) == SQLITE_ROW)
 		ls->imported_total = (uint64_t)sqlite3_column_int64(s, 0);
 	sqlite3_finalize(s);
@@ -261,12 +257,11 @@ read_targets(sqlite3 *db, const struct account *ac, struct ledger_status *ls)
 			continue;
 		/* Imported stays imported once POP3 lost it; the rest
 		 * counts while the message is there. */
-		rc = sqlite3_prepare_v2(db, "SELECT state, count(*), "
+		rc = ledger_prepare_dest(db, "SELECT state, count(*), "
 		    "sum(deleted < 2) FROM msg WHERE dest = ?1 GROUP BY state",
-		    -1, &s, NULL);
+		    dest, &s);
 		if (rc != SQLITE_OK)
 			break;
-		sqlite3_bind_int64(s, 1, dest);
 		while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
 			unsigned int all = (unsigned int)sqlite3_column_int(s, 1),
 			    there = (unsigned int)sqlite3_column_int(s, 2);

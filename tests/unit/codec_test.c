@@ -19,8 +19,9 @@ test_hex(void)
 		at = c != 0 ? strchr(digits, (int)c) : NULL;
 		want = at == NULL ? -1 : at - digits < 16 ? (int)(at - digits) :
 		    (int)(at - digits) - 6;
-		CHECK(hex_digit((unsigned char)c) == want, "hex_digit(0x%02x) = "
-		    "%d, want %d", c, hex_digit((unsigned char)c), want);
+		CHECK(hex_digit((unsigned char)c) == want,
+		    "hex_digit(0x%02x) = %d, want %d", c,
+		    hex_digit((unsigned char)c), want);
 	}
 }
 
