@@ -45,6 +45,8 @@ SRCS	= bridge/main.c bridge/account.c bridge/config.c bridge/ledger.c \
 # The routing engine's pieces (issue 16).
 # The daemon's pid lock and state file, as status reads them.
 SRCS	+= bridge/daemon_state.c
+# Logging in as an account: its secret resolved for the connection (issue 14).
+SRCS	+= bridge/login.c
 SRCS	+= bridge/route_show.c bridge/transfer_pop.c bridge/transfer_route.c \
 	   bridge/transfer_record.c bridge/transfer_gmail.c
 # The daemon's web page and metrics (issue 18), the reload helper.

@@ -438,7 +438,7 @@ account_run(const struct config *cf, const struct account *ac,
 	free(dest);
 	if (r != RES_OK || (r = legs_make(&rn, cause)) != RES_OK)
 		goto done;
-	if ((r = pop3_open(&ac->pop3, ac->name, cf->timeout, &rn.p, cause)) !=
+	if ((r = login_pop3(&ac->pop3, ac->name, cf->timeout, &rn.p, cause)) !=
 	    RES_OK ||
 	    (r = pop3_scan(rn.p, &rn.msgs, &rn.nmsgs, &standin, cause)) != RES_OK)
 		goto done;

@@ -325,8 +325,10 @@ char		*imap_quote_mailbox(const char *, const char **);
 
 /* net.c: connection, TLS and login through libcurl CONNECT_ONLY. */
 struct conn;
-enum result	 conn_open(const struct endpoint *, const char *, long,
-		     struct conn **, char **);
+/* Connect and log in with the secret the caller resolved (config_secret)
+ * and wipes: the password, or the OAuth2 token. */
+enum result	 conn_open(const struct endpoint *, const char *, const char *,
+		     long, struct conn **, char **);
 enum result	 conn_write(struct conn *, const void *, size_t, char **);
 /* A line without its CRLF, bounded by max; valid until the next call. */
 enum result	 conn_getline(struct conn *, char **, size_t *, size_t,
@@ -392,8 +394,9 @@ struct pop3;
 struct pop3_caps {
 	bool		 uidl, pipelining, top, utf8;
 };
-enum result	 pop3_open(const struct endpoint *, const char *, long,
-		     struct pop3 **, char **);
+/* Log in with a secret as conn_open; login_pop3 resolves it first. */
+enum result	 pop3_open(const struct endpoint *, const char *, const char *,
+		     long, struct pop3 **, char **);
 /* The same on a logged-in connection (account, host), which the session
  * owns from now on, even on failure. */
 enum result	 pop3_open_conn(struct conn *, const char *, const char *,
@@ -448,8 +451,9 @@ struct append_result {
 	uint32_t	 uidvalidity;	/* from APPENDUID, 0 if absent */
 	uint32_t	 uid;
 };
-enum result	 imap_open(const struct endpoint *, const char *, long,
-		     struct imap **, char **);
+/* Log in with a secret as conn_open; login_imap resolves it first. */
+enum result	 imap_open(const struct endpoint *, const char *, const char *,
+		     long, struct imap **, char **);
 /* The same on a logged-in connection (account, host), which the session
  * owns from now on, even on failure. */
 enum result	 imap_open_conn(struct conn *, const char *, const char *,
@@ -613,6 +617,13 @@ int		 cmd_batch(struct globals *, int, char **);
  * NULL or why not. */
 const char	*batch_row(const struct csv_row *, struct csv_row *, const char *,
 		     const char *, bool, struct account *, char *, size_t);
+
+/* login.c: log in as an account, its secret resolved just before (a token
+ * command's token is fresh for each login) and wiped just after. */
+enum result	 login_pop3(const struct endpoint *, const char *, long,
+		     struct pop3 **, char **);
+enum result	 login_imap(const struct endpoint *, const char *, long,
+		     struct imap **, char **);
 
 /* worker.c: one account run in a child process. */
 struct worker {

@@ -104,7 +104,7 @@ check_pop3_line(const struct config *cf, const struct account *ac,
 	bool			 standin, *todo_of = NULL;
 	enum result		 r;
 
-	r = pop3_open(&ac->pop3, ac->name, cf->timeout, &p, cause);
+	r = login_pop3(&ac->pop3, ac->name, cf->timeout, &p, cause);
 	if (r == RES_OK)
 		r = pop3_scan(p, &msgs, &count, &standin, cause);
 	if (r == RES_OK) {
@@ -178,7 +178,7 @@ check_imap_line(const struct config *cf, const struct account *ac,
 
 	if (ep->gmail != NULL)
 		return check_gmail(ac, label, ep, cause);
-	r = imap_open(ep, ac->name, cf->timeout, &im, cause);
+	r = login_imap(ep, ac->name, cf->timeout, &im, cause);
 	if (r == RES_OK)
 		r = imap_place(im, ep->mailbox, &placed, cause);
 	if (r == RES_OK)
@@ -336,7 +336,7 @@ dry_imap(const struct config *cf, const struct account *ac,
 		    ac->imap.host, ac->imap.user);
 		return RES_OK;
 	}
-	if ((r = imap_open(&ac->imap, ac->name, cf->timeout, &im, cause)) ==
+	if ((r = login_imap(&ac->imap, ac->name, cf->timeout, &im, cause)) ==
 	    RES_OK && (r = imap_place(im, ac->imap.mailbox, &placed,
 	    cause)) == RES_OK && (r = imap_status(im, placed, &mb, cause)) ==
 	    RES_OK)
@@ -359,7 +359,7 @@ account_dry_run(const struct config *cf, const struct account *ac,
 	char			*why = NULL;
 	enum result		 r;
 
-	if ((r = pop3_open(&ac->pop3, ac->name, cf->timeout, &p, cause)) !=
+	if ((r = login_pop3(&ac->pop3, ac->name, cf->timeout, &p, cause)) !=
 	    RES_OK || (r = pop3_scan(p, &msgs, &n, &standin, cause)) !=
 	    RES_OK)
 		goto out;

@@ -396,14 +396,15 @@ caps_from_login(struct imap *im)
 }
 
 enum result
-imap_open(const struct endpoint *ep, const char *account, long timeout,
-    struct imap **imp, char **cause)
+imap_open(const struct endpoint *ep, const char *secret, const char *account,
+    long timeout, struct imap **imp, char **cause)
 {
 	struct conn	*c;
 	enum result	 r;
 
 	*imp = NULL;
-	if ((r = conn_open(ep, account, timeout, &c, cause)) != RES_OK)
+	if ((r = conn_open(ep, secret, account, timeout, &c, cause)) !=
+	    RES_OK)
 		return r;
 	return imap_open_conn(c, account, ep->host, imp, cause);
 }

@@ -6,10 +6,15 @@
  * "libcurl 7.88, measured" says why: curl's own transfers mark every
  * upload \Seen, cannot set INTERNALDATE and accept truncated RETRs).
  *
- * Secrets: the password reaches libcurl and nothing else.  curl's verbose
- * output is never shown as is; the trace callback below drops every line
- * the client sends during login, since SASL lines are base64 of the
- * password. *
+ * Secrets: the caller resolves the password or token (config_secret, as
+ * late as it can: a token command's token is fresh for each login) and
+ * hands it to conn_open, which gives it to libcurl and nothing else, and
+ * has libcurl forget it once the login is over; the caller wipes its own
+ * copy.  This file knows sockets, TLS and SASL, not where secrets live.
+ * curl's verbose output is never shown as is; the trace callback below
+ * drops every line the client sends during login, since SASL lines are
+ * base64 of the password.
+ *
  * This file opens (and closes) the connection and keeps what the login
  * told: the server's lines, the TLS facts for `check`, a failure as the
  * cause a user reads.  Bytes over the open connection are net_io.c's.
@@ -546,13 +551,17 @@ login_transport(struct conn *c, const struct endpoint *ep)
 	}
 }
 
-static CURLcode
-conn_login(struct conn *c, const struct endpoint *ep, const char *secret,
+/*
+ * A new easy handle for one login attempt, every option set: what
+ * curl_easy_perform (or a multi handle) then runs.  curl keeps its own
+ * copy of the secret until conn_performed.
+ */
+static void
+conn_prepare(struct conn *c, const struct endpoint *ep, const char *secret,
     bool fallback)
 {
 	char		*url;
 	const char	*scheme;
-	CURLcode	 rc;
 
 	if (ep->imap)
 		scheme = ep->tls == TLS_IMPLICIT ? "imaps" : "imap";
@@ -570,7 +579,8 @@ conn_login(struct conn *c, const struct endpoint *ep, const char *secret,
 	c->login_lines[0] = '\0';
 	c->bad_greeting = false;
 	c->errbuf[0] = '\0';
-	curl_easy_setopt(c->h, CURLOPT_URL, url);
+	curl_easy_setopt(c->h, CURLOPT_URL, url);	/* curl copies it */
+	free(url);
 	curl_easy_setopt(c->h, CURLOPT_PROTOCOLS_STR, scheme);
 	curl_easy_setopt(c->h, CURLOPT_CONNECT_ONLY, 1L);
 	curl_easy_setopt(c->h, CURLOPT_NOSIGNAL, 1L);
@@ -587,13 +597,27 @@ conn_login(struct conn *c, const struct endpoint *ep, const char *secret,
 	strcpy(c->tls_version, "none");
 	c->cert_subject[0] = '\0';
 	c->cert_names[0] = '\0';
-	rc = curl_easy_perform(c->h);
-	/* Drop curl's copy of the secret as soon as the login is over. */
+}
+
+/* The login attempt has run: curl forgets the secret at once. */
+static void
+conn_performed(struct conn *c)
+{
 	curl_easy_setopt(c->h, CURLOPT_PASSWORD, "");
 	curl_easy_setopt(c->h, CURLOPT_XOAUTH2_BEARER, "");
 	/* From here on the trace is popbridge's own, line by line. */
 	curl_easy_setopt(c->h, CURLOPT_VERBOSE, 0L);
-	free(url);
+}
+
+static CURLcode
+conn_login(struct conn *c, const struct endpoint *ep, const char *secret,
+    bool fallback)
+{
+	CURLcode	 rc;
+
+	conn_prepare(c, ep, secret, fallback);
+	rc = curl_easy_perform(c->h);
+	conn_performed(c);
 	return rc;
 }
 
@@ -639,40 +663,31 @@ conn_offers_starttls(struct conn *c)
 	return false;
 }
 
-enum result
-conn_open(const struct endpoint *ep, const char *account, long timeout,
-    struct conn **cp, char **cause)
+static struct conn *
+conn_new(const struct endpoint *ep, const char *account, long timeout)
 {
 	struct conn	*c;
-	char		*secret = NULL;
-	enum result	 r;
-	CURLcode	 rc;
-	curl_socket_t	 sock;
 
-	*cp = NULL;
-	if ((r = config_secret(ep, &secret, cause)) != RES_OK)
-		return r;
 	c = xcalloc(1, sizeof *c);
 	c->proto = ep->imap ? "imap" : "pop3";
 	c->host = xstrdup(ep->host);
 	c->account = xstrdup(account);
 	c->timeout = timeout;
 	c->sock = CURL_SOCKET_BAD;
+	return c;
+}
 
-	rc = conn_login(c, ep, secret, false);
-	/*
-	 * A server without SASL PLAIN (old POP3 servers know only
-	 * USER/PASS; IMAP servers may take LOGIN only): with AUTH=PLAIN curl
-	 * would give up, so let curl choose instead.
-	 */
-	if (rc == CURLE_LOGIN_DENIED && (ep->auth == NULL ||
-	    strcmp(ep->auth, "auto") == 0) &&
-	    !offers_plain(c->login_lines, ep->imap)) {
-		log_debug("%s: %s: %s offers no SASL PLAIN; trying the "
-		    "server's other methods", account, c->proto, c->host);
-		rc = conn_login(c, ep, secret, true);
-	}
-	secret_free(secret);
+/*
+ * After the login: the connection ready for conn_read and conn_write, or
+ * the failure as a user reads it (and the connection closed).
+ */
+static enum result
+conn_finish(struct conn *c, CURLcode rc, const struct endpoint *ep,
+    struct conn **cp, char **cause)
+{
+	curl_socket_t	 sock;
+	enum result	 r;
+
 	if (rc != CURLE_OK) {
 		r = conn_error(c, rc, ep, cause);
 		conn_close(c);
@@ -696,6 +711,35 @@ conn_open(const struct endpoint *ep, const char *account, long timeout,
 		SSL_set_read_ahead(c->ssl, 1);
 	*cp = c;
 	return RES_OK;
+}
+
+/*
+ * Connect and log in with secret (the password, or the OAuth2 token for
+ * xoauth2 and oauthbearer), which the caller resolved and wipes.
+ */
+enum result
+conn_open(const struct endpoint *ep, const char *secret, const char *account,
+    long timeout, struct conn **cp, char **cause)
+{
+	struct conn	*c;
+	CURLcode	 rc;
+
+	*cp = NULL;
+	c = conn_new(ep, account, timeout);
+	rc = conn_login(c, ep, secret, false);
+	/*
+	 * A server without SASL PLAIN (old POP3 servers know only
+	 * USER/PASS; IMAP servers may take LOGIN only): with AUTH=PLAIN curl
+	 * would give up, so let curl choose instead.
+	 */
+	if (rc == CURLE_LOGIN_DENIED && (ep->auth == NULL ||
+	    strcmp(ep->auth, "auto") == 0) &&
+	    !offers_plain(c->login_lines, ep->imap)) {
+		log_debug("%s: %s: %s offers no SASL PLAIN; trying the "
+		    "server's other methods", account, c->proto, c->host);
+		rc = conn_login(c, ep, secret, true);
+	}
+	return conn_finish(c, rc, ep, cp, cause);
 }
 
 

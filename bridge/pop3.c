@@ -52,14 +52,15 @@ read_caps(struct pop3 *p)
 }
 
 enum result
-pop3_open(const struct endpoint *ep, const char *account, long timeout,
-    struct pop3 **pp, char **cause)
+pop3_open(const struct endpoint *ep, const char *secret, const char *account,
+    long timeout, struct pop3 **pp, char **cause)
 {
 	struct conn	*c;
 	enum result	 r;
 
 	*pp = NULL;
-	if ((r = conn_open(ep, account, timeout, &c, cause)) != RES_OK)
+	if ((r = conn_open(ep, secret, account, timeout, &c, cause)) !=
+	    RES_OK)
 		return r;
 	return pop3_open_conn(c, account, ep->host, pp, cause);
 }

@@ -53,7 +53,7 @@ leg_session(struct run *rn, struct leg *g, char **cause)
 		ss->ep = g->ep;
 		ss->dest = dest;
 		ss->own = g->first;
-		if ((r = imap_open(g->ep, rn->ac->name, rn->cf->timeout,
+		if ((r = login_imap(g->ep, rn->ac->name, rn->cf->timeout,
 		    &ss->im, cause)) != RES_OK) {
 			free(ss);
 			return r;

@@ -55,16 +55,6 @@
 #include "imap_int.h"
 #include "fuzz.h"
 
-/* conn_open's secrets come from config.c; a memory connection has none. */
-enum result
-config_secret(const struct endpoint *ep, char **secret, char **cause)
-{
-	(void)ep;
-	(void)secret;
-	(void)cause;
-	abort();
-}
-
 #define LOGIN_MAX	16383		/* net.c's login_lines, less the NUL */
 #define NMSG		6
 

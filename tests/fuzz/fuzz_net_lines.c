@@ -37,16 +37,6 @@
 
 #define PASSWORD	"Pw-fuzz-7f3a"
 
-/* conn_open's secrets come from config.c; no login happens here. */
-enum result
-config_secret(const struct endpoint *ep, char **secret, char **cause)
-{
-	(void)ep;
-	(void)secret;
-	(void)cause;
-	abort();
-}
-
 static const CURLcode codes[16] = {
 	CURLE_LOGIN_DENIED, CURLE_USE_SSL_FAILED,
 	CURLE_PEER_FAILED_VERIFICATION, CURLE_SSL_CACERT_BADFILE,

@@ -32,16 +32,6 @@
 #include "bridge.h"
 #include "fuzz.h"
 
-/* conn_open's secrets come from config.c; a memory connection has none. */
-enum result
-config_secret(const struct endpoint *ep, char **secret, char **cause)
-{
-	(void)ep;
-	(void)secret;
-	(void)cause;
-	abort();
-}
-
 #define LINE_MAX_POP3	4096		/* pop3.c's POP3_LINE_MAX */
 #define LOGIN_MAX	16383		/* net.c's login_lines, less the NUL */
 /*
