@@ -271,8 +271,12 @@ class FakePOP3(LoopbackServer):
         self._spawn(self._session, (c, sid), f"{self.port}-{sid}")
 
     # ------------------------------------------------------------ session
+    def prepare_socket(self, sock):
+        """Hook: set up a new connection's socket before the session starts."""
+
     def _session(self, sock, sid):
-        sess = _Session(self, sock, sid)
+        self.prepare_socket(sock)
+        sess = self.session_class(self, sock, sid)
         try:
             sess.run()
         except (_Closed, OSError):
@@ -308,6 +312,10 @@ class FakePOP3(LoopbackServer):
 
 
 class _Session:
+    """One connection.  A server with other behaviour subclasses it (and
+    names the subclass as its session_class) and overrides the hooks:
+    greet, intercept, call, size_of, stuffed, or a cmd_VERB."""
+
     def __init__(self, srv: FakePOP3, sock, sid):
         self.srv = srv
         self.sock = sock
@@ -380,11 +388,34 @@ class _Session:
             return True
         raise ValueError(f"fakepop3: unknown fault action {action!r}")
 
+    # ---------------------------------------------------------- hooks
+    def greet(self):
+        """Send the greeting."""
+        if self.srv.greeting is not None:
+            self.line(self.srv.greeting)
+
+    def intercept(self, verb, arg):
+        """Answer a command before its handler (and before the state
+        checks); True once it has answered.  Here: the scripted faults."""
+        action = self.srv.faults.get(verb)
+        return action is not None and self.fault(action)
+
+    def call(self, verb, handler, arg):
+        """Run a command's handler (after the state checks)."""
+        handler(arg)
+
+    def size_of(self, n, m):
+        """The size LIST and STAT report for message n."""
+        return m.size
+
+    def stuffed(self, m: Message) -> bytes:
+        """What RETR sends after +OK: the dot-stuffed body and ".CRLF"."""
+        return dot_stuff(m.wire) + b".\r\n"
+
     # ---------------------------------------------------------- main loop
     def run(self):
         srv = self.srv
-        if srv.greeting is not None:
-            self.line(srv.greeting)
+        self.greet()
         if srv.after_greeting == "close":
             raise _Closed()
         if srv.after_greeting == "stall":
@@ -400,8 +431,7 @@ class _Session:
                 srv._record(self.sid, f"AUTH {arg.split()[0]} {HIDDEN}")
             else:
                 srv._record(self.sid, text)
-            action = srv.faults.get(verb)
-            if action is not None and self.fault(action):
+            if self.intercept(verb, arg):
                 continue
             handler = getattr(self, "cmd_" + verb, None) if verb.isalpha() else None
             if handler is None:
@@ -414,7 +444,7 @@ class _Session:
             if verb in ("USER", "PASS", "AUTH", "APOP") and self.state != "AUTHORIZATION":
                 self.line("-ERR already logged in")
                 continue
-            handler(arg.strip())
+            self.call(verb, handler, arg.strip())
 
     # ---------------------------------------------------------- helpers
     def msg(self, arg, allow_marked=False):
@@ -507,18 +537,18 @@ class _Session:
             self.line("+OK " + self.srv.stat_reply)
             return
         live = self.live()
-        self.line(f"+OK {len(live)} {sum(m.size for _, m in live)}")
+        self.line(f"+OK {len(live)} {sum(self.size_of(n, m) for n, m in live)}")
 
     def cmd_LIST(self, arg):
         if arg:
             n, m = self.msg(arg)
             if m is not None:
-                self.line(f"+OK {n} {m.size}")
+                self.line(f"+OK {n} {self.size_of(n, m)}")
             return
         if self.srv.list_lines is not None:
             self.listing(self.srv.list_lines)
             return
-        self.listing([f"{n} {m.size}" for n, m in self.live()])
+        self.listing([f"{n} {self.size_of(n, m)}" for n, m in self.live()])
 
     def cmd_UIDL(self, arg):
         if not self.srv.uidl:
@@ -556,17 +586,17 @@ class _Session:
         if 1 <= num <= len(self.msgs):
             with self.srv.lock:
                 self.srv.retrs.append((self.sid, num, self.msgs[num - 1].uidl))
-        if self._body_fault(self.srv.retr_fault, arg, lambda m: dot_stuff(m.wire)):
+        if self._body_fault(self.srv.retr_fault, arg, lambda m: self.stuffed(m)[:-3]):
             return
         n, m = self.msg(arg)
         if m is None:
             return
         action = self.srv.retr_fault_uidl.get(m.uidl)
         if action is not None:
-            self.fault(action, dot_stuff(m.wire))
+            self.fault(action, self.stuffed(m)[:-3])
             return
-        self.line(f"+OK {m.size} octets")
-        self.send(dot_stuff(m.wire) + b".\r\n")
+        self.line(f"+OK {self.size_of(n, m)} octets")
+        self.send(self.stuffed(m))
 
     def _top(self, m, k):
         head, body = header_part(m.wire)
@@ -619,3 +649,6 @@ class _Session:
         else:
             self.line("+OK bye")
         raise _Closed()
+
+
+FakePOP3.session_class = _Session

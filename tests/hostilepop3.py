@@ -118,29 +118,12 @@ class HostilePOP3(FakePOP3):
         with self.lock:
             return max(self.sent.values(), default=0)
 
-    def _session(self, sock, sid):
+    def prepare_socket(self, sock):
         if self.sndbuf:
             try:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.sndbuf)
             except OSError:
                 pass
-        sess = _HostileSession(self, sock, sid)
-        try:
-            sess.run()
-        except (_Closed, OSError):
-            pass
-        finally:
-            try:
-                sock.shutdown(socket.SHUT_WR)
-            except OSError:
-                pass
-            try:
-                sock.close()
-            except OSError:
-                pass
-            with self.lock:
-                self._socks.discard(sock)
-                self._active -= 1
 
 
 class _HostileSession(_Session):
@@ -163,96 +146,49 @@ class _HostileSession(_Session):
                 self.srv.extra_used += 1
         self.send(data)
 
-    def run(self):
-        srv = self.srv
-        if srv.greeting_raw is not None:
-            g = srv.greeting_raw
-            if callable(g):
-                g(self)
-            else:
-                self.send(g)
-        elif srv.greeting is not None:
-            self.line(srv.greeting)
-        if srv.after_greeting == "close":
-            raise _Closed()
-        if srv.after_greeting == "stall":
-            self.stall()
-        while True:
-            text = self.readline()
-            verb, _, arg = text.partition(" ")
-            verb = verb.upper()
-            if verb == "PASS":
-                srv._record(self.sid, "PASS <hidden>")
-            elif verb == "AUTH" and len(arg.split()) > 1:
-                srv._record(self.sid, f"AUTH {arg.split()[0]} <hidden>")
-            else:
-                srv._record(self.sid, text)
-            action = srv.faults.get(verb)
-            if action is not None and self.fault(action):
-                continue
-            raw = srv.raw_replies.get(verb)
-            if raw is not None and (self.state == "TRANSACTION"
-                                    or verb in ("CAPA", "USER", "PASS", "AUTH")):
-                if callable(raw):
-                    raw(self, arg.strip())
-                else:
-                    self.send(raw)
-                continue
-            handler = getattr(self, "cmd_" + verb, None) if verb.isalpha() else None
-            if handler is None:
-                self.line("-ERR unknown command")
-                continue
-            if verb not in ("CAPA", "QUIT", "USER", "PASS", "AUTH", "APOP") \
-                    and self.state != "TRANSACTION":
-                self.line("-ERR not logged in")
-                continue
-            if verb in ("USER", "PASS", "AUTH", "APOP") and self.state != "AUTHORIZATION":
-                self.line("-ERR already logged in")
-                continue
-            self._extra(srv.extra_before, verb)
-            handler(arg.strip())
-            self._extra(srv.extra_after, verb)
+    def greet(self):
+        g = self.srv.greeting_raw
+        if g is None:
+            super().greet()
+        elif callable(g):
+            g(self)
+        else:
+            self.send(g)
 
-    # sizes that may lie
-    def cmd_STAT(self, arg):
-        if self.srv.stat_reply is not None:
-            self.line("+OK " + self.srv.stat_reply)
-            return
-        live = self.live()
-        self.line(f"+OK {len(live)} {sum(self.size_of(n, m) for n, m in live)}")
+    def intercept(self, verb, arg):
+        if super().intercept(verb, arg):
+            return True
+        raw = self.srv.raw_replies.get(verb)
+        if raw is None or not (self.state == "TRANSACTION"
+                               or verb in ("CAPA", "USER", "PASS", "AUTH")):
+            return False
+        if callable(raw):
+            raw(self, arg.strip())
+        else:
+            self.send(raw)
+        return True
 
-    def cmd_LIST(self, arg):
-        if arg:
-            n, m = self.msg(arg)
-            if m is not None:
-                self.line(f"+OK {n} {self.size_of(n, m)}")
-            return
-        if self.srv.list_lines is not None:
-            self.listing(self.srv.list_lines)
-            return
-        self.listing([f"{n} {self.size_of(n, m)}" for n, m in self.live()])
+    def call(self, verb, handler, arg):
+        self._extra(self.srv.extra_before, verb)
+        handler(arg)
+        self._extra(self.srv.extra_after, verb)
 
     def cmd_RETR(self, arg):
-        if self._body_fault(self.srv.retr_fault, arg,
-                            lambda m: self._stuffed(m)[:-3]):
-            return
         try:
             num = int(arg.split()[0])
         except (ValueError, IndexError):
             num = None
         fn = self.srv.retr_stream.get(num)
-        if fn is not None:
-            self.line(f"+OK {self.srv.announce.get(num, 0)} octets")
-            fn(self)
+        if fn is None or num in self.srv.retr_fault:
+            super().cmd_RETR(arg)
             return
-        n, m = self.msg(arg)
-        if m is None:
-            return
-        self.line(f"+OK {self.size_of(n, m)} octets")
-        self.send(self._stuffed(m))
+        self.line(f"+OK {self.srv.announce.get(num, 0)} octets")
+        fn(self)
 
-    def _stuffed(self, m: Message) -> bytes:
+    def stuffed(self, m: Message) -> bytes:
         if self.srv.raw_wire:
             return stuff_raw(m.wire)
-        from fakepop3 import dot_stuff
-        return dot_stuff(m.wire) + b".\r\n"
+        return super().stuffed(m)
+
+
+HostilePOP3.session_class = _HostileSession
