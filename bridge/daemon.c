@@ -634,64 +634,104 @@ detach(void)
 	return chdir("/") == 0;
 }
 
+/* -f, or nothing: true with *foreground, or false after the usage. */
+static bool
+daemon_args(int argc, char **argv, bool *foreground)
+{
+	int	 ch;
+
+	*foreground = false;
+	while ((ch = getopt(argc, argv, "f")) != -1) {
+		if (ch != 'f')
+			break;
+		*foreground = true;
+	}
+	if (ch != -1 || argc != optind) {
+		fprintf(stderr, "usage: popbridge [-c FILE] daemon [-f]\n");
+		return false;
+	}
+	return true;
+}
+
+/*
+ * What root (if root) does before it is `user`: the config and its
+ * folders, the pid lock, the page's port and token file, the reload
+ * helper, the password files; then the privileges dropped.  On failure
+ * the cause is logged and all of it undone.
+ */
+static enum result
+daemon_setup(struct daemon *d, const char *config)
+{
+	char		*cause = NULL;
+	enum result	 r;
+	int		 fds[CLOSE_MAX];
+
+	d->helper = -1;
+	d->pidfd = -1;
+	d->web.listen_fd = d->web.chan = -1;
+	d->config = absolute_path(config);
+	if ((r = config_load(d->config, &d->cf, &cause)) != RES_OK)
+		goto failed;
+	if ((r = check_dirs(d->cf, &cause)) != RES_OK ||
+	    (r = lock_pid_file(d->cf->pid_file, &d->pidfd, &cause)) != RES_OK)
+		goto failed;
+	/* The page's port and token file are opened as root, if root. */
+	fds[0] = d->pidfd;
+	if ((r = web_open(&d->web, d->cf, &cause)) != RES_OK ||
+	    (r = reload_helper_start(d->cf, d->config, d->foreground, fds,
+	    1 + web_fds(&d->web, fds + 1), &d->helper, &cause)) != RES_OK ||
+	    (r = drop_privileges(d->cf, &cause)) != RES_OK ||
+	    (r = web_token_command(&d->web, d->cf, &cause)) != RES_OK) {
+		web_close(&d->web);
+		goto failed;
+	}
+	return RES_OK;
+failed:
+	log_warn("%s", cause);
+	free(cause);
+	config_free(d->cf);
+	free(d->config);
+	return r;
+}
+
+/* The pid and state files gone, everything freed. */
+static void
+daemon_end(struct daemon *d)
+{
+	char	*state;
+	size_t	 i;
+
+	state = daemon_state_path(d->cf);
+	unlink(state);
+	free(state);
+	unlink(d->cf->pid_file);
+	close(d->pidfd);
+	log_info("daemon stopped");
+	for (i = 0; i < d->ns; i++) {
+		free(d->s[i].name);
+		free(d->s[i].last_error);
+	}
+	free(d->s);
+	config_free(d->cf);
+	if (d->helper != -1)
+		close(d->helper);
+	free(d->config);
+}
+
 int
 cmd_daemon(struct globals *g, int argc, char **argv)
 {
 	struct daemon	 d;
 	static const int sigs[] = { SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGCHLD };
 	int		 fds[CLOSE_MAX];
-	bool		 foreground = false;
-	char		*cause = NULL, *state;
 	enum result	 r;
-	size_t		 i;
-	int		 ch;
 
-	while ((ch = getopt(argc, argv, "f")) != -1) {
-		if (ch != 'f') {
-			fprintf(stderr, "usage: popbridge [-c FILE] daemon "
-			    "[-f]\n");
-			return EX_USAGE;
-		}
-		foreground = true;
-	}
-	if (argc != optind) {
-		fprintf(stderr, "usage: popbridge [-c FILE] daemon [-f]\n");
-		return EX_USAGE;
-	}
 	memset(&d, 0, sizeof d);
-	d.helper = -1;
-	d.web.listen_fd = d.web.chan = -1;
-	d.foreground = foreground;
-	d.config = absolute_path(g->config);
-	if ((r = config_load(d.config, &d.cf, &cause)) != RES_OK) {
-		log_warn("%s", cause);
-		free(cause);
-		free(d.config);
+	if (!daemon_args(argc, argv, &d.foreground))
+		return EX_USAGE;
+	if ((r = daemon_setup(&d, g->config)) != RES_OK)
 		return result_exit_code(r);
-	}
-	if ((r = check_dirs(d.cf, &cause)) != RES_OK ||
-	    (r = lock_pid_file(d.cf->pid_file, &d.pidfd, &cause)) != RES_OK) {
-		log_warn("%s", cause);
-		free(cause);
-		config_free(d.cf);
-		free(d.config);
-		return result_exit_code(r);
-	}
-	/* The page's port and token file are opened as root, if root. */
-	fds[0] = d.pidfd;
-	if ((r = web_open(&d.web, d.cf, &cause)) != RES_OK ||
-	    (r = reload_helper_start(d.cf, d.config, foreground, fds,
-	    1 + web_fds(&d.web, fds + 1), &d.helper, &cause)) != RES_OK ||
-	    (r = drop_privileges(d.cf, &cause)) != RES_OK ||
-	    (r = web_token_command(&d.web, d.cf, &cause)) != RES_OK) {
-		log_warn("%s", cause);
-		free(cause);
-		web_close(&d.web);
-		config_free(d.cf);
-		free(d.config);
-		return result_exit_code(r);
-	}
-	if (!foreground) {
+	if (!d.foreground) {
 		if (!detach()) {
 			log_warn("cannot detach: %s", strerror(errno));
 			return EX_OSERR;
@@ -713,21 +753,6 @@ cmd_daemon(struct globals *g, int argc, char **argv)
 		log_info("web page: http://%s/", d.cf->listen);
 	}
 	loop(&d);
-
-	state = daemon_state_path(d.cf);
-	unlink(state);
-	free(state);
-	unlink(d.cf->pid_file);
-	close(d.pidfd);
-	log_info("daemon stopped");
-	for (i = 0; i < d.ns; i++) {
-		free(d.s[i].name);
-		free(d.s[i].last_error);
-	}
-	free(d.s);
-	config_free(d.cf);
-	if (d.helper != -1)
-		close(d.helper);
-	free(d.config);
+	daemon_end(&d);
 	return EX_OK;
 }
