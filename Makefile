@@ -69,6 +69,8 @@ SRCS	+= bridge/discover_preset.c bridge/discover_autoconfig.c \
 	   bridge/discover_http.c bridge/discover_srv.c bridge/net_io.c
 # Issue 14: check and dry runs out of account.c.
 SRCS	+= bridge/check.c bridge/account_valid.c
+# Issue 14: the config loader's base, and its endpoint groups.
+SRCS	+= bridge/config_keys.c bridge/config_endpoint.c
 OBJS	= $(SRCS:.c=.o)
 
 all: bridge/popbridge

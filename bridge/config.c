@@ -33,176 +33,38 @@
 #include "config_gmail.h"
 #include "route.h"
 
-enum ktype { K_STRING, K_INT, K_BOOL, K_GROUP, K_LIST, K_ARRAY };
-
-struct key {
-	const char	*name;
-	enum ktype	 type;
-	bool		 required;
+static const struct config_key top_keys[] = {
+	{ "state_dir", CK_STR, NULL, false },
+	{ "timeout", CK_INT, NULL, false },
+	{ "deadline", CK_INT, NULL, false },
+	{ "interval", CK_INT, NULL, false },
+	{ "jobs", CK_INT, NULL, false },
+	{ "max_backoff", CK_INT, NULL, false },
+	{ "user", CK_STR, NULL, false },
+	{ "pid_file", CK_STR, NULL, false },
+	{ "notify_command", CK_STR, NULL, false },
+	{ "listen", CK_STR, NULL, false },	/* the web page (web.c) */
+	{ "listen_token_file", CK_STR, NULL, false },
+	{ "listen_token_command", CK_STR, NULL, false },
+	{ "accounts", CK_LIST, NULL, true },
+	{ NULL, 0, NULL, false }
 };
-
-static const struct key top_keys[] = {
-	{ "state_dir", K_STRING, false },
-	{ "timeout", K_INT, false },
-	{ "deadline", K_INT, false },
-	{ "interval", K_INT, false },
-	{ "jobs", K_INT, false },
-	{ "max_backoff", K_INT, false },
-	{ "user", K_STRING, false },
-	{ "pid_file", K_STRING, false },
-	{ "notify_command", K_STRING, false },
-	{ "listen", K_STRING, false },		/* the web page (web.c) */
-	{ "listen_token_file", K_STRING, false },
-	{ "listen_token_command", K_STRING, false },
-	{ "accounts", K_LIST, true },
-	{ NULL, 0, false }
+static const struct config_key account_keys[] = {
+	{ "name", CK_STR, NULL, true },
+	{ "pop3", CK_GROUP, NULL, true },
+	{ "imap", CK_GROUP, NULL, true },
+	{ "keep", CK_BOOL, NULL, false },
+	{ "flags", CK_ARRAY, NULL, false },
+	{ "interval", CK_INT, NULL, false },
+	{ "deadline", CK_INT, NULL, false },
+	{ "delete_after", CK_INT, NULL, false },
+	{ "max_size", CK_INT, NULL, false },
+	{ "notify_command", CK_STR, NULL, false },
+	{ "destinations", CK_LIST, NULL, false },	/* config_route.c */
+	{ "rules", CK_LIST, NULL, false },
+	{ "multidrop", CK_GROUP, NULL, false },
+	{ NULL, 0, NULL, false }
 };
-static const struct key account_keys[] = {
-	{ "name", K_STRING, true },
-	{ "pop3", K_GROUP, true },
-	{ "imap", K_GROUP, true },
-	{ "keep", K_BOOL, false },
-	{ "flags", K_ARRAY, false },
-	{ "interval", K_INT, false },
-	{ "deadline", K_INT, false },
-	{ "delete_after", K_INT, false },
-	{ "max_size", K_INT, false },
-	{ "notify_command", K_STRING, false },
-	{ "destinations", K_LIST, false },	/* config_route.c */
-	{ "rules", K_LIST, false },
-	{ "multidrop", K_GROUP, false },
-	{ NULL, 0, false }
-};
-/* Both blocks take the same keys; "mailbox" is the IMAP block's alone;
- * a destination (config_route.c) is an IMAP block with a "name". */
-static const struct key endpoint_keys[] = {
-	{ "name", K_STRING, true },
-	{ "mailbox", K_STRING, false },
-	{ "url", K_STRING, true },
-	{ "user", K_STRING, true },
-	{ "password", K_STRING, false },
-	{ "password_file", K_STRING, false },
-	{ "password_command", K_STRING, false },
-	{ "ca_file", K_STRING, false },
-	{ "tls", K_STRING, false },
-	{ "auth", K_STRING, false },
-	{ "oauth2_token_command", K_STRING, false },
-	{ "pin", K_STRING, false },
-	{ "proxy", K_STRING, false },
-	{ NULL, 0, false }
-};
-#define pop3_keys	(endpoint_keys + 2)
-#define imap_keys	(endpoint_keys + 1)
-#define dest_keys	endpoint_keys
-
-static const char *const ktype_names[] = { "a string", "an integer",
-	"true or false", "a group { ... }", "a list ( ... )",
-	"an array [ ... ]" };
-
-enum result
-cfail(struct loader *ld, const config_setting_t *s, const char *fmt, ...)
-    PRINTFLIKE(3, 4);
-
-/* "file:line: message" into ld->cause, with class r. */
-static enum result
-vcfail(struct loader *ld, enum result r, const char *file, int line,
-    const char *fmt, va_list ap) PRINTFLIKE(5, 0);
-
-static enum result
-vcfail(struct loader *ld, enum result r, const char *file, int line,
-    const char *fmt, va_list ap)
-{
-	char	*msg = xvprintf(fmt, ap);
-
-	free(ld->cause);
-	ld->cause = xprintf("%s:%d: %s", file, line, msg);
-	free(msg);
-	return r;
-}
-
-enum result
-cfail(struct loader *ld, const config_setting_t *s, const char *fmt, ...)
-{
-	va_list		 ap;
-	char		*file = setting_file(ld, s);
-	enum result	 r;
-
-	va_start(ap, fmt);
-	r = vcfail(ld, RES_CONFIG, file, s != NULL ?
-	    config_setting_source_line(s) : 0, fmt, ap);
-	va_end(ap);
-	free(file);
-	return r;
-}
-
-enum result
-cfail_as(struct loader *ld, enum result r, const config_setting_t *s,
-    const char *fmt, ...)
-{
-	va_list		 ap;
-	char		*file = setting_file(ld, s);
-
-	va_start(ap, fmt);
-	r = vcfail(ld, r, file, s != NULL ? config_setting_source_line(s) : 0,
-	    fmt, ap);
-	va_end(ap);
-	free(file);
-	return r;
-}
-
-static bool
-type_matches(const config_setting_t *s, enum ktype t)
-{
-	switch (config_setting_type(s)) {
-	case CONFIG_TYPE_STRING:
-		return t == K_STRING;
-	case CONFIG_TYPE_INT:
-	case CONFIG_TYPE_INT64:
-		return t == K_INT;
-	case CONFIG_TYPE_BOOL:
-		return t == K_BOOL;
-	case CONFIG_TYPE_GROUP:
-		return t == K_GROUP;
-	case CONFIG_TYPE_LIST:
-		return t == K_LIST;
-	case CONFIG_TYPE_ARRAY:
-		/* An empty list "( )" and an array "[ ]" are alike. */
-		return t == K_ARRAY || t == K_LIST;
-	default:
-		return false;
-	}
-}
-
-/* Every member of group is in keys with the right type; required ones are
- * there. */
-static enum result
-check_keys(struct loader *ld, const config_setting_t *group,
-    const struct key *keys, const char *where)
-{
-	const config_setting_t	*s;
-	const struct key	*k;
-	int			 i, n = config_setting_length(group);
-
-	for (i = 0; i < n; i++) {
-		s = config_setting_get_elem(group, (unsigned int)i);
-		for (k = keys; k->name != NULL; k++)
-			if (strcmp(k->name, config_setting_name(s)) == 0)
-				break;
-		if (k->name == NULL)
-			return cfail(ld, s, "%sunknown key \"%s\"", where,
-			    config_setting_name(s));
-		if (!type_matches(s, k->type))
-			return cfail(ld, s, "%s\"%s\" must be %s", where, k->name,
-			    ktype_names[k->type]);
-	}
-	for (k = keys; k->name != NULL; k++)
-		if (k->required && config_setting_get_member(group, k->name) ==
-		    NULL)
-			return cfail(ld, group, "%smissing \"%s\"", where,
-			    k->name);
-	return RES_OK;
-}
-
 /* An optional integer member within [lo, hi]; *v keeps its default. */
 static enum result
 get_bounded(struct loader *ld, const config_setting_t *group,
@@ -240,209 +102,6 @@ get_max_size(struct loader *ld, const config_setting_t *group,
 	return RES_OK;
 }
 
-static char *
-get_string(const config_setting_t *group, const char *name)
-{
-	const char	*v;
-
-	if (config_setting_lookup_string(group, name, &v) == CONFIG_TRUE)
-		return xstrdup(v);
-	return NULL;
-}
-
-/* A path relative to the config file's folder. */
-static char *
-get_path(struct loader *ld, const config_setting_t *group, const char *name)
-{
-	char	*v = get_string(group, name), *p;
-
-	if (v == NULL || v[0] == '/')
-		return v;
-	p = xprintf("%s/%s", ld->dir, v);
-	free(v);
-	return p;
-}
-
-static enum result
-parse_url(struct loader *ld, const config_setting_t *s, struct endpoint *ep,
-    const char *where)
-{
-	char		*why = NULL;
-	enum result	 r;
-
-	if ((r = config_parse_url(ep, &why)) != RES_OK) {
-		cfail(ld, s, "%s%s", where, why);
-		free(why);
-	}
-	return r;
-}
-
-/*
- * sha256//BASE64 of exactly 32 bytes, several joined by ";" (curl's
- * syntax): 43 base64 letters, the last of them with its two low bits
- * clear, then "=".
- */
-static bool
-pin_valid(const char *pin)
-{
-	static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnop"
-	    "qrstuvwxyz0123456789+/";
-	const char	*p = pin, *at;
-
-	for (;;) {
-		if (strncmp(p, "sha256//", 8) != 0)
-			return false;
-		p += 8;
-		if (strspn(p, b64) != 43 || p[43] != '=' ||
-		    (at = strchr(b64, p[42])) == NULL || (at - b64) % 4 != 0)
-			return false;
-		p += 44;
-		if (*p == '\0')
-			return true;
-		if (*p++ != ';')
-			return false;
-	}
-}
-
-/* An endpoint's login: the user and exactly one way to its secret. */
-static enum result
-endpoint_login(struct loader *ld, const config_setting_t *g,
-    struct endpoint *ep, const char *where)
-{
-	struct account_fault f;
-	int		 nsecrets;
-	enum result	 r;
-
-	if (!account_valid_login(ep, &f))
-		return cfail(ld, config_setting_get_member(g, f.key),
-		    "%s\"%s\" %s", where, f.key, f.why);
-	nsecrets = (ep->password != NULL) + (ep->password_file != NULL) +
-	    (ep->password_command != NULL);
-	if (ep->oauth2) {
-		/* A token is short-lived: it comes fresh from a command. */
-		if (ep->oauth2_token_command == NULL || nsecrets != 0)
-			return cfail(ld, g, "%sauth = \"%s\" takes "
-			    "\"oauth2_token_command\" (a command printing a "
-			    "fresh access token) and no password", where,
-			    ep->auth);
-	} else if (ep->oauth2_token_command != NULL)
-		return cfail(ld, config_setting_get_member(g,
-		    "oauth2_token_command"), "%s\"oauth2_token_command\" goes "
-		    "with auth = \"xoauth2\" or \"oauthbearer\"", where);
-	else if (nsecrets != 1)
-		return cfail(ld, g, "%sgive exactly one of \"password\", "
-		    "\"password_file\" or \"password_command\"", where);
-	if (ep->password != NULL)
-		secfile_note(ld, config_setting_get_member(g, "password"));
-	if (ep->password_file != NULL && ld->check_secrets &&
-	    (r = secfile_check(ld, config_setting_get_member(g,
-	    "password_file"), where, ep->password_file)) != RES_OK)
-		return r;
-	return RES_OK;
-}
-
-/* How it connects: pin, proxy, tls = "none", auth. */
-static enum result
-endpoint_transport(struct loader *ld, const config_setting_t *g,
-    struct endpoint *ep, bool imap, const char *where)
-{
-	const char	*tls, *auth, *why;
-	config_setting_t *s;
-	enum result	 r;
-
-	if (ep->pin != NULL && !pin_valid(ep->pin))
-		return cfail(ld, config_setting_get_member(g, "pin"),
-		    "%s\"pin\" must be sha256//BASE64 (several joined with "
-		    "\";\"), e.g. from: openssl x509 -pubkey -noout -in "
-		    "cert.pem | openssl pkey -pubin -outform der | openssl "
-		    "dgst -sha256 -binary | base64", where);
-	if (ep->proxy != NULL && (why = config_proxy_check(ep->proxy)) != NULL) {
-		char *shown = config_url_redact(ep->proxy);
-
-		r = cfail(ld, config_setting_get_member(g, "proxy"), "%s\"proxy\" "
-		    "\"%s\" %s (\"\" for none)", where, shown, why);
-		free(shown);
-		return r;
-	}
-	if (config_setting_lookup_string(g, "tls", &tls) == CONFIG_TRUE) {
-		s = config_setting_get_member(g, "tls");
-		if (strcmp(tls, "none") != 0)
-			return cfail(ld, s, "%s\"tls\" may only be \"none\" "
-			    "(TLS is otherwise always required)", where);
-		if (ep->tls == TLS_IMPLICIT)
-			return cfail(ld, s, "%stls = \"none\" contradicts the "
-			    "url's %ss:// (TLS from the first byte)", where,
-			    imap ? "imap" : "pop3");
-		ep->tls = TLS_NONE;
-	}
-	if (config_setting_lookup_string(g, "auth", &auth) == CONFIG_TRUE &&
-	    strcmp(auth, "auto") != 0 && strcmp(auth, "plain") != 0 &&
-	    strcmp(auth, "login") != 0 && strcmp(auth, "any") != 0 &&
-	    !ep->oauth2)
-		return cfail(ld, config_setting_get_member(g, "auth"),
-		    "%s\"auth\" must be \"auto\", \"plain\", \"login\", "
-		    "\"any\", \"xoauth2\" or \"oauthbearer\"", where);
-	return RES_OK;
-}
-
-/* The destination's mailbox, as every source of accounts checks it: an
- * IMAP mailbox, or a label of the Gmail API. */
-static enum result
-endpoint_mailbox(struct loader *ld, const config_setting_t *g,
-    const struct endpoint *ep, const char *where)
-{
-	const char	*why;
-
-	if ((why = account_valid_mailbox(ep->mailbox, ep->gmail != NULL)) ==
-	    NULL)
-		return RES_OK;
-	return cfail(ld, config_setting_get_member(g, "mailbox"), "%s\"mailbox\" "
-	    "%s%s", where, ep->gmail != NULL ? "(a label here) " : "", why);
-}
-
-enum result
-load_endpoint_at(struct loader *ld, const config_setting_t *g,
-    struct endpoint *ep, bool imap, bool named, const char *where)
-{
-	enum result	 r;
-
-	/* The Gmail API (issue 17): HTTPS and a token, no IMAP keys. */
-	if (imap && config_setting_get_member(g, "url") != NULL &&
-	    config_gmail_is(config_setting_get_string(
-	    config_setting_get_member(g, "url"))))
-		return (r = config_gmail_endpoint(ld, g, ep, named, where)) !=
-		    RES_OK ? r : endpoint_mailbox(ld, g, ep, where);
-	if ((r = check_keys(ld, g, named ? dest_keys : imap ? imap_keys :
-	    pop3_keys, where)) != RES_OK)
-		return r;
-	ep->imap = imap;
-	ep->line = config_setting_source_line(g);
-	ep->url = get_string(g, "url");
-	ep->user = get_string(g, "user");
-	ep->password = get_string(g, "password");
-	ep->password_file = get_path(ld, g, "password_file");
-	ep->password_command = get_string(g, "password_command");
-	ep->ca_file = get_path(ld, g, "ca_file");
-	ep->auth = get_string(g, "auth");
-	ep->oauth2_token_command = get_string(g, "oauth2_token_command");
-	ep->pin = get_string(g, "pin");
-	ep->proxy = get_string(g, "proxy");
-	ep->oauth2 = ep->auth != NULL && (strcmp(ep->auth, "xoauth2") == 0 ||
-	    strcmp(ep->auth, "oauthbearer") == 0);
-	if ((r = parse_url(ld, config_setting_get_member(g, "url"), ep,
-	    where)) != RES_OK || (r = endpoint_login(ld, g, ep, where)) !=
-	    RES_OK || (r = endpoint_transport(ld, g, ep, imap, where)) !=
-	    RES_OK)
-		return r;
-	if (imap) {
-		ep->mailbox = get_string(g, "mailbox");
-		if (ep->mailbox == NULL)
-			ep->mailbox = xstrdup("INBOX");
-		return endpoint_mailbox(ld, g, ep, where);
-	}
-	return RES_OK;
-}
-
 /* An account's pop3 or imap block. */
 static enum result
 load_endpoint(struct loader *ld, const config_setting_t *g,
@@ -453,40 +112,6 @@ load_endpoint(struct loader *ld, const config_setting_t *g,
 	snprintf(where, sizeof where, "account \"%s\": %s: ", acct,
 	    imap ? "imap" : "pop3");
 	return load_endpoint_at(ld, g, ep, imap, false, where);
-}
-
-/* Append flag f to the space-separated *flags; false if f is no flag. */
-bool
-config_flags_add(char **flags, const char *f)
-{
-	char	*joined;
-
-	if (!config_flag_valid(f))
-		return false;
-	joined = xprintf("%s%s%s", *flags, (*flags)[0] != '\0' ? " " : "", f);
-	free(*flags);
-	*flags = joined;
-	return true;
-}
-
-/* IMAP system flags, or keywords (atoms). */
-bool
-config_flag_valid(const char *f)
-{
-	static const char *const system[] = { "\\Seen", "\\Answered",
-		"\\Flagged", "\\Deleted", "\\Draft" };
-	size_t	 i;
-
-	for (i = 0; i < sizeof system / sizeof system[0]; i++)
-		if (strcasecmp(f, system[i]) == 0)
-			return true;
-	if (*f == '\0' || strlen(f) > 64)
-		return false;
-	for (; *f != '\0'; f++)
-		if ((unsigned char)*f <= 0x20 || (unsigned char)*f >= 0x7f ||
-		    strchr("(){%*\"\\]", *f) != NULL)
-			return false;
-	return true;
 }
 
 static bool
@@ -513,9 +138,9 @@ load_account(struct loader *ld, struct config *cf, const config_setting_t *a,
 	ac->line = config_setting_source_line(a);
 	if (config_setting_type(a) != CONFIG_TYPE_GROUP)
 		return cfail(ld, a, "each account must be a group { ... }");
-	if ((r = check_keys(ld, a, account_keys, "account: ")) != RES_OK)
+	if ((r = config_check_keys(ld, a, account_keys, "account: ")) != RES_OK)
 		return r;
-	ac->name = get_string(a, "name");
+	ac->name = config_get_string(a, "name");
 	if (!name_valid(ac->name))
 		return cfail(ld, config_setting_get_member(a, "name"),
 		    "account name \"%s\" may have only letters, digits and "
@@ -534,7 +159,8 @@ load_account(struct loader *ld, struct config *cf, const config_setting_t *a,
 	ac->interval = cf->interval;
 	ac->deadline = cf->deadline;
 	/* The account's own, else the top-level one; "" for none. */
-	if ((ac->notify_command = get_string(a, "notify_command")) == NULL &&
+	if ((ac->notify_command = config_get_string(a,
+	    "notify_command")) == NULL &&
 	    cf->notify_command != NULL)
 		ac->notify_command = xstrdup(cf->notify_command);
 	if (ac->notify_command != NULL && ac->notify_command[0] == '\0') {
@@ -671,7 +297,7 @@ load_top(struct loader *ld, config_t *cfg, config_setting_t *root,
 	enum result	 r;
 
 	cf->timeout = 120;
-	if ((r = check_keys(ld, root, top_keys, "")) != RES_OK)
+	if ((r = config_check_keys(ld, root, top_keys, "")) != RES_OK)
 		return r;
 	if (config_lookup_string(cfg, "state_dir", &sd) == CONFIG_TRUE) {
 		if (sd[0] != '/')
@@ -694,11 +320,11 @@ load_top(struct loader *ld, config_t *cfg, config_setting_t *root,
 	    (r = get_bounded(ld, root, "max_backoff", 60, 7 * 86400, "",
 	    &cf->max_backoff)) != RES_OK)
 		return r;
-	cf->user = get_string(root, "user");
-	cf->notify_command = get_string(root, "notify_command");
+	cf->user = config_get_string(root, "user");
+	cf->notify_command = config_get_string(root, "notify_command");
 	if ((r = config_listen_load(ld, root, ld->dir, cf)) != RES_OK)
 		return r;
-	if ((cf->pid_file = get_string(root, "pid_file")) == NULL)
+	if ((cf->pid_file = config_get_string(root, "pid_file")) == NULL)
 		cf->pid_file = xprintf("%s/popbridge.pid", cf->state_dir);
 	else if (cf->pid_file[0] != '/')
 		return cfail(ld, config_lookup(cfg, "pid_file"),
@@ -783,25 +409,6 @@ enum result
 config_load_fd(int fd, const char *path, struct config **cfp, char **cause)
 {
 	return load(path, fd, false, cfp, cause);
-}
-
-void
-config_endpoint_free(struct endpoint *ep)
-{
-	free(ep->url);
-	free(ep->host);
-	free(ep->user);
-	secret_free(ep->password);
-	free(ep->password_file);
-	free(ep->password_command);
-	free(ep->ca_file);
-	free(ep->auth);
-	free(ep->oauth2_token_command);
-	free(ep->pin);
-	secret_free(ep->proxy);		/* it may hold a proxy password */
-	free(ep->mailbox);
-	config_gmail_free(ep->gmail);
-	free(ep->gmail);
 }
 
 void

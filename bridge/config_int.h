@@ -1,6 +1,7 @@
 /*
- * What the files that load the config share (config.c, config_read.c,
- * config_secfile.c, config_proxy.c, config_route.c, config_listen.c),
+ * What the files that load the config share (config.c, config_keys.c,
+ * config_endpoint.c, config_read.c, config_secfile.c, config_proxy.c,
+ * config_route.c, config_listen.c),
  * and no other file: the loader's state, and libconfig's types.
  */
 #ifndef CONFIG_INT_H
@@ -37,7 +38,7 @@ struct loader {
 	int		 ngroups;
 };
 
-/* config.c */
+/* config_keys.c: the base the other files call down to. */
 /* "file:line: message" (the file and line of setting s) into the
  * loader's cause; returns RES_CONFIG. */
 enum result	 cfail(struct loader *, const config_setting_t *,
@@ -46,6 +47,30 @@ enum result	 cfail(struct loader *, const config_setting_t *,
 enum result	 cfail_as(struct loader *, enum result,
 		     const config_setting_t *, const char *, ...)
 		     PRINTFLIKE(4, 5);
+/* "file:line: message" into the loader's cause, with class r. */
+enum result	 vcfail(struct loader *, enum result, const char *, int,
+		     const char *, va_list) PRINTFLIKE(5, 0);
+/* The types a key takes: libconfig's, as bits. */
+enum {
+	CK_STR = 1, CK_INT = 2, CK_BOOL = 4, CK_GROUP = 8, CK_LIST = 16,
+	CK_ARRAY = 32
+};
+/* One key of a group's table (ended by a NULL name). */
+struct config_key {
+	const char	*name;
+	int		 types;		/* CK_ bits */
+	const char	*want;		/* the types in words; NULL: the
+					 * first type's ("a string") */
+	bool		 required;
+};
+/* Every member of group is a key of keys, of a type it takes; every
+ * required key is there. */
+enum result	 config_check_keys(struct loader *, const config_setting_t *,
+		     const struct config_key *, const char *);
+/* A string member, malloc'd; NULL if there is none. */
+char		*config_get_string(const config_setting_t *, const char *);
+
+/* config_endpoint.c */
 /*
  * An endpoint group, checked and loaded as the account's pop3 or imap
  * block is (url, secrets and their file permissions, tls, auth, pin,

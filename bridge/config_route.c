@@ -25,92 +25,35 @@
 
 #define SIZE_MAX_BYTES	(1ULL << 40)	/* a size test beyond 1 TiB: a typo */
 
-/* The types a routing key takes (libconfig's, as bits). */
-enum {
-	T_STR = 1, T_INT = 2, T_BOOL = 4, T_GROUP = 8, T_LIST = 16,
-	T_ARRAY = 32,
-};
-
-struct rkey {
-	const char	*name;
-	int		 types;
-	const char	*want;		/* the types, in words */
-};
-
-#define K_STR(n)	{ n, T_STR, "a string" }
-static const struct rkey rule_keys[] = {
+/* The routing keys (config_keys.c checks a group against them). */
+#define K_STR(n)	{ n, CK_STR, NULL, false }
+static const struct config_key rule_keys[] = {
 	K_STR("header"), K_STR("is"), K_STR("glob"), K_STR("regex"),
 	K_STR("recipient"), K_STR("recipient_glob"), K_STR("recipient_regex"),
-	{ "size_over", T_STR | T_INT, "a size (\"20M\") or bytes" },
-	{ "size_under", T_STR | T_INT, "a size (\"20M\") or bytes" },
+	{ "size_over", CK_STR | CK_INT, "a size (\"20M\") or bytes", false },
+	{ "size_under", CK_STR | CK_INT, "a size (\"20M\") or bytes", false },
 	K_STR("case"), K_STR("to"), K_STR("mailbox"),
-	{ "flags", T_ARRAY | T_LIST, "an array [ ... ] of flags" },
+	{ "flags", CK_ARRAY | CK_LIST, "an array [ ... ] of flags", false },
 	K_STR("action"),
-	{ NULL, 0, NULL }
+	{ NULL, 0, NULL, false }
 };
-static const struct rkey multidrop_keys[] = {
-	{ "headers", T_ARRAY | T_LIST, "an array [ ... ] of header names" },
-	{ "to_cc", T_BOOL, "true or false" },
-	{ "map", T_LIST, "a list ( ... ) of groups" },
+static const struct config_key multidrop_keys[] = {
+	{ "headers", CK_ARRAY | CK_LIST, "an array [ ... ] of header names",
+	    false },
+	{ "to_cc", CK_BOOL, "true or false", false },
+	{ "map", CK_LIST, "a list ( ... ) of groups", false },
 	K_STR("default"),
-	{ NULL, 0, NULL }
+	{ NULL, 0, NULL, false }
 };
-static const struct rkey map_keys[] = {
+static const struct config_key map_keys[] = {
 	K_STR("address"), K_STR("glob"), K_STR("regex"), K_STR("case"),
 	K_STR("to"), K_STR("mailbox"),
-	{ NULL, 0, NULL }
+	{ NULL, 0, NULL, false }
 };
 
 /* The envelope headers multidrop reads when "headers" is not given. */
 static const char *const default_headers[] = { "Delivered-To",
 	"X-Original-To", "Envelope-To", "X-Envelope-To" };
-
-static int
-type_bit(const config_setting_t *s)
-{
-	switch (config_setting_type(s)) {
-	case CONFIG_TYPE_STRING:
-		return T_STR;
-	case CONFIG_TYPE_INT:
-	case CONFIG_TYPE_INT64:
-		return T_INT;
-	case CONFIG_TYPE_BOOL:
-		return T_BOOL;
-	case CONFIG_TYPE_GROUP:
-		return T_GROUP;
-	case CONFIG_TYPE_LIST:
-		return T_LIST;
-	case CONFIG_TYPE_ARRAY:
-		/* An empty list "( )" and an array "[ ]" are alike. */
-		return T_ARRAY | T_LIST;
-	default:
-		return 0;
-	}
-}
-
-/* Every member of group g is a key of keys, of a type it takes. */
-static enum result
-check_members(struct loader *ld, const config_setting_t *g,
-    const struct rkey *keys, const char *where)
-{
-	const config_setting_t	*s;
-	const struct rkey	*k;
-	int			 i, n = config_setting_length(g);
-
-	for (i = 0; i < n; i++) {
-		s = config_setting_get_elem(g, (unsigned int)i);
-		for (k = keys; k->name != NULL; k++)
-			if (strcmp(k->name, config_setting_name(s)) == 0)
-				break;
-		if (k->name == NULL)
-			return cfail(ld, s, "%sunknown key \"%s\"", where,
-			    config_setting_name(s));
-		if ((type_bit(s) & k->types) == 0)
-			return cfail(ld, s, "%s\"%s\" must be %s", where,
-			    k->name, k->want);
-	}
-	return RES_OK;
-}
 
 static const char *
 member_string(const config_setting_t *g, const char *name)
@@ -364,7 +307,7 @@ load_map_entry(struct loader *ld, const config_setting_t *g,
 	if (config_setting_type(g) != CONFIG_TYPE_GROUP)
 		return cfail(ld, g, "%seach map entry must be a group "
 		    "{ address = ...; to = ...; }", where);
-	if ((r = check_members(ld, g, map_keys, where)) != RES_OK)
+	if ((r = config_check_keys(ld, g, map_keys, where)) != RES_OK)
 		return r;
 	for (i = 0; i < sizeof kinds / sizeof kinds[0]; i++) {
 		if ((s = config_setting_get_member(g, kinds[i].key)) == NULL)
@@ -443,7 +386,7 @@ load_multidrop(struct loader *ld, const config_setting_t *g,
 	snprintf(where, sizeof where, "account \"%s\": multidrop: ", ac->name);
 	rt->md = md = xcalloc(1, sizeof *md);
 	md->line = config_setting_source_line(g);
-	if ((r = check_members(ld, g, multidrop_keys, where)) != RES_OK ||
+	if ((r = config_check_keys(ld, g, multidrop_keys, where)) != RES_OK ||
 	    (r = load_headers(ld, g, md, where)) != RES_OK)
 		return r;
 	if (config_setting_lookup_bool(g, "to_cc", &to_cc) == CONFIG_TRUE)
@@ -636,7 +579,7 @@ load_rules(struct loader *ld, const config_setting_t *list,
 			return cfail(ld, g, "%seach rule must be a group "
 			    "{ header = ...; is = ...; mailbox = ...; }",
 			    where);
-		if ((r = check_members(ld, g, rule_keys, where)) != RES_OK ||
+		if ((r = config_check_keys(ld, g, rule_keys, where)) != RES_OK ||
 		    (r = load_test(ld, g, ru, where)) != RES_OK ||
 		    (r = load_action(ld, g, ac, ru, where)) != RES_OK)
 			return r;

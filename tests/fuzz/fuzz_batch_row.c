@@ -1,4 +1,4 @@
-// link: bridge/batch_row.c bridge/config.c bridge/account_valid.c bridge/config_gmail.c bridge/config_url.c bridge/config_proxy.c bridge/config_secfile.c bridge/config_read.c bridge/config_secret.c bridge/config_listen.c bridge/config_route.c bridge/route.c bridge/route_text.c bridge/codec.c bridge/csv.c bridge/ident.c bridge/hash.c bridge/imap_parse.c bridge/file.c bridge/throttle.c
+// link: bridge/batch_row.c bridge/config.c bridge/account_valid.c bridge/config_keys.c bridge/config_endpoint.c bridge/config_gmail.c bridge/config_url.c bridge/config_proxy.c bridge/config_secfile.c bridge/config_read.c bridge/config_secret.c bridge/config_listen.c bridge/config_route.c bridge/route.c bridge/route_text.c bridge/codec.c bridge/csv.c bridge/ident.c bridge/hash.c bridge/imap_parse.c bridge/file.c bridge/throttle.c
 // pkg: libconfig openssl
 // max_len: 8192
 /*

@@ -1,4 +1,4 @@
-// link: bridge/route.c bridge/route_text.c bridge/codec.c bridge/config_route.c bridge/config.c bridge/account_valid.c bridge/config_gmail.c bridge/config_url.c bridge/config_proxy.c bridge/config_secfile.c bridge/config_read.c bridge/config_secret.c bridge/config_listen.c bridge/ident.c bridge/imap_parse.c
+// link: bridge/route.c bridge/route_text.c bridge/codec.c bridge/config_route.c bridge/config.c bridge/account_valid.c bridge/config_keys.c bridge/config_endpoint.c bridge/config_gmail.c bridge/config_url.c bridge/config_proxy.c bridge/config_secfile.c bridge/config_read.c bridge/config_secret.c bridge/config_listen.c bridge/ident.c bridge/imap_parse.c
 // pkg: libconfig
 /*
  * bridge/route.c and bridge/config_route.c (issue 16): real config text
