@@ -22,11 +22,9 @@ from __future__ import annotations
 
 import atexit
 import csv
-import imaplib
 import io
 import os
 import poplib
-import re
 import signal
 import subprocess
 import threading
@@ -34,7 +32,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from harness import BridgeResult, _quote_mailbox, _text, normalise, popbridge_path
+import imapread
+from harness import BridgeResult, _text, normalise, popbridge_path
 
 EX_OK = 0
 EX_USAGE = 64
@@ -315,51 +314,16 @@ def start_batch(t, csv_path, *args, env=None, name="batch"):
 
 
 # --------------------------------------------------------------- checking
-def _imap_plain(dc, user):
-    """A logged-in imaplib client on the plain IMAP port (the instance
-    allows plaintext logins on loopback; no TLS handshake keeps the
-    read-back of hundreds of accounts quick)."""
-    c = imaplib.IMAP4(dc.host, dc.imap_port, timeout=30)
-    c.login(user, dc.users[user])
-    return c
-
-
 def imap_messages(dc, user, mailbox="INBOX"):
     """[body bytes] of every message in `mailbox`, in UID order, over IMAP."""
-    c = _imap_plain(dc, user)
-    try:
-        typ, data = c.select(_quote_mailbox(mailbox), readonly=True)
-        if typ != "OK":
-            raise AssertionError(f"IMAP SELECT {mailbox} for {user}: {typ} {data}")
-        if int(data[0] or 0) == 0:
-            return []
-        typ, data = c.uid("FETCH", "1:*", "(UID BODY.PEEK[])")
-        if typ != "OK":
-            raise AssertionError(f"IMAP FETCH for {user}: {typ} {data}")
-        out = []
-        for item in data:
-            if isinstance(item, tuple):
-                uid = int(re.search(rb"\bUID (\d+)", item[0]).group(1))
-                out.append((uid, item[1]))
-        return [body for _, body in sorted(out)]
-    finally:
-        try:
-            c.logout()
-        except Exception:
-            pass
+    with imapread.session(dc.imap(user, tls=False)) as c:
+        return [m["body"] for m in imapread.messages(c, mailbox, user, imapread.BODIES)]
 
 
 def imap_count(dc, user, mailbox="INBOX"):
     """Messages in `mailbox` over IMAP; None if it does not exist."""
-    c = _imap_plain(dc, user)
-    try:
-        typ, data = c.select(_quote_mailbox(mailbox), readonly=True)
-        return int(data[0] or 0) if typ == "OK" else None
-    finally:
-        try:
-            c.logout()
-        except Exception:
-            pass
+    with imapread.session(dc.imap(user, tls=False)) as c:
+        return imapread.count(c, mailbox)
 
 
 def pop3_count(dc, user):
@@ -447,22 +411,8 @@ def assert_no_secrets(secrets, texts):
 
 def imap_mailboxes(dc, user):
     """Names of the user's IMAP mailboxes."""
-    c = _imap_plain(dc, user)
-    try:
-        typ, data = c.list()
-        names = []
-        for item in data or []:
-            if item is None:
-                continue
-            s = item.decode() if isinstance(item, bytes) else str(item)
-            name = s.rsplit(" ", 1)[-1].strip('"')
-            names.append(name)
-        return names
-    finally:
-        try:
-            c.logout()
-        except Exception:
-            pass
+    with imapread.session(dc.imap(user, tls=False)) as c:
+        return imapread.mailboxes(c)
 
 
 def ledger_files(*dirs):

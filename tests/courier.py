@@ -802,15 +802,7 @@ class Courier(_Private):
         writes an APPENDed message into tmp/ and renames it into cur/ (or
         new/) when it is complete; a file moved between new/ and cur/ while
         the two are listed is counted once, by its base name (before ":")."""
-        md = self.maildir(user, mailbox)
-        names = set()
-        for sub in ("new", "cur"):
-            try:
-                entries = os.listdir(md / sub)
-            except FileNotFoundError:
-                continue
-            names.update(e.split(":", 1)[0] for e in entries if not e.startswith("."))
-        return len(names)
+        return serverbase.maildir_count(self.maildir(user, mailbox))
 
     # ----------------------------------------------------------- sessions
     _SESSION_PROGRAMS = {"imapd": "imap", "courierpop3d": "pop3"}

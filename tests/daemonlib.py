@@ -28,7 +28,7 @@ import signal
 import subprocess
 import time
 
-from harness import BridgeResult, popbridge_path
+from harness import BridgeResult, popbridge_path, write_private
 
 EX_USAGE = 64
 EX_DATAERR = 65
@@ -330,13 +330,7 @@ def wait_mid_import(d, dc, user, total, low=10, timeout=30.0):
 
 def write_text_config(path, text):
     """Write a config file as given (mode 0600), e.g. a broken one."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.fchmod(fd, 0o600)
-        os.write(fd, text.encode())
-    finally:
-        os.close(fd)
-    return str(path)
+    return write_private(path, text)
 
 
 # ------------------------------------------------------------------ status

@@ -81,7 +81,8 @@ import struct
 import threading
 import time
 
-from loopserver import LOOPBACK, LoopbackServer
+from loopserver import LOOPBACK
+from relay import Relay, close
 
 ACTIONS = ("cut", "hold", "inject", "replace", "call", "delay")
 
@@ -286,14 +287,7 @@ class Session:
             except OSError:
                 pass
         for s in (self.client, self.server):
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            try:
-                s.close()
-            except OSError:
-                pass
+            close(s)
 
     def hold_dir(self, which, seconds):
         dirs = ("c2s", "s2c") if which == "both" else (which,)
@@ -509,20 +503,20 @@ class Session:
                 self.cut()
 
 
-class FaultProxy(LoopbackServer):
+class FaultProxy(Relay):
+    """A Relay whose connections are Sessions: the rules act on their
+    byte streams."""
+
     thread_name = "faultproxy"
 
     def __init__(self, target_port, target_host=LOOPBACK, rules=(), commands=None,
                  name="proxy", keep_bytes=65536):
-        self.target = (target_host, target_port)
+        super().__init__(target_port, target_host, name)
         self.rules = list(rules)
         self.commands = commands
-        self.name = name
         self.keep_bytes = keep_bytes
-        self.lock = threading.RLock()
         self.sessions: list[Session] = []
         self.fired_log: list = []
-        self._listen_init()
 
     # ------------------------------------------------------------ config
     def url(self, proto):
@@ -575,6 +569,7 @@ class FaultProxy(LoopbackServer):
             sessions = list(self.sessions)
         for s in sessions:
             s.cut()
+        super()._end_sessions()
 
     def wait_idle(self, timeout=10.0):
         deadline = time.monotonic() + timeout
@@ -585,15 +580,13 @@ class FaultProxy(LoopbackServer):
             time.sleep(0.02)
         return False
 
-    def _accepted(self, c):
+    def accepted(self, c, num):
         try:
-            srv = socket.create_connection(self.target, timeout=10)
-            srv.settimeout(None)
+            srv = self.connect()
         except OSError:
             c.close()
             return
-        for sock in (c, srv):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         with self.lock:
             sess = Session(self, len(self.sessions) + 1, c, srv)
             self.sessions.append(sess)

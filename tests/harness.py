@@ -346,14 +346,7 @@ service stats {{
         md = self.maildir(user)
         if mailbox != "INBOX":
             md = md / ("." + mailbox)
-        names = set()
-        for sub in ("new", "cur"):
-            try:
-                entries = os.listdir(md / sub)
-            except FileNotFoundError:
-                continue
-            names.update(e.split(":", 1)[0] for e in entries if not e.startswith("."))
-        return len(names)
+        return serverbase.maildir_count(md)
 
     # ----------------------------------------------------------- log reading
     def logins(self, user):
@@ -486,6 +479,12 @@ def write_config(path, accounts, state_dir, extra=""):
     text = ("# popbridge test configuration (tests/harness.py)\n"
             + libconfig_text({"state_dir": str(state_dir), "accounts": list(accounts)})
             + extra)
+    return write_private(path, text)
+
+
+def write_private(path, text):
+    """Write a file as given with mode 0600 (a config, a secret); returns
+    the path."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
         os.fchmod(fd, 0o600)
@@ -1000,6 +999,12 @@ class InterruptLoop:
     does, for a server whose first login after new mail costs time that
     the rounds then do not pay (popa3d waits about a second when the mbox
     changed within the current second).
+
+    account=(cfg, src, places): the caller's config instead of one made
+    here; src is its POP3 user on `dc`, places {label: (server, user)}
+    the IMAP users its mail goes to (several for routed mail: progress is
+    then the sum of their counts, and every one of them must end its
+    sessions).  tests/routelib.py's RouteKillLoop runs it that way.
     """
 
     AIM = 0.85
@@ -1008,7 +1013,8 @@ class InterruptLoop:
                  max_batch=3000, span_target=0.4, chain=0.75, max_chain=5,
                  stop_timeout=60.0, run_timeout=300.0, session_timeout=120.0, name="loop",
                  big_share=0.05, big_size=(20_000, 120_000), imap_server=None,
-                 pop3_mode="tls", imap_mode="tls", expect=None, calibrate_stat=False):
+                 pop3_mode="tls", imap_mode="tls", expect=None, calibrate_stat=False,
+                 account=None):
         import random
         self.t, self.dc, self.sig = t, dc, signal.Signals(sig)
         self.imap_srv = dc if imap_server is None else imap_server
@@ -1022,13 +1028,18 @@ class InterruptLoop:
         self.big_share, self.big_size = big_share, big_size
         self.stop_timeout, self.run_timeout = stop_timeout, run_timeout
         self.session_timeout = session_timeout
-        self.src, self.dst = t.user(dc, "s"), t.user(self.imap_srv, "d")
-        if imap_server is None and pop3_mode == imap_mode == "tls":
-            acct = dc.account(name, self.src, self.dst, keep=False)
+        if account is not None:
+            self.cfg, self.src, self.places = account
+            self.imap_srv, self.dst = next(iter(self.places.values()))
         else:
-            acct = make_account(name, dc.pop3_block(self.src, pop3_mode),
-                                self.imap_srv.imap_block(self.dst, imap_mode), keep=False)
-        self.cfg = t.config([acct], name=f"{name}-{self.seed}.conf")
+            self.src, self.dst = t.user(dc, "s"), t.user(self.imap_srv, "d")
+            if imap_server is None and pop3_mode == imap_mode == "tls":
+                acct = dc.account(name, self.src, self.dst, keep=False)
+            else:
+                acct = make_account(name, dc.pop3_block(self.src, pop3_mode),
+                                    self.imap_srv.imap_block(self.dst, imap_mode), keep=False)
+            self.cfg = t.config([acct], name=f"{name}-{self.seed}.conf")
+            self.places = {"imap": (self.imap_srv, self.dst)}
         self.raws: list[bytes] = []
         self.cal = None                 # {"n", "first", "last", "end"} of the last calibration
         self.speeds = [1.0, 1.0]        # speed factors: first run of a round, reruns
@@ -1068,20 +1079,37 @@ class InterruptLoop:
                 f"messages; seed {self.seed}")
 
     def _count(self):
-        return self.imap_srv.stored_count(self.dst)
+        return sum(srv.stored_count(user) for srv, user in self.places.values())
 
     def _session_mark(self):
-        """A mark for open_sessions(logged_in_before=...): the sessions the
-        IMAP server has now are before it, those to come after it."""
-        mark = getattr(self.imap_srv, "session_mark", None)
-        return mark() if mark else self.imap_srv.log_size()
+        """Marks for open_sessions(logged_in_before=...), one per place: the
+        sessions each IMAP server has now are before it, those to come after."""
+        marks = {}
+        for label, (srv, _user) in self.places.items():
+            mark = getattr(srv, "session_mark", None)
+            marks[label] = mark() if mark else srv.log_size()
+        return marks
+
+    def _sessions_open(self, marks):
+        """Are IMAP sessions of the places open that logged in before `marks`?"""
+        return any(srv.open_sessions(user, ("imap",), marks[label])
+                   for label, (srv, user) in self.places.items())
+
+    def message(self, i):
+        """Message number i of the loop."""
+        raw = small_message(i, self.rng, self.tag)
+        if self.rng.random() < self.big_share:
+            raw = padded_message(raw, i, self.rng.randrange(*self.big_size))
+        return raw
+
+    def deliveries(self, raws_from=0):
+        """How many messages the places are to store for the messages
+        delivered from number raws_from on."""
+        return len(self.raws) - raws_from
 
     def deliver(self, n):
         for _ in range(n):
-            i = len(self.raws)
-            raw = small_message(i, self.rng, self.tag)
-            if self.rng.random() < self.big_share:
-                raw = padded_message(raw, i, self.rng.randrange(*self.big_size))
+            raw = self.message(len(self.raws))
             self.raws.append(raw)
             self.dc.deliver(self.src, raw)
 
@@ -1121,14 +1149,18 @@ class InterruptLoop:
         return rc
 
     def settle(self):
-        """Wait until the IMAP server has ended every session of the IMAP user."""
-        if not self.imap_srv.wait_sessions_ended(self.dst, self.session_timeout, ("imap",)):
-            still = self.imap_srv.open_sessions(self.dst, ("imap",))
-            self.session_waits.append(
-                f"{len(still)} IMAP sessions still open {self.session_timeout:.0f} s after "
-                f"their client was gone, e.g. {still[0]['line'][:160] if still else ''}")
-            return False
-        return True
+        """Wait until the IMAP servers have ended every session of the IMAP
+        users of the places."""
+        ok = True
+        for label, (srv, user) in self.places.items():
+            if not srv.wait_sessions_ended(user, self.session_timeout, ("imap",)):
+                still = srv.open_sessions(user, ("imap",))
+                self.session_waits.append(
+                    f"{label}: {len(still)} IMAP sessions still open "
+                    f"{self.session_timeout:.0f} s after their client was gone, "
+                    f"e.g. {still[0]['line'][:160] if still else ''}")
+                ok = False
+        return ok
 
     # ---------------------------------------------------------- timing model
     def calibrate(self):
@@ -1137,8 +1169,9 @@ class InterruptLoop:
         for _ in range(6):
             self.calibrations += 1
             self.settle()
-            n = self.batch
-            self.deliver(n)
+            start = len(self.raws)
+            self.deliver(self.batch)
+            n = self.deliveries(start)
             if self.calibrate_stat:
                 self.dc.pop3_count(self.src)
             base = self._count()
@@ -1222,8 +1255,7 @@ class InterruptLoop:
         had ended)."""
         if self.sig != signal.SIGKILL:
             while p.poll() is None and not _caught(p.pid, self.sig):
-                if base is None and not self.imap_srv.open_sessions(self.dst, ("imap",),
-                                                                    prev_log):
+                if base is None and not self._sessions_open(prev_log):
                     base = self._count()
                 if base is not None and self._count() > base:
                     break
@@ -1284,7 +1316,7 @@ class InterruptLoop:
         if waiting > 2 * self.batch + 100:
             self._bad(f"round {r}: {waiting} messages waiting on POP3 for a batch of "
                       f"{self.batch}: the runs before did not move the mail")
-        target = start_count + waiting
+        target = start_count + self.deliveries(len(self.raws) - waiting)
         p, path = self._start()
         t0 = time.monotonic()
         base = start_count              # the count when this victim started, if known
@@ -1302,8 +1334,7 @@ class InterruptLoop:
                 now = time.monotonic()
                 if p.poll() is not None or now >= deadline:
                     break
-                if base is None and not self.imap_srv.open_sessions(self.dst, ("imap",),
-                                                                    prev_log):
+                if base is None and not self._sessions_open(prev_log):
                     base = self._count()
                 time.sleep(min(0.005, max(0.0, deadline - now)))
             if not self._send(p, base, prev_log):

@@ -95,23 +95,27 @@ def messages(c, mailbox="INBOX", who="", items=ALL):
     return out
 
 
-def mailboxes(c):
+def mailboxes(c, selectable=False):
     """Names of every mailbox (LIST "" "*"), decoded from the quoted, atom
-    or literal form the server answers with."""
+    or literal form the server answers with; selectable: without those
+    marked \\Noselect or \\NonExistent."""
     typ, data = c.list('""', "*")
     assert typ == "OK", f"IMAP LIST: {typ} {data}"
     names = []
     for item in data:
         if item is None:
             continue
-        if isinstance(item, tuple):      # a literal name
-            names.append(item[1].decode("utf-8", "replace"))
-            continue
+        literal = None
+        if isinstance(item, tuple):      # the name is a literal
+            item, literal = item[0], item[1].decode("utf-8", "replace")
         line = item.decode("utf-8", "replace") if isinstance(item, bytes) else str(item)
-        m = re.match(r'\([^)]*\) (?:"[^"]*"|NIL) (.*)$', line)
+        m = re.match(r'\((?P<attrs>[^)]*)\) (?:"[^"]*"|NIL) (?P<name>.*)$', line)
         assert m, f"unexpected LIST line {line!r}"
-        name = m.group(1)
-        if name.startswith('"') and name.endswith('"'):
+        if selectable and ("\\Noselect" in m.group("attrs")
+                           or "\\NonExistent" in m.group("attrs")):
+            continue
+        name = literal if literal is not None else m.group("name")
+        if literal is None and name.startswith('"') and name.endswith('"'):
             name = re.sub(r'\\(.)', r'\1', name[1:-1])
         names.append(name)
     return names

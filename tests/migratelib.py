@@ -23,13 +23,12 @@ import pty
 import re
 import select
 import signal
-import socket
 import subprocess
-import threading
 import time
 from pathlib import Path
 
-from harness import LOOPBACK, BridgeResult, _quote_mailbox, popbridge_path
+import imapread
+from harness import BridgeResult, popbridge_path
 
 EX_OK = 0
 EX_USAGE = 64
@@ -100,47 +99,15 @@ def assert_no_secret(text, secrets, where):
 
 # --------------------------------------------------------------- IMAP read-back
 def imap_mailboxes(dc, user):
-    """Names of every mailbox of `user` (IMAP LIST "" "*"), decoded from the
-    quoted or atom form Dovecot answers with."""
-    c = dc.imap(user)
-    try:
-        typ, data = c.list('""', "*")
-        assert typ == "OK", f"IMAP LIST for {user}: {typ} {data}"
-        names = []
-        for item in data:
-            if item is None:
-                continue
-            if isinstance(item, tuple):      # a literal name
-                names.append(_text(item[1]))
-                continue
-            line = _text(item)
-            m = re.match(r'\([^)]*\) (?:"[^"]*"|NIL) (.*)$', line)
-            assert m, f"unexpected LIST line {line!r}"
-            name = m.group(1)
-            if name.startswith('"') and name.endswith('"'):
-                name = re.sub(r'\\(.)', r'\1', name[1:-1])
-            names.append(name)
-        return names
-    finally:
-        try:
-            c.logout()
-        except Exception:
-            pass
+    """Names of every mailbox of `user` (IMAP LIST "" "*")."""
+    with imapread.session(dc.imap(user)) as c:
+        return imapread.mailboxes(c)
 
 
 def imap_count_or_none(dc, user, mailbox):
     """Messages in `mailbox`, or None when it does not exist."""
-    c = dc.imap(user)
-    try:
-        typ, data = c.select(_quote_mailbox(mailbox), readonly=True)
-        if typ != "OK":
-            return None
-        return int(data[0] or 0)
-    finally:
-        try:
-            c.logout()
-        except Exception:
-            pass
+    with imapread.session(dc.imap(user)) as c:
+        return imapread.count(c, mailbox)
 
 
 # --------------------------------------------------------------- the migration
@@ -160,7 +127,7 @@ class Migration:
         self.home.mkdir(parents=True, exist_ok=True)
         self.pop_pw = self.dc.users[self.src]
         self.imap_pw = self.dc.users[self.dst]
-        self.pop3_port = None        # set to go through a relay (Throttle)
+        self.pop3_port = None        # set to go through a relay (RateLimitRelay)
 
     # ------------------------------------------------------------ mail
     def deliver(self, raws):
@@ -390,90 +357,3 @@ def run_on_pty(t, argv, env_add, timeout=120, script=()):
     code = None if killed else os.waitstatus_to_exitcode(status)
     t.runs.append(BridgeResult(cmd, code, "", _text(out), ended - t0))
     return PtyRun(code, out, fired, ended)
-
-
-# --------------------------------------------------------------- a slow link
-class Throttle:
-    """A TCP relay on 127.0.0.1 that passes the server's bytes to the client
-    at no more than `rate` bytes a second (the client's bytes go through at
-    once).  TLS passes through untouched, so a URL localhost:PORT still
-    matches the test certificate.
-
-        with Throttle(dc.pop3s_port, 300_000) as th:
-            url = f"pop3s://localhost:{th.port}"
-    """
-
-    CHUNK = 4096
-
-    def __init__(self, target_port, rate):
-        self.target_port = target_port
-        self.rate = rate
-        self.lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.lsock.bind((LOOPBACK, 0))
-        self.lsock.listen(16)
-        self.port = self.lsock.getsockname()[1]
-        self.closing = False
-        self.socks = []
-        self.thread = threading.Thread(target=self._accept, daemon=True)
-        self.thread.start()
-
-    def _accept(self):
-        while not self.closing:
-            try:
-                c, _ = self.lsock.accept()
-            except OSError:
-                return
-            try:
-                s = socket.create_connection((LOOPBACK, self.target_port), timeout=10)
-                s.settimeout(None)
-            except OSError:
-                c.close()
-                continue
-            self.socks += [c, s]
-            threading.Thread(target=self._pipe, args=(c, s, None), daemon=True).start()
-            threading.Thread(target=self._pipe, args=(s, c, self.rate), daemon=True).start()
-
-    def _pipe(self, src, dst, rate):
-        t0, sent = time.monotonic(), 0
-        try:
-            while True:
-                data = src.recv(self.CHUNK)
-                if not data:
-                    break
-                dst.sendall(data)
-                if rate:
-                    sent += len(data)
-                    ahead = sent / rate - (time.monotonic() - t0)
-                    if ahead > 0:
-                        time.sleep(ahead)
-        except OSError:
-            pass
-        for sock in (src, dst):
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-
-    def close(self):
-        self.closing = True
-        try:
-            self.lsock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        try:
-            self.lsock.close()
-        except OSError:
-            pass
-        for sock in self.socks:
-            try:
-                sock.close()
-            except OSError:
-                pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-        return False

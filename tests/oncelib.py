@@ -23,14 +23,14 @@ from __future__ import annotations
 import collections
 import datetime as _dt
 import email.utils
-import imaplib
 import re
 import time
 
 import faultlib as fl
 from daemonlib import status_json
 from faultproxy import FaultProxy, Rule
-from harness import _quote_mailbox
+import imapread
+from imapread import quote_mailbox
 
 EX_OK = 0
 EX_DATAERR = 65
@@ -140,26 +140,18 @@ def assert_once(what, raws, bodies, others=()):
 
 # ------------------------------------------------------------------ IMAP by hand
 def imap_plain(dc, user, timeout=30):
-    c = imaplib.IMAP4("127.0.0.1", dc.imap_port, timeout=timeout)
-    c.login(user, dc.users[user])
-    return c
+    return dc.imap(user, timeout=timeout, tls=False)
 
 
 def imap_append(dc, user, raws, flags="", mailbox="INBOX", create=False):
     """APPEND each of `raws` (bytes as they are to be stored) with `flags`
     (e.g. r"(\\Deleted)"), as another mail client would."""
-    c = imap_plain(dc, user)
-    try:
+    with imapread.session(imap_plain(dc, user)) as c:
         if create:
-            c.create(_quote_mailbox(mailbox))
+            c.create(quote_mailbox(mailbox))
         for raw in raws:
-            typ, data = c.append(_quote_mailbox(mailbox), flags or None, None, raw)
+            typ, data = c.append(quote_mailbox(mailbox), flags or None, None, raw)
             assert typ == "OK", f"IMAP APPEND by hand for {user}: {typ} {data}"
-    finally:
-        try:
-            c.logout()
-        except Exception:
-            pass
 
 
 def bodies(dc, user, mailbox="INBOX"):

@@ -176,6 +176,22 @@ class SyslogSink(threading.Thread):
             pass
 
 
+def maildir_count(md: Path):
+    """Messages in the Maildir `md`, counted in the folder itself (no IMAP
+    session: cheap enough to poll while popbridge runs).  A server writes a
+    message into tmp/ and renames it into new/ or cur/ once it is complete,
+    and moves files from new/ to cur/ while a session syncs; a file moved
+    between the two listings is counted once, by its base name (before ":")."""
+    names = set()
+    for sub in ("new", "cur"):
+        try:
+            entries = os.listdir(md / sub)
+        except FileNotFoundError:
+            continue
+        names.update(e.split(":", 1)[0] for e in entries if not e.startswith("."))
+    return len(names)
+
+
 def make_account(name, pop3, imap, keep=True, flags=(), **extra):
     acct = {"name": name, "pop3": pop3, "imap": imap, "keep": keep,
             "flags": list(flags)}
@@ -414,10 +430,12 @@ class Server:
     def ssl_context(self):
         return _ssl.create_default_context(cafile=self.ca_file)
 
-    def imap(self, user, password=None, timeout=30):
-        """A logged-in imaplib client (imaps, or plain imap if ssl=False)."""
+    def imap(self, user, password=None, timeout=30, tls=True):
+        """A logged-in imaplib client (imaps; the plain port if ssl=False or
+        not tls: no TLS handshake keeps reading back hundreds of accounts
+        quick)."""
         password = self.users[user] if password is None else password
-        if self.ssl:
+        if tls and self.imaps_port:
             c = imaplib.IMAP4_SSL(self.host, self.imaps_port,
                                   ssl_context=self.ssl_context(), timeout=timeout)
         else:

@@ -55,12 +55,11 @@ from __future__ import annotations
 import base64
 import re
 import select
-import socket
 import ssl
-import threading
 import time
 
-from loopserver import LOOPBACK, LoopbackServer
+from loopserver import LOOPBACK
+from relay import Relay
 WATCH_MAX = 65536
 
 _COMMANDS = {
@@ -129,22 +128,23 @@ def _b64_user(line: bytes):
     return fields[1].decode("latin-1") if len(fields) == 3 else None
 
 
-class ThrottleRelay(LoopbackServer):
+class ThrottleRelay(Relay):
+    """A Relay that ends TLS itself and watches the client's lines until
+    the login, to refuse where the plan says (see the module docstring)."""
+
     thread_name = "throttle"
 
     def __init__(self, dc, proto, plan=(), then=None, name=None, no_sasl=False):
         if proto not in ("imap", "pop3"):
             raise ValueError(f"throttlelib: proto {proto!r}")
+        super().__init__(dc.imap_port if proto == "imap" else dc.pop3_port, LOOPBACK,
+                         name or proto)
         self.dc = dc
         self.proto = proto
         self.plan = list(plan)
         self.then = then
-        self.name = name or proto
         self.no_sasl = no_sasl
-        self.target = (LOOPBACK, dc.imap_port if proto == "imap" else dc.pop3_port)
-        self.lock = threading.Lock()
         self.conns: list[Conn] = []
-        self._listen_init()
         self._ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self._ctx.load_cert_chain(dc.cert_file, dc.key_file)
 
@@ -191,7 +191,7 @@ class ThrottleRelay(LoopbackServer):
             return self.then.step if self.then is not None else None
 
     # ------------------------------------------------------------ lifecycle
-    def _accepted(self, c):
+    def accepted(self, c, num):
         with self.lock:
             conn = Conn(len(self.conns) + 1, time.monotonic())
             self.conns.append(conn)
@@ -214,8 +214,8 @@ class ThrottleRelay(LoopbackServer):
                 cli.sendall(r.line + b"\r\n")
                 _linger(cli)
                 return
-            srv = socket.create_connection(self.target, timeout=30)
-            srv.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            srv = self.connect()
+            srv.settimeout(30)
             self._pump(cli, srv, conn)
         except OSError:
             pass

@@ -15,9 +15,10 @@ from harness import (assert_bytes_equal, assert_exactly_once,
                      expected_internaldate, free_ports, normalise,
                      small_message, varied_messages)
 from migratelib import (EX_DATAERR, EX_NOPERM, EX_OK, EX_TEMPFAIL, EX_USAGE,
-                        PROGRESS_RE, RESUME_RE, Migration, Throttle,
+                        PROGRESS_RE, RESUME_RE, Migration,
                         assert_no_secret, imap_count_or_none,
                         imap_mailboxes, not_imported, run_on_pty, summary)
+from relay import RateLimitRelay
 
 
 def corpus(t, n, seed, tag=None):
@@ -577,7 +578,7 @@ def test_migrate_progress_every_5s_on_a_slow_link(t):
     raws = corpus(t, TOTAL, 12)
     m.deliver(raws)
     size = sum(len(r) for r in raws)
-    with Throttle(m.dc.pop3s_port, 250_000) as th:
+    with RateLimitRelay(m.dc.pop3s_port, 250_000) as th:
         m.pop3_port = th.port
         p = m.popen(stderr_path=t.tmp / "slow.stderr")
         seen, stamps = 0, []

@@ -412,7 +412,7 @@ def test_kill9_loop_routed(t):
     loop.settle()
     final = t.bridge("-c", cfg, "run", timeout=600)
     assert final.rc == 0, f"the clean run exited {final.rc}"
-    expect = [(raw, [(w, "INBOX") for w in where]) for raw, where in zip(loop.raws, loop.where)]
+    expect = [(raw, [(w, "INBOX") for w in where]) for raw, where in zip(loop.raws, loop.places_of)]
     assert_placed(places, expect, f"after {len(loop.kills)} kills")
     left = pop3_left(dc, src)
     assert not left, f"keep = false, yet {len(left)} messages are left on POP3"
