@@ -71,6 +71,8 @@ SRCS	+= bridge/discover_preset.c bridge/discover_autoconfig.c \
 SRCS	+= bridge/check.c bridge/account_valid.c
 # Issue 14: the config loader's base, and its endpoint groups.
 SRCS	+= bridge/config_keys.c bridge/config_endpoint.c
+# Issue 15: the transfer's window, sized as the run goes.
+SRCS	+= bridge/transfer_flow.c
 OBJS	= $(SRCS:.c=.o)
 
 all: bridge/popbridge

@@ -209,6 +209,7 @@ struct spool {
 	char		*mem;
 	size_t		 memlen;
 	size_t		 memmax;	/* bytes kept in memory at most */
+	size_t		 memcap;	/* bytes allocated at mem */
 	int		 fd;		/* overflow, unlinked; -1 if none */
 	uint64_t	 size;		/* total bytes written */
 	const char	*tmpdir;
@@ -218,6 +219,7 @@ enum result	 spool_write(struct spool *, const void *, size_t, char **);
 /* Read up to n bytes at offset off; returns bytes read, -1 on error. */
 ssize_t		 spool_pread(struct spool *, void *, size_t, uint64_t);
 void		 spool_reset(struct spool *);
+void		 spool_trim(struct spool *);
 void		 spool_free(struct spool *);
 
 /* msg.c: pure message normalisation and header facts. */
@@ -336,6 +338,8 @@ enum result	 conn_getline(struct conn *, char **, size_t *, size_t,
 /* Buffered bytes (at least one, reading if none); conn_consume drops some. */
 enum result	 conn_peek(struct conn *, const char **, size_t *, char **);
 void		 conn_consume(struct conn *, size_t);
+/* Would a read go on without waiting? */
+bool		 conn_ready(struct conn *);
 /* Has a read or write failed (or timed out)?  Then say no goodbye. */
 bool		 conn_dead(struct conn *);
 /* The server lines libcurl saw during login (greeting, capabilities). */
@@ -402,6 +406,8 @@ enum result	 pop3_open(const struct endpoint *, const char *, const char *,
 enum result	 pop3_open_conn(struct conn *, const char *, const char *,
 		     struct pop3 **, char **);
 const struct pop3_caps *pop3_caps(struct pop3 *);
+/* Seconds the first command of the scan took to answer: the round trip. */
+double		 pop3_rtt(struct pop3 *);
 struct conn	*pop3_conn(struct pop3 *);
 enum result	 pop3_stat(struct pop3 *, unsigned int *, uint64_t *,
 		     char **);
@@ -501,6 +507,7 @@ enum result	 imap_append_recv(struct imap *, struct append_batch *,
 		     char **);
 /* Forget a batch whose replies will not be read (the run is ending). */
 void		 imap_append_abandon(struct append_batch *);
+bool		 imap_append_ready(struct imap *);
 /* imap_fetch.c, on the selected mailbox: cb(uid, size, body, len). */
 typedef void	(*imap_list_cb)(void *, uint32_t, uint64_t, const char *,
 		     size_t);

@@ -527,6 +527,13 @@ imap_append_recv(struct imap *im, struct append_batch *ab, char **cause)
 	return r;
 }
 
+/* Have the server's replies to what was sent begun to come? */
+bool
+imap_append_ready(struct imap *im)
+{
+	return conn_ready(im->c);
+}
+
 void
 imap_append_abandon(struct append_batch *ab)
 {

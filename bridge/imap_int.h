@@ -8,7 +8,8 @@
 
 #define IMAP_LINE_MAX	(64 * 1024 - 1)
 #define IMAP_RESP_MAX	(1024 * 1024)
-#define IMAP_PEND_MAX	4	/* batches of APPENDs on the wire at once */
+#define IMAP_PEND_MAX	8	/* batches of APPENDs on the wire at once
+				 * (transfer_int.h NGROUPS at most) */
 
 /* The tags of a batch of APPENDs sent and not yet answered. */
 struct pend {

@@ -302,6 +302,25 @@ conn_peek(struct conn *c, const char **p, size_t *n, char **cause)
 	return RES_OK;
 }
 
+/*
+ * Could a read go on now without waiting: bytes buffered here or in TLS,
+ * or the socket readable (or closed: then the read says so)?  Lets a
+ * caller read replies when they have come and do other work until then.
+ */
+bool
+conn_ready(struct conn *c)
+{
+	struct pollfd	 pfd;
+
+	if (c->dead || c->memory || c->rstart < c->rend ||
+	    (c->ssl != NULL && SSL_pending(c->ssl) > 0))
+		return true;
+	pfd.fd = c->sock;
+	pfd.events = POLLIN;
+	pfd.revents = 0;
+	return poll(&pfd, 1, 0) == 1;
+}
+
 void
 conn_consume(struct conn *c, size_t n)
 {

@@ -24,6 +24,7 @@ struct pop3 {
 	char		*account;
 	char		*host;
 	struct pop3_caps caps;
+	double		 rtt;		/* STAT's round trip, seconds */
 };
 
 static void
@@ -91,6 +92,12 @@ const struct pop3_caps *
 pop3_caps(struct pop3 *p)
 {
 	return &p->caps;
+}
+
+double
+pop3_rtt(struct pop3 *p)
+{
+	return p->rtt;
 }
 
 struct conn *
@@ -553,6 +560,7 @@ pop3_scan(struct pop3 *p, struct pop3_msg **msgs_r, unsigned int *count_r,
 	 * trip instead of three.  Their replies are read in order below.
 	 */
 	pipelined = p->caps.pipelining && p->caps.uidl;
+	p->rtt = now_seconds();
 	if (pipelined && ((r = pop3_send(p, "STAT", cause)) != RES_OK ||
 	    (r = pop3_send(p, "LIST", cause)) != RES_OK ||
 	    (r = pop3_send(p, "UIDL", cause)) != RES_OK))
@@ -560,6 +568,7 @@ pop3_scan(struct pop3 *p, struct pop3_msg **msgs_r, unsigned int *count_r,
 	if ((r = pipelined ? pop3_stat_read(p, &count, &size, cause) :
 	    pop3_stat(p, &count, &size, cause)) != RES_OK)
 		return r == RES_MSG ? RES_TEMP : r;
+	p->rtt = now_seconds() - p->rtt;
 	if (count > 10000000)
 		return fail(cause, RES_TEMP, "pop3: %s: STAT claims %u messages",
 		    p->host, count);

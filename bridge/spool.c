@@ -56,6 +56,24 @@ spool_spill(struct spool *sp, const char *p, size_t n, char **cause)
 	return RES_OK;
 }
 
+/*
+ * The memory part grows with the message (doubling, from 16 KB) up to
+ * memmax: a transfer holds many slots, most of them small messages, and
+ * only what they hold should count against its memory.
+ */
+static void
+spool_grow(struct spool *sp, size_t want)
+{
+	size_t	 cap = sp->memcap != 0 ? sp->memcap : 16384;
+
+	while (cap < want && cap < sp->memmax)
+		cap *= 2;
+	if (cap > sp->memmax)
+		cap = sp->memmax;
+	sp->mem = xrealloc(sp->mem, cap);
+	sp->memcap = cap;
+}
+
 enum result
 spool_write(struct spool *sp, const void *data, size_t n, char **cause)
 {
@@ -63,9 +81,9 @@ spool_write(struct spool *sp, const void *data, size_t n, char **cause)
 	size_t		 room, take;
 
 	if (sp->memlen < sp->memmax) {
-		if (sp->mem == NULL)
-			sp->mem = xmalloc(sp->memmax);
-		room = sp->memmax - sp->memlen;
+		if (sp->memlen + n > sp->memcap && sp->memcap < sp->memmax)
+			spool_grow(sp, sp->memlen + n);
+		room = sp->memcap - sp->memlen;
 		take = n < room ? n : room;
 		memcpy(sp->mem + sp->memlen, p, take);
 		sp->memlen += take;
@@ -115,6 +133,16 @@ spool_reset(struct spool *sp)
 	sp->size = 0;
 }
 
+/* Emptied and its memory given back; the file (if any) stays for reuse. */
+void
+spool_trim(struct spool *sp)
+{
+	spool_reset(sp);
+	free(sp->mem);
+	sp->mem = NULL;
+	sp->memcap = 0;
+}
+
 void
 spool_free(struct spool *sp)
 {
@@ -122,6 +150,7 @@ spool_free(struct spool *sp)
 		close(sp->fd);
 	free(sp->mem);
 	sp->mem = NULL;
+	sp->memcap = 0;
 	sp->fd = -1;
 	sp->memlen = 0;
 	sp->size = 0;

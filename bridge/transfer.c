@@ -3,9 +3,10 @@
  * round trip where the protocols allow it:
  *
  *   - POP3 commands go through a queue of expected replies.  With
- *     PIPELINING (RFC 2449) the RETRs of the next batch are sent before the
- *     current batch is appended, so the POP3 server works while the IMAP
- *     server stores; without it, each command waits for its reply.
+ *     PIPELINING (RFC 2449) the RETRs of the batches ahead are sent before
+ *     the current batch is appended, as many as the measured round trip
+ *     and rate want, so the POP3 server works while the IMAP server
+ *     stores; without it, each command waits for its reply.
  *   - Each message is normalised and hashed (SHA-256 of all of it) as it
  *     is spooled; that content is what it is known by from then on.
  *   - A batch's intents are recorded in one ledger transaction (each row
@@ -14,8 +15,9 @@
  *     LITERAL+ APPENDs (RFC 7888), and the outcomes are recorded in one
  *     transaction: two syncs to disk a batch, not two a message.
  *   - While the IMAP server stores one batch, the next is read from POP3,
- *     recorded and sent; only then is the first one's reply read.  The
- *     intents of both batches are on disk before either is sent.
+ *     recorded and sent; replies are read once they have come.  A
+ *     batch's intents are on disk before it is sent, its outcomes before
+ *     its DELEs: the wire never waits for a commit of another batch.
  *   - A message is marked DEL_SENT in the same commit that records it
  *     imported, and its DELE follows that commit, never precedes it.
  *   - One bad message never holds up the others: a message the server
@@ -31,8 +33,9 @@
  *
  * Memory is bounded: a batch holds at most BATCH_MAX messages and about
  * BATCH_BYTES of them, and each keeps at most SLOT_MEM bytes in memory
- * (the rest goes to a temporary file); three batches are held at most
- * (being stored, being read, asked for).
+ * (the rest goes to a temporary file); what is held is the batch being
+ * read and those sent and not answered, up to SENT_MEM (transfer_flow.c
+ * says how many are in flight).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -250,7 +253,7 @@ slot_clear(struct run *rn, struct slot *s)
 }
 
 /* Ask for the next batch of todo[*next..]; *next moves past it. */
-static enum result
+enum result
 request_batch(struct run *rn, const unsigned int *todo, size_t ntodo,
     size_t *next, struct batch *bt, char **cause)
 {
@@ -260,9 +263,11 @@ request_batch(struct run *rn, const unsigned int *todo, size_t ntodo,
 	bt->from = *next;
 	bt->to = batch_end(rn, todo, ntodo, *next);
 	*next = bt->to;
+	bt->bytes = 0;
 	for (i = bt->from; i < bt->to; i++) {
 		struct slot *s = &bt->b[i - bt->from];
 
+		bt->bytes += rn->msgs[todo[i]].size;
 		s->msg = todo[i];
 		s->state = SL_SENT;
 		slot_clear(rn, s);
@@ -364,7 +369,7 @@ send_leg(struct run *rn, struct batch *bt, size_t k, char **cause)
 }
 
 /* Decide, record the intents and send the batch; replies are read later. */
-static enum result
+enum result
 send_batch(struct run *rn, struct batch *bt, char **cause)
 {
 	size_t		 i, k, n = bt->to - bt->from;
@@ -507,7 +512,7 @@ record_outcomes(struct run *rn, struct batch *bt, struct outcome *oc,
 }
 
 /* A sent batch: its replies, its outcomes on disk, then its DELEs. */
-static enum result
+enum result
 finish_batch(struct run *rn, struct batch *bt, struct outcome *oc,
     char **cause)
 {
@@ -543,7 +548,7 @@ finish_batch(struct run *rn, struct batch *bt, struct outcome *oc,
 }
 
 /* Read the batch's messages (and the replies queued before them). */
-static enum result
+enum result
 read_batch(struct run *rn, struct batch *bt, char **cause)
 {
 	size_t		 n = bt->to - bt->from;
@@ -560,7 +565,7 @@ read_batch(struct run *rn, struct batch *bt, char **cause)
  * to IMAP; the one it broke on failed (set aside if it keeps doing that);
  * the rest were not tried.  *broke keeps the reason for the run's end.
  */
-static void
+void
 salvage(struct run *rn, struct batch *bt, char *why, char **broke)
 {
 	size_t	 i, n = bt->to - bt->from;
@@ -580,22 +585,8 @@ salvage(struct run *rn, struct batch *bt, char *why, char **broke)
 	rn->q->head = rn->q->tail;
 }
 
-/* A batch asked for on a POP3 link that broke: none of it was read (it
- * stays on the server); *broke keeps the reason for the run's end. */
-static void
-abandon(struct run *rn, struct batch *bt, char *why, char **broke)
-{
-	size_t	 i, n = bt->to - bt->from;
-
-	rn->pop3_dead = true;
-	*broke = why;
-	for (i = 0; i < n; i++)
-		bt->b[i].state = SL_FREE;
-	rn->q->head = rn->q->tail;
-}
-
 /* The messages the plan wants fetched, and the DELEs it wants now. */
-static enum result
+enum result
 transfer_plan(struct run *rn, unsigned int *todo, size_t *ntodo,
     char **cause)
 {
@@ -644,7 +635,7 @@ transfer_plan(struct run *rn, unsigned int *todo, size_t *ntodo,
 	return r;
 }
 
-static void
+void
 transfer_init(struct run *rn, struct batch *bt)
 {
 	size_t	 i;
@@ -663,7 +654,7 @@ transfer_init(struct run *rn, struct batch *bt)
 }
 
 /* The legs' outstanding batches forgotten, their buffers freed. */
-static void
+void
 batches_free(struct run *rn, struct batch *bt)
 {
 	size_t	 i, j, k;
@@ -699,7 +690,7 @@ legs_result(struct run *rn, char **cause)
 }
 
 /* How the run ends, once every batch sent has been answered. */
-static enum result
+enum result
 transfer_end(struct run *rn, struct outcome *oc, char *broke, size_t ntodo,
     char **cause)
 {
@@ -736,7 +727,7 @@ transfer_end(struct run *rn, struct outcome *oc, char *broke, size_t ntodo,
 }
 
 /* May the transfer go on to another batch? */
-static bool
+bool
 legs_any_up(const struct run *rn)
 {
 	size_t	 k;
@@ -745,82 +736,6 @@ legs_any_up(const struct run *rn)
 		if (leg_up(&rn->legs[k]))
 			return true;
 	return false;
-}
-
-enum result
-transfer_all(struct run *rn, char **cause)
-{
-	struct batch	 bt[NGROUPS], *cur = NULL, *prev = NULL, *after;
-	struct outcome	 oc = { false, NULL };
-	unsigned int	*todo;
-	size_t		 ntodo = 0, next = 0;
-	char		*broke = NULL;
-	bool		 pipelining;
-	enum result	 r;
-
-	memset(bt, 0, sizeof bt);
-	transfer_init(rn, bt);
-	pipelining = pop3_caps(rn->p)->pipelining;
-	todo = xcalloc(rn->nmsgs + 1, sizeof *todo);
-	r = transfer_plan(rn, todo, &ntodo, cause);
-
-	/*
-	 * Each turn: read batch k (asked for before), ask for k + 1, send k,
-	 * then read the replies to k - 1, which the IMAP server stored while
-	 * k was read.  Without PIPELINING, k + 1 is read (one command at a
-	 * time) while the server stores k.
-	 */
-	if (r == RES_OK && ntodo > 0) {
-		cur = &bt[0];
-		r = request_batch(rn, todo, ntodo, &next, cur, cause);
-	}
-	while (r == RES_OK && cur != NULL) {
-		if ((r = read_batch(rn, cur, cause)) != RES_OK) {
-			if (r != RES_TEMP || rn->q->broke == -1)
-				break;
-			salvage(rn, cur, *cause, &broke);
-			*cause = NULL;
-			r = RES_OK;
-		}
-		after = next < ntodo && broke == NULL && !run_stopping(rn) ?
-		    &bt[(cur - bt + 1) % NGROUPS] : NULL;
-		if (after != NULL && pipelining && (r = request_batch(rn, todo,
-		    ntodo, &next, after, cause)) != RES_OK) {
-			if (r != RES_TEMP)
-				break;
-			/* The link broke while the next batch was asked for
-			 * (a write fails before the read notices): this one,
-			 * fetched whole, still goes to IMAP. */
-			abandon(rn, after, *cause, &broke);
-			*cause = NULL;
-			after = NULL;
-			r = RES_OK;
-		}
-		if ((r = send_batch(rn, cur, cause)) != RES_OK)
-			break;
-		if (prev != NULL && (r = finish_batch(rn, prev, &oc,
-		    cause)) != RES_OK)
-			break;
-		prev = cur;
-		cur = NULL;
-		/* Every leg full or down: the rest waits for a later run. */
-		if (!legs_any_up(rn))
-			break;
-		if (after != NULL && !pipelining && (r = request_batch(rn,
-		    todo, ntodo, &next, after, cause)) != RES_OK)
-			break;
-		cur = after;
-	}
-	if (r == RES_OK && prev != NULL)
-		r = finish_batch(rn, prev, &oc, cause);
-	batches_free(rn, bt);
-	free(todo);
-	if (r == RES_OK)
-		r = transfer_end(rn, &oc, broke, ntodo, cause);
-	else
-		free(broke);
-	free(oc.quota_why);
-	return r;
 }
 
 void

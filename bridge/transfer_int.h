@@ -15,8 +15,19 @@
 #define BATCH_MAX	32
 #define BATCH_BYTES	(8 * 1024 * 1024)
 #define SLOT_MEM	(128 * 1024)
-#define NGROUPS		3		/* stored, read, asked for */
+/*
+ * Batches in flight at most: the one being read, those asked for ahead of
+ * it and those sent and not yet answered.  How many of each is decided as
+ * the run goes (transfer.c, "the window"); this only bounds the slots.
+ */
+#define NGROUPS		8
 #define NSLOTS		(NGROUPS * BATCH_MAX)
+/* Batches sent and not yet answered at most, and the memory they hold:
+ * with the one being read, what a stop on request still finishes. */
+#define SENT_MAX	2
+#define SENT_MEM	(8 * 1024 * 1024)
+/* Bytes asked for ahead of the reader at most, whatever is measured. */
+#define AHEAD_MAX	((uint64_t)32 * 1024 * 1024)
 
 enum slot_state {
 	SL_FREE,
@@ -93,6 +104,7 @@ struct leg_batch {
 /* One batch: todo[from..to) in a group of slots. */
 struct batch {
 	size_t		 from, to;
+	uint64_t	 bytes;		/* their LIST sizes */
 	struct slot	*b;
 	struct leg_batch *lb;		/* one per leg */
 };
@@ -112,6 +124,21 @@ slot_header(const struct slot *s)
 
 	return hlen != 0 ? hlen : s->sp.memlen;
 }
+
+/* transfer.c: a batch's steps, and the run's start and end around them. */
+enum result	 transfer_plan(struct run *, unsigned int *, size_t *, char **);
+void		 transfer_init(struct run *, struct batch *);
+void		 batches_free(struct run *, struct batch *);
+enum result	 request_batch(struct run *, const unsigned int *, size_t,
+		     size_t *, struct batch *, char **);
+enum result	 read_batch(struct run *, struct batch *, char **);
+void		 salvage(struct run *, struct batch *, char *, char **);
+enum result	 send_batch(struct run *, struct batch *, char **);
+enum result	 finish_batch(struct run *, struct batch *, struct outcome *,
+		     char **);
+bool		 legs_any_up(const struct run *);
+enum result	 transfer_end(struct run *, struct outcome *, char *, size_t,
+		     char **);
 
 /* transfer_pop.c: the queue of POP3 replies. */
 void		 slot_fail(struct slot *, char *);
