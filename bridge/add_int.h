@@ -1,7 +1,7 @@
 /*
- * What the files of `popbridge add` share (add.c, add_owner.c, add_ask.c,
- * add_login.c, add_write.c), and no other file: the state of one run of
- * the command and its steps.
+ * What the files of `popbridge add` share (add.c, add_util.c, add_owner.c,
+ * add_ask.c, add_login.c, add_write.c, add_gmail.c), and no other file:
+ * the state of one run of the command and its steps.
  */
 #ifndef ADD_INT_H
 #define ADD_INT_H
@@ -73,7 +73,7 @@ struct add {
 	char		*gmail_base;	/* NULL: Google's */
 };
 
-/* add.c */
+/* add_util.c, the base the other add files call down to. */
 /* A failure of the command line (exit 64), with its cause. */
 enum result	 ufail(struct add *, char **, const char *, ...)
 		     PRINTFLIKE(3, 4);
@@ -85,8 +85,8 @@ bool		 name_ok(const char *);
 bool		 auth_ok(const char *);
 bool		 auth_is_oauth2(const char *);
 
-/* add_login.c: can the endpoint's host name be found (else *sd and
- * *cause say why not)? */
+/* Can the endpoint's host name be found (else *sd and *cause say why
+ * not)? */
 bool		 add_try_dns(struct add *, const struct endpoint *,
 		     struct side *, char **);
 /* "pop3", "imap" or "gmail-api", for the lines of the login tests. */

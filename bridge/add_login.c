@@ -23,41 +23,6 @@
 
 /* ---- step 4: log in to both, with check's tests ---- */
 
-const char *
-add_side_name(const struct add *a, const struct endpoint *ep)
-{
-	return !ep->imap ? "pop3" : a->gmail ? "gmail-api" : "imap";
-}
-
-/*
- * Can the server's name be found?  Asked before the login, so that a
- * name that does not exist, or a resolver that does not answer (no
- * network), is called that instead of a failed login.  Not through a
- * proxy from the environment: that one looks the name up itself.
- */
-bool
-add_try_dns(struct add *a, const struct endpoint *ep, struct side *sd,
-    char **cause)
-{
-	char		 scheme[8], *why = NULL;
-	const char	*var;
-
-	snprintf(scheme, sizeof scheme, "%s%s", !ep->imap ? "pop3" : a->gmail ?
-	    "http" : "imap", ep->tls == TLS_IMPLICIT ? "s" : "");
-	/* An address needs no lookup; a proxy looks names up itself. */
-	if (ep->host[0] == '[' || strchr(ep->host, ':') != NULL ||
-	    config_env_proxy(scheme, &var) != NULL)
-		return true;
-	if ((sd->dns = discover_host_check(ep->host, &why)) == DNS_OK)
-		return true;
-	printf("%s: %s %s:%d: FAILED: %s\n", a->name, add_side_name(a, ep),
-	    ep->host, ep->port, why);
-	free(*cause);
-	*cause = why;
-	sd->r = RES_TEMP;
-	return false;
-}
-
 /*
  * The account as check sees it, for check's lines: no routing, and no
  * state_dir, since an account not yet saved has no ledger (every message
