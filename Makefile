@@ -75,6 +75,9 @@ SRCS	+= bridge/check.c bridge/account_valid.c
 SRCS	+= bridge/config_keys.c bridge/config_endpoint.c
 # Issue 15: the transfer's window, sized as the run goes.
 SRCS	+= bridge/transfer_flow.c
+# Issue 15: the IMAP login beside the POP3 one, in a thread of its own.
+SRCS	+= bridge/prelogin.c
+LDFLAGS	+= -pthread
 OBJS	= $(SRCS:.c=.o)
 
 all: bridge/popbridge

@@ -31,6 +31,7 @@
 
 #include "bridge.h"
 #include "route.h"
+#include "prelogin.h"
 #include "run.h"
 
 /* The ident_dest spellings of every leg of an account. */
@@ -376,6 +377,7 @@ run_free(struct run *rn)
 {
 	size_t	 i;
 
+	prelogin_free(rn->pre);
 	pop3_free(rn->p);
 	sessions_close(rn);
 	transfer_free(rn);
@@ -438,6 +440,10 @@ account_run(const struct config *cf, const struct account *ac,
 	free(dest);
 	if (r != RES_OK || (r = legs_make(&rn, cause)) != RES_OK)
 		goto done;
+	/* Mail likely: log in to IMAP beside POP3, not after it. */
+	if (rn.nlegs == 1 && rn.legs[0].ep->gmail == NULL &&
+	    ledger_expects_mail(rn.l, ac->name))
+		rn.pre = prelogin_start(rn.legs[0].ep, ac->name, cf->timeout);
 	if ((r = login_pop3(&ac->pop3, ac->name, cf->timeout, &rn.p, cause)) !=
 	    RES_OK ||
 	    (r = pop3_scan(rn.p, &rn.msgs, &rn.nmsgs, &standin, cause)) != RES_OK)

@@ -595,6 +595,32 @@ ledger_adopted(struct ledger *l, bool *yes, char **cause)
 	return RES_OK;
 }
 
+/*
+ * Is mail likely this run?  Yes unless the account's last run here found
+ * nothing new and left nothing waiting (a household's quiet poll): the
+ * run then logs in to IMAP beside POP3 rather than after it.  A wrong
+ * guess costs a login, or the time one takes.
+ */
+bool
+ledger_expects_mail(struct ledger *l, const char *account)
+{
+	sqlite3_stmt	*s;
+	bool		 yes = true;
+
+	/* "waiting" counts what keep = true leaves: no sign of new mail. */
+	if (sqlite3_prepare_v2(l->db, "SELECT fresh, failed, result FROM run "
+	    "WHERE account = ?1 ORDER BY id DESC LIMIT 1", -1, &s, NULL) !=
+	    SQLITE_OK)
+		return true;
+	sqlite3_bind_text(s, 1, account, -1, SQLITE_STATIC);
+	if (sqlite3_step(s) == SQLITE_ROW)
+		yes = sqlite3_column_int64(s, 0) != 0 ||
+		    sqlite3_column_int64(s, 1) != 0 ||
+		    sqlite3_column_int(s, 2) != RES_OK;
+	sqlite3_finalize(s);
+	return yes;
+}
+
 enum result
 ledger_set_adopted(struct ledger *l, char **cause)
 {

@@ -136,6 +136,8 @@ enum result	 ledger_removal_done(struct ledger *, uint32_t, uint32_t,
 /* The first contact scan of the destination (adopt.c): done yet? */
 enum result	 ledger_adopted(struct ledger *, bool *, char **);
 enum result	 ledger_set_adopted(struct ledger *, char **);
+/* Did the account's last run find mail (or is there none yet)? */
+bool		 ledger_expects_mail(struct ledger *, const char *);
 /* `retry`: set-aside messages (all, or the one UIDL) go again next run. */
 enum result	 ledger_release(struct ledger *, const char *, unsigned int *,
 		     char **);

@@ -112,6 +112,7 @@ struct run {
 	struct leg		*leg;		/* the one the ledger is on */
 	struct session		**ss;
 	size_t			 nss;
+	struct prelogin		*pre;		/* IMAP login beside POP3's */
 	/* Other accounts that import this POP3 mailbox: a message is
 	 * deleted only once each of them has it too. */
 	struct sibling		*siblings;

@@ -13,6 +13,7 @@
 
 #include "bridge.h"
 #include "route.h"
+#include "prelogin.h"
 #include "run.h"
 
 /* The leg's mailbox as the server names it (imap_place), logged if it
@@ -53,8 +54,13 @@ leg_session(struct run *rn, struct leg *g, char **cause)
 		ss->ep = g->ep;
 		ss->dest = dest;
 		ss->own = g->first;
-		if ((r = login_imap(g->ep, rn->ac->name, rn->cf->timeout,
-		    &ss->im, cause)) != RES_OK) {
+		/* Logged in beside POP3 already (prelogin.c), or now. */
+		if (prelogin_for(rn->pre, g->ep))
+			r = prelogin_take(rn->pre, g->ep, &ss->im, cause);
+		else
+			r = login_imap(g->ep, rn->ac->name, rn->cf->timeout,
+			    &ss->im, cause);
+		if (r != RES_OK) {
 			free(ss);
 			return r;
 		}
