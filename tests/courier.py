@@ -780,12 +780,7 @@ class Courier(_Private):
             seq = next(_deliver_seq)
         if name is None:
             name = f"{int(time.time())}.M{seq:08d}P{os.getpid()}.popbridge-tests"
-        tmp = md / "tmp" / name
-        with open(tmp, "wb") as f:
-            f.write(raw)
-        os.chown(tmp, VMAIL_UID, VMAIL_UID)
-        os.rename(tmp, md / "new" / name)
-        return name
+        return serverbase.maildir_deliver(md, raw, name, VMAIL_UID, VMAIL_UID)
 
     def deliver_many(self, user, raws, mailbox="INBOX", crlf=False):
         return [self.deliver(user, raw, mailbox=mailbox, crlf=crlf) for raw in raws]

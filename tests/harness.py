@@ -321,12 +321,7 @@ service stats {{
             with _lock:
                 seq = next(_deliver_seq)
             name = f"{int(time.time())}.{seq:08d}.harness"
-        tmp = md / "tmp" / name
-        with open(tmp, "wb") as f:
-            f.write(raw)
-        os.chown(tmp, MAIL_UID, MAIL_GID)
-        os.rename(tmp, md / "new" / name)
-        return name
+        return serverbase.maildir_deliver(md, raw, name, MAIL_UID, MAIL_GID)
 
     def maildir_count(self, user):
         md = self.maildir(user)
@@ -515,6 +510,9 @@ class BridgeResult:
         return f"<popbridge {' '.join(self.args)} rc={self.rc}>"
 
 
+_failed_starts: dict = {}     # TestContext.server: key -> why it cannot start
+
+
 class TestContext:
     """What a test function gets: a fresh temp dir, shared Dovecot instances
     of its file, fresh users, popbridge runs (recorded for failure reports)."""
@@ -533,16 +531,37 @@ class TestContext:
     def note(self, text):
         self.notes.append(text)
 
+    def server(self, key, make, title=None, unavailable=()):
+        """The test file's shared server instance `key` (make() builds and
+        starts it on first use; run_integ stops it after the file); its log
+        tail goes into this test's failure report.  With a title, a server
+        that cannot start fails this test with the reason (`unavailable`:
+        the exception that says the machine cannot run it), and every later
+        test of the file that asks for it, at once."""
+        inst = self._instances.get(key)
+        if inst is None:
+            if key in _failed_starts:
+                raise AssertionError(_failed_starts[key])
+            try:
+                inst = make()
+            except Exception as e:
+                if title is None:
+                    raise
+                if isinstance(e, unavailable):
+                    _failed_starts[key] = f"{title} cannot run on this machine: {e}"
+                else:
+                    _failed_starts[key] = (f"the private {title} did not start: "
+                                           f"{type(e).__name__}: {e}")
+                raise AssertionError(_failed_starts[key]) from None
+            self._instances[key] = inst
+        if inst not in self.used:
+            self.used.append(inst)
+            self._log_start[id(inst)] = inst.log_size()
+        return inst
+
     def dovecot(self, **opts) -> Dovecot:
-        key = tuple(sorted(opts.items()))
-        dc = self._instances.get(key)
-        if dc is None:
-            dc = Dovecot(**opts).start()
-            self._instances[key] = dc
-        if dc not in self.used:
-            self.used.append(dc)
-            self._log_start[id(dc)] = dc.log_size()
-        return dc
+        return self.server(("Dovecot",) + tuple(sorted(opts.items())),
+                           lambda: Dovecot(**opts).start())
 
     def user(self, dc: Dovecot, role="u"):
         """A fresh user with a random password; returns the name."""

@@ -243,22 +243,16 @@ def oauth2_dovecot(t, mode="post", **opts) -> OAuth2Dovecot:
     with its own IntrospectionServer), registered with the TestContext `t`
     like TestContext.dovecot(): stopped after the file, its log tail in
     the failure report."""
-    key = ("oauthlib.OAuth2Dovecot", mode) + tuple(sorted(opts.items()))
-    dc = t._instances.get(key)
-    if dc is None:
+    def make():
         idp = IntrospectionServer()
         try:
             dc = OAuth2Dovecot(idp, mode=mode, **opts)
             dc.owns_idp = True
-            dc.start()
+            return dc.start()
         except Exception:
             idp.close()
             raise
-        t._instances[key] = dc
-    if dc not in t.used:
-        t.used.append(dc)
-        t._log_start[id(dc)] = dc.log_size()
-    return dc
+    return t.server(("oauthlib.OAuth2Dovecot", mode) + tuple(sorted(opts.items())), make)
 
 
 def write_secret(path, text, mode=0o600):

@@ -176,6 +176,17 @@ class SyslogSink(threading.Thread):
             pass
 
 
+def maildir_deliver(md: Path, raw: bytes, name, uid, gid):
+    """Put `raw` into the Maildir `md` as an MDA does: written whole into
+    tmp/, owned by uid:gid, renamed into new/.  Returns the file name."""
+    tmp = md / "tmp" / name
+    with open(tmp, "wb") as f:
+        f.write(raw)
+    os.chown(tmp, uid, gid)
+    os.rename(tmp, md / "new" / name)
+    return name
+
+
 def maildir_count(md: Path):
     """Messages in the Maildir `md`, counted in the folder itself (no IMAP
     session: cheap enough to poll while popbridge runs).  A server writes a

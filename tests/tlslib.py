@@ -164,12 +164,4 @@ class CertDovecot(Dovecot):
 def cert_dovecot(t, kind) -> CertDovecot:
     """The CertDovecot of `kind` for this test file (made and started on
     first use), registered with the TestContext `t` like t.dovecot()."""
-    key = ("tlslib.CertDovecot", kind)
-    dc = t._instances.get(key)
-    if dc is None:
-        dc = CertDovecot(kind).start()
-        t._instances[key] = dc
-    if dc not in t.used:
-        t.used.append(dc)
-        t._log_start[id(dc)] = dc.log_size()
-    return dc
+    return t.server(("tlslib.CertDovecot", kind), lambda: CertDovecot(kind).start())

@@ -58,32 +58,11 @@ from courier import Courier, CourierUnavailable, Popa3d
 from harness import (LOOPBACK, InterruptLoop, describe, expected_internaldate, make_account,
                      varied_messages, write_config)
 
-_failed_starts: dict = {}
-
-
-def _instance(t, cls, **opts):
-    """The file's shared instance of cls (started on first use, stopped by
-    run_integ after the file).  Fails the test, with the reason, where it
-    cannot run."""
-    key = (cls.__name__, repr(sorted(opts.items())))
-    inst = t._instances.get(key)
-    if inst is None:
-        if key in _failed_starts:
-            raise AssertionError(_failed_starts[key])
-        try:
-            inst = cls(**opts).start()
-        except CourierUnavailable as e:
-            _failed_starts[key] = f"{cls.__name__} cannot run on this machine: {e}"
-            raise AssertionError(_failed_starts[key]) from None
-        except Exception as e:
-            _failed_starts[key] = (f"the private {cls.__name__} did not start: "
-                                   f"{type(e).__name__}: {e}")
-            raise AssertionError(_failed_starts[key]) from None
-        t._instances[key] = inst
-    if inst not in t.used:
-        t.used.append(inst)
-        t._log_start[id(inst)] = inst.log_size()
-    return inst
+def _instance(t, cls):
+    """The file's shared instance of cls; fails the test, with the reason,
+    where it cannot run."""
+    return t.server((cls.__name__,), lambda: cls().start(), title=cls.__name__,
+                    unavailable=CourierUnavailable)
 
 
 def courier(t) -> Courier:

@@ -26,32 +26,11 @@ EX_DATAERR = 65
 EX_TEMPFAIL = 75
 EX_NOPERM = 77
 
-_failed_starts: dict = {}
-
-
 def cyrus(t, **opts) -> Cyrus:
-    """The file's shared Cyrus instance with these options (started on first
-    use, stopped by run_integ after the file).  Fails the test, with the
-    reason, where Cyrus cannot run."""
-    key = ("cyrus", repr(sorted(opts.items())))
-    cy = t._instances.get(key)
-    if cy is None:
-        if key in _failed_starts:
-            raise AssertionError(_failed_starts[key])
-        try:
-            cy = Cyrus(**opts).start()
-        except CyrusUnavailable as e:
-            _failed_starts[key] = f"Cyrus IMAP cannot run on this machine: {e}"
-            raise AssertionError(_failed_starts[key]) from None
-        except Exception as e:
-            _failed_starts[key] = (f"the private Cyrus IMAP did not start: "
-                                   f"{type(e).__name__}: {e}")
-            raise AssertionError(_failed_starts[key]) from None
-        t._instances[key] = cy
-    if cy not in t.used:
-        t.used.append(cy)
-        t._log_start[id(cy)] = cy.log_size()
-    return cy
+    """The file's shared Cyrus instance with these options; fails the test,
+    with the reason, where Cyrus cannot run."""
+    return t.server(("cyrus", repr(sorted(opts.items()))), lambda: Cyrus(**opts).start(),
+                    title="Cyrus IMAP", unavailable=CyrusUnavailable)
 
 
 def summary_line(stderr, account):
