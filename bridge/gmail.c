@@ -752,10 +752,21 @@ gmail_req_result(struct gmail_req *rq, const char *what, char **cause)
 	switch (rq->end) {
 	case END_LINK:
 		return fail(cause, RES_TEMP, "gmail: %s: %s", what, rq->why);
-	case END_RATE:
-		return fail(cause, RES_TEMP, "gmail: %s: rate limited (HTTP "
-		    "%ld); try again in %ld s", what, rq->status,
-		    rq->retry_after);
+	case END_RATE: {
+		/* A "slow down" from the destination side, for the batch's
+		 * and the daemon's rest (throttle.c). */
+		struct throttle	 t = { true, true, rq->retry_after };
+		enum result	 r;
+
+		if (t.retry_after < 1)
+			t.retry_after = 0;
+		else if (t.retry_after > THROTTLE_HINT_MAX)
+			t.retry_after = THROTTLE_HINT_MAX;
+		r = fail(cause, RES_TEMP, "gmail: %s: rate limited (HTTP %ld); "
+		    "try again in %ld s", what, rq->status, rq->retry_after);
+		throttle_note(&t, cause);
+		return r;
+	}
 	case END_AUTH:
 		return fail(cause, RES_AUTH, "gmail: %s: the token was refused "
 		    "(%s)", what, rq->why[0] != '\0' ? rq->why : "401");
