@@ -68,7 +68,7 @@ SRCS	+= bridge/route_text.c bridge/batch_row.c bridge/batch_run.c
 SRCS	+= bridge/discover_preset.c bridge/discover_autoconfig.c \
 	   bridge/discover_http.c bridge/discover_srv.c bridge/net_io.c
 # Issue 14: the base add's files call down to (no cycle among them).
-SRCS	+= bridge/add_util.c
+SRCS	+= bridge/add_util.c bridge/discover_util.c
 # Issue 14: check and dry runs out of account.c.
 SRCS	+= bridge/check.c bridge/account_valid.c
 # Issue 14: the config loader's base, and its endpoint groups.
@@ -91,7 +91,8 @@ bridge/%.o: bridge/%.c bridge/bridge.h bridge/run.h bridge/imap_int.h \
 	    bridge/gmail.h bridge/gmail_int.h bridge/config_gmail.h
 	$(CC) $(CFLAGS) $(PKG_CFLAGS) -c -o $@ $<
 bridge/discover.o bridge/discover_preset.o bridge/discover_autoconfig.o \
-    bridge/discover_http.o bridge/discover_srv.o: bridge/discover_int.h
+    bridge/discover_http.o bridge/discover_srv.o bridge/discover_util.o: \
+    bridge/discover_int.h
 bridge/net.o bridge/net_io.o: bridge/net_int.h
 bridge/batch.o bridge/batch_row.o bridge/batch_run.o: bridge/batch_int.h
 bridge/ledger_read.o bridge/ledger_status.o bridge/ledger_metrics.o: \

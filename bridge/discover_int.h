@@ -1,7 +1,8 @@
 /*
- * What discover.c (the sources' order, address and URL checks) shares
- * with its sources: discover_preset.c, discover_autoconfig.c with
- * discover_http.c, and discover_srv.c.  Only these include it.
+ * What discover.c (the sources' order) and discover_util.c (address, URL
+ * and template checks) share with the sources: discover_preset.c,
+ * discover_autoconfig.c with discover_http.c, and discover_srv.c.  Only
+ * these include it.
  */
 #ifndef DISCOVER_INT_H
 #define DISCOVER_INT_H
@@ -11,6 +12,9 @@
 #define DOC_MAX		(1024 * 1024)	/* bytes of a fetched document */
 #define VALUE_MAX	255		/* a host or user name from outside */
 
+/* discover_util.c, the base the sources call down to (with what
+ * bridge.h declares of it: discover_address_valid, discover_parse_url,
+ * discover_free). */
 /* A DNS name (or IPv4 literal) as discovery takes one. */
 bool		 discover_host_valid(const char *);
 /* An autoconfig template with %EMAILADDRESS% and its kin filled in; NULL
