@@ -66,13 +66,102 @@ const char add_usage[] =
 
 /* ---- step 1: the command line, the config, names and places ---- */
 
+enum { O_NAME = 256, O_TO, O_MAILBOX, O_IMAP_USER, O_POP3_USER,
+	O_POP3, O_CA, O_POP3_PW, O_IMAP_PW, O_STATE, O_PLAIN, O_HELP,
+	O_OWNER, O_UNTESTED, O_KEEP, O_DELETE, O_POP3_AUTH, O_IMAP_AUTH,
+	O_POP3_TOKEN, O_IMAP_TOKEN, O_OAUTH2_TOKEN };
+
+/* One option of getopt_long's into a: 0 to go on, else add_args'
+ * answer (-1 after --help, or an exit code). */
+static int
+add_option(struct add *a, int ch)
+{
+	switch (ch) {
+	case O_NAME: a->name_opt = optarg; break;
+	case O_TO: a->to = optarg; break;
+	case O_MAILBOX: a->mailbox = optarg; break;
+	case O_IMAP_USER: a->imap_user = optarg; break;
+	case O_POP3_USER: a->pop3_user = optarg; break;
+	case O_POP3: a->pop3_url = optarg; break;
+	case O_CA: a->ca_opt = optarg; break;
+	case O_POP3_PW: a->pop3_pwfile = optarg; break;
+	case O_IMAP_PW: a->imap_pwfile = optarg; break;
+	case O_STATE: a->state_dir = optarg; break;
+	case O_PLAIN: a->allow_plain = true; break;
+	case O_OWNER: a->owner_opt = optarg; break;
+	case O_UNTESTED: a->save_untested = true; break;
+	case O_KEEP:
+	case O_DELETE:
+		if (a->keep_opt != -1 && a->keep_opt != (ch == O_KEEP)) {
+			fprintf(stderr, "popbridge: add: --keep or "
+			    "--delete, not both\n");
+			return EX_USAGE;
+		}
+		a->keep_opt = ch == O_KEEP;
+		break;
+	case O_POP3_AUTH: a->auth_opt[0] = optarg; break;
+	case O_IMAP_AUTH: a->auth_opt[1] = optarg; break;
+	case O_POP3_TOKEN: a->token_opt[0] = optarg; break;
+	case O_IMAP_TOKEN:
+	case O_OAUTH2_TOKEN:
+		/* Two names for the destination's token command:
+		 * --oauth2-token-command reads better for Gmail. */
+		if (a->token_opt[1] != NULL &&
+		    strcmp(a->token_opt[1], optarg) != 0) {
+			fprintf(stderr, "popbridge: add: one token "
+			    "command for the destination (--imap-token-"
+			    "command or --oauth2-token-command)\n");
+			return EX_USAGE;
+		}
+		a->token_opt[1] = optarg;
+		break;
+	case O_HELP:
+		fputs(add_usage, stdout);
+		return -1;
+	default:
+		fputs(add_usage, stderr);
+		return EX_USAGE;
+	}
+	return 0;
+}
+
+/* What the options leave to check: one ADDRESS, --to, the methods. */
+static int
+add_args_check(struct add *a, int argc, char **argv)
+{
+	int	 i;
+
+	if (argc - optind != 1) {
+		fprintf(stderr, "popbridge: add: %s\n", argc - optind == 0 ?
+		    "give the ADDRESS of the POP3 mailbox" : "one ADDRESS only");
+		fputs(add_usage, stderr);
+		return EX_USAGE;
+	}
+	a->address = argv[optind];
+	if (a->to == NULL) {
+		fprintf(stderr, "popbridge: add: give the IMAP account the mail "
+		    "goes to: --to imaps://HOST[:PORT], or --to gmail-api for "
+		    "Gmail through its API\n");
+		fputs(add_usage, stderr);
+		return EX_USAGE;
+	}
+	if (a->mailbox == NULL)
+		a->mailbox = "INBOX";
+	for (i = 0; i < 2; i++)
+		if (a->auth_opt[i] != NULL && !auth_ok(a->auth_opt[i])) {
+			fprintf(stderr, "popbridge: add: --%s-auth: one of "
+			    "auto, plain, login, any, xoauth2, oauthbearer\n",
+			    i == 0 ? "pop3" : "imap");
+			return EX_USAGE;
+		}
+	return 0;
+}
+
+/* The command line into a: 0 to go on, -1 after --help, else the exit
+ * code. */
 static int
 add_args(struct add *a, int argc, char **argv)
 {
-	enum { O_NAME = 256, O_TO, O_MAILBOX, O_IMAP_USER, O_POP3_USER,
-		O_POP3, O_CA, O_POP3_PW, O_IMAP_PW, O_STATE, O_PLAIN, O_HELP,
-		O_OWNER, O_UNTESTED, O_KEEP, O_DELETE, O_POP3_AUTH, O_IMAP_AUTH,
-		O_POP3_TOKEN, O_IMAP_TOKEN, O_OAUTH2_TOKEN };
 	static const struct option opts[] = {
 		{ "name", required_argument, NULL, O_NAME },
 		{ "to", required_argument, NULL, O_TO },
@@ -98,83 +187,15 @@ add_args(struct add *a, int argc, char **argv)
 		{ "help", no_argument, NULL, O_HELP },
 		{ NULL, 0, NULL, 0 }
 	};
-	int	 ch;
+	int	 ch, code;
 
 	/* 0, not 1: GNU getopt then starts afresh and lets options follow
 	 * ADDRESS (main's own getopt stops at the first word). */
 	optind = 0;
-	while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-		switch (ch) {
-		case O_NAME: a->name_opt = optarg; break;
-		case O_TO: a->to = optarg; break;
-		case O_MAILBOX: a->mailbox = optarg; break;
-		case O_IMAP_USER: a->imap_user = optarg; break;
-		case O_POP3_USER: a->pop3_user = optarg; break;
-		case O_POP3: a->pop3_url = optarg; break;
-		case O_CA: a->ca_opt = optarg; break;
-		case O_POP3_PW: a->pop3_pwfile = optarg; break;
-		case O_IMAP_PW: a->imap_pwfile = optarg; break;
-		case O_STATE: a->state_dir = optarg; break;
-		case O_PLAIN: a->allow_plain = true; break;
-		case O_OWNER: a->owner_opt = optarg; break;
-		case O_UNTESTED: a->save_untested = true; break;
-		case O_KEEP:
-		case O_DELETE:
-			if (a->keep_opt != -1 && a->keep_opt != (ch == O_KEEP)) {
-				fprintf(stderr, "popbridge: add: --keep or "
-				    "--delete, not both\n");
-				return EX_USAGE;
-			}
-			a->keep_opt = ch == O_KEEP;
-			break;
-		case O_POP3_AUTH: a->auth_opt[0] = optarg; break;
-		case O_IMAP_AUTH: a->auth_opt[1] = optarg; break;
-		case O_POP3_TOKEN: a->token_opt[0] = optarg; break;
-		case O_IMAP_TOKEN:
-		case O_OAUTH2_TOKEN:
-			/* Two names for the destination's token command:
-			 * --oauth2-token-command reads better for Gmail. */
-			if (a->token_opt[1] != NULL &&
-			    strcmp(a->token_opt[1], optarg) != 0) {
-				fprintf(stderr, "popbridge: add: one token "
-				    "command for the destination (--imap-token-"
-				    "command or --oauth2-token-command)\n");
-				return EX_USAGE;
-			}
-			a->token_opt[1] = optarg;
-			break;
-		case O_HELP:
-			fputs(add_usage, stdout);
-			return -1;
-		default:
-			fputs(add_usage, stderr);
-			return EX_USAGE;
-		}
-	}
-	if (argc - optind != 1) {
-		fprintf(stderr, "popbridge: add: %s\n", argc - optind == 0 ?
-		    "give the ADDRESS of the POP3 mailbox" : "one ADDRESS only");
-		fputs(add_usage, stderr);
-		return EX_USAGE;
-	}
-	a->address = argv[optind];
-	if (a->to == NULL) {
-		fprintf(stderr, "popbridge: add: give the IMAP account the mail "
-		    "goes to: --to imaps://HOST[:PORT], or --to gmail-api for "
-		    "Gmail through its API\n");
-		fputs(add_usage, stderr);
-		return EX_USAGE;
-	}
-	if (a->mailbox == NULL)
-		a->mailbox = "INBOX";
-	for (ch = 0; ch < 2; ch++)
-		if (a->auth_opt[ch] != NULL && !auth_ok(a->auth_opt[ch])) {
-			fprintf(stderr, "popbridge: add: --%s-auth: one of "
-			    "auto, plain, login, any, xoauth2, oauthbearer\n",
-			    ch == 0 ? "pop3" : "imap");
-			return EX_USAGE;
-		}
-	return 0;
+	while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1)
+		if ((code = add_option(a, ch)) != 0)
+			return code;
+	return add_args_check(a, argc, argv);
 }
 
 /* The whole config into memory, bounded; its stat tells a change. */
