@@ -507,7 +507,7 @@ enum result	 imap_append_recv(struct imap *, struct append_batch *,
 		     char **);
 /* Forget a batch whose replies will not be read (the run is ending). */
 void		 imap_append_abandon(struct append_batch *);
-bool		 imap_append_ready(struct imap *);
+bool		 imap_append_ready(struct imap *, const struct append_batch *);
 /* imap_fetch.c, on the selected mailbox: cb(uid, size, body, len). */
 typedef void	(*imap_list_cb)(void *, uint32_t, uint64_t, const char *,
 		     size_t);

@@ -527,11 +527,15 @@ imap_append_recv(struct imap *im, struct append_batch *ab, char **cause)
 	return r;
 }
 
-/* Have the server's replies to what was sent begun to come? */
+/*
+ * Is it time to read the batch's replies: have they begun to come?  A
+ * batch sent one at a time goes out only in _recv (each APPEND waits for
+ * its "+"), so it is always due: waiting would leave the link idle.
+ */
 bool
-imap_append_ready(struct imap *im)
+imap_append_ready(struct imap *im, const struct append_batch *ab)
 {
-	return conn_ready(im->c);
+	return ab == NULL || ab->mode == AB_ONE_BY_ONE || conn_ready(im->c);
 }
 
 void

@@ -127,7 +127,7 @@ replies_here(const struct run *rn, const struct batch *bt)
 
 	for (k = 0; k < rn->nlegs; k++)
 		if (bt->lb[k].sent && rn->legs[k].ss != NULL &&
-		    !imap_append_ready(rn->legs[k].ss->im))
+		    !imap_append_ready(rn->legs[k].ss->im, bt->lb[k].ab))
 			return false;
 	return true;
 }
