@@ -387,6 +387,7 @@ run_free(struct run *rn)
 		free(rn->legs[i].dest);
 		free(rn->legs[i].label);
 		free(rn->legs[i].mailbox);
+		free(rn->legs[i].wire);
 		free(rn->legs[i].plan);
 		free(rn->legs[i].down_why);
 	}

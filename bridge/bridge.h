@@ -496,7 +496,7 @@ enum result	 imap_append_many(struct imap *, const char *, const char *,
  * The same in two halves, so that the next batch can be read while the
  * server stores this one: _send writes the batch (nothing yet without
  * LITERAL+), _recv reads its replies (and does the rest) and frees it.
- * Up to four batches may be on the wire; their replies may come in any
+ * Up to eight batches may be on the wire; their replies may come in any
  * order.  The items, mailbox and flags must live until _recv.
  */
 struct append_batch;

@@ -121,8 +121,8 @@ enum ab_mode { AB_ONE_BY_ONE, AB_MULTI, AB_PIPELINED };
 
 struct append_batch {
 	enum ab_mode	 mode;
-	char		*q;		/* the mailbox, quoted */
-	const char	*mailbox, *flags;
+	const char	*q;		/* the mailbox, quoted: the caller's */
+	const char	*flags;
 	struct append_item *items;
 	size_t		 n;
 	unsigned int	 tag;		/* MULTI: its tag; PIPELINED: the first */
@@ -445,13 +445,11 @@ sync_pipelined(struct imap *im, struct append_batch *ab, char **cause)
 }
 
 enum result
-imap_append_send(struct imap *im, const char *mailbox, const char *flags,
+imap_append_send(struct imap *im, const char *wire, const char *flags,
     struct append_item *items, size_t n, struct append_batch **abp,
     char **cause)
 {
 	struct append_batch *ab;
-	const char	*why;
-	char		 clean[300];
 	bool		 small = true;
 	size_t		 i;
 	enum result	 r = RES_OK;
@@ -467,14 +465,7 @@ imap_append_send(struct imap *im, const char *mailbox, const char *flags,
 		return fail(cause, RES_TEMP, "imap: too many APPENDs on the "
 		    "wire");
 	ab = xcalloc(1, sizeof *ab);
-	/* On the wire in modified UTF-7 (RFC 3501 5.1.3). */
-	if ((ab->q = imap_quote_mailbox(mailbox, &why)) == NULL) {
-		free(ab);
-		return fail(cause, RES_CONFIG, "imap: mailbox \"%s\" %s",
-		    log_clean(clean, sizeof clean, mailbox, strlen(mailbox)),
-		    why);
-	}
-	ab->mailbox = mailbox;
+	ab->q = wire;
 	ab->flags = flags;
 	ab->items = items;
 	ab->n = n;
@@ -543,18 +534,17 @@ imap_append_abandon(struct append_batch *ab)
 {
 	if (ab == NULL)
 		return;
-	free(ab->q);
 	free(ab);
 }
 
 enum result
-imap_append_many(struct imap *im, const char *mailbox, const char *flags,
+imap_append_many(struct imap *im, const char *wire, const char *flags,
     struct append_item *items, size_t n, char **cause)
 {
 	struct append_batch *ab;
 	enum result	 r;
 
-	if ((r = imap_append_send(im, mailbox, flags, items, n, &ab,
+	if ((r = imap_append_send(im, wire, flags, items, n, &ab,
 	    cause)) != RES_OK)
 		return r;
 	return imap_append_recv(im, ab, cause);

@@ -62,6 +62,8 @@ struct leg {
 	struct session		*ss;		/* NULL until opened */
 	char			*mailbox;	/* on the server: under the
 						 * personal namespace */
+	char			*wire;		/* mailbox quoted for APPEND,
+						 * once it is opened */
 	struct imap_mbox	 mb;
 	uint32_t		 lo_uid;	/* next APPEND gets a UID >= */
 	bool			 opened;	/* STATUS (and CREATE) done */

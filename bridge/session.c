@@ -71,6 +71,20 @@ leg_session(struct run *rn, struct leg *g, char **cause)
 	return place_mailbox(rn, g, cause);
 }
 
+/* The leg's mailbox as APPEND names it on the wire. */
+static enum result
+leg_wire(struct leg *g, char **cause)
+{
+	const char	*why;
+	char		 clean[300];
+
+	if ((g->wire = imap_quote_mailbox(g->mailbox, &why)) == NULL)
+		return fail(cause, RES_CONFIG, "imap: mailbox \"%s\" %s",
+		    log_clean(clean, sizeof clean, g->mailbox,
+		    strlen(g->mailbox)), why);
+	return RES_OK;
+}
+
 enum result
 leg_imap(struct run *rn, struct leg *g, bool select, char **cause)
 {
@@ -95,6 +109,9 @@ leg_imap(struct run *rn, struct leg *g, bool select, char **cause)
 				    "mailbox %s", g->mailbox);
 		}
 		g->lo_uid = g->mb.uidnext;
+		/* Quoted (modified UTF-7) once, not for every batch. */
+		if ((r = leg_wire(g, cause)) != RES_OK)
+			return r;
 	}
 	if (select && g->ss->selected != g) {
 		if ((r = imap_select(g->ss->im, g->mailbox, &sel, cause)) !=

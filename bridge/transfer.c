@@ -360,7 +360,7 @@ send_leg(struct run *rn, struct batch *bt, size_t k, char **cause)
 			return gmail_stopped(rn, g, r, cause);
 		return RES_OK;
 	}
-	r = imap_append_send(g->ss->im, g->mailbox, rn->ac->flags, lb->items,
+	r = imap_append_send(g->ss->im, g->wire, rn->ac->flags, lb->items,
 	    lb->n, &lb->ab, cause);
 	if (r != RES_OK)
 		return leg_down(rn, g, r, cause);
@@ -426,7 +426,7 @@ recv_leg(struct run *rn, struct batch *bt, size_t k, char **cause)
 		return r;
 	g->created = true;
 	/* Nothing was stored (TRYCREATE): append them all again. */
-	return imap_append_many(g->ss->im, g->mailbox, rn->ac->flags,
+	return imap_append_many(g->ss->im, g->wire, rn->ac->flags,
 	    lb->items, lb->n, cause);
 }
 

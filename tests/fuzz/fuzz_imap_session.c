@@ -812,6 +812,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t len)
 	struct cmd	*cmds;
 	unsigned	 ctl, f1, f2;
 	char		*cause = NULL, *stream, *lines, *placed = NULL;
+	char		*wire = NULL;		/* placed, quoted for APPEND */
+	const char	*why;
 	const char	*login, *mailbox;
 	size_t		 loginlen, slen, na, nb, i, ncmds;
 	bool		 two, greets;
@@ -896,7 +898,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t len)
 			goto logout;
 	}
 
-	/* The APPENDs: one batch, or two on the wire at once. */
+	/* The APPENDs: one batch, or two on the wire at once, into the
+	 * mailbox quoted once as the run's legs do (session.c). */
+	if ((wire = imap_quote_mailbox(placed, &why)) == NULL)
+		goto logout;
 	na = (f1 & 3) + 1;
 	nb = two ? ((f1 >> 2) & 3) + 1 : 0;
 	for (i = 0; i < na + nb; i++)
@@ -906,15 +911,15 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t len)
 	if (f1 & 0x20)
 		item_set(&items[na - 1], 5, true);
 	if ((f1 & 0x80) && !two) {
-		r = imap_append_many(im, placed, "\\Seen", items, na, &cause);
+		r = imap_append_many(im, wire, "\\Seen", items, na, &cause);
 		check_cause(r, &cause, "imap_append_many");
 	} else {
-		r = imap_append_send(im, placed, "\\Seen", items, na, &ab[0],
+		r = imap_append_send(im, wire, "\\Seen", items, na, &ab[0],
 		    &cause);
 		check_cause(r, &cause, "imap_append_send 1");
 		check_imap(im);
 		if (r == RES_OK && two) {
-			r = imap_append_send(im, placed, "", items + na, nb,
+			r = imap_append_send(im, wire, "", items + na, nb,
 			    &ab[1], &cause);
 			check_cause(r, &cause, "imap_append_send 2");
 			check_imap(im);
@@ -955,6 +960,7 @@ sent:
 	free(cmds);
 	frame_free(&f);
 	free(placed);
+	free(wire);
 	free(lines);
 	free(stream);
 	free(w.out);
