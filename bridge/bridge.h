@@ -486,9 +486,10 @@ struct append_item {
 	char		*why;		/* out: the refusal, malloc'd */
 };
 /*
- * APPEND n messages: one MULTIAPPEND (RFC 3502) where offered, else
- * pipelined with LITERAL+, else one at a time.  RES_OK unless the link
- * failed; each item's res says what became of it.
+ * APPEND n messages into a mailbox given as it goes on the wire (quoted
+ * once by imap_quote_mailbox): one MULTIAPPEND (RFC 3502) where offered,
+ * else pipelined with LITERAL+, else one at a time.  RES_OK unless the
+ * link failed; each item's res says what became of it.
  */
 enum result	 imap_append_many(struct imap *, const char *, const char *,
 		     struct append_item *, size_t, char **);
