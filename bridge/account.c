@@ -372,6 +372,29 @@ log_too_big(const struct run *rn)
 	free(list);
 }
 
+/* What the run passed over, and why: said once at its end. */
+static void
+log_skipped(struct run *rn)
+{
+	const struct account	*ac = rn->ac;
+	const struct run_stats	*st = rn->st;
+
+	if (st->adopted > 0)
+		log_info("%s: %u message%s already in %s (same Message-ID, size "
+		    "and content): not imported again", ac->name, st->adopted,
+		    st->adopted == 1 ? "" : "s", ac->imap.mailbox);
+	if (st->too_big > 0)
+		log_too_big(rn);
+	if (st->too_old > 0)
+		log_info("%s: %u message%s dated before --since left on the POP3 "
+		    "server", ac->name, st->too_old, st->too_old == 1 ? "" : "s");
+	if (st->set_aside > 0)
+		log_info("%s: %u message%s set aside after failing in several "
+		    "runs (see `popbridge status`; `popbridge retry %s` tries "
+		    "them now)", ac->name, st->set_aside, st->set_aside == 1 ?
+		    "" : "s", ac->name);
+}
+
 static void
 run_free(struct run *rn)
 {
@@ -463,20 +486,7 @@ account_run(const struct config *cf, const struct account *ac,
 		finish_pop3(&rn);
 	else
 		record_deles(&rn, false, false);
-	if (st->adopted > 0)
-		log_info("%s: %u message%s already in %s (same Message-ID, size "
-		    "and content): not imported again", ac->name, st->adopted,
-		    st->adopted == 1 ? "" : "s", ac->imap.mailbox);
-	if (st->too_big > 0)
-		log_too_big(&rn);
-	if (st->too_old > 0)
-		log_info("%s: %u message%s dated before --since left on the POP3 "
-		    "server", ac->name, st->too_old, st->too_old == 1 ? "" : "s");
-	if (st->set_aside > 0)
-		log_info("%s: %u message%s set aside after failing in several "
-		    "runs (see `popbridge status`; `popbridge retry %s` tries "
-		    "them now)", ac->name, st->set_aside, st->set_aside == 1 ?
-		    "" : "s", ac->name);
+	log_skipped(&rn);
 done:
 	net_deadline(0);
 	st->seconds = now_seconds() - rn.started;
