@@ -67,8 +67,9 @@ SRCS	+= bridge/route_text.c bridge/batch_row.c bridge/batch_run.c
 # Issue 14's splits: discover.c's sources, net.c's reads and writes.
 SRCS	+= bridge/discover_preset.c bridge/discover_autoconfig.c \
 	   bridge/discover_http.c bridge/discover_srv.c bridge/net_io.c
-# Issue 14: the base add's files call down to (no cycle among them).
-SRCS	+= bridge/add_util.c bridge/discover_util.c
+# Issue 14: the bases add's and discovery's files call down to (no cycle
+# among them), and the bounded reply buffer of discovery and Gmail.
+SRCS	+= bridge/add_util.c bridge/discover_util.c bridge/bounded.c
 # Issue 14: check and dry runs out of account.c.
 SRCS	+= bridge/check.c bridge/account_valid.c
 # Issue 14: the config loader's base, and its endpoint groups.

@@ -70,6 +70,11 @@ void		 secret_free(char *);
 enum result	 fail(char **cause, enum result r, const char *, ...)
 		     PRINTFLIKE(3, 4);
 
+/* bounded.c: append n bytes at p to *buf (*len bytes, NUL-terminated),
+ * false and nothing appended if that would pass max bytes. */
+bool		 bounded_append(char **, size_t *, size_t, const void *,
+		     size_t);
+
 /* log.c */
 enum log_level {
 	LOG_LVL_WARN = 0,

@@ -32,14 +32,10 @@ body_write(char *p, size_t size, size_t n, void *arg)
 	struct body	*b = arg;
 	size_t		 len = size * n;
 
-	if (len > DOC_MAX - b->len) {
+	if (!bounded_append(&b->buf, &b->len, DOC_MAX, p, len)) {
 		b->over = true;
 		return 0;		/* curl stops with CURLE_WRITE_ERROR */
 	}
-	b->buf = xrealloc(b->buf, b->len + len + 1);
-	memcpy(b->buf + b->len, p, len);
-	b->len += len;
-	b->buf[b->len] = '\0';
 	return len;
 }
 

@@ -263,14 +263,10 @@ write_cb(char *data, size_t size, size_t n, void *arg)
 	size_t		 max = rq->reply_max > 0 ? rq->reply_max :
 			    GMAIL_REPLY_MAX;
 
-	if (len > max - rq->replylen) {
+	if (!bounded_append(&rq->reply, &rq->replylen, max, data, len)) {
 		rq->too_long = true;
 		return 0;
 	}
-	rq->reply = xrealloc(rq->reply, rq->replylen + len + 1);
-	memcpy(rq->reply + rq->replylen, data, len);
-	rq->replylen += len;
-	rq->reply[rq->replylen] = '\0';
 	return len;
 }
 

@@ -1,4 +1,4 @@
-// link: bridge/discover.c bridge/discover_util.c bridge/discover_preset.c bridge/discover_autoconfig.c bridge/discover_http.c bridge/discover_srv.c bridge/file.c
+// link: bridge/discover.c bridge/discover_util.c bridge/discover_preset.c bridge/discover_autoconfig.c bridge/discover_http.c bridge/discover_srv.c bridge/file.c bridge/bounded.c
 // pkg: libcurl libxml-2.0
 // max_len: 16384
 /*
