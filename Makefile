@@ -63,7 +63,8 @@ SRCS	+= bridge/config_url.c bridge/config_proxy.c bridge/config_secfile.c \
 	   bridge/add_ask.c bridge/add_login.c bridge/add_write.c \
 	   bridge/add_gmail.c
 # Issue 14's splits: route.c's header text, batch.c's rows and scheduling.
-SRCS	+= bridge/route_text.c bridge/batch_row.c bridge/batch_run.c
+SRCS	+= bridge/route_text.c bridge/batch_row.c bridge/batch_run.c \
+	   bridge/batch_report.c
 # Issue 14's splits: discover.c's sources, net.c's reads and writes.
 SRCS	+= bridge/discover_preset.c bridge/discover_autoconfig.c \
 	   bridge/discover_http.c bridge/discover_srv.c bridge/net_io.c

@@ -20,8 +20,9 @@
  * coordination and no overlap, and rows for one mailbox meet in one shard,
  * where they are checked against each other and run one after the other.
  *
- * Here: the command, its options, reading FILE into jobs and the report;
- * a row to an account in batch_row.c, running the jobs in batch_run.c.
+ * Here: the command, its options, reading FILE into jobs; a row to an
+ * account in batch_row.c, running the jobs in batch_run.c, the report in
+ * batch_report.c.
  */
 #include <sys/stat.h>
 
@@ -51,67 +52,6 @@ static const char batch_usage[] =
     "      imap_ca_file, flags).  A password may be file:PATH (under a\n"
     "      --secrets-dir) or env:NAME (NAME starting with a\n"
     "      --secrets-env-prefix); --trust-csv lifts both limits.\n";
-
-/* ---- the report ---- */
-
-/* A CSV field, quoted when it must be. */
-static void
-csv_put(FILE *f, const char *s, bool last)
-{
-	if (s == NULL)
-		s = "";
-	if (strpbrk(s, ",\"\r\n") != NULL) {
-		fputc('"', f);
-		for (; *s != '\0'; s++) {
-			if (*s == '"')
-				fputc('"', f);
-			fputc(*s, f);
-		}
-		fputc('"', f);
-	} else
-		fputs(s, f);
-	fputc(last ? '\n' : ',', f);
-}
-
-static void
-report_header(struct batch *b)
-{
-	if (b->rep == NULL)
-		return;
-	fputs("line,pop3_url,pop3_user,imap_url,imap_user,mailbox,status,"
-	    "imported,bytes,skipped,skipped_reasons,seconds,error\n", b->rep);
-}
-
-void
-batch_report_row(struct batch *b, int line, const char *const *cols,
-    const char *status, const struct run_stats *st, const char *skipped,
-    double secs, const char *error)
-{
-	char	 num[4][32];
-
-	if (b->rep == NULL)
-		return;
-	snprintf(num[0], sizeof num[0], "%d", line);
-	snprintf(num[1], sizeof num[1], "%u", st != NULL ? st->imported : 0);
-	snprintf(num[2], sizeof num[2], "%llu", st != NULL ?
-	    (unsigned long long)st->bytes : 0ULL);
-	snprintf(num[3], sizeof num[3], "%u", st != NULL ? st->failed : 0);
-	csv_put(b->rep, num[0], false);
-	csv_put(b->rep, cols[0], false);
-	csv_put(b->rep, cols[1], false);
-	csv_put(b->rep, cols[2], false);
-	csv_put(b->rep, cols[3], false);
-	csv_put(b->rep, cols[4], false);
-	csv_put(b->rep, status, false);
-	csv_put(b->rep, num[1], false);
-	csv_put(b->rep, num[2], false);
-	csv_put(b->rep, num[3], false);
-	csv_put(b->rep, skipped, false);
-	snprintf(num[0], sizeof num[0], "%.1f", secs);
-	csv_put(b->rep, num[0], false);
-	csv_put(b->rep, error, true);
-	fflush(b->rep);
-}
 
 /* Did this account's last run finish (everything imported)? */
 static bool
@@ -562,7 +502,7 @@ cmd_batch(struct globals *g, int argc, char **argv)
 			code = EX_CANTCREAT;
 			goto out;
 		}
-		report_header(&b);
+		batch_report_header(&b);
 	}
 	if ((r = load_rows(&b, &cause)) != RES_OK) {
 		log_warn("batch: %s", cause);

@@ -83,6 +83,8 @@ const char	*batch_row_check(struct batch *, const struct account *, char *,
 
 /* batch.c: a line of the --report file (cols: the two URLs, users and
  * the mailbox; st NULL for a row that never ran). */
+/* batch_report.c: the --report CSV. */
+void		 batch_report_header(struct batch *);
 void		 batch_report_row(struct batch *, int, const char *const *,
 		     const char *, const struct run_stats *, const char *,
 		     double, const char *);
