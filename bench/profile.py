@@ -11,7 +11,7 @@ For each network, two runs of `popbridge run` into a fresh user:
    (it is built with -g): every wait in conn_wait (the one poll() of
    popbridge's I/O: which connection, POLLIN or POLLOUT, how long), every
    ledger commit (ledger_commit, with the fsync/fdatasync syscalls in it),
-   the batch functions, the logins (conn_open, conn_login, pop3_open,
+   the batch functions, the logins (conn_open, pop3_open,
    imap_open, imap_select) and transfer_all.  From those: the run's wall
    time split into waiting for POP3 data, waiting for IMAP replies,
    waiting for the IMAP server to take data, ledger commits, and the rest
@@ -55,7 +55,6 @@ PROBES = [
     "imap_append_send", "imap_append_send%return",
     "imap_append_recv", "imap_append_recv%return",
     "conn_open", "conn_open%return",
-    "conn_login", "conn_login%return",
     "pop3_open", "pop3_open%return",
     "imap_open", "imap_open%return",
     "imap_select", "imap_select%return",
@@ -272,7 +271,7 @@ def fmt_breakdown(net, r, rtt):
              "(in the setup the rest includes the TCP and TLS handshakes, which wait inside "
              "libcurl)")
     logins = {fn: sum(sum(v) for (ph, f), v in sp.items() if f == fn)
-              for fn in ("conn_open", "conn_login", "pop3_open", "imap_open", "imap_select")}
+              for fn in ("conn_open", "pop3_open", "imap_open", "imap_select")}
     L.append("setup calls: " + ", ".join(f"{fn} {s:.3f} s" for fn, s in logins.items()))
     big = sorted(r["timeline"], key=lambda x: -x[1])[:8]
     L.append("longest waits: " + ", ".join(f"{what} {d * 1000:.0f} ms at {t:.2f} s"
