@@ -143,6 +143,10 @@ struct account {
 	struct routing	*routing;	/* route.h; NULL: all to imap */
 	int		 line;
 };
+/* config_route.c: the account's endpoints, n = 0, 1, ... (pop3, imap,
+ * each destination's), *side their name; NULL past the last. */
+struct endpoint	*config_account_endpoint(struct account *, size_t,
+		     const char **);
 
 struct config {
 	char		*path;

@@ -693,6 +693,27 @@ pattern_free(struct pattern *p)
 	free(p->text);
 }
 
+/*
+ * The account's endpoints one by one: its pop3 (0) and imap (1) blocks,
+ * then each destination's (2 on); NULL past the last.  *side names it for
+ * a message.  For what must be done to every login an account has: the
+ * daemon reads each password_file before it drops root.
+ */
+struct endpoint *
+config_account_endpoint(struct account *ac, size_t n, const char **side)
+{
+	struct routing	*rt = ac->routing;
+
+	if (n < 2) {
+		*side = n == 0 ? "pop3" : "imap";
+		return n == 0 ? &ac->pop3 : &ac->imap;
+	}
+	if (rt == NULL || n - 2 >= rt->ndests)
+		return NULL;
+	*side = rt->dests[n - 2].name;
+	return &rt->dests[n - 2].ep;
+}
+
 void
 routing_free(struct routing *rt)
 {

@@ -559,19 +559,21 @@ drop_privileges(struct config *cf, char **cause)
 	if ((pw = getpwnam(cf->user)) == NULL)
 		return fail(cause, RES_CONFIG, "%s: no such user \"%s\"",
 		    cf->path, cf->user);
+	/* Every login's: a routing destination's password_file too. */
 	for (i = 0; i < cf->naccounts; i++) {
-		struct endpoint *eps[2] = { &cf->accounts[i].pop3,
-			&cf->accounts[i].imap };
-		size_t j;
+		struct endpoint *ep;
+		const char	*side;
+		size_t		 j;
 
-		for (j = 0; j < 2; j++) {
-			if (eps[j]->password_file == NULL)
+		for (j = 0; (ep = config_account_endpoint(&cf->accounts[i], j,
+		    &side)) != NULL; j++) {
+			if (ep->password_file == NULL)
 				continue;
-			if ((r = config_secret(eps[j], &eps[j]->password,
-			    cause)) != RES_OK)
+			if ((r = config_secret(ep, &ep->password, cause)) !=
+			    RES_OK)
 				return r;
-			free(eps[j]->password_file);
-			eps[j]->password_file = NULL;
+			free(ep->password_file);
+			ep->password_file = NULL;
 		}
 	}
 	if (chown_state_dir(cf->state_dir, pw) == -1)

@@ -120,23 +120,22 @@ config_copy(const char *path, uid_t uid, gid_t gid, int *fdp, char **cause)
 
 /* The helper: "ACCOUNT SIDE PASSWORD" lines, one per password_file. */
 static enum result
-config_passwords(const struct config *cf, struct secret_buf *b, char **cause)
+config_passwords(struct config *cf, struct secret_buf *b, char **cause)
 {
 	const struct endpoint *ep;
+	const char	*side;
 	char		*secret, *why = NULL;
 	size_t		 i, j;
 	enum result	 r;
 
 	for (i = 0; i < cf->naccounts; i++)
-		for (j = 0; j < 2; j++) {
-			ep = j == 0 ? &cf->accounts[i].pop3 :
-			    &cf->accounts[i].imap;
+		for (j = 0; (ep = config_account_endpoint(&cf->accounts[i], j,
+		    &side)) != NULL; j++) {
 			if (ep->password_file == NULL)
 				continue;
 			if ((r = config_secret(ep, &secret, &why)) != RES_OK) {
 				fail(cause, r, "account \"%s\": %s: %s",
-				    cf->accounts[i].name, j == 0 ? "pop3" :
-				    "imap", why);
+				    cf->accounts[i].name, side, why);
 				free(why);
 				return r;
 			}
@@ -376,6 +375,7 @@ static void
 apply_passwords(struct config *cf, char *text)
 {
 	struct endpoint	*ep;
+	const char	*side;
 	char		*line, *next, *end;
 	unsigned long	 i, j;
 
@@ -387,10 +387,9 @@ apply_passwords(struct config *cf, char *text)
 		if (*end != ' ' || i >= cf->naccounts)
 			continue;
 		j = strtoul(end + 1, &end, 10);
-		if (*end != ' ' || j > 1)
-			continue;
-		ep = j == 0 ? &cf->accounts[i].pop3 : &cf->accounts[i].imap;
-		if (ep->password_file == NULL)
+		if (*end != ' ' || (ep = config_account_endpoint(
+		    &cf->accounts[i], j, &side)) == NULL ||
+		    ep->password_file == NULL)
 			continue;
 		secret_free(ep->password);
 		ep->password = xstrdup(end + 1);

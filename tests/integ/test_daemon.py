@@ -386,6 +386,54 @@ def test_sighup_after_dropping_root(t):
     assert_exactly_once([raws[1], raws[2]], dc.imap_messages(d2), "INBOX of 'second'")
 
 
+def test_destination_password_file_after_dropping_root(t):
+    """Root's daemon with user = "nobody" and an account that routes its
+    mail to a destination whose password is in a root-only password_file:
+    the daemon reads it before it drops root, as it does the account's own
+    (it read only the pop3 and imap blocks' before: "Permission denied" as
+    nobody, the mail never arrived).  SIGHUP reads it again through the
+    root helper.  Root only."""
+    if os.geteuid() != 0:
+        t.note("not root: nothing to drop")
+        return
+    dc = t.dovecot()
+    src, me, anna = t.user(dc, "s"), t.user(dc, "m"), t.user(dc, "a")
+    raws = [raw for _, raw in varied_messages(t.name)[:2]]
+    os.chmod(t.tmp, 0o711)
+    ca = t.tmp / "ca.pem"
+    ca.write_bytes(Path(dc.ca_file).read_bytes())
+    os.chmod(ca, 0o644)
+    (t.tmp / "secret").mkdir(mode=0o700)
+    write_text_config(t.tmp / "secret" / "anna.imap", dc.users[anna] + "\n")
+    acct = dc.account("routed", src, me)
+    for side in ("pop3", "imap"):
+        acct[side]["ca_file"] = str(ca)
+    dest = {"name": "anna"}
+    dest.update(dc.imap_block(anna))
+    dest["ca_file"] = str(ca)
+    del dest["password"]
+    dest["password_file"] = "secret/anna.imap"
+    acct["destinations"] = [dest]
+    acct["rules"] = [{"to": "anna"}]
+    extra = LONG + 'user = "nobody";\n'
+    dc.deliver(src, raws[0])
+    cfg = t.config([acct], extra=extra)
+
+    with Daemon(t, cfg) as d:
+        wait_mail(d, dc, anna, 1, FIRST_POLL + 15, "mail routed to 'anna', whose password "
+                  "is in a root-only file, from the daemon running as nobody")
+        assert _uid(d.pid) == NOBODY, f"the daemon runs as uid {_uid(d.pid)}, not nobody"
+        mark = d.mark()
+        d.reload()
+        d.wait_line(lambda line: "config reloaded" in line or reload_error(line),
+                    NOW, "the reload's outcome", since=mark)
+        dc.deliver(src, raws[1])
+        d.poll_now()
+        wait_mail(d, dc, anna, 2, NOW, "mail routed to 'anna' after SIGHUP")
+    assert_exactly_once(raws, dc.imap_messages(anna), "INBOX of 'anna'")
+    assert dc.maildir_count(me) == 0, "mail for 'anna' reached the account's own mailbox"
+
+
 def test_sigterm_mid_import_exits_promptly(t):
     dc = t.dovecot()
     src, dst = t.user(dc, "s"), t.user(dc, "d")
