@@ -209,7 +209,17 @@ def test_page_in_chromium(t):
                 f"after signing in: {[e.text for e in b.buttons()]}"
             since = d.mark()
             b.buttons("home")[0].click()
-            note = b.d.find_element(b.By.ID, "asked").text
+
+            # The click returns when the press is sent, not when the page
+            # it leads to has loaded (a busy machine shows the old one for
+            # a while): wait for the note, reading what the page says.
+            def asked_note():
+                try:
+                    found = b.d.find_elements(b.By.ID, "asked")
+                    return found[0].text if found else None
+                except Exception:       # the page reloaded under us
+                    return None
+            note = d.wait(asked_note, DEADLINE, "the page saying a check was asked for")
             assert "home" in note, f"after the press the page says {note!r}"
 
             def home_count():
